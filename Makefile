@@ -1,0 +1,34 @@
+# Two commands for a new user: `make demo` (the local pipeline on the bundled data, then a served
+# forecast) and `make test` (the whole offline suite). Each installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[serve,train,client,lambdas,infra,dev]'
+	touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/forecast-mlops demo
+
+test: $(STAMP) $(NODE_STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) node_modules .venv-checkov cdk.out

@@ -1,0 +1,95 @@
+"""The model artifact: plain JSON and NumPy ``.npz`` (never pickled). See docs/design.md.
+
+``model.json`` holds the specification, fitted parameters, the data tail and metadata; ``arrays.npz``
+holds the cross-validation errors used to calibrate intervals. Both are read back with
+``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "forecast-mlops.harmonic-arima"
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+ARRAYS_NPZ = "arrays.npz"
+
+
+class ArtifactError(ValueError):
+    """A model folder that is missing files or does not follow the artifact format."""
+
+
+@dataclass
+class ModelArtifact:
+    """Everything needed to forecast, as plain data."""
+
+    spec: dict[str, Any]
+    freq: str
+    last_timestamp: str
+    t_last: int
+    parameters: dict[str, Any]
+    calibration_errors: np.ndarray  # (splits, horizon) log-scale out-of-sample errors
+    history: dict[str, list]  # recent "timestamps" and "values" for plots
+    metadata: dict[str, Any] = field(default_factory=dict)  # version, trained_at, metrics, ...
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        document = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "spec": self.spec,
+            "freq": self.freq,
+            "last_timestamp": self.last_timestamp,
+            "t_last": int(self.t_last),
+            "parameters": _plain(self.parameters),
+            "history": _plain(self.history),
+            "metadata": _plain(self.metadata),
+        }
+        (folder / MODEL_JSON).write_text(json.dumps(document, indent=1, sort_keys=True))
+        np.savez(folder / ARRAYS_NPZ, calibration_errors=np.asarray(self.calibration_errors, float))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "ModelArtifact":
+        folder = Path(folder)
+        try:
+            document = json.loads((folder / MODEL_JSON).read_text())
+            with np.load(folder / ARRAYS_NPZ, allow_pickle=False) as arrays:
+                errors = np.asarray(arrays["calibration_errors"], dtype=float)
+        except FileNotFoundError as err:
+            raise ArtifactError(f"model folder {folder.name!r} lacks {Path(err.filename).name}") from None
+        except (json.JSONDecodeError, KeyError, ValueError) as err:
+            raise ArtifactError(f"model folder {folder.name!r} is not a valid artifact: {err}") from None
+        if document.get("format") != FORMAT or document.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError(
+                f"unsupported artifact format {document.get('format')!r} v{document.get('format_version')}"
+            )
+        return cls(
+            spec=document["spec"],
+            freq=document["freq"],
+            last_timestamp=document["last_timestamp"],
+            t_last=int(document["t_last"]),
+            parameters=document["parameters"],
+            calibration_errors=errors,
+            history=document["history"],
+            metadata=document.get("metadata", {}),
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Convert NumPy containers and scalars to JSON-ready Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

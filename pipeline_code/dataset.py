@@ -1,0 +1,216 @@
+"""Load and validate an input CSV (the input contract): ``timestamp`` (ISO date), ``value`` (number).
+
+Every rejection is a :class:`DataValidationError` naming the rule and, where there is one, the line
+of the file (the header is line 1). Only the standard library and NumPy are used.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from .calendar import Calendar, parse_freq
+
+REQUIRED_COLUMNS = ("timestamp", "value")
+OPTIONAL_COLUMNS = ("item_id",)
+
+
+class DataValidationError(ValueError):
+    """A series that breaks a rule of the input contract."""
+
+    def __init__(self, rule: str, message: str, line: int | None = None) -> None:
+        self.rule = rule
+        self.line = line
+        where = f" (line {line})" if line is not None else ""
+        super().__init__(f"[{rule}]{where} {message}")
+
+
+@dataclass(frozen=True)
+class Series:
+    """A regular univariate series."""
+
+    timestamps: list[date]
+    values: np.ndarray
+    freq: str
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def calendar(self) -> Calendar:
+        return parse_freq(self.freq)
+
+    def head(self, n: int) -> "Series":
+        return Series(self.timestamps[:n], self.values[:n], self.freq)
+
+    def tail(self, n: int) -> "Series":
+        return Series(self.timestamps[-n:], self.values[-n:], self.freq)
+
+    def to_csv(self, path: Path, extra: dict[str, np.ndarray] | None = None) -> None:
+        extra = extra or {}
+        with Path(path).open("w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["timestamp", "value", *extra])
+            for i, stamp in enumerate(self.timestamps):
+                cells = [_fmt(self.values[i])] + [_fmt(col[i]) for col in extra.values()]
+                writer.writerow([stamp.isoformat(), *cells])
+
+
+def _fmt(x: float) -> str:
+    return f"{float(x):.10g}"
+
+
+def load_series(
+    path: str | Path,
+    *,
+    freq: str,
+    min_length: int = 1,
+    max_bytes: int = 50 * 1024 * 1024,
+    max_gap_periods: int = 0,
+    require_positive: bool = True,
+) -> Series:
+    """Read and validate a CSV file; see the module docstring for the contract."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError("file", f"no such file: {path.name}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DataValidationError("oversize", f"file is {size} bytes; the limit is {max_bytes} bytes")
+    raw = path.read_bytes()
+    return parse_series(
+        raw,
+        freq=freq,
+        min_length=min_length,
+        max_gap_periods=max_gap_periods,
+        require_positive=require_positive,
+    )
+
+
+def parse_series(
+    raw: bytes,
+    *,
+    freq: str,
+    min_length: int = 1,
+    max_gap_periods: int = 0,
+    require_positive: bool = True,
+) -> Series:
+    """Validate CSV bytes and return the series."""
+    calendar = parse_freq(freq)
+    if not raw.strip():
+        raise DataValidationError("empty", "the file is empty")
+    if raw.startswith(b"\xef\xbb\xbf") or raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
+        raise DataValidationError(
+            "encoding", "the file starts with a byte-order mark; save it as UTF-8 without BOM", 1
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataValidationError("encoding", f"the file is not UTF-8 ({err.reason})") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    header = [cell.strip() for cell in rows[0]]
+    _check_header(header)
+    ts_col, value_col = header.index("timestamp"), header.index("value")
+    item_col = header.index("item_id") if "item_id" in header else None
+
+    stamps: list[date] = []
+    values: list[float] = []
+    items: set[str] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataValidationError(
+                "columns", f"expected {len(header)} fields, found {len(row)}", line
+            )
+        stamps.append(_parse_date(row[ts_col], line))
+        values.append(_parse_value(row[value_col], line, require_positive))
+        if item_col is not None:
+            items.add(row[item_col].strip())
+        if not calendar.on_calendar(stamps[-1]):
+            raise DataValidationError(
+                "calendar", f"{stamps[-1].isoformat()} is not a {freq} timestamp", line
+            )
+        if len(stamps) > 1:
+            _check_order(stamps[-2], stamps[-1], line, calendar, max_gap_periods)
+    if len(items) > 1:
+        raise DataValidationError("item_id", f"one series per file; found {len(items)} item_id values")
+    if not stamps:
+        raise DataValidationError("empty", "the file has a header but no rows")
+    series = _fill_gaps(stamps, np.asarray(values, dtype=float), calendar, freq)
+    if len(series) < min_length:
+        raise DataValidationError(
+            "too-short",
+            f"{len(series)} observations; at least {min_length} are needed (CV window + horizon)",
+        )
+    return series
+
+
+def _check_header(header: list[str]) -> None:
+    if len(header) == 1 and ";" in header[0]:
+        raise DataValidationError(
+            "delimiter", "the header uses semicolons; the file must be comma-separated", 1
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise DataValidationError(
+            "header", f"missing column(s) {missing}; expected header 'timestamp,value', found {header}", 1
+        )
+    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown or len(set(header)) != len(header):
+        raise DataValidationError(
+            "header", f"unexpected or repeated column(s) in {header}; allowed: timestamp, value, item_id", 1
+        )
+
+
+def _parse_date(cell: str, line: int) -> date:
+    try:
+        return date.fromisoformat(cell.strip())
+    except ValueError:
+        raise DataValidationError("timestamp", f"{cell!r} is not an ISO date (YYYY-MM-DD)", line) from None
+
+
+def _parse_value(cell: str, line: int, require_positive: bool) -> float:
+    try:
+        value = float(cell.strip())
+    except ValueError:
+        raise DataValidationError("value", f"{cell!r} is not a number", line) from None
+    if not math.isfinite(value):
+        raise DataValidationError("value", f"{cell.strip()!r} is not a finite number", line)
+    if require_positive and value <= 0:
+        raise DataValidationError(
+            "value", f"{value:g} is not positive; the model works on the log scale", line
+        )
+    return value
+
+
+def _check_order(prev: date, current: date, line: int, calendar: Calendar, max_gap: int) -> None:
+    if current == prev:
+        raise DataValidationError("duplicate", f"timestamp {current.isoformat()} appears twice", line)
+    if current < prev:
+        raise DataValidationError(
+            "order", f"{current.isoformat()} comes after {prev.isoformat()}; sort rows by timestamp", line
+        )
+    steps = calendar.steps_between(prev, current)
+    if steps - 1 > max_gap:
+        raise DataValidationError(
+            "gap",
+            f"{steps - 1} missing period(s) between {prev.isoformat()} and {current.isoformat()}"
+            f" (tolerance {max_gap})",
+            line,
+        )
+
+
+def _fill_gaps(stamps: list[date], values: np.ndarray, calendar: Calendar, freq: str) -> Series:
+    """Put tolerated gaps on the calendar, filled by linear interpolation on the log scale."""
+    positions = np.array([calendar.steps_between(stamps[0], s) for s in stamps])
+    if positions[-1] == len(stamps) - 1:
+        return Series(stamps, values, freq)
+    full = np.arange(positions[-1] + 1)
+    filled = np.exp(np.interp(full, positions, np.log(values)))
+    return Series([calendar.shift(stamps[0], int(k)) for k in full], filled, freq)

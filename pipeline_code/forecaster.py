@@ -1,0 +1,122 @@
+"""Forecast from a model artifact with NumPy only: what the serving container runs.
+
+Imports nothing from training (no SciPy, statsmodels or pandas) and unpickles nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from .artifact import ModelArtifact
+from .calendar import parse_freq
+from .model.arima import error_forecast, forecast_variance
+from .model.design import design_matrix
+from .model.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A forecast path with a central prediction interval at level ``conf``."""
+
+    timestamps: list[date]
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    conf: float
+
+    def records(self) -> list[dict[str, Any]]:
+        return [
+            {"timestamp": ts.isoformat(), "mean": float(m), "lower": float(lo), "upper": float(hi)}
+            for ts, m, lo, hi in zip(self.timestamps, self.mean, self.lower, self.upper, strict=True)
+        ]
+
+
+class Forecaster:
+    """A fitted harmonic-regression model with ARIMA errors and calibrated intervals."""
+
+    def __init__(self, artifact: ModelArtifact) -> None:
+        self.artifact = artifact
+        self.spec = ModelSpec.from_dict(artifact.spec)
+        self.calendar = parse_freq(artifact.freq)
+        self.last_timestamp = date.fromisoformat(artifact.last_timestamp)
+        params = artifact.parameters
+        self._beta = np.asarray(params["beta"], dtype=float)
+        self._phi = np.asarray(params["phi"], dtype=float)[None, :]
+        self._u_tail = np.asarray(params["u_tail"], dtype=float)[None, :]
+        self._diff = np.array([int(params["diff"])])
+        self._sigma2 = np.array([float(params["sigma2"])])
+        self._errors = np.sort(np.asarray(artifact.calibration_errors, dtype=float), axis=0)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Forecaster":
+        return cls(ModelArtifact.load(folder))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.artifact.metadata
+
+    @property
+    def calibrated_horizon(self) -> int:
+        return self._errors.shape[1]
+
+    def log_forecast(self, periods: int) -> tuple[np.ndarray, np.ndarray]:
+        """Log-scale point forecast and model-based variance for steps 1..periods."""
+        t = self.artifact.t_last + np.arange(1, periods + 1, dtype=float)
+        deterministic = design_matrix(t, self.spec, intercept=True) @ self._beta
+        errors = error_forecast(self._phi, self._u_tail, self._diff, periods)[0]
+        variance = forecast_variance(self._phi, self._sigma2, self._diff, periods)[0]
+        return deterministic + errors, variance
+
+    def predict(self, periods: int, conf: float) -> Forecast:
+        """Forecast ``periods`` steps after the last observation with a ``conf`` interval."""
+        if periods < 1:
+            raise ValueError("periods must be at least 1")
+        if not 0.0 < conf < 1.0:
+            raise ValueError("conf must be strictly between 0 and 1")
+        z_hat, variance = self.log_forecast(periods)
+        low_q, high_q = self.error_quantiles(conf, variance)
+        return Forecast(
+            timestamps=self.calendar.future(self.last_timestamp, periods),
+            mean=np.exp(z_hat + 0.5 * variance),
+            lower=np.exp(z_hat + low_q),
+            upper=np.exp(z_hat + high_q),
+            conf=conf,
+        )
+
+    def error_quantiles(self, conf: float, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quantiles of the out-of-sample log errors per step, split-conformal style.
+
+        Steps within the cross-validated horizon use the empirical errors of that step; tails finer
+        than the sample resolves use a normal with the step's empirical spread; steps past the
+        horizon scale the last step's quantiles by the model's variance growth.
+        """
+        errors = self._errors
+        n, horizon = errors.shape
+        alpha = 1.0 - conf
+        low = _order_statistic(errors, alpha / 2, n, upper=False)
+        high = _order_statistic(errors, 1 - alpha / 2, n, upper=True)
+        periods = variance.size
+        steps = np.minimum(np.arange(periods), horizon - 1)
+        low, high = low[steps], high[steps]
+        beyond = np.arange(periods) >= horizon
+        if beyond.any():
+            growth = np.sqrt(variance / variance[horizon - 1]) if periods >= horizon else 1.0
+            low = np.where(beyond, low * growth, low)
+            high = np.where(beyond, high * growth, high)
+        return low, high
+
+
+def _order_statistic(sorted_errors: np.ndarray, level: float, n: int, *, upper: bool) -> np.ndarray:
+    """The conformal order statistic of each column, or a normal tail when n is too small for it."""
+    rank = math.ceil((n + 1) * level) if upper else math.floor((n + 1) * level)
+    if 1 <= rank <= n:
+        return sorted_errors[rank - 1]
+    z = NormalDist().inv_cdf(level)
+    return sorted_errors.mean(axis=0) + z * sorted_errors.std(axis=0, ddof=1)

@@ -1,0 +1,1 @@
+"""Harmonic regression with ARIMA errors: design, error recursion (NumPy only) and batched fitting."""
