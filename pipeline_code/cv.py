@@ -71,13 +71,18 @@ def accuracy(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> dic
 
 def cross_validate(
     y: np.ndarray, spec: ModelSpec, *, window: int, horizon: int, step: int = 1,
-    origins: np.ndarray | None = None,
+    origins: np.ndarray | None = None, target: np.ndarray | None = None,
 ) -> CVResult:
-    """Fit each split on its window only and forecast steps 1..horizon after it."""
+    """Fit each split on its window of ``y`` only and forecast steps 1..horizon after it.
+
+    Forecasts are scored against ``target`` (default ``y``), e.g. the counterfactual-cleaned series
+    when ``y`` is the observed one.
+    """
     y = np.asarray(y, dtype=float)
+    target = y if target is None else np.asarray(target, dtype=float)
     if origins is None:
         origins = sliding_origins(y.size, window=window, horizon=horizon, step=step)
     fits = fit_windows(np.log(y), spec, window=window, horizon=horizon, origins=origins)
-    actual = y[origins[:, None] + np.arange(horizon)[None, :]]
-    scale = seasonal_naive_scale(y, origins, window, spec.seasonal_period)
+    actual = target[origins[:, None] + np.arange(horizon)[None, :]]
+    scale = seasonal_naive_scale(target, origins, window, spec.seasonal_period)
     return CVResult(fits, actual, scale)

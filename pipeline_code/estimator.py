@@ -47,12 +47,14 @@ class HarmonicArimaForecaster:
 
     def fit(
         self, series: Series, *, calibration_series: Series | None = None,
-        metadata: dict[str, Any] | None = None,
+        calibration_target: np.ndarray | None = None, metadata: dict[str, Any] | None = None,
     ) -> FitResult:
-        """Fit on ``series``; CV runs on ``calibration_series`` (default: the same series)."""
+        """Fit on ``series``; CV runs on ``calibration_series`` (default: the same series), scored
+        against ``calibration_target`` (default: the calibration series itself)."""
         calibration = calibration_series if calibration_series is not None else series
         cv = cross_validate(
-            calibration.values, self.spec, window=self.window, horizon=self.horizon, step=self.step
+            calibration.values, self.spec, window=self.window, horizon=self.horizon, step=self.step,
+            target=calibration_target,
         )
         window = min(self.window, len(series))
         z = np.log(series.values)

@@ -1,0 +1,240 @@
+"""The ``forecast-mlops`` command line: demo, pipeline run, tune, backtest, serve, forecast, registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from .settings_args import add_settings_arguments, settings_from_args
+
+BUNDLED_DATA = "us_gasoline.csv"
+DEFAULT_DEMO_DIR = Path(".local") / "demo"
+
+
+def bundled_data() -> Path:
+    """The bundled weekly US gasoline series (US EIA via the fpp3 data sets)."""
+    return Path(str(resources.files("pipeline_code") / "data" / BUNDLED_DATA))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forecast-mlops",
+        description="Time-series forecasting pipeline: preprocess, tune, evaluate, register, serve.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="the local pipeline on the bundled data, then serve a forecast")
+    demo.add_argument("--workdir", type=Path, default=DEFAULT_DEMO_DIR, help="default: .local/demo")
+    _pipeline_options(demo)
+    demo.add_argument("--once", action="store_true", help="show one served forecast, then stop serving")
+    add_settings_arguments(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    pipeline = sub.add_parser("pipeline", help="run every stage locally, as the state machine would")
+    psub = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
+    run = psub.add_parser("run", help="validate, preprocess, tune, evaluate, gate, register (and serve)")
+    run.add_argument("--data", type=Path, required=True, help="input CSV (timestamp,value)")
+    run.add_argument("--workdir", type=Path, required=True, help="folder laid out like the bucket")
+    run.add_argument("--no-serve", action="store_true", help="stop after registration")
+    run.add_argument("--once", action="store_true", help="show one served forecast, then stop serving")
+    _pipeline_options(run)
+    add_settings_arguments(run)
+    run.set_defaults(func=cmd_pipeline_run)
+
+    tune = sub.add_parser("tune", help="the hyperparameter search alone; writes tuning.json")
+    tune.add_argument("--data", type=Path, required=True)
+    tune.add_argument("--out", type=Path, required=True)
+    tune.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    add_settings_arguments(tune)
+    tune.set_defaults(func=cmd_tune)
+
+    backtest = sub.add_parser("backtest", help="rolling-origin evaluation; writes backtest.json")
+    backtest.add_argument("--data", type=Path, required=True)
+    backtest.add_argument("--out", type=Path, required=True)
+    backtest.add_argument("--origins", type=int, default=52, help="number of forecast origins (default 52)")
+    backtest.add_argument("--baselines", action="store_true",
+                          help="also statsforecast AutoTheta, AutoTBATS, MSTL, AutoARIMA+Fourier")
+    backtest.add_argument("--jobs", type=int, default=None)
+    add_settings_arguments(backtest)
+    backtest.set_defaults(func=cmd_backtest)
+
+    registry = sub.add_parser("registry", help="list or approve versions of the local registry")
+    rsub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    listing = rsub.add_parser("list", help="versions, status and backtest MASE")
+    listing.add_argument("--workdir", type=Path, required=True)
+    listing.set_defaults(func=cmd_registry_list)
+    approve = rsub.add_parser("approve", help="approve a pending version (manual approval)")
+    approve.add_argument("--workdir", type=Path, required=True)
+    approve.add_argument("version")
+    approve.set_defaults(func=cmd_registry_approve)
+
+    _add_serving_commands(sub)
+    return parser
+
+
+def _pipeline_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, default=None, help="tuning workers (default: all cores)")
+    parser.add_argument("--port", type=int, default=8080, help="local serving port (default 8080)")
+    parser.add_argument("--manual-approval", action="store_true",
+                        help="register as PendingManualApproval even past the gate")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_serving_commands(sub) -> None:
+    from .serving import cli as serving_cli
+
+    serve = sub.add_parser("serve", help="serve a model (or a registry's approved model) over HTTP")
+    serving_cli.add_serve_arguments(serve)
+    serve.set_defaults(func=serving_cli.run_serve)
+    forecast = sub.add_parser("forecast", help="ask the local or the deployed API for a forecast")
+    serving_cli.add_forecast_arguments(forecast)
+    forecast.set_defaults(func=serving_cli.run_forecast)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.data = bundled_data()
+    args.no_serve = False
+    print(f"forecast-mlops demo: weekly US gasoline product supplied (US EIA), {args.data.name}")
+    return cmd_pipeline_run(args)
+
+
+def cmd_pipeline_run(args: argparse.Namespace) -> int:
+    from .local_pipeline import run_pipeline
+
+    settings = settings_from_args(args)
+    started = time.perf_counter()
+    result = run_pipeline(
+        args.data, args.workdir, settings, jobs=args.jobs, progress=not args.quiet,
+        manual_approval=args.manual_approval,
+    )
+    print(f"pipeline finished in {time.perf_counter() - started:.1f}s: run {result.run_id},"
+          f" version {result.version.name} ({result.version.status})")
+    print(f"  reports: {result.run_dir / 'reports'}")
+    if args.no_serve:
+        return 0
+    return serve_and_show(args.workdir, port=args.port, once=args.once, horizon=settings.data.horizon)
+
+
+def serve_and_show(workdir: Path, *, port: int, once: bool, horizon: int) -> int:
+    """Serve the registry's approved model behind the API key and show a forecast from it."""
+    registry = workdir / "registry"
+    key_file = workdir / "api-keys.json"
+    command = [sys.executable, "-m", "pipeline_code.cli", "serve", "--model", str(registry),
+               "--port", str(port), "--api-key-file", str(key_file)]
+    server = subprocess.Popen(command)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for_ping(url, server)
+        forecast_args = ["forecast", "--url", f"{url}/forecast", "--api-key-file", str(key_file),
+                         "--periods", str(horizon), "--conf", "0.9",
+                         "--plot", str(workdir / "forecast.png")]
+        code = main(forecast_args)
+        if once or code:
+            return code
+        print(f"\nServing on {url} (POST /forecast with x-api-key from {key_file}). Ctrl-C stops.")
+        server.wait()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=15)
+
+
+def _wait_for_ping(url: str, server: subprocess.Popen, timeout: float = 30.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise RuntimeError(f"the server did not answer /ping within {timeout:.0f}s")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .dataset import load_series
+    from .preprocess import preprocess
+    from .tuning import tune
+
+    settings = settings_from_args(args)
+    series = load_series(args.data, freq=settings.data.freq,
+                         min_length=settings.cv.window + settings.data.horizon,
+                         max_bytes=settings.data.max_file_bytes,
+                         max_gap_periods=settings.data.max_gap_periods)
+    pre = preprocess(series, settings.data.season_length, settings.preprocess)
+    result = tune(series.values, pre.counterfactual, settings, jobs=args.jobs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result.write(args.out / "tuning.json")
+    best = result.best
+    print(f"{len(result.candidates)} candidates x {result.splits} splits in {result.seconds:.1f}s"
+          f" on {result.jobs} worker(s); best {best['hyperparameters']} CV MSE {best['cv_mse']:.1f}")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from .backtesting import run_backtest
+
+    settings = settings_from_args(args)
+    report = run_backtest(args.data, args.out, settings, origins=args.origins,
+                          baselines=args.baselines, jobs=args.jobs)
+    for name, metrics in report["models"].items():
+        print(f"{name:>20}: MASE {metrics['mase']:.4f}  coverage80 {metrics.get('coverage_80', float('nan')):.3f}"
+              f"  coverage95 {metrics.get('coverage_95', float('nan')):.3f}")
+    return 0
+
+
+def cmd_registry_list(args: argparse.Namespace) -> int:
+    from .registry import LocalRegistry
+
+    registry = LocalRegistry(args.workdir / "registry")
+    approved = registry.approved()
+    for version in registry.versions():
+        mark = "*" if approved and approved.name == version.name else " "
+        mase = (version.record.get("metrics") or {}).get("mase")
+        print(f"{mark} {version.name}  {version.status:<22} MASE {mase if mase is None else round(mase, 4)}"
+              f"  run {version.record.get('run_id')}")
+    return 0
+
+
+def cmd_registry_approve(args: argparse.Namespace) -> int:
+    from .registry import LocalRegistry
+
+    version = LocalRegistry(args.workdir / "registry").approve(args.version)
+    print(f"{version.name} approved")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .dataset import DataValidationError
+    from .local_pipeline import PipelineError
+    from .registry import RegistryError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PipelineError as err:
+        print(f"error: {err}\nnothing was registered; the approved model is unchanged", file=sys.stderr)
+        return 2
+    except (DataValidationError, RegistryError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""SageMaker container entrypoints (processing, training, evaluation) and their /opt/ml layout."""

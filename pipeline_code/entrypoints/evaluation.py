@@ -1,0 +1,64 @@
+"""SageMaker processing job: evaluate the tuned model against seasonal naive and the approved model.
+
+Inputs under ``/opt/ml/processing/input/``: ``train/``, ``test/``, ``model/`` (the best training job's
+``model.tar.gz`` or its files) and, when a model is approved, ``champion/``. Outputs
+``/opt/ml/processing/output/evaluation/evaluation.json`` (with the gate decision) and
+``/opt/ml/processing/output/forecast/forecast.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+from ..artifact import MODEL_JSON
+from ..settings_args import add_settings_arguments, settings_from_args
+from ..stages import FORECAST_FILE, run_evaluation
+from .sagemaker_paths import fail, processing_input, processing_output, unexpected
+
+
+def model_folder(path: Path) -> Path | None:
+    """The artifact folder inside ``path``: extract a ``model.tar.gz`` safely if that is what came."""
+    if not path.is_dir() or not any(path.iterdir()):
+        return None
+    if (path / MODEL_JSON).is_file():
+        return path
+    archives = sorted(path.rglob("*.tar.gz"))
+    if archives:
+        target = path / "extracted"
+        target.mkdir(exist_ok=True)
+        with tarfile.open(archives[0]) as archive:
+            archive.extractall(target, filter="data")
+        path = target
+    found = sorted(p.parent for p in path.rglob(MODEL_JSON))
+    if not found:
+        raise FileNotFoundError(f"no {MODEL_JSON} under {path.name}/")
+    return found[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="evaluation", description=__doc__)
+    add_settings_arguments(parser)
+    settings = settings_from_args(parser.parse_args(argv))
+    out = processing_output("evaluation")
+    try:
+        model = model_folder(processing_input("model"))
+        if model is None:
+            raise FileNotFoundError("no model under input/model/")
+        evaluation = run_evaluation(
+            processing_input("train"), processing_input("test"), model,
+            model_folder(processing_input("champion")), out, settings,
+        )
+        forecast_dir = processing_output("forecast")
+        forecast_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(out / FORECAST_FILE), forecast_dir / FORECAST_FILE)
+    except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
+        fail(unexpected(err), 1, out / "failure")
+    print(json.dumps({"gate": evaluation["gate"], "mase": evaluation["challenger"]["mase"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""SageMaker processing job: validate -> outliers -> counterfactual -> split.
+
+Input ``/opt/ml/processing/input/raw/``; outputs ``/opt/ml/processing/output/{train,test,report}/``.
+Exits 2 with the rule and line on stderr when the data is refused, 1 on other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..dataset import DataValidationError
+from ..settings_args import add_settings_arguments, settings_from_args
+from ..stages import run_processing
+from .sagemaker_paths import fail, processing_input, processing_output, unexpected
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="processing", description=__doc__)
+    add_settings_arguments(parser)
+    settings = settings_from_args(parser.parse_args(argv))
+    try:
+        report = run_processing(processing_input("raw"), processing_output(), settings)
+    except DataValidationError as err:
+        fail(f"invalid input data: {err}", 2, processing_output("report") / "failure")
+    except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
+        fail(unexpected(err), 1, processing_output("report") / "failure")
+    print(json.dumps({"processed": report["observations"], "episode": report["episode"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Evaluation: the tuned model against seasonal naive and the approved model on one backtest, the
+quality gate, and residual diagnostics.
+
+The backtest is rolling-origin: at each origin every contender is re-estimated on the window before
+it, and its intervals are calibrated only with cross-validation errors whose targets precede the
+origin (online split-conformal), so the reported coverage is out of sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .cv import accuracy, cross_validate, seasonal_naive_scale, sliding_origins
+from .forecaster import Forecaster
+from .model.design import design_matrix
+from .model.spec import ModelSpec
+
+
+@dataclass
+class Backtest:
+    """Forecasts of one contender at every backtest origin, with intervals per level."""
+
+    name: str
+    origins: np.ndarray
+    actual: np.ndarray
+    forecast: np.ndarray
+    intervals: dict[float, tuple[np.ndarray, np.ndarray]]
+    scale: np.ndarray
+
+    def metrics(self) -> dict[str, float]:
+        out = accuracy(self.actual, self.forecast, self.scale)
+        for level, (lo, hi) in self.intervals.items():
+            out[f"coverage_{round(level * 100)}"] = float(
+                np.mean((self.actual >= lo) & (self.actual <= hi))
+            )
+        return out
+
+
+def backtest_origins(n: int, *, horizon: int, origins: int) -> np.ndarray:
+    """The last ``origins`` forecast origins whose whole horizon is observed."""
+    last = n - horizon
+    return np.arange(last - origins + 1, last + 1)
+
+
+def backtest_model(
+    y: np.ndarray, spec: ModelSpec, *, window: int, horizon: int, origins: np.ndarray,
+    levels: tuple[float, ...], name: str = "model", step: int = 1, target: np.ndarray | None = None,
+) -> Backtest:
+    """Re-estimate ``spec`` at each origin; calibrate each origin's intervals on earlier CV errors."""
+    y = np.asarray(y, dtype=float)
+    all_origins = sliding_origins(int(origins.max()) + horizon, window=window, horizon=horizon, step=step)
+    cv = cross_validate(y, spec, window=window, horizon=horizon, origins=all_origins, target=target)
+    position = {int(o): i for i, o in enumerate(all_origins)}
+    rows = np.array([position[int(o)] for o in origins])
+    z_hat = cv.fits.z_hat[rows]
+    errors = cv.log_errors
+    intervals = {}
+    for level in levels:
+        lo = np.empty_like(z_hat)
+        hi = np.empty_like(z_hat)
+        for i, origin in enumerate(origins):
+            past = errors[all_origins + horizon <= origin]
+            if past.shape[0] < 2:
+                raise ValueError(f"origin {origin} has no earlier cross-validation errors to calibrate")
+            lo[i], hi[i] = _conformal(np.sort(past, axis=0), level)
+        intervals[level] = (np.exp(z_hat + lo), np.exp(z_hat + hi))
+    return Backtest(name, origins, cv.actual[rows], cv.forecast[rows], intervals, cv.scale[rows])
+
+
+def backtest_seasonal_naive(
+    y: np.ndarray, period: int, *, window: int, horizon: int, origins: np.ndarray,
+    levels: tuple[float, ...],
+) -> Backtest:
+    """y[o + h] = y[o + h - period * ceil((h + 1) / period)], intervals from its own earlier errors."""
+    y = np.asarray(y, dtype=float)
+    steps = np.arange(horizon)
+    lag = period * ((steps // period) + 1)
+    first = period * ((horizon - 1) // period + 1)
+    all_origins = np.arange(first, int(origins.max()) + 1)
+    idx = all_origins[:, None] + steps[None, :]
+    forecast = y[idx - lag[None, :]]
+    actual = y[idx]
+    errors = np.log(actual) - np.log(forecast)
+    rows = origins - first
+    intervals = {}
+    for level in levels:
+        lo = np.empty((origins.size, horizon))
+        hi = np.empty((origins.size, horizon))
+        for i, origin in enumerate(origins):
+            past = errors[all_origins + horizon <= origin]
+            lo[i], hi[i] = _conformal(np.sort(past, axis=0), level)
+        intervals[level] = (forecast[rows] * np.exp(lo), forecast[rows] * np.exp(hi))
+    scale = seasonal_naive_scale(y, origins, window, period)
+    return Backtest("seasonal_naive", origins, actual[rows], forecast[rows], intervals, scale)
+
+
+def _conformal(sorted_errors: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    n = sorted_errors.shape[0]
+    alpha = 1 - level
+    lo_rank = max(1, int(np.floor((n + 1) * alpha / 2)))
+    hi_rank = min(n, int(np.ceil((n + 1) * (1 - alpha / 2))))
+    return sorted_errors[lo_rank - 1], sorted_errors[hi_rank - 1]
+
+
+def gate(
+    challenger: dict[str, float], champion: dict[str, float] | None, baseline: dict[str, float],
+    *, min_improvement: float, same_spec: bool,
+) -> dict[str, Any]:
+    """Whether the challenger may replace the approved model, and why.
+
+    It must beat seasonal naive, and beat the approved model's backtest MASE by ``min_improvement``
+    unless it is a refresh (``same_spec``: the approved specification refitted on newer data), which
+    may not be worse.
+    """
+    if not challenger["mase"] < baseline["mase"]:
+        return {"passed": False, "reason": (
+            f"challenger MASE {challenger['mase']:.4f} does not beat seasonal naive {baseline['mase']:.4f}")}
+    if champion is None:
+        return {"passed": True, "reason": "no approved model yet; challenger beats seasonal naive"}
+    target = champion["mase"] * (1 - min_improvement)
+    if challenger["mase"] <= target:
+        return {"passed": True, "reason": (
+            f"challenger MASE {challenger['mase']:.4f} beats the approved model's {champion['mase']:.4f}"
+            f" by at least {min_improvement:.1%}")}
+    if same_spec and challenger["mase"] <= champion["mase"]:
+        return {"passed": True, "reason": (
+            "same specification as the approved model, refitted on newer data (a refresh);"
+            f" backtest MASE {challenger['mase']:.4f}")}
+    return {"passed": False, "reason": (
+        f"challenger MASE {challenger['mase']:.4f} is not {min_improvement:.1%} better than the"
+        f" approved model's {champion['mase']:.4f}")}
+
+
+def innovations(forecaster: Forecaster, log_window: np.ndarray) -> np.ndarray:
+    """One-step innovations of the fitted model over the log-scale window it was fitted on."""
+    params = forecaster.artifact.parameters
+    n = log_window.size
+    t = forecaster.artifact.t_last - n + 1 + np.arange(n, dtype=float)
+    u = log_window - design_matrix(t, forecaster.spec, intercept=True) @ np.asarray(params["beta"])
+    w = np.diff(u) if int(params["diff"]) else u
+    phi = np.asarray(params["phi"])
+    p = phi.size
+    lags = np.column_stack([w[p - i : w.size - i] for i in range(1, p + 1)]) if p else np.zeros((w.size, 0))
+    return w[p:] - lags @ phi
+
+
+def diagnostics(residuals: np.ndarray, season_length: float, ar_order: int) -> dict[str, Any]:
+    """Ljung-Box (lags 10 and one season) and Shapiro-Wilk on the innovations."""
+    from scipy import stats
+
+    out: dict[str, Any] = {"ljung_box": []}
+    for lag in sorted({10, max(2, round(season_length))}):
+        stat, pvalue = ljung_box(residuals, lag, dof=ar_order)
+        out["ljung_box"].append({"lag": lag, "statistic": stat, "p_value": pvalue})
+    sample = residuals[-5000:]
+    w, p = stats.shapiro(sample)
+    out["shapiro_wilk"] = {"statistic": float(w), "p_value": float(p), "n": int(sample.size)}
+    out["residual_std"] = float(np.std(residuals, ddof=1))
+    return out
+
+
+def ljung_box(x: np.ndarray, lags: int, *, dof: int = 0) -> tuple[float, float]:
+    """Ljung-Box Q statistic and its chi-square p-value with ``lags - dof`` degrees of freedom."""
+    from scipy import stats
+
+    x = np.asarray(x, float) - np.mean(x)
+    n = x.size
+    denom = float(x @ x)
+    acf = np.array([float(x[k:] @ x[:-k]) / denom for k in range(1, lags + 1)])
+    q = n * (n + 2) * float(np.sum(acf**2 / (n - np.arange(1, lags + 1))))
+    df = max(lags - dof, 1)
+    return q, float(stats.chi2.sf(q, df))

@@ -1,0 +1,360 @@
+"""The serving app (FastAPI): the SageMaker container contract plus the local API-key gateway.
+
+* ``GET /ping``: 200 once a model is loaded, 503 before (or while the folder holds no valid model).
+* ``POST /invocations``: ``{"periods", "conf"[, "history"]}`` -> ``{"model", "conf", "forecasts"[, "history"]}``.
+* ``POST /forecast`` (only with ``api_keys``): the same behind ``x-api-key`` and a per-key usage plan.
+
+The model is loaded at start-up by a background task started in the lifespan, so the server answers
+``/ping`` (503) while it loads; the task then keeps watching the model source (every
+``watch_interval`` seconds) and swaps in a new model when the folder or the registry's approved version
+changes. A failed reload keeps the current model. Nothing is unpickled (see pipeline_code/artifact.py)
+and only the NumPy forecaster is imported: no training code, SciPy, pandas or statsmodels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..forecaster import Forecaster
+from .gateway import ApiKeyGuard
+from .logs import get_logger
+from .model_source import ResolvedModel, resolve_model
+from .request import (
+    CONF_CEILING,
+    DEFAULT_MAX_PERIODS,
+    MAX_BODY_BYTES,
+    ForecastRequest,
+    RequestError,
+    check_content_type,
+    parse_request,
+    request_schema,
+)
+from .schemas import ForecastResponse, PingResponse, error_responses
+
+log = get_logger()
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    forecaster: Forecaster
+    resolved: ResolvedModel
+    stamp: tuple
+    info: dict[str, Any]
+    info_json: str
+    history: list[dict[str, Any]]
+
+
+class ModelHolder:
+    """The current model and why there is none; loads and reloads from the model source."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.model_dir = Path(model_dir)
+        self.current: LoadedModel | None = None
+        self.error: str | None = "model not loaded yet"
+
+    def refresh(self) -> bool:
+        """(Re)load when the source changed; True when a new model was swapped in."""
+        try:
+            resolved = resolve_model(self.model_dir)
+            stamp = _stamp(resolved)
+            if self.current is not None and self.current.stamp == stamp:
+                return False
+            loaded = _load(resolved, stamp)
+        except Exception as err:  # noqa: BLE001 - any failure leaves the current model serving
+            message = str(err) or type(err).__name__
+            if message != self.error:
+                if self.current is None:
+                    log.warning("model not available", extra={"event": "model_unavailable", "reason": message})
+                else:
+                    log.error(
+                        "model reload failed; keeping the current model",
+                        extra={"event": "model_reload_failed", "reason": message,
+                               "version": self.current.info.get("version")},
+                    )
+            self.error = message
+            return False
+        previous = self.current
+        self.current, self.error = loaded, None
+        log.info(
+            "model loaded",
+            extra={"event": "model_loaded", "path": str(resolved.path), "version": loaded.info.get("version"),
+                   "name": loaded.info.get("name"), "trained_at": loaded.info.get("trained_at"),
+                   "replaced": previous.info.get("version") if previous else None},
+        )
+        return True
+
+    async def watch(self, interval: float) -> None:
+        while True:
+            await asyncio.to_thread(self.refresh)
+            await asyncio.sleep(interval)
+
+
+def create_app(
+    model_dir: str | Path,
+    *,
+    max_periods: int = DEFAULT_MAX_PERIODS,
+    api_keys: ApiKeyGuard | None = None,
+    watch_interval: float = 2.0,
+) -> FastAPI:
+    """Build the app for the model artifact or registry folder ``model_dir``."""
+    if max_periods < 1:
+        raise ValueError("max_periods must be at least 1")
+    holder = ModelHolder(model_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        log.info("starting", extra={"event": "startup", "model_dir": str(model_dir), "max_periods": max_periods,
+                                    "gateway": api_keys is not None})
+        task = asyncio.create_task(holder.watch(watch_interval))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            log.info("stopped", extra={"event": "shutdown"})
+
+    app = FastAPI(
+        title="forecast-mlops serving",
+        version="1",
+        description="Forecasts with prediction intervals from the approved model. See docs/serving.md.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.holder = holder
+    app.add_middleware(RequestLogMiddleware)
+    body_schema = {"requestBody": {"required": True, "content": {JSON: {"schema": request_schema(max_periods)}}}}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "invalid request"}, status_code=400)
+
+    @app.get("/ping", response_model=PingResponse, responses={503: {"model": PingResponse}})
+    async def ping() -> Response:
+        """Health check: 200 when a model is loaded."""
+        loaded = holder.current
+        if loaded is None:
+            return JSONResponse({"status": "unavailable", "error": holder.error}, status_code=503)
+        return JSONResponse({"status": "ok", "model": {"name": loaded.info.get("name"),
+                                                       "version": loaded.info.get("version")}})
+
+    async def answer(request: Request) -> Response:
+        try:
+            check_content_type(request.headers.get("content-type"))
+            raw = await _read_body(request)
+            parsed = parse_request(raw, max_periods=max_periods)
+        except RequestError as err:
+            return _error(err.status, err.message)
+        loaded = holder.current
+        if loaded is None:
+            return _error(503, f"no model loaded: {holder.error}")
+        return Response(_forecast_body(loaded, parsed), media_type=JSON)
+
+    @app.post(
+        "/invocations",
+        response_model=ForecastResponse,
+        responses=error_responses(400, 413, 415, 503),
+        openapi_extra=body_schema,
+    )
+    async def invocations(request: Request) -> Response:
+        """Forecast `periods` steps after the last observation with a `conf` interval."""
+        return await answer(request)
+
+    if api_keys is not None:
+
+        @app.post(
+            "/forecast",
+            response_model=ForecastResponse,
+            responses=error_responses(400, 403, 413, 415, 429, 503),
+            openapi_extra={**body_schema, "security": [{"ApiKey": []}]},
+        )
+        async def forecast(request: Request) -> Response:
+            """`/invocations` behind an API key and a per-key usage plan (the deployed API's shape)."""
+            key = api_keys.store.authenticate(request.headers.get("x-api-key"))
+            if key is None:
+                return _error(403, "Forbidden: missing, unknown or revoked API key (header x-api-key)")
+            wait = api_keys.plan.hit(key.id)
+            if wait is not None:
+                return _error(429, "Too Many Requests: rate limit of this API key exceeded",
+                              headers={"retry-after": str(wait)})
+            return await answer(request)
+
+        _add_security_scheme(app)
+
+    return app
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+def _forecast_body(loaded: LoadedModel, req: ForecastRequest) -> bytes:
+    # Quantiles need 1 - (1 - conf)/2 < 1 in floating point: conf above CONF_CEILING (at most 1.1e-16
+    # from it) is computed at CONF_CEILING; the response echoes the conf asked for.
+    forecast = loaded.forecaster.predict(req.periods, min(req.conf, CONF_CEILING))
+    parts = [
+        '{"model":', loaded.info_json,
+        ',"conf":', json.dumps(req.conf),
+        ',"forecasts":', json.dumps(forecast.records(), allow_nan=False, separators=(",", ":")),
+    ]
+    if req.history:
+        parts += [',"history":', json.dumps(loaded.history[-req.history:], separators=(",", ":"))]
+    parts.append("}")
+    return "".join(parts).encode()
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refusing (413) more than MAX_BODY_BYTES without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > MAX_BODY_BYTES:
+                raise RequestError(f"request body exceeds {MAX_BODY_BYTES} bytes", 413)
+        except ValueError:
+            raise RequestError("invalid Content-Length") from None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestError(f"request body exceeds {MAX_BODY_BYTES} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _add_security_scheme(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+def _stamp(resolved: ResolvedModel) -> tuple:
+    files = [resolved.path / "model.json", resolved.path / "arrays.npz"]
+    return (str(resolved.path.resolve()), resolved.version,
+            *((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in files))
+
+
+def _load(resolved: ResolvedModel, stamp: tuple) -> LoadedModel:
+    forecaster = Forecaster.load(resolved.path)
+    # Fail at load time, not on the first request, if the artifact cannot forecast.
+    forecaster.predict(1, 0.9)
+    metadata = _finite(dict(forecaster.metadata))
+    info = {
+        **metadata,
+        "name": metadata.get("name"),
+        "version": resolved.version or metadata.get("version"),
+        "trained_at": metadata.get("trained_at"),
+        "metrics": metadata.get("metrics") or {},
+        "source": resolved.source,
+        "calibrated_horizon": forecaster.calibrated_horizon,
+    }
+    history_raw = forecaster.artifact.history or {}
+    history = [
+        {"timestamp": str(ts), "value": float(v)}
+        for ts, v in zip(history_raw.get("timestamps", []), history_raw.get("values", []))
+        if isinstance(v, (int, float)) and math.isfinite(v)
+    ]
+    info_json = json.dumps(info, allow_nan=False, separators=(",", ":"), default=str)
+    return LoadedModel(forecaster, resolved, stamp, info, info_json, history)
+
+
+def _finite(value: Any) -> Any:
+    """Replace non-finite floats (not valid JSON) by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- one structured log line per request ----------------------------------------------------------
+
+class RequestLogMiddleware:
+    """Pure ASGI: request id (``x-request-id`` in, else generated; echoed back), one JSON log line per
+    request (method, path, status, duration_ms, request_id), and a JSON 500 without a stack trace for
+    anything unexpected (the trace goes to the log)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = False
+
+        async def send_wrapper(message: dict) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            log.exception("unhandled error", extra={"event": "error", "request_id": request_id})
+            status = 500
+            if not started:
+                body = json.dumps({"error": "internal server error", "request_id": request_id}).encode()
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode()),
+                                        (b"x-request-id", request_id.encode())]})
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            log.info(
+                "request",
+                extra={"event": "request", "method": scope.get("method"), "path": scope.get("path"),
+                       "status": status, "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+                       "request_id": request_id},
+            )
+
+
+def _request_id(scope: dict) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id" and 0 < len(value) <= 128:
+            return value.decode("latin-1")
+        if name == b"x-amzn-sagemaker-custom-attributes":
+            for item in value.decode("latin-1").split(","):
+                key, _, val = item.strip().partition("=")
+                if key == "request-id" and 0 < len(val) <= 128:
+                    return val
+    return uuid.uuid4().hex

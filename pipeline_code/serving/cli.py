@@ -1,0 +1,162 @@
+"""The ``serve`` and ``forecast`` subcommands (wired into ``forecast-mlops`` by pipeline_code/cli.py).
+
+Heavy imports (FastAPI, uvicorn, httpx, boto3, matplotlib) happen inside the run functions, so
+``forecast-mlops --help`` stays fast. ``python -m pipeline_code.serving.cli serve|forecast ...`` works
+on its own too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..settings import ServeSettings
+from .gateway import DEFAULT_BURST, DEFAULT_RATE, default_key_file
+
+
+def _max_periods_default() -> int:
+    raw = os.environ.get("FORECAST_MAX_PERIODS", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) >= 1 else ServeSettings().max_periods
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number 0..65535")
+    return value
+
+
+# --- serve ----------------------------------------------------------------------------------------
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path,
+                        help="a model artifact folder (with model.json) or a registry folder (serves its "
+                             "approved version)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=ServeSettings().port, help="port (default 8080)")
+    parser.add_argument("--max-periods", type=_positive_int, default=None,
+                        help="largest accepted 'periods' (default $FORECAST_MAX_PERIODS or 104)")
+    keys = parser.add_argument_group("API key gateway (POST /forecast behind x-api-key)")
+    keys.add_argument("--api-key-file", type=Path, nargs="?", const=default_key_file(), default=None,
+                      metavar="FILE",
+                      help=f"enable POST /forecast with the keys in FILE (created with a new key, mode 0600, "
+                           f"when absent; without FILE: {default_key_file()})")
+    keys.add_argument("--rate-limit", type=float, default=DEFAULT_RATE,
+                      help=f"per-key steady rate, requests/second (default {DEFAULT_RATE:g})")
+    keys.add_argument("--burst", type=_positive_int, default=DEFAULT_BURST,
+                      help=f"per-key burst, requests in any 1-second window (default {DEFAULT_BURST})")
+    admin = keys.add_mutually_exclusive_group()
+    admin.add_argument("--issue-key", action="store_true", help="add a new key to the key file, print it, exit")
+    admin.add_argument("--revoke-key", metavar="KEY_ID", help="revoke a key (by id or value), exit")
+    admin.add_argument("--list-keys", action="store_true", help="list key ids and status, exit")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .gateway import ApiKeyGuard, KeyFileError, KeyStore, UsagePlan
+
+    admin = getattr(args, "issue_key", False) or getattr(args, "revoke_key", None) or getattr(args, "list_keys", False)
+    key_file = getattr(args, "api_key_file", None)
+    if admin:
+        return _key_admin(args, key_file or default_key_file())
+    if args.model is None:
+        print("serve: --model DIR is required", file=sys.stderr)
+        return 2
+    guard = None
+    if key_file is not None:
+        try:
+            store, new_key = KeyStore.open_or_create(key_file)
+            plan = UsagePlan(rate=args.rate_limit, burst=args.burst)
+        except (KeyFileError, ValueError, OSError) as err:
+            print(f"serve: {err}", file=sys.stderr)
+            return 2
+        if new_key is not None:
+            print(f"Created {key_file} (mode 0600) with API key {new_key.id}; the key is shown once:\n"
+                  f"  {new_key.key}", flush=True)
+        active = store.active_key()
+        print(f"POST /forecast needs x-api-key: keys from {key_file} "
+              f"(active: {active.id if active else 'none'}; {args.rate_limit:g} req/s, burst {args.burst})",
+              flush=True)
+        guard = ApiKeyGuard(store, plan)
+    from .server import serve
+
+    max_periods = args.max_periods or _max_periods_default()
+    print(f"Serving {args.model} on http://{args.host}:{args.port} (GET /ping, POST /invocations"
+          f"{', POST /forecast' if guard else ''}); Ctrl-C stops.", flush=True)
+    serve(args.model, host=args.host, port=args.port, max_periods=max_periods, api_keys=guard)
+    return 0
+
+
+def _key_admin(args: argparse.Namespace, key_file: Path) -> int:
+    from .gateway import KeyFileError, KeyStore
+
+    try:
+        if args.issue_key:
+            store, created = KeyStore.open_or_create(key_file)
+            key = created or store.issue()
+            print(f"New API key {key.id} in {key_file} (shown once):\n  {key.key}")
+            return 0
+        store = KeyStore(key_file)
+        if args.revoke_key:
+            try:
+                key = store.revoke(args.revoke_key)
+            except KeyError:
+                print(f"serve: no key {args.revoke_key!r} in {key_file}", file=sys.stderr)
+                return 1
+            print(f"Revoked {key.id} (a running server refuses it from its next request).")
+            return 0
+        for key in store.keys():
+            status = f"revoked {key.revoked_at}" if key.revoked else "active"
+            print(f"{key.id}  created {key.created}  {status}")
+        return 0
+    except KeyFileError as err:
+        print(f"serve: {err}", file=sys.stderr)
+        return 2
+
+
+# --- forecast -------------------------------------------------------------------------------------
+
+def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..client import DEFAULT_URL
+
+    parser.add_argument("--periods", type=_positive_int, required=True, help="periods to forecast")
+    parser.add_argument("--conf", type=float, default=0.9, help="prediction interval level in (0, 1) (default 0.9)")
+    target = parser.add_argument_group("target (default: the local gateway and the default key file)")
+    target.add_argument("--url", help=f"the forecast URL (default {DEFAULT_URL})")
+    target.add_argument("--api-key", help="the API key (default: $FORECAST_API_KEY or the key file's active key)")
+    target.add_argument("--api-key-file", type=Path, default=None,
+                        help=f"read the key from this file (default {default_key_file()})")
+    target.add_argument("--stack", help="a deployed CloudFormation stack: URL and key from its ApiUrl/ApiKeyId outputs")
+    target.add_argument("--region", help="AWS region of --stack (default: the AWS configuration's)")
+    parser.add_argument("--plot", type=Path, metavar="FILE", help="save a PNG of history, forecast and interval")
+    parser.add_argument("--history", type=int, default=None,
+                        help="recent observations to fetch for the plot (default 104 with --plot, else 0)")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON response instead of a table")
+    parser.add_argument("--timeout", type=float, default=30.0, help="request timeout in seconds (default 30)")
+
+
+def run_forecast(args: argparse.Namespace) -> int:
+    from ..client import run
+
+    return run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline_code.serving.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_serve_arguments(sub.add_parser("serve"))
+    add_forecast_arguments(sub.add_parser("forecast"))
+    args = parser.parse_args(argv)
+    return run_serve(args) if args.command == "serve" else run_forecast(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

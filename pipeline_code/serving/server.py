@@ -1,0 +1,41 @@
+"""Run the serving app under uvicorn: JSON logs, graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .gateway import ApiKeyGuard
+from .logs import configure_logging
+
+# Seconds in-flight requests get to finish after SIGTERM before connections are closed.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+def serve(
+    model_dir: str | Path,
+    *,
+    host: str,
+    port: int,
+    max_periods: int,
+    api_keys: ApiKeyGuard | None = None,
+    log_level: str = "info",
+) -> None:
+    """Block serving until SIGTERM/SIGINT (uvicorn stops accepting, drains, runs the lifespan exit)."""
+    import uvicorn
+
+    from .app import create_app
+
+    configure_logging(log_level.upper())
+    app = create_app(model_dir, max_periods=max_periods, api_keys=api_keys)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=75,  # longer than typical client/load-balancer idle timeouts
+    )
+    uvicorn.Server(config).run()

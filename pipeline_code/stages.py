@@ -1,0 +1,233 @@
+"""The pipeline's stages as functions of folders: what the SageMaker entrypoints and the local runner
+both call, so a local run and a cloud run execute the same code on the same file layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .dataset import DataValidationError, Series, load_series
+from .estimator import HarmonicArimaForecaster
+from .evaluation import (
+    backtest_model, backtest_origins, backtest_seasonal_naive, diagnostics, gate, innovations,
+)
+from .forecaster import Forecaster
+from .model.spec import ModelSpec
+from .preprocess import preprocess
+from .settings import Settings
+from .tuning import spec_from_hyperparameters
+
+TRAIN_FILE = "train.csv"
+TEST_FILE = "test.csv"
+FORECAST_FILE = "forecast.csv"
+EVALUATION_FILE = "evaluation.json"
+
+
+def min_observations(settings: Settings) -> int:
+    """Rows needed: a CV window + horizon for tuning, a test horizon, and the evaluation origins."""
+    return settings.cv.window + 2 * settings.data.horizon + settings.gate.eval_origins
+
+
+def find_input_csv(path: Path) -> Path:
+    """The CSV to process: ``path`` itself, or the one CSV inside the folder ``path``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if len(files) != 1:
+        raise DataValidationError("input", f"expected one CSV file in the input, found {len(files)}")
+    return files[0]
+
+
+# --- processing -------------------------------------------------------------------------------
+
+def run_processing(raw: Path, out: Path, settings: Settings) -> dict[str, Any]:
+    """Validate, flag outliers, replace the break episode, split; write train/, test/, report/."""
+    source = find_input_csv(raw)
+    series = load_series(
+        source,
+        freq=settings.data.freq,
+        min_length=min_observations(settings),
+        max_bytes=settings.data.max_file_bytes,
+        max_gap_periods=settings.data.max_gap_periods,
+    )
+    pre = preprocess(series, settings.data.season_length, settings.preprocess)
+    train, test = pre.split(settings.data.horizon)
+    for part, name, folder in ((train, TRAIN_FILE, "train"), (test, TEST_FILE, "test")):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        part.series.to_csv(out / folder / name, extra=part.columns())
+    report = {
+        **pre.report(),
+        "source": source.name,
+        "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "train_observations": len(train.series),
+        "test_observations": len(test.series),
+        "settings": settings.to_dict(),
+    }
+    (out / "report").mkdir(parents=True, exist_ok=True)
+    (out / "report" / "processing.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+@dataclass
+class Processed:
+    """A processed CSV read back: the observed series and its counterfactual version."""
+
+    series: Series
+    counterfactual: np.ndarray
+
+    def choose(self, use_counterfactual: bool) -> Series:
+        values = self.counterfactual if use_counterfactual else self.series.values
+        return Series(self.series.timestamps, values, self.series.freq)
+
+    def __add__(self, other: "Processed") -> "Processed":
+        s, o = self.series, other.series
+        return Processed(
+            Series(s.timestamps + o.timestamps, np.concatenate([s.values, o.values]), s.freq),
+            np.concatenate([self.counterfactual, other.counterfactual]),
+        )
+
+
+def read_processed(folder: Path, freq: str) -> Processed:
+    """Read ``train.csv``/``test.csv`` (or the one CSV) written by processing."""
+    path = find_input_csv(folder)
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "value_counterfactual" not in rows[0]:
+        raise DataValidationError("processed", f"{path.name} is not a processed file")
+    series = Series(
+        [date.fromisoformat(r["timestamp"]) for r in rows],
+        np.array([float(r["value"]) for r in rows]),
+        freq,
+    )
+    return Processed(series, np.array([float(r["value_counterfactual"]) for r in rows]))
+
+
+# --- training ---------------------------------------------------------------------------------
+
+def run_training(
+    train_dir: Path, test_dir: Path, hyperparameters: dict[str, Any], model_dir: Path,
+    settings: Settings, report_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Cross-validate one candidate on the train part (the objective) and fit the final model on
+    train + test; write the artifact to ``model_dir``. Returns the CV metrics."""
+    spec = spec_from_hyperparameters(hyperparameters, settings.data.season_length)
+    train = read_processed(train_dir, settings.data.freq)
+    full = train + read_processed(test_dir, settings.data.freq)
+    estimator = HarmonicArimaForecaster(
+        spec, window=settings.cv.window, horizon=settings.data.horizon, step=settings.cv.step
+    )
+    fitted = estimator.fit(
+        full.choose(spec.use_counterfactual_data),
+        calibration_series=train.choose(spec.use_counterfactual_data),
+        calibration_target=train.counterfactual,
+    )
+    forecaster = fitted.forecaster
+    window_values = np.log(full.choose(spec.use_counterfactual_data).values[-estimator.window :])
+    resid = innovations(forecaster, window_values)
+    ar_order = int(np.count_nonzero(forecaster.artifact.parameters["phi"]))
+    fitted.artifact.metadata["diagnostics"] = diagnostics(resid, spec.season_length, ar_order)
+    fitted.artifact.metadata["data_sha256"] = _digest(full.series.values)
+    fitted.artifact.save(model_dir)
+    if report_dir is not None:
+        from .plots import plot_cv
+
+        plot_cv(report_dir / "cv.png", train.series.timestamps, train.counterfactual, fitted.cv,
+                window=settings.cv.window)
+    return {f"cv_{k}": v for k, v in fitted.cv.metrics().items()}
+
+
+def _digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=float).tobytes()).hexdigest()
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+def run_evaluation(
+    train_dir: Path, test_dir: Path, model_dir: Path, champion_dir: Path | None, out: Path,
+    settings: Settings,
+) -> dict[str, Any]:
+    """Backtest challenger, champion and seasonal naive on the same origins; gate; export forecast."""
+    full = read_processed(train_dir, settings.data.freq) + read_processed(test_dir, settings.data.freq)
+    challenger = Forecaster.load(model_dir)
+    champion = Forecaster.load(champion_dir) if champion_dir is not None else None
+    horizon, window = settings.data.horizon, settings.cv.window
+    levels = settings.gate.coverage_levels
+    origins = backtest_origins(len(full.series), horizon=horizon, origins=settings.gate.eval_origins)
+    target = full.counterfactual
+
+    def score(spec: ModelSpec, name: str) -> dict[str, float]:
+        bt = backtest_model(
+            full.choose(spec.use_counterfactual_data).values, spec, window=window, horizon=horizon,
+            origins=origins, levels=levels, name=name, step=settings.cv.step, target=target,
+        )
+        return bt.metrics()
+
+    results = {"challenger": score(challenger.spec, "challenger")}
+    results["champion"] = score(champion.spec, "champion") if champion else None
+    baseline = backtest_seasonal_naive(
+        target, challenger.spec.seasonal_period, window=window, horizon=horizon, origins=origins,
+        levels=levels,
+    )
+    results["seasonal_naive"] = baseline.metrics()
+    decision = gate(
+        results["challenger"], results["champion"], results["seasonal_naive"],
+        min_improvement=settings.gate.min_improvement,
+        same_spec=champion is not None and champion.spec == challenger.spec
+        and _trained_until(challenger) > _trained_until(champion),
+    )
+    ts = full.series.timestamps
+    evaluation = {
+        "gate": decision,
+        **results,
+        "spec": challenger.spec.hyperparameters(),
+        "champion_spec": champion.spec.hyperparameters() if champion else None,
+        "champion_version": champion.metadata.get("version") if champion else None,
+        "backtest": {
+            "origins": int(origins.size), "horizon": horizon, "window": window,
+            "first_origin": ts[int(origins[0])].isoformat(), "last_origin": ts[int(origins[-1])].isoformat(),
+            "target": "counterfactual-cleaned series",
+        },
+        "diagnostics": challenger.metadata.get("diagnostics"),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
+    export_forecast(challenger, horizon, levels, out / FORECAST_FILE)
+    from .plots import plot_forecast
+
+    history = full.series.tail(3 * horizon * 2)
+    plot_forecast(out / "forecast.png", (history.timestamps, history.values),
+                  challenger.predict(horizon, max(levels)), title="Challenger forecast")
+    return evaluation
+
+
+def _trained_until(forecaster: Forecaster) -> str:
+    return str(forecaster.metadata.get("training", {}).get("end", ""))
+
+
+def export_forecast(forecaster: Forecaster, periods: int, levels: tuple[float, ...], path: Path) -> Path:
+    """The batch forecast CSV: timestamp, mean, and lower/upper per interval level."""
+    paths = {level: forecaster.predict(periods, level) for level in levels}
+    first = next(iter(paths.values()))
+    header = ["timestamp", "mean"]
+    for level in levels:
+        pct = round(level * 100)
+        header += [f"lower_{pct}", f"upper_{pct}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        for i, stamp in enumerate(first.timestamps):
+            row = [stamp.isoformat(), f"{first.mean[i]:.6g}"]
+            for level in levels:
+                row += [f"{paths[level].lower[i]:.6g}", f"{paths[level].upper[i]:.6g}"]
+            writer.writerow(row)
+    return path

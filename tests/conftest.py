@@ -1,0 +1,54 @@
+"""Shared fixtures: the bundled series, small synthetic series and fast settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline_code.dataset import Series, load_series
+from pipeline_code.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "pipeline_code" / "data" / "us_gasoline.csv"
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def gasoline() -> Series:
+    return load_series(BUNDLED, freq="W-FRI")
+
+
+def weekly_series(values: np.ndarray, start: date = date(2000, 1, 7)) -> Series:
+    return Series([start + timedelta(days=7 * i) for i in range(values.size)], np.asarray(values), "W-FRI")
+
+
+def write_csv(path: Path, timestamps, values) -> Path:
+    lines = ["timestamp,value"] + [f"{t.isoformat()},{v:.6g}" for t, v in zip(timestamps, values)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def small_settings() -> Settings:
+    """Settings for quick runs on the bundled data: a smaller window and search space."""
+    base = Settings()
+    return replace(
+        base,
+        cv=replace(base.cv, window=260, step=4),
+        search=replace(base.search, fourier_k=(2, 6), use_counterfactual_data=(1,)),
+        gate=replace(base.gate, eval_origins=8),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from pipeline_code.evaluation import backtest_seasonal_naive, gate, ljung_box
+
+
+def test_ljung_box_matches_statsmodels():
+    from statsmodels.stats.diagnostic import acorr_ljungbox
+
+    x = np.random.default_rng(1).standard_normal(400).cumsum()[:400] * 0.1 + np.random.default_rng(2).standard_normal(400)
+    ours = ljung_box(x, 10, dof=2)
+    theirs = acorr_ljungbox(x, lags=[10], model_df=2)
+    assert ours[0] == pytest.approx(float(theirs["lb_stat"].iloc[0]))
+    assert ours[1] == pytest.approx(float(theirs["lb_pvalue"].iloc[0]))
+
+
+def test_seasonal_naive_repeats_last_season():
+    y = np.arange(1.0, 401.0)
+    bt = backtest_seasonal_naive(y, 52, window=104, horizon=60, origins=np.array([250]), levels=(0.8,))
+    np.testing.assert_array_equal(bt.forecast[0, :52], y[250 - 52 : 250])
+    np.testing.assert_array_equal(bt.forecast[0, 52:], y[250 - 52 : 250 - 44])
+    np.testing.assert_array_equal(bt.actual[0], y[250:310])
+
+
+BASE = {"mase": 1.0}
+
+
+@pytest.mark.parametrize(
+    "challenger, champion, same_spec, passed",
+    [
+        (0.8, None, False, True),  # first run: only seasonal naive to beat
+        (1.1, None, False, False),  # worse than seasonal naive
+        (0.70, 0.80, False, True),  # clearly better than the champion
+        (0.795, 0.80, False, False),  # not 1% better
+        (0.80, 0.80, True, True),  # same spec refitted on newer data
+        (0.81, 0.80, True, False),  # a refresh that got worse
+    ],
+)
+def test_gate(challenger, champion, same_spec, passed):
+    decision = gate({"mase": challenger}, None if champion is None else {"mase": champion}, BASE,
+                    min_improvement=0.01, same_spec=same_spec)
+    assert decision["passed"] is passed
+    assert decision["reason"]

@@ -1,0 +1,74 @@
+"""The batched sliding-window fits equal a from-scratch fit per split, and forecasts are aligned."""
+
+import numpy as np
+import pytest
+
+from pipeline_code.cv import cross_validate, sliding_origins
+from pipeline_code.model.reference import fit_forecast_one
+from pipeline_code.model.sliding import fit_windows
+from pipeline_code.model.spec import ModelSpec
+
+
+@pytest.mark.parametrize("n, window, horizon, step", [(1329, 417, 26, 1), (100, 50, 10, 3), (60, 50, 10, 1)])
+def test_split_count_formula(n, window, horizon, step):
+    origins = sliding_origins(n, window=window, horizon=horizon, step=step)
+    assert origins.size == (n - window - horizon) // step + 1
+    assert origins[-1] + horizon <= n
+    assert origins[0] == window
+
+
+def test_too_few_observations_for_one_split():
+    with pytest.raises(ValueError, match="too few"):
+        sliding_origins(30, window=25, horizon=10)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec(fourier_k=8),
+        ModelSpec(fourier_k=3, detrend=False),
+        ModelSpec(fourier_k=2, deseasonalize=True),
+        ModelSpec(fourier_k=5, diff=0, ar_order_max=3),
+        ModelSpec(fourier_k=1, diff=1),
+    ],
+)
+def test_batched_fits_equal_from_scratch_refits(gasoline, spec):
+    z = np.log(gasoline.values)
+    rng = np.random.default_rng(7)
+    origins = np.sort(rng.choice(np.arange(417, z.size - 26), size=6, replace=False))
+    batched = fit_windows(z, spec, window=417, horizon=26, origins=origins)
+    for i, origin in enumerate(origins):
+        z_hat, variance, diff = fit_forecast_one(z, spec, origin=origin, window=417, horizon=26)
+        assert diff == batched.diff[i]
+        np.testing.assert_allclose(batched.z_hat[i], z_hat, atol=5e-4)
+        np.testing.assert_allclose(batched.variance[i], variance, rtol=1e-4)
+
+
+def test_forecasts_cover_steps_one_to_horizon_after_the_window():
+    """A noiseless seasonal series is forecast exactly at steps 1..h (no shift, no last fitted value)."""
+    t = np.arange(400, dtype=float)
+    m = 365.25 / 7
+    y = np.exp(5 + 0.001 * t + 0.1 * np.sin(2 * np.pi * t / m) + 0.05 * np.cos(4 * np.pi * t / m))
+    spec = ModelSpec(fourier_k=2, diff=0, ar_order_max=0)
+    cv = cross_validate(y, spec, window=200, horizon=13, step=50)
+    np.testing.assert_allclose(cv.fits.z_hat, np.log(cv.actual), atol=1e-5)
+    assert cv.actual[0, 0] == y[200]  # the first forecast is the first point after the window
+
+
+def test_each_split_sees_only_its_window():
+    """Changing data outside a split's window must not change that split's forecast."""
+    rng = np.random.default_rng(0)
+    y = np.exp(5 + 0.1 * rng.standard_normal(300).cumsum() / 10)
+    spec = ModelSpec(fourier_k=2)
+    base = cross_validate(y, spec, window=120, horizon=10, origins=np.array([150]))
+    poked = y.copy()
+    poked[:30] *= 3  # before the window [30, 150)
+    poked[160:] *= 3  # after the forecast targets used as inputs
+    again = cross_validate(poked, spec, window=120, horizon=10, origins=np.array([150]))
+    np.testing.assert_allclose(base.fits.z_hat, again.fits.z_hat)
+
+
+def test_fourier_order_is_bounded_by_the_season_length():
+    with pytest.raises(ValueError, match="fourier_k=7"):
+        ModelSpec(fourier_k=7, season_length=12)
+    assert ModelSpec(fourier_k=5, season_length=12).seasonal_period == 12
