@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 from ..settings import ServeSettings
+from .sagemaker_paths import ROOT_ENV
 
 DEFAULT_ML_ROOT = "/opt/ml"
 
 
 def model_dir_from_env(env: dict[str, str] | None = None) -> Path:
     env = dict(os.environ if env is None else env)
-    root = Path(env.get("FORECAST_MLOPS_ML_ROOT") or DEFAULT_ML_ROOT)
+    root = Path(env.get(ROOT_ENV) or DEFAULT_ML_ROOT)
     return Path(env.get("SM_MODEL_DIR") or root / "model")
 
 

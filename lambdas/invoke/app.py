@@ -1,0 +1,335 @@
+"""POST /forecast (API Gateway REST, Lambda proxy) -> SageMaker InvokeEndpoint on ENDPOINT_NAME.
+
+Self-contained (the asset is this folder): the request rules are a copy of
+``pipeline_code/serving/request.py`` (tests/serving/test_lambda_invoke.py checks both agree on a table
+of cases). Error mapping, always ``{"error": ..., "request_id": ...}`` and never a stack trace:
+
+* invalid request -> 400 (413 oversize body, 415 non-JSON content type), without calling the endpoint;
+* ``ModelError`` (the container answered 4xx) -> 400 with the container's message;
+  ``ModelError`` with a 5xx (or no) status from the container -> 502;
+* ``ValidationError`` -> 400 with the message, except "endpoint ... not found" -> 503 (not deployed yet;
+  the message, which names the account, is not passed on);
+* ``ThrottlingException`` and other throttling codes -> 429 (with Retry-After);
+* ``ModelNotReadyException``, ``ServiceUnavailable``, connection failures and timeouts -> 503;
+* any other endpoint or SDK failure -> 502; a bug here -> 500.
+
+Serverless endpoints have no data capture, so every request logs a one-line summary of the request and
+the response (Powertools Logger, JSON) and publishes EMF metrics (Powertools Metrics).
+
+Environment: ``ENDPOINT_NAME`` (required), ``INVOKE_CONNECT_TIMEOUT`` (s, default 2),
+``INVOKE_READ_TIMEOUT`` (s, default 12), ``INVOKE_MAX_ATTEMPTS`` (total attempts incl. retries,
+default 2), ``FORECAST_MAX_PERIODS`` (default 104). With the defaults the worst case (2 x (2 + 12) s)
+stays within API Gateway's 29 s integration timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import math
+import os
+import re
+import time
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+logger = Logger(service="forecast-invoke")
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ForecastMlops"), service="invoke")
+
+THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+UNAVAILABLE = {"ModelNotReadyException", "ServiceUnavailable", "ServiceUnavailableException"}
+
+# --- request rules (copy of pipeline_code/serving/request.py) ------------------------------------
+DEFAULT_MAX_PERIODS = 104
+MAX_HISTORY = 156
+MAX_BODY_BYTES = 16 * 1024
+_INT_STRING = re.compile(r"0|[1-9][0-9]{0,17}")
+_CONF_STRING = re.compile(r"0?\.[0-9]*[1-9][0-9]*")
+_MAX_STRING = 64
+FIELDS = ("periods", "conf", "history")
+
+
+class RequestError(ValueError):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def check_content_type(value: str | None) -> None:
+    if value is None or not value.strip():
+        return
+    media, _, params = value.partition(";")
+    if media.strip().lower() != "application/json":
+        raise RequestError(f"Content-Type must be application/json, got {_show(value)}", 415)
+    for param in params.split(";"):
+        name, _, val = param.partition("=")
+        if name.strip().lower() == "charset" and val.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise RequestError(f"charset must be utf-8, got {_show(val.strip())}", 415)
+
+
+def parse_request(raw: bytes, *, max_periods: int = DEFAULT_MAX_PERIODS) -> dict[str, Any]:
+    """The validated request as the dict sent to the endpoint; raises RequestError."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestError(f"request body exceeds {MAX_BODY_BYTES} bytes", 413)
+    if not raw.strip():
+        raise RequestError("request body is empty; expected a JSON object")
+    try:
+        document = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except RequestError:
+        raise
+    except UnicodeDecodeError:
+        raise RequestError("request body is not valid UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise RequestError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except (ValueError, RecursionError):
+        raise RequestError("malformed JSON") from None
+    if not isinstance(document, dict):
+        raise RequestError("request body must be a JSON object with 'periods' and 'conf'")
+    unknown = sorted(set(document) - set(FIELDS))
+    if unknown:
+        raise RequestError(f"unknown field(s): {', '.join(_show(k) for k in unknown[:5])}")
+    missing = [name for name in ("periods", "conf") if name not in document]
+    if missing:
+        raise RequestError(f"missing field(s): {', '.join(missing)}")
+    request: dict[str, Any] = {
+        "periods": _integer("periods", document["periods"], 1, max_periods),
+        "conf": _conf(document["conf"]),
+    }
+    history = _integer("history", document.get("history", 0), 0, MAX_HISTORY)
+    if history:
+        request["history"] = history
+    return request
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    problem = f"{name} must be an integer from {low} to {high}"
+    if isinstance(value, bool):
+        raise RequestError(f"{problem}, got a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise RequestError(f"{problem}, got {_show(value)}")
+        number = int(value)
+    elif isinstance(value, str):
+        if len(value) > _MAX_STRING or not _INT_STRING.fullmatch(value):
+            raise RequestError(f"{problem} (a number or a decimal string such as \"26\"), got {_show(value)}")
+        number = int(value)
+    else:
+        raise RequestError(f"{problem}, got {_type_name(value)}")
+    if not low <= number <= high:
+        raise RequestError(f"{problem}, got {_show(value)}")
+    return number
+
+
+def _conf(value: Any) -> float:
+    problem = "conf must be a number strictly between 0 and 1"
+    if isinstance(value, bool):
+        raise RequestError(f"{problem}, got a boolean")
+    if isinstance(value, int):
+        raise RequestError(f"{problem}, got {_show(value)}")
+    if isinstance(value, float):
+        number = value
+    elif isinstance(value, str):
+        if len(value) > _MAX_STRING or not _CONF_STRING.fullmatch(value):
+            raise RequestError(f"{problem} (a number or a decimal string such as \"0.9\"), got {_show(value)}")
+        number = float(value)
+    else:
+        raise RequestError(f"{problem}, got {_type_name(value)}")
+    if not (math.isfinite(number) and 0.0 < number < 1.0):
+        raise RequestError(f"{problem}, got {_show(value)}")
+    return number
+
+
+def _reject_constant(name: str) -> None:
+    raise RequestError(f"{name} is not a valid JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise RequestError(f"duplicate field {_show(key)}")
+        document[key] = value
+    return document
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# --- the endpoint call ----------------------------------------------------------------------------
+
+class EndpointFailure(Exception):
+    """A mapped failure: HTTP status, client-facing message, error code for the logs."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+@functools.lru_cache(maxsize=1)
+def runtime_client():
+    config = Config(
+        connect_timeout=float(os.environ.get("INVOKE_CONNECT_TIMEOUT", "2")),
+        read_timeout=float(os.environ.get("INVOKE_READ_TIMEOUT", "12")),
+        retries={"total_max_attempts": int(os.environ.get("INVOKE_MAX_ATTEMPTS", "2")), "mode": "standard"},
+    )
+    return boto3.client("sagemaker-runtime", config=config)
+
+
+def invoke(request: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """Call the endpoint; the decoded JSON response, or EndpointFailure."""
+    try:
+        response = runtime_client().invoke_endpoint(
+            EndpointName=os.environ["ENDPOINT_NAME"],
+            Body=json.dumps(request).encode(),
+            ContentType="application/json",
+            Accept="application/json",
+            CustomAttributes=f"request-id={request_id}",
+        )
+        raw = response["Body"].read()
+    except ClientError as err:
+        raise _map_client_error(err) from None
+    except (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError, ConnectionClosedError) as err:
+        raise EndpointFailure(503, "the model endpoint did not answer in time; retry later", type(err).__name__) from None
+    except BotoCoreError as err:
+        raise EndpointFailure(502, "calling the model endpoint failed", type(err).__name__) from None
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if not isinstance(document, dict) or not isinstance(document.get("forecasts"), list):
+        raise EndpointFailure(502, "the model endpoint returned an invalid response", "InvalidEndpointResponse")
+    return document
+
+
+def _map_client_error(err: ClientError) -> EndpointFailure:
+    error = err.response.get("Error", {})
+    code = str(error.get("Code", "Unknown"))
+    message = str(error.get("Message", ""))
+    if code == "ModelError":
+        original = err.response.get("OriginalStatusCode") or error.get("OriginalStatusCode")
+        try:
+            original = int(original)
+        except (TypeError, ValueError):
+            original = None
+        if original is not None and 400 <= original < 500:
+            return EndpointFailure(400, _container_message(err, message), code)
+        return EndpointFailure(502, "the model failed to produce a forecast", code)
+    if code == "ValidationError":
+        if "not found" in message.lower():
+            return EndpointFailure(503, "the model endpoint is not available (not deployed yet?)", code)
+        return EndpointFailure(400, message[:500] or "invalid request", code)
+    if code in THROTTLING:
+        return EndpointFailure(429, "too many requests to the model endpoint; retry later", code)
+    if code in UNAVAILABLE:
+        return EndpointFailure(503, "the model endpoint is starting or unavailable; retry later", code)
+    return EndpointFailure(502, "the model endpoint failed", code)
+
+
+def _container_message(err: ClientError, fallback: str) -> str:
+    """The container's ``{"error": ...}`` from a ModelError, else the service's message."""
+    original = err.response.get("OriginalMessage") or err.response.get("Error", {}).get("OriginalMessage")
+    if isinstance(original, str) and original:
+        try:
+            document = json.loads(original)
+            if isinstance(document, dict) and isinstance(document.get("error"), str):
+                return document["error"][:500]
+        except ValueError:
+            pass
+        return original[:500]
+    match = re.search(r'with message "(.*)"', fallback, re.S)
+    if match:
+        try:
+            document = json.loads(match.group(1))
+            if isinstance(document, dict) and isinstance(document.get("error"), str):
+                return document["error"][:500]
+        except ValueError:
+            pass
+    return fallback[:500] or "invalid request"
+
+
+# --- the handler ----------------------------------------------------------------------------------
+
+def _respond(status: int, document: dict[str, Any], request_id: str, extra_headers: dict[str, str] | None = None):
+    headers = {"Content-Type": "application/json", "x-request-id": request_id, **(extra_headers or {})}
+    return {"statusCode": status, "headers": headers, "body": json.dumps(document, separators=(",", ":"))}
+
+
+def _body_bytes(event: APIGatewayProxyEvent) -> bytes:
+    body = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(body, validate=True)
+        except ValueError:
+            raise RequestError("request body is not valid base64") from None
+    return body.encode("utf-8", "surrogatepass")
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    start = time.perf_counter()
+    proxy = APIGatewayProxyEvent(event)
+    request_id = (proxy.get("requestContext") or {}).get("requestId") or getattr(context, "aws_request_id", "unknown")
+    summary: dict[str, Any] = {"request_id": request_id}
+    try:
+        try:
+            check_content_type(proxy.headers.get("content-type") if proxy.headers else None)
+            max_periods = int(os.environ.get("FORECAST_MAX_PERIODS") or DEFAULT_MAX_PERIODS)
+            request = parse_request(_body_bytes(proxy), max_periods=max_periods)
+        except RequestError as err:
+            summary.update(status=err.status, error=err.message, error_code="InvalidRequest")
+            return _respond(err.status, {"error": err.message, "request_id": request_id}, request_id)
+        summary.update(request)
+        endpoint_start = time.perf_counter()
+        try:
+            document = invoke(request, request_id)
+        except EndpointFailure as failure:
+            summary.update(status=failure.status, error=failure.message, error_code=failure.code)
+            headers = {"Retry-After": "1"} if failure.status == 429 else None
+            return _respond(failure.status, {"error": failure.message, "request_id": request_id}, request_id, headers)
+        finally:
+            summary["endpoint_ms"] = round((time.perf_counter() - endpoint_start) * 1000, 1)
+        model = document.get("model") if isinstance(document.get("model"), dict) else {}
+        summary.update(status=200, forecasts=len(document["forecasts"]), model_version=model.get("version"))
+        return _respond(200, document, request_id)
+    except Exception:  # noqa: BLE001 - a bug here must not leak a stack trace to the client
+        logger.exception("unhandled error")
+        summary.update(status=500, error_code="InternalError")
+        return _respond(500, {"error": "internal error", "request_id": request_id}, request_id)
+    finally:
+        summary["duration_ms"] = round((time.perf_counter() - start) * 1000, 1)
+        status = summary.get("status", 500)
+        metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+        if status >= 500:
+            metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+        elif status == 429:
+            metrics.add_metric(name="Throttled", unit=MetricUnit.Count, value=1)
+        elif status >= 400:
+            metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
+        if "endpoint_ms" in summary:
+            metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=summary["endpoint_ms"])
+        logger.info("forecast request", extra=summary)
