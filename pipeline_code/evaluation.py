@@ -51,7 +51,8 @@ def backtest_model(
 ) -> Backtest:
     """Re-estimate ``spec`` at each origin; calibrate each origin's intervals on earlier CV errors."""
     y = np.asarray(y, dtype=float)
-    all_origins = sliding_origins(int(origins.max()) + horizon, window=window, horizon=horizon, step=step)
+    grid = sliding_origins(int(origins.max()) + horizon, window=window, horizon=horizon, step=step)
+    all_origins = np.union1d(grid, origins)
     cv = cross_validate(y, spec, window=window, horizon=horizon, origins=all_origins, target=target)
     position = {int(o): i for i, o in enumerate(all_origins)}
     rows = np.array([position[int(o)] for o in origins])

