@@ -1,0 +1,91 @@
+"""A Lambda function with its own role and its own log group (no managed policies, no shared roles)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.settings import InfraSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LAMBDAS_DIR = REPO_ROOT / "lambdas"
+# One runtime for every function; the Powertools layer name carries it too (see serving_api.py).
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+EXCLUDE = ["__pycache__", "*.pyc", "tests", ".pytest_cache"]
+
+
+class PythonFunction(Construct):
+    """`lambdas/<name>/app.py`, handler ``app.<handler>``; ``role``, ``function`` and ``log_group``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: InfraSettings,
+        name: str,
+        description: str,
+        handler: str = "handler",
+        timeout: Duration = Duration.seconds(30),
+        memory_size: int = 256,
+        environment: dict[str, str] | None = None,
+        layers: list[lambda_.ILayerVersion] | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=retention(settings.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"forecast-mlops {name} Lambda",
+        )
+        # Logs: only this function's log group (instead of AWSLambdaBasicExecutionRole's logs:* on *).
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            code=lambda_.Code.from_asset(str(LAMBDAS_DIR / name), exclude=EXCLUDE),
+            handler=f"app.{handler}",
+            description=description,
+            role=self.role,
+            timeout=timeout,
+            memory_size=memory_size,
+            environment=environment or {},
+            layers=layers,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+        # The function must not run before its policy exists (CDK adds this for inline policies too).
+        self.function.node.add_dependency(self.role)
+
+
+_RETENTION = [
+    (1, logs.RetentionDays.ONE_DAY), (3, logs.RetentionDays.THREE_DAYS), (5, logs.RetentionDays.FIVE_DAYS),
+    (7, logs.RetentionDays.ONE_WEEK), (14, logs.RetentionDays.TWO_WEEKS), (30, logs.RetentionDays.ONE_MONTH),
+    (60, logs.RetentionDays.TWO_MONTHS), (90, logs.RetentionDays.THREE_MONTHS),
+    (180, logs.RetentionDays.SIX_MONTHS), (365, logs.RetentionDays.ONE_YEAR),
+    (731, logs.RetentionDays.TWO_YEARS), (1827, logs.RetentionDays.FIVE_YEARS),
+    (3653, logs.RetentionDays.TEN_YEARS),
+]
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """The shortest allowed CloudWatch Logs retention of at least `days`."""
+    return next((r for d, r in _RETENTION if d >= days), _RETENTION[-1][1])

@@ -1,0 +1,183 @@
+"""Images: our two ECR repositories and the deploy-time build that fills them.
+
+Mechanism (and why):
+  * `DockerImageAsset` would need a Docker engine on the deploying machine and pushes to the CDK
+    bootstrap repository, not to repositories this stack owns; copying from there needs
+    cdk-ecr-deployment (a Go binary fetched from the internet at synth/deploy), which we avoid.
+  * Instead the repository root (filtered: no .git, virtualenvs, node_modules, cdk.out, tests) is an
+    ordinary S3 file asset, and a CodeBuild project (privileged, Docker inside CodeBuild) builds
+    `containers/training/Dockerfile` and `containers/serving/Dockerfile` with the repository root as
+    build context and pushes both to our repositories, tagged with the source asset's hash.
+  * A custom resource (Provider framework: `on_event` starts the build, `is_complete` polls it, up to an
+    hour) makes `cdk deploy` wait for the images, and every consumer (state machine, trigger) depends on
+    it, so no run starts before its images exist. A changed source -> a new hash -> a new build and new
+    image URIs in the state machine; an unchanged source rebuilds nothing.
+  * Synth needs no Docker: it only hashes and stages the filtered folder.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from stacks.compliance import acknowledge
+from stacks.functions import REPO_ROOT, PythonFunction
+from stacks.settings import InfraSettings
+
+# What the image builds never need; keeps the source asset small and its hash stable.
+SOURCE_EXCLUDE = [
+    ".git", ".gitignore", ".venv", ".venv-*", "node_modules", "cdk.out", "cdk.context.json",
+    "**/__pycache__", "**/*.pyc", ".pytest_cache", ".hypothesis", ".ruff_cache", "*.egg-info",
+    "build", "dist", ".local", "tests", "bench", "docs", "lambdas", "stacks", "app.py", "cdk.json",
+    "package.json", "package-lock.json", ".ci", "*.log",
+]
+
+# Builds (and pushes) each image unless its tag is already there: tags are immutable, and a retried
+# deployment must not fail on an image an earlier attempt already pushed.
+_BUILD_ONE = (
+    'build_one() {{ if aws ecr describe-images --repository-name "${0}_REPOSITORY_NAME" '
+    '--image-ids imageTag="$IMAGE_TAG" >/dev/null 2>&1; then echo "{1}:$IMAGE_TAG exists"; else '
+    'docker build -f containers/{1}/Dockerfile -t "${0}_REPOSITORY_URI:$IMAGE_TAG" . && '
+    'docker push "${0}_REPOSITORY_URI:$IMAGE_TAG"; fi; }}; build_one'
+)
+BUILDSPEC = {
+    "version": "0.2",
+    "phases": {
+        "pre_build": {
+            "commands": [
+                'aws ecr get-login-password --region "$AWS_REGION" | '
+                'docker login --username AWS --password-stdin "${TRAINING_REPOSITORY_URI%%/*}"',
+            ]
+        },
+        "build": {
+            "commands": [_BUILD_ONE.format("TRAINING", "training"), _BUILD_ONE.format("SERVING", "serving")]
+        },
+    },
+}
+
+
+class Images(Construct):
+    """``training_image_uri`` / ``serving_image_uri`` (tagged with the source hash), ready at deploy time."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: InfraSettings) -> None:
+        super().__init__(scope, construct_id)
+
+        def repository(name: str) -> ecr.Repository:
+            return ecr.Repository(
+                self,
+                name,
+                image_scan_on_push=True,
+                image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+                encryption=ecr.RepositoryEncryption.AES_256,
+                removal_policy=RemovalPolicy.DESTROY,
+                empty_on_delete=True,
+                lifecycle_rules=[
+                    ecr.LifecycleRule(
+                        description="keep the 10 most recent images",
+                        max_image_count=10,
+                        rule_priority=1,
+                    )
+                ],
+            )
+
+        self.training_repository = repository("TrainingRepository")
+        self.serving_repository = repository("ServingRepository")
+
+        self.source = s3_assets.Asset(self, "Source", path=str(REPO_ROOT), exclude=SOURCE_EXCLUDE)
+        self.image_tag = self.source.asset_hash[:32]
+
+        self.project = codebuild.Project(
+            self,
+            "Build",
+            description="Builds the forecast-mlops training and serving images into this stack's ECR repositories",
+            source=codebuild.Source.s3(bucket=self.source.bucket, path=self.source.s3_object_key),
+            build_spec=codebuild.BuildSpec.from_object(BUILDSPEC),
+            environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
+                compute_type=codebuild.ComputeType.MEDIUM,
+                privileged=True,  # docker build
+            ),
+            environment_variables={
+                "TRAINING_REPOSITORY_URI": codebuild.BuildEnvironmentVariable(
+                    value=self.training_repository.repository_uri
+                ),
+                "SERVING_REPOSITORY_URI": codebuild.BuildEnvironmentVariable(
+                    value=self.serving_repository.repository_uri
+                ),
+                "TRAINING_REPOSITORY_NAME": codebuild.BuildEnvironmentVariable(
+                    value=self.training_repository.repository_name
+                ),
+                "SERVING_REPOSITORY_NAME": codebuild.BuildEnvironmentVariable(
+                    value=self.serving_repository.repository_name
+                ),
+                "IMAGE_TAG": codebuild.BuildEnvironmentVariable(value=self.image_tag),
+            },
+            timeout=Duration.minutes(60),
+        )
+        self.training_repository.grant_pull_push(self.project)
+        self.serving_repository.grant_pull_push(self.project)
+        self.project.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ecr:DescribeImages"],
+                resources=[self.training_repository.repository_arn, self.serving_repository.repository_arn],
+            )
+        )
+
+        builder = PythonFunction(
+            self,
+            "Builder",
+            settings=settings,
+            name="image_build",
+            handler="on_event",
+            description="forecast-mlops: start the image build (custom resource on_event)",
+        )
+        poller = PythonFunction(
+            self,
+            "Poller",
+            settings=settings,
+            name="image_build",
+            handler="is_complete",
+            description="forecast-mlops: poll the image build (custom resource is_complete)",
+        )
+        builder.role.add_to_policy(
+            iam.PolicyStatement(actions=["codebuild:StartBuild"], resources=[self.project.project_arn])
+        )
+        poller.role.add_to_policy(
+            iam.PolicyStatement(actions=["codebuild:BatchGetBuilds"], resources=[self.project.project_arn])
+        )
+        self.functions = [builder, poller]
+
+        provider = cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=builder.function,
+            is_complete_handler=poller.function,
+            query_interval=Duration.seconds(30),
+            total_timeout=Duration.hours(1),
+        )
+        self.build = CustomResource(
+            self,
+            "ImageBuild",
+            service_token=provider.service_token,
+            resource_type="Custom::ForecastImages",
+            properties={"ProjectName": self.project.project_name, "ImageTag": self.image_tag},
+        )
+        self.build.node.add_dependency(self.training_repository, self.serving_repository)
+
+        self.training_image_uri = self.training_repository.repository_uri_for_tag(self.image_tag)
+        self.serving_image_uri = self.serving_repository.repository_uri_for_tag(self.image_tag)
+
+        acknowledge(self.project, "Privileged mode is required to run docker build.", "AwsSolutions-CB3")
+        acknowledge(
+            self.project,
+            "The build's only outputs are images in ECR (AES-256); it stores no artifacts of its own, so the "
+            "AWS-managed key is sufficient.",
+            "AwsSolutions-CB4",
+        )
+        self.provider = provider
+        self.stack_name = Stack.of(self).stack_name

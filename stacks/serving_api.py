@@ -1,0 +1,219 @@
+"""Serving API: REST API `POST /forecast` (API key, JSON-schema validation, usage plan) -> invoke Lambda.
+
+The Lambda's code is `lambdas/invoke/` (module app.py, function `handler`, env ENDPOINT_NAME), written
+with Powertools for AWS Lambda (Python) v3. Powertools comes from the public Powertools layer (the ARN
+is built with the stack's partition and region, so the stack stays environment-agnostic): nothing to
+bundle at synth (no Docker, no pip), and the layer is the one AWS publishes and maintains. Its version
+is a setting (`powertools_layer_version`).
+
+Request body contract (the invoke Lambda's and the serving container's): ``periods`` an integer
+1..max_periods or a decimal string such as "26" (strings are range-checked by the Lambda), ``conf`` a
+number in (0, 1) or a decimal string such as "0.9", optional ``history``; other properties are rejected. Gateway errors use the Lambda's error
+shape ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.compliance import acknowledge, checkov_skip
+from stacks.functions import LAMBDAS_DIR, PythonFunction, retention
+from stacks.roles import sagemaker_arn
+from stacks.settings import InfraSettings
+
+POWERTOOLS_ACCOUNT = "017000801446"
+STAGE_NAME = "v1"
+ERROR_TEMPLATE = '{"error": $context.error.messageString}'
+# Gateway responses in the {"error": "..."} shape; (type, status code or None for the type's default).
+GATEWAY_RESPONSES = [
+    (apigw.ResponseType.DEFAULT_4_XX, None),
+    (apigw.ResponseType.DEFAULT_5_XX, None),
+    (apigw.ResponseType.BAD_REQUEST_BODY, "400"),
+    (apigw.ResponseType.INVALID_API_KEY, "403"),
+    (apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404"),
+    (apigw.ResponseType.THROTTLED, "429"),
+    (apigw.ResponseType.QUOTA_EXCEEDED, "429"),
+    (apigw.ResponseType.UNSUPPORTED_MEDIA_TYPE, "415"),
+]
+
+
+# The invoke Lambda's rules (lambdas/invoke/app.py), enforced first at the gateway: integers also as
+# decimal strings ("26"), conf also as a decimal string ("0.9"), `history` optional, nothing else.
+INT_STRING = r"^(0|[1-9][0-9]{0,17})$"
+CONF_STRING = r"^0?\.[0-9]*[1-9][0-9]*$"
+MAX_HISTORY = 156
+
+
+def _integer_field(low: int, high: int, description: str) -> apigw.JsonSchema:
+    return apigw.JsonSchema(
+        type=[apigw.JsonSchemaType.NUMBER, apigw.JsonSchemaType.STRING],
+        multiple_of=1,
+        minimum=low,
+        maximum=high,
+        pattern=INT_STRING,
+        max_length=64,
+        description=description,
+    )
+
+
+def request_schema(settings: InfraSettings) -> apigw.JsonSchema:
+    """Draft-4 schema; numeric strings pass here and are range-checked by the Lambda."""
+    return apigw.JsonSchema(
+        schema=apigw.JsonSchemaVersion.DRAFT4,
+        title="ForecastRequest",
+        type=apigw.JsonSchemaType.OBJECT,
+        required=["periods", "conf"],
+        additional_properties=False,
+        properties={
+            "periods": _integer_field(1, settings.max_periods, f"periods to forecast, 1..{settings.max_periods}"),
+            "conf": apigw.JsonSchema(
+                type=[apigw.JsonSchemaType.NUMBER, apigw.JsonSchemaType.STRING],
+                minimum=0,
+                exclusive_minimum=True,
+                maximum=1,
+                exclusive_maximum=True,
+                pattern=CONF_STRING,
+                max_length=64,
+                description="confidence level of the interval, in (0, 1)",
+            ),
+            "history": _integer_field(0, MAX_HISTORY, "observed periods to return with the forecast"),
+        },
+    )
+
+
+def powertools_layer_arn(settings: InfraSettings) -> str:
+    runtime = "python313"
+    return (
+        f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
+        f"AWSLambdaPowertoolsPythonV3-{runtime}-x86_64:{settings.powertools_layer_version}"
+    )
+
+
+class ServingApi(Construct):
+    """``api``, ``stage``, ``api_key``, ``usage_plan`` and the ``invoke`` function."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: InfraSettings) -> None:
+        super().__init__(scope, construct_id)
+        layer = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", powertools_layer_arn(settings))
+        self.invoke = PythonFunction(
+            self,
+            "Invoke",
+            settings=settings,
+            name="invoke",
+            description="forecast-mlops: POST /forecast -> InvokeEndpoint",
+            timeout=Duration.seconds(29),
+            memory_size=256,
+            layers=[layer],
+            environment={
+                "ENDPOINT_NAME": settings.endpoint_name,
+                "FORECAST_MAX_PERIODS": str(settings.max_periods),
+                "POWERTOOLS_SERVICE_NAME": "forecast-api",
+                "POWERTOOLS_METRICS_NAMESPACE": "ForecastMlops",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+        )
+        self.invoke.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:InvokeEndpoint"],
+                resources=[sagemaker_arn(f"endpoint/{settings.endpoint_name}")],
+            )
+        )
+
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=retention(settings.log_retention_days), removal_policy=RemovalPolicy.DESTROY
+        )
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            description="forecast-mlops: forecasts from the deployed model",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=False,
+            deploy=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=STAGE_NAME,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False, http_method=True, ip=True, protocol=True, request_time=True,
+                    resource_path=True, response_length=True, status=True, user=False,
+                ),
+                metrics_enabled=True,
+                tracing_enabled=True,
+                throttling_rate_limit=settings.api_rate_limit,
+                throttling_burst_limit=settings.api_burst_limit,
+            ),
+        )
+        self.stage = self.api.deployment_stage
+        for response_type, status in GATEWAY_RESPONSES:
+            self.api.add_gateway_response(
+                f"Gw{response_type.response_type}",
+                type=response_type,
+                status_code=status,
+                templates={"application/json": ERROR_TEMPLATE},
+            )
+
+        model = self.api.add_model(
+            "ForecastRequest",
+            content_type="application/json",
+            model_name="ForecastRequest",
+            schema=request_schema(settings),
+        )
+        validator = self.api.add_request_validator(
+            "BodyValidator", request_validator_name="forecast-body", validate_request_body=True,
+            validate_request_parameters=False,
+        )
+        forecast = self.api.root.add_resource("forecast")
+        self.method = forecast.add_method(
+            "POST",
+            apigw.LambdaIntegration(self.invoke.function, proxy=True),
+            api_key_required=True,
+            request_validator=validator,
+            request_models={"application/json": model},
+        )
+
+        self.api_key = self.api.add_api_key("ApiKey", description="forecast-mlops client key")
+        self.usage_plan = self.api.add_usage_plan(
+            "UsagePlan",
+            description="forecast-mlops clients",
+            throttle=apigw.ThrottleSettings(rate_limit=settings.api_rate_limit, burst_limit=settings.api_burst_limit),
+            quota=apigw.QuotaSettings(limit=settings.api_quota_per_day, period=apigw.Period.DAY),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.stage)],
+        )
+        self.usage_plan.add_api_key(self.api_key)
+        # ApiStages names the stage by string, so CloudFormation could create the plan before the stage
+        # ("Invalid API Stage"): make the dependency explicit.
+        self.usage_plan.node.default_child.node.add_dependency(self.stage.node.default_child)
+
+        acknowledge(
+            self.api,
+            "Clients authenticate with an API key bound to a usage plan (throttle + quota), by design: the "
+            "API serves machine clients (the forecast-mlops CLI) without a user directory.",
+            "AwsSolutions-APIG4", "AwsSolutions-COG4",
+        )
+        acknowledge(
+            self.api,
+            "A WAF web ACL costs more than this API's expected traffic; the usage plan throttles and caps "
+            "each key, and the request body is validated at the gateway.",
+            "AwsSolutions-APIG3",
+        )
+        acknowledge(
+            self.api,
+            "Execution logging needs the account-wide API Gateway CloudWatch role, which one stack should "
+            "not own; every request is in the access log (JSON) and the Lambda's own log.",
+            "AwsSolutions-APIG6",
+        )
+        checkov_skip(
+            self.stage, "CKV_AWS_120",
+            "Responses are forecasts of a model that changes on each deployment; caching would serve stale "
+            "forecasts and costs per hour.",
+        )
+        checkov_skip(
+            self.method, "CKV_AWS_59",
+            "The method requires an API key (usage plan); checkov only counts authorizers.",
+        )
