@@ -92,14 +92,17 @@ class ModelHolder:
         log.info(
             "model loaded",
             extra={"event": "model_loaded", "path": str(resolved.path), "version": loaded.info.get("version"),
-                   "name": loaded.info.get("name"), "trained_at": loaded.info.get("trained_at"),
+                   "model_name": loaded.info.get("name"), "trained_at": loaded.info.get("trained_at"),
                    "replaced": previous.info.get("version") if previous else None},
         )
         return True
 
     async def watch(self, interval: float) -> None:
         while True:
-            await asyncio.to_thread(self.refresh)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # noqa: BLE001 - the watcher must outlive any single failure
+                log.exception("model watcher error", extra={"event": "watcher_error"})
             await asyncio.sleep(interval)
 
 
@@ -226,11 +229,10 @@ async def _read_body(request: Request) -> bytes:
     """The body, refusing (413) more than MAX_BODY_BYTES without reading it all."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            if int(declared) > MAX_BODY_BYTES:
-                raise RequestError(f"request body exceeds {MAX_BODY_BYTES} bytes", 413)
-        except ValueError:
-            raise RequestError("invalid Content-Length") from None
+        if not declared.strip().isdigit():
+            raise RequestError("invalid Content-Length")
+        if int(declared) > MAX_BODY_BYTES:
+            raise RequestError(f"request body exceeds {MAX_BODY_BYTES} bytes", 413)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
