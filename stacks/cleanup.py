@@ -12,6 +12,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks import naming
+from stacks.compliance import acknowledge, logical_id
 from stacks.functions import PythonFunction
 from stacks.roles import sagemaker_arn
 from stacks.settings import InfraSettings
@@ -64,6 +65,17 @@ class Cleanup(Construct):
                 f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{state_machine.state_machine_name}:*"
             ],
         ))
+        acknowledge(
+            role,
+            "Deletes only our names (endpoint-config/model prefix) and stops only executions of our state "
+            "machine; the List actions support no resource-level scoping.",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+            f"{naming.sagemaker_arn_pattern(settings, 'endpoint-config')}]",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+            f"{naming.sagemaker_arn_pattern(settings, 'model')}]",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+            f"<{logical_id(state_machine)}.Name>:*]",
+        )
         self.resource = CustomResource(
             self,
             "Resource",

@@ -24,3 +24,36 @@ def checkov_skip(scope: IConstruct, check_id: str, reason: str) -> None:
         skips = [s for s in metadata["skip"] if s["id"] != check_id]
         skips.append({"id": check_id, "comment": reason})
         resource.add_metadata("checkov", {"skip": skips})
+
+
+def logical_id(construct: IConstruct) -> str:
+    """The CloudFormation logical id of a construct's resource, as cdk-nag prints it in finding ids."""
+    from aws_cdk import Stack
+
+    resource = construct if isinstance(construct, CfnResource) else construct.node.default_child
+    stack = Stack.of(construct)
+    return stack.resolve(stack.get_logical_id(resource))
+
+
+def arn_of(construct: IConstruct) -> str:
+    """``<LogicalId.Arn>``: how cdk-nag renders `Fn::GetAtt [id, Arn]` in finding ids."""
+    return f"<{logical_id(construct)}.Arn>"
+
+
+def cfn_lint_ignore(scope: IConstruct, check_id: str, reason: str, *, types: tuple[str, ...] = ()) -> None:
+    """Ignore a cfn-lint check on CloudFormation resources at or below `scope` (optionally by type)."""
+    for resource in scope.node.find_all():
+        if not isinstance(resource, CfnResource) or (types and resource.cfn_resource_type not in types):
+            continue
+        metadata = resource.get_metadata("cfn-lint") or {"config": {"ignore_checks": [], "reasons": {}}}
+        config = metadata["config"]
+        if check_id not in config["ignore_checks"]:
+            config["ignore_checks"].append(check_id)
+        config.setdefault("reasons", {})[check_id] = reason
+        resource.add_metadata("cfn-lint", metadata)
+
+
+REDUNDANT_DEPENDS_ON = (
+    "CDK adds DependsOn on the execution role (and its policy) to every function and state machine, "
+    "which cfn-lint reports as already implied by the role's GetAtt; harmless."
+)

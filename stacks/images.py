@@ -25,7 +25,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from stacks.compliance import acknowledge
+from stacks.compliance import REDUNDANT_DEPENDS_ON, acknowledge, arn_of, cfn_lint_ignore, logical_id
 from stacks.functions import REPO_ROOT, PythonFunction
 from stacks.settings import InfraSettings
 
@@ -160,6 +160,12 @@ class Images(Construct):
             query_interval=Duration.seconds(30),
             total_timeout=Duration.hours(1),
         )
+        waiter_functions = [c for c in provider.node.find_all() if c.node.id in ("framework-isComplete", "framework-onTimeout")]
+        acknowledge(
+            provider,
+            "CDK Provider framework: its waiter state machine invokes the framework functions (any version).",
+            *(f"AwsSolutions-IAM5[Resource::{arn_of(f)}:*]" for f in waiter_functions),
+        )
         self.build = CustomResource(
             self,
             "ImageBuild",
@@ -179,5 +185,32 @@ class Images(Construct):
             "AWS-managed key is sufficient.",
             "AwsSolutions-CB4",
         )
+        acknowledge(
+            self.project,
+            "CDK-generated CodeBuild role: read of the source asset object (CDK's grantRead action groups), "
+            "the project's own log group and report groups (named by CodeBuild at run time); "
+            "ecr:GetAuthorizationToken supports no resource.",
+            "AwsSolutions-IAM5[Action::s3:GetBucket*]",
+            "AwsSolutions-IAM5[Action::s3:GetObject*]",
+            "AwsSolutions-IAM5[Action::s3:List*]",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+            f"/aws/codebuild/<{logical_id(self.project)}>:*]",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:"
+            f"report-group/<{logical_id(self.project)}>-*]",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+        framework = "CDK custom-resource Provider framework (its own functions, roles and waiter state machine)"
+        acknowledge(
+            provider,
+            f"{framework}: basic execution policy, invoking our two handlers (any version), not configurable.",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            f"AwsSolutions-IAM5[Resource::{arn_of(builder.function)}:*]",
+            f"AwsSolutions-IAM5[Resource::{arn_of(poller.function)}:*]",
+            "AwsSolutions-SF1",
+            "AwsSolutions-SF2",
+            "AwsSolutions-L1",
+        )
+        cfn_lint_ignore(provider, "W3005", REDUNDANT_DEPENDS_ON,
+                        types=("AWS::Lambda::Function", "AWS::StepFunctions::StateMachine"))
         self.provider = provider
         self.stack_name = Stack.of(self).stack_name

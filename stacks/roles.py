@@ -14,7 +14,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import naming
-from stacks.compliance import acknowledge
+from stacks.compliance import acknowledge, arn_of
 from stacks.settings import InfraSettings
 from stacks.storage import FORECASTS_PREFIX, RAW_PREFIX, RUNS_PREFIX
 
@@ -101,7 +101,7 @@ class PipelineRoles(Construct):
             "Scoped by prefix: objects under runs/ of our bucket, SageMaker's own log groups; "
             "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource-level scoping "
             "(the latter is limited to SageMaker namespaces by condition).",
-            "AwsSolutions-IAM5[Resource::<StorageData5F2A4B1B.Arn>/runs/*]",
+            f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/runs/*]",
             "AwsSolutions-IAM5[Resource::*]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*:log-stream:*]",
@@ -210,9 +210,9 @@ class PipelineRoles(Construct):
                       for k in ("processing-job", "hyper-parameter-tuning-job", "training-job", "model-package-group",
                                 "model-package", "model", "endpoint-config")),
                     f"arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/{SYNC_RULE_PREFIX}*",
-                    "<StorageData5F2A4B1B.Arn>/raw/*",
-                    "<StorageData5F2A4B1B.Arn>/runs/*",
-                    "<StorageData5F2A4B1B.Arn>/forecasts/*",
+                    f"{arn_of(bucket)}/raw/*",
+                    f"{arn_of(bucket)}/runs/*",
+                    f"{arn_of(bucket)}/forecasts/*",
                     "*",
                 )
             ],

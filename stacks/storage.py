@@ -54,7 +54,6 @@ class Storage(Construct):
             enforce_ssl=True,
             versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            event_bridge_enabled=True,
             server_access_logs_bucket=self.log_bucket,
             server_access_logs_prefix="data-bucket/",
             removal_policy=removal,
@@ -80,6 +79,12 @@ class Storage(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 ),
             ],
+        )
+
+        # EventBridge notifications through the bucket's own CloudFormation property (CDK's
+        # `event_bridge_enabled` would add a custom-resource Lambda to do the same).
+        self.bucket.node.default_child.add_property_override(
+            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
         )
 
     def arn_for(self, prefix: str) -> str:

@@ -10,6 +10,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from stacks.compliance import REDUNDANT_DEPENDS_ON, cfn_lint_ignore
 from stacks.functions import retention
 from stacks.pipeline_definition import Refs, build_definition
 from stacks.settings import InfraSettings
@@ -64,3 +65,4 @@ class TrainingPipeline(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
         )
+        cfn_lint_ignore(self.state_machine, "W3005", REDUNDANT_DEPENDS_ON)
