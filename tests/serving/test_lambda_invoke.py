@@ -1,0 +1,256 @@
+"""The invoke Lambda: request rules shared with the app, the InvokeEndpoint call and its error mapping."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.stub import Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline_code.serving import request as app_rules
+
+from .conftest import ROOT
+
+ENDPOINT = "forecast-endpoint"
+CONTEXT = SimpleNamespace(function_name="invoke", memory_limit_in_mb=256, aws_request_id="lambda-req-1",
+                          invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:invoke")
+
+
+@pytest.fixture
+def lam(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ForecastMlopsTest")
+    spec = importlib.util.spec_from_file_location("invoke_lambda_app", ROOT / "lambdas" / "invoke" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.runtime_client.cache_clear()
+    return module
+
+
+def event(body, content_type="application/json", base64_encoded=False, request_id="apigw-req-1"):
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    if base64_encoded:
+        body = base64.b64encode(body.encode()).decode()
+    headers = {"Content-Type": content_type} if content_type else {}
+    return {"resource": "/forecast", "path": "/forecast", "httpMethod": "POST", "headers": headers,
+            "body": body, "isBase64Encoded": base64_encoded,
+            "requestContext": {"requestId": request_id, "stage": "prod"}}
+
+
+def call(lam, evt):
+    response = lam.handler(evt, CONTEXT)
+    assert "Traceback" not in response["body"]
+    return response["statusCode"], response["headers"], json.loads(response["body"])
+
+
+SERVED = {"model": {"name": "harmonic-arima", "version": "v0003", "trained_at": "2026-11-25T00:00:00+00:00",
+                    "metrics": {"cv_mse": 1.0}}, "conf": 0.9,
+          "forecasts": [{"timestamp": "2017-01-27", "mean": 1.0, "lower": 0.5, "upper": 1.5}]}
+
+
+# --- with moto's sagemaker-runtime -----------------------------------------------------------------
+
+def queue_results(*bodies: str) -> None:
+    import requests
+
+    results = [{"Body": b, "ContentType": "application/json", "InvokedProductionVariant": "AllTraffic",
+                "CustomAttributes": ""} for b in bodies]
+    response = requests.post("http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+                             json={"results": results})
+    assert response.status_code == 201
+
+
+def test_success_through_moto(lam, capsys, caplog):
+    from moto import mock_aws
+
+    with mock_aws():
+        queue_results(json.dumps(SERVED))
+        status, headers, doc = call(lam, event({"periods": "1", "conf": "0.9"}))
+    assert status == 200 and doc == SERVED and headers["x-request-id"] == "apigw-req-1"
+    # Powertools Metrics prints one EMF document with the request counter.
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert any("_aws" in line and "Requests" in line for line in lines)
+    # One summary line per request (serverless endpoints have no data capture).
+    summaries = [r for r in caplog.records if r.getMessage() == "forecast request"]
+    assert len(summaries) == 1
+    summary = summaries[0].__dict__
+    assert summary["periods"] == 1 and summary["conf"] == 0.9 and summary["status"] == 200
+    assert summary["forecasts"] == 1 and summary["model_version"] == "v0003" and "endpoint_ms" in summary
+
+
+def test_invalid_endpoint_response_is_502_through_moto(lam):
+    from moto import mock_aws
+
+    with mock_aws():
+        queue_results("this is not json")
+        status, _, doc = call(lam, event({"periods": 2, "conf": 0.9}))
+    assert status == 502 and doc["request_id"] == "apigw-req-1" and "invalid response" in doc["error"]
+
+
+# --- errors moto cannot produce: botocore's Stubber -------------------------------------------------
+
+def stubbed(lam):
+    client = lam.runtime_client()
+    return client, Stubber(client)
+
+
+@pytest.mark.parametrize(
+    ("code", "http_status", "message", "modeled", "expected", "fragment"),
+    [
+        ("ModelError", 424, 'Received client error (400) from primary with message "{"error": "periods bad"}"',
+         {"OriginalStatusCode": 400, "OriginalMessage": '{"error": "periods bad"}'}, 400, "periods bad"),
+        ("ModelError", 424, "Received client error (415) from primary with message \"plain text\"",
+         {"OriginalStatusCode": 415, "OriginalMessage": "plain text"}, 400, "plain text"),
+        ("ModelError", 424, "Received server error (500) from primary with message \"boom\"",
+         {"OriginalStatusCode": 500, "OriginalMessage": "boom"}, 502, "failed to produce"),
+        ("ValidationError", 400, "Endpoint forecast-endpoint of account 123456789012 not found.", None, 503,
+         "not available"),
+        ("ValidationError", 400, "Body size exceeds the limit", None, 400, "Body size"),
+        ("ThrottlingException", 400, "Rate exceeded", None, 429, "too many requests"),
+        ("ModelNotReadyException", 429, "Model not ready", None, 503, "starting or unavailable"),
+        ("ServiceUnavailable", 503, "Service unavailable", None, 503, "unavailable"),
+        ("InternalFailure", 500, "Internal failure", None, 502, "failed"),
+        ("InternalDependencyException", 530, "Dependency", None, 502, "failed"),
+    ],
+)
+def test_endpoint_error_mapping(lam, code, http_status, message, modeled, expected, fragment):
+    _, stubber = stubbed(lam)
+    stubber.add_client_error("invoke_endpoint", service_error_code=code, service_message=message,
+                             http_status_code=http_status, modeled_fields=modeled)
+    with stubber:
+        status, headers, doc = call(lam, event({"periods": 2, "conf": 0.9}))
+    assert status == expected and fragment in doc["error"], doc
+    assert doc["request_id"] == "apigw-req-1" and headers["x-request-id"] == "apigw-req-1"
+    assert "123456789012" not in doc["error"]
+    if expected == 429:
+        assert headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [(ReadTimeoutError(endpoint_url="https://runtime.sagemaker"), 503),
+     (ConnectTimeoutError(endpoint_url="https://runtime.sagemaker"), 503),
+     (EndpointConnectionError(endpoint_url="https://runtime.sagemaker"), 503),
+     (RuntimeError("a bug"), 500)],
+)
+def test_transport_failures_and_bugs(lam, monkeypatch, exc, expected):
+    client = lam.runtime_client()
+
+    def fail(**kwargs):
+        raise exc
+
+    monkeypatch.setattr(client, "invoke_endpoint", fail)
+    status, _, doc = call(lam, event({"periods": 2, "conf": 0.9}))
+    assert status == expected and doc["request_id"] == "apigw-req-1"
+    assert "a bug" not in doc["error"]
+
+
+def test_request_sent_to_the_endpoint(lam):
+    _, stubber = stubbed(lam)
+    expected = {"EndpointName": ENDPOINT, "Body": json.dumps({"periods": 26, "conf": 0.9, "history": 5}).encode(),
+                "ContentType": "application/json", "Accept": "application/json",
+                "CustomAttributes": "request-id=apigw-req-1"}
+    stubber.add_response("invoke_endpoint", {"Body": io.BytesIO(json.dumps(SERVED).encode()),
+                                             "ContentType": "application/json"}, expected)
+    with stubber:
+        status, _, _ = call(lam, event({"periods": "26", "conf": 0.9, "history": 5}, base64_encoded=True))
+        stubber.assert_no_pending_responses()
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    ("evt", "expected"),
+    [(event({"periods": 0, "conf": 0.9}), 400), (event({"periods": 2, "conf": 1}), 400),
+     (event("{"), 400), (event(None), 400), (event({"periods": 2, "conf": 0.9}, "text/plain"), 415),
+     (event({"periods": 2, "conf": 0.9, "pad": "x" * 20000}), 413), (event({"periods": 2, "conf": 0.9, "x": 1}), 400)],
+)
+def test_invalid_requests_never_reach_the_endpoint(lam, evt, expected):
+    _, stubber = stubbed(lam)  # no responses queued: a call would fail the test
+    with stubber:
+        status, _, doc = call(lam, evt)
+    assert status == expected and doc["request_id"] == "apigw-req-1"
+
+
+def test_client_timeouts_and_bounded_retries(lam, monkeypatch):
+    monkeypatch.setenv("INVOKE_READ_TIMEOUT", "7")
+    lam.runtime_client.cache_clear()
+    config = lam.runtime_client().meta.config
+    assert config.connect_timeout == 2 and config.read_timeout == 7
+    assert config.retries["total_max_attempts"] == 2 and config.retries["mode"] == "standard"
+
+
+# --- the Lambda's copy of the rules agrees with the app's ----------------------------------------
+
+AGREEMENT_CASES = [
+    (b'{"periods": 26, "conf": 0.9}', "application/json"),
+    (b'{"periods": "26", "conf": "0.9"}', None),
+    (b'{"periods": 26.0, "conf": ".9", "history": "10"}', "application/json; charset=utf-8"),
+    (b'{"periods": 0, "conf": 0.9}', "application/json"),
+    (b'{"periods": 105, "conf": 0.9}', "application/json"),
+    (b'{"periods": 104, "conf": 0.9}', "application/json"),
+    (b'{"periods": 1, "conf": 1}', "application/json"),
+    (b'{"periods": 1, "conf": 0}', "application/json"),
+    (b'{"periods": 1, "conf": 1e-9}', "application/json"),
+    (b'{"periods": true, "conf": 0.9}', "application/json"),
+    (b'{"periods": 1, "conf": NaN}', "application/json"),
+    (b'{"periods": 1, "conf": 1e999}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "periods": 2}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "extra": 2}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "history": 157}', "application/json"),
+    (b'{"periods": "026", "conf": "1e-1"}', "application/json"),
+    (b"[]", "application/json"),
+    (b"{", "application/json"),
+    (b"", "application/json"),
+    (b"\xff", "application/json"),
+    (b'{"periods": 1, "conf": 0.9}', "text/plain"),
+    (b'{"periods": 1, "conf": 0.9}', "application/json; charset=iso-8859-1"),
+    (b"x" * (16 * 1024 + 1), "application/json"),
+]
+
+
+def outcome_app(raw: bytes, content_type: str | None):
+    try:
+        app_rules.check_content_type(content_type)
+        return 200, app_rules.parse_request(raw).to_dict(), None
+    except app_rules.RequestError as err:
+        return err.status, None, err.message
+
+
+def outcome_lambda(lam, raw: bytes, content_type: str | None):
+    try:
+        lam.check_content_type(content_type)
+        return 200, lam.parse_request(raw), None
+    except lam.RequestError as err:
+        return err.status, None, err.message
+
+
+@pytest.mark.parametrize(("raw", "content_type"), AGREEMENT_CASES)
+def test_lambda_and_app_validation_agree(lam, raw, content_type):
+    assert outcome_lambda(lam, raw, content_type) == outcome_app(raw, content_type)
+
+
+def test_lambda_and_app_validation_agree_on_generated_documents(lam):
+    values = st.one_of(st.integers(-5, 200), st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
+                       st.none(), st.text(max_size=8), st.from_regex(r"0?\.[0-9]{1,4}|[0-9]{1,4}", fullmatch=True))
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.dictionaries(st.sampled_from(["periods", "conf", "history", "other"]), values, max_size=4))
+    def check(document):
+        raw = json.dumps(document).encode()
+        assert outcome_lambda(lam, raw, "application/json") == outcome_app(raw, "application/json")
+
+    check()
+    assert math.isfinite(app_rules.CONF_CEILING)
