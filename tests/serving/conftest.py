@@ -115,7 +115,8 @@ def start_server(args: list[str], tmp: Path, env: dict[str, str] | None = None,
                  module: str = "pipeline_code.serving.cli") -> Server:
     port = free_port()
     log_path, out_path = tmp / f"server-{port}.log", tmp / f"server-{port}.out"
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
+                **{k: v.replace("{port}", str(port)) for k, v in (env or {}).items()}}
     command = [sys.executable, "-m", module, *[a.replace("{port}", str(port)) for a in args]]
     if module == "pipeline_code.serving.cli":
         command += ["--port", str(port)]
