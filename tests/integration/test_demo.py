@@ -1,0 +1,27 @@
+"""The main job as a user runs it: `forecast-mlops demo`, ending with a forecast served on localhost."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+from tests.conftest import free_port
+
+
+def test_demo_ends_with_a_served_forecast(tmp_path):
+    workdir = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline_code.cli", "demo", "--once", "--quiet", "--cv-step", "4",
+         "--workdir", str(workdir), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "registered v0001 as Approved" in out
+    assert "2017-01-27" in out and "2017-07-21" in out  # 26 weeks after the last observation
+    assert "90% interval" in out
+    assert (workdir / "forecast.png").stat().st_size > 10_000
+    keys = workdir / "api-keys.json"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
