@@ -15,8 +15,6 @@ requests per second at 32 clients, and the installed size of each serving depend
 venvs; ``--skip-size`` skips that part, which downloads packages).
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import json
@@ -256,6 +254,13 @@ def package_size() -> int:
 
 # --- the table ----------------------------------------------------------------------------------------
 
+def better(ours: float, original: float, lower_is_better: bool = True) -> str:
+    """How ours compares, e.g. '12.3x lower' / '2.0x higher'."""
+    ratio = original / ours if lower_is_better else ours / original
+    word = ("lower" if lower_is_better else "higher") if ratio >= 1 else ("higher" if lower_is_better else "lower")
+    return f"{ratio if ratio >= 1 else 1 / ratio:.1f}x {word}"
+
+
 def mb(size: int) -> str:
     return f"{size / 1e6:.0f} MB"
 
@@ -316,12 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     for c in (1, 32):
         o, g = ours["load"][c], orig["load"][c]
         rows.append((f"/invocations p50, {c} client{'s' if c > 1 else ''}", f"{o['p50_ms']:.1f} ms",
-                     f"{g['p50_ms']:.1f} ms", f"{g['p50_ms'] / o['p50_ms']:.0f}x lower", ""))
+                     f"{g['p50_ms']:.1f} ms", better(o['p50_ms'], g['p50_ms']), ""))
         rows.append((f"/invocations p99, {c} client{'s' if c > 1 else ''}", f"{o['p99_ms']:.1f} ms",
-                     f"{g['p99_ms']:.1f} ms", f"{g['p99_ms'] / o['p99_ms']:.0f}x lower",
+                     f"{g['p99_ms']:.1f} ms", better(o['p99_ms'], g['p99_ms']),
                      "<= 25 ms" if c == 32 else ""))
         rows.append((f"requests/s, {c} client{'s' if c > 1 else ''}", f"{o['rps']:.0f}", f"{g['rps']:.0f}",
-                     f"{o['rps'] / g['rps']:.0f}x more", ""))
+                     better(o['rps'], g['rps'], lower_is_better=False), ""))
         rows.append((f"requests (errors), {c} client{'s' if c > 1 else ''}", f"{o['requests']} ({o['errors']})",
                      f"{g['requests']} ({g['errors']})", "", "0 errors"))
     if sizes:

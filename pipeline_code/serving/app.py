@@ -48,6 +48,29 @@ log = get_logger()
 JSON = "application/json"
 
 
+class ServingForecaster(Forecaster):
+    """The engine's forecaster, memoizing the conf-independent part of ``predict`` per ``periods``.
+
+    ``log_forecast(periods)`` (log-scale mean and model variance) depends only on the model and
+    ``periods``, and is most of a forecast's cost (the ARIMA recursions); a request then only computes
+    its ``conf`` quantiles. At most ``max_periods`` entries of 2 x periods floats; the cached arrays are
+    read-only so nothing can alter them.
+    """
+
+    def __init__(self, artifact) -> None:
+        super().__init__(artifact)
+        self._log_cache: dict[int, tuple] = {}
+
+    def log_forecast(self, periods: int):
+        cached = self._log_cache.get(periods)
+        if cached is None:
+            cached = super().log_forecast(periods)
+            for array in cached:
+                array.setflags(write=False)
+            self._log_cache[periods] = cached
+        return cached
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     forecaster: Forecaster
@@ -267,7 +290,7 @@ def _stamp(resolved: ResolvedModel) -> tuple:
 
 
 def _load(resolved: ResolvedModel, stamp: tuple) -> LoadedModel:
-    forecaster = Forecaster.load(resolved.path)
+    forecaster = ServingForecaster.load(resolved.path)
     # Fail at load time, not on the first request, if the artifact cannot forecast.
     forecaster.predict(1, 0.9)
     metadata = _finite(dict(forecaster.metadata))
