@@ -11,6 +11,7 @@ import numpy as np
 
 from . import __version__
 from .artifact import ModelArtifact
+from .calibration import SCALE_WINDOW, current_scale, local_scales, normalised
 from .cv import CVResult, cross_validate
 from .dataset import Series
 from .forecaster import Forecaster
@@ -35,8 +36,9 @@ class FitResult:
 class HarmonicArimaForecaster:
     """Harmonic regression with ARIMA errors on the log scale, with CV-calibrated intervals.
 
-    ``fit`` cross-validates the specification on sliding windows (the errors calibrate the
-    intervals) and then fits the final model on the last ``window`` observations.
+    ``fit`` cross-validates the specification on sliding windows of the series (its out-of-sample
+    errors calibrate the intervals, see ``calibration``) and fits the final model on the last
+    ``window`` observations.
     """
 
     def __init__(self, spec: ModelSpec, *, window: int, horizon: int, step: int = 1) -> None:
@@ -46,16 +48,16 @@ class HarmonicArimaForecaster:
         self.step = step
 
     def fit(
-        self, series: Series, *, calibration_series: Series | None = None,
-        calibration_target: np.ndarray | None = None, metadata: dict[str, Any] | None = None,
+        self, series: Series, *, target: np.ndarray | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> FitResult:
-        """Fit on ``series``; CV runs on ``calibration_series`` (default: the same series), scored
-        against ``calibration_target`` (default: the calibration series itself)."""
-        calibration = calibration_series if calibration_series is not None else series
+        """Fit on ``series``; CV errors are measured against ``target`` (default: the series)."""
         cv = cross_validate(
-            calibration.values, self.spec, window=self.window, horizon=self.horizon, step=self.step,
-            target=calibration_target,
+            series.values, self.spec, window=self.window, horizon=self.horizon, step=self.step,
+            target=target,
         )
+        step1 = cv.log_errors[:, 0]
+        calibration_errors = normalised(cv.log_errors, local_scales(step1))
         window = min(self.window, len(series))
         z = np.log(series.values)
         final = fit_windows(z, self.spec, window=window, horizon=1, origins=np.array([z.size]))
@@ -71,8 +73,9 @@ class HarmonicArimaForecaster:
                 "diff": int(final.diff[0]),
                 "sigma2": float(final.sigma2[0]),
                 "u_tail": final.u_tail[0],
+                "error_scale": current_scale(step1),
             },
-            calibration_errors=cv.log_errors,
+            calibration_errors=calibration_errors,
             history={
                 "timestamps": [ts.isoformat() for ts in history.timestamps],
                 "values": history.values,
@@ -91,6 +94,12 @@ class HarmonicArimaForecaster:
                 },
                 "hyperparameters": self.spec.hyperparameters(),
                 "metrics": {f"cv_{k}": v for k, v in cv.metrics().items()},
+                "calibration": {
+                    "method": "locally scaled split conformal",
+                    "splits": int(calibration_errors.shape[0]),
+                    "scale_window": SCALE_WINDOW,
+                    "error_scale": current_scale(step1),
+                },
                 "libraries": {
                     "forecast_mlops": __version__,
                     "numpy": np.__version__,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import bounds, local_scales, normalised
 from .cv import accuracy, cross_validate, seasonal_naive_scale, sliding_origins
 from .forecaster import Forecaster
 from .model.design import design_matrix
@@ -57,18 +58,27 @@ def backtest_model(
     position = {int(o): i for i, o in enumerate(all_origins)}
     rows = np.array([position[int(o)] for o in origins])
     z_hat = cv.fits.z_hat[rows]
-    errors = cv.log_errors
-    intervals = {}
-    for level in levels:
-        lo = np.empty_like(z_hat)
-        hi = np.empty_like(z_hat)
-        for i, origin in enumerate(origins):
-            past = errors[all_origins + horizon <= origin]
-            if past.shape[0] < 2:
-                raise ValueError(f"origin {origin} has no earlier cross-validation errors to calibrate")
-            lo[i], hi[i] = _conformal(np.sort(past, axis=0), level)
-        intervals[level] = (np.exp(z_hat + lo), np.exp(z_hat + hi))
+    offsets = online_offsets(cv.log_errors, all_origins, rows, horizon, levels)
+    intervals = {level: (np.exp(z_hat + lo), np.exp(z_hat + hi)) for level, (lo, hi) in offsets.items()}
     return Backtest(name, origins, cv.actual[rows], cv.forecast[rows], intervals, cv.scale[rows])
+
+
+def online_offsets(
+    log_errors: np.ndarray, all_origins: np.ndarray, rows: np.ndarray, horizon: int,
+    levels: tuple[float, ...],
+) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """Interval offsets at each backtest row, calibrated only on errors observed before its origin."""
+    scales = local_scales(log_errors[:, 0])
+    out = {level: (np.empty((rows.size, horizon)), np.empty((rows.size, horizon))) for level in levels}
+    for i, row in enumerate(rows):
+        past = all_origins + horizon <= all_origins[row]
+        calibration = np.sort(normalised(log_errors[past], scales[past]), axis=0)
+        if calibration.shape[0] < 2 or not np.isfinite(scales[row]):
+            raise ValueError(f"origin {all_origins[row]} has too few earlier errors to calibrate")
+        for level in levels:
+            lo, hi = bounds(calibration, level)
+            out[level][0][i], out[level][1][i] = lo * scales[row], hi * scales[row]
+    return out
 
 
 def backtest_seasonal_naive(
@@ -86,24 +96,11 @@ def backtest_seasonal_naive(
     actual = y[idx]
     errors = np.log(actual) - np.log(forecast)
     rows = origins - first
-    intervals = {}
-    for level in levels:
-        lo = np.empty((origins.size, horizon))
-        hi = np.empty((origins.size, horizon))
-        for i, origin in enumerate(origins):
-            past = errors[all_origins + horizon <= origin]
-            lo[i], hi[i] = _conformal(np.sort(past, axis=0), level)
-        intervals[level] = (forecast[rows] * np.exp(lo), forecast[rows] * np.exp(hi))
+    offsets = online_offsets(errors, all_origins, rows, horizon, levels)
+    intervals = {level: (forecast[rows] * np.exp(lo), forecast[rows] * np.exp(hi))
+                 for level, (lo, hi) in offsets.items()}
     scale = seasonal_naive_scale(y, origins, window, period)
     return Backtest("seasonal_naive", origins, actual[rows], forecast[rows], intervals, scale)
-
-
-def _conformal(sorted_errors: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    n = sorted_errors.shape[0]
-    alpha = 1 - level
-    lo_rank = max(1, int(np.floor((n + 1) * alpha / 2)))
-    hi_rank = min(n, int(np.ceil((n + 1) * (1 - alpha / 2))))
-    return sorted_errors[lo_rank - 1], sorted_errors[hi_rank - 1]
 
 
 def gate(

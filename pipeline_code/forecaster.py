@@ -5,17 +5,16 @@ Imports nothing from training (no SciPy, statsmodels or pandas) and unpickles no
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from .artifact import ModelArtifact
 from .calendar import parse_freq
+from .calibration import bounds
 from .model.arima import error_forecast, forecast_variance
 from .model.design import design_matrix
 from .model.spec import ModelSpec
@@ -52,6 +51,7 @@ class Forecaster:
         self._u_tail = np.asarray(params["u_tail"], dtype=float)[None, :]
         self._diff = np.array([int(params["diff"])])
         self._sigma2 = np.array([float(params["sigma2"])])
+        self._scale = float(params["error_scale"])
         self._errors = np.sort(np.asarray(artifact.calibration_errors, dtype=float), axis=0)
 
     @classmethod
@@ -91,32 +91,19 @@ class Forecaster:
         )
 
     def error_quantiles(self, conf: float, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Quantiles of the out-of-sample log errors per step, split-conformal style.
+        """Log-scale interval offsets per step (see ``calibration``).
 
-        Steps within the cross-validated horizon use the empirical errors of that step; tails finer
-        than the sample resolves use a normal with the step's empirical spread; steps past the
-        horizon scale the last step's quantiles by the model's variance growth.
+        Steps within the cross-validated horizon use that step's normalised CV errors times the
+        current error scale; steps past it scale the last step's offsets by the model's variance
+        growth.
         """
-        errors = self._errors
-        n, horizon = errors.shape
-        alpha = 1.0 - conf
-        low = _order_statistic(errors, alpha / 2, n, upper=False)
-        high = _order_statistic(errors, 1 - alpha / 2, n, upper=True)
+        horizon = self._errors.shape[1]
+        low, high = bounds(self._errors, conf)
+        low, high = low * self._scale, high * self._scale
         periods = variance.size
         steps = np.minimum(np.arange(periods), horizon - 1)
         low, high = low[steps], high[steps]
-        beyond = np.arange(periods) >= horizon
-        if beyond.any():
-            growth = np.sqrt(variance / variance[horizon - 1]) if periods >= horizon else 1.0
-            low = np.where(beyond, low * growth, low)
-            high = np.where(beyond, high * growth, high)
+        if periods > horizon:
+            growth = np.sqrt(np.maximum(variance / variance[horizon - 1], 1.0))
+            low, high = low * growth, high * growth
         return low, high
-
-
-def _order_statistic(sorted_errors: np.ndarray, level: float, n: int, *, upper: bool) -> np.ndarray:
-    """The conformal order statistic of each column, or a normal tail when n is too small for it."""
-    rank = math.ceil((n + 1) * level) if upper else math.floor((n + 1) * level)
-    if 1 <= rank <= n:
-        return sorted_errors[rank - 1]
-    z = NormalDist().inv_cdf(level)
-    return sorted_errors.mean(axis=0) + z * sorted_errors.std(axis=0, ddof=1)

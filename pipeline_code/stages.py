@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .cv import cross_validate
 from .dataset import DataValidationError, Series, load_series
 from .estimator import HarmonicArimaForecaster
 from .evaluation import (
@@ -122,14 +123,15 @@ def run_training(
     spec = spec_from_hyperparameters(hyperparameters, settings.data.season_length)
     train = read_processed(train_dir, settings.data.freq)
     full = train + read_processed(test_dir, settings.data.freq)
-    estimator = HarmonicArimaForecaster(
-        spec, window=settings.cv.window, horizon=settings.data.horizon, step=settings.cv.step
+    window, horizon, step = settings.cv.window, settings.data.horizon, settings.cv.step
+    objective = cross_validate(
+        train.choose(spec.use_counterfactual_data).values, spec, window=window, horizon=horizon,
+        step=step, target=train.counterfactual,
     )
-    fitted = estimator.fit(
-        full.choose(spec.use_counterfactual_data),
-        calibration_series=train.choose(spec.use_counterfactual_data),
-        calibration_target=train.counterfactual,
-    )
+    metrics = {f"cv_{k}": v for k, v in objective.metrics().items()}
+    estimator = HarmonicArimaForecaster(spec, window=window, horizon=horizon, step=step)
+    fitted = estimator.fit(full.choose(spec.use_counterfactual_data), target=full.counterfactual)
+    fitted.artifact.metadata["metrics"] = metrics
     forecaster = fitted.forecaster
     window_values = np.log(full.choose(spec.use_counterfactual_data).values[-estimator.window :])
     resid = innovations(forecaster, window_values)
@@ -140,9 +142,9 @@ def run_training(
     if report_dir is not None:
         from .plots import plot_cv
 
-        plot_cv(report_dir / "cv.png", train.series.timestamps, train.counterfactual, fitted.cv,
+        plot_cv(report_dir / "cv.png", train.series.timestamps, train.counterfactual, objective,
                 window=settings.cv.window)
-    return {f"cv_{k}": v for k, v in fitted.cv.metrics().items()}
+    return metrics
 
 
 def _digest(values: np.ndarray) -> str:
