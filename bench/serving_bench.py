@@ -196,7 +196,13 @@ async def _client(port: int, count: int, latencies: list[float], errors: list[in
         writer.close()
 
 
-def load(port: int, concurrency: int, per_client: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port: int, concurrency: int, per_client: int, pid: int | None = None) -> dict:
     latencies: list[float] = []
     errors: list[int] = []
 
@@ -205,14 +211,16 @@ def load(port: int, concurrency: int, per_client: int) -> dict:
         await asyncio.gather(*(_client(port, per_client, latencies, errors) for _ in range(concurrency)))
         return time.perf_counter() - began
 
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     wall = asyncio.run(main())
+    cpu = (cpu_seconds(pid) - cpu_before) if pid else float("nan")
     ordered = sorted(latencies)
 
     def pct(q: float) -> float:
         return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] * 1000
 
     return {"requests": len(latencies), "errors": len(errors), "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-            "rps": len(latencies) / wall}
+            "rps": len(latencies) / wall, "server_cpu_ms": cpu / max(1, len(latencies)) * 1000}
 
 
 def latency(kind: str, model: Path, requests: dict[int, int]) -> dict[int, dict]:
@@ -221,7 +229,7 @@ def latency(kind: str, model: Path, requests: dict[int, int]) -> dict[int, dict]
     try:
         wait_ping(port, process)
         load(port, 4, 25)  # warm-up
-        return {c: load(port, c, max(1, n // c)) for c, n in requests.items()}
+        return {c: load(port, c, max(1, n // c), process.pid) for c, n in requests.items()}
     finally:
         stop(process)
 
@@ -283,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline_code.estimator import HarmonicArimaForecaster
     from pipeline_code.model.spec import ModelSpec
 
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     try:
         ours_model = work / "ml" / "model"
@@ -310,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes = (ours_size + package_size(), original_size, len(ours_frozen), len(original_frozen))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load_after = os.getloadavg()[0]
 
     ours, orig = results["ours"], results["original"]
     cold_o, cold_g = statistics.median(ours["cold"]), statistics.median(orig["cold"])
@@ -327,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                      "<= 25 ms" if c == 32 else ""))
         rows.append((f"requests/s, {c} client{'s' if c > 1 else ''}", f"{o['rps']:.0f}", f"{g['rps']:.0f}",
                      better(o['rps'], g['rps'], lower_is_better=False), ""))
+        rows.append((f"server CPU per request, {c} client{'s' if c > 1 else ''}", f"{o['server_cpu_ms']:.2f} ms",
+                     f"{g['server_cpu_ms']:.2f} ms", better(o['server_cpu_ms'], g['server_cpu_ms']), ""))
         rows.append((f"requests (errors), {c} client{'s' if c > 1 else ''}", f"{o['requests']} ({o['errors']})",
                      f"{g['requests']} ({g['errors']})", "", "0 errors"))
     if sizes:
@@ -343,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         "that joblib-loads it at start-up and calls `predict` + `predict_interval` (in bench/serving_bench.py). "
         "Both under uvicorn (h11, one process), loopback, keep-alive clients in the benchmark process on the "
         f"same cores; requests `{{\"periods\": {PERIODS}, \"conf\": {CONF}}}`.\n")
+    lines.append(f"Load average (1 min) of the machine before / after the run: {load_before:.2f} / {load_after:.2f} "
+                 f"on {os.cpu_count()} cores (other work on the machine competes with server and client).\n")
     lines.append("| measure | ours | original | ratio | goal |")
     lines.append("| --- | --- | --- | --- | --- |")
     lines += [f"| {' | '.join(row)} |" for row in rows]

@@ -161,6 +161,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.holder = holder
+    # Middleware added last runs first: the request log wraps the fast path, which wraps FastAPI.
+    app.add_middleware(ForecastFastPath, paths=("/invocations", "/forecast") if api_keys else ("/invocations",))
     app.add_middleware(RequestLogMiddleware)
     body_schema = {"requestBody": {"required": True, "content": {JSON: {"schema": request_schema(max_periods)}}}}
 
@@ -181,17 +183,13 @@ def create_app(
         return JSONResponse({"status": "ok", "model": {"name": loaded.info.get("name"),
                                                        "version": loaded.info.get("version")}})
 
-    async def answer(request: Request) -> Response:
-        try:
-            check_content_type(request.headers.get("content-type"))
-            raw = await _read_body(request)
-            parsed = parse_request(raw, max_periods=max_periods)
-        except RequestError as err:
-            return _error(err.status, err.message)
-        loaded = holder.current
-        if loaded is None:
-            return _error(503, f"no model loaded: {holder.error}")
-        return Response(_forecast_body(loaded, parsed), media_type=JSON)
+    handler = ForecastHandler(holder, max_periods=max_periods, api_keys=api_keys)
+    app.state.forecast_handler = handler
+
+    async def route(request: Request) -> Response:
+        # Normally answered by ForecastFastPath before routing; this is the same logic for completeness.
+        status, body, headers = await handler(request.url.path, request.headers.get, request.stream())
+        return Response(body, status_code=status, headers=headers, media_type=JSON)
 
     @app.post(
         "/invocations",
@@ -201,7 +199,7 @@ def create_app(
     )
     async def invocations(request: Request) -> Response:
         """Forecast `periods` steps after the last observation with a `conf` interval."""
-        return await answer(request)
+        return await route(request)
 
     if api_keys is not None:
 
@@ -213,18 +211,84 @@ def create_app(
         )
         async def forecast(request: Request) -> Response:
             """`/invocations` behind an API key and a per-key usage plan (the deployed API's shape)."""
-            key = api_keys.store.authenticate(request.headers.get("x-api-key"))
-            if key is None:
-                return _error(403, "Forbidden: missing, unknown or revoked API key (header x-api-key)")
-            wait = api_keys.plan.hit(key.id)
-            if wait is not None:
-                return _error(429, "Too Many Requests: rate limit of this API key exceeded",
-                              headers={"retry-after": str(wait)})
-            return await answer(request)
+            return await route(request)
 
         _add_security_scheme(app)
 
     return app
+
+
+# --- the forecast routes ----------------------------------------------------------------------------
+
+class ForecastHandler:
+    """``POST /invocations`` and ``POST /forecast`` without FastAPI: (status, body, headers) from the
+    path, a header getter and the body chunks."""
+
+    def __init__(self, holder: ModelHolder, *, max_periods: int, api_keys: ApiKeyGuard | None) -> None:
+        self.holder, self.max_periods, self.api_keys = holder, max_periods, api_keys
+
+    async def __call__(self, path: str, header, chunks) -> tuple[int, bytes, dict[str, str]]:
+        if path == "/forecast":
+            if self.api_keys is None:
+                return _error_body(404, "Not Found")
+            key = self.api_keys.store.authenticate(header("x-api-key"))
+            if key is None:
+                return _error_body(403, "Forbidden: missing, unknown or revoked API key (header x-api-key)")
+            wait = self.api_keys.plan.hit(key.id)
+            if wait is not None:
+                return _error_body(429, "Too Many Requests: rate limit of this API key exceeded",
+                                   {"retry-after": str(wait)})
+        try:
+            check_content_type(header("content-type"))
+            raw = await _read_body(header("content-length"), chunks)
+            parsed = parse_request(raw, max_periods=self.max_periods)
+        except RequestError as err:
+            return _error_body(err.status, err.message)
+        loaded = self.holder.current
+        if loaded is None:
+            return _error_body(503, f"no model loaded: {self.holder.error}")
+        return 200, _forecast_body(loaded, parsed), {}
+
+
+class ForecastFastPath:
+    """Pure ASGI: answers ``POST`` on the forecast paths with ForecastHandler directly, skipping
+    FastAPI's routing and request objects (the routes stay registered for the OpenAPI schema)."""
+
+    def __init__(self, app: Any, paths: tuple[str, ...]) -> None:
+        self.app, self.paths = app, paths
+        self._handler: ForecastHandler | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self._handler is None:
+            self._handler = scope["app"].state.forecast_handler
+        headers = {k: v for k, v in scope["headers"]}
+
+        def header(name: str) -> str | None:
+            value = headers.get(name.encode())
+            return None if value is None else value.decode("latin-1")
+
+        status, body, extra = await self._handler(scope["path"], header, _asgi_chunks(receive))
+        response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        response_headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _asgi_chunks(receive: Any):
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # client went away
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+def _error_body(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    return status, json.dumps({"error": message}).encode(), headers or {}
 
 
 # --- responses ------------------------------------------------------------------------------------
@@ -244,25 +308,20 @@ def _forecast_body(loaded: LoadedModel, req: ForecastRequest) -> bytes:
     return "".join(parts).encode()
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-async def _read_body(request: Request) -> bytes:
+async def _read_body(declared: str | None, chunks) -> bytes:
     """The body, refusing (413) more than MAX_BODY_BYTES without reading it all."""
-    declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
             raise RequestError("invalid Content-Length")
         if int(declared) > MAX_BODY_BYTES:
             raise RequestError(f"request body exceeds {MAX_BODY_BYTES} bytes", 413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise RequestError(f"request body exceeds {MAX_BODY_BYTES} bytes", 413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _add_security_scheme(app: FastAPI) -> None:
