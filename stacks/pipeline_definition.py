@@ -382,7 +382,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "MaxResults": 1,
             },
             "HasChampion?",
-            result_selector={"packages.$": "$.ModelPackageSummaryList"},
+            result_selector={"packages.$": "$.ModelPackageSummaryList[*].ModelPackageArn"},
             result_path="$.champion",
         ),
         "HasChampion?": {
@@ -392,11 +392,13 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
         },
         "DescribeChampion": task(
             SDK.format("sagemaker", "describeModelPackage"),
-            {"ModelPackageName.$": "$.champion.packages[0].ModelPackageArn"},
+            {"ModelPackageName.$": "$.champion.packages[0]"},
             "InputsWithChampion",
+            # ArrayGetItem, not `Containers[0].ModelDataUrl`: an index inside a path is read as a list by
+            # some interpreters; this form is unambiguous.
             result_selector={
                 "arn.$": "$.ModelPackageArn",
-                "modelData.$": "$.InferenceSpecification.Containers[0].ModelDataUrl",
+                "container.$": "States.ArrayGetItem($.InferenceSpecification.Containers, 0)",
             },
             result_path="$.champion",
         ),
@@ -407,7 +409,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     processing_input("train", runs_uri("processed/train/"), "train"),
                     processing_input("test", runs_uri("processed/test/"), "test"),
                     processing_input("model", "$.best.modelData", "model"),
-                    processing_input("champion", "$.champion.modelData", "champion"),
+                    processing_input("champion", "$.champion.container.ModelDataUrl", "champion"),
                 ]
             },
             "ResultPath": "$.evaluation",
@@ -574,15 +576,15 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             {"NameContains": f"{s.resource_prefix}-", "MaxResults": 100, "SortBy": "CreationTime",
              "SortOrder": "Ascending"},
             "DeleteSupersededConfigs",
-            result_selector={"items.$": "$.EndpointConfigs"},
+            result_selector={"names.$": "$.EndpointConfigs[*].EndpointConfigName"},
             result_path="$.oldConfigs",
         ),
         "DeleteSupersededConfigs": {
             "Type": "Map",
             "Comment": "Only now that the endpoint serves the new config: delete the ones it no longer uses.",
-            "ItemsPath": "$.oldConfigs.items",
+            "ItemsPath": "$.oldConfigs.names",
             "ItemSelector": {
-                "name.$": "$$.Map.Item.Value.EndpointConfigName",
+                "name.$": "$$.Map.Item.Value",
                 "current.$": "$.endpointConfig.name",
             },
             "MaxConcurrency": 1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -33,7 +35,6 @@ class TrainingPipeline(Construct):
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         # One registry per deployment: the stack id's UUID keeps a redeployed stack (whose retained old
         # bucket its new roles cannot read) from inheriting the previous deployment's champion.
         stack_uuid = Fn.select(2, Fn.split("/", Aws.STACK_ID))
@@ -59,7 +60,9 @@ class TrainingPipeline(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            definition_body=sfn.DefinitionBody.from_string(stack.to_json_string(self.definition)),
+            # json.dumps, not Stack.to_json_string: the latter drops `"ResultPath": null` (which must stay:
+            # it keeps a task's input), while CDK still resolves the tokens embedded in the string.
+            definition_body=sfn.DefinitionBody.from_string(json.dumps(self.definition)),
             role=role,
             state_machine_type=sfn.StateMachineType.STANDARD,
             tracing_enabled=True,
