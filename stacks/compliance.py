@@ -57,3 +57,37 @@ REDUNDANT_DEPENDS_ON = (
     "CDK adds DependsOn on the execution role (and its policy) to every function and state machine, "
     "which cfn-lint reports as already implied by the role's GetAtt; harmless."
 )
+
+
+# checkov checks skipped for every resource of a type, each with its reason (resource-specific skips
+# live next to the resource).
+STACK_WIDE_CHECKOV_SKIPS: dict[str, list[tuple[str, str]]] = {
+    "AWS::Lambda::Function": [
+        ("CKV_AWS_116", "No asynchronous invocations: API Gateway, CloudFormation and the SQS event source "
+                        "invoke synchronously (the upload queue has its own dead-letter queue)."),
+        ("CKV_AWS_117", "The functions call only public AWS APIs; a VPC would add NAT/endpoint cost and "
+                        "nothing to protect."),
+        ("CKV_AWS_115", "Reserved concurrency can fail deployment in accounts with the default quota; load "
+                        "is bounded by the API usage plan and the SQS batch size of 1."),
+        ("CKV_AWS_173", "Environment variables hold names and ARNs only, no secrets."),
+    ],
+    "AWS::Logs::LogGroup": [
+        ("CKV_AWS_158", "Logs hold no secrets and are encrypted at rest by CloudWatch; a customer key "
+                        "would cost more than the idle stack."),
+    ],
+    "AWS::SQS::Queue": [
+        ("CKV_AWS_27", "Encrypted with SQS-managed SSE (SqsManagedSseEnabled), which this checkov rule "
+                       "does not recognise; EventBridge can deliver to it without a key policy."),
+    ],
+    "AWS::ECR::Repository": [
+        ("CKV_AWS_136", "AES-256 encryption at rest; the images hold code and no secrets, and a KMS key "
+                        "would need grants for CodeBuild and SageMaker."),
+    ],
+}
+
+
+def apply_stack_wide_checkov_skips(scope: IConstruct) -> None:
+    for resource in scope.node.find_all():
+        if isinstance(resource, CfnResource):
+            for check_id, reason in STACK_WIDE_CHECKOV_SKIPS.get(resource.cfn_resource_type, []):
+                checkov_skip(resource, check_id, reason)

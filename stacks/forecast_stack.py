@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
 from stacks.cleanup import Cleanup
+from stacks.compliance import apply_stack_wide_checkov_skips
 from stacks.images import Images
 from stacks.monitoring import Monitoring, Notifications
 from stacks.roles import PipelineRoles
@@ -58,6 +59,8 @@ class ForecastStack(Stack):
             api=self.api.api,
             dead_letter_queue=self.trigger.dead_letter_queue,
         )
+
+        apply_stack_wide_checkov_skips(self)
 
         CfnOutput(self, "ApiUrl", value=f"{self.api.stage.url_for_path('/forecast')}",
                   description="POST forecasts here with the x-api-key header")

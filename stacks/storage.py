@@ -6,6 +6,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.compliance import checkov_skip
 from stacks.settings import InfraSettings
 
 # The S3 layout (DESIGN.md): prefixes the pipeline, the roles and the trigger agree on.
@@ -45,6 +46,9 @@ class Storage(Construct):
                 )
             ],
         )
+
+        checkov_skip(self.log_bucket, "CKV_AWS_18",
+                     "This is the access-log bucket; logging its own access would recurse.")
 
         self.bucket = s3.Bucket(
             self,
