@@ -14,9 +14,10 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
 @pytest.fixture(scope="session")
-def cdk_out() -> Path:
-    """The cloud assembly of one `cdk synth` by the pinned CLI."""
-    return synth.synth_dir()
+def cdk_out():
+    """The cloud assembly of one `cdk synth` by the pinned CLI (removed at the end of the session)."""
+    yield synth.synth_dir()
+    synth.cleanup_synth_dir()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,147 @@
+"""CDK assertions per construct, on the one synthesized template."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk.assertions import Match
+
+from tests.infra import synth
+
+
+def _props(type_: str) -> list[dict]:
+    return [r.get("Properties", {}) for r in synth.resources(type_).values()]
+
+
+def test_storage_bucket_is_versioned_private_ssl_only_logged_with_lifecycle_and_eventbridge(cfn_template):
+    cfn_template.has_resource_properties("AWS::S3::Bucket", {
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "data-bucket/"},
+        "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+        "LifecycleConfiguration": {"Rules": Match.array_with([Match.object_like({
+            "Id": "old-runs", "Prefix": "runs/", "Status": "Enabled"})])},
+    })
+    policies = json.dumps(_props("AWS::S3::BucketPolicy"))
+    assert policies.count('"aws:SecureTransport": "false"') == 2  # data and log bucket
+
+
+def test_images_repositories_scan_on_push_with_lifecycle_and_a_codebuild_build(cfn_template, template):
+    cfn_template.resource_count_is("AWS::ECR::Repository", 2)
+    cfn_template.all_resources_properties("AWS::ECR::Repository", {
+        "ImageScanningConfiguration": {"ScanOnPush": True},
+        "LifecyclePolicy": Match.object_like({"LifecyclePolicyText": Match.string_like_regexp("countNumber")}),
+        "EmptyOnDelete": True,
+    })
+    project = _props("AWS::CodeBuild::Project")[0]
+    assert project["Environment"]["PrivilegedMode"] is True
+    spec = project["Source"]["BuildSpec"]
+    assert "containers/training/Dockerfile" in spec and "containers/serving/Dockerfile" in spec
+    cfn_template.resource_count_is("Custom::ForecastImages", 1)
+    # The pipeline never runs before its images exist.
+    pipeline = template["Resources"][synth.pipeline_logical_id()]
+    image_build = next(iter(synth.resources("Custom::ForecastImages")))
+    assert image_build in pipeline["DependsOn"]
+
+
+def test_synth_stages_the_image_source_without_docker(cdk_out):
+    assets = json.loads((cdk_out / f"{synth.STACK}.assets.json").read_text())
+    assert assets.get("dockerImages", {}) == {}
+    staged = [p for p in cdk_out.iterdir() if p.is_dir() and (p / "containers").is_dir()]
+    assert len(staged) == 1
+    source = staged[0]
+    assert (source / "pipeline_code").is_dir()
+    for excluded in (".venv", "node_modules", "cdk.out", ".git", "tests"):
+        assert not (source / excluded).exists(), excluded
+
+
+def test_pipeline_state_machine_is_logged_traced_and_uses_its_own_role(cfn_template, template):
+    sm = template["Resources"][synth.pipeline_logical_id()]["Properties"]
+    assert sm["TracingConfiguration"] == {"Enabled": True}
+    assert sm["LoggingConfiguration"]["Level"] == "ALL"
+    assert sm["RoleArn"]["Fn::GetAtt"][0].startswith("RolesStateMachine")
+
+
+def test_trigger_rule_queues_raw_uploads_for_the_starter(cfn_template, template):
+    cfn_template.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {"source": ["aws.s3"], "detail-type": ["Object Created"],
+                         "detail": {"bucket": {"name": [Match.any_value()]}, "object": {"key": [{"prefix": "raw/"}]}}},
+        "Targets": [Match.object_like({"SqsParameters": {"MessageGroupId": "uploads"}})],
+    })
+    cfn_template.has_resource_properties("AWS::SQS::Queue", {
+        "FifoQueue": True, "ContentBasedDeduplication": True,
+        "RedrivePolicy": Match.object_like({"maxReceiveCount": Match.any_value()}),
+    })
+    cfn_template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "BatchSize": 1, "FunctionResponseTypes": ["ReportBatchItemFailures"]})
+
+
+def test_serving_api_requires_a_key_validates_the_body_and_has_a_usage_plan(cfn_template, template):
+    cfn_template.has_resource_properties("AWS::ApiGateway::Method", {
+        "HttpMethod": "POST", "ApiKeyRequired": True, "RequestValidatorId": Match.any_value(),
+        "RequestModels": {"application/json": Match.any_value()},
+        "Integration": Match.object_like({"Type": "AWS_PROXY"}),
+    })
+    cfn_template.has_resource_properties("AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True})
+    model = _props("AWS::ApiGateway::Model")[0]["Schema"]
+    assert model["required"] == ["periods", "conf"] and model["additionalProperties"] is False
+    assert model["properties"]["periods"]["maximum"] == 104
+    assert model["properties"]["conf"]["exclusiveMinimum"] is True
+    cfn_template.has_resource_properties("AWS::ApiGateway::UsagePlan", {
+        "Throttle": {"RateLimit": 10, "BurstLimit": 20}, "Quota": {"Limit": 10000, "Period": "DAY"}})
+    cfn_template.has_resource_properties("AWS::ApiGateway::Stage", {
+        "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()})})
+    responses = _props("AWS::ApiGateway::GatewayResponse")
+    types = {r["ResponseType"] for r in responses}
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "BAD_REQUEST_BODY", "THROTTLED", "QUOTA_EXCEEDED", "INVALID_API_KEY"} <= types
+    assert all(r["ResponseTemplates"] == {"application/json": '{"error": $context.error.messageString}'}
+               for r in responses)
+
+
+def test_the_invoke_lambda_is_the_other_engineers_code_with_the_powertools_layer(template):
+    fn = next(r["Properties"] for k, r in synth.resources("AWS::Lambda::Function").items()
+              if k.startswith("ServingApiInvoke"))
+    assert fn["Handler"] == "app.handler"
+    assert fn["Environment"]["Variables"]["ENDPOINT_NAME"] == "forecast-mlops"
+    layer = json.dumps(fn["Layers"])
+    assert "017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64" in layer
+    assert "AWS::Region" in layer  # built with the stack's region (environment-agnostic)
+
+
+def test_every_lambda_has_its_own_role_and_log_group():
+    functions = synth.resources("AWS::Lambda::Function")
+    roles = [json.dumps(f["Properties"]["Role"]) for f in functions.values()]
+    assert len(set(roles)) == len(roles)
+    ours = [f for k, f in functions.items() if not k.startswith("ImagesProviderframework")]
+    assert all("LoggingConfig" in f["Properties"] for f in ours)
+
+
+def test_monitoring_alarms_go_to_the_topic_and_a_dashboard_exists(cfn_template):
+    alarms = _props("AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 8
+    assert all(a["AlarmActions"] for a in alarms)
+    names = json.dumps(alarms)
+    for metric in ("ExecutionsFailed", "Errors", "5XXError", "Invocation5XXErrors", "ModelSetupTime"):
+        assert metric in names, metric
+    cfn_template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def test_cleanup_custom_resource_runs_before_the_state_machine_is_deleted(template):
+    (lid, cleanup), = synth.resources("Custom::ForecastCleanup").items()
+    assert synth.pipeline_logical_id() in cleanup["DependsOn"]
+
+
+def test_outputs(template):
+    assert {"ApiUrl", "ApiKeyId", "BucketName", "StateMachineArn", "EndpointName"} <= set(template["Outputs"])
+
+
+def test_the_stack_is_environment_agnostic(template):
+    import re
+
+    body = json.dumps({k: v for k, v in template.items() if k != "Conditions"})  # CDK's region table
+    accounts = set(re.findall(r"(?<![0-9])[0-9]{12}(?![0-9])", body)) - {"017000801446"}  # Powertools' layer account
+    assert accounts == set()
+    assert not re.search(r'"(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-[0-9]"', body)
