@@ -1,0 +1,97 @@
+"""Regression: endpoints orphaned by `cdk destroy`. The clean-up Lambda deletes the pipeline's tagged
+endpoint, endpoint configs and models (moto SageMaker), stops running runs, and leaves the rest alone."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.infra.lambdas import load
+
+cleanup = load("cleanup")
+TAG = "forecast-mlops:stack"
+ROLE = "arn:aws:iam::123456789012:role/sm"
+ENV = {"STACK_NAME": "ForecastMlops", "TAG_KEY": TAG, "RESOURCE_PREFIX": "fcst", "ENDPOINT_NAME": "forecast-mlops"}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for var, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
+                       **ENV}.items():
+        monkeypatch.setenv(var, value)
+    with mock_aws():
+        yield boto3.client("sagemaker"), boto3.client("stepfunctions")
+
+
+def _deploy(sm, model: str, config: str, endpoint: str | None, stack: str | None) -> None:
+    tags = [{"Key": TAG, "Value": stack}] if stack else []
+    sm.create_model(ModelName=model, ExecutionRoleArn=ROLE,
+                    PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/s:1"}, Tags=tags)
+    sm.create_endpoint_config(EndpointConfigName=config, Tags=tags, ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": model, "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}])
+    if endpoint:
+        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config, Tags=tags)
+
+
+def test_delete_removes_only_our_tagged_resources(aws, monkeypatch):
+    sm, sfn = aws
+    _deploy(sm, "fcst-run1-m0", "fcst-run1-c0", "forecast-mlops", "ForecastMlops")   # ours, serving
+    _deploy(sm, "fcst-run0-m0", "fcst-run0-c0", None, "ForecastMlops")               # ours, superseded
+    _deploy(sm, "fcst-other-m0", "fcst-other-c0", None, "AnotherStack")             # same prefix, other stack
+    _deploy(sm, "someone-m", "someone-c", "someone-endpoint", None)                  # untagged, not ours
+    machine = sfn.create_state_machine(name="p", roleArn=ROLE, definition=json.dumps(
+        {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+    sfn.start_execution(stateMachineArn=machine, name="run-2", input="{}")  # RUNNING in moto
+    monkeypatch.setenv("STATE_MACHINE_ARN", machine)
+    responses = []
+    monkeypatch.setattr(cleanup, "send", lambda event, context, status, reason="", data=None: responses.append((status, data)))
+
+    cleanup.handler({"RequestType": "Delete", "StackId": "s", "RequestId": "r", "LogicalResourceId": "l",
+                     "ResponseURL": "https://example.invalid", "PhysicalResourceId": "forecast-mlops-cleanup"})
+
+    assert responses == [("SUCCESS", {"executions": "1", "endpoints": "1", "endpoint_configs": "2", "models": "2"})]
+    assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == ["someone-endpoint"]
+    assert sorted(c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]) == ["fcst-other-c0", "someone-c"]
+    assert sorted(m["ModelName"] for m in sm.list_models()["Models"]) == ["fcst-other-m0", "someone-m"]
+    assert sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"] == []
+
+
+def test_create_and_update_do_nothing_and_errors_fail_the_delete(aws, monkeypatch):
+    sm, _ = aws
+    _deploy(sm, "fcst-run1-m0", "fcst-run1-c0", "forecast-mlops", "ForecastMlops")
+    responses = []
+    monkeypatch.setattr(cleanup, "send", lambda event, context, status, reason="", data=None: responses.append((status, reason)))
+    base = {"StackId": "s", "RequestId": "r", "LogicalResourceId": "l", "ResponseURL": "https://example.invalid"}
+    cleanup.handler({**base, "RequestType": "Create"})
+    cleanup.handler({**base, "RequestType": "Update"})
+    assert [r[0] for r in responses] == ["SUCCESS", "SUCCESS"]
+    assert sm.list_endpoints()["Endpoints"]
+    monkeypatch.setattr(cleanup, "cleanup", lambda **kw: (_ for _ in ()).throw(RuntimeError("AccessDenied")))
+    cleanup.handler({**base, "RequestType": "Delete"})
+    assert responses[-1][0] == "FAILED" and "AccessDenied" in responses[-1][1]
+
+
+def test_the_response_goes_to_the_presigned_url(monkeypatch):
+    sent = {}
+
+    class Response:
+        status = 200
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    def urlopen(request, timeout):
+        sent["url"], sent["body"], sent["method"] = request.full_url, json.loads(request.data), request.get_method()
+        return Response()
+
+    monkeypatch.setattr(cleanup.urllib.request, "urlopen", urlopen)
+    cleanup.send({"StackId": "s", "RequestId": "r", "LogicalResourceId": "l", "ResponseURL": "https://cfn.invalid/x"},
+                 None, "SUCCESS", data={"n": "1"})
+    assert sent["method"] == "PUT" and sent["url"] == "https://cfn.invalid/x"
+    assert sent["body"]["Status"] == "SUCCESS" and sent["body"]["PhysicalResourceId"] == "forecast-mlops-cleanup"
