@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, SymlinkFollowMode
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -63,7 +63,10 @@ class PythonFunction(Construct):
             "Function",
             runtime=runtime,
             architecture=lambda_.Architecture.X86_64,
-            code=lambda_.Code.from_asset(str(LAMBDAS_DIR / name), exclude=EXCLUDE),
+            # Links are followed: the invoke Lambda shares the serving app's request rules this way.
+            code=lambda_.Code.from_asset(
+                str(LAMBDAS_DIR / name), exclude=EXCLUDE, follow_symlinks=SymlinkFollowMode.ALWAYS
+            ),
             handler=f"app.{handler}",
             description=description,
             role=self.role,

@@ -41,7 +41,6 @@ class PipelineRoles(Construct):
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
-        p = settings.resource_prefix
 
         # ---- SageMaker execution role -------------------------------------------------------------
         self.sagemaker_role = iam.Role(

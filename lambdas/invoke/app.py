@@ -1,8 +1,8 @@
 """POST /forecast (API Gateway REST, Lambda proxy) -> SageMaker InvokeEndpoint on ENDPOINT_NAME.
 
-Self-contained (the asset is this folder): the request rules are a copy of
-``pipeline_code/serving/request.py`` (tests/serving/test_lambda_invoke.py checks both agree on a table
-of cases). Error mapping, always ``{"error": ..., "request_id": ...}`` and never a stack trace:
+The request rules are the serving app's own (``forecast_request.py`` here is a symlink to
+``pipeline_code/serving/request.py``, standard library only; the CDK asset follows the link), so the
+Lambda and the container cannot disagree on what is valid. Error mapping, always ``{"error": ..., "request_id": ...}`` and never a stack trace:
 
 * invalid request -> 400 (413 oversize body, 415 non-JSON content type), without calling the endpoint;
 * ``ModelError`` (the container answered 4xx) -> 400 with the container's message;
@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import math
 import os
 import re
 import time
@@ -39,6 +38,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from botocore.config import Config
+from forecast_request import DEFAULT_MAX_PERIODS, RequestError, check_content_type, parse_request
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -53,131 +53,6 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Fore
 
 THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 UNAVAILABLE = {"ModelNotReadyException", "ServiceUnavailable", "ServiceUnavailableException"}
-
-# --- request rules (copy of pipeline_code/serving/request.py) ------------------------------------
-DEFAULT_MAX_PERIODS = 104
-MAX_HISTORY = 156
-MAX_BODY_BYTES = 16 * 1024
-_INT_STRING = re.compile(r"0|[1-9][0-9]{0,17}")
-_CONF_STRING = re.compile(r"0?\.[0-9]*[1-9][0-9]*")
-_MAX_STRING = 64
-FIELDS = ("periods", "conf", "history")
-
-
-class RequestError(ValueError):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-def check_content_type(value: str | None) -> None:
-    if value is None or not value.strip():
-        return
-    media, _, params = value.partition(";")
-    if media.strip().lower() != "application/json":
-        raise RequestError(f"Content-Type must be application/json, got {_show(value)}", 415)
-    for param in params.split(";"):
-        name, _, val = param.partition("=")
-        if name.strip().lower() == "charset" and val.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise RequestError(f"charset must be utf-8, got {_show(val.strip())}", 415)
-
-
-def parse_request(raw: bytes, *, max_periods: int = DEFAULT_MAX_PERIODS) -> dict[str, Any]:
-    """The validated request as the dict sent to the endpoint; raises RequestError."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise RequestError(f"request body exceeds {MAX_BODY_BYTES} bytes", 413)
-    if not raw.strip():
-        raise RequestError("request body is empty; expected a JSON object")
-    try:
-        document = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
-    except RequestError:
-        raise
-    except UnicodeDecodeError:
-        raise RequestError("request body is not valid UTF-8") from None
-    except json.JSONDecodeError as err:
-        raise RequestError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
-    except (ValueError, RecursionError):
-        raise RequestError("malformed JSON") from None
-    if not isinstance(document, dict):
-        raise RequestError("request body must be a JSON object with 'periods' and 'conf'")
-    unknown = sorted(set(document) - set(FIELDS))
-    if unknown:
-        raise RequestError(f"unknown field(s): {', '.join(_show(k) for k in unknown[:5])}")
-    missing = [name for name in ("periods", "conf") if name not in document]
-    if missing:
-        raise RequestError(f"missing field(s): {', '.join(missing)}")
-    request: dict[str, Any] = {
-        "periods": _integer("periods", document["periods"], 1, max_periods),
-        "conf": _conf(document["conf"]),
-    }
-    history = _integer("history", document.get("history", 0), 0, MAX_HISTORY)
-    if history:
-        request["history"] = history
-    return request
-
-
-def _integer(name: str, value: Any, low: int, high: int) -> int:
-    problem = f"{name} must be an integer from {low} to {high}"
-    if isinstance(value, bool):
-        raise RequestError(f"{problem}, got a boolean")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer():
-            raise RequestError(f"{problem}, got {_show(value)}")
-        number = int(value)
-    elif isinstance(value, str):
-        if len(value) > _MAX_STRING or not _INT_STRING.fullmatch(value):
-            raise RequestError(f"{problem} (a number or a decimal string such as \"26\"), got {_show(value)}")
-        number = int(value)
-    else:
-        raise RequestError(f"{problem}, got {_type_name(value)}")
-    if not low <= number <= high:
-        raise RequestError(f"{problem}, got {_show(value)}")
-    return number
-
-
-def _conf(value: Any) -> float:
-    problem = "conf must be a number strictly between 0 and 1"
-    if isinstance(value, bool):
-        raise RequestError(f"{problem}, got a boolean")
-    if isinstance(value, int):
-        raise RequestError(f"{problem}, got {_show(value)}")
-    if isinstance(value, float):
-        number = value
-    elif isinstance(value, str):
-        if len(value) > _MAX_STRING or not _CONF_STRING.fullmatch(value):
-            raise RequestError(f"{problem} (a number or a decimal string such as \"0.9\"), got {_show(value)}")
-        number = float(value)
-    else:
-        raise RequestError(f"{problem}, got {_type_name(value)}")
-    if not (math.isfinite(number) and 0.0 < number < 1.0):
-        raise RequestError(f"{problem}, got {_show(value)}")
-    return number
-
-
-def _reject_constant(name: str) -> None:
-    raise RequestError(f"{name} is not a valid JSON number")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise RequestError(f"duplicate field {_show(key)}")
-        document[key] = value
-    return document
-
-
-def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "an array", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
 
 # --- the endpoint call ----------------------------------------------------------------------------
 
@@ -299,7 +174,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             check_content_type(proxy.headers.get("content-type") if proxy.headers else None)
             max_periods = int(os.environ.get("FORECAST_MAX_PERIODS") or DEFAULT_MAX_PERIODS)
-            request = parse_request(_body_bytes(proxy), max_periods=max_periods)
+            request = parse_request(_body_bytes(proxy), max_periods=max_periods).to_dict()
         except RequestError as err:
             summary.update(status=err.status, error=err.message, error_code="InvalidRequest")
             return _respond(err.status, {"error": err.message, "request_id": request_id}, request_id)

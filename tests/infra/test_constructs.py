@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from aws_cdk.assertions import Match
 
@@ -109,6 +110,14 @@ def test_the_invoke_lambda_is_the_other_engineers_code_with_the_powertools_layer
     layer = json.dumps(fn["Layers"])
     assert "017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64" in layer
     assert "AWS::Region" in layer  # built with the stack's region (environment-agnostic)
+
+
+def test_the_invoke_asset_carries_the_shared_request_rules_as_a_file(template, cdk_out):
+    fn = next(r for k, r in synth.resources("AWS::Lambda::Function").items() if k.startswith("ServingApiInvoke"))
+    asset = Path(cdk_out) / fn["Metadata"]["aws:asset:path"]
+    shared = asset / "forecast_request.py"
+    assert shared.is_file() and not shared.is_symlink()
+    assert "def parse_request" in shared.read_text()
 
 
 def test_every_lambda_has_its_own_role_and_log_group():
