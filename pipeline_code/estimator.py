@@ -70,9 +70,11 @@ class HarmonicArimaForecaster:
             parameters={
                 "beta": final.beta[0],
                 "phi": final.phi[0],
+                "theta": float(final.theta[0]),
                 "diff": int(final.diff[0]),
                 "sigma2": float(final.sigma2[0]),
-                "u_tail": final.u_tail[0],
+                "x_tail": final.x_tail[0],
+                "u_last": float(final.u_last[0]),
                 "error_scale": current_scale(step1),
             },
             calibration_errors=calibration_errors,

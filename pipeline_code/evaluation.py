@@ -139,19 +139,23 @@ def innovations(forecaster: Forecaster, log_window: np.ndarray) -> np.ndarray:
     t = forecaster.artifact.t_last - n + 1 + np.arange(n, dtype=float)
     u = log_window - design_matrix(t, forecaster.spec, intercept=True) @ np.asarray(params["beta"])
     w = np.diff(u) if int(params["diff"]) else u
+    from scipy.signal import lfilter
+
+    x = lfilter([1.0], [1.0, float(params["theta"])], w)
     phi = np.asarray(params["phi"])
     p = phi.size
-    lags = np.column_stack([w[p - i : w.size - i] for i in range(1, p + 1)]) if p else np.zeros((w.size, 0))
-    return w[p:] - lags @ phi
+    lags = np.column_stack([x[p - i : x.size - i] for i in range(1, p + 1)]) if p else np.zeros((x.size, 0))
+    return x[p:] - lags @ phi
 
 
-def diagnostics(residuals: np.ndarray, season_length: float, ar_order: int) -> dict[str, Any]:
-    """Ljung-Box (lags 10 and one season) and Shapiro-Wilk on the innovations."""
+def diagnostics(residuals: np.ndarray, season_length: float, arma_params: int) -> dict[str, Any]:
+    """Ljung-Box (lags 10 and one season; ``arma_params`` degrees of freedom fewer) and Shapiro-Wilk
+    on the innovations."""
     from scipy import stats
 
     out: dict[str, Any] = {"ljung_box": []}
     for lag in sorted({10, max(2, round(season_length))}):
-        stat, pvalue = ljung_box(residuals, lag, dof=ar_order)
+        stat, pvalue = ljung_box(residuals, lag, dof=arma_params)
         out["ljung_box"].append({"lag": lag, "statistic": stat, "p_value": pvalue})
     sample = residuals[-5000:]
     w, p = stats.shapiro(sample)

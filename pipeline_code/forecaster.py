@@ -48,7 +48,9 @@ class Forecaster:
         params = artifact.parameters
         self._beta = np.asarray(params["beta"], dtype=float)
         self._phi = np.asarray(params["phi"], dtype=float)[None, :]
-        self._u_tail = np.asarray(params["u_tail"], dtype=float)[None, :]
+        self._theta = np.array([float(params["theta"])])
+        self._x_tail = np.asarray(params["x_tail"], dtype=float)[None, :]
+        self._u_last = np.array([float(params["u_last"])])
         self._diff = np.array([int(params["diff"])])
         self._sigma2 = np.array([float(params["sigma2"])])
         self._scale = float(params["error_scale"])
@@ -70,8 +72,8 @@ class Forecaster:
         """Log-scale point forecast and model-based variance for steps 1..periods."""
         t = self.artifact.t_last + np.arange(1, periods + 1, dtype=float)
         deterministic = design_matrix(t, self.spec, intercept=True) @ self._beta
-        errors = error_forecast(self._phi, self._u_tail, self._diff, periods)[0]
-        variance = forecast_variance(self._phi, self._sigma2, self._diff, periods)[0]
+        errors = error_forecast(self._phi, self._theta, self._x_tail, self._u_last, self._diff, periods)[0]
+        variance = forecast_variance(self._phi, self._theta, self._sigma2, self._diff, periods)[0]
         return deterministic + errors, variance
 
     def predict(self, periods: int, conf: float) -> Forecast:

@@ -135,8 +135,9 @@ def run_training(
     forecaster = fitted.forecaster
     window_values = np.log(full.choose(spec.use_counterfactual_data).values[-estimator.window :])
     resid = innovations(forecaster, window_values)
-    ar_order = int(np.count_nonzero(forecaster.artifact.parameters["phi"]))
-    fitted.artifact.metadata["diagnostics"] = diagnostics(resid, spec.season_length, ar_order)
+    params = forecaster.artifact.parameters
+    arma_params = int(np.count_nonzero(params["phi"])) + int(params["theta"] != 0)
+    fitted.artifact.metadata["diagnostics"] = diagnostics(resid, spec.season_length, arma_params)
     fitted.artifact.metadata["data_sha256"] = _digest(full.series.values)
     fitted.artifact.save(model_dir)
     if report_dir is not None:

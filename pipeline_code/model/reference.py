@@ -1,7 +1,8 @@
 """A plain, one-window-at-a-time implementation of the estimator: the yardstick for ``sliding``.
 
-Same model and selection rules, written the obvious way (explicit matrices, ``lstsq``), so tests and
-the tuning benchmark can check that the batched fits equal a from-scratch re-estimation per split.
+Same model and selection rules, written the obvious way (explicit matrices, ``lstsq``, a Python loop
+for the MA filter), so tests and the tuning benchmark can check that the batched fits equal a
+from-scratch re-estimation per split.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 
 from .arima import error_forecast, forecast_variance
 from .design import design_matrix
-from .sliding import KPSS_CRITICAL
+from .sliding import KPSS_CRITICAL, THETA_GRID
 from .spec import ModelSpec
 
 
@@ -26,11 +27,10 @@ def fit_forecast_one(z: np.ndarray, spec: ModelSpec, *, origin: int, window: int
         diff = spec.diff
     b = branches[diff]
     X_future = design_matrix(t_future, spec, intercept=diff == 0)
-    p_max = spec.ar_order_max
-    u_tail = b["u"][-(p_max + 1) :][None, :]
-    errors = error_forecast(b["phi"][None, :], u_tail, np.array([diff]), horizon)[0]
-    variance = forecast_variance(b["phi"][None, :], np.array([b["sigma2"]]), np.array([diff]), horizon)[0]
-    return X_future @ b["beta"] + errors, variance, diff
+    one = (b["phi"][None, :], np.array([b["theta"]]))
+    errors = error_forecast(*one, b["x_tail"][None, :], np.array([b["u"][-1]]), np.array([diff]), horizon)
+    variance = forecast_variance(*one, np.array([b["sigma2"]]), np.array([diff]), horizon)
+    return X_future @ b["beta"] + errors[0], variance[0], diff
 
 
 def _fit_branch(zw: np.ndarray, t: np.ndarray, spec: ModelSpec, diff: int) -> dict:
@@ -41,11 +41,20 @@ def _fit_branch(zw: np.ndarray, t: np.ndarray, spec: ModelSpec, diff: int) -> di
         beta = np.linalg.lstsq(X, zw, rcond=None)[0]
     u = zw - X @ beta
     errors = np.diff(u) if diff else u
-    phi, sigma2 = _ar_by_aicc(errors, spec.ar_order_max)
-    return {"beta": beta, "u": u, "phi": phi, "sigma2": sigma2}
+    best = None
+    for theta in THETA_GRID:
+        x = np.empty_like(errors)
+        previous = 0.0
+        for i, e in enumerate(errors):
+            x[i] = previous = e - theta * previous
+        aicc, phi, sigma2 = _ar_by_aicc(x, spec.ar_order_max, extra=int(theta != 0))
+        if best is None or aicc < best[0]:
+            best = (aicc, phi, sigma2, theta, x[-(spec.ar_order_max + 1) :])
+    _, phi, sigma2, theta, x_tail = best
+    return {"beta": beta, "u": u, "phi": phi, "sigma2": sigma2, "theta": theta, "x_tail": x_tail}
 
 
-def _ar_by_aicc(e: np.ndarray, p_max: int) -> tuple[np.ndarray, float]:
+def _ar_by_aicc(e: np.ndarray, p_max: int, extra: int) -> tuple[float, np.ndarray, float]:
     target = e[p_max:]
     m = target.size
     best = (np.inf, np.zeros(p_max), 0.0)
@@ -57,13 +66,13 @@ def _ar_by_aicc(e: np.ndarray, p_max: int) -> tuple[np.ndarray, float]:
             lags = np.column_stack([e[p_max - i : e.size - i] for i in range(1, p + 1)])
             phi, *_ = np.linalg.lstsq(lags, target, rcond=None)
             ssr = float(np.sum((target - lags @ phi) ** 2))
-        k = p + 1
+        k = p + extra + 1
         aicc = m * np.log(ssr / m) + 2 * k + 2 * k * (k + 1) / (m - k - 1)
         if aicc < best[0]:
             padded = np.zeros(p_max)
             padded[:p] = phi
             best = (aicc, padded, ssr / (m - p) if p else ssr / m)
-    return best[1], best[2]
+    return best
 
 
 def _kpss(u: np.ndarray) -> float:

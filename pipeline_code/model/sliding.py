@@ -1,7 +1,8 @@
 """Fit the model on many sliding windows at once and forecast from each.
 
-Every window is a from-scratch fit (regression, AR order by AICc, differencing by KPSS, AR
-coefficients by least squares), but the windows share work: the regression's normal equations come
+Every window is a from-scratch fit (regression, differencing by KPSS, the ARMA(p, 1) error model's
+MA coefficient on a grid and AR order by AICc, AR coefficients by least squares), but the windows
+share work: the regression's normal equations come
 from prefix sums of the design's outer products, so a window costs O(q^2) instead of O(window q^2).
 """
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import lfilter
 
 from .arima import error_forecast, forecast_variance
 from .design import design_matrix
@@ -18,6 +20,9 @@ from .spec import ModelSpec
 
 RIDGE = 1e-8
 KPSS_CRITICAL = {False: 0.463, True: 0.146}  # 5% level; level vs trend stationarity
+# MA(1) coefficients tried for the errors (0 = pure AR); negative values smooth the level, like
+# exponential smoothing (theta = alpha - 1 for ARIMA(0,1,1)).
+THETA_GRID = (-0.95, -0.9, -0.85, -0.8, -0.7, -0.6, -0.45, -0.3, 0.0)
 
 
 @dataclass
@@ -29,9 +34,11 @@ class WindowFits:
     variance: np.ndarray  # (n, horizon) model-based log-scale forecast variance
     beta: np.ndarray  # (n, q) regression coefficients of the chosen branch (padded)
     phi: np.ndarray  # (n, ar_order_max) AR coefficients, zero past the chosen order
+    theta: np.ndarray  # (n,) MA(1) coefficient
     diff: np.ndarray  # (n,) 0 or 1
     sigma2: np.ndarray  # (n,) innovation variance
-    u_tail: np.ndarray  # (n, ar_order_max + 1) last error levels, oldest first
+    x_tail: np.ndarray  # (n, ar_order_max + 1) last values of the MA-filtered errors, oldest first
+    u_last: np.ndarray  # (n,) last error level
 
     def mean(self) -> np.ndarray:
         """Original-scale forecast mean (log-normal bias adjustment)."""
@@ -50,7 +57,7 @@ def fit_windows(
     level = _Branch.fit(z, t, spec, window=window, origins=origins, diff=0)
     if spec.diff is None:
         differenced = _Branch.fit(z, t, spec, window=window, origins=origins, diff=1)
-        use_diff = level.kpss(spec.detrend) > KPSS_CRITICAL[spec.detrend]
+        use_diff = level.kpss() > KPSS_CRITICAL[spec.detrend]
     else:
         differenced = level if spec.diff == 0 else _Branch.fit(
             z, t, spec, window=window, origins=origins, diff=1
@@ -59,11 +66,14 @@ def fit_windows(
     pick = use_diff[:, None]
     z_hat = np.where(pick, differenced.forecast(t, horizon), level.forecast(t, horizon))
     phi = np.where(pick, differenced.phi, level.phi)
+    theta = np.where(use_diff, differenced.theta, level.theta)
     sigma2 = np.where(use_diff, differenced.sigma2, level.sigma2)
-    u_tail = np.where(pick, differenced.u_tail, level.u_tail)
+    x_tail = np.where(pick, differenced.x_tail, level.x_tail)
+    u_last = np.where(use_diff, differenced.u_last, level.u_last)
     beta = np.where(pick, _pad_to(differenced.beta, level.beta.shape[1]), level.beta)
-    variance = forecast_variance(phi, sigma2, use_diff.astype(int), horizon)
-    return WindowFits(origins, z_hat, variance, beta, phi, use_diff.astype(int), sigma2, u_tail)
+    diff = use_diff.astype(int)
+    variance = forecast_variance(phi, theta, sigma2, diff, horizon)
+    return WindowFits(origins, z_hat, variance, beta, phi, theta, diff, sigma2, x_tail, u_last)
 
 
 def _pad_to(beta: np.ndarray, width: int) -> np.ndarray:
@@ -81,7 +91,9 @@ class _Branch:
     beta: np.ndarray
     residuals: np.ndarray  # (n, window) error levels u
     phi: np.ndarray
+    theta: np.ndarray
     sigma2: np.ndarray
+    x_tail: np.ndarray
 
     @classmethod
     def fit(cls, z, t, spec: ModelSpec, *, window: int, origins: np.ndarray, diff: int) -> "_Branch":
@@ -94,21 +106,22 @@ class _Branch:
             beta = _window_ols(z, X, starts, origins)
         residuals = _window_residuals(z, X, beta, starts, window)
         errors = np.diff(residuals, axis=1) if diff else residuals
-        phi, sigma2 = _ar_select(errors, spec.ar_order_max)
-        return cls(spec, diff, origins, beta, residuals, phi, sigma2)
+        phi, theta, sigma2, x_tail = _arma_select(errors, spec.ar_order_max)
+        return cls(spec, diff, origins, beta, residuals, phi, theta, sigma2, x_tail)
 
     @property
-    def u_tail(self) -> np.ndarray:
-        return self.residuals[:, -(self.spec.ar_order_max + 1) :]
+    def u_last(self) -> np.ndarray:
+        return self.residuals[:, -1]
 
     def forecast(self, t: np.ndarray, horizon: int) -> np.ndarray:
         steps = self.origins[:, None] + np.arange(horizon)[None, :]
         X_future = design_matrix(t, self.spec, intercept=self.diff == 0)
         deterministic = np.einsum("nhq,nq->nh", X_future[steps], self.beta)
-        errors = error_forecast(self.phi, self.u_tail, np.full(self.origins.size, self.diff), horizon)
+        diff = np.full(self.origins.size, self.diff)
+        errors = error_forecast(self.phi, self.theta, self.x_tail, self.u_last, diff, horizon)
         return deterministic + errors
 
-    def kpss(self, trend: bool) -> np.ndarray:
+    def kpss(self) -> np.ndarray:
         """KPSS statistic of each window's residuals (Newey-West long-run variance)."""
         u = self.residuals - self.residuals.mean(axis=1, keepdims=True)
         n = u.shape[1]
@@ -118,7 +131,6 @@ class _Branch:
         for j in range(1, lags + 1):
             gamma = np.sum(u[:, j:] * u[:, :-j], axis=1) / n
             long_run += 2 * (1 - j / (lags + 1)) * gamma
-        del trend
         return np.sum(partial**2, axis=1) / (n**2 * long_run)
 
 
@@ -148,35 +160,82 @@ def _window_residuals(
     return sliding_window_view(z, window)[starts] - fitted
 
 
-def _ar_select(errors: np.ndarray, p_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """AR(p) by least squares for p = 0..p_max on a common sample; keep the lowest AICc per row."""
+def _arma_select(errors: np.ndarray, p_max: int):
+    """ARMA(p, 1) by conditional least squares: for each theta of the grid, AR(p) of the filtered
+    series x = e / (1 + theta B); keep the (theta, p) with the lowest AICc per row.
+
+    Returns phi (n, p_max), theta (n,), sigma2 (n,), x_tail (n, p_max + 1).
+    """
+    n = errors.shape[0]
+    best_aicc = np.full(n, np.inf)
+    best_phi, best_theta = np.zeros((n, p_max)), np.zeros(n)
+    best_sigma2, best_tail = np.zeros(n), np.zeros((n, p_max + 1))
+    for theta in THETA_GRID:
+        x = lfilter([1.0], [1.0, theta], errors, axis=1) if theta else errors
+        phi, sigma2, aicc = _ar_select(x, p_max, extra_params=int(theta != 0))
+        better = aicc < best_aicc
+        best_aicc = np.where(better, aicc, best_aicc)
+        best_phi = np.where(better[:, None], phi, best_phi)
+        best_theta = np.where(better, theta, best_theta)
+        best_sigma2 = np.where(better, sigma2, best_sigma2)
+        best_tail = np.where(better[:, None], x[:, -(p_max + 1) :], best_tail)
+    return best_phi, best_theta, best_sigma2, best_tail
+
+
+def _ar_select(
+    errors: np.ndarray, p_max: int, extra_params: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AR(p) by least squares for p = 0..p_max on a common sample; keep the lowest AICc per row.
+
+    Returns phi (n, p_max), sigma2 (n,) and the AICc (n,) of the kept order.
+    """
     n, length = errors.shape
-    target = errors[:, p_max:]
-    m = target.shape[1]
-    lagged = [errors[:, p_max - i : length - i] for i in range(1, p_max + 1)]
-    gram = np.empty((n, p_max, p_max))
-    rhs = np.empty((n, p_max))
-    for i in range(p_max):
-        rhs[:, i] = np.einsum("nt,nt->n", lagged[i], target)
-        for j in range(i, p_max):
-            gram[:, i, j] = gram[:, j, i] = np.einsum("nt,nt->n", lagged[i], lagged[j])
-    total = np.einsum("nt,nt->n", target, target)
+    m = length - p_max
+    gram, rhs, total = _lag_moments(errors, p_max)
     best_phi = np.zeros((n, p_max))
     best_sigma2 = total / m
-    best_aicc = _aicc(best_sigma2, m, 0)
+    best_aicc = _aicc(best_sigma2, m, extra_params)
     for p in range(1, p_max + 1):
         g = gram[:, :p, :p] + 1e-12 * np.eye(p)
         phi = np.linalg.solve(g, rhs[:, :p, None])[..., 0]
         ssr = np.maximum(total - np.einsum("np,np->n", phi, rhs[:, :p]), 1e-300)
         sigma2 = ssr / m
-        aicc = _aicc(sigma2, m, p)
+        aicc = _aicc(sigma2, m, p + extra_params)
         better = aicc < best_aicc
         best_aicc = np.where(better, aicc, best_aicc)
         best_sigma2 = np.where(better, ssr / (m - p), best_sigma2)
         padded = np.zeros((n, p_max))
         padded[:, :p] = phi
         best_phi = np.where(better[:, None], padded, best_phi)
-    return best_phi, best_sigma2
+    return best_phi, best_sigma2, best_aicc
+
+
+def _lag_moments(x: np.ndarray, p_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal equations of the AR(p_max) regression of x_t on x_{t-1..t-p_max}, t = p_max..L-1.
+
+    Every entry is a sum of x_s x_{s-k} over almost the whole window, so each lag's full sum, less a
+    few terms at either end, gives them all: p_max + 1 passes over the data instead of p_max^2 / 2.
+    """
+    n, length = x.shape
+    edge = p_max + 2
+    full, head, tail = [], [], []
+    for k in range(p_max + 1):
+        product = x[:, k:] * x[:, : length - k]  # column j is x_{j+k} x_j
+        full.append(product.sum(axis=1))
+        head.append(np.concatenate([np.zeros((n, 1)), np.cumsum(product[:, :edge], axis=1)], axis=1))
+        tail.append(np.concatenate(
+            [np.zeros((n, 1)), np.cumsum(product[:, ::-1][:, :edge], axis=1)], axis=1))
+
+    def lagged_sum(k: int, start: int, stop: int) -> np.ndarray:  # sum of x_s x_{s-k}, s in [start, stop)
+        return full[k] - head[k][:, start - k] - tail[k][:, length - stop]
+
+    gram = np.empty((n, p_max, p_max))
+    rhs = np.empty((n, p_max))
+    for i in range(p_max):
+        rhs[:, i] = lagged_sum(i + 1, p_max, length)
+        for j in range(i, p_max):
+            gram[:, i, j] = gram[:, j, i] = lagged_sum(j - i, p_max - i - 1, length - i - 1)
+    return gram, rhs, lagged_sum(0, p_max, length)
 
 
 def _aicc(sigma2: np.ndarray, m: int, p: int) -> np.ndarray:

@@ -41,7 +41,7 @@ def test_batched_fits_equal_from_scratch_refits(gasoline, spec):
         z_hat, variance, diff = fit_forecast_one(z, spec, origin=origin, window=417, horizon=26)
         assert diff == batched.diff[i]
         np.testing.assert_allclose(batched.z_hat[i], z_hat, atol=5e-4)
-        np.testing.assert_allclose(batched.variance[i], variance, rtol=1e-4)
+        np.testing.assert_allclose(batched.variance[i], variance, rtol=1e-3)
 
 
 def test_forecasts_cover_steps_one_to_horizon_after_the_window():
