@@ -35,6 +35,8 @@ from pipeline_code.preprocess import preprocess
 from pipeline_code.settings import Settings
 from pipeline_code.tuning import tune
 
+from .machine import cpu_model
+
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = ".venv/bin/python -m bench.accuracy_bench"
 MARGIN_GOAL = 0.05
@@ -43,14 +45,7 @@ HORIZON_STEPS = (1, 4, 8, 13, 26)
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         load = Path("/proc/loadavg").read_text().split()[:3]
     except OSError:
@@ -199,7 +194,7 @@ def markdown(r: dict) -> str:
         f"- Machine: {r['machine']['nproc']} CPUs (`nproc`), {r['machine']['cpu']};"
         f" Python {r['machine']['python']}; load average at start {r['machine']['loadavg_at_start']}"
         " (a shared machine: other jobs may have run at the same time, so seconds are indicative)",
-        f"- Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
         f"- Data: bundled weekly US gasoline product supplied, {r['data']['observations']} weeks"
         f" {r['data']['start']}..{r['data']['end']}",
         f"- Backtest: {bt['origins']} rolling origins ({bt['first_origin_date']}..{bt['last_origin_date']}),"
