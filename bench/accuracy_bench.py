@@ -244,8 +244,9 @@ def markdown(r: dict) -> str:
         " (they accept integer periods only); AutoARIMA(season_length=1) with K Fourier pairs of period"
         " 365.25/7 as exogenous regressors, K chosen by AICc over 1..10 on the first origin's window"
         f" (K by scale: {fk}). Their intervals are the models' own (80% and 95%).",
-        "- Our model's and seasonal naive's intervals are split-conformal on earlier CV errors (see"
-        " `pipeline_code/evaluation.py`).",
+        "- Our model's and seasonal naive's intervals are locally scaled split-conformal intervals"
+        " calibrated at each origin only on CV errors observed before it (see"
+        " `pipeline_code/calibration.py`).",
         "- Each baseline's scale is picked on these same test origins, which can only flatter the"
         " baselines; our specification is fixed before the first origin.",
         f"- Seconds: tuning {s['tuning']:.1f} s is not included in 'ours' ({s['ours']:.1f} s is the"
