@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "`TransformedTargetForecaster` (Deseasonalizer -> Detrender -> FourierFeatures + statsforecast "
         f"AutoARIMA, fitted on the last {TRAIN_POINTS} weeks), joblib-saved, served by a minimal FastAPI app "
         "that joblib-loads it at start-up and calls `predict` + `predict_interval` (in bench/serving_bench.py). "
-        "Both under uvicorn (h11, one process), loopback, keep-alive clients in the benchmark process on the "
+        "Both under uvicorn (its default HTTP parser: httptools where installed, as in our serve extra; one process), loopback, keep-alive clients in the benchmark process on the "
         f"same cores; requests `{{\"periods\": {PERIODS}, \"conf\": {CONF}}}`.\n")
     lines.append(f"Load average (1 min) of the machine before / after the run: {load_before:.2f} / {load_after:.2f} "
                  f"on {os.cpu_count()} cores (other work on the machine competes with server and client).\n")
