@@ -14,9 +14,7 @@ shape ``{"error": "..."}``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -24,7 +22,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.compliance import acknowledge, cfn_lint_ignore, checkov_skip
-from stacks.functions import LAMBDAS_DIR, PythonFunction, retention
+from stacks.functions import PythonFunction, retention
 from stacks.roles import sagemaker_arn
 from stacks.settings import InfraSettings
 
