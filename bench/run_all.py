@@ -1,0 +1,23 @@
+"""Run every benchmark in turn (each writes its table under bench/results/): `make bench`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ("tuning_bench", "pipeline_bench", "accuracy_bench", "serving_bench", "synth_bench")
+
+
+def main() -> int:
+    failed = []
+    for name in BENCHMARKS:
+        print(f"== bench.{name}", flush=True)
+        if subprocess.run([sys.executable, "-m", f"bench.{name}"]).returncode:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
