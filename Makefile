@@ -26,7 +26,7 @@ demo: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench.run_all
 
