@@ -102,7 +102,7 @@ def test_serving_api_requires_a_key_validates_the_body_and_has_a_usage_plan(cfn_
                for r in responses)
 
 
-def test_the_invoke_lambda_is_the_other_engineers_code_with_the_powertools_layer(template):
+def test_the_invoke_lambda_runs_lambdas_invoke_with_the_powertools_layer(template):
     fn = next(r["Properties"] for k, r in synth.resources("AWS::Lambda::Function").items()
               if k.startswith("ServingApiInvoke"))
     assert fn["Handler"] == "app.handler"
