@@ -21,6 +21,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from pipeline_code.serving.request import CONF_PATTERN, INT_PATTERN, MAX_HISTORY
 from stacks.compliance import acknowledge, cfn_lint_ignore, checkov_skip
 from stacks.functions import PythonFunction, retention
 from stacks.roles import sagemaker_arn
@@ -42,11 +43,11 @@ GATEWAY_RESPONSES = [
 ]
 
 
-# The invoke Lambda's rules (lambdas/invoke/app.py), enforced first at the gateway: integers also as
-# decimal strings ("26"), conf also as a decimal string ("0.9"), `history` optional, nothing else.
-INT_STRING = r"^(0|[1-9][0-9]{0,17})$"
-CONF_STRING = r"^0?\.[0-9]*[1-9][0-9]*$"
-MAX_HISTORY = 156
+# The request rules of pipeline_code/serving/request.py (shared by the invoke Lambda and the serving
+# app), enforced first at the gateway: integers also as decimal strings ("26"), conf also as a decimal
+# string ("0.9"), `history` optional, nothing else.
+INT_STRING = f"^({INT_PATTERN})$"
+CONF_STRING = f"^{CONF_PATTERN}$"
 
 
 def _integer_field(low: int, high: int, description: str) -> apigw.JsonSchema:

@@ -33,8 +33,11 @@ MAX_BODY_BYTES = 16 * 1024
 # The largest conf the engine can turn into finite quantiles (1 - 2**-53 rounds 1 - alpha/2 to 1.0).
 CONF_CEILING = 1.0 - 2.0**-52
 
-_INT_STRING = re.compile(r"0|[1-9][0-9]{0,17}")
-_CONF_STRING = re.compile(r"0?\.[0-9]*[1-9][0-9]*")
+# Numeric strings accepted for integers ("26") and for conf ("0.9", ".9"); the API Gateway model uses them too.
+INT_PATTERN = r"0|[1-9][0-9]{0,17}"
+CONF_PATTERN = r"0?\.[0-9]*[1-9][0-9]*"
+_INT_STRING = re.compile(INT_PATTERN)
+_CONF_STRING = re.compile(CONF_PATTERN)
 _MAX_STRING = 64
 FIELDS = ("periods", "conf", "history")
 
