@@ -125,19 +125,27 @@ def serve_and_show(workdir: Path, *, port: int, once: bool, horizon: int) -> int
     """Serve the registry's approved model behind the API key and show a forecast from it."""
     registry = workdir / "registry"
     key_file = workdir / "api-keys.json"
+    server_log = workdir / "serve.log"  # the server's JSON request logs
     command = [sys.executable, "-m", "pipeline_code.cli", "serve", "--model", str(registry),
                "--port", str(port), "--api-key-file", str(key_file)]
-    server = subprocess.Popen(command)
+    with server_log.open("ab") as log_file:
+        server = subprocess.Popen(command, stderr=log_file)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_for_ping(url, server)
+        try:
+            _wait_for_ping(url, server)
+        except RuntimeError as err:
+            lines = server_log.read_text(errors="replace").splitlines()
+            errors = [line for line in lines if '"level":"error"' in line] or lines[-5:]
+            raise RuntimeError("\n".join([f"{err} (is port {port} free? see --port)", *errors])) from None
         forecast_args = ["forecast", "--url", f"{url}/forecast", "--api-key-file", str(key_file),
                          "--periods", str(horizon), "--conf", "0.9",
                          "--plot", str(workdir / "forecast.png")]
         code = main(forecast_args)
         if once or code:
             return code
-        print(f"\nServing on {url} (POST /forecast with x-api-key from {key_file}). Ctrl-C stops.")
+        print(f"\nServing on {url} (POST /forecast with x-api-key from {key_file}; request logs in"
+              f" {server_log}). Ctrl-C stops.")
         server.wait()
         return 0
     except KeyboardInterrupt:
@@ -229,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as err:
         print(f"error: {err}\nnothing was registered; the approved model is unchanged", file=sys.stderr)
         return 2
-    except (DataValidationError, RegistryError, FileNotFoundError, ValueError) as err:
+    except (DataValidationError, RegistryError, FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

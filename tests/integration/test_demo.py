@@ -25,3 +25,20 @@ def test_demo_ends_with_a_served_forecast(tmp_path):
     assert (workdir / "forecast.png").stat().st_size > 10_000
     keys = workdir / "api-keys.json"
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+
+
+def test_a_busy_port_is_a_clear_error_not_a_hang(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline_code.cli", "demo", "--once", "--quiet", "--cv-step", "8",
+             "--workdir", str(tmp_path / "demo"), "--port", str(port)],
+            capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"},
+        )
+    assert result.returncode == 2
+    assert f"is port {port} free?" in result.stderr and "address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
