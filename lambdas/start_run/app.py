@@ -98,7 +98,7 @@ def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     state_machine_arn = os.environ["STATE_MACHINE_ARN"]
     failures: list[dict[str, str]] = []
-    for i, record in enumerate(event.get("Records", [])):
+    for record in event.get("Records", []):
         if failures:  # FIFO: once one message waits, the ones after it wait too
             failures.append({"itemIdentifier": record["messageId"]})
             continue
