@@ -130,13 +130,11 @@ class InfraSettings:
             "--horizon", str(self.horizon),
             "--cv-window", str(self.cv_window),
             "--cv-step", str(self.cv_step),
+            "--eval-origins", str(self.eval_origins),  # processing refuses series too short for them
         ]
 
     def evaluation_arguments(self) -> list[str]:
-        return self.processing_arguments() + [
-            "--min-improvement", _num(self.min_improvement),
-            "--eval-origins", str(self.eval_origins),
-        ]
+        return self.processing_arguments() + ["--min-improvement", _num(self.min_improvement)]
 
     def static_hyperparameters(self) -> dict[str, str]:
         return {

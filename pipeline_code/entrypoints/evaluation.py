@@ -39,10 +39,14 @@ def model_folder(path: Path) -> Path | None:
     return found[0]
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evaluation", description=__doc__)
     add_settings_arguments(parser)
-    settings = settings_from_args(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = settings_from_args(build_parser().parse_args(argv))
     out = processing_output("evaluation")
     try:
         model = model_folder(processing_input("model"))

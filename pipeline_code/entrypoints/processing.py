@@ -15,10 +15,14 @@ from ..stages import run_processing
 from .sagemaker_paths import fail, processing_input, processing_output, unexpected
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="processing", description=__doc__)
     add_settings_arguments(parser)
-    settings = settings_from_args(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = settings_from_args(build_parser().parse_args(argv))
     try:
         report = run_processing(processing_input("raw"), processing_output(), settings)
     except DataValidationError as err:

@@ -123,3 +123,22 @@ def test_evaluation_reads_a_model_tarball_and_gates(tmp_path, processed):
     evaluation = json.loads((eval_root / "processing/output/evaluation/evaluation.json").read_text())
     assert evaluation["champion"]["mase"] == pytest.approx(evaluation["challenger"]["mase"])
     assert evaluation["gate"]["passed"] is False
+
+
+def test_the_state_machines_job_arguments_parse_into_the_same_settings():
+    """What the CDK app passes as ContainerArguments is what the entrypoints read."""
+    from dataclasses import replace
+
+    from pipeline_code.entrypoints import evaluation, processing
+    from pipeline_code.settings import Settings
+    from pipeline_code.settings_args import settings_from_args
+    from stacks.settings import InfraSettings
+
+    infra = replace(InfraSettings(), horizon=13, cv_window=300, eval_origins=10, min_improvement=0.02)
+    for module, arguments in ((processing, infra.processing_arguments()),
+                              (evaluation, infra.evaluation_arguments())):
+        settings = settings_from_args(module.build_parser().parse_args(arguments))
+        assert settings.data.horizon == 13 and settings.cv.window == 300
+        assert settings.gate.eval_origins == 10
+        assert settings.data.season_length == pytest.approx(Settings().data.season_length, rel=1e-6)
+    assert settings.gate.min_improvement == 0.02
