@@ -23,7 +23,7 @@ def test_defaults_come_from_the_engine_settings():
     assert (s.freq, s.horizon, s.cv_window, s.cv_step, s.max_periods) == ("W-FRI", 26, 417, 1, 104)
     assert s.search_space == SearchSpace()
     assert s.processing_arguments() == ["--freq", "W-FRI", "--season-length", "52.17857", "--horizon", "26",
-                                        "--cv-window", "417", "--cv-step", "1"]
+                                        "--cv-window", "417", "--cv-step", "1", "--eval-origins", "26"]
     assert s.tuning.max_jobs == 20 and s.tuning.max_parallel_jobs == 10 and s.tuning.strategy == "Bayesian"
     ranges = s.parameter_ranges()
     assert ranges["IntegerParameterRanges"] == [{"Name": "fourier_k", "MinValue": "1", "MaxValue": "10", "ScalingType": "Auto"}]
