@@ -58,6 +58,7 @@ class HarmonicArimaForecaster:
         )
         step1 = cv.log_errors[:, 0]
         calibration_errors = normalised(cv.log_errors, local_scales(step1))
+        error_scale = current_scale(step1)
         window = min(self.window, len(series))
         z = np.log(series.values)
         final = fit_windows(z, self.spec, window=window, horizon=1, origins=np.array([z.size]))
@@ -75,7 +76,7 @@ class HarmonicArimaForecaster:
                 "sigma2": float(final.sigma2[0]),
                 "x_tail": final.x_tail[0],
                 "u_last": float(final.u_last[0]),
-                "error_scale": current_scale(step1),
+                "error_scale": error_scale,
             },
             calibration_errors=calibration_errors,
             history={
@@ -100,7 +101,7 @@ class HarmonicArimaForecaster:
                     "method": "locally scaled split conformal",
                     "splits": int(calibration_errors.shape[0]),
                     "scale_window": SCALE_WINDOW,
-                    "error_scale": current_scale(step1),
+                    "error_scale": error_scale,
                 },
                 "libraries": {
                     "forecast_mlops": __version__,
