@@ -39,12 +39,7 @@ class PythonFunction(Construct):
         runtime: lambda_.Runtime = RUNTIME,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = log_group(self, "Logs", settings)
         self.role = iam.Role(
             self,
             "Role",
@@ -93,6 +88,16 @@ _RETENTION = [
     (731, logs.RetentionDays.TWO_YEARS), (1827, logs.RetentionDays.FIVE_YEARS),
     (3653, logs.RetentionDays.TEN_YEARS),
 ]
+
+
+def log_group(scope: Construct, construct_id: str, settings: InfraSettings) -> logs.LogGroup:
+    """A log group with the configured retention, removed with the stack."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        retention=retention(settings.log_retention_days),
+        removal_policy=RemovalPolicy.DESTROY,
+    )
 
 
 def retention(days: int) -> logs.RetentionDays:

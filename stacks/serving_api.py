@@ -14,16 +14,15 @@ shape ``{"error": "..."}``.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from pipeline_code.serving.request import CONF_PATTERN, INT_PATTERN, MAX_HISTORY
 from stacks.compliance import acknowledge, cfn_lint_ignore, checkov_skip
-from stacks.functions import PythonFunction, retention
+from stacks.functions import PythonFunction, log_group
 from stacks.roles import sagemaker_arn
 from stacks.settings import InfraSettings
 
@@ -132,9 +131,7 @@ class ServingApi(Construct):
             )
         )
 
-        self.access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=retention(settings.log_retention_days), removal_policy=RemovalPolicy.DESTROY
-        )
+        self.access_logs = log_group(self, "AccessLogs", settings)
         self.api = apigw.RestApi(
             self,
             "Api",

@@ -15,6 +15,16 @@ RUNS_PREFIX = "runs/"
 FORECASTS_PREFIX = "forecasts/"
 
 
+# Every bucket of the stack: encrypted, private, SSL-only, versioned, owner-enforced.
+PRIVATE_BUCKET = {
+    "encryption": s3.BucketEncryption.S3_MANAGED,
+    "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+    "enforce_ssl": True,
+    "versioned": True,
+    "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+}
+
+
 class Storage(Construct):
     """A versioned, encrypted, SSL-only, private bucket with access logs, lifecycle and EventBridge events.
 
@@ -32,11 +42,7 @@ class Storage(Construct):
         self.log_bucket = s3.Bucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            **PRIVATE_BUCKET,
             removal_policy=removal,
             lifecycle_rules=[
                 s3.LifecycleRule(
@@ -53,11 +59,7 @@ class Storage(Construct):
         self.bucket = s3.Bucket(
             self,
             "Data",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            **PRIVATE_BUCKET,
             server_access_logs_bucket=self.log_bucket,
             server_access_logs_prefix="data-bucket/",
             removal_policy=removal,

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Aws, Fn, RemovalPolicy
+from aws_cdk import Aws, Fn
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.compliance import REDUNDANT_DEPENDS_ON, cfn_lint_ignore
-from stacks.functions import retention
+from stacks.functions import log_group
 from stacks.pipeline_definition import Refs, build_definition
 from stacks.settings import InfraSettings
 
@@ -51,12 +50,7 @@ class TrainingPipeline(Construct):
                 model_package_group=self.model_package_group,
             ),
         )
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = log_group(self, "Logs", settings)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",

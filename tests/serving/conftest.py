@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import signal
@@ -125,16 +127,22 @@ def start_server(args: list[str], tmp: Path, env: dict[str, str] | None = None,
     return Server(process, port, log_path, out_path)
 
 
-@pytest.fixture(scope="session")
-def server(model_dir, tmp_path_factory):
-    """The app on the session's model, with the API-key gateway (1000 req/s so tests never hit it)."""
-    tmp = tmp_path_factory.mktemp("server")
-    key_file = tmp / "keys.json"
+@contextlib.contextmanager
+def gateway_server(model_dir: Path, key_file: Path, tmp: Path, *, rate: str, burst: str):
+    """`serve` with the API-key gateway on ``key_file``, ready; stopped on exit."""
     srv = start_server(["serve", "--model", str(model_dir), "--api-key-file", str(key_file),
-                        "--rate-limit", "1000", "--burst", "1000"], tmp)
+                        "--rate-limit", rate, "--burst", burst], tmp)
     try:
         srv.wait_ready()
         srv.extra["key_file"] = key_file
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server(model_dir, tmp_path_factory):
+    """The app on the session's model, with the API-key gateway (1000 req/s so tests never hit it)."""
+    tmp = tmp_path_factory.mktemp("server")
+    with gateway_server(model_dir, tmp / "keys.json", tmp, rate="1000", burst="1000") as srv:
+        yield srv

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline_code.serving.gateway import KeyStore, UsagePlan
 
-from .conftest import ROOT, http, post_json, start_server
+from .conftest import ROOT, gateway_server, http, post_json, start_server
 
 BODY = {"periods": 3, "conf": 0.9}
 
@@ -24,14 +24,8 @@ def key_cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def gateway(model_dir, tmp_path):
     key_file = tmp_path / "keys" / "api-keys.json"
-    srv = start_server(["serve", "--model", str(model_dir), "--api-key-file", str(key_file),
-                        "--rate-limit", "0.05", "--burst", "2"], tmp_path)
-    try:
-        srv.wait_ready()
-        srv.extra["key_file"] = key_file
+    with gateway_server(model_dir, key_file, tmp_path, rate="0.05", burst="2") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_key_created_once_with_mode_0600_and_printed_once(gateway):
