@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_code.baselines import BASELINES, backtest_baselines
-from pipeline_code.dataset import load_series
-from pipeline_code.evaluation import backtest_model, backtest_origins, backtest_seasonal_naive
-from pipeline_code.preprocess import preprocess
-from pipeline_code.settings import Settings
-from pipeline_code.tuning import tune
+from pipeline_code.engine.baselines import BASELINES, backtest_baselines
+from pipeline_code.engine.dataset import load_series
+from pipeline_code.engine.evaluation import backtest_model, backtest_origins, backtest_seasonal_naive
+from pipeline_code.engine.preprocess import preprocess
+from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.tuning import tune
 
 from .machine import cpu_model
 
@@ -246,7 +246,7 @@ def markdown(r: dict) -> str:
         f" (K by scale: {fk}). Their intervals are the models' own (80% and 95%).",
         "- Our model's and seasonal naive's intervals are locally scaled split-conformal intervals"
         " calibrated at each origin only on CV errors observed before it (see"
-        " `pipeline_code/calibration.py`).",
+        " `pipeline_code/engine/core/calibration.py`).",
         "- Each baseline's scale is picked on these same test origins, which can only flatter the"
         " baselines; our specification is fixed before the first origin.",
         f"- Seconds: tuning {s['tuning']:.1f} s is not included in 'ours' ({s['ours']:.1f} s is the"

@@ -35,7 +35,7 @@ def one_run() -> tuple[float, dict[str, float]]:
     try:
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "pipeline_code.cli", "demo", "--once", "--quiet",
+            [sys.executable, "-m", "pipeline_code.cli.main", "demo", "--once", "--quiet",
              "--workdir", str(workdir), "--port", str(free_port())],
             check=True, capture_output=True, text=True, timeout=600,
         )

@@ -287,9 +287,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.machine import header
 
-    from pipeline_code.dataset import load_series
-    from pipeline_code.estimator import HarmonicArimaForecaster
-    from pipeline_code.model.spec import ModelSpec
+    from pipeline_code.engine.dataset import load_series
+    from pipeline_code.engine.estimator import HarmonicArimaForecaster
+    from pipeline_code.engine.core.spec import ModelSpec
 
     load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="serving-bench-"))

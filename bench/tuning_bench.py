@@ -13,12 +13,12 @@ import time
 
 import numpy as np
 
-from pipeline_code.cli import bundled_data
-from pipeline_code.dataset import load_series
-from pipeline_code.model.reference import fit_forecast_one
-from pipeline_code.model.sliding import fit_windows
-from pipeline_code.settings import Settings
-from pipeline_code.tuning import candidate_space, spec_from_hyperparameters, tune
+from pipeline_code.cli.main import bundled_data
+from pipeline_code.engine.dataset import load_series
+from pipeline_code.engine.model.reference import fit_forecast_one
+from pipeline_code.engine.model.sliding import fit_windows
+from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.tuning import candidate_space, spec_from_hyperparameters, tune
 
 from .machine import RESULTS, header
 

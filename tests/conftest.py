@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_code.dataset import Series, load_series
-from pipeline_code.settings import Settings
+from pipeline_code.engine.dataset import Series, load_series
+from pipeline_code.engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "pipeline_code" / "data" / "us_gasoline.csv"

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("statsforecast")
 
-from pipeline_code.baselines import DEFAULT_TRANSFORM, backtest_baselines, fourier_terms  # noqa: E402
-from pipeline_code.cv import seasonal_naive_scale  # noqa: E402
+from pipeline_code.engine.baselines import DEFAULT_TRANSFORM, backtest_baselines, fourier_terms  # noqa: E402
+from pipeline_code.engine.cv import seasonal_naive_scale  # noqa: E402
 
 SEASON = 365.25 / 7
 WINDOW, HORIZON = 160, 8
@@ -113,7 +113,7 @@ def test_original_scale_and_default_transform():
 
 
 def test_select_fourier_k_by_aicc():
-    from pipeline_code.baselines import select_fourier_k
+    from pipeline_code.engine.baselines import select_fourier_k
 
     y = _series()
     t = np.arange(WINDOW)

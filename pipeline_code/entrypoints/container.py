@@ -19,11 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "serve":
-        from .serve import main as serve_main
+        from pipeline_code.entrypoints.serve import main as serve_main
 
         return serve_main(rest) or 0
     if command == "train":
-        from .training import main as train_main
+        from pipeline_code.entrypoints.training import main as train_main
 
         result = train_main()
         return result if isinstance(result, int) else 0

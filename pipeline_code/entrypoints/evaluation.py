@@ -14,10 +14,10 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from ..artifact import MODEL_JSON
-from ..settings_args import add_settings_arguments, settings_from_args
-from ..stages import FORECAST_FILE, run_evaluation
-from .sagemaker_paths import fail, processing_input, processing_output, unexpected
+from pipeline_code.engine.core.artifact import MODEL_JSON
+from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
+from pipeline_code.pipeline.stages import FORECAST_FILE, run_evaluation
+from pipeline_code.entrypoints.sagemaker_paths import fail, processing_input, processing_output, unexpected
 
 
 def model_folder(path: Path) -> Path | None:

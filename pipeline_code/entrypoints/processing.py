@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..dataset import DataValidationError
-from ..settings_args import add_settings_arguments, settings_from_args
-from ..stages import run_processing
-from .sagemaker_paths import fail, processing_input, processing_output, unexpected
+from pipeline_code.engine.dataset import DataValidationError
+from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
+from pipeline_code.pipeline.stages import run_processing
+from pipeline_code.entrypoints.sagemaker_paths import fail, processing_input, processing_output, unexpected
 
 
 def build_parser() -> argparse.ArgumentParser:

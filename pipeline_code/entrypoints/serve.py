@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..settings import ServeSettings
-from .sagemaker_paths import ROOT_ENV
+from pipeline_code.engine.settings import ServeSettings
+from pipeline_code.entrypoints.sagemaker_paths import ROOT_ENV
 
 DEFAULT_ML_ROOT = "/opt/ml"
 
@@ -36,7 +36,7 @@ def max_periods_from_env(env: dict[str, str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..serving.server import serve
+    from pipeline_code.serving.server import serve
 
     try:
         port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or ServeSettings().port)

@@ -14,10 +14,10 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from ..dataset import DataValidationError
-from ..settings import Settings
-from ..stages import run_training
-from .sagemaker_paths import fail, training_paths, unexpected
+from pipeline_code.engine.dataset import DataValidationError
+from pipeline_code.engine.settings import Settings
+from pipeline_code.pipeline.stages import run_training
+from pipeline_code.entrypoints.sagemaker_paths import fail, training_paths, unexpected
 
 STATIC = {"horizon": int, "season_length": float, "cv_window": int, "cv_step": int}
 TUNED = ("use_counterfactual_data", "detrend", "deseasonalize", "fourier_k")

@@ -2,7 +2,7 @@ from datetime import date
 
 import pytest
 
-from pipeline_code.calendar import parse_freq
+from pipeline_code.engine.core.calendar import parse_freq
 
 
 def test_weekly_future_starts_one_period_after_last():

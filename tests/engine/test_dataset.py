@@ -5,7 +5,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from pipeline_code.dataset import DataValidationError, load_series, parse_series
+from pipeline_code.engine.dataset import DataValidationError, load_series, parse_series
 
 GOOD = "timestamp,value\n2020-01-03,10\n2020-01-10,11\n2020-01-17,12\n"
 

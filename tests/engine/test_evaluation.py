@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline_code.evaluation import backtest_seasonal_naive, gate, ljung_box
+from pipeline_code.engine.evaluation import backtest_seasonal_naive, gate, ljung_box
 
 
 def test_ljung_box_matches_statsmodels():

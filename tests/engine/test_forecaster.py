@@ -7,10 +7,10 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from pipeline_code.artifact import ArtifactError, ModelArtifact
-from pipeline_code.estimator import HarmonicArimaForecaster
-from pipeline_code.forecaster import Forecaster
-from pipeline_code.model.spec import ModelSpec
+from pipeline_code.engine.core.artifact import ArtifactError, ModelArtifact
+from pipeline_code.engine.estimator import HarmonicArimaForecaster
+from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.core.spec import ModelSpec
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_calibrated_intervals_hit_their_coverage_out_of_sample():
     for i in range(1, n):
         e[i] = 0.6 * e[i - 1] + 0.03 * rng.standard_t(5)
     y = np.exp(6 + 0.2 * np.sin(2 * np.pi * t / 52.18) + e)
-    from pipeline_code.evaluation import backtest_model
+    from pipeline_code.engine.evaluation import backtest_model
 
     origins = np.arange(1200, 1200 + 300, 3)
     bt = backtest_model(y, ModelSpec(fourier_k=2), window=300, horizon=10, origins=origins,

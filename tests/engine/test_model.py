@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from pipeline_code.cv import cross_validate, sliding_origins
-from pipeline_code.model.reference import fit_forecast_one
-from pipeline_code.model.sliding import fit_windows
-from pipeline_code.model.spec import ModelSpec
+from pipeline_code.engine.cv import cross_validate, sliding_origins
+from pipeline_code.engine.model.reference import fit_forecast_one
+from pipeline_code.engine.model.sliding import fit_windows
+from pipeline_code.engine.core.spec import ModelSpec
 
 
 @pytest.mark.parametrize("n, window, horizon, step", [(1329, 417, 26, 1), (100, 50, 10, 3), (60, 50, 10, 1)])

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from pipeline_code.dataset import Series
-from pipeline_code.preprocess import find_episode, preprocess
-from pipeline_code.settings import PreprocessSettings
+from pipeline_code.engine.dataset import Series
+from pipeline_code.engine.preprocess import find_episode, preprocess
+from pipeline_code.engine.settings import PreprocessSettings
 
 SEASON = 365.25 / 7
 

@@ -3,8 +3,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from pipeline_code.settings import Settings
-from pipeline_code.tuning import candidate_space, tune
+from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.tuning import candidate_space, tune
 
 
 def test_search_space_is_the_full_grid():

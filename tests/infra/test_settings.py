@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline_code.settings import SearchSpace
+from pipeline_code.engine.settings import SearchSpace
 from stacks.settings import InfraSettings
 
 

@@ -13,7 +13,7 @@ from tests.conftest import free_port
 def test_demo_ends_with_a_served_forecast(tmp_path):
     workdir = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline_code.cli", "demo", "--once", "--quiet", "--cv-step", "4",
+        [sys.executable, "-m", "pipeline_code.cli.main", "demo", "--once", "--quiet", "--cv-step", "4",
          "--workdir", str(workdir), "--port", str(free_port())],
         capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"},
     )
@@ -35,7 +35,7 @@ def test_a_busy_port_is_a_clear_error_not_a_hang(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "pipeline_code.cli", "demo", "--once", "--quiet", "--cv-step", "8",
+            [sys.executable, "-m", "pipeline_code.cli.main", "demo", "--once", "--quiet", "--cv-step", "8",
              "--workdir", str(tmp_path / "demo"), "--port", str(port)],
             capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"},
         )

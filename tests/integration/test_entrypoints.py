@@ -130,8 +130,8 @@ def test_the_state_machines_job_arguments_parse_into_the_same_settings():
     from dataclasses import replace
 
     from pipeline_code.entrypoints import evaluation, processing
-    from pipeline_code.settings import Settings
-    from pipeline_code.settings_args import settings_from_args
+    from pipeline_code.engine.settings import Settings
+    from pipeline_code.pipeline.settings_args import settings_from_args
     from stacks.settings import InfraSettings
 
     infra = replace(InfraSettings(), horizon=13, cv_window=300, eval_origins=10, min_improvement=0.02)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_code.cli import main
-from pipeline_code.registry import LocalRegistry
+from pipeline_code.cli.main import main
+from pipeline_code.pipeline.registry import LocalRegistry
 from tests.conftest import BUNDLED
 
 FAST = ["--cv-step", "4", "--quiet", "--no-serve", "--jobs", "2"]

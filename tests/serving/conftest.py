@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A real artifact: fitted on the bundled series (the small window keeps it fast)."""
-    from pipeline_code.dataset import load_series
-    from pipeline_code.estimator import HarmonicArimaForecaster
-    from pipeline_code.model.spec import ModelSpec
+    from pipeline_code.engine.dataset import load_series
+    from pipeline_code.engine.estimator import HarmonicArimaForecaster
+    from pipeline_code.engine.core.spec import ModelSpec
 
     folder = tmp_path_factory.mktemp("model") / "model"
     series = load_series(BUNDLED, freq="W-FRI")

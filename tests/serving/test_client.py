@@ -94,7 +94,7 @@ def test_stack_outputs_give_url_and_key(server, capsys, monkeypatch):
 
 
 def test_serve_arguments_wire_like_the_main_cli(tmp_path, capsys):
-    """pipeline_code.cli wires serve to add_serve_arguments/run_serve; the key admin actions need no model."""
+    """pipeline_code.cli.main wires serve to add_serve_arguments/run_serve; the key admin actions need no model."""
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
     key_file = tmp_path / "k.json"

@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 FORBIDDEN = ["sktime", "statsmodels", "scipy", "pandas", "sklearn", "statsforecast", "joblib", "matplotlib",
-             "pipeline_code.estimator", "pipeline_code.cv", "pipeline_code.model.sliding", "pipeline_code.dataset",
-             "pipeline_code.preprocess", "pipeline_code.tuning", "pipeline_code.local_pipeline", "boto3", "httpx"]
+             "pipeline_code.engine.estimator", "pipeline_code.engine.cv", "pipeline_code.engine.model.sliding", "pipeline_code.engine.dataset",
+             "pipeline_code.engine.preprocess", "pipeline_code.engine.tuning", "pipeline_code.pipeline.runner", "boto3", "httpx"]
 
 
 def run_fresh(code: str) -> dict:

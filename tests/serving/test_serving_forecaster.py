@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pipeline_code.forecaster import Forecaster
+from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.serving.app import ServingForecaster
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .cv import cross_validate
-from .model.spec import ModelSpec, max_fourier_k
-from .settings import Settings
+from pipeline_code.engine.cv import cross_validate
+from pipeline_code.engine.core.spec import ModelSpec, max_fourier_k
+from pipeline_code.engine.settings import Settings
 
 _DATA: dict[bool, np.ndarray] = {}
 

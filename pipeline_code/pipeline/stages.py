@@ -14,17 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from .cv import cross_validate
-from .dataset import DataValidationError, Series, load_series
-from .estimator import HarmonicArimaForecaster
-from .evaluation import (
+from pipeline_code.engine.cv import cross_validate
+from pipeline_code.engine.dataset import DataValidationError, Series, load_series
+from pipeline_code.engine.estimator import HarmonicArimaForecaster
+from pipeline_code.engine.evaluation import (
     backtest_model, backtest_origins, backtest_seasonal_naive, diagnostics, gate, innovations,
 )
-from .forecaster import Forecaster
-from .model.spec import ModelSpec
-from .preprocess import preprocess
-from .settings import Settings
-from .tuning import spec_from_hyperparameters
+from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.core.spec import ModelSpec
+from pipeline_code.engine.preprocess import preprocess
+from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.tuning import spec_from_hyperparameters
 
 TRAIN_FILE = "train.csv"
 TEST_FILE = "test.csv"
@@ -141,7 +141,7 @@ def run_training(
     fitted.artifact.metadata["data_sha256"] = _digest(full.series.values)
     fitted.artifact.save(model_dir)
     if report_dir is not None:
-        from .plots import plot_cv
+        from pipeline_code.engine.plots import plot_cv
 
         plot_cv(report_dir / "cv.png", train.series.timestamps, train.counterfactual, objective,
                 window=settings.cv.window)
@@ -204,7 +204,7 @@ def run_evaluation(
     out.mkdir(parents=True, exist_ok=True)
     (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
     export_forecast(challenger, horizon, levels, out / FORECAST_FILE)
-    from .plots import plot_forecast
+    from pipeline_code.engine.plots import plot_forecast
 
     history = full.series.tail(3 * horizon * 2)
     plot_forecast(out / "forecast.png", (history.timestamps, history.values),

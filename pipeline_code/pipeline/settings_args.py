@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from .settings import Settings
+from pipeline_code.engine.settings import Settings
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,8 +13,8 @@ from datetime import date
 
 import numpy as np
 
-from .dataset import Series
-from .settings import PreprocessSettings
+from pipeline_code.engine.dataset import Series
+from pipeline_code.engine.settings import PreprocessSettings
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def stack_target(stack: str, region: str | None = None) -> tuple[str, str]:
 
 def local_key(key_file: Path | None) -> str | None:
     """$FORECAST_API_KEY, else the newest active key in the key file (None when there is none)."""
-    from .serving.gateway import KeyFileError, KeyStore, default_key_file
+    from pipeline_code.serving.gateway import KeyFileError, KeyStore, default_key_file
 
     if os.environ.get("FORECAST_API_KEY"):
         return os.environ["FORECAST_API_KEY"]

@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .artifact import ModelArtifact
-from .calibration import SCALE_WINDOW, current_scale, local_scales, normalised
-from .cv import CVResult, cross_validate
-from .dataset import Series
-from .forecaster import Forecaster
-from .model.sliding import fit_windows
-from .model.spec import ModelSpec
+from pipeline_code import __version__
+from pipeline_code.engine.core.artifact import ModelArtifact
+from pipeline_code.engine.core.calibration import SCALE_WINDOW, current_scale, local_scales, normalised
+from pipeline_code.engine.cv import CVResult, cross_validate
+from pipeline_code.engine.dataset import Series
+from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.model.sliding import fit_windows
+from pipeline_code.engine.core.spec import ModelSpec
 
 HISTORY_POINTS = 156
 

@@ -14,9 +14,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
 
-from .arima import error_forecast, forecast_variance
-from .design import design_matrix
-from .spec import ModelSpec
+from pipeline_code.engine.core.arima import error_forecast, forecast_variance
+from pipeline_code.engine.core.design import design_matrix
+from pipeline_code.engine.core.spec import ModelSpec
 
 RIDGE = 1e-8
 KPSS_CRITICAL = {False: 0.463, True: 0.146}  # 5% level; level vs trend stationarity

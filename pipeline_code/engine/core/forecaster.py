@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import ModelArtifact
-from .calendar import parse_freq
-from .calibration import bounds
-from .model.arima import error_forecast, forecast_variance
-from .model.design import design_matrix
-from .model.spec import ModelSpec
+from pipeline_code.engine.core.artifact import ModelArtifact
+from pipeline_code.engine.core.calendar import parse_freq
+from pipeline_code.engine.core.calibration import bounds
+from pipeline_code.engine.core.arima import error_forecast, forecast_variance
+from pipeline_code.engine.core.design import design_matrix
+from pipeline_code.engine.core.spec import ModelSpec
 
 
 @dataclass(frozen=True)

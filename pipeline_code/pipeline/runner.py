@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .registry import APPROVED, PENDING, LocalRegistry, Version
-from .settings import Settings
-from .stages import (
+from pipeline_code.pipeline.registry import APPROVED, PENDING, LocalRegistry, Version
+from pipeline_code.engine.settings import Settings
+from pipeline_code.pipeline.stages import (
     EVALUATION_FILE, FORECAST_FILE, run_evaluation, run_processing, run_training,
 )
 
@@ -50,7 +50,7 @@ def run_pipeline(
     progress: bool = True, manual_approval: bool = False, log: Callable[[str], None] = print,
 ) -> RunResult:
     """Upload -> preprocess -> tune -> train -> evaluate -> gate -> register -> export."""
-    from .tuning import tune
+    from pipeline_code.engine.tuning import tune
 
     data, workdir = Path(data), Path(workdir)
     if not data.is_file():
@@ -82,8 +82,8 @@ def run_pipeline(
         log(f"  structural break {ep['start']}..{ep['end']} replaced by a counterfactual")
 
     def do_tune():
-        from .plots import plot_tuning
-        from .stages import read_processed
+        from pipeline_code.engine.plots import plot_tuning
+        from pipeline_code.pipeline.stages import read_processed
 
         train = read_processed(processed / "train", settings.data.freq)
         result = tune(train.series.values, train.counterfactual, settings, jobs=jobs, progress=progress)

@@ -9,7 +9,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from .settings_args import add_settings_arguments, settings_from_args
+from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
 
 BUNDLED_DATA = "us_gasoline.csv"
 DEFAULT_DEMO_DIR = Path(".local") / "demo"
@@ -85,7 +85,7 @@ def _pipeline_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_serving_commands(sub) -> None:
-    from .serving import cli as serving_cli
+    from pipeline_code.serving import cli as serving_cli
 
     serve = sub.add_parser("serve", help="serve a model (or a registry's approved model) over HTTP")
     serving_cli.add_serve_arguments(serve)
@@ -105,7 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
-    from .local_pipeline import run_pipeline
+    from pipeline_code.pipeline.runner import run_pipeline
 
     settings = settings_from_args(args)
     started = time.perf_counter()
@@ -126,7 +126,7 @@ def serve_and_show(workdir: Path, *, port: int, once: bool, horizon: int) -> int
     registry = workdir / "registry"
     key_file = workdir / "api-keys.json"
     server_log = workdir / "serve.log"  # the server's JSON request logs
-    command = [sys.executable, "-m", "pipeline_code.cli", "serve", "--model", str(registry),
+    command = [sys.executable, "-m", "pipeline_code.cli.main", "serve", "--model", str(registry),
                "--port", str(port), "--api-key-file", str(key_file)]
     with server_log.open("ab") as log_file:
         server = subprocess.Popen(command, stderr=log_file)
@@ -174,9 +174,9 @@ def _wait_for_ping(url: str, server: subprocess.Popen, timeout: float = 30.0) ->
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .dataset import load_series
-    from .preprocess import preprocess
-    from .tuning import tune
+    from pipeline_code.engine.dataset import load_series
+    from pipeline_code.engine.preprocess import preprocess
+    from pipeline_code.engine.tuning import tune
 
     settings = settings_from_args(args)
     series = load_series(args.data, freq=settings.data.freq,
@@ -194,7 +194,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from .backtesting import run_backtest
+    from pipeline_code.engine.backtesting import run_backtest
 
     settings = settings_from_args(args)
     report = run_backtest(args.data, args.out, settings, origins=args.origins,
@@ -206,7 +206,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_list(args: argparse.Namespace) -> int:
-    from .registry import LocalRegistry
+    from pipeline_code.pipeline.registry import LocalRegistry
 
     registry = LocalRegistry(args.workdir / "registry")
     approved = registry.approved()
@@ -219,7 +219,7 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_approve(args: argparse.Namespace) -> int:
-    from .registry import LocalRegistry
+    from pipeline_code.pipeline.registry import LocalRegistry
 
     version = LocalRegistry(args.workdir / "registry").approve(args.version)
     print(f"{version.name} approved")
@@ -227,9 +227,9 @@ def cmd_registry_approve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .dataset import DataValidationError
-    from .local_pipeline import PipelineError
-    from .registry import RegistryError
+    from pipeline_code.engine.dataset import DataValidationError
+    from pipeline_code.pipeline.runner import PipelineError
+    from pipeline_code.pipeline.registry import RegistryError
 
     args = build_parser().parse_args(argv)
     try:

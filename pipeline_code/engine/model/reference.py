@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .arima import error_forecast, forecast_variance
-from .design import design_matrix
-from .sliding import KPSS_CRITICAL, THETA_GRID
-from .spec import ModelSpec
+from pipeline_code.engine.core.arima import error_forecast, forecast_variance
+from pipeline_code.engine.core.design import design_matrix
+from pipeline_code.engine.model.sliding import KPSS_CRITICAL, THETA_GRID
+from pipeline_code.engine.core.spec import ModelSpec
 
 
 def fit_forecast_one(z: np.ndarray, spec: ModelSpec, *, origin: int, window: int, horizon: int):

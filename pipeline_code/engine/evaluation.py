@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import bounds, local_scales, normalised
-from .cv import accuracy, cross_validate, seasonal_naive_scale, sliding_origins
-from .forecaster import Forecaster
-from .model.design import design_matrix
-from .model.spec import ModelSpec
+from pipeline_code.engine.core.calibration import bounds, local_scales, normalised
+from pipeline_code.engine.cv import accuracy, cross_validate, seasonal_naive_scale, sliding_origins
+from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.core.design import design_matrix
+from pipeline_code.engine.core.spec import ModelSpec
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calendar import Calendar, parse_freq
+from pipeline_code.engine.core.calendar import Calendar, parse_freq
 
 REQUIRED_COLUMNS = ("timestamp", "value")
 OPTIONAL_COLUMNS = ("item_id",)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model.sliding import WindowFits, fit_windows
-from .model.spec import ModelSpec
+from pipeline_code.engine.model.sliding import WindowFits, fit_windows
+from pipeline_code.engine.core.spec import ModelSpec
 
 
 def sliding_origins(n: int, *, window: int, horizon: int, step: int = 1) -> np.ndarray:

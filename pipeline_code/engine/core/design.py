@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import ModelSpec
+from pipeline_code.engine.core.spec import ModelSpec
 
 
 def design_matrix(t: np.ndarray, spec: ModelSpec, *, intercept: bool) -> np.ndarray:

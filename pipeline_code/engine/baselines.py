@@ -39,8 +39,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .cv import seasonal_naive_scale
-from .evaluation import Backtest
+from pipeline_code.engine.cv import seasonal_naive_scale
+from pipeline_code.engine.evaluation import Backtest
 
 BASELINES: tuple[str, ...] = ("AutoTheta", "AutoTBATS", "MSTL", "AutoARIMA+Fourier")
 # Per-model fitting scale: the one with the lower backtest MASE on the bundled series (52 origins,

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .dataset import load_series
-from .evaluation import backtest_model, backtest_origins, backtest_seasonal_naive
-from .preprocess import preprocess
-from .settings import Settings
-from .tuning import tune
+from pipeline_code.engine.dataset import load_series
+from pipeline_code.engine.evaluation import backtest_model, backtest_origins, backtest_seasonal_naive
+from pipeline_code.engine.preprocess import preprocess
+from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.tuning import tune
 
 OURS = "forecast-mlops"
 
@@ -48,7 +48,7 @@ def run_backtest(
         target, spec.seasonal_period, window=window, horizon=horizon, origins=points, levels=levels)}
     seconds["SeasonalNaive"] = time.perf_counter() - started
     if baselines:
-        from .baselines import backtest_baselines
+        from pipeline_code.engine.baselines import backtest_baselines
 
         started = time.perf_counter()
         results.update(backtest_baselines(

@@ -1,0 +1,1 @@
+"""The command line (`forecast-mlops`) and the client."""
