@@ -4,31 +4,57 @@ Layout::
 
     registry/
       versions/v0001/model/          the artifact (model.json, arrays.npz)
-      versions/v0001/version.json    status (Approved | PendingManualApproval | Rejected), metrics, run id
-      approved.json                  {"version": "v0001", "path": "versions/v0001/model"}
+      versions/v0001/version.json    written once, at registration: run id, gate, metrics, spec
+      approved.json                  {"version": "v0002", "path": "versions/v0002/model",
+                                      "history": ["v0001"]}
+      .lock                          the registry's lock file
 
-Writes are atomic (write a temporary file, then rename), so a failed run never leaves a half-written
-pointer and the approved model stays untouched until a new one passes the gate.
+``approved.json`` is the only record of approval; a version's status is derived from it: Approved (the
+version it names), Superseded (approved earlier: in its ``history``), PendingManualApproval (never
+approved). Approving is one atomic rename of that file, so a crash leaves one approved version, the old
+or the new, never two.
+
+Registration and approval run under the lock (``filelock``: ``fcntl.flock`` on POSIX, released by the
+kernel when its holder dies, so a killed run never blocks the next). Registration sweeps staging
+folders left by a killed run, takes the next free number, builds the version in a staging folder
+``versions/.vNNNN-xxxx`` and renames it into place; a kill at any step leaves either no new version or a
+complete one. Version arguments must be names of this registry's versions (``v`` and four digits).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 APPROVED = "Approved"
 PENDING = "PendingManualApproval"
-STATUSES = (APPROVED, PENDING, "Rejected")
+SUPERSEDED = "Superseded"
+STATUSES = (APPROVED, PENDING, SUPERSEDED)
+VERSION_NAME = re.compile(r"v\d{4}")
+APPROVED_FILE = "approved.json"
+RECORD_FILE = "version.json"
+LOCK_TIMEOUT_SECONDS = 120.0
 
 
 class RegistryError(RuntimeError):
-    """The registry has no such version, or nothing approved."""
+    """The registry has no such version, nothing approved, or a file it cannot read."""
+
+
+def _checkpoint(step: str) -> None:
+    """Test hook between the steps of register and approve: does nothing here. The crash-matrix test
+    (tests/integration/test_registry_crashes.py) replaces it in a child process to kill -9 itself at
+    each step."""
 
 
 @dataclass(frozen=True)
@@ -36,83 +62,191 @@ class Version:
     name: str
     folder: Path
     record: dict[str, Any]
+    status: str
 
     @property
     def model_dir(self) -> Path:
         return self.folder / "model"
 
-    @property
-    def status(self) -> str:
-        return self.record["status"]
+
+@dataclass(frozen=True)
+class _Pointer:
+    """approved.json read: the approved version and the ones approved before it."""
+
+    version: str | None
+    history: tuple[str, ...]
 
 
 class LocalRegistry:
-    """Versions of model artifacts with an approval status and one approved pointer."""
+    """Versions of model artifacts and one approved pointer."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._lock_path = self.root / ".lock"
 
     @staticmethod
     def is_registry(path: str | Path) -> bool:
-        return (Path(path) / "versions").is_dir() or (Path(path) / "approved.json").is_file()
+        return (Path(path) / "versions").is_dir() or (Path(path) / APPROVED_FILE).is_file()
+
+    # --- reading ---------------------------------------------------------------------------------
 
     def versions(self) -> list[Version]:
+        """Every registered version in order; staging folders and stray files are not versions."""
+        pointer = self._pointer()
+        return [self._version(name, pointer) for name in self._names()]
+
+    def get(self, name: str) -> Version:
+        return self._version(name, self._pointer())
+
+    def approved(self) -> Version | None:
+        pointer = self._pointer()
+        return self._version(pointer.version, pointer) if pointer.version else None
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def register(self, model_dir: Path, *, status: str, run_id: str, evaluation: dict[str, Any]) -> Version:
+        """Copy an artifact in as the next version; approve it when ``status`` is Approved."""
+        if status not in (APPROVED, PENDING):
+            raise ValueError(f"status must be {APPROVED} or {PENDING}")
+        versions = self.root / "versions"
+        versions.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            self._sweep_staging(versions)
+            _checkpoint("register:swept")
+            names = self._names()
+            number = int(names[-1][1:]) + 1 if names else 1
+            if number > 9999:
+                raise RegistryError(f"registry {self.root} is full (v9999 is the last version name)")
+            name = f"v{number:04d}"
+            staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=versions))
+            shutil.copytree(model_dir, staging / "model")
+            _checkpoint("register:copied")
+            _stamp_version(staging / "model" / "model.json", name)
+            record = {
+                "version": name,
+                "run_id": run_id,
+                "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "gate": evaluation.get("gate"),
+                "metrics": evaluation.get("challenger"),
+                "spec": evaluation.get("spec"),
+            }
+            _write_json(staging / RECORD_FILE, record)
+            _checkpoint("register:staged")
+            os.replace(staging, versions / name)
+            _fsync_dir(versions)
+            _checkpoint("register:committed")
+            if status == APPROVED:
+                return self._approve(name)
+            return self._version(name, self._pointer())
+
+    def approve(self, name: str) -> Version:
+        """Point ``approved.json`` at ``name``: manual approval of a pending version, or a rollback.
+
+        An unreadable ``approved.json`` is replaced (its history is lost): approving is how to repair it.
+        """
+        with self._locked():
+            return self._approve(name)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _approve(self, name: str) -> Version:
+        self._record(name)  # a valid name of an existing version, with a readable record
+        try:
+            previous = self._pointer()
+        except RegistryError:
+            previous = _Pointer(None, ())
+        history = [v for v in (*previous.history, previous.version) if v and v != name]
+        _checkpoint("approve:checked")
+        _write_json(self.root / APPROVED_FILE, {
+            "version": name, "path": f"versions/{name}/model", "history": list(dict.fromkeys(history)),
+        })
+        _checkpoint("approve:committed")
+        return self.get(name)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self._lock_path, timeout=LOCK_TIMEOUT_SECONDS)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RegistryError(
+                f"registry {self.root} is locked by another run (waited {LOCK_TIMEOUT_SECONDS:.0f}s on"
+                f" {self._lock_path.name})") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _names(self) -> list[str]:
         folder = self.root / "versions"
         if not folder.is_dir():
             return []
-        return [self.get(p.name) for p in sorted(folder.iterdir()) if (p / "version.json").is_file()]
-
-    def get(self, name: str) -> Version:
-        folder = self.root / "versions" / name
-        record_path = folder / "version.json"
-        if not record_path.is_file():
-            raise RegistryError(f"no version {name!r} in {self.root}")
-        return Version(name, folder, json.loads(record_path.read_text()))
-
-    def approved(self) -> Version | None:
-        pointer = self.root / "approved.json"
-        if not pointer.is_file():
-            return None
-        return self.get(json.loads(pointer.read_text())["version"])
-
-    def register(self, model_dir: Path, *, status: str, run_id: str, evaluation: dict[str, Any]) -> Version:
-        """Copy an artifact in as the next version with ``status``; approve it if Approved."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}")
-        existing = [int(v.name[1:]) for v in self.versions()]
-        name = f"v{(max(existing) + 1) if existing else 1:04d}"
-        folder = self.root / "versions" / name
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self._ensure(self.root / "versions")))
-        shutil.copytree(model_dir, staging / "model")
-        _stamp_version(staging / "model" / "model.json", name)
-        record = {
-            "version": name,
-            "status": status,
-            "run_id": run_id,
-            "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "gate": evaluation.get("gate"),
-            "metrics": evaluation.get("challenger"),
-            "spec": evaluation.get("spec"),
-        }
-        _write_json(staging / "version.json", record)
-        os.replace(staging, folder)
-        version = Version(name, folder, record)
-        if status == APPROVED:
-            self.approve(name)
-        return version
-
-    def approve(self, name: str) -> Version:
-        """Point ``approved.json`` at ``name`` (manual approval of a pending version too)."""
-        version = self.get(name)
-        record = {**version.record, "status": APPROVED}
-        _write_json(version.folder / "version.json", record)
-        _write_json(self.root / "approved.json", {"version": name, "path": f"versions/{name}/model"})
-        return Version(name, version.folder, record)
+        return sorted(p.name for p in folder.iterdir() if VERSION_NAME.fullmatch(p.name) and p.is_dir())
 
     @staticmethod
-    def _ensure(path: Path) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def _sweep_staging(versions: Path) -> None:
+        """Remove staging folders of killed runs (only ever called under the lock)."""
+        for path in versions.iterdir():
+            if path.name.startswith(".v") and path.is_dir():
+                shutil.rmtree(path)
+
+    def _check_name(self, name: Any) -> str:
+        if not isinstance(name, str) or not VERSION_NAME.fullmatch(name):
+            raise RegistryError(f"{name!r} is not a version name: versions are named v0001, v0002, ...")
+        return name
+
+    def _record(self, name: Any) -> dict[str, Any]:
+        path = self.root / "versions" / self._check_name(name) / RECORD_FILE
+        if not path.is_file():
+            raise RegistryError(f"no version {name} in {self.root}")
+        record = _read_json(path)
+        if record.get("version") != name:
+            raise RegistryError(f"{path} names version {record.get('version')!r}, not {name}")
+        return record
+
+    def _version(self, name: str, pointer: _Pointer) -> Version:
+        record = self._record(name)
+        if name == pointer.version:
+            status = APPROVED
+        elif name in pointer.history or record.get("status") == APPROVED:  # records before approved.json history
+            status = SUPERSEDED
+        else:
+            status = PENDING
+        return Version(name, self.root / "versions" / name, record, status)
+
+    def _pointer(self) -> _Pointer:
+        path = self.root / APPROVED_FILE
+        if not path.is_file():
+            return _Pointer(None, ())
+        document = _read_json(path)
+        name, history = document.get("version"), document.get("history", [])
+        problem = None
+        if not isinstance(name, str) or not VERSION_NAME.fullmatch(name):
+            problem = f"'version' must be a version name such as v0001, found {name!r}"
+        elif document.get("path") != f"versions/{name}/model":
+            problem = f"'path' must be 'versions/{name}/model', found {document.get('path')!r}"
+        elif not isinstance(history, list) or not all(
+                isinstance(v, str) and VERSION_NAME.fullmatch(v) for v in history):
+            problem = "'history' must be a list of version names"
+        elif not (self.root / "versions" / name / RECORD_FILE).is_file():
+            problem = f"it approves {name}, which is not in the registry"
+        if problem:
+            raise RegistryError(f"{path}: {problem}; approve a version to rewrite it"
+                                f" (forecast-mlops registry approve vNNNN)")
+        return _Pointer(name, tuple(history))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise RegistryError(f"{path} is not UTF-8 text ({err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise RegistryError(f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    if not isinstance(document, dict):
+        raise RegistryError(f"{path} must hold a JSON object, found {type(document).__name__}")
+    return document
 
 
 def _stamp_version(model_json: Path, name: str) -> None:
@@ -122,6 +256,24 @@ def _stamp_version(model_json: Path, name: str) -> None:
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write a temporary file, flush it to disk, rename it over ``path``: readers see old or new."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=1))
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps(document, indent=1))
+        handle.flush()
+        os.fsync(handle.fileno())
+    _checkpoint(f"write:{path.name}")
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

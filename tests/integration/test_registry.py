@@ -1,0 +1,125 @@
+"""The local registry: staging leftovers, one approved version, version names only, readable errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline_code.cli.main import main
+from pipeline_code.pipeline.registry import (
+    APPROVED, PENDING, SUPERSEDED, LocalRegistry, RegistryError,
+)
+from tests.integration.test_registry_crashes import artifact
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    return artifact(tmp_path / "model")
+
+
+@pytest.fixture
+def registry(tmp_path, model) -> LocalRegistry:
+    """v0001 approved, v0002 pending."""
+    registry = LocalRegistry(tmp_path / "work" / "registry")
+    registry.register(model, status=APPROVED, run_id="run-1", evaluation={})
+    registry.register(model, status=PENDING, run_id="run-2", evaluation={})
+    return registry
+
+
+def leave_staging_folder(registry: LocalRegistry, name: str = ".v0003-abc123") -> Path:
+    """What a kill -9 just before the rename leaves: a complete version under a staging name."""
+    staging = registry.root / "versions" / name
+    shutil.copytree(registry.root / "versions" / "v0002", staging)
+    return staging
+
+
+def test_a_leftover_staging_folder_is_not_a_version_and_is_swept(registry, model):
+    staging = leave_staging_folder(registry)
+    assert [v.name for v in registry.versions()] == ["v0001", "v0002"]
+    version = registry.register(model, status=PENDING, run_id="run-3", evaluation={})
+    assert version.name == "v0003" and not staging.exists()
+
+
+def test_a_staging_folder_cannot_be_approved(registry):
+    leave_staging_folder(registry)
+    with pytest.raises(RegistryError, match="not a version name"):
+        registry.approve(".v0003-abc123")
+    assert registry.approved().name == "v0001"
+
+
+def test_approving_leaves_exactly_one_approved_version(registry, model):
+    registry.approve("v0002")
+    registry.register(model, status=APPROVED, run_id="run-3", evaluation={})
+    statuses = {v.name: v.status for v in registry.versions()}
+    assert statuses == {"v0001": SUPERSEDED, "v0002": SUPERSEDED, "v0003": APPROVED}
+    registry.approve("v0001")  # a rollback
+    assert [v.name for v in registry.versions() if v.status == APPROVED] == ["v0001"]
+    pointer = json.loads((registry.root / "approved.json").read_text())
+    assert pointer == {"version": "v0001", "path": "versions/v0001/model", "history": ["v0002", "v0003"]}
+
+
+@pytest.mark.parametrize("name", [
+    "../../../other/registry/versions/v0002", "v0002/../../../other/registry/versions/v0002",
+    "/abs/versions/v0002", "v2", "v00002", "V0002", "v0002 ", "..", "",
+])
+def test_version_arguments_name_this_registrys_versions_only(registry, model, tmp_path, capsys, name):
+    other = LocalRegistry(tmp_path / "other" / "registry")
+    other.register(model, status=APPROVED, run_id="o-1", evaluation={})
+    other.register(model, status=PENDING, run_id="o-2", evaluation={})
+    before = {p: p.read_bytes() for p in other.root.rglob("*.json")}
+    assert main(["registry", "approve", "--workdir", str(registry.root.parent), name]) == 2
+    assert "not a version name" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in other.root.rglob("*.json")} == before
+    assert registry.approved().name == "v0001"
+
+
+def test_an_unknown_version_is_named(registry):
+    with pytest.raises(RegistryError, match="no version v0009"):
+        registry.approve("v0009")
+
+
+CORRUPT_POINTERS = {
+    "not json": ("{", "approved.json is not valid JSON: Expecting property name"),
+    "a list": ("[]", "approved.json must hold a JSON object, found list"),
+    "bad version": ('{"version": "../x", "path": "versions/../x/model"}', "'version' must be a version name"),
+    "bad path": ('{"version": "v0001", "path": "/etc"}', "'path' must be 'versions/v0001/model'"),
+    "missing version": ('{"version": "v0007", "path": "versions/v0007/model"}', "approves v0007, which is not"),
+    "bad history": ('{"version": "v0001", "path": "versions/v0001/model", "history": "v1"}', "'history'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_POINTERS))
+def test_a_corrupted_approved_json_is_named_with_its_problem(registry, capsys, case):
+    text, message = CORRUPT_POINTERS[case]
+    (registry.root / "approved.json").write_text(text)
+    assert main(["registry", "list", "--workdir", str(registry.root.parent)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(registry.root / "approved.json") in err and "Traceback" not in err
+    assert main(["registry", "approve", "--workdir", str(registry.root.parent), "v0002"]) == 0  # the repair
+    assert registry.approved().name == "v0002"
+
+
+def test_a_corrupted_version_json_is_named(registry):
+    record = registry.root / "versions" / "v0002" / "version.json"
+    record.write_text('{"version": "v0002", ')
+    with pytest.raises(RegistryError, match=r"v0002/version.json is not valid JSON"):
+        registry.versions()
+    record.write_text('{"version": "v0001"}')
+    with pytest.raises(RegistryError, match=r"version.json names version 'v0001', not v0002"):
+        registry.get("v0002")
+
+
+def test_a_run_with_a_corrupted_registry_stops_before_any_work(registry, capsys):
+    from tests.conftest import BUNDLED
+
+    workdir = registry.root.parent
+    (registry.root / "approved.json").write_text("{")
+    code = main(["pipeline", "run", "--data", str(BUNDLED), "--workdir", str(workdir), "--quiet",
+                 "--no-serve"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "registry failed:" in err and "approved.json is not valid JSON" in err
+    assert not (workdir / "runs").exists() and not (workdir / "raw").exists()
