@@ -9,7 +9,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
+from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_for_data
 
 BUNDLED_DATA = "us_gasoline.csv"
 DEFAULT_DEMO_DIR = Path(".local") / "demo"
@@ -107,11 +107,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from pipeline_code.pipeline.runner import run_pipeline
 
-    settings = settings_from_args(args)
+    resolved = settings_for_data(args)
+    settings = resolved.settings
+    for key, value in resolved.derived.items():
+        print(f"  {key} = {value:g}" if isinstance(value, float) else f"  {key} = {value}", "(from the data)")
     started = time.perf_counter()
     result = run_pipeline(
         args.data, args.workdir, settings, jobs=args.jobs, progress=not args.quiet,
-        manual_approval=args.manual_approval,
+        manual_approval=args.manual_approval, derived=resolved.derived,
     )
     print(f"pipeline finished in {time.perf_counter() - started:.1f}s: run {result.run_id},"
           f" version {result.version.name} ({result.version.status})")
@@ -178,9 +181,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from pipeline_code.engine.preprocess import preprocess
     from pipeline_code.engine.tuning import tune
 
-    settings = settings_from_args(args)
+    settings = settings_for_data(args).settings
     series = load_series(args.data, freq=settings.data.freq,
-                         min_length=settings.cv.window + settings.data.horizon,
+                         min_length=settings.min_observations(),
                          max_bytes=settings.data.max_file_bytes,
                          max_gap_periods=settings.data.max_gap_periods)
     pre = preprocess(series, settings.data.season_length, settings.preprocess)
@@ -196,7 +199,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from pipeline_code.engine.backtesting import run_backtest
 
-    settings = settings_from_args(args)
+    settings = settings_for_data(args).settings
     report = run_backtest(args.data, args.out, settings, origins=args.origins,
                           baselines=args.baselines, jobs=args.jobs)
     for name, metrics in report["models"].items():

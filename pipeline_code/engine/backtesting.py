@@ -5,6 +5,7 @@ naive and (optionally) the statsforecast baselines, all on the same origins and 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ def run_backtest(
     """Write ``backtest.json`` to ``out`` and return it."""
     horizon, window = settings.data.horizon, settings.cv.window
     series = load_series(
-        data, freq=settings.data.freq, min_length=window + 2 * horizon + origins,
+        data, freq=settings.data.freq,
+        min_length=replace(settings, gate=replace(settings.gate, eval_origins=origins)).min_observations(),
         max_bytes=settings.data.max_file_bytes, max_gap_periods=settings.data.max_gap_periods,
     )
     pre = preprocess(series, settings.data.season_length, settings.preprocess)

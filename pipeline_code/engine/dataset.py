@@ -27,6 +27,7 @@ class DataValidationError(ValueError):
     def __init__(self, rule: str, message: str, line: int | None = None) -> None:
         self.rule = rule
         self.line = line
+        self.message = message
         where = f" (line {line})" if line is not None else ""
         super().__init__(f"[{rule}]{where} {message}")
 
@@ -146,7 +147,7 @@ def parse_series(
     if len(series) < min_length:
         raise DataValidationError(
             "too-short",
-            f"{len(series)} observations; at least {min_length} are needed (CV window + horizon)",
+            f"{len(series)} observations; at least {min_length} are needed",
         )
     return series
 

@@ -1,16 +1,49 @@
-"""Typed settings shared by the engine, the local pipeline, the containers and the CDK app.
+"""The run document: one typed, validated settings schema for a run, shared by every part.
 
-Only the standard library is imported here, so every part (serving, Lambdas, CDK) may import it.
+A run's settings are built from layers, each overriding the one before (`Settings.merged`): the
+engine's defaults (the dataclasses below), the deployment's defaults (`cdk.json`, key
+``forecast-mlops.run``, or the local defaults), a settings file uploaded beside the data
+(``raw/<name>.settings.json`` next to ``raw/<name>.csv``; locally ``--settings F`` or ``<data>.settings.json``
+beside the data), and locally, command-line flags. The merged document is validated once, before any
+job starts, and written to ``runs/<id>/input/settings.json``: every job reads it from there.
+
+Only the standard library and the stdlib-only core modules (calendar, spec) are imported here, so
+every part (serving, Lambdas, the CDK app) may import it.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from datetime import date
+from typing import Any, Mapping, Sequence
+
+from pipeline_code.engine.core.calendar import infer_freq, parse_freq, season_length_for
+from pipeline_code.engine.core.spec import max_fourier_k
 
 WEEKS_PER_YEAR = 365.25 / 7
+# Largest settings file accepted (a document is about 1.5 KB).
+SETTINGS_MAX_BYTES = 64 * 1024
+# Local error scales: the RMS of this many previous one-step CV errors (engine/core/calibration.py) ...
+SCALE_WINDOW = 26
+# ... defined once at least this many errors are behind a split (`local_scales`: window // 2).
+SCALE_MIN_ERRORS = SCALE_WINDOW // 2
+# The file name of the document inside a run (``runs/<id>/input/``) and beside an upload.
+SETTINGS_FILE = "settings.json"
+SETTINGS_SUFFIX = ".settings.json"
+
+
+class SettingsError(ValueError):
+    """A settings document that cannot be used; names the key (``section.field``) and the problem."""
+
+    def __init__(self, problems: list[str], source: str = "settings") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(problems))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,16 +88,52 @@ class SearchSpace:
     detrend: tuple[int, ...] = (0, 1)
     deseasonalize: tuple[int, ...] = (0, 1)
     fourier_k: tuple[int, ...] = tuple(range(1, 11))
+    # Model families searched (engine/families/registry.py); "tbats" is available but slow (seconds
+    # per CV split on weekly data), so it is not a default.
+    families: tuple[str, ...] = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier")
+    # Training history of the statsforecast families, itself tuned: the CV window, or all history.
+    histories: tuple[str, ...] = ("window", "all")
+    # Every candidate of every family is scored on the same CV splits: at most this many, evenly
+    # thinned from the sliding-window grid (the costly families' cost is per split).
+    selection_splits: int = 40
+    # Combinations that compete: equal weights of the best k families' best candidates, for each k.
+    combination_sizes: tuple[int, ...] = (2, 3)
 
-    def candidates(self) -> list[dict[str, int]]:
-        """Every combination, in a stable order."""
+    def usable_fourier_k(self, season_length: float) -> tuple[int, ...]:
+        """The Fourier orders this season length can carry (K <= (season_length - 1) / 2)."""
+        return tuple(k for k in sorted(set(self.fourier_k)) if k <= max_fourier_k(season_length))
+
+    def candidates(self, season_length: float) -> list[dict[str, int]]:
+        """Every usable combination, in a stable order."""
         return [
             {"use_counterfactual_data": c, "detrend": d, "deseasonalize": s, "fourier_k": k}
             for c in self.use_counterfactual_data
             for d in self.detrend
             for s in self.deseasonalize
-            for k in self.fourier_k
+            for k in self.usable_fourier_k(season_length)
         ]
+
+    def parameter_ranges(self, season_length: float) -> dict[str, Any]:
+        """The SageMaker tuning job's ParameterRanges for this space, clipped to the season length.
+
+        https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ParameterRanges.html
+        """
+        ks = self.usable_fourier_k(season_length)
+        return {
+            "CategoricalParameterRanges": [
+                {"Name": name, "Values": [str(v) for v in sorted(set(getattr(self, name)))]}
+                for name in TUNED_FLAGS
+            ],
+            "IntegerParameterRanges": [
+                {"Name": "fourier_k", "MinValue": str(ks[0]), "MaxValue": str(ks[-1]), "ScalingType": "Auto"}
+            ],
+            "ContinuousParameterRanges": [],
+        }
+
+
+# The tuned hyperparameters' names (what the tuning job sends a training job), declared once.
+TUNED_FLAGS = ("use_counterfactual_data", "detrend", "deseasonalize")
+TUNED_PARAMETERS = (*TUNED_FLAGS, "fourier_k")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,13 +152,14 @@ class GateSettings:
 class ServeSettings:
     """The serving app."""
 
+    # Largest `periods` a request may ask for (serving, the invoke Lambda and the API model).
     max_periods: int = 104
     port: int = 8080
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """All engine settings; defaults are the bundled weekly gasoline series'."""
+    """The run document; defaults are the bundled weekly gasoline series'."""
 
     data: DataSettings = field(default_factory=DataSettings)
     preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
@@ -98,28 +168,266 @@ class Settings:
     gate: GateSettings = field(default_factory=GateSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
 
+    # ---- derived ---------------------------------------------------------------------------------
+    def min_observations(self) -> int:
+        """Rows a series needs: the one rule, used by validation, processing and every message.
+
+        The evaluation's first backtest origin (``eval_origins`` + ``horizon`` before the end) must see a
+        CV window, then enough CV splits with a local error scale (``SCALE_MIN_ERRORS`` + 1 earlier
+        one-step errors, ``cv.step`` apart) to calibrate two of them, each scored ``horizon`` ahead.
+        """
+        return (self.cv.window + 2 * self.data.horizon + self.gate.eval_origins
+                + (SCALE_MIN_ERRORS + 1) * self.cv.step - 1)
+
+    def min_observations_rule(self) -> str:
+        return (f"at least {self.min_observations()} observations: CV window {self.cv.window} + 2 x horizon "
+                f"{self.data.horizon} + {self.gate.eval_origins} evaluation origins + "
+                f"{SCALE_MIN_ERRORS} CV steps of {self.cv.step} to scale the first errors")
+
+    def candidates(self) -> list[dict[str, int]]:
+        return self.search.candidates(self.data.season_length)
+
+    def parameter_ranges(self) -> dict[str, Any]:
+        return self.search.parameter_ranges(self.data.season_length)
+
+    # ---- documents -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "Settings":
-        """Build settings from a nested dict; unknown keys are an error, missing keys keep defaults."""
-        parts = {f.name: f.type for f in fields(cls)}
-        unknown = set(raw) - set(parts)
-        if unknown:
-            raise ValueError(f"unknown settings section(s): {sorted(unknown)}")
-        base = cls()
-        updates = {}
-        for name, section in raw.items():
-            current = getattr(base, name)
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    def merged(self, raw: Mapping[str, Any], source: str = "settings", *, validate: bool = True) -> "Settings":
+        """These settings overridden by a (partial) document; unknown keys and wrong types are errors."""
+        if not isinstance(raw, Mapping):
+            raise SettingsError([f"the document must be a JSON object, got {_kind(raw)}"], source)
+        problems: list[str] = []
+        updates: dict[str, Any] = {}
+        sections = {f.name for f in fields(self)}
+        for name in sorted(set(raw) - sections):
+            problems.append(f"{name}: unknown section (expected one of {sorted(sections)})")
+        for name in sorted(set(raw) & sections):
+            current, section = getattr(self, name), raw[name]
+            if not isinstance(section, Mapping):
+                problems.append(f"{name}: expected an object, got {_kind(section)}")
+                continue
+            hints = typing.get_type_hints(type(current))
             allowed = {f.name for f in fields(current)}
-            bad = set(section) - allowed
-            if bad:
-                raise ValueError(f"unknown setting(s) in [{name}]: {sorted(bad)}")
-            values = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+            values: dict[str, Any] = {}
+            for key in sorted(section):
+                if key not in allowed:
+                    problems.append(f"{name}.{key}: unknown setting (expected one of {sorted(allowed)})")
+                    continue
+                try:
+                    values[key] = _coerce(section[key], hints[key])
+                except TypeError as err:
+                    problems.append(f"{name}.{key}: {err}")
             updates[name] = replace(current, **values)
-        return replace(base, **updates)
+        if problems:
+            raise SettingsError(problems, source)
+        merged = replace(self, **updates)
+        if validate:
+            merged.validate(source)
+        return merged
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "settings") -> "Settings":
+        """A document over the engine's defaults."""
+        return cls().merged(raw, source)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Settings":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls().merged(read_document(path), str(path))
+
+    def validate(self, source: str = "settings") -> None:
+        """Range and consistency rules; raises `SettingsError` naming every bad key."""
+        problems: list[str] = []
+
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                problems.append(message)
+
+        d, p, cv, g, s = self.data, self.preprocess, self.cv, self.gate, self.serve
+        try:
+            parse_freq(d.freq)
+        except ValueError as err:
+            problems.append(f"data.freq: {err}")
+        check(math.isfinite(d.season_length) and d.season_length > 1,
+              f"data.season_length: must be a number > 1, got {d.season_length:g}")
+        check(d.horizon >= 1, f"data.horizon: must be >= 1, got {d.horizon}")
+        check(d.horizon <= s.max_periods, f"data.horizon: {d.horizon} exceeds serve.max_periods {s.max_periods}")
+        check(1024 <= d.max_file_bytes <= 5 * 1024**3, "data.max_file_bytes: must be in 1024..5 GiB")
+        check(0 <= d.max_gap_periods <= 1000, "data.max_gap_periods: must be in 0..1000")
+        check(math.isfinite(p.iqr_multiplier) and p.iqr_multiplier > 0, "preprocess.iqr_multiplier: must be > 0")
+        for key in ("break_start", "break_end"):
+            value = getattr(p, key)
+            check(value is None or _is_iso_date(value), f"preprocess.{key}: expected an ISO date (YYYY-MM-DD) or null")
+        check(p.episode_gap >= 1 and p.min_episode_points >= 1,
+              "preprocess.episode_gap and preprocess.min_episode_points: must be >= 1")
+        check(cv.window >= 8, f"cv.window: must be >= 8, got {cv.window}")
+        check(cv.step >= 1, f"cv.step: must be >= 1, got {cv.step}")
+        for key in TUNED_FLAGS:
+            values = getattr(self.search, key)
+            check(bool(values) and set(values) <= {0, 1}, f"search.{key}: must be a non-empty subset of [0, 1]")
+        check(bool(self.search.fourier_k) and min(self.search.fourier_k) >= 1,
+              "search.fourier_k: must be a non-empty list of integers >= 1")
+        if self.search.fourier_k and math.isfinite(d.season_length) and d.season_length > 1:
+            check(bool(self.search.usable_fourier_k(d.season_length)),
+                  f"search.fourier_k: no value fits data.season_length {d.season_length:g} "
+                  f"(K must be <= {max_fourier_k(d.season_length)}; a season length below 3 carries no harmonics)")
+        check(0 <= g.min_improvement < 1, f"gate.min_improvement: must be in [0, 1), got {g.min_improvement:g}")
+        check(g.eval_origins >= 1, f"gate.eval_origins: must be >= 1, got {g.eval_origins}")
+        check(bool(g.coverage_levels) and all(0 < c < 1 for c in g.coverage_levels),
+              "gate.coverage_levels: must be a non-empty list of numbers in (0, 1)")
+        check(1 <= s.max_periods <= 10_000, f"serve.max_periods: must be in 1..10000, got {s.max_periods}")
+        check(1 <= s.port <= 65535, f"serve.port: must be in 1..65535, got {s.port}")
+        if problems:
+            raise SettingsError(problems, source)
+
+
+# ---- layers and what the data implies -----------------------------------------------------------
+
+# Derived when a layer does not set them (docs/design.md, "The run document"):
+HORIZON_MAX = 26  # horizon: one season, at most this many periods
+WINDOW_SEASONS = 8  # CV window: this many seasons (417 weeks for weekly data) ...
+WINDOW_MIN_SEASONS, WINDOW_MIN = 3, 24  # ... and never below max(3 seasons, 24 periods)
+ORIGINS_MAX, ORIGINS_MIN = 26, 8  # evaluation origins: a tenth of the series within these bounds
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A run's settings and which values were derived rather than given (for the report)."""
+
+    settings: Settings
+    derived: dict[str, Any]
+
+
+def resolve(
+    layers: Sequence[tuple[str, Mapping[str, Any]]], *, timestamps: Sequence[date] | None = None,
+    observations: int | None = None,
+) -> Resolved:
+    """Merge the layers (name, document) over the engine's defaults; fill what none of them sets
+    from the data (frequency from the timestamps, season length from the frequency, horizon, CV
+    window and evaluation origins from the season and the length); validate once."""
+    settings = Settings()
+    given: set[str] = set()
+    for source, document in layers:
+        settings = settings.merged(document, source, validate=False)
+        given |= {f"{section}.{key}" for section, values in document.items() for key in values}
+    derived: dict[str, Any] = {}
+    data = settings.data
+    if "data.freq" not in given and timestamps:
+        try:
+            derived["data.freq"] = infer_freq(list(timestamps))
+        except ValueError as err:
+            raise SettingsError([f"data.freq: {err}"], "data") from err
+    freq = derived.get("data.freq", data.freq)
+    if "data.season_length" not in given and ("data.freq" in given or "data.freq" in derived):
+        try:
+            derived["data.season_length"] = season_length_for(freq)
+        except ValueError as err:
+            raise SettingsError([f"data.freq: {err}"], "settings") from err
+    season = derived.get("data.season_length", data.season_length)
+    if "data.horizon" not in given and season > 1:
+        derived["data.horizon"] = max(1, min(round(season), HORIZON_MAX))
+    horizon = derived.get("data.horizon", data.horizon)
+    if observations is not None:
+        origins = settings.gate.eval_origins
+        if "gate.eval_origins" not in given:
+            origins = derived["gate.eval_origins"] = max(ORIGINS_MIN, min(ORIGINS_MAX, observations // 10))
+        if "cv.window" not in given and season > 1:
+            lowest = max(WINDOW_MIN_SEASONS * round(season), WINDOW_MIN)
+            rest = 2 * horizon + origins + (SCALE_MIN_ERRORS + 1) * settings.cv.step - 1
+            if observations < lowest + rest:
+                raise SettingsError([
+                    f"the series has {observations} observations; at least {lowest + rest} are needed at "
+                    f"season length {season:g} (a CV window of {lowest} = max({WINDOW_MIN_SEASONS} seasons, "
+                    f"{WINDOW_MIN}) + 2 x horizon {horizon} + {origins} evaluation origins + "
+                    f"{SCALE_MIN_ERRORS} CV steps to scale the first errors)"], "data")
+            derived["cv.window"] = min(round(WINDOW_SEASONS * season), observations - rest)
+    overrides: dict[str, dict[str, Any]] = {}
+    for key, value in derived.items():
+        section, name = key.split(".")
+        overrides.setdefault(section, {})[name] = value
+    return Resolved(settings.merged(overrides, "settings"), derived)
+
+
+def read_document(path: str | Path, max_bytes: int = SETTINGS_MAX_BYTES) -> dict[str, Any]:
+    """Read a settings file: size-checked, JSON-parsed; errors name the file, line and column."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise SettingsError([f"cannot read: {err.strerror or err}"], str(path)) from err
+    if size > max_bytes:
+        raise SettingsError([f"file is {size} bytes; the limit is {max_bytes}"], str(path))
+    return parse_document(path.read_bytes(), str(path), max_bytes)
+
+
+def parse_document(raw: bytes, source: str = "settings", max_bytes: int = SETTINGS_MAX_BYTES) -> dict[str, Any]:
+    """Parse a settings document's bytes (a JSON object)."""
+    if len(raw) > max_bytes:
+        raise SettingsError([f"document is {len(raw)} bytes; the limit is {max_bytes}"], source)
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise SettingsError([f"not UTF-8 text (byte {err.start})"], source) from err
+    except json.JSONDecodeError as err:
+        raise SettingsError([f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"], source) from err
+    if not isinstance(document, dict):
+        raise SettingsError([f"the document must be a JSON object, got {_kind(document)}"], source)
+    return document
+
+
+def settings_file_for(data_name: str) -> str:
+    """The settings file that goes with an upload: ``x.csv`` -> ``x.settings.json``."""
+    stem = data_name[:-4] if data_name.lower().endswith(".csv") else data_name
+    return stem + SETTINGS_SUFFIX
+
+
+# ---- typing --------------------------------------------------------------------------------------
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` as the annotated type, or TypeError saying what was expected."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {_kind(value)}")
+        return tuple(_coerce(v, args[0]) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {_kind(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise TypeError(f"expected an integer, got {_kind(value)} {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TypeError(f"expected a number, got {_kind(value)} {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {_kind(value)}")
+        return value
+    raise TypeError(f"unsupported setting type {hint}")
+
+
+def _is_iso_date(text: str) -> bool:
+    from datetime import date
+
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10

@@ -1,43 +1,81 @@
-"""Command-line flags for the data settings, shared by the CLI and the container entrypoints."""
+"""The run document's command-line layer: flags over the settings files, shared by the CLI and the
+container entrypoints (docs/design.md, "The run document")."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.profile import profile_csv
+from pipeline_code.engine.settings import Resolved, Settings, SettingsError, read_document, resolve, settings_file_for
+
+# flag -> (section, key); only the flags a user gives become part of the document.
+FLAGS = {
+    "freq": ("data", "freq"), "season_length": ("data", "season_length"), "horizon": ("data", "horizon"),
+    "cv_window": ("cv", "window"), "cv_step": ("cv", "step"),
+    "break_start": ("preprocess", "break_start"), "break_end": ("preprocess", "break_end"),
+    "eval_origins": ("gate", "eval_origins"), "min_improvement": ("gate", "min_improvement"),
+}
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data settings (defaults: the bundled weekly series)")
-    group.add_argument("--settings", metavar="FILE", help="JSON settings file (sections as in settings.py)")
-    group.add_argument("--freq", help="frequency alias: D, W-FRI, MS, ME, QS, ... (default W-FRI)")
-    group.add_argument("--season-length", type=float, help="season length in periods (default 52.18)")
-    group.add_argument("--horizon", type=int, help="forecast horizon in periods (default 26)")
-    group.add_argument("--cv-window", type=int, help="CV training window in periods (default 417)")
+    group = parser.add_argument_group(
+        "run settings (defaults: inferred from the data; see docs/design.md, 'The run document')")
+    group.add_argument("--settings", metavar="FILE", help="JSON run document (sections as in engine/settings.py)")
+    group.add_argument("--freq", help="frequency alias: D, W-FRI, MS, ME, QS, ... (default: inferred)")
+    group.add_argument("--season-length", type=float, help="season length in periods (default: from the frequency)")
+    group.add_argument("--horizon", type=int, help="forecast horizon in periods (default: one season, at most 26)")
+    group.add_argument("--cv-window", type=int, help="CV training window in periods (default: 8 seasons or what fits)")
     group.add_argument("--cv-step", type=int, help="CV step between splits (default 1)")
     group.add_argument("--break-start", help="first date the structural break may start (default 2020-01-01)")
     group.add_argument("--break-end", help="last date of the break window (default: open)")
-    group.add_argument("--eval-origins", type=int, help="backtest origins of the evaluation (default 26)")
+    group.add_argument("--eval-origins", type=int, help="backtest origins of the evaluation (default: n/10 in 8..26)")
     group.add_argument("--min-improvement", type=float, help="gate: required MASE improvement (default 0.01)")
 
 
+def flag_document(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    document: dict[str, dict[str, Any]] = {}
+    for flag, (section, key) in FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            document.setdefault(section, {})[key] = value
+    return document
+
+
+def settings_layers(args: argparse.Namespace, data: Path | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The layers over the engine's defaults: the settings file beside the data, ``--settings``, flags."""
+    layers = []
+    if data is not None:
+        beside = Path(data).with_name(settings_file_for(Path(data).name))
+        if beside.is_file():
+            layers.append((str(beside), read_document(beside)))
+    if getattr(args, "settings", None):
+        layers.append((args.settings, read_document(args.settings)))
+    layers.append(("command-line flags", flag_document(args)))
+    return layers
+
+
+def resolve_for_data(layers: list[tuple[str, dict[str, Any]]], data: Path) -> Resolved:
+    """Resolve the layers against an upload (frequency, length); the upload is size-checked first."""
+    limit = Settings()
+    for source, document in layers:
+        limit = limit.merged(document, source, validate=False)
+    size = Path(data).stat().st_size
+    if size > limit.data.max_file_bytes:
+        raise SettingsError([f"the upload is {size} bytes; data.max_file_bytes is {limit.data.max_file_bytes}"],
+                            str(data))
+    profile = profile_csv(Path(data).read_bytes())
+    return resolve(layers, timestamps=profile.timestamps, observations=profile.observations)
+
+
+def settings_for_data(args: argparse.Namespace) -> Resolved:
+    """The command line's run document for ``args.data``: files and flags over what the data implies."""
+    if not Path(args.data).is_file():
+        raise FileNotFoundError(f"no such data file: {args.data}")
+    return resolve_for_data(settings_layers(args, args.data), args.data)
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Defaults, then the settings file, then the flags."""
-    settings = Settings.from_file(args.settings) if getattr(args, "settings", None) else Settings()
-    data = {k: v for k, v in {
-        "freq": args.freq, "season_length": args.season_length, "horizon": args.horizon,
-    }.items() if v is not None}
-    cv = {k: v for k, v in {"window": args.cv_window, "step": args.cv_step}.items() if v is not None}
-    pre = {k: v for k, v in {"break_start": args.break_start, "break_end": args.break_end}.items()
-           if v is not None}
-    gate = {k: v for k, v in {
-        "eval_origins": args.eval_origins, "min_improvement": args.min_improvement,
-    }.items() if v is not None}
-    return replace(
-        settings,
-        data=replace(settings.data, **data),
-        cv=replace(settings.cv, **cv),
-        preprocess=replace(settings.preprocess, **pre),
-        gate=replace(settings.gate, **gate),
-    )
+    """The document the flags and files give, without looking at data (container entrypoints)."""
+    return resolve(settings_layers(args)).settings

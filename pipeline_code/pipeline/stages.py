@@ -32,11 +32,6 @@ FORECAST_FILE = "forecast.csv"
 EVALUATION_FILE = "evaluation.json"
 
 
-def min_observations(settings: Settings) -> int:
-    """Rows needed: a CV window + horizon for tuning, a test horizon, and the evaluation origins."""
-    return settings.cv.window + 2 * settings.data.horizon + settings.gate.eval_origins
-
-
 def find_input_csv(path: Path) -> Path:
     """The CSV to process: ``path`` itself, or the one CSV inside the folder ``path``."""
     path = Path(path)
@@ -53,13 +48,19 @@ def find_input_csv(path: Path) -> Path:
 def run_processing(raw: Path, out: Path, settings: Settings) -> dict[str, Any]:
     """Validate, flag outliers, replace the break episode, split; write train/, test/, report/."""
     source = find_input_csv(raw)
-    series = load_series(
-        source,
-        freq=settings.data.freq,
-        min_length=min_observations(settings),
-        max_bytes=settings.data.max_file_bytes,
-        max_gap_periods=settings.data.max_gap_periods,
-    )
+    try:
+        series = load_series(
+            source,
+            freq=settings.data.freq,
+            min_length=settings.min_observations(),
+            max_bytes=settings.data.max_file_bytes,
+            max_gap_periods=settings.data.max_gap_periods,
+        )
+    except DataValidationError as err:
+        if err.rule == "too-short":  # say which rule sets the minimum
+            raise DataValidationError(
+                err.rule, f"{err.message}; the run settings need {settings.min_observations_rule()}") from err
+        raise
     pre = preprocess(series, settings.data.season_length, settings.preprocess)
     train, test = pre.split(settings.data.horizon)
     for part, name, folder in ((train, TRAIN_FILE, "train"), (test, TEST_FILE, "test")):

@@ -71,3 +71,42 @@ def parse_freq(freq: str) -> Calendar:
     raise ValueError(
         f"unsupported frequency {freq!r}: use D, W-MON..W-SUN, MS, ME, QS, QE, YS or YE"
     )
+
+
+# The season length each frequency implies when none is given (periods per year; 7 for daily).
+SEASON_LENGTHS = {"D": 7.0, "W": 365.25 / 7, "M": 12.0, "Q": 4.0, "Y": 1.0}
+
+
+def season_length_for(freq: str) -> float:
+    """The usual season length of a frequency: weekly for daily data, yearly otherwise."""
+    cal = parse_freq(freq)
+    if cal.days:
+        return SEASON_LENGTHS["D" if cal.days == 1 else "W"]
+    return SEASON_LENGTHS[{1: "M", 3: "Q", 12: "Y"}[cal.months]]
+
+
+def infer_freq(days: list[date]) -> str:
+    """The frequency alias every one of ``days`` (sorted, at least 3) follows; ValueError otherwise.
+
+    Candidates are tried from the finest: a series is daily, weekly on one weekday, or month-,
+    quarter- or year-based with every timestamp at the start or at the end of its period, with steps
+    of exactly one period apart from gaps (the input contract judges gaps; inference needs the
+    typical step, the median one, to be a single period).
+    """
+    if len(days) < 3:
+        raise ValueError(f"{len(days)} timestamps are too few to infer the frequency")
+    steps = sorted((b - a).days for a, b in zip(days, days[1:]))
+    typical = steps[len(steps) // 2]
+    names = {v: k for k, v in _WEEKDAYS.items()}
+    weekday = days[0].weekday()
+    candidates = ["D"] if typical == 1 else [f"W-{names[weekday]}"] if typical == 7 else (
+        ["MS", "ME"] if 28 <= typical <= 31 else ["QS", "QE"] if 89 <= typical <= 92
+        else ["YS", "YE"] if typical in (365, 366) else [])
+    for alias in candidates:
+        cal = parse_freq(alias)
+        if all(cal.on_calendar(day) for day in days):
+            return alias
+    raise ValueError(
+        f"cannot infer the frequency: the typical step is {typical} days and the timestamps do not all "
+        f"fall on one calendar (e.g. {days[0].isoformat()}, {days[1].isoformat()}); set data.freq"
+    )

@@ -15,7 +15,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-SCALE_WINDOW = 26
+from pipeline_code.engine.settings import SCALE_WINDOW
+
 CALIBRATION_SPLITS = 260
 
 
