@@ -1,10 +1,10 @@
-"""The batched sliding-window fits equal a from-scratch fit per split, and forecasts are aligned."""
+"""The batched sliding-window fits agree with statsmodels (``model.reference``), and forecasts are aligned."""
 
 import numpy as np
 import pytest
 
 from pipeline_code.engine.cv import cross_validate, sliding_origins
-from pipeline_code.engine.model.reference import fit_forecast_one
+from pipeline_code.engine.model import reference
 from pipeline_code.engine.model.sliding import fit_windows
 from pipeline_code.engine.core.spec import ModelSpec
 
@@ -22,26 +22,71 @@ def test_too_few_observations_for_one_split():
         sliding_origins(30, window=25, horizon=10)
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [
-        ModelSpec(fourier_k=8),
-        ModelSpec(fourier_k=3, detrend=False),
-        ModelSpec(fourier_k=2, deseasonalize=True),
-        ModelSpec(fourier_k=5, diff=0, ar_order_max=3),
-        ModelSpec(fourier_k=1, diff=1),
-    ],
-)
-def test_batched_fits_equal_from_scratch_refits(gasoline, spec):
-    z = np.log(gasoline.values)
+SPECS = [
+    ModelSpec(fourier_k=8),
+    ModelSpec(fourier_k=3, detrend=False),
+    ModelSpec(fourier_k=2, deseasonalize=True),
+    ModelSpec(fourier_k=5, diff=0, ar_order_max=3),
+    ModelSpec(fourier_k=1, diff=1),
+]
+WINDOW, HORIZON = 417, 26
+
+
+def sample_origins(z: np.ndarray, size: int = 6) -> np.ndarray:
     rng = np.random.default_rng(7)
-    origins = np.sort(rng.choice(np.arange(417, z.size - 26), size=6, replace=False))
-    batched = fit_windows(z, spec, window=417, horizon=26, origins=origins)
+    return np.sort(rng.choice(np.arange(WINDOW, z.size - HORIZON), size=size, replace=False))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_batched_forecasts_equal_statsmodels_state_space_at_the_same_parameters(gasoline, spec):
+    """Given each window's fitted ARMA parameters, statsmodels' SARIMAX (regression on its own
+    deterministic design, ARIMA(p, d, 1) errors) forecasts steps 1..h with the same means and variances."""
+    z = np.log(gasoline.values)
+    origins = sample_origins(z)
+    fits = fit_windows(z, spec, window=WINDOW, horizon=HORIZON, origins=origins)
+    assert np.any(fits.theta != 0), "the windows must exercise the MA term"
     for i, origin in enumerate(origins):
-        z_hat, variance, diff = fit_forecast_one(z, spec, origin=origin, window=417, horizon=26)
+        diff = int(fits.diff[i])
+        design = reference.deterministic_design(spec, origin + HORIZON, constant=diff == 0)
+        past, future = design[origin - WINDOW : origin], design[origin:]
+        b, _ = reference.regression(z[origin - WINDOW : origin], past, diff)
+        mean, variance = reference.state_space_forecast(
+            z[origin - WINDOW : origin], past, future, b,
+            phi=fits.phi[i], theta=float(fits.theta[i]), sigma2=float(fits.sigma2[i]), diff=diff,
+        )
+        np.testing.assert_allclose(fits.z_hat[i], mean, atol=1e-4)
+        np.testing.assert_allclose(fits.variance[i], variance, rtol=1e-6)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_batched_fits_equal_the_statsmodels_yardstick_refitted_per_split(gasoline, spec):
+    """Each split's fit (KPSS differencing, MA grid and AR order by AICc) agrees with the yardstick's
+    from-scratch estimate of the same window."""
+    z = np.log(gasoline.values)
+    origins = sample_origins(z)
+    batched = fit_windows(z, spec, window=WINDOW, horizon=HORIZON, origins=origins)
+    for i, origin in enumerate(origins):
+        z_hat, variance, diff = reference.fit_forecast_one(
+            z, spec, origin=origin, window=WINDOW, horizon=HORIZON)
         assert diff == batched.diff[i]
         np.testing.assert_allclose(batched.z_hat[i], z_hat, atol=5e-4)
         np.testing.assert_allclose(batched.variance[i], variance, rtol=1e-3)
+
+
+def test_moving_average_term_shapes_the_forecast():
+    """On ARIMA(0, 1, 1) errors with theta = -0.6, the fit finds the MA term and statsmodels agrees on
+    the forecast: the level is smoothed, not the last value repeated."""
+    rng = np.random.default_rng(11)
+    n, theta = 700, -0.6
+    eps = 0.02 * rng.standard_normal(n + 1)
+    z = 4.0 + np.cumsum(eps[1:] + theta * eps[:-1])
+    spec = ModelSpec(fourier_k=0, detrend=False, diff=1, ar_order_max=2)
+    fits = fit_windows(z, spec, window=600, horizon=5, origins=np.array([n]))
+    assert fits.theta[0] == pytest.approx(theta, abs=0.16)
+    z_hat, variance, _ = reference.fit_forecast_one(z, spec, origin=n, window=600, horizon=5)
+    np.testing.assert_allclose(fits.z_hat[0], z_hat, atol=1e-6)
+    np.testing.assert_allclose(fits.variance[0], variance, rtol=1e-5)
+    assert abs(fits.z_hat[0, 0] - z[-1]) > 1e-3
 
 
 def test_forecasts_cover_steps_one_to_horizon_after_the_window():

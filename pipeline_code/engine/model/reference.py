@@ -1,85 +1,117 @@
-"""A plain, one-window-at-a-time implementation of the estimator: the yardstick for ``sliding``.
+"""An independent yardstick for the batched fitter (``sliding``): the same estimator, one window at a
+time, built from statsmodels and NumPy's least squares instead of the code it checks.
 
-Same model and selection rules, written the obvious way (explicit matrices, ``lstsq``, a Python loop
-for the MA filter), so tests and the tuning benchmark can check that the batched fits equal a
-from-scratch re-estimation per split.
+- the design is statsmodels' ``DeterministicProcess`` (constant, trend, seasonal dummies, Fourier
+  terms): the column space of ``core.design``, built independently;
+- the regression is ``lstsq`` (on first differences when the errors are differenced), the KPSS
+  statistic is statsmodels' ``kpss``, the ARMA(p, 1) errors are conditional least squares over the
+  MA grid with the AR order by AICc;
+- forecasts for steps 1..h and their variances come from statsmodels' state-space ``SARIMAX``
+  filtered at those fixed parameters (``get_forecast``), not from ``core.arima``.
+
+Only the model's definition (the MA grid and the KPSS critical values) is shared with ``sliding``.
+Tests compare the batched fits with it; ``bench/tuning_bench.py`` times it as the from-scratch fit.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import warnings
 
-from pipeline_code.engine.core.arima import error_forecast, forecast_variance
-from pipeline_code.engine.core.design import design_matrix
-from pipeline_code.engine.model.sliding import KPSS_CRITICAL, THETA_GRID
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+from statsmodels.tools.sm_exceptions import InterpolationWarning
+from statsmodels.tsa.deterministic import DeterministicProcess, Fourier
+from statsmodels.tsa.statespace.sarimax import SARIMAX
+from statsmodels.tsa.stattools import kpss
+
 from pipeline_code.engine.core.spec import ModelSpec
+from pipeline_code.engine.model.sliding import KPSS_CRITICAL, THETA_GRID
+
+
+def deterministic_design(spec: ModelSpec, n: int, *, constant: bool) -> np.ndarray:
+    """Rows t = 0..n-1 of the regression design, spanning the same columns as ``core.design``.
+
+    Without the constant (differenced errors) one seasonal dummy is still dropped, so differences
+    of the design keep full rank.
+    """
+    seasonal = spec.deseasonalize
+    process = DeterministicProcess(
+        pd.RangeIndex(n), constant=True, order=int(spec.detrend), seasonal=seasonal,
+        period=spec.seasonal_period if seasonal else None,
+        additional_terms=[Fourier(spec.season_length, spec.fourier_k)] if spec.fourier_k else [],
+    )
+    design = process.in_sample().to_numpy(dtype=float)
+    return design if constant else design[:, 1:]
+
+
+def regression(z: np.ndarray, design: np.ndarray, diff: int) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares coefficients of the window (in differences when ``diff``) and the errors u."""
+    if diff:
+        b = np.linalg.lstsq(np.diff(design, axis=0), np.diff(z), rcond=None)[0]
+    else:
+        b = np.linalg.lstsq(design, z, rcond=None)[0]
+    return b, z - design @ b
+
+
+def state_space_forecast(
+    z: np.ndarray, design: np.ndarray, design_future: np.ndarray, b: np.ndarray, *, phi: np.ndarray,
+    theta: float, sigma2: float, diff: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """statsmodels' forecast mean and variance for steps 1..h of z = design b + u, u ARIMA(p, diff, 1),
+    at these fixed parameters."""
+    model = SARIMAX(z, exog=design, order=(phi.size, diff, 1), trend="n",
+                    enforce_stationarity=False, enforce_invertibility=False)
+    params = np.concatenate([b, phi, [theta, sigma2]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-stationary starting values are not used: params are fixed
+        forecast = model.filter(params, cov_type="none").get_forecast(design_future.shape[0], exog=design_future)
+    return np.asarray(forecast.predicted_mean), np.asarray(forecast.var_pred_mean)
+
+
+def kpss_statistic(u: np.ndarray) -> float:
+    """statsmodels' level-stationarity KPSS statistic with the fitter's Newey-West lag rule."""
+    with warnings.catch_warnings():
+        # the p-value table's range and 0.15's notice of a future return type do not concern the statistic
+        warnings.simplefilter("ignore", InterpolationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return float(kpss(u, regression="c", nlags=int(np.floor(4 * (u.size / 100.0) ** 0.25)))[0])
+
+
+def arma_errors(errors: np.ndarray, p_max: int) -> dict:
+    """ARMA(p, 1) by conditional least squares: per MA coefficient of the grid, AR(p) of the filtered
+    series on a common sample, p = 0..p_max; the lowest AICc wins."""
+    best: dict = {"aicc": np.inf}
+    for theta in THETA_GRID:
+        x = lfilter([1.0], [1.0, theta], errors)
+        target = x[p_max:]
+        m = target.size
+        for p in range(p_max + 1):
+            lags = np.column_stack([x[p_max - i : x.size - i] for i in range(1, p + 1)]) if p else None
+            phi = np.linalg.lstsq(lags, target, rcond=None)[0] if p else np.zeros(0)
+            ssr = float(np.sum((target - (lags @ phi if p else 0.0)) ** 2))
+            k = p + int(theta != 0) + 1
+            aicc = m * np.log(ssr / m) + 2 * k + 2 * k * (k + 1) / (m - k - 1)
+            if aicc < best["aicc"]:
+                best = {"aicc": aicc, "phi": np.pad(phi, (0, p_max - p)), "theta": theta,
+                        "sigma2": ssr / (m - p) if p else ssr / m}
+    return best
 
 
 def fit_forecast_one(z: np.ndarray, spec: ModelSpec, *, origin: int, window: int, horizon: int):
     """Fit on z[origin - window : origin]; return (log forecast, variance, diff) for the next steps."""
-    t = np.arange(origin - window, origin, dtype=float)
-    t_future = np.arange(origin, origin + horizon, dtype=float)
     zw = z[origin - window : origin]
-    branches = {d: _fit_branch(zw, t, spec, d) for d in (0, 1)}
+    full = {d: deterministic_design(spec, origin + horizon, constant=d == 0) for d in (0, 1)}
+    level_b, level_u = regression(zw, full[0][origin - window : origin], 0)
     if spec.diff is None:
-        diff = int(_kpss(branches[0]["u"]) > KPSS_CRITICAL[spec.detrend])
+        diff = int(kpss_statistic(level_u) > KPSS_CRITICAL[spec.detrend])
     else:
         diff = spec.diff
-    b = branches[diff]
-    X_future = design_matrix(t_future, spec, intercept=diff == 0)
-    one = (b["phi"][None, :], np.array([b["theta"]]))
-    errors = error_forecast(*one, b["x_tail"][None, :], np.array([b["u"][-1]]), np.array([diff]), horizon)
-    variance = forecast_variance(*one, np.array([b["sigma2"]]), np.array([diff]), horizon)
-    return X_future @ b["beta"] + errors[0], variance[0], diff
-
-
-def _fit_branch(zw: np.ndarray, t: np.ndarray, spec: ModelSpec, diff: int) -> dict:
-    X = design_matrix(t, spec, intercept=diff == 0)
-    if diff:
-        beta = np.linalg.lstsq(np.diff(X, axis=0), np.diff(zw), rcond=None)[0]
-    else:
-        beta = np.linalg.lstsq(X, zw, rcond=None)[0]
-    u = zw - X @ beta
-    errors = np.diff(u) if diff else u
-    best = None
-    for theta in THETA_GRID:
-        x = np.empty_like(errors)
-        previous = 0.0
-        for i, e in enumerate(errors):
-            x[i] = previous = e - theta * previous
-        aicc, phi, sigma2 = _ar_by_aicc(x, spec.ar_order_max, extra=int(theta != 0))
-        if best is None or aicc < best[0]:
-            best = (aicc, phi, sigma2, theta, x[-(spec.ar_order_max + 1) :])
-    _, phi, sigma2, theta, x_tail = best
-    return {"beta": beta, "u": u, "phi": phi, "sigma2": sigma2, "theta": theta, "x_tail": x_tail}
-
-
-def _ar_by_aicc(e: np.ndarray, p_max: int, extra: int) -> tuple[float, np.ndarray, float]:
-    target = e[p_max:]
-    m = target.size
-    best = (np.inf, np.zeros(p_max), 0.0)
-    for p in range(0, p_max + 1):
-        if p == 0:
-            phi = np.zeros(0)
-            ssr = float(target @ target)
-        else:
-            lags = np.column_stack([e[p_max - i : e.size - i] for i in range(1, p + 1)])
-            phi, *_ = np.linalg.lstsq(lags, target, rcond=None)
-            ssr = float(np.sum((target - lags @ phi) ** 2))
-        k = p + extra + 1
-        aicc = m * np.log(ssr / m) + 2 * k + 2 * k * (k + 1) / (m - k - 1)
-        if aicc < best[0]:
-            padded = np.zeros(p_max)
-            padded[:p] = phi
-            best = (aicc, padded, ssr / (m - p) if p else ssr / m)
-    return best
-
-
-def _kpss(u: np.ndarray) -> float:
-    u = u - u.mean()
-    n = u.size
-    lags = int(np.floor(4 * (n / 100.0) ** 0.25))
-    long_run = float(u @ u) / n
-    for j in range(1, lags + 1):
-        long_run += 2 * (1 - j / (lags + 1)) * float(u[j:] @ u[:-j]) / n
-    return float(np.sum(np.cumsum(u) ** 2) / (n**2 * long_run))
+    design = full[diff]
+    b, u = (level_b, level_u) if diff == 0 else regression(zw, design[origin - window : origin], 1)
+    arma = arma_errors(np.diff(u) if diff else u, spec.ar_order_max)
+    mean, variance = state_space_forecast(
+        zw, design[origin - window : origin], design[origin:], b,
+        phi=arma["phi"], theta=arma["theta"], sigma2=arma["sigma2"], diff=diff,
+    )
+    return mean, variance, diff
