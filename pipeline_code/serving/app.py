@@ -4,10 +4,15 @@
 * ``POST /invocations``: ``{"periods", "conf"[, "history"]}`` -> ``{"model", "conf", "forecasts"[, "history"]}``.
 * ``POST /forecast`` (only with ``api_keys``): the same behind ``x-api-key`` and a per-key usage plan.
 
+With ``api_keys`` (the local gateway) ``/invocations`` is behind the key and the usage plan too, so
+nothing forecasts without a key; without it (the container, reached only by SageMaker) it is open.
+Response bodies never hold server paths (the log does).
+
 The model is loaded at start-up by a background task started in the lifespan, so the server answers
 ``/ping`` (503) while it loads; the task then keeps watching the model source (every
 ``watch_interval`` seconds) and swaps in a new model when the folder or the registry's approved version
-changes. A failed reload keeps the current model. Nothing is unpickled (see pipeline_code/artifact.py)
+changes. A model is loaded only when it forecasts finite values at ``max_periods`` for a few ``conf``
+levels; a failed (re)load keeps the current model. Nothing is unpickled (see pipeline_code/engine/core/artifact.py)
 and only the NumPy forecaster is imported: no training code, SciPy, pandas or statsmodels.
 """
 
@@ -28,11 +33,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..forecaster import Forecaster
-from .gateway import ApiKeyGuard
-from .logs import get_logger
-from .model_source import ResolvedModel, resolve_model
-from .request import (
+import numpy as np
+
+from pipeline_code.engine.core.artifact import ArtifactError
+from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.serving.gateway import ApiKeyGuard, KeyFileError
+from pipeline_code.serving.logs import get_logger
+from pipeline_code.serving.model_source import ModelSourceError, ResolvedModel, resolve_model
+from pipeline_code.serving.request import (
     CONF_CEILING,
     DEFAULT_MAX_PERIODS,
     MAX_BODY_BYTES,
@@ -42,10 +50,17 @@ from .request import (
     parse_request,
     request_schema,
 )
-from .schemas import ForecastResponse, PingResponse, error_responses
+from pipeline_code.serving.schemas import ForecastResponse, PingResponse, error_responses
 
 log = get_logger()
 JSON = "application/json"
+# Levels the load check forecasts at (max_periods steps): the interval bounds are monotone in conf,
+# so finite values at the narrowest, a typical and the widest level mean finite values at every level.
+LOAD_CHECK_CONFS = (1e-6, 0.9, CONF_CEILING)
+
+
+class ModelCheckError(ValueError):
+    """A model artifact that loads but cannot forecast (non-finite values)."""
 
 
 class ServingForecaster(Forecaster):
@@ -82,12 +97,15 @@ class LoadedModel:
 
 
 class ModelHolder:
-    """The current model and why there is none; loads and reloads from the model source."""
+    """The current model and why there is none (``error`` for the log, ``public_error`` for clients);
+    loads and reloads from the model source."""
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, max_periods: int = DEFAULT_MAX_PERIODS) -> None:
         self.model_dir = Path(model_dir)
+        self.max_periods = max_periods
         self.current: LoadedModel | None = None
         self.error: str | None = "model not loaded yet"
+        self.public_error: str | None = self.error
 
     def refresh(self) -> bool:
         """(Re)load when the source changed; True when a new model was swapped in."""
@@ -96,9 +114,10 @@ class ModelHolder:
             stamp = _stamp(resolved)
             if self.current is not None and self.current.stamp == stamp:
                 return False
-            loaded = _load(resolved, stamp)
+            loaded = _load(resolved, stamp, self.max_periods)
         except Exception as err:  # noqa: BLE001 - any failure leaves the current model serving
             message = str(err) or type(err).__name__
+            self.public_error = _public_reason(err)
             if message != self.error:
                 if self.current is None:
                     log.warning("model not available", extra={"event": "model_unavailable", "reason": message})
@@ -111,7 +130,7 @@ class ModelHolder:
             self.error = message
             return False
         previous = self.current
-        self.current, self.error = loaded, None
+        self.current, self.error, self.public_error = loaded, None, None
         log.info(
             "model loaded",
             extra={"event": "model_loaded", "path": str(resolved.path), "version": loaded.info.get("version"),
@@ -139,7 +158,7 @@ def create_app(
     """Build the app for the model artifact or registry folder ``model_dir``."""
     if max_periods < 1:
         raise ValueError("max_periods must be at least 1")
-    holder = ModelHolder(model_dir)
+    holder = ModelHolder(model_dir, max_periods)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -179,7 +198,7 @@ def create_app(
         """Health check: 200 when a model is loaded."""
         loaded = holder.current
         if loaded is None:
-            return JSONResponse({"status": "unavailable", "error": holder.error}, status_code=503)
+            return JSONResponse({"status": "unavailable", "error": holder.public_error}, status_code=503)
         return JSONResponse({"status": "ok", "model": {"name": loaded.info.get("name"),
                                                        "version": loaded.info.get("version")}})
 
@@ -188,27 +207,22 @@ def create_app(
 
     async def route(request: Request) -> Response:
         # Normally answered by ForecastFastPath before routing; this is the same logic for completeness.
-        status, body, headers = await handler(request.url.path, request.headers.get, request.stream())
+        status, body, headers = await handler(request.url.path, request.headers.raw, request.stream())
         return Response(body, status_code=status, headers=headers, media_type=JSON)
 
-    @app.post(
-        "/invocations",
-        response_model=ForecastResponse,
-        responses=error_responses(400, 413, 415, 503),
-        openapi_extra=body_schema,
-    )
+    keyed = {"responses": error_responses(400, 403, 413, 415, 429, 503),
+             "openapi_extra": {**body_schema, "security": [{"ApiKey": []}]}}
+    open_ = {"responses": error_responses(400, 413, 415, 503), "openapi_extra": body_schema}
+
+    @app.post("/invocations", response_model=ForecastResponse, **(keyed if api_keys else open_))
     async def invocations(request: Request) -> Response:
-        """Forecast `periods` steps after the last observation with a `conf` interval."""
+        """Forecast `periods` steps after the last observation with a `conf` interval (behind the API key
+        when the server has one)."""
         return await route(request)
 
     if api_keys is not None:
 
-        @app.post(
-            "/forecast",
-            response_model=ForecastResponse,
-            responses=error_responses(400, 403, 413, 415, 429, 503),
-            openapi_extra={**body_schema, "security": [{"ApiKey": []}]},
-        )
+        @app.post("/forecast", response_model=ForecastResponse, **keyed)
         async def forecast(request: Request) -> Response:
             """`/invocations` behind an API key and a per-key usage plan (the deployed API's shape)."""
             return await route(request)
@@ -222,22 +236,26 @@ def create_app(
 
 class ForecastHandler:
     """``POST /invocations`` and ``POST /forecast`` without FastAPI: (status, body, headers) from the
-    path, a header getter and the body chunks."""
+    path, the raw header pairs (lower-case names) and the body chunks."""
 
     def __init__(self, holder: ModelHolder, *, max_periods: int, api_keys: ApiKeyGuard | None) -> None:
         self.holder, self.max_periods, self.api_keys = holder, max_periods, api_keys
 
-    async def __call__(self, path: str, header, chunks) -> tuple[int, bytes, dict[str, str]]:
-        if path == "/forecast":
-            if self.api_keys is None:
-                return _error_body(404, "Not Found")
-            key = self.api_keys.store.authenticate(header("x-api-key"))
-            if key is None:
-                return _error_body(403, "Forbidden: missing, unknown or revoked API key (header x-api-key)")
-            wait = self.api_keys.plan.hit(key.id)
-            if wait is not None:
-                return _error_body(429, "Too Many Requests: rate limit of this API key exceeded",
-                                   {"retry-after": str(wait)})
+    async def __call__(self, path: str, raw_headers, chunks) -> tuple[int, bytes, dict[str, str]]:
+        headers: dict[bytes, list[bytes]] = {}
+        for name, value in raw_headers:
+            headers.setdefault(name, []).append(value)
+
+        def header(name: str) -> str | None:
+            values = headers.get(name.encode())
+            return None if values is None else values[-1].decode("latin-1")
+
+        if self.api_keys is not None:
+            refused = self._throttle(headers.get(b"x-api-key", []))
+            if refused is not None:
+                return refused
+        elif path == "/forecast":
+            return _error_body(404, "Not Found")
         try:
             check_content_type(header("content-type"))
             raw = await _read_body(header("content-length"), chunks)
@@ -246,8 +264,25 @@ class ForecastHandler:
             return _error_body(err.status, err.message)
         loaded = self.holder.current
         if loaded is None:
-            return _error_body(503, f"no model loaded: {self.holder.error}")
+            return _error_body(503, f"no model loaded: {self.holder.public_error}")
         return 200, _forecast_body(loaded, parsed), {}
+
+    def _throttle(self, presented: list[bytes]) -> tuple[int, bytes, dict[str, str]] | None:
+        """The gateway's refusal for these ``x-api-key`` values, or None to go on."""
+        if len(presented) > 1:
+            return _error_body(400, f"ambiguous credentials: {len(presented)} x-api-key headers; send exactly one")
+        try:
+            key = self.api_keys.store.authenticate(presented[0].decode("latin-1") if presented else None)
+        except KeyFileError:  # logged by the store, with the file and the problem
+            return _error_body(503, "Service Unavailable: the server's API key file is unusable; "
+                                    "ask its operator to fix it")
+        if key is None:
+            return _error_body(403, "Forbidden: missing, unknown or revoked API key (header x-api-key)")
+        wait = self.api_keys.plan.hit(key.id)
+        if wait is not None:
+            return _error_body(429, "Too Many Requests: rate limit of this API key exceeded",
+                               {"retry-after": str(wait)})
+        return None
 
 
 class ForecastFastPath:
@@ -264,13 +299,7 @@ class ForecastFastPath:
             return
         if self._handler is None:
             self._handler = scope["app"].state.forecast_handler
-        headers = {k: v for k, v in scope["headers"]}
-
-        def header(name: str) -> str | None:
-            value = headers.get(name.encode())
-            return None if value is None else value.decode("latin-1")
-
-        status, body, extra = await self._handler(scope["path"], header, _asgi_chunks(receive))
+        status, body, extra = await self._handler(scope["path"], scope["headers"], _asgi_chunks(receive))
         response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         response_headers += [(k.encode(), v.encode()) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
@@ -348,10 +377,9 @@ def _stamp(resolved: ResolvedModel) -> tuple:
             *((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in files))
 
 
-def _load(resolved: ResolvedModel, stamp: tuple) -> LoadedModel:
+def _load(resolved: ResolvedModel, stamp: tuple, max_periods: int) -> LoadedModel:
     forecaster = ServingForecaster.load(resolved.path)
-    # Fail at load time, not on the first request, if the artifact cannot forecast.
-    forecaster.predict(1, 0.9)
+    _check_forecasts(forecaster, max_periods)
     metadata = _finite(dict(forecaster.metadata))
     info = {
         **metadata,
@@ -370,6 +398,29 @@ def _load(resolved: ResolvedModel, stamp: tuple) -> LoadedModel:
     ]
     info_json = json.dumps(info, allow_nan=False, separators=(",", ":"), default=str)
     return LoadedModel(forecaster, resolved, stamp, info, info_json, history)
+
+
+def _check_forecasts(forecaster: Forecaster, max_periods: int) -> None:
+    """Fail at load time, not on requests, when the artifact cannot forecast finite values."""
+    with np.errstate(all="ignore"):
+        for conf in LOAD_CHECK_CONFS:
+            forecast = forecaster.predict(max_periods, conf)
+            for name in ("mean", "lower", "upper"):
+                values = getattr(forecast, name)
+                bad = np.flatnonzero(~np.isfinite(values))
+                if bad.size:
+                    raise ModelCheckError(
+                        f"model refused: its {name} forecast is not finite ({values[bad[0]]}) at step "
+                        f"{bad[0] + 1} of {max_periods} with conf {conf:g}")
+
+
+def _public_reason(err: Exception) -> str:
+    """Why there is no model, for clients: without server paths."""
+    if isinstance(err, ModelSourceError):
+        return err.public
+    if isinstance(err, (ArtifactError, ModelCheckError)):  # built from file names, never full paths
+        return str(err)
+    return "the model could not be loaded (the server log says why)"
 
 
 def _finite(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The ``serve`` and ``forecast`` subcommands (wired into ``forecast-mlops`` by pipeline_code/cli.py).
+"""The ``serve`` and ``forecast`` subcommands (wired into ``forecast-mlops`` by pipeline_code/cli/main.py).
 
 Heavy imports (FastAPI, uvicorn, httpx, boto3, matplotlib) happen inside the run functions, so
 ``forecast-mlops --help`` stays fast. ``python -m pipeline_code.serving.cli serve|forecast ...`` works
@@ -12,8 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..settings import ServeSettings
-from .gateway import DEFAULT_BURST, DEFAULT_RATE, default_key_file
+from pipeline_code.engine.settings import ServeSettings
+from pipeline_code.serving.connections import ConnectionLimits
+from pipeline_code.serving.gateway import DEFAULT_BURST, DEFAULT_RATE, default_key_file
 
 
 def _max_periods_default() -> int:
@@ -25,6 +26,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number")
     return value
 
 
@@ -45,15 +53,27 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_port, default=ServeSettings().port, help="port (default 8080)")
     parser.add_argument("--max-periods", type=_positive_int, default=None,
                         help="largest accepted 'periods' (default $FORECAST_MAX_PERIODS or 104)")
-    keys = parser.add_argument_group("API key gateway (POST /forecast behind x-api-key)")
+    defaults = ConnectionLimits()
+    guard = parser.add_argument_group("limits against slow or hostile clients")
+    guard.add_argument("--header-timeout", type=_positive_float, default=defaults.header_timeout, metavar="S",
+                       help=f"seconds a client has to send a request's head (default {defaults.header_timeout:g}; "
+                            "then 408 and close)")
+    guard.add_argument("--max-header-bytes", type=_positive_int, default=defaults.max_header_bytes, metavar="N",
+                       help=f"largest request line + headers (default {defaults.max_header_bytes}; then 431 and close)")
+    guard.add_argument("--max-connections", type=_positive_int, default=defaults.max_connections, metavar="N",
+                       help=f"open connections; past it the oldest waiting or idle one is closed "
+                            f"(default {defaults.max_connections})")
+    guard.add_argument("--backlog", type=_positive_int, default=defaults.backlog, metavar="N",
+                       help=f"listen queue, and connections accepted at once (default {defaults.backlog})")
+    keys = parser.add_argument_group("API key gateway (POST /forecast and /invocations behind x-api-key)")
     keys.add_argument("--api-key-file", type=Path, nargs="?", const=default_key_file(), default=None,
                       metavar="FILE",
-                      help=f"enable POST /forecast with the keys in FILE (created with a new key, mode 0600, "
+                      help=f"enable POST /forecast, and put POST /invocations behind the key too, with the keys in FILE (created with a new key, mode 0600, "
                            f"when absent; without FILE: {default_key_file()})")
     keys.add_argument("--rate-limit", type=float, default=DEFAULT_RATE,
                       help=f"per-key steady rate, requests/second (default {DEFAULT_RATE:g})")
     keys.add_argument("--burst", type=_positive_int, default=DEFAULT_BURST,
-                      help=f"per-key burst, requests in any 1-second window (default {DEFAULT_BURST})")
+                      help=f"per-key burst, the token bucket's size (default {DEFAULT_BURST})")
     admin = keys.add_mutually_exclusive_group()
     admin.add_argument("--issue-key", action="store_true", help="add a new key to the key file, print it, exit")
     admin.add_argument("--revoke-key", metavar="KEY_ID", help="revoke a key (by id or value), exit")
@@ -61,7 +81,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .gateway import ApiKeyGuard, KeyFileError, KeyStore, UsagePlan
+    from pipeline_code.serving.gateway import ApiKeyGuard, KeyFileError, KeyStore, UsagePlan
 
     admin = getattr(args, "issue_key", False) or getattr(args, "revoke_key", None) or getattr(args, "list_keys", False)
     key_file = getattr(args, "api_key_file", None)
@@ -82,21 +102,26 @@ def run_serve(args: argparse.Namespace) -> int:
             print(f"Created {key_file} (mode 0600) with API key {new_key.id}; the key is shown once:\n"
                   f"  {new_key.key}", flush=True)
         active = store.active_key()
-        print(f"POST /forecast needs x-api-key: keys from {key_file} "
+        print(f"POST /forecast and /invocations need x-api-key: keys from {key_file} "
               f"(active: {active.id if active else 'none'}; {args.rate_limit:g} req/s, burst {args.burst})",
               flush=True)
         guard = ApiKeyGuard(store, plan)
-    from .server import serve
+    from pipeline_code.serving.server import serve
 
+    try:
+        limits = ConnectionLimits(args.header_timeout, args.max_header_bytes, args.max_connections, args.backlog)
+    except ValueError as err:
+        print(f"serve: {err}", file=sys.stderr)
+        return 2
     max_periods = args.max_periods or _max_periods_default()
     print(f"Serving {args.model} on http://{args.host}:{args.port} (GET /ping, POST /invocations"
           f"{', POST /forecast' if guard else ''}); Ctrl-C stops.", flush=True)
-    serve(args.model, host=args.host, port=args.port, max_periods=max_periods, api_keys=guard)
+    serve(args.model, host=args.host, port=args.port, max_periods=max_periods, api_keys=guard, limits=limits)
     return 0
 
 
 def _key_admin(args: argparse.Namespace, key_file: Path) -> int:
-    from .gateway import KeyFileError, KeyStore
+    from pipeline_code.serving.gateway import KeyFileError, KeyStore
 
     try:
         if args.issue_key:
@@ -125,7 +150,7 @@ def _key_admin(args: argparse.Namespace, key_file: Path) -> int:
 # --- forecast -------------------------------------------------------------------------------------
 
 def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..client import DEFAULT_URL
+    from pipeline_code.cli.client import DEFAULT_URL
 
     parser.add_argument("--periods", type=_positive_int, required=True, help="periods to forecast")
     parser.add_argument("--conf", type=float, default=0.9, help="prediction interval level in (0, 1) (default 0.9)")
@@ -144,7 +169,7 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_forecast(args: argparse.Namespace) -> int:
-    from ..client import run
+    from pipeline_code.cli.client import run
 
     return run(args)
 

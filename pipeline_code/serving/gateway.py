@@ -6,12 +6,12 @@ Key file (JSON, mode 0600; the keys are stored as issued so the local client can
                "revoked": false, "revoked_at": null}]}
 
 The server re-reads the file when it changes, so ``forecast-mlops serve --api-key-file F --revoke-key ID``
-takes effect on a running server at its next request.
+takes effect on a running server at its next request. A file that turns unreadable or malformed is
+logged once (naming the file and the problem) and every keyed request gets 503 until it is fixed: no
+key is trusted from a file the server cannot read.
 
-Usage plan: like an API Gateway usage plan's throttle, a steady ``rate`` (requests per second) with
-bursts of up to ``burst`` requests: every key may make at most ``burst`` requests in any 1-second
-window and at most ``rate * 60`` requests in any 60-second window (moving windows of the ``limits``
-library, in memory, per process).
+Usage plan: API Gateway's throttle, a token bucket per key (see throttle.py): up to ``burst`` requests
+at once, ``rate`` requests per second on average (in memory, per process).
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from pipeline_code.serving.logs import get_logger
+from pipeline_code.serving.throttle import TokenBuckets
+
+log = get_logger("gateway")
 KEY_PREFIX = "fmk_"
 DEFAULT_RATE = 10.0
 DEFAULT_BURST = 20
@@ -61,7 +65,7 @@ class ApiKey:
 
 
 class KeyStore:
-    """The key file, re-read when it changes on disk."""
+    """The key file, re-read when it changes on disk; ``error`` says why it is unusable (None when fine)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -69,7 +73,8 @@ class KeyStore:
         self._stamp: tuple[int, int] | None = None
         self._keys: list[ApiKey] = []
         self._by_digest: dict[bytes, ApiKey] = {}
-        self._reload()
+        self.error: str | None = None
+        self._reload()  # a bad file at start-up raises KeyFileError
 
     @classmethod
     def open_or_create(cls, path: str | Path) -> tuple["KeyStore", ApiKey | None]:
@@ -92,10 +97,13 @@ class KeyStore:
         return active[-1] if active else None
 
     def authenticate(self, presented: str | None) -> ApiKey | None:
-        """The active key matching ``presented``, or None (missing, unknown or revoked)."""
+        """The active key matching ``presented``, or None (missing, unknown or revoked); raises
+        KeyFileError while the key file is unusable."""
+        self._refresh()
+        if self.error is not None:
+            raise KeyFileError(self.error)
         if not presented:
             return None
-        self._refresh()
         key = self._by_digest.get(_digest(presented))
         return key if key is not None and not key.revoked else None
 
@@ -126,18 +134,31 @@ class KeyStore:
 
     # --- internals ---------------------------------------------------------------------------
     def _refresh(self) -> None:
+        """Re-read the file when it changed; a bad file empties the store and sets ``error``."""
         try:
             st = self.path.stat()
         except OSError:
             return  # keep the last good keys if the file vanishes mid-rewrite
-        if (st.st_mtime_ns, st.st_size) != self._stamp:
-            with self._lock:
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        with self._lock:
+            previous = self.error
+            try:
                 self._reload()
+            except KeyFileError as err:
+                if str(err) != previous:
+                    log.error("API key file unusable; keyed requests get 503 until it is fixed",
+                              extra={"event": "key_file_error", "reason": str(err)})
+                self._keys, self._by_digest, self._stamp, self.error = [], {}, stamp, str(err)
+                return
+            if previous is not None:
+                log.info("API key file usable again", extra={"event": "key_file_reloaded", "keys": len(self._keys)})
 
     def _reload(self) -> None:
         try:
             st = self.path.stat()
-            document = json.loads(self.path.read_text())
+            document = json.loads(self.path.read_text(encoding="utf-8"))
             keys = [
                 ApiKey(
                     id=str(item["id"]), key=str(item["key"]), created=str(item.get("created", "")),
@@ -147,39 +168,30 @@ class KeyStore:
             ]
         except FileNotFoundError:
             raise KeyFileError(f"API key file {str(self.path)!r} does not exist") from None
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise KeyFileError(f"API key file {str(self.path)!r} is malformed: {err}") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+            problem = (f"missing field {err}" if isinstance(err, KeyError)
+                       else "nested too deeply" if isinstance(err, RecursionError) else str(err))
+            raise KeyFileError(f"API key file {str(self.path)!r} is malformed ({problem}); expected "
+                               '{"keys": [{"id": ..., "key": ..., ...}]}') from None
         self._keys = keys
         self._by_digest = {_digest(k.key): k for k in keys}
         self._stamp = (st.st_mtime_ns, st.st_size)
+        self.error = None
 
 
 class UsagePlan:
-    """Per-key throttling with the ``limits`` library (moving windows in memory)."""
+    """Per-key throttling as API Gateway's usage plans do it: a token bucket of ``burst`` tokens per key,
+    refilled at ``rate`` per second."""
 
-    def __init__(self, rate: float = DEFAULT_RATE, burst: int = DEFAULT_BURST) -> None:
-        from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
-        from limits.storage import MemoryStorage
-        from limits.strategies import MovingWindowRateLimiter
-
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+    def __init__(self, rate: float = DEFAULT_RATE, burst: int = DEFAULT_BURST,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst = rate, burst
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._items = [
-            RateLimitItemPerSecond(burst, 1),
-            RateLimitItemPerMinute(max(1, math.floor(rate * 60)), 1),
-        ]
+        self._buckets = TokenBuckets(rate, burst, clock)
 
     def hit(self, key_id: str) -> int | None:
-        """Count one request; None when allowed, else the seconds to wait (Retry-After)."""
-        for item in self._items:
-            if not self._limiter.test(item, key_id):
-                reset = self._limiter.get_window_stats(item, key_id).reset_time
-                return max(1, math.ceil(reset - time.time()))
-        for item in self._items:
-            self._limiter.hit(item, key_id)
-        return None
+        """Count one request; None when allowed, else the whole seconds to wait (Retry-After)."""
+        wait = self._buckets.take(key_id)
+        return None if wait == 0 else max(1, math.ceil(wait))
 
 
 class ApiKeyGuard:

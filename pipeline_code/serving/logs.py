@@ -1,4 +1,9 @@
-"""Structured logs: one JSON object per line on stderr (CloudWatch Logs and `jq` friendly)."""
+"""Structured logs: one JSON object per line on stderr (CloudWatch Logs and `jq` friendly), rate-limited.
+
+A client can make the server log as fast as it can send bad requests; :class:`RateLimitFilter` keeps
+each kind of line (logger, message and, for request lines, status) to a token bucket of ``LOG_BURST`` lines refilled at
+``LOG_RATE`` per second, and the next line let through carries ``suppressed``: how many were dropped.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,13 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
+
+from pipeline_code.serving.throttle import TokenBuckets
 
 LOGGER_NAME = "forecast_mlops.serving"
+LOG_RATE = 100.0  # lines per second, per kind of line
+LOG_BURST = 1000
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
 
 
@@ -31,11 +40,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str, separators=(",", ":"))
 
 
+class RateLimitFilter(logging.Filter):
+    """A token bucket per (logger, message template, status); a line let through after drops carries
+    ``suppressed`` (how many lines of its kind were dropped since the last one)."""
+
+    def __init__(self, rate: float = LOG_RATE, burst: int = LOG_BURST,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._buckets = TokenBuckets(rate, burst, clock)
+        self._suppressed: dict[tuple, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg)[:200], getattr(record, "status", None))
+        if self._buckets.take(key) > 0:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        dropped = self._suppressed.pop(key, 0)
+        if dropped:
+            record.suppressed = dropped
+        return True
+
+
 def configure_logging(level: str | int = "INFO") -> None:
-    """Route the app's and uvicorn's loggers to one JSON handler on stderr."""
+    """Route the app's, uvicorn's and asyncio's loggers to one rate-limited JSON handler on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    for name in (LOGGER_NAME, "uvicorn", "uvicorn.error"):
+    handler.addFilter(RateLimitFilter())
+    for name in (LOGGER_NAME, "uvicorn", "uvicorn.error", "asyncio"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level)

@@ -1,7 +1,7 @@
 """Which model folder to serve: ``serve --model DIR`` takes an artifact folder or a registry folder.
 
-* an artifact folder holds ``model.json`` (see pipeline_code/artifact.py): serve it;
-* a registry folder (written by pipeline_code/registry.py) holds ``approved.json`` =
+* an artifact folder holds ``model.json`` (see pipeline_code/engine/core/artifact.py): serve it;
+* a registry folder (written by pipeline_code/pipeline/registry.py) holds ``approved.json`` =
   ``{"version": "v0003", "path": "versions/v0003/model"}``, the path relative to the registry folder
   (a folder containing ``registry/approved.json``, such as a pipeline workdir, works too): serve the
   approved version.
@@ -20,7 +20,14 @@ APPROVED_JSON = "approved.json"
 
 
 class ModelSourceError(ValueError):
-    """The folder is neither a model artifact nor a registry with an approved version."""
+    """The folder is neither a model artifact nor a registry with an approved version.
+
+    ``str(err)`` names the paths (for the log); ``err.public`` says the same without them (for clients).
+    """
+
+    def __init__(self, message: str, public: str) -> None:
+        super().__init__(message)
+        self.public = public
 
 
 @dataclass(frozen=True)
@@ -40,30 +47,33 @@ def resolve_model(folder: str | Path) -> ResolvedModel:
     """Resolve ``folder`` to the artifact folder to serve; raises ModelSourceError with the reason."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ModelSourceError(f"model folder {str(folder)!r} does not exist")
+        raise ModelSourceError(f"model folder {str(folder)!r} does not exist", "the model folder does not exist")
     if (folder / MODEL_JSON).is_file():
         return ResolvedModel(path=folder)
     for registry in (folder, folder / "registry"):
         if (registry / APPROVED_JSON).is_file() or (registry / "versions").is_dir():
             return _approved(registry)
-    raise ModelSourceError(
-        f"{str(folder)!r} is neither a model folder (no {MODEL_JSON}) nor a model registry (no {APPROVED_JSON})"
-    )
+    neither = f"neither a model folder (no {MODEL_JSON}) nor a model registry (no {APPROVED_JSON})"
+    raise ModelSourceError(f"{str(folder)!r} is {neither}", f"the model folder is {neither}")
 
 
 def _approved(registry: Path) -> ResolvedModel:
     pointer = registry / APPROVED_JSON
     if not pointer.is_file():
-        raise ModelSourceError(f"registry {str(registry)!r} has no approved model version yet")
+        raise ModelSourceError(f"registry {str(registry)!r} has no approved model version yet",
+                               "the registry has no approved model version yet")
     try:
         document = json.loads(pointer.read_text())
         version = str(document["version"])
         relative = Path(str(document["path"]))
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ModelSourceError(f"registry pointer {str(pointer)!r} is unreadable: {err}") from None
+        raise ModelSourceError(f"registry pointer {str(pointer)!r} is unreadable: {err}",
+                               f"the registry's {APPROVED_JSON} is unreadable") from None
     if relative.is_absolute() or ".." in relative.parts:
-        raise ModelSourceError(f"registry pointer {str(pointer)!r} must hold a path inside the registry")
+        raise ModelSourceError(f"registry pointer {str(pointer)!r} must hold a path inside the registry",
+                               f"the registry's {APPROVED_JSON} must hold a path inside the registry")
     path = registry / relative
     if not (path / MODEL_JSON).is_file():
-        raise ModelSourceError(f"approved version {version} has no model at {str(path)!r}")
+        raise ModelSourceError(f"approved version {version} has no model at {str(path)!r}",
+                               f"approved version {version} has no {MODEL_JSON}")
     return ResolvedModel(path=path, version=version, registry=registry)

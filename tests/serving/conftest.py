@@ -141,6 +141,18 @@ def gateway_server(model_dir: Path, key_file: Path, tmp: Path, *, rate: str, bur
 
 
 @pytest.fixture(scope="session")
+def open_server(model_dir, tmp_path_factory):
+    """The app on the session's model without API keys: the container's contract (/invocations open)."""
+    tmp = tmp_path_factory.mktemp("open-server")
+    srv = start_server(["serve", "--model", str(model_dir)], tmp)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
 def server(model_dir, tmp_path_factory):
     """The app on the session's model, with the API-key gateway (1000 req/s so tests never hit it)."""
     tmp = tmp_path_factory.mktemp("server")

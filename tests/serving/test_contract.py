@@ -15,18 +15,18 @@ from .conftest import http, post_json, start_server
 MAX_PERIODS = 104
 
 
-def invoke(server, document, headers=None):
-    return post_json(f"{server.url}/invocations", document, headers)
+def invoke(open_server, document, headers=None):
+    return post_json(f"{open_server.url}/invocations", document, headers)
 
 
-def test_ping_ok_and_model_metadata(server):
-    status, _, body = http("GET", f"{server.url}/ping")
+def test_ping_ok_and_model_metadata(open_server):
+    status, _, body = http("GET", f"{open_server.url}/ping")
     assert status == 200
     assert json.loads(body)["status"] == "ok"
 
 
-def test_forecast_shape(server, model_dir):
-    status, headers, doc = invoke(server, {"periods": 26, "conf": 0.9})
+def test_forecast_shape(open_server, model_dir):
+    status, headers, doc = invoke(open_server, {"periods": 26, "conf": 0.9})
     assert status == 200, doc
     assert headers["content-type"] == "application/json"
     assert set(doc) == {"model", "conf", "forecasts"}
@@ -46,15 +46,15 @@ def test_forecast_shape(server, model_dir):
         assert all(math.isfinite(row[k]) for k in ("mean", "lower", "upper"))
 
 
-def test_history_extension(server):
-    status, _, doc = invoke(server, {"periods": 2, "conf": 0.8, "history": 10})
+def test_history_extension(open_server):
+    status, _, doc = invoke(open_server, {"periods": 2, "conf": 0.8, "history": 10})
     assert status == 200
     assert len(doc["history"]) == 10
     assert doc["history"][-1]["timestamp"] == "2017-01-20"
     assert doc["history"][0]["timestamp"] < doc["history"][-1]["timestamp"]
-    status, _, doc = invoke(server, {"periods": 2, "conf": 0.8, "history": 0})
+    status, _, doc = invoke(open_server, {"periods": 2, "conf": 0.8, "history": 0})
     assert status == 200 and "history" not in doc
-    assert invoke(server, {"periods": 2, "conf": 0.8, "history": 157})[0] == 400
+    assert invoke(open_server, {"periods": 2, "conf": 0.8, "history": 157})[0] == 400
 
 
 @pytest.mark.parametrize(
@@ -63,8 +63,8 @@ def test_history_extension(server):
      ("105", 400), ("026", 400), (" 26", 400), ("26.0", 400), (26.0, 200), (26.5, 400), (True, 400),
      (None, 400), ([26], 400), ({"n": 1}, 400), (10**30, 400), ("1e1", 400)],
 )
-def test_periods(server, periods, expected):
-    status, _, doc = invoke(server, {"periods": periods, "conf": 0.9})
+def test_periods(open_server, periods, expected):
+    status, _, doc = invoke(open_server, {"periods": periods, "conf": 0.9})
     assert status == expected, doc
     if expected == 200:
         assert len(doc["forecasts"]) == int(periods)
@@ -78,8 +78,8 @@ def test_periods(server, periods, expected):
      ("0.9", 200), (".95", 200), ("0", 400), ("0.0", 400), ("1", 400), ("1e-9", 400), ("0.9 ", 400),
      (False, 400), (None, 400), (math.nextafter(1.0, 0.0), 200), (5e-324, 200), ("abc", 400)],
 )
-def test_conf(server, conf, expected):
-    status, _, doc = invoke(server, {"periods": 3, "conf": conf})
+def test_conf(open_server, conf, expected):
+    status, _, doc = invoke(open_server, {"periods": 3, "conf": conf})
     assert status == expected, doc
     if expected == 200:
         assert doc["conf"] == float(conf)
@@ -95,22 +95,22 @@ def test_conf(server, conf, expected):
      b'{"periods": 3, "conf": 0.9, "periods": 4}', b'{"periods": 3}', b'{"conf": 0.9}', b"\xff\xfe",
      b'{"periods": 3, "conf": 0.9}garbage', b"[" * 5000 + b"]" * 5000, b'{"periods": 1' + b"0" * 5000 + b', "conf": 0.9}'],
 )
-def test_malformed_bodies_are_400(server, raw):
-    status, headers, body = http("POST", f"{server.url}/invocations", raw, {"content-type": "application/json"})
+def test_malformed_bodies_are_400(open_server, raw):
+    status, headers, body = http("POST", f"{open_server.url}/invocations", raw, {"content-type": "application/json"})
     assert status == 400, body
     assert headers["content-type"] == "application/json"
     assert set(json.loads(body)) == {"error"}
 
 
-def test_unknown_fields_rejected(server):
-    status, _, doc = invoke(server, {"periods": 3, "conf": 0.9, "horizon": 5})
+def test_unknown_fields_rejected(open_server):
+    status, _, doc = invoke(open_server, {"periods": 3, "conf": 0.9, "horizon": 5})
     assert status == 400 and "unknown field" in doc["error"] and "horizon" in doc["error"]
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml",
                                           "application/json; charset=latin-1", "multipart/form-data"])
-def test_wrong_content_type_is_415(server, content_type):
-    status, _, body = http("POST", f"{server.url}/invocations", b'{"periods": 3, "conf": 0.9}',
+def test_wrong_content_type_is_415(open_server, content_type):
+    status, _, body = http("POST", f"{open_server.url}/invocations", b'{"periods": 3, "conf": 0.9}',
                            {"content-type": content_type})
     assert status == 415
     assert "application/json" in json.loads(body)["error"] or "charset" in json.loads(body)["error"]
@@ -118,9 +118,9 @@ def test_wrong_content_type_is_415(server, content_type):
 
 @pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8",
                                           "Application/JSON;charset=UTF-8"])
-def test_json_content_types_accepted(server, content_type):
+def test_json_content_types_accepted(open_server, content_type):
     # http.client, because urllib adds a form content type when there is none.
-    conn = httpclient.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn = httpclient.HTTPConnection("127.0.0.1", open_server.port, timeout=10)
     conn.request("POST", "/invocations", body=b'{"periods": 3, "conf": 0.9}',
                  headers={"content-type": content_type} if content_type else {})
     response = conn.getresponse()
@@ -128,14 +128,14 @@ def test_json_content_types_accepted(server, content_type):
     conn.close()
 
 
-def test_oversize_body_is_413(server):
+def test_oversize_body_is_413(open_server):
     raw = json.dumps({"periods": 3, "conf": 0.9, "pad": "x" * 20000}).encode()
-    status, _, body = http("POST", f"{server.url}/invocations", raw, {"content-type": "application/json"})
+    status, _, body = http("POST", f"{open_server.url}/invocations", raw, {"content-type": "application/json"})
     assert status == 413 and "exceeds" in json.loads(body)["error"]
 
 
-def test_oversize_chunked_body_is_413(server):
-    conn = httpclient.HTTPConnection("127.0.0.1", server.port, timeout=10)
+def test_oversize_chunked_body_is_413(open_server):
+    conn = httpclient.HTTPConnection("127.0.0.1", open_server.port, timeout=10)
     chunks = (b"x" * 4096 for _ in range(10))
     conn.request("POST", "/invocations", body=chunks, headers={"content-type": "application/json"},
                  encode_chunked=True)
@@ -145,31 +145,31 @@ def test_oversize_chunked_body_is_413(server):
     conn.close()
 
 
-def test_errors_for_other_routes_are_json(server):
-    status, _, body = http("GET", f"{server.url}/invocations")
+def test_errors_for_other_routes_are_json(open_server):
+    status, _, body = http("GET", f"{open_server.url}/invocations")
     assert status == 405 and "error" in json.loads(body)
-    status, _, body = http("GET", f"{server.url}/nope")
+    status, _, body = http("GET", f"{open_server.url}/nope")
     assert status == 404 and "error" in json.loads(body)
 
 
-def test_request_id_and_one_log_line_per_request(server):
-    status, headers, _ = invoke(server, {"periods": 1, "conf": 0.9}, {"x-request-id": "test-req-123"})
+def test_request_id_and_one_log_line_per_request(open_server):
+    status, headers, _ = invoke(open_server, {"periods": 1, "conf": 0.9}, {"x-request-id": "test-req-123"})
     assert status == 200 and headers["x-request-id"] == "test-req-123"
-    status, headers, _ = invoke(server, {"periods": 0, "conf": 0.9})
+    status, headers, _ = invoke(open_server, {"periods": 0, "conf": 0.9})
     generated = headers["x-request-id"]
     assert status == 400 and len(generated) == 32
 
     def logged():
-        ids = [r.get("request_id") for r in server.log_records() if r.get("event") == "request"]
+        ids = [r.get("request_id") for r in open_server.log_records() if r.get("event") == "request"]
         return "test-req-123" in ids and generated in ids
 
-    server.wait_until(logged, "the request log lines")
-    lines = [r for r in server.log_records() if r.get("request_id") == "test-req-123"]
+    open_server.wait_until(logged, "the request log lines")
+    lines = [r for r in open_server.log_records() if r.get("request_id") == "test-req-123"]
     assert len(lines) == 1
     line = lines[0]
     assert line["method"] == "POST" and line["path"] == "/invocations" and line["status"] == 200
     assert isinstance(line["duration_ms"], float) and line["level"] == "info"
-    assert "Traceback" not in server.logs()
+    assert "Traceback" not in open_server.logs()
 
 
 def test_openapi_documents_the_contract(server):

@@ -69,7 +69,7 @@ def test_loading_and_forecasting_never_unpickle(model_dir):
         from pipeline_code.serving.app import _load, _stamp
         from pipeline_code.serving.model_source import resolve_model
         resolved = resolve_model({str(model_dir)!r})
-        loaded = _load(resolved, _stamp(resolved))
+        loaded = _load(resolved, _stamp(resolved), 104)
         loaded.forecaster.predict(26, 0.9).records()
         print(json.dumps(events))
     """)

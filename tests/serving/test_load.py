@@ -28,15 +28,15 @@ async def worker(port: int, count: int, statuses: list[int]) -> None:
         writer.close()
 
 
-def test_bounded_load_has_zero_errors(server):
+def test_bounded_load_has_zero_errors(open_server):
     statuses: list[int] = []
 
     async def main() -> None:
         per_worker = REQUESTS // CONCURRENCY
         await asyncio.wait_for(
-            asyncio.gather(*(worker(server.port, per_worker, statuses) for _ in range(CONCURRENCY))), timeout=120)
+            asyncio.gather(*(worker(open_server.port, per_worker, statuses) for _ in range(CONCURRENCY))), timeout=120)
 
     asyncio.run(main())
     assert len(statuses) == (REQUESTS // CONCURRENCY) * CONCURRENCY
     assert set(statuses) == {200}
-    assert server.process.poll() is None
+    assert open_server.process.poll() is None

@@ -1,0 +1,189 @@
+"""Connection hygiene for uvicorn: a deadline and a size cap on request heads, and a connection cap.
+
+uvicorn (0.54, httptools or h11) arms no timer before a request's head is complete, and its httptools
+parser buffers a head of any size; ``timeout_keep_alive`` only covers idle time after a response and
+``limit_concurrency`` answers 503 to every new request, valid or not, once slow connections fill it.
+So :func:`guarded_protocol` subclasses uvicorn's HTTP protocol:
+
+* **head deadline**: a request head (request line + headers) must be complete within
+  ``header_timeout`` seconds of the connection opening, or of the first byte of a later request on a
+  keep-alive connection; past it the server answers 408 and closes;
+* **head size**: more than ``max_header_bytes`` without a complete head is answered 431 and closed
+  (memory stays bounded by one socket read, 256 KiB, per connection);
+* **connection cap**: past ``max_connections`` open connections, a new connection evicts the oldest
+  connection that is waiting for its first request head, else the oldest idle keep-alive one; when
+  every connection is busy with a request, the new one is closed. Slow or silent clients are shed
+  before clients that send whole requests, and the server recovers without a restart.
+
+:func:`raise_open_file_limit` lifts the soft ``RLIMIT_NOFILE`` so the cap is reached before the
+process runs out of file descriptors. Out of them, ``accept`` fails and every new client times out;
+and asyncio's accept loop (``selector_events._accept_connection``, Python 3.11) then logs the failure,
+with a traceback, up to ``backlog`` times per loop tick. asyncio accepts up to ``backlog`` connections
+per tick before their protocols run (and can shed anything), so the budget is
+``max_connections + 2 * backlog`` plus spare descriptors; when the hard limit is lower, the cap and
+the backlog are lowered to fit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+from pipeline_code.serving.logs import get_logger
+
+log = get_logger("connections")
+
+# File descriptors kept free of connections: the listening socket, log streams, model files, imports.
+SPARE_FILE_DESCRIPTORS = 64
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout: float = 10.0  # seconds to send a complete request head
+    max_header_bytes: int = 16 * 1024  # request line + headers (h11's default cap, 16 KiB)
+    max_connections: int = 1000  # open connections, all clients together
+    backlog: int = 256  # listen() queue, and connections asyncio accepts per loop tick
+
+    def __post_init__(self) -> None:
+        if not 0 < self.header_timeout < float("inf") or self.max_header_bytes < 1024 \
+                or self.max_connections < 1 or self.backlog < 1:
+            raise ValueError("header_timeout must be a positive number, max_header_bytes >= 1024, "
+                             "max_connections and backlog >= 1")
+
+    @property
+    def file_descriptors(self) -> int:
+        """Descriptors this needs: open connections, two ticks of accepts, and the spare ones."""
+        return self.max_connections + 2 * self.backlog + SPARE_FILE_DESCRIPTORS
+
+
+def raise_open_file_limit(limits: ConnectionLimits) -> ConnectionLimits:
+    """Raise the soft open-file limit to fit ``limits``; lower the cap and the backlog when the hard
+    limit forbids."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = limits.file_descriptors
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return limits
+    available = max(3, soft - SPARE_FILE_DESCRIPTORS)
+    backlog = min(limits.backlog, max(1, available // 4))
+    lowered = replace(limits, backlog=backlog,
+                      max_connections=max(1, min(limits.max_connections, available - 2 * backlog)))
+    log.warning("open-file limit too low for max_connections; lowering the cap and the backlog",
+                extra={"event": "connection_cap_lowered", "open_file_limit": soft,
+                       "max_connections": lowered.max_connections, "backlog": lowered.backlog})
+    return lowered
+
+
+def _refusal(status: int, reason: str, message: str) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+class _Pool:
+    """The connections of one server that may be evicted, oldest first."""
+
+    def __init__(self) -> None:
+        self.fresh: OrderedDict = OrderedDict()  # waiting for their first request head
+        self.idle: OrderedDict = OrderedDict()  # served a request, waiting for the next head
+
+    def oldest_evictable(self, spare):
+        for group in (self.fresh, self.idle):
+            for protocol in group:
+                if protocol is not spare:
+                    return protocol
+        return None
+
+    def discard(self, protocol) -> None:
+        self.fresh.pop(protocol, None)
+        self.idle.pop(protocol, None)
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol class (httptools when installed, else h11) with the limits above."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    pool = _Pool()
+    timeout_response = _refusal(408, "Request Timeout",
+                                f"request head not complete within {limits.header_timeout:g} s")
+    too_large_response = _refusal(431, "Request Header Fields Too Large",
+                                  f"request line and headers exceed {limits.max_header_bytes} bytes")
+
+    class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        _deadline: asyncio.TimerHandle | None = None
+        _head_bytes = 0
+        _busy = False
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            pool.fresh[self] = None
+            self._start_deadline()
+            if len(self.connections) > limits.max_connections:
+                victim = pool.oldest_evictable(spare=self)
+                log.warning("connection cap reached; closing a connection",
+                            extra={"event": "connection_shed", "max_connections": limits.max_connections,
+                                   "shed": "new" if victim is None else "oldest waiting"})
+                if victim is not None:
+                    pool.discard(victim)
+                (victim or self).transport.abort()
+
+        def connection_lost(self, exc) -> None:
+            pool.discard(self)
+            self._cancel_deadline()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            waiting = not self._busy
+            if waiting:
+                if self._deadline is None:
+                    self._start_deadline()
+                self._head_bytes += len(data)
+            before = self.cycle
+            super().data_received(data)
+            if self.cycle is not before:
+                self._set_busy()
+            elif waiting and self._head_bytes > limits.max_header_bytes:
+                self._refuse(too_large_response, "header_too_large")
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+                self._busy, self._head_bytes = False, 0
+                pool.idle[self] = None  # the keep-alive timer (timeout_keep_alive) bounds the idle time
+
+        # --- internals -------------------------------------------------------------------------
+        def _set_busy(self) -> None:
+            self._busy = True
+            self._cancel_deadline()
+            pool.discard(self)
+
+        def _start_deadline(self) -> None:
+            self._deadline = self.loop.call_later(limits.header_timeout, self._deadline_passed)
+
+        def _cancel_deadline(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _deadline_passed(self) -> None:
+            self._deadline = None
+            if not self._busy:
+                self._refuse(timeout_response, "header_timeout")
+
+        def _refuse(self, response: bytes, event: str) -> None:
+            if self.transport.is_closing():
+                return
+            log.warning("request head refused", extra={"event": event, "client": self.client})
+            self.transport.write(response)
+            self.transport.close()
+
+    return GuardedHTTPProtocol
