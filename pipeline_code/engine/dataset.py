@@ -1,7 +1,12 @@
 """Load and validate an input CSV (the input contract): ``timestamp`` (ISO date), ``value`` (number).
 
 Every rejection is a :class:`DataValidationError` naming the rule and, where there is one, the line
-of the file (the header is line 1). Only the standard library and NumPy are used.
+of the file (the header is line 1); a refused cell is quoted at most :data:`EXCERPT` characters long.
+Ranges, checked up front so a run never fails late on arithmetic: every ``|value|`` lies in
+[:data:`MIN_ABS_VALUE`, :data:`MAX_ABS_VALUE`] (zero aside, where allowed), so squares and sums of
+squared errors over any series stay finite in float64 (1e100 squared is 1e200; the limit is 1.8e308);
+no date is after :data:`MAX_DATE`, so forecasts (up to a few hundred periods after the last date) stay
+far inside the calendar's range (year 9999). Only the standard library and NumPy are used.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ import numpy as np
 from pipeline_code.engine.core.calendar import Calendar, parse_freq
 
 REQUIRED_COLUMNS = ("timestamp", "value")
+MAX_ABS_VALUE = 1e100
+MIN_ABS_VALUE = 1e-100
+MAX_DATE = date(2200, 12, 31)
+EXCERPT = 40
 OPTIONAL_COLUMNS = ("item_id",)
 
 
@@ -75,6 +84,7 @@ def load_series(
     max_bytes: int = 50 * 1024 * 1024,
     max_gap_periods: int = 0,
     require_positive: bool = True,
+    max_rows: int | None = None,
 ) -> Series:
     """Read and validate a CSV file; see the module docstring for the contract."""
     path = Path(path)
@@ -90,6 +100,7 @@ def load_series(
         min_length=min_length,
         max_gap_periods=max_gap_periods,
         require_positive=require_positive,
+        max_rows=max_rows,
     )
 
 
@@ -100,8 +111,12 @@ def parse_series(
     min_length: int = 1,
     max_gap_periods: int = 0,
     require_positive: bool = True,
+    max_rows: int | None = None,
 ) -> Series:
-    """Validate CSV bytes and return the series."""
+    """Validate CSV bytes and return the series: every row is checked; with ``max_rows``, only the
+    latest ``max_rows`` observations are returned."""
+    if max_rows is not None and max_rows < min_length:
+        raise ValueError(f"max_rows ({max_rows}) must be at least the minimum length ({min_length})")
     calendar = parse_freq(freq)
     if not raw.strip():
         raise DataValidationError("empty", "the file is empty")
@@ -113,8 +128,8 @@ def parse_series(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataValidationError("encoding", f"the file is not UTF-8 ({err.reason})") from None
-    rows = list(csv.reader(io.StringIO(text)))
-    header = [cell.strip() for cell in rows[0]]
+    reader = csv.reader(io.StringIO(text), strict=True)
+    header = [cell.strip() for cell in _next_row(reader) or []]
     _check_header(header)
     ts_col, value_col = header.index("timestamp"), header.index("value")
     item_col = header.index("item_id") if "item_id" in header else None
@@ -122,7 +137,8 @@ def parse_series(
     stamps: list[date] = []
     values: list[float] = []
     items: set[str] = set()
-    for line, row in enumerate(rows[1:], start=2):
+    while (row := _next_row(reader)) is not None:
+        line = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(header):
@@ -144,12 +160,37 @@ def parse_series(
     if not stamps:
         raise DataValidationError("empty", "the file has a header but no rows")
     series = _fill_gaps(stamps, np.asarray(values, dtype=float), calendar, freq)
+    if max_rows is not None and len(series) > max_rows:
+        series = series.tail(max_rows)
     if len(series) < min_length:
         raise DataValidationError(
             "too-short",
             f"{len(series)} observations; at least {min_length} are needed",
         )
     return series
+
+
+def _next_row(reader) -> list[str] | None:
+    """The next CSV row, or None at the end; a malformed row is a DataValidationError with its line."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as err:
+        line = reader.line_num or 1
+        if "new-line character" in str(err):
+            raise DataValidationError(
+                "line-endings", "a line ends with a bare carriage return (CR); save the file with LF or"
+                " CRLF line endings", line) from None
+        if "field limit" in str(err):
+            raise DataValidationError(
+                "field-size", f"a field is longer than {csv.field_size_limit()} characters", line) from None
+        raise DataValidationError("csv", f"malformed CSV: {err}", line) from None
+
+
+def _excerpt(text: str) -> str:
+    """A refused cell or header as quoted in errors: at most EXCERPT characters."""
+    return repr(text if len(text) <= EXCERPT else text[:EXCERPT] + "...")
 
 
 def _check_header(header: list[str]) -> None:
@@ -160,29 +201,39 @@ def _check_header(header: list[str]) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise DataValidationError(
-            "header", f"missing column(s) {missing}; expected header 'timestamp,value', found {header}", 1
+            "header", f"missing column(s) {missing}; expected header 'timestamp,value', found {_excerpt(','.join(header))}", 1
         )
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if unknown or len(set(header)) != len(header):
         raise DataValidationError(
-            "header", f"unexpected or repeated column(s) in {header}; allowed: timestamp, value, item_id", 1
+            "header", f"unexpected or repeated column(s) in {_excerpt(','.join(header))}; allowed: timestamp, value, item_id",
+            1,
         )
 
 
 def _parse_date(cell: str, line: int) -> date:
     try:
-        return date.fromisoformat(cell.strip())
+        stamp = date.fromisoformat(cell.strip())
     except ValueError:
-        raise DataValidationError("timestamp", f"{cell!r} is not an ISO date (YYYY-MM-DD)", line) from None
+        raise DataValidationError("timestamp", f"{_excerpt(cell)} is not an ISO date (YYYY-MM-DD)", line) from None
+    if stamp > MAX_DATE:
+        raise DataValidationError(
+            "date-range", f"{stamp.isoformat()} is after {MAX_DATE.isoformat()}, the last date accepted"
+            " (forecasts add periods after the last date)", line)
+    return stamp
 
 
 def _parse_value(cell: str, line: int, require_positive: bool) -> float:
     try:
         value = float(cell.strip())
     except ValueError:
-        raise DataValidationError("value", f"{cell!r} is not a number", line) from None
+        raise DataValidationError("value", f"{_excerpt(cell)} is not a number", line) from None
     if not math.isfinite(value):
-        raise DataValidationError("value", f"{cell.strip()!r} is not a finite number", line)
+        raise DataValidationError("value", f"{_excerpt(cell.strip())} is not a finite number", line)
+    if value != 0 and not MIN_ABS_VALUE <= abs(value) <= MAX_ABS_VALUE:
+        raise DataValidationError(
+            "value-range", f"{value:g} is outside the accepted magnitudes {MIN_ABS_VALUE:g}..{MAX_ABS_VALUE:g}"
+            " (squared errors must stay finite)", line)
     if require_positive and value <= 0:
         raise DataValidationError(
             "value", f"{value:g} is not positive; the model works on the log scale", line

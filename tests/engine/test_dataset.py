@@ -74,3 +74,55 @@ def test_tolerated_gap_is_interpolated_on_the_calendar():
 def test_single_item_id_column_is_accepted():
     s = parse("timestamp,value,item_id\n2020-01-03,1,us\n2020-01-10,2,us\n")
     assert len(s) == 2
+
+
+ROWS = "".join(f"2020-{m:02d}-{d:02d},{10 + i}\n" for i, (m, d) in enumerate(
+    [(1, 3), (1, 10), (1, 17), (1, 24), (1, 31)]))
+
+
+@pytest.mark.parametrize(
+    ("raw", "rule", "line"),
+    [
+        (b"timestamp,value\r2020-01-03,1\r2020-01-10,2\r", "line-endings", 1),  # CR-only (classic Mac)
+        (b"timestamp,value\n2020-01-03,1\n2020-01-10,2\r2020-01-17,3\n", "line-endings", 3),
+        (b"timestamp,value\n2020-01-03,1\n2020-01-10," + b"7" * 200_000 + b"\n", "field-size", 3),
+        (b'timestamp,value\n2020-01-03,1\n2020-01-10,"2\n', "csv", 3),  # a quote never closed
+        (b"timestamp,value\n2020-01-03,1\n2020-01-10,1e308\n", "value-range", 3),
+        (b"timestamp,value\n2020-01-03,1\n2020-01-10,8e307\n", "value-range", 3),
+        (b"timestamp,value\n2020-01-03,1\n2020-01-10,1.5e100\n", "value-range", 3),
+        (b"timestamp,value\n2020-01-03,1e-300\n", "value-range", 2),
+        (b"timestamp,value\n2020-01-03,1\n9999-12-31,2\n", "date-range", 3),
+        (b"timestamp,value\n2201-01-06,1\n", "date-range", 2),
+    ],
+)
+def test_malformed_csv_and_out_of_range_values_name_the_rule_and_line(raw, rule, line):
+    with pytest.raises(DataValidationError) as info:
+        parse(raw)
+    assert (info.value.rule, info.value.line) == (rule, line)
+    assert f"[{rule}] (line {line})" in str(info.value)
+
+
+def test_range_limits_are_inclusive():
+    s = parse("timestamp,value\n2200-12-26,1e100\n")  # a Friday, the largest value
+    assert s.values[0] == 1e100
+    assert parse("timestamp,value\n2020-01-03,-1e100\n2020-01-10,0\n", require_positive=False).values[0] == -1e100
+
+
+def test_a_refused_cell_is_quoted_short():
+    long_cell = "x" * 5000
+    with pytest.raises(DataValidationError) as info:
+        parse(f"timestamp,value\n2020-01-03,{long_cell}\n")
+    assert info.value.rule == "value" and len(str(info.value)) < 120
+    with pytest.raises(DataValidationError) as info:
+        parse(f"root:x:0:0:{long_cell}\n")
+    assert info.value.rule == "header" and long_cell not in str(info.value)
+
+
+def test_max_rows_keeps_the_latest_observations_after_validating_all():
+    s = parse("timestamp,value\n" + ROWS, max_rows=2)
+    assert s.timestamps == [date(2020, 1, 24), date(2020, 1, 31)]
+    np.testing.assert_array_equal(s.values, [13, 14])
+    with pytest.raises(DataValidationError, match="not a number"):  # rows before the kept ones still count
+        parse("timestamp,value\n2019-12-27,x\n" + ROWS, max_rows=2)
+    with pytest.raises(ValueError, match="max_rows"):
+        parse("timestamp,value\n" + ROWS, max_rows=2, min_length=3)
