@@ -259,10 +259,15 @@ def _check_order(prev: date, current: date, line: int, calendar: Calendar, max_g
 
 
 def _fill_gaps(stamps: list[date], values: np.ndarray, calendar: Calendar, freq: str) -> Series:
-    """Put tolerated gaps on the calendar, filled by linear interpolation on the log scale."""
+    """Put tolerated gaps on the calendar, filled by linear interpolation on the log scale (on the
+    values themselves when some are not positive); observed values are kept as read."""
     positions = np.array([calendar.steps_between(stamps[0], s) for s in stamps])
     if positions[-1] == len(stamps) - 1:
         return Series(stamps, values, freq)
     full = np.arange(positions[-1] + 1)
-    filled = np.exp(np.interp(full, positions, np.log(values)))
+    if np.all(values > 0):
+        filled = np.exp(np.interp(full, positions, np.log(values)))
+    else:
+        filled = np.interp(full, positions, values)
+    filled[positions] = values
     return Series([calendar.shift(stamps[0], int(k)) for k in full], filled, freq)
