@@ -14,16 +14,21 @@ Why a FIFO queue and a starter instead of a rule targeting Step Functions direct
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from pipeline_code.engine.settings import SETTINGS_FILE
+from stacks.compliance import acknowledge, arn_of
 from stacks.functions import PythonFunction
 from stacks.settings import InfraSettings
 from stacks.storage import RAW_PREFIX
@@ -43,6 +48,7 @@ class Trigger(Construct):
         settings: InfraSettings,
         bucket: s3.IBucket,
         state_machine: sfn.IStateMachine,
+        topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letter_queue = sqs.Queue(
@@ -82,9 +88,32 @@ class Trigger(Construct):
             "Starter",
             settings=settings,
             name="start_run",
-            description="forecast-mlops: start one training run per upload, one at a time",
-            timeout=Duration.seconds(30),
-            environment={"STATE_MACHINE_ARN": state_machine.state_machine_arn, "RAW_PREFIX": RAW_PREFIX},
+            description="forecast-mlops: validate the run document, then start one run per upload, one at a time",
+            # It reads the upload (up to data.max_file_bytes) to infer the frequency and the length.
+            timeout=Duration.seconds(60),
+            memory_size=1024,
+            environment={
+                "STATE_MACHINE_ARN": state_machine.state_machine_arn, "RAW_PREFIX": RAW_PREFIX,
+                "TOPIC_ARN": topic.topic_arn,
+                # The deployment's layer of the run document (validated at synth by InfraSettings).
+                "RUN_DEFAULTS": json.dumps(settings.run, separators=(",", ":"), sort_keys=True),
+            },
+        )
+        # Reads uploads and their settings files; writes only each run's document and record.
+        self.starter.role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[bucket.arn_for_objects(f"{RAW_PREFIX}*")]))
+        self.starter.role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"],
+            resources=[bucket.arn_for_objects(f"runs/*/input/{SETTINGS_FILE}"), bucket.arn_for_objects("runs/*/run.json")],
+        ))
+        topic.grant_publish(self.starter.role)
+        acknowledge(
+            self.starter.role,
+            "Scoped to the layout: uploads under raw/, and per run (its id is only known at run time) "
+            "the run document and the run record.",
+            f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/{RAW_PREFIX}*]",
+            f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/runs/*/input/{SETTINGS_FILE}]",
+            f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/runs/*/run.json]",
         )
         self.starter.role.add_to_policy(
             iam.PolicyStatement(actions=["states:ListExecutions"], resources=[state_machine.state_machine_arn])

@@ -6,6 +6,14 @@ rejects a second execution with a used name (or returns the running one), hence 
 While another execution is RUNNING the message is reported as failed and SQS retries it after the
 queue's visibility timeout: uploads during a run are queued, not dropped.
 
+Before it starts anything, the starter builds the run document (``pipeline_code.engine.settings``,
+docs/design.md "The run document"): the engine's defaults, the deployment's layer (``RUN_DEFAULTS``,
+from cdk.json), the settings file uploaded beside the data (``raw/<name>.settings.json`` next to
+``raw/<name>.csv``), and what the data implies (frequency, length). A valid document is written to
+``runs/<run-id>/input/settings.json`` and the tuning job's parameter ranges, rendered from its
+candidate space, go into the execution input. An invalid one starts nothing: the reason goes to the
+notification topic and to the run's record ``runs/<run-id>/run.json``.
+
 Run id: ``<slug of the file stem, <= 9 chars>-<first 10 hex of sha256(key NUL version)>``: at most 20
 lower-case characters, so every SageMaker name built from it fits (see stacks/naming.py).
 """
@@ -17,11 +25,18 @@ import json
 import logging
 import os
 import re
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
 import boto3
 from botocore.exceptions import ClientError
+
+from pipeline_code.engine.profile import profile_csv
+from pipeline_code.engine.settings import (
+    SETTINGS_FILE, SETTINGS_MAX_BYTES, SETTINGS_SUFFIX, Settings, SettingsError, parse_document, resolve,
+    settings_file_for,
+)
 
 LOG = logging.getLogger()
 LOG.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
@@ -29,10 +44,15 @@ LOG.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 RUN_ID_MAX = 20
 _SLUG_MAX = 9
 _HASH_LEN = 10
+DEPLOYMENT_LAYER = "deployment settings (cdk.json forecast-mlops.run)"
 
 
 def _sfn():
     return boto3.client("stepfunctions")
+
+
+def _s3():
+    return boto3.client("s3")
 
 
 def run_id(key: str, version: str) -> str:
@@ -61,8 +81,64 @@ def _running(state_machine_arn: str) -> list[str]:
         kwargs["nextToken"] = page["nextToken"]
 
 
+def _read(bucket: str, key: str, limit: int, *, version: str | None = None, what: str) -> bytes | None:
+    """An object's bytes (None when it does not exist); larger than ``limit`` is a settings error."""
+    kwargs = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+    try:
+        response = _s3().get_object(**kwargs)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    size = int(response.get("ContentLength", 0))
+    if size > limit:
+        response["Body"].close()
+        raise SettingsError([f"{what} is {size} bytes; the limit is {limit}"], f"s3://{bucket}/{key}")
+    return response["Body"].read()
+
+
+def run_document(bucket: str, key: str, version: str | None) -> Settings:
+    """The run's settings: every layer, then the data; raises SettingsError naming the key."""
+    layers = [(DEPLOYMENT_LAYER, json.loads(os.environ.get("RUN_DEFAULTS") or "{}"))]
+    folder, _, file_name = key.rpartition("/")
+    settings_key = f"{folder}/{settings_file_for(file_name)}" if folder else settings_file_for(file_name)
+    uploaded = _read(bucket, settings_key, SETTINGS_MAX_BYTES, what="the settings file")
+    if uploaded is not None:
+        layers.append((f"s3://{bucket}/{settings_key}", parse_document(uploaded, f"s3://{bucket}/{settings_key}")))
+    limit = Settings()
+    for source, document in layers:
+        limit = limit.merged(document, source, validate=False)
+    data = _read(bucket, key, limit.data.max_file_bytes, version=version, what="the upload")
+    if data is None:
+        raise SettingsError(["the upload is gone"], f"s3://{bucket}/{key}")
+    profile = profile_csv(data)
+    return resolve(layers, timestamps=profile.timestamps, observations=profile.observations).settings
+
+
+def _record(bucket: str, name: str, record: dict[str, Any]) -> None:
+    _s3().put_object(Bucket=bucket, Key=f"runs/{name}/run.json", Body=json.dumps(record, indent=1).encode(),
+                     ContentType="application/json")
+
+
+def refuse(bucket: str, key: str, name: str, err: SettingsError) -> None:
+    """Nothing starts: the reason goes to the run's record and to the topic."""
+    LOG.warning("run %s for s3://%s/%s refused: %s", name, bucket, key, err)
+    _record(bucket, name, {
+        "run_id": name, "state": "refused", "stage": "validation", "data": f"s3://{bucket}/{key}",
+        "reason": str(err), "problems": err.problems, "at": datetime.now(timezone.utc).isoformat(),
+    })
+    topic = os.environ.get("TOPIC_ARN")
+    if topic:
+        boto3.client("sns").publish(
+            TopicArn=topic, Subject="forecast-mlops: upload refused",
+            Message=f"The upload s3://{bucket}/{key} started no run (run id {name}): its settings are "
+                    f"invalid.\n\n" + "\n".join(f"- {problem}" for problem in err.problems)
+                    + f"\n\nSource: {err.source}. Fix the settings file and upload the data again.",
+        )
+
+
 def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
-    """'started', 'duplicate', 'ignored' or 'busy' (retry later)."""
+    """'started', 'duplicate', 'ignored', 'refused' or 'busy' (retry later)."""
     detail = event_body.get("detail", {})
     bucket = detail.get("bucket", {}).get("name")
     obj = detail.get("object", {})
@@ -70,6 +146,9 @@ def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
     raw_prefix = os.environ.get("RAW_PREFIX", "raw/")
     if not bucket or not key or not key.startswith(raw_prefix) or key.endswith("/"):
         LOG.warning("ignoring event without a raw/ object: %s", json.dumps(detail)[:500])
+        return "ignored"
+    if key.endswith(SETTINGS_SUFFIX):
+        LOG.info("settings file %s waits for its data (upload the CSV after it)", key)
         return "ignored"
     version = obj.get("version-id") or obj.get("etag") or ""
     name = run_id(key, version)
@@ -81,10 +160,18 @@ def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
         LOG.info("run(s) %s in progress: %s waits in the queue", running, key)
         return "busy"
     try:
+        settings = run_document(bucket, key, obj.get("version-id"))
+    except SettingsError as err:
+        refuse(bucket, key, name, err)
+        return "refused"
+    _s3().put_object(Bucket=bucket, Key=f"runs/{name}/input/{SETTINGS_FILE}", Body=settings.to_json().encode(),
+                     ContentType="application/json")
+    try:
         _sfn().start_execution(
             stateMachineArn=state_machine_arn,
             name=name,
-            input=json.dumps(execution_input(bucket, key, obj.get("version-id"))),
+            input=json.dumps({**execution_input(bucket, key, obj.get("version-id")),
+                              "parameterRanges": settings.parameter_ranges()}),
         )
     except ClientError as err:
         if err.response["Error"]["Code"] == "ExecutionAlreadyExists":

@@ -25,27 +25,28 @@ class Profile:
 
 def profile_csv(raw: bytes) -> Profile:
     """Rows after the header, and the leading timestamps that parse as ISO dates (of the first item)."""
-    text = raw.decode("utf-8", errors="replace")
-    lines = [line for line in text.splitlines() if line.strip()]
+    observations = sum(1 for line in raw.splitlines() if line.strip()) - 1
+    head = raw[: 200 * (SAMPLE_ROWS + 1)].decode("utf-8", errors="replace").splitlines()[: SAMPLE_ROWS + 1]
+    lines = [line for line in head if line.strip()]
     if not lines:
         return Profile(0, [])
     try:
-        rows = csv.reader(io.StringIO("\n".join(lines[: SAMPLE_ROWS + 1])))
+        rows = csv.reader(io.StringIO("\n".join(lines)))
         header = [cell.strip().lower() for cell in next(rows)]
         column = header.index("timestamp")
     except (csv.Error, ValueError, StopIteration):
-        return Profile(len(lines) - 1, [])
+        return Profile(observations, [])
     item = header.index("item_id") if "item_id" in header else None
     first_item, stamps = None, []
-    for row in rows:
-        if len(row) <= column or (item is not None and len(row) <= item):
-            break
-        if item is not None:
-            first_item = row[item] if first_item is None else first_item
-            if row[item] != first_item:
-                continue
-        try:
+    try:
+        for row in rows:
+            if len(row) <= column or (item is not None and len(row) <= item):
+                break
+            if item is not None:
+                first_item = row[item] if first_item is None else first_item
+                if row[item] != first_item:
+                    continue
             stamps.append(date.fromisoformat(row[column].strip()[:10]))
-        except ValueError:
-            break
-    return Profile(len(lines) - 1, stamps)
+    except (csv.Error, ValueError):
+        pass  # the input contract names the line; inference uses what parsed
+    return Profile(observations, stamps)

@@ -34,6 +34,8 @@ SCALE_WINDOW = 26
 SCALE_MIN_ERRORS = SCALE_WINDOW // 2
 # The file name of the document inside a run (``runs/<id>/input/``) and beside an upload.
 SETTINGS_FILE = "settings.json"
+# The name of the jobs' input (processing) and channel (training) that carries the document.
+SETTINGS_CHANNEL = "settings"
 SETTINGS_SUFFIX = ".settings.json"
 
 
@@ -57,6 +59,10 @@ class DataSettings:
     max_file_bytes: int = 50 * 1024 * 1024
     # Missing periods tolerated (filled by interpolation) before a series is refused as gappy.
     max_gap_periods: int = 0
+    # Only the latest max_rows observations are used (every row is still validated): bounds run time
+    # and memory for long files. Fits use the last cv.window rows anyway; older rows would add CV splits
+    # (tuning evidence from long ago), not model inputs. 1560 weeks = 30 years.
+    max_rows: int = 1560
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,15 +124,19 @@ class SearchSpace:
 
         https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ParameterRanges.html
         """
+        categorical = {name: sorted(set(getattr(self, name))) for name in TUNED_FLAGS}
+        integer = []
         ks = self.usable_fourier_k(season_length)
+        if list(ks) == list(range(ks[0], ks[-1] + 1)):
+            integer.append({"Name": "fourier_k", "MinValue": str(ks[0]), "MaxValue": str(ks[-1]),
+                            "ScalingType": "Auto"})
+        else:  # an integer range would add the orders in between
+            categorical["fourier_k"] = list(ks)
         return {
             "CategoricalParameterRanges": [
-                {"Name": name, "Values": [str(v) for v in sorted(set(getattr(self, name)))]}
-                for name in TUNED_FLAGS
+                {"Name": name, "Values": [str(v) for v in values]} for name, values in categorical.items()
             ],
-            "IntegerParameterRanges": [
-                {"Name": "fourier_k", "MinValue": str(ks[0]), "MaxValue": str(ks[-1]), "ScalingType": "Auto"}
-            ],
+            "IntegerParameterRanges": integer,
             "ContinuousParameterRanges": [],
         }
 
@@ -322,6 +332,8 @@ def resolve(
         except ValueError as err:
             raise SettingsError([f"data.freq: {err}"], "data") from err
     freq = derived.get("data.freq", data.freq)
+    if "data.freq" in given and timestamps:
+        _check_freq_fits(freq, list(timestamps))
     if "data.season_length" not in given and ("data.freq" in given or "data.freq" in derived):
         try:
             derived["data.season_length"] = season_length_for(freq)
@@ -350,6 +362,22 @@ def resolve(
         section, name = key.split(".")
         overrides.setdefault(section, {})[name] = value
     return Resolved(settings.merged(overrides, "settings"), derived)
+
+
+def _check_freq_fits(freq: str, timestamps: list[date]) -> None:
+    """A given frequency the data does not follow is a settings error (named before any job runs)."""
+    try:
+        calendar = parse_freq(freq)
+    except ValueError as err:
+        raise SettingsError([f"data.freq: {err}"], "settings") from err
+    off = next((day for day in timestamps if not calendar.on_calendar(day)), None)
+    if off is not None:
+        try:
+            hint = f"; the data looks like {infer_freq(timestamps)}"
+        except ValueError:
+            hint = ""
+        raise SettingsError([f"data.freq: the data does not follow {freq}: {off.isoformat()} is not a "
+                             f"{freq} timestamp{hint}"], "settings")
 
 
 def read_document(path: str | Path, max_bytes: int = SETTINGS_MAX_BYTES) -> dict[str, Any]:

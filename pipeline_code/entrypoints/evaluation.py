@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 from pipeline_code.engine.core.artifact import MODEL_JSON
+from pipeline_code.engine.settings import SETTINGS_CHANNEL
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
 from pipeline_code.pipeline.stages import FORECAST_FILE, run_evaluation
 from pipeline_code.entrypoints.sagemaker_paths import fail, processing_input, processing_output, unexpected
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = settings_from_args(build_parser().parse_args(argv))
+    settings = settings_from_args(build_parser().parse_args(argv), processing_input(SETTINGS_CHANNEL))
     out = processing_output("evaluation")
     try:
         model = model_folder(processing_input("model"))

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from pipeline_code.engine.dataset import DataValidationError
+from pipeline_code.engine.settings import SETTINGS_CHANNEL
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
 from pipeline_code.pipeline.stages import run_processing
 from pipeline_code.entrypoints.sagemaker_paths import fail, processing_input, processing_output, unexpected
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = settings_from_args(build_parser().parse_args(argv))
+    settings = settings_from_args(build_parser().parse_args(argv), processing_input(SETTINGS_CHANNEL))
     try:
         report = run_processing(processing_input("raw"), processing_output(), settings)
     except DataValidationError as err:

@@ -76,6 +76,21 @@ def settings_for_data(args: argparse.Namespace) -> Resolved:
     return resolve_for_data(settings_layers(args, args.data), args.data)
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The document the flags and files give, without looking at data (container entrypoints)."""
-    return resolve(settings_layers(args)).settings
+def settings_from_args(args: argparse.Namespace, run_document: Path | None = None) -> Settings:
+    """A job's settings, without looking at data: the run document (a job's "settings" input, the
+    only way in on SageMaker), then ``--settings`` and flags (local and test use)."""
+    layers = settings_layers(args)
+    document = find_run_document(run_document) if run_document is not None else None
+    if document is not None:
+        layers.insert(0, (str(document), read_document(document)))
+    return resolve(layers).settings
+
+
+def find_run_document(folder: Path) -> Path | None:
+    """The one JSON document in a job's settings input folder, or None when the job has none."""
+    if not Path(folder).is_dir():
+        return None
+    found = sorted(p for p in Path(folder).rglob("*.json") if p.is_file())
+    if len(found) != 1:
+        raise SettingsError([f"expected one JSON document in the settings input, found {len(found)}"], str(folder))
+    return found[0]

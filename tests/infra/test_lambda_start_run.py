@@ -1,35 +1,74 @@
-"""Unit tests of the starter Lambda (moto Step Functions; executions stay RUNNING, nothing executes)."""
+"""Unit tests of the starter Lambda: run ids, the queue discipline, and the run document it builds
+(moto S3, SNS and Step Functions; executions stay RUNNING, nothing executes)."""
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import date, timedelta
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from pipeline_code.engine.settings import SETTINGS_MAX_BYTES, Settings
 from stacks.settings import RUN_ID_MAX
 from tests.infra.lambdas import load
 
 start_run = load("start_run")
 DEFINITION = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+BUCKET = "forecast-data"
+
+
+def weekly_csv(rows: int = 600, start: date = date(2005, 1, 7)) -> bytes:
+    lines = ["timestamp,value"] + [f"{start + timedelta(weeks=i)},{100 + (i % 52)}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+class World:
+    """moto's S3 (versioned), SNS (a queue subscribed to the topic) and Step Functions."""
+
+    def __init__(self) -> None:
+        self.s3, self.sfn = boto3.client("s3"), boto3.client("stepfunctions")
+        self.s3.create_bucket(Bucket=BUCKET)
+        self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        self.arn = self.sfn.create_state_machine(name="p", definition=DEFINITION,
+                                                 roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
+        sns, sqs = boto3.client("sns"), boto3.client("sqs")
+        self.topic = sns.create_topic(Name="t")["TopicArn"]
+        self.queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+
+    def upload(self, key: str, body: bytes = b"", *, message_id: str = "m1") -> dict:
+        version = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body or weekly_csv())["VersionId"]
+        return event(key, version, message_id)
+
+    def executions(self) -> list[dict]:
+        return self.sfn.list_executions(stateMachineArn=self.arn)["executions"]
+
+    def notifications(self) -> list[str]:
+        messages = boto3.client("sqs").receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10)
+        return [m["Body"] for m in messages.get("Messages", [])]
+
+    def json(self, key: str) -> dict:
+        return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 @pytest.fixture
-def sfn(monkeypatch):
+def world(monkeypatch):
     for var, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(var, value)
     with mock_aws():
-        client = boto3.client("stepfunctions")
-        arn = client.create_state_machine(name="p", definition=DEFINITION,
-                                          roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
-        monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-        yield client, arn
+        w = World()
+        monkeypatch.setenv("STATE_MACHINE_ARN", w.arn)
+        monkeypatch.setenv("TOPIC_ARN", w.topic)
+        monkeypatch.setenv("RUN_DEFAULTS", "{}")
+        yield w
 
 
 def event(key: str, version: str = "v1", message_id: str = "m1") -> dict:
-    body = {"detail": {"bucket": {"name": "b"}, "object": {"key": key, "version-id": version}}}
+    body = {"detail": {"bucket": {"name": BUCKET}, "object": {"key": key, "version-id": version}}}
     return {"Records": [{"messageId": message_id, "body": json.dumps(body)}]}
 
 
@@ -49,40 +88,109 @@ def test_input_carries_an_encoded_copy_source_with_the_version():
     assert data["fileName"] == "my_file_1.csv"
 
 
-def test_starts_one_execution_named_from_key_and_version(sfn):
-    client, arn = sfn
-    assert start_run.handler(event("raw/g.csv")) == {"batchItemFailures": []}
-    (execution,) = client.list_executions(stateMachineArn=arn)["executions"]
-    assert execution["name"] == start_run.run_id("raw/g.csv", "v1")
+def test_starts_one_execution_named_from_key_and_version(world):
+    message = world.upload("raw/g.csv")
+    assert start_run.handler(message) == {"batchItemFailures": []}
+    (execution,) = world.executions()
+    version = json.loads(message["Records"][0]["body"])["detail"]["object"]["version-id"]
+    assert execution["name"] == start_run.run_id("raw/g.csv", version)
 
 
-def test_duplicate_event_while_running_starts_nothing(sfn):
-    client, arn = sfn
-    start_run.handler(event("raw/g.csv"))
-    assert start_run.handler(event("raw/g.csv", message_id="m2")) == {"batchItemFailures": []}
-    assert len(client.list_executions(stateMachineArn=arn)["executions"]) == 1
+def test_the_run_document_is_written_once_and_the_ranges_come_from_it(world):
+    """Defaults, the deployment's layer, the settings file beside the data, then the data itself."""
+    world.s3.put_object(Bucket=BUCKET, Key="raw/m.settings.json", Body=json.dumps({"gate": {"min_improvement": 0.05}}))
+    monthly = "\n".join(["timestamp,value"] + [f"{1990 + i // 12}-{i % 12 + 1:02d}-01,{50 + i % 12}" for i in range(240)])
+    start_run.handler(world.upload("raw/m.csv", monthly.encode()))
+    (execution,) = world.executions()
+    document = world.json(f"runs/{execution['name']}/input/settings.json")
+    settings = Settings.from_dict(document)
+    assert (settings.data.freq, settings.data.season_length, settings.data.horizon) == ("MS", 12.0, 12)
+    assert settings.gate.min_improvement == 0.05 and settings.min_observations() <= 240
+    described = world.sfn.describe_execution(executionArn=execution["executionArn"])
+    ranges = json.loads(described["input"])["parameterRanges"]
+    assert ranges == settings.parameter_ranges()
+    # fourier_k is clipped to what a season of 12 carries: (12 - 1) // 2 = 5.
+    assert ranges["IntegerParameterRanges"] == [{"Name": "fourier_k", "MinValue": "1", "MaxValue": "5", "ScalingType": "Auto"}]
 
 
-def test_an_upload_during_a_run_waits_in_the_queue(sfn):
-    client, arn = sfn
-    start_run.handler(event("raw/first.csv"))  # stays RUNNING in moto
-    result = start_run.handler(event("raw/second.csv", message_id="m2"))
-    assert result == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
-    assert len(client.list_executions(stateMachineArn=arn)["executions"]) == 1
+def test_the_deployment_layer_applies_under_the_uploaded_file(world, monkeypatch):
+    monkeypatch.setenv("RUN_DEFAULTS", json.dumps({"cv": {"window": 300}, "gate": {"eval_origins": 20}}))
+    world.s3.put_object(Bucket=BUCKET, Key="raw/g.settings.json", Body=json.dumps({"gate": {"eval_origins": 10}}))
+    start_run.handler(world.upload("raw/g.csv"))
+    (execution,) = world.executions()
+    settings = Settings.from_dict(world.json(f"runs/{execution['name']}/input/settings.json"))
+    assert (settings.cv.window, settings.gate.eval_origins) == (300, 10)
+
+
+BAD_SETTINGS = {
+    "unknown key": (json.dumps({"data": {"frequency": "MS"}}), "data.frequency: unknown setting"),
+    "unknown section": (json.dumps({"model": {}}), "model: unknown section"),
+    "wrong type": (json.dumps({"cv": {"window": "long"}}), "cv.window: expected an integer"),
+    "out of range": (json.dumps({"gate": {"min_improvement": 1.5}}), "gate.min_improvement: must be in [0, 1)"),
+    "frequency the data does not follow": (json.dumps({"data": {"freq": "MS"}}),
+                                           "data.freq: the data does not follow MS"),
+    "season length the search cannot use": (json.dumps({"data": {"season_length": 2}}),
+                                             "search.fourier_k: no value fits data.season_length 2"),
+    "JSON that does not parse": ('{"data": {"horizon": 12,}}', "invalid JSON at line 1, column 25"),
+    "file over the size limit": (json.dumps({"data": {}, "pad": "x" * SETTINGS_MAX_BYTES}), "the limit is 65536"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS, ids=list(BAD_SETTINGS))
+def test_a_bad_settings_file_starts_nothing_and_says_why(world, case):
+    body, expected = BAD_SETTINGS[case]
+    world.s3.put_object(Bucket=BUCKET, Key="raw/g.settings.json", Body=body)
+    message = world.upload("raw/g.csv")
+    assert start_run.handler(message) == {"batchItemFailures": []}  # refused for good: no retry
+    assert world.executions() == []
+    (note,) = world.notifications()
+    assert expected in note and f"s3://{BUCKET}/raw/g.csv" in note
+    run = start_run.run_id("raw/g.csv", json.loads(message["Records"][0]["body"])["detail"]["object"]["version-id"])
+    record = world.json(f"runs/{run}/run.json")
+    assert record["state"] == "refused" and any(expected in problem for problem in record["problems"])
+    keys = [o["Key"] for o in world.s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert sorted(keys) == sorted(["raw/g.csv", "raw/g.settings.json", f"runs/{run}/run.json"])
+
+
+def test_a_settings_upload_alone_starts_nothing(world):
+    world.s3.put_object(Bucket=BUCKET, Key="raw/g.settings.json", Body=b"{}")
+    assert start_run.handler(event("raw/g.settings.json")) == {"batchItemFailures": []}
+    assert world.executions() == []
+
+
+def test_too_short_a_series_is_refused_with_the_minimum(world):
+    start_run.handler(world.upload("raw/short.csv", weekly_csv(rows=120)))
+    assert world.executions() == []
+    (note,) = world.notifications()
+    assert "120 observations; at least" in note
+
+
+def test_duplicate_event_while_running_starts_nothing(world):
+    message = world.upload("raw/g.csv")
+    start_run.handler(message)
+    message["Records"][0]["messageId"] = "m2"
+    assert start_run.handler(message) == {"batchItemFailures": []}
+    assert len(world.executions()) == 1
+
+
+def test_an_upload_during_a_run_waits_in_the_queue(world):
+    start_run.handler(world.upload("raw/first.csv"))  # stays RUNNING in moto
+    second = world.upload("raw/second.csv", message_id="m2")
+    assert start_run.handler(second) == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    assert len(world.executions()) == 1
     # Once the run is over, the retried message starts the second run.
-    (running,) = client.list_executions(stateMachineArn=arn)["executions"]
-    client.stop_execution(executionArn=running["executionArn"])
-    assert start_run.handler(event("raw/second.csv", message_id="m2")) == {"batchItemFailures": []}
-    assert len(client.list_executions(stateMachineArn=arn)["executions"]) == 2
+    (running,) = world.executions()
+    world.sfn.stop_execution(executionArn=running["executionArn"])
+    assert start_run.handler(second) == {"batchItemFailures": []}
+    assert len(world.executions()) == 2
 
 
-def test_events_outside_raw_are_ignored(sfn):
-    client, arn = sfn
+def test_events_outside_raw_are_ignored(world):
     assert start_run.handler(event("forecasts/latest/forecast.csv")) == {"batchItemFailures": []}
     assert start_run.handler(event("raw/folder/")) == {"batchItemFailures": []}
-    assert client.list_executions(stateMachineArn=arn)["executions"] == []
+    assert world.executions() == []
 
 
-def test_an_unexpected_error_leaves_the_message_for_a_retry(sfn, monkeypatch):
+def test_an_unexpected_error_leaves_the_message_for_a_retry(world, monkeypatch):
     monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:missing")
-    assert start_run.handler(event("raw/g.csv")) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert start_run.handler(world.upload("raw/g.csv")) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
