@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_code.engine.core.artifact_checks import ArtifactProblem, check_document, load_calibration_errors
+
 FORMAT = "forecast-mlops.harmonic-arima"
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
@@ -57,19 +59,24 @@ class ModelArtifact:
 
     @classmethod
     def load(cls, folder: str | Path) -> "ModelArtifact":
+        """Read and check an artifact (see ``artifact_checks``); a missing, truncated, inconsistent or
+        non-finite one is an ArtifactError naming the folder, the file and the problem."""
         folder = Path(folder)
         try:
             document = json.loads((folder / MODEL_JSON).read_text())
-            with np.load(folder / ARRAYS_NPZ, allow_pickle=False) as arrays:
-                errors = np.asarray(arrays["calibration_errors"], dtype=float)
+            if not isinstance(document, dict):
+                raise ArtifactProblem(MODEL_JSON, f"expected a JSON object, found {type(document).__name__}")
+            version = (document.get("format"), document.get("format_version"))
+            if version != (FORMAT, FORMAT_VERSION):
+                raise ArtifactProblem(MODEL_JSON, f"unsupported artifact format {version[0]!r} v{version[1]}")
+            check_document(document, MODEL_JSON, document.get("core", "harmonic_arima"))
+            errors = load_calibration_errors(folder / ARRAYS_NPZ)
         except FileNotFoundError as err:
             raise ArtifactError(f"model folder {folder.name!r} lacks {Path(err.filename).name}") from None
-        except (json.JSONDecodeError, KeyError, ValueError) as err:
-            raise ArtifactError(f"model folder {folder.name!r} is not a valid artifact: {err}") from None
-        if document.get("format") != FORMAT or document.get("format_version") != FORMAT_VERSION:
-            raise ArtifactError(
-                f"unsupported artifact format {document.get('format')!r} v{document.get('format_version')}"
-            )
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ArtifactError(f"model folder {folder.name!r}: {MODEL_JSON} is not valid JSON ({err})") from None
+        except ArtifactProblem as err:
+            raise ArtifactError(f"model folder {folder.name!r}: {err}") from None
         return cls(
             spec=document["spec"],
             freq=document["freq"],
