@@ -29,6 +29,7 @@ def training_paths() -> dict[str, Path]:
         "hyperparameters": root / "input" / "config" / "hyperparameters.json",
         "train": root / "input" / "data" / "train",
         "test": root / "input" / "data" / "test",
+        "settings": root / "input" / "data" / "settings",
         "model": root / "model",
         "output_data": root / "output" / "data",
         "failure": root / "output" / "failure",

@@ -1,4 +1,4 @@
-"""Typed settings: engine defaults reused, context overrides, validation."""
+"""Typed settings: the deployment's layer of the run document, context overrides, validation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline_code.engine.settings import SearchSpace
+from pipeline_code.engine.settings import Settings
 from stacks.settings import InfraSettings
 
 
@@ -18,16 +18,22 @@ class Node:
         return self.context.get(key)
 
 
-def test_defaults_come_from_the_engine_settings():
+def test_the_deployment_layer_is_a_run_document_over_the_engine_defaults():
     s = InfraSettings()
-    assert (s.freq, s.horizon, s.cv_window, s.cv_step, s.max_periods) == ("W-FRI", 26, 417, 1, 104)
-    assert s.search_space == SearchSpace()
-    assert s.processing_arguments() == ["--freq", "W-FRI", "--season-length", "52.17857", "--horizon", "26",
-                                        "--cv-window", "417", "--cv-step", "1", "--eval-origins", "26"]
-    assert s.tuning.max_jobs == 20 and s.tuning.max_parallel_jobs == 10 and s.tuning.strategy == "Bayesian"
-    ranges = s.parameter_ranges()
-    assert ranges["IntegerParameterRanges"] == [{"Name": "fourier_k", "MinValue": "1", "MaxValue": "10", "ScalingType": "Auto"}]
-    assert [r["Values"] for r in ranges["CategoricalParameterRanges"]] == [["0", "1"]] * 3
+    assert s.run == {} and s.run_defaults == Settings() and s.max_periods == Settings().serve.max_periods
+    monthly = InfraSettings.from_mapping({"run": {"data": {"freq": "MS", "season_length": 12, "horizon": 12},
+                                                  "serve": {"max_periods": 36}}})
+    assert (monthly.run_defaults.data.freq, monthly.run_defaults.data.horizon, monthly.max_periods) == ("MS", 12, 36)
+    assert s.tuning.max_jobs == 20 and s.tuning.strategy == "Bayesian"
+    # A new account can run it: few parallel jobs, no spot (spot quotas start at 0).
+    assert s.tuning.max_parallel_jobs == 2 and s.tuning.use_spot is False
+
+
+def test_a_bad_deployment_layer_names_the_key():
+    with pytest.raises(ValueError, match=r"run\.cv\.window: expected an integer"):
+        InfraSettings.from_mapping({"run": {"cv": {"window": "long"}}})
+    with pytest.raises(ValueError, match=r"run\.data\.horizon: 200 exceeds serve\.max_periods"):
+        InfraSettings.from_mapping({"run": {"data": {"horizon": 200}}})
 
 
 def test_cdk_json_context_matches_the_defaults(repo_root):
@@ -51,12 +57,14 @@ def test_command_line_overrides_are_typed():
     {"approval_mode": "sometimes"},
     {"serverless_memory_mb": 1500},
     {"tuning": {"max_jobs": 5, "max_parallel_jobs": 10}},
-    {"tuning": {"max_runtime_seconds": 7200, "max_wait_seconds": 3600}},
+    {"tuning": {"use_spot": True, "max_runtime_seconds": 7200, "max_wait_seconds": 3600}},
     {"resource_prefix": "Way-Too-Long"},
     {"endpoint_name": "Upper"},
     {"alarm_email": "nobody"},
-    {"search_space": {"fourier_k": [1, 3]}},
-    {"task_max_attempts": 10},
+    {"run": {"search": {"fourier_k": [0]}}},
+    {"run": {"data": {"frequency": "MS"}}},
+    {"run": []},
+    {"max_transient_retries": 10},
     {"unknown": 1},
 ])
 def test_invalid_settings_are_rejected(bad):

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_code.engine.settings import SETTINGS_FILE, Settings
 from tests.conftest import BUNDLED
 
 ARGS = ["--cv-step", "4"]
+# The run document every job of these tests reads (as the starter writes it): the flags above, resolved.
+DOCUMENT = Settings.from_dict({"cv": {"step": 4}})
 OBJECTIVE = re.compile(r"cv_mse=([0-9.eE+-]+);")  # the tuning job's metric regex
 
 
@@ -63,12 +66,14 @@ def _training_root(tmp_path: Path, processed: Path, hyperparameters: dict) -> Pa
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     (root / "checkpoints").mkdir()
+    (root / "input" / "data" / "settings").mkdir()
+    (root / "input" / "data" / "settings" / SETTINGS_FILE).write_text(DOCUMENT.to_json())
     return root
 
 
-HYPERPARAMETERS = {  # as SageMaker passes them: all strings
+HYPERPARAMETERS = {  # as a SageMaker tuning job passes them: all strings, its own entry included
     "use_counterfactual_data": "1", "detrend": "0", "deseasonalize": "0", "fourier_k": "6",
-    "horizon": "26", "season_length": "52.17857142857143", "cv_window": "417", "cv_step": "4",
+    "_tuning_objective_metric": "cv_mse",
 }
 
 
@@ -125,20 +130,33 @@ def test_evaluation_reads_a_model_tarball_and_gates(tmp_path, processed):
     assert evaluation["gate"]["passed"] is False
 
 
-def test_the_state_machines_job_arguments_parse_into_the_same_settings():
-    """What the CDK app passes as ContainerArguments is what the entrypoints read."""
-    from dataclasses import replace
+@pytest.mark.parametrize("extra", [{"cv_window": "417"}, {"cv-window": "417"}, {"deseasonalise": "0"}])
+def test_training_takes_only_the_tuned_hyperparameters(tmp_path, processed, extra):
+    """Settings reach a training job only through the run document: any other name is refused."""
+    root = _training_root(tmp_path, processed, {**HYPERPARAMETERS, **extra})
+    result = run("training", root)
+    assert result.returncode == 2
+    assert f"unknown hyperparameter(s) {sorted(extra)}" in (root / "output" / "failure").read_text()
 
-    from pipeline_code.entrypoints import evaluation, processing
-    from pipeline_code.engine.settings import Settings
-    from pipeline_code.pipeline.settings_args import settings_from_args
-    from stacks.settings import InfraSettings
 
-    infra = replace(InfraSettings(), horizon=13, cv_window=300, eval_origins=10, min_improvement=0.02)
-    for module, arguments in ((processing, infra.processing_arguments()),
-                              (evaluation, infra.evaluation_arguments())):
-        settings = settings_from_args(module.build_parser().parse_args(arguments))
-        assert settings.data.horizon == 13 and settings.cv.window == 300
-        assert settings.gate.eval_origins == 10
-        assert settings.data.season_length == pytest.approx(Settings().data.season_length, rel=1e-6)
-    assert settings.gate.min_improvement == 0.02
+def test_training_without_the_settings_channel_fails_clearly(tmp_path, processed):
+    root = _training_root(tmp_path, processed, HYPERPARAMETERS)
+    shutil.rmtree(root / "input" / "data" / "settings")
+    assert run("training", root).returncode == 2
+    assert "no run document" in (root / "output" / "failure").read_text()
+
+
+def test_processing_reads_its_settings_input(tmp_path):
+    """The state machine passes no arguments: the document in the job's settings input is the way in."""
+    inputs = tmp_path / "processing" / "input"
+    (inputs / "raw").mkdir(parents=True)
+    shutil.copy(BUNDLED, inputs / "raw" / "upload.csv")
+    (inputs / "settings").mkdir()
+    document = Settings.from_dict({"data": {"horizon": 13}, "cv": {"window": 300}, "gate": {"eval_origins": 10}})
+    (inputs / "settings" / SETTINGS_FILE).write_text(document.to_json())
+    result = run("processing", tmp_path)
+    assert result.returncode == 0, result.stderr
+    test = (tmp_path / "processing" / "output" / "test" / "test.csv").read_text().splitlines()
+    assert len(test) == 1 + 13
+    report = json.loads((tmp_path / "processing" / "output" / "report" / "processing.json").read_text())
+    assert Settings.from_dict(report["settings"]) == document
