@@ -11,9 +11,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipeline_code.engine.settings import SETTINGS_MAX_BYTES, Settings
+from pipeline_code.engine.settings import Settings
 from stacks.settings import RUN_ID_MAX
 from tests.infra.lambdas import load
+from tests.run_documents import BAD_SETTINGS
 
 start_run = load("start_run")
 DEFINITION = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
@@ -120,20 +121,6 @@ def test_the_deployment_layer_applies_under_the_uploaded_file(world, monkeypatch
     (execution,) = world.executions()
     settings = Settings.from_dict(world.json(f"runs/{execution['name']}/input/settings.json"))
     assert (settings.cv.window, settings.gate.eval_origins) == (300, 10)
-
-
-BAD_SETTINGS = {
-    "unknown key": (json.dumps({"data": {"frequency": "MS"}}), "data.frequency: unknown setting"),
-    "unknown section": (json.dumps({"model": {}}), "model: unknown section"),
-    "wrong type": (json.dumps({"cv": {"window": "long"}}), "cv.window: expected an integer"),
-    "out of range": (json.dumps({"gate": {"min_improvement": 1.5}}), "gate.min_improvement: must be in [0, 1)"),
-    "frequency the data does not follow": (json.dumps({"data": {"freq": "MS"}}),
-                                           "data.freq: the data does not follow MS"),
-    "season length the search cannot use": (json.dumps({"data": {"season_length": 2}}),
-                                             "search.fourier_k: no value fits data.season_length 2"),
-    "JSON that does not parse": ('{"data": {"horizon": 12,}}', "invalid JSON at line 1, column 25"),
-    "file over the size limit": (json.dumps({"data": {}, "pad": "x" * SETTINGS_MAX_BYTES}), "the limit is 65536"),
-}
 
 
 @pytest.mark.parametrize("case", BAD_SETTINGS, ids=list(BAD_SETTINGS))

@@ -1,0 +1,126 @@
+"""The run document on the local path: layers, inference from the data, bad documents refused before
+anything starts, the one minimum-length rule, and settings reaching every job (no drift)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline_code.cli.main import main
+from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.settings import SETTINGS_FILE, Settings
+from pipeline_code.pipeline.stages import run_evaluation, run_processing, run_training
+from tests.conftest import BUNDLED
+from tests.run_documents import BAD_SETTINGS
+
+
+def monthly_csv(path: Path, months: int, start: date = date(1995, 1, 1)) -> Path:
+    rng = np.random.default_rng(3)
+    rows = ["timestamp,value"]
+    for i in range(months):
+        day = date(start.year + (start.month - 1 + i) // 12, (start.month - 1 + i) % 12 + 1, 1)
+        level = 100 * (1.003 ** i) * (1 + 0.2 * np.sin(2 * np.pi * i / 12)) * np.exp(rng.normal(0, 0.02))
+        rows.append(f"{day},{level:.3f}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS, ids=list(BAD_SETTINGS))
+def test_a_bad_settings_file_is_refused_before_anything_starts(tmp_path, capsys, case):
+    body, expected = BAD_SETTINGS[case]
+    settings = tmp_path / "run.settings.json"
+    settings.write_text(body)
+    workdir = tmp_path / "work"
+    code = main(["pipeline", "run", "--data", str(BUNDLED), "--workdir", str(workdir), "--settings", str(settings),
+                 "--no-serve", "--quiet"])
+    assert code == 2
+    assert expected in capsys.readouterr().err
+    assert not workdir.exists()  # no run, no registry, nothing served
+
+
+def test_a_settings_file_beside_the_data_is_a_layer_and_flags_override_it(tmp_path):
+    from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_for_data
+    import argparse
+
+    data = shutil.copy(BUNDLED, tmp_path / "gas.csv")
+    (tmp_path / "gas.settings.json").write_text(json.dumps({"cv": {"window": 300}, "gate": {"eval_origins": 12}}))
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    args = parser.parse_args(["--eval-origins", "14"])
+    args.data = Path(data)
+    resolved = settings_for_data(args)
+    assert (resolved.settings.cv.window, resolved.settings.gate.eval_origins) == (300, 14)
+    assert resolved.derived["data.freq"] == "W-FRI" and "cv.window" not in resolved.derived
+
+
+def test_a_monthly_series_needs_no_flags(tmp_path):
+    """Frequency, season, horizon, window and origins come from the data when no layer sets them."""
+    from pipeline_code.engine.profile import profile_csv
+    from pipeline_code.engine.settings import resolve
+
+    data = monthly_csv(tmp_path / "m.csv", 204)
+    profile = profile_csv(data.read_bytes())
+    settings = resolve([], timestamps=profile.timestamps, observations=profile.observations).settings
+    assert (settings.data.freq, settings.data.season_length, settings.data.horizon) == ("MS", 12.0, 12)
+    assert settings.min_observations() <= 204 and settings.cv.window == 96
+    with pytest.raises(ValueError, match=r"60 observations; at least \d+ are needed at season length 12"):
+        profile = profile_csv(monthly_csv(tmp_path / "short.csv", 60).read_bytes())
+        resolve([], timestamps=profile.timestamps, observations=profile.observations)
+
+
+SMALL = Settings.from_dict({"data": {"horizon": 8}, "cv": {"window": 100}, "gate": {"eval_origins": 6}})
+SPEC = {"use_counterfactual_data": 0, "detrend": 0, "deseasonalize": 0, "fourier_k": 3}
+
+
+def _stages(tmp_path: Path, rows: int, settings: Settings, evaluate_with: Settings | None = None) -> dict:
+    source = tmp_path / "raw" / "data.csv"
+    source.parent.mkdir(parents=True)
+    lines = BUNDLED.read_text().splitlines()
+    source.write_text("\n".join([lines[0], *lines[-rows:]]) + "\n")
+    run_processing(source.parent, tmp_path / "processed", settings)
+    run_training(tmp_path / "processed" / "train", tmp_path / "processed" / "test", SPEC, tmp_path / "model", settings)
+    return run_evaluation(tmp_path / "processed" / "train", tmp_path / "processed" / "test", tmp_path / "model",
+                          None, tmp_path / "evaluation", evaluate_with or settings)
+
+
+def test_the_minimum_length_is_exactly_what_evaluation_needs(tmp_path):
+    """One rule: at the minimum every stage runs; one row fewer is refused up front, naming the rule."""
+    minimum = SMALL.min_observations()
+    assert minimum == 100 + 2 * 8 + 6 + 13
+    evaluation = _stages(tmp_path / "ok", minimum, SMALL)
+    assert evaluation["backtest"]["origins"] == 6
+    from pipeline_code.engine.dataset import DataValidationError
+
+    with pytest.raises(DataValidationError, match=rf"{minimum - 1} observations; at least {minimum} are needed; "
+                                                  r"the run settings need at least .* CV window 100"):
+        _stages(tmp_path / "short", minimum - 1, SMALL)
+    # The rule is tight: one row fewer than it asks for, and the evaluation cannot calibrate its first origin.
+    fewer = replace(SMALL, gate=replace(SMALL.gate, eval_origins=5))
+    assert fewer.min_observations() == minimum - 1
+    with pytest.raises(ValueError, match="too few earlier errors to calibrate"):
+        _stages(tmp_path / "tight", minimum - 1, fewer, evaluate_with=SMALL)
+    # With a CV step of 2 the error scale needs twice the periods.
+    stepped = replace(SMALL, cv=replace(SMALL.cv, step=2))
+    assert stepped.min_observations() == minimum + 14
+    _stages(tmp_path / "stepped", stepped.min_observations(), stepped)
+
+
+def test_every_job_reads_the_frequency_from_the_document(tmp_path):
+    """A monthly run's model forecasts monthly dates (the frequency reaches training)."""
+    data = monthly_csv(tmp_path / "raw" / "m.csv", 204)
+    settings = Settings.from_dict({"data": {"freq": "MS", "season_length": 12, "horizon": 12},
+                                   "cv": {"window": 96}, "gate": {"eval_origins": 20}})
+    (tmp_path / SETTINGS_FILE).write_text(settings.to_json())
+    document = Settings.from_file(tmp_path / SETTINGS_FILE)
+    run_processing(data.parent, tmp_path / "processed", document)
+    run_training(tmp_path / "processed" / "train", tmp_path / "processed" / "test",
+                 {**SPEC, "fourier_k": 2}, tmp_path / "model", document)
+    forecast = Forecaster.load(tmp_path / "model").predict(3, 0.9)
+    assert [str(day) for day in forecast.timestamps] == ["2012-01-01", "2012-02-01", "2012-03-01"]

@@ -1,0 +1,21 @@
+"""Bad run documents shared by the local and the starter Lambda's tests: (body, what the error names)."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline_code.engine.settings import SETTINGS_MAX_BYTES
+
+BAD_SETTINGS = {
+    "unknown key": (json.dumps({"data": {"frequency": "MS"}}), "data.frequency: unknown setting"),
+    "unknown section": (json.dumps({"model": {}}), "model: unknown section"),
+    "wrong type": (json.dumps({"cv": {"window": "long"}}), "cv.window: expected an integer"),
+    "out of range": (json.dumps({"gate": {"min_improvement": 1.5}}), "gate.min_improvement: must be in [0, 1)"),
+    "frequency the data does not follow": (json.dumps({"data": {"freq": "MS"}}),
+                                           "data.freq: the data does not follow MS"),
+    "season length the search cannot use": (json.dumps({"data": {"season_length": 2}}),
+                                             "search.fourier_k: no value fits data.season_length 2"),
+    "JSON that does not parse": ('{"data": {"horizon": 12,}}', "invalid JSON at line 1, column 25"),
+    "file over the size limit": (json.dumps({"data": {}, "pad": "x" * SETTINGS_MAX_BYTES}),
+                                 f"the limit is {SETTINGS_MAX_BYTES}"),
+}
