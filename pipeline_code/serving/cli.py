@@ -55,9 +55,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest accepted 'periods' (default $FORECAST_MAX_PERIODS or 104)")
     defaults = ConnectionLimits()
     guard = parser.add_argument_group("limits against slow or hostile clients")
-    guard.add_argument("--header-timeout", type=_positive_float, default=defaults.header_timeout, metavar="S",
-                       help=f"seconds a client has to send a request's head (default {defaults.header_timeout:g}; "
-                            "then 408 and close)")
+    guard.add_argument("--request-timeout", type=_positive_float, default=defaults.request_timeout, metavar="S",
+                       help=f"seconds a client has to send a whole request, head and body (default "
+                            f"{defaults.request_timeout:g}; then 408 and close)")
     guard.add_argument("--max-header-bytes", type=_positive_int, default=defaults.max_header_bytes, metavar="N",
                        help=f"largest request line + headers (default {defaults.max_header_bytes}; then 431 and close)")
     guard.add_argument("--max-connections", type=_positive_int, default=defaults.max_connections, metavar="N",
@@ -109,7 +109,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from pipeline_code.serving.server import serve
 
     try:
-        limits = ConnectionLimits(args.header_timeout, args.max_header_bytes, args.max_connections, args.backlog)
+        limits = ConnectionLimits(args.request_timeout, args.max_header_bytes, args.max_connections, args.backlog)
     except ValueError as err:
         print(f"serve: {err}", file=sys.stderr)
         return 2

@@ -1,13 +1,14 @@
-"""Connection hygiene for uvicorn: a deadline and a size cap on request heads, and a connection cap.
+"""Connection hygiene for uvicorn: a deadline on receiving each request, a size cap on request heads,
+and a connection cap.
 
-uvicorn (0.54, httptools or h11) arms no timer before a request's head is complete, and its httptools
-parser buffers a head of any size; ``timeout_keep_alive`` only covers idle time after a response and
-``limit_concurrency`` answers 503 to every new request, valid or not, once slow connections fill it.
-So :func:`guarded_protocol` subclasses uvicorn's HTTP protocol:
+uvicorn (0.54, httptools or h11) arms no timer while a request's head or body is arriving, and its
+httptools parser buffers a head of any size; ``timeout_keep_alive`` only covers idle time after a
+response and ``limit_concurrency`` answers 503 to every new request, valid or not, once slow
+connections fill it. So :func:`guarded_protocol` subclasses uvicorn's HTTP protocol:
 
-* **head deadline**: a request head (request line + headers) must be complete within
-  ``header_timeout`` seconds of the connection opening, or of the first byte of a later request on a
-  keep-alive connection; past it the server answers 408 and closes;
+* **request deadline**: a request (head and body) must have arrived within ``request_timeout``
+  seconds of the connection opening, or of the first byte of a later request on a keep-alive
+  connection; past it the server answers 408 and closes;
 * **head size**: more than ``max_header_bytes`` without a complete head is answered 431 and closed
   (memory stays bounded by one socket read, 256 KiB, per connection);
 * **connection cap**: past ``max_connections`` open connections, a new connection evicts the oldest
@@ -42,15 +43,15 @@ SPARE_FILE_DESCRIPTORS = 64
 
 @dataclass(frozen=True)
 class ConnectionLimits:
-    header_timeout: float = 10.0  # seconds to send a complete request head
+    request_timeout: float = 10.0  # seconds to send a whole request (head and body)
     max_header_bytes: int = 16 * 1024  # request line + headers (h11's default cap, 16 KiB)
     max_connections: int = 1000  # open connections, all clients together
     backlog: int = 256  # listen() queue, and connections asyncio accepts per loop tick
 
     def __post_init__(self) -> None:
-        if not 0 < self.header_timeout < float("inf") or self.max_header_bytes < 1024 \
+        if not 0 < self.request_timeout < float("inf") or self.max_header_bytes < 1024 \
                 or self.max_connections < 1 or self.backlog < 1:
-            raise ValueError("header_timeout must be a positive number, max_header_bytes >= 1024, "
+            raise ValueError("request_timeout must be a positive number, max_header_bytes >= 1024, "
                              "max_connections and backlog >= 1")
 
     @property
@@ -114,14 +115,14 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
     pool = _Pool()
     timeout_response = _refusal(408, "Request Timeout",
-                                f"request head not complete within {limits.header_timeout:g} s")
+                                f"request not received within {limits.request_timeout:g} s")
     too_large_response = _refusal(431, "Request Header Fields Too Large",
                                   f"request line and headers exceed {limits.max_header_bytes} bytes")
 
     class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-        _deadline: asyncio.TimerHandle | None = None
+        _deadline: asyncio.TimerHandle | None = None  # armed while a request is arriving
         _head_bytes = 0
-        _busy = False
+        _busy = False  # a request head is complete and its response is not
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -149,25 +150,25 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
                 self._head_bytes += len(data)
             before = self.cycle
             super().data_received(data)
-            if self.cycle is not before:
-                self._set_busy()
-            elif waiting and self._head_bytes > limits.max_header_bytes:
+            if self.cycle is not before:  # a request head is complete
+                self._busy = True
+                pool.discard(self)
+            if self._busy:
+                if not self.cycle.more_body:  # and its body too
+                    self._cancel_deadline()
+            elif self._head_bytes > limits.max_header_bytes:
                 self._refuse(too_large_response, "header_too_large")
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
                 self._busy, self._head_bytes = False, 0
+                self._cancel_deadline()  # armed again by the next request's first byte
                 pool.idle[self] = None  # the keep-alive timer (timeout_keep_alive) bounds the idle time
 
         # --- internals -------------------------------------------------------------------------
-        def _set_busy(self) -> None:
-            self._busy = True
-            self._cancel_deadline()
-            pool.discard(self)
-
         def _start_deadline(self) -> None:
-            self._deadline = self.loop.call_later(limits.header_timeout, self._deadline_passed)
+            self._deadline = self.loop.call_later(limits.request_timeout, self._deadline_passed)
 
         def _cancel_deadline(self) -> None:
             if self._deadline is not None:
@@ -176,13 +177,13 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
         def _deadline_passed(self) -> None:
             self._deadline = None
-            if not self._busy:
-                self._refuse(timeout_response, "header_timeout")
+            if not self._busy or (self.cycle.more_body and not self.cycle.response_started):
+                self._refuse(timeout_response, "request_timeout")
 
         def _refuse(self, response: bytes, event: str) -> None:
             if self.transport.is_closing():
                 return
-            log.warning("request head refused", extra={"event": event, "client": self.client})
+            log.warning("request refused", extra={"event": event, "client": self.client})
             self.transport.write(response)
             self.transport.close()
 

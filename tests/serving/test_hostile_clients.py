@@ -1,5 +1,5 @@
-"""Clients that attack the connection layer, with real sockets on loopback: heads that never end, heads
-too large, more connections than file descriptors; and the log rate limit. Bounded counts; every wait
+"""Clients that attack the connection layer, with real sockets on loopback: heads or bodies that never
+end, heads too large, more connections than file descriptors; and the log rate limit. Bounded counts; every wait
 has a deadline against hangs, none is a timing assertion."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ FULL_REQUEST = PARTIAL_HEAD + b"content-length: %d\r\n\r\n" % len(BODY) + BODY
 
 @pytest.fixture
 def guarded(model_dir, tmp_path):
-    srv = start_server(["serve", "--model", str(model_dir), "--header-timeout", "1", "--max-connections", "40"],
+    srv = start_server(["serve", "--model", str(model_dir), "--request-timeout", "1", "--max-connections", "40"],
                        tmp_path)
     try:
         srv.wait_ready()
@@ -49,7 +49,13 @@ def test_a_head_that_never_ends_gets_408_and_is_closed(guarded):
     with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
         sock.sendall(PARTIAL_HEAD)
         answer = read_until_closed(sock)
-    assert answer.startswith(b"HTTP/1.1 408 ") and b"request head not complete within 1 s" in answer
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"request not received within 1 s" in answer
+
+
+def test_a_body_that_never_ends_gets_408_and_is_closed(guarded):
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sock.sendall(PARTIAL_HEAD + b"content-length: 100\r\n\r\n" + b'{"periods": 3')
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
 
 
 def test_a_silent_connection_is_closed(guarded):
@@ -89,7 +95,7 @@ def test_more_connections_than_file_descriptors(model_dir, tmp_path):
     """An open-file limit of 128 and 300 connections that never send a byte: the server caps its
     connections below the limit by shedding the oldest silent ones, keeps answering valid clients, and
     every silent connection is closed in the end."""
-    srv = start_server(["128", "serve", "--model", str(model_dir), "--header-timeout", "2", "--port", "{port}"],
+    srv = start_server(["128", "serve", "--model", str(model_dir), "--request-timeout", "2", "--port", "{port}"],
                        tmp_path, module="tests.serving.serve_with_fd_limit")
     silent: list[socket.socket] = []
     try:
