@@ -1,0 +1,116 @@
+"""Mutation check: each realistic engine bug below must make at least one test fail.
+
+Run: ``python -m tests.mutation_check [name ...]`` (all mutations by default). Each mutation is
+applied to a copy of ``pipeline_code/`` and ``tests/`` in a temporary folder (the working tree is never
+touched), then the tests meant to catch it run there; the command lists the failing tests per mutation
+and exits non-zero if a mutation survives or the unmutated copy does not pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    bug: str
+    edits: tuple[tuple[str, str, str], ...]  # (file, exact text, replacement)
+    tests: tuple[str, ...]
+
+
+MUTATIONS = {
+    "ma-term-dropped": Mutation(
+        "forecasts drop the MA term of the ARIMA errors",
+        (("pipeline_code/engine/core/arima.py",
+          "w_hat = x_hat + np.asarray(theta, dtype=float)[:, None] * previous", "w_hat = x_hat + 0.0 * previous"),),
+        ("tests/engine/test_model.py",)),
+    "scale-look-ahead": Mutation(
+        "each split's scale is calibrated with its own error",
+        (("pipeline_code/engine/core/calibration.py",
+          "scale = np.sqrt((e2[k] - e2[lo]) / count)", "scale = np.sqrt((e2[k + 1] - e2[lo + 1]) / count)"),),
+        ("tests/engine/test_calibration.py",)),
+    "no-local-scaling": Mutation(
+        "the local error scaling is removed from training and backtests",
+        (("pipeline_code/engine/estimator.py", "normalised(cv.log_errors, local_scales(step1))",
+          "normalised(cv.log_errors, np.ones(step1.size))"),
+         ("pipeline_code/engine/estimator.py", "error_scale = current_scale(step1)", "error_scale = 1.0"),
+         ("pipeline_code/engine/evaluation.py", "scales = local_scales(log_errors[:, 0])",
+          "scales = np.ones(log_errors.shape[0])")),
+        ("tests/engine/test_calibration.py",)),
+    "gap-off-by-one": Mutation(
+        "a single missing period passes the gap rule",
+        (("pipeline_code/engine/dataset.py", "if steps - 1 > max_gap:", "if steps - 2 > max_gap:"),),
+        ("tests/engine/test_dataset.py", "tests/engine/test_dataset_boundaries.py")),
+}
+
+
+def copy_tree(target: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+    for name in ("pipeline_code", "tests"):
+        shutil.copytree(ROOT / name, target / name, ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", target / "pyproject.toml")
+
+
+def apply(target: Path, mutation: Mutation) -> None:
+    for file, old, new in mutation.edits:
+        path = target / file
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise SystemExit(f"{file}: the text to mutate occurs {text.count(old)} times: {old!r}")
+        path.write_text(text.replace(old, new))
+
+
+def failing_tests(target: Path, tests: tuple[str, ...]) -> list[str]:
+    """Run ``tests`` in ``target`` (its copy of the package first on the path); the failed test ids."""
+    env = {**os.environ, "PYTHONPATH": str(target), "PYTHONDONTWRITEBYTECODE": "1"}
+    where = subprocess.run(
+        [sys.executable, "-c", "import pipeline_code; print(pipeline_code.__file__)"],
+        cwd=target, env=env, capture_output=True, text=True, check=True).stdout
+    if not Path(where.strip()).is_relative_to(target):
+        raise SystemExit(f"the copy is not the package imported: {where.strip()}")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-rfE",
+         *tests], cwd=target, env=env, capture_output=True, text=True)
+    return re.findall(r"^(?:FAILED|ERROR) (\S+)", run.stdout, flags=re.MULTILINE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", choices=[[], *MUTATIONS], default=[])
+    names = parser.parse_args().names or list(MUTATIONS)
+    survived = []
+    with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+        baseline = Path(tmp) / "baseline"
+        copy_tree(baseline)
+        tests = tuple(sorted({t for n in names for t in MUTATIONS[n].tests}))
+        broken = failing_tests(baseline, tests)
+        if broken:
+            raise SystemExit(f"the unmutated copy fails {broken}; fix that first")
+        for name in names:
+            mutation = MUTATIONS[name]
+            target = Path(tmp) / name
+            copy_tree(target)
+            apply(target, mutation)
+            caught = failing_tests(target, mutation.tests)
+            print(f"{name} ({mutation.bug}): {f'caught by {len(caught)} test(s)' if caught else 'SURVIVED'}")
+            functions = [test.split("[")[0] for test in caught]
+            for function in dict.fromkeys(functions):
+                print(f"    {function} ({functions.count(function)})")
+            if not caught:
+                survived.append(name)
+    if survived:
+        raise SystemExit(f"mutations not caught: {survived}")
+
+
+if __name__ == "__main__":
+    main()
