@@ -17,7 +17,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 # The latest Python runtime; a function that needs a layer built for an older one says so (runtime=).
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-EXCLUDE = ["__pycache__", "*.pyc", "tests", ".pytest_cache"]
+# A Lambda that builds run documents links ``pipeline_code`` into its folder (lambdas/start_run/): its
+# asset keeps only the standard-library modules of the run document (`pipeline_code.engine.settings`).
+RUN_DOCUMENT_MODULES = ("__init__.py", "engine/__init__.py", "engine/settings.py", "engine/profile.py",
+                        "engine/core/__init__.py", "engine/core/calendar.py", "engine/core/spec.py",
+                        "pipeline/__init__.py", "pipeline/layout.py")
+EXCLUDE = [
+    "__pycache__", "*.pyc", "tests", ".pytest_cache",
+    "pipeline_code/**/*", *(f"!pipeline_code/{module}" for module in RUN_DOCUMENT_MODULES),
+    "!pipeline_code/engine", "!pipeline_code/engine/core", "!pipeline_code/pipeline",
+]
 
 
 class PythonFunction(Construct):
@@ -90,14 +99,28 @@ _RETENTION = [
 ]
 
 
-def log_group(scope: Construct, construct_id: str, settings: InfraSettings) -> logs.LogGroup:
-    """A log group with the configured retention, removed with the stack."""
+def log_group(scope: Construct, construct_id: str, settings: InfraSettings, name: str | None = None) -> logs.LogGroup:
+    """A log group with the configured retention, removed with the stack (`name`: a fixed name)."""
     return logs.LogGroup(
         scope,
         construct_id,
+        log_group_name=name,
         retention=retention(settings.log_retention_days),
         removal_policy=RemovalPolicy.DESTROY,
     )
+
+
+# Step Functions delivers logs as a vended log source; a group under this prefix keeps the CloudWatch
+# Logs resource policy small (one policy for all of them) instead of growing it per group.
+# https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html
+STATE_MACHINE_LOG_PREFIX = "/aws/vendedlogs/states/"
+
+
+def state_machine_log_group(scope: Construct, construct_id: str, settings: InfraSettings, machine: str) -> logs.LogGroup:
+    """`/aws/vendedlogs/states/<stack name>-<machine>`."""
+    from aws_cdk import Aws
+
+    return log_group(scope, construct_id, settings, f"{STATE_MACHINE_LOG_PREFIX}{Aws.STACK_NAME}-{machine}")
 
 
 def retention(days: int) -> logs.RetentionDays:

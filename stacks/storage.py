@@ -6,13 +6,13 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from pipeline_code.pipeline import layout
+
 from stacks.compliance import checkov_skip
 from stacks.settings import InfraSettings
 
 # The S3 layout (DESIGN.md): prefixes the pipeline, the roles and the trigger agree on.
-RAW_PREFIX = "raw/"
-RUNS_PREFIX = "runs/"
-FORECASTS_PREFIX = "forecasts/"
+RAW_PREFIX, RUNS_PREFIX, FORECASTS_PREFIX = layout.RAW, layout.RUNS, layout.FORECASTS
 
 
 # Every bucket of the stack: encrypted, private, SSL-only, versioned, owner-enforced.

@@ -27,7 +27,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from pipeline_code.engine.settings import SETTINGS_FILE
+from pipeline_code.pipeline import layout
 from stacks.compliance import acknowledge, arn_of
 from stacks.functions import PythonFunction
 from stacks.settings import InfraSettings
@@ -104,7 +104,7 @@ class Trigger(Construct):
             actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[bucket.arn_for_objects(f"{RAW_PREFIX}*")]))
         self.starter.role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject"],
-            resources=[bucket.arn_for_objects(f"runs/*/input/{SETTINGS_FILE}"), bucket.arn_for_objects("runs/*/run.json")],
+            resources=[bucket.arn_for_objects(layout.run_key("*", part)) for part in (layout.RUN_DOCUMENT, layout.RUN_RECORD)],
         ))
         topic.grant_publish(self.starter.role)
         acknowledge(
@@ -112,8 +112,8 @@ class Trigger(Construct):
             "Scoped to the layout: uploads under raw/, and per run (its id is only known at run time) "
             "the run document and the run record.",
             f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/{RAW_PREFIX}*]",
-            f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/runs/*/input/{SETTINGS_FILE}]",
-            f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/runs/*/run.json]",
+            *(f"AwsSolutions-IAM5[Resource::{arn_of(bucket)}/{layout.run_key('*', part)}]"
+              for part in (layout.RUN_DOCUMENT, layout.RUN_RECORD)),
         )
         self.starter.role.add_to_policy(
             iam.PolicyStatement(actions=["states:ListExecutions"], resources=[state_machine.state_machine_arn])

@@ -33,8 +33,9 @@ import boto3
 from botocore.exceptions import ClientError
 
 from pipeline_code.engine.profile import profile_csv
+from pipeline_code.pipeline import layout
 from pipeline_code.engine.settings import (
-    SETTINGS_FILE, SETTINGS_MAX_BYTES, SETTINGS_SUFFIX, Settings, SettingsError, parse_document, resolve,
+    SETTINGS_MAX_BYTES, SETTINGS_SUFFIX, Settings, SettingsError, parse_document, resolve,
     settings_file_for,
 )
 
@@ -116,7 +117,7 @@ def run_document(bucket: str, key: str, version: str | None) -> Settings:
 
 
 def _record(bucket: str, name: str, record: dict[str, Any]) -> None:
-    _s3().put_object(Bucket=bucket, Key=f"runs/{name}/run.json", Body=json.dumps(record, indent=1).encode(),
+    _s3().put_object(Bucket=bucket, Key=layout.run_key(name, layout.RUN_RECORD), Body=json.dumps(record, indent=1).encode(),
                      ContentType="application/json")
 
 
@@ -143,7 +144,7 @@ def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
     bucket = detail.get("bucket", {}).get("name")
     obj = detail.get("object", {})
     key = obj.get("key")
-    raw_prefix = os.environ.get("RAW_PREFIX", "raw/")
+    raw_prefix = os.environ.get("RAW_PREFIX", layout.RAW)
     if not bucket or not key or not key.startswith(raw_prefix) or key.endswith("/"):
         LOG.warning("ignoring event without a raw/ object: %s", json.dumps(detail)[:500])
         return "ignored"
@@ -164,7 +165,7 @@ def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
     except SettingsError as err:
         refuse(bucket, key, name, err)
         return "refused"
-    _s3().put_object(Bucket=bucket, Key=f"runs/{name}/input/{SETTINGS_FILE}", Body=settings.to_json().encode(),
+    _s3().put_object(Bucket=bucket, Key=layout.run_key(name, layout.RUN_DOCUMENT), Body=settings.to_json().encode(),
                      ContentType="application/json")
     try:
         _sfn().start_execution(

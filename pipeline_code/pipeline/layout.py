@@ -1,0 +1,48 @@
+"""The bucket's layout, and the local work folder's, declared once (standard library only).
+
+The state machine, the starter Lambda, the IAM policies and the local runner build every key from
+these names (docs/design.md, "S3 layout")::
+
+    raw/<name>.csv, raw/<name>.settings.json            uploads (the trigger) and their settings
+    runs/<run-id>/input/data/<name>.csv                  the run's copy of the upload
+    runs/<run-id>/input/settings.json                    the run document every job reads
+    runs/<run-id>/run.json                               the run's record (e.g. refused at validation)
+    runs/<run-id>/processed/{train,test}/                processing's output
+    runs/<run-id>/reports/{processing,evaluation}/       reports
+    runs/<run-id>/models/, checkpoints/, forecast/       training artifacts, spot checkpoints, the forecast
+    forecasts/<run-id>/forecast.csv, forecasts/latest/forecast.csv
+"""
+
+from __future__ import annotations
+
+from pipeline_code.engine.settings import SETTINGS_FILE
+
+RAW = "raw/"
+RUNS = "runs/"
+FORECASTS = "forecasts/"
+
+# Inside runs/<run-id>/:
+INPUT_DATA = "input/data/"
+RUN_DOCUMENT = f"input/{SETTINGS_FILE}"
+RUN_RECORD = "run.json"
+TRAIN = "processed/train/"
+TEST = "processed/test/"
+PROCESSING_REPORT = "reports/processing/"
+EVALUATION_REPORT = "reports/evaluation/"
+MODELS = "models/"
+CHECKPOINTS = "checkpoints/"
+FORECAST = "forecast/"
+
+EVALUATION_FILE = "evaluation.json"
+FORECAST_FILE = "forecast.csv"
+LATEST_FORECAST = f"{FORECASTS}latest/{FORECAST_FILE}"
+
+
+def run_key(run_id: str, part: str) -> str:
+    """``runs/<run-id>/<part>``."""
+    return f"{RUNS}{run_id}/{part}"
+
+
+def run_forecast_key(run_id: str) -> str:
+    """``forecasts/<run-id>/forecast.csv``."""
+    return f"{FORECASTS}{run_id}/{FORECAST_FILE}"
