@@ -27,9 +27,12 @@ the backlog are lowered to fit.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import json
 import resource
+import termios
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
@@ -90,6 +93,21 @@ def _refusal(status: int, reason: str, message: str) -> bytes:
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 
 
+# How many of the oldest waiting connections eviction looks at for one with nothing unread.
+EVICTION_SCAN = 64
+
+
+def _unread_bytes(protocol) -> int:
+    """Bytes received by the kernel for this connection that the server has not read yet (FIONREAD)."""
+    sock = protocol.transport.get_extra_info("socket")
+    try:
+        count = array.array("i", [0])
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+        return count[0]
+    except (OSError, AttributeError, ValueError):
+        return 0
+
+
 class _Pool:
     """The connections of one server that may be evicted, oldest first."""
 
@@ -98,10 +116,20 @@ class _Pool:
         self.idle: OrderedDict = OrderedDict()  # served a request, waiting for the next head
 
     def oldest_evictable(self, spare):
+        """The oldest waiting connection with nothing unread (a client whose request is already in the
+        socket buffer, as after a burst of accepts, is not waiting on the server), else the oldest."""
         for group in (self.fresh, self.idle):
-            for protocol in group:
-                if protocol is not spare:
+            fallback = None
+            for scanned, protocol in enumerate(group):
+                if protocol is spare:
+                    continue
+                if _unread_bytes(protocol) == 0:
                     return protocol
+                fallback = fallback or protocol
+                if scanned >= EVICTION_SCAN:
+                    break
+            if fallback is not None:
+                return fallback
         return None
 
     def discard(self, protocol) -> None:
