@@ -33,15 +33,15 @@ import os
 import random
 import resource
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from bench.serving_bench import free_port, stop, wait_ping
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "soak.md"
@@ -54,32 +54,11 @@ REPLY_TIMEOUT = 15.0  # a valid request's answer must come within this (else an 
 
 # --- the server ---------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(model: Path, key_file: Path, port: int, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "pipeline_code.serving.cli", "serve", "--model", str(model),
                "--api-key-file", str(key_file), "--rate-limit", str(RATE), "--burst", str(BURST), "--port", str(port)]
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-
-
-def wait_ready(port: int, process: subprocess.Popen, deadline: float = 120.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("server did not become ready")
 
 
 def sample(pid: int, log: Path, began: float) -> dict:
@@ -480,17 +459,12 @@ def main(argv: list[str] | None = None) -> int:
         keys = [first.key, *(store.issue().key for _ in range(7))]  # 6 valid, 1 over its plan, 1 invalid
         port, log = free_port(), work / "server.log"
         process = start_server(model, work / "keys.json", port, log)
-        wait_ready(port, process)
+        wait_ping(port, process)
         tally, samples = asyncio.run(soak(port, process.pid, keys, args.seconds, args.sample, log))
         alive = process.poll() is None
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop(process)
     try:
         logs = log_stats(work / "server.log")
     finally:
