@@ -1,6 +1,7 @@
-"""Rolling-origin backtest of the whole procedure: tune on data before the first origin only, then
-forecast from each origin with the tuned specification re-estimated on its window, next to seasonal
-naive and (optionally) the statsforecast baselines, all on the same origins and MASE scales."""
+"""Rolling-origin backtest of the whole procedure: tune (every family, and the combinations) on data
+before the first origin only, then forecast from each origin with the chosen candidate re-estimated
+on the data before it, next to seasonal naive and (optionally) the statsforecast baselines, all on
+the same origins and MASE scales."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_code.engine.dataset import load_series
-from pipeline_code.engine.evaluation import backtest_model, backtest_origins, backtest_seasonal_naive
+from pipeline_code.engine.evaluation import backtest_candidate, backtest_origins, backtest_seasonal_naive
+from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.preprocess import preprocess
 from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.tuning import tune
@@ -39,15 +41,15 @@ def run_backtest(
 
     started = time.perf_counter()
     tuning = tune(observed[:first], target[:first], settings, jobs=jobs, progress=progress)
-    spec = tuning.best_spec(settings.data.season_length)
-    ours = backtest_model(
-        target if spec.use_counterfactual_data else observed, spec, window=window, horizon=horizon,
-        origins=points, levels=levels, name=OURS, step=settings.cv.step, target=target,
+    ctx = Context.from_settings(settings, jobs=jobs or 1)
+    ours = backtest_candidate(
+        {False: observed, True: target}, target, tuning.best["hyperparameters"], ctx, origins=points,
+        levels=levels, name=OURS, step=settings.cv.step, splits=settings.search.selection_splits,
     )
     seconds[OURS] = time.perf_counter() - started
     started = time.perf_counter()
     results = {OURS: ours, "SeasonalNaive": backtest_seasonal_naive(
-        target, spec.seasonal_period, window=window, horizon=horizon, origins=points, levels=levels)}
+        target, ctx.period, window=window, horizon=horizon, origins=points, levels=levels)}
     seconds["SeasonalNaive"] = time.perf_counter() - started
     if baselines:
         from pipeline_code.engine.baselines import backtest_baselines

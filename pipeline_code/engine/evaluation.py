@@ -1,9 +1,10 @@
 """Evaluation: the tuned model against seasonal naive and the approved model on one backtest, the
 quality gate, and residual diagnostics.
 
-The backtest is rolling-origin: at each origin every contender is re-estimated on the window before
-it, and its intervals are calibrated only with cross-validation errors whose targets precede the
-origin (online split-conformal), so the reported coverage is out of sample.
+The backtest is rolling-origin: at each origin every contender (a candidate of any family, or a
+combination) is re-estimated on the data before it, and its intervals are calibrated only with
+cross-validation errors whose targets precede the origin (online split-conformal), so the reported
+coverage is out of sample.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.core.calibration import bounds, local_scales, normalised
-from pipeline_code.engine.cv import accuracy, cross_validate, seasonal_naive_scale, sliding_origins
-from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.core.design import design_matrix
+from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.core.spec import ModelSpec
+from pipeline_code.engine.cv import (
+    accuracy, cross_validate_candidate, is_batched, seasonal_naive_scale, selection_origins,
+    sliding_origins,
+)
+from pipeline_code.engine.families.base import Context, FamilyError
+from pipeline_code.engine.families.harmonic import NAME as HARMONIC
+from pipeline_code.engine.families.seasonal_naive import seasonal_lags
+from pipeline_code.engine.settings import SearchSpace
 
 
 @dataclass
@@ -50,16 +58,37 @@ def backtest_model(
     y: np.ndarray, spec: ModelSpec, *, window: int, horizon: int, origins: np.ndarray,
     levels: tuple[float, ...], name: str = "model", step: int = 1, target: np.ndarray | None = None,
 ) -> Backtest:
-    """Re-estimate ``spec`` at each origin; calibrate each origin's intervals on earlier CV errors."""
+    """Backtest one harmonic specification trained on ``y`` (see ``backtest_candidate``)."""
     y = np.asarray(y, dtype=float)
-    grid = sliding_origins(int(origins.max()) + horizon, window=window, horizon=horizon, step=step)
+    return backtest_candidate(
+        {False: y, True: y}, y if target is None else target, {"family": HARMONIC, **spec.hyperparameters()},
+        Context(spec.season_length, window, horizon, horizon), origins=origins, levels=levels, name=name,
+        step=step,
+    )
+
+
+def backtest_candidate(
+    data: dict[bool, np.ndarray], target: np.ndarray, candidate: dict[str, Any], ctx: Context, *,
+    origins: np.ndarray, levels: tuple[float, ...], name: str = "model", step: int = 1,
+    splits: int = SearchSpace.selection_splits,
+) -> Backtest:
+    """Re-estimate ``candidate`` at each origin; calibrate each origin's intervals on CV errors of
+    earlier splits (every step-``step`` split for batched families, else at most ``splits`` of them)."""
+    grid = sliding_origins(int(origins.max()) + ctx.horizon, window=ctx.window, horizon=ctx.horizon,
+                           step=step)
+    if not is_batched(candidate):
+        grid = selection_origins(grid, splits)
     all_origins = np.union1d(grid, origins)
-    cv = cross_validate(y, spec, window=window, horizon=horizon, origins=all_origins, target=target)
-    position = {int(o): i for i, o in enumerate(all_origins)}
-    rows = np.array([position[int(o)] for o in origins])
-    z_hat = cv.fits.z_hat[rows]
-    offsets = online_offsets(cv.log_errors, all_origins, rows, horizon, levels)
-    intervals = {level: (np.exp(z_hat + lo), np.exp(z_hat + hi)) for level, (lo, hi) in offsets.items()}
+    cv = cross_validate_candidate(data, target, candidate, all_origins, ctx)
+    rows = np.searchsorted(all_origins, origins)
+    if cv.failed[rows].any():
+        raise FamilyError(f"{name} ({candidate['family']}) failed to fit at a backtest origin:"
+                          f" {cv.forecasts.reason}")
+    keep = ~cv.failed
+    kept = all_origins[keep]
+    offsets = online_offsets(cv.log_errors[keep], kept, np.searchsorted(kept, origins), ctx.horizon, levels)
+    centre = cv.centre[rows]
+    intervals = {level: (np.exp(centre + lo), np.exp(centre + hi)) for level, (lo, hi) in offsets.items()}
     return Backtest(name, origins, cv.actual[rows], cv.forecast[rows], intervals, cv.scale[rows])
 
 
@@ -88,8 +117,8 @@ def backtest_seasonal_naive(
     """y[o + h] = y[o + h - period * ceil((h + 1) / period)], intervals from its own earlier errors."""
     y = np.asarray(y, dtype=float)
     steps = np.arange(horizon)
-    lag = period * ((steps // period) + 1)
-    first = period * ((horizon - 1) // period + 1)
+    lag = seasonal_lags(horizon, period)
+    first = int(lag[-1])
     all_origins = np.arange(first, int(origins.max()) + 1)
     idx = all_origins[:, None] + steps[None, :]
     forecast = y[idx - lag[None, :]]
@@ -107,37 +136,47 @@ def gate(
     challenger: dict[str, float], champion: dict[str, float] | None, baseline: dict[str, float],
     *, min_improvement: float, same_spec: bool,
 ) -> dict[str, Any]:
-    """Whether the challenger may replace the approved model, and why.
+    """Whether the challenger may replace the approved model, and why; ``serve`` names what to approve.
 
-    It must beat seasonal naive, and beat the approved model's backtest MASE by ``min_improvement``
-    unless it is a refresh (``same_spec``: the approved specification refitted on newer data), which
-    may not be worse.
+    With no approved model the first run always serves: the better of the challenger and seasonal
+    naive (``serve``: "challenger" or "seasonal_naive"). After that the gate guards against
+    regressions: the challenger must beat seasonal naive, and beat the approved model's backtest
+    MASE by ``min_improvement`` unless it is a refresh (``same_spec``: the approved candidate refitted
+    on newer data), which may not be worse.
     """
-    if not challenger["mase"] < baseline["mase"]:
-        return {"passed": False, "reason": (
-            f"challenger MASE {challenger['mase']:.4f} does not beat seasonal naive {baseline['mase']:.4f}")}
+    beats_naive = challenger["mase"] < baseline["mase"]
     if champion is None:
-        return {"passed": True, "reason": "no approved model yet; challenger beats seasonal naive"}
+        if beats_naive:
+            return {"passed": True, "serve": "challenger", "reason": (
+                f"no approved model yet; the challenger (MASE {challenger['mase']:.4f}) beats seasonal"
+                f" naive ({baseline['mase']:.4f})")}
+        return {"passed": True, "serve": "seasonal_naive", "reason": (
+            f"no approved model yet; seasonal naive (MASE {baseline['mase']:.4f}) is the best contender"
+            f" (challenger {challenger['mase']:.4f}), so it is approved and served")}
+    if not beats_naive:
+        return {"passed": False, "serve": None, "reason": (
+            f"challenger MASE {challenger['mase']:.4f} does not beat seasonal naive {baseline['mase']:.4f}")}
     target = champion["mase"] * (1 - min_improvement)
     if challenger["mase"] <= target:
-        return {"passed": True, "reason": (
+        return {"passed": True, "serve": "challenger", "reason": (
             f"challenger MASE {challenger['mase']:.4f} beats the approved model's {champion['mase']:.4f}"
             f" by at least {min_improvement:.1%}")}
     if same_spec and challenger["mase"] <= champion["mase"]:
-        return {"passed": True, "reason": (
-            "same specification as the approved model, refitted on newer data (a refresh);"
+        return {"passed": True, "serve": "challenger", "reason": (
+            "same candidate as the approved model, refitted on newer data (a refresh);"
             f" backtest MASE {challenger['mase']:.4f}")}
-    return {"passed": False, "reason": (
+    return {"passed": False, "serve": None, "reason": (
         f"challenger MASE {challenger['mase']:.4f} is not {min_improvement:.1%} better than the"
         f" approved model's {champion['mase']:.4f}")}
 
 
 def innovations(forecaster: Forecaster, log_window: np.ndarray) -> np.ndarray:
-    """One-step innovations of the fitted model over the log-scale window it was fitted on."""
+    """One-step innovations of a fitted harmonic model over the log-scale window it was fitted on."""
     params = forecaster.artifact.parameters
     n = log_window.size
     t = forecaster.artifact.t_last - n + 1 + np.arange(n, dtype=float)
-    u = log_window - design_matrix(t, forecaster.spec, intercept=True) @ np.asarray(params["beta"])
+    spec = ModelSpec.from_dict(forecaster.artifact.spec)
+    u = log_window - design_matrix(t, spec, intercept=True) @ np.asarray(params["beta"])
     w = np.diff(u) if int(params["diff"]) else u
     from scipy.signal import lfilter
 

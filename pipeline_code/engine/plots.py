@@ -58,9 +58,74 @@ def plot_cv(path: Path, timestamps: list[date], y: np.ndarray, cv: Any, *, windo
 
 
 def plot_tuning(path: Path, candidates: list[dict[str, Any]]) -> Path:
-    """CV MSE against the Fourier order, one line per (counterfactual, detrend, deseasonalize)."""
+    """Three panels: every family's CV scores side by side (each candidate a dot, the family's best
+    a bar), each combination's weights, and the harmonic model's CV MSE by Fourier order."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, (families, weights, harmonic) = plt.subplots(1, 3, figsize=(16, 4.8),
+                                                      gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    _family_scores(families, candidates)
+    _combination_weights(weights, [c for c in candidates if c["hyperparameters"]["family"] == "combination"])
+    _harmonic_orders(harmonic, [c for c in candidates if c["hyperparameters"]["family"] == "harmonic_arima"])
+    return _save(fig, path)
+
+
+def _family_scores(ax, candidates: list[dict[str, Any]]) -> None:
+    by_family: dict[str, list[float]] = {}
+    failed: dict[str, int] = {}
+    for c in candidates:
+        name = c["hyperparameters"]["family"]
+        if name == "combination":
+            name = f"comb. {c['hyperparameters']['kind']}"
+        if np.isfinite(c["cv_mse"]):
+            by_family.setdefault(name, []).append(c["cv_mse"])
+        else:
+            failed[name] = failed.get(name, 0) + 1
+            by_family.setdefault(name, [])
+    names = sorted(by_family, key=lambda n: min(by_family[n], default=np.inf))
+    best = min((min(v) for v in by_family.values() if v), default=np.nan)
+    for i, name in enumerate(names):
+        scores = by_family[name]
+        if scores:
+            ax.bar(i, min(scores), color="tab:red" if min(scores) == best else "tab:blue", alpha=0.5)
+            ax.scatter(np.full(len(scores), i), scores, s=8, color="black", zorder=3)
+        if failed.get(name):
+            ax.annotate(f"{failed[name]} failed", (i, 0), rotation=90, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("CV MSE (same splits for all)")
+    finite = [v for vs in by_family.values() for v in vs]
+    if finite:
+        ax.set_ylim(0.8 * min(finite), min(max(finite), 3 * min(finite)) * 1.05)
+    ax.set_title("Families: every candidate (dots), best of each (bars)")
+    ax.grid(alpha=0.3, axis="y")
+
+
+def _combination_weights(ax, combos: list[dict[str, Any]]) -> None:
+    if not combos:
+        ax.text(0.5, 0.5, "no combinations", ha="center", va="center")
+        ax.set_axis_off()
+        return
+    members = sorted({m["family"] for c in combos for m in c["hyperparameters"]["members"]})
+    colours = {name: f"C{i}" for i, name in enumerate(members)}
+    for row, combo in enumerate(combos):
+        hp = combo["hyperparameters"]
+        left = 0.0
+        for member, weight in zip(hp["members"], hp["weights"]):
+            ax.barh(row, weight, left=left, color=colours[member["family"]],
+                    label=member["family"] if row == 0 or member["family"] not in
+                    {m["family"] for c in combos[:row] for m in c["hyperparameters"]["members"]} else None)
+            left += weight
+    ax.set_yticks(range(len(combos)), [f"{c['hyperparameters']['kind']}\nMSE {c['cv_mse']:,.0f}" for c in combos],
+                  fontsize=8)
+    ax.set_xlabel("weight")
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Combinations: weights of the members")
+
+
+def _harmonic_orders(ax, candidates: list[dict[str, Any]]) -> None:
+    if not candidates:
+        ax.set_axis_off()
+        return
     groups: dict[tuple, list] = {}
     for c in candidates:
         hp = c["hyperparameters"]
@@ -76,10 +141,9 @@ def plot_tuning(path: Path, candidates: list[dict[str, Any]]) -> Path:
     ax.set_xlabel("Fourier pairs K")
     ax.set_ylabel("CV MSE")
     ax.set_yscale("log")
-    ax.set_title("Tuning: every candidate's objective")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Harmonic model: CV MSE by Fourier order")
+    ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:

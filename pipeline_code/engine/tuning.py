@@ -1,4 +1,5 @@
-"""The hyperparameter search: every candidate cross-validated, in parallel, objective = CV MSE."""
+"""The search: every candidate of every model family cross-validated on the same splits with the same
+objective (CV MSE), in parallel; combinations of the best families compete too."""
 
 from __future__ import annotations
 
@@ -6,35 +7,57 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.cv import cross_validate
-from pipeline_code.engine.core.spec import ModelSpec, max_fourier_k
+from pipeline_code.engine.cv import (
+    accuracy, cross_validate_candidate, seasonal_naive_scale, selection_origins, sliding_origins,
+)
+from pipeline_code.engine.core.spec import ModelSpec
+from pipeline_code.engine.families.base import Context
+from pipeline_code.engine.families.combination import build as build_combinations
+from pipeline_code.engine.families.harmonic import NAME as HARMONIC
+from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.workers import worker_pool
 
-_DATA: dict[bool, np.ndarray] = {}
+_DATA: dict[str, Any] = {}
+
+
+class TuningError(RuntimeError):
+    """Every candidate of every family failed: nothing can be trained."""
 
 
 @dataclass
 class TuningResult:
-    """Every candidate with its objective; ``best`` has the lowest CV MSE."""
+    """Every candidate (and combination) with its objective; ``best`` has the lowest CV MSE."""
 
     candidates: list[dict[str, Any]]
     seconds: float
     jobs: int
     splits: int
+    family_seconds: dict[str, float] = field(default_factory=dict)  # per family: seconds per CV split
 
     @property
     def best(self) -> dict[str, Any]:
         return min(self.candidates, key=lambda c: c["cv_mse"])
 
     def best_spec(self, season_length: float) -> ModelSpec:
-        return spec_from_hyperparameters(self.best["hyperparameters"], season_length)
+        """The best harmonic candidate's specification."""
+        harmonic = [c for c in self.candidates if c["hyperparameters"]["family"] == HARMONIC]
+        return spec_from_hyperparameters(min(harmonic, key=lambda c: c["cv_mse"])["hyperparameters"],
+                                         season_length)
+
+    def failures(self) -> dict[str, str]:
+        """Why candidates failed, one reason per family (the report states them)."""
+        out: dict[str, str] = {}
+        for c in self.candidates:
+            if c.get("failed"):
+                out.setdefault(c["hyperparameters"]["family"], c["failed"])
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,23 +65,51 @@ class TuningResult:
             "seconds": self.seconds,
             "jobs": self.jobs,
             "splits_per_candidate": self.splits,
+            "seconds_per_split": self.family_seconds,
+            "failures": self.failures(),
             "best": self.best,
             "candidates": self.candidates,
         }
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        path.write_text(json.dumps(self.to_dict(), indent=1, default=_json_number))
+
+
+def _json_number(value: Any) -> Any:
+    return float(value) if isinstance(value, np.generic) else str(value)
 
 
 def spec_from_hyperparameters(hp: dict[str, Any], season_length: float) -> ModelSpec:
     return ModelSpec.from_dict({**hp, "season_length": season_length})
 
 
-def candidate_space(settings: Settings) -> list[dict[str, int]]:
-    """The search space, without Fourier orders the season length cannot carry."""
-    k_max = max_fourier_k(settings.data.season_length)
-    return [c for c in settings.search.candidates() if c["fourier_k"] <= k_max]
+def candidate_space(settings: Settings) -> list[dict[str, Any]]:
+    """Every candidate of every family in ``settings.search.families`` (each dict names its family)."""
+    return [c for name in settings.search.families for c in family(name).candidates(settings)]
+
+
+def parameter_ranges(settings: Settings) -> dict[str, Any]:
+    """The SageMaker tuning job's ParameterRanges: the harmonic model's ranges, plus ``family`` and the
+    statsforecast families' ``history`` as categoricals (a training job ignores what its family does
+    not use). Combinations are searched locally only: they need every candidate's CV forecasts.
+
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ParameterRanges.html
+    """
+    ranges = settings.search.parameter_ranges(settings.data.season_length)
+    categorical = [*ranges["CategoricalParameterRanges"],
+                   {"Name": "family", "Values": list(settings.search.families)}]
+    histories = sorted({c["history"] for c in candidate_space(settings) if "history" in c})
+    if histories:
+        categorical.append({"Name": "history", "Values": histories})
+    return {**ranges, "CategoricalParameterRanges": categorical}
+
+
+def selection_grid(n: int, settings: Settings) -> np.ndarray:
+    """The CV splits every candidate is scored on (series of length ``n``)."""
+    grid = sliding_origins(n, window=settings.cv.window, horizon=settings.data.horizon,
+                           step=settings.cv.step)
+    return selection_origins(grid, settings.search.selection_splits)
 
 
 def tune(
@@ -69,57 +120,90 @@ def tune(
     jobs: int | None = None,
     progress: bool = True,
 ) -> TuningResult:
-    """Cross-validate every candidate on the training part.
+    """Cross-validate every candidate on the training part, then the combinations.
 
     Each candidate trains on the observed or the counterfactual series (its
     ``use_counterfactual_data``); all are scored against the counterfactual-cleaned series, i.e. on
-    how well they forecast normal behaviour.
+    how well they forecast normal behaviour. A candidate whose fit fails on any split is scored
+    failed (infinite objective) with the reason; if every one fails, ``TuningError``.
     """
     jobs = jobs or os.cpu_count() or 1
     candidates = candidate_space(settings)
-    args = [(c, settings.data.season_length, settings.cv.window, settings.data.horizon, settings.cv.step)
-            for c in candidates]
     data = {False: np.asarray(observed, float), True: np.asarray(counterfactual, float)}
+    origins = selection_grid(data[True].size, settings)
+    ctx = Context.from_settings(settings)
+    shared = {"data": data, "origins": origins, "ctx": ctx}
+    # the costly families first, one candidate per task, so the two workers finish together
+    order = sorted(range(len(candidates)), key=lambda i: family(candidates[i]["family"]).batched)
     started = time.perf_counter()
-    bar = _progress(len(args), progress)
-    results: list[dict[str, Any]] = []
+    bar = _progress(len(candidates), progress)
+    results: dict[int, dict[str, Any]] = {}
+    forecasts: dict[int, np.ndarray] = {}
+    tasks = [(i, candidates[i]) for i in order]
     if jobs == 1:
-        _init(data)
-        for arg in args:
-            results.append(_evaluate(arg))
-            bar.update(1)
+        _init(shared)
+        outputs = map(_evaluate, tasks)
     else:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(data,)) as pool:
-            for result in pool.map(_evaluate, args, chunksize=max(1, len(args) // (jobs * 8))):
-                results.append(result)
-                bar.update(1)
-    bar.close()
-    splits = results[0]["splits"] if results else 0
-    return TuningResult(results, time.perf_counter() - started, jobs, splits)
+        pool = worker_pool(jobs, _init, (shared,))  # workers end if this process is killed
+        outputs = pool.map(_evaluate, tasks)
+    try:
+        for index, result, forecast in outputs:
+            results[index], forecasts[index] = result, forecast
+            bar.update(1)
+    finally:
+        if jobs != 1:
+            pool.shutdown()
+        bar.close()
+    singles = [results[i] for i in range(len(candidates))]
+    if not any(np.isfinite(c["cv_mse"]) for c in singles):
+        reasons = "; ".join(f"{f}: {r}" for f, r in TuningResult(singles, 0, jobs, 0).failures().items())
+        raise TuningError(f"every candidate of every family failed to fit ({reasons})")
+    target = data[True]
+    actual = target[origins[:, None] + np.arange(ctx.horizon)[None, :]]
+    scale = seasonal_naive_scale(target, origins, ctx.window, ctx.period)
+    combos = []
+    for combo in build_combinations(singles, forecasts, actual, settings.search.combination_sizes):
+        weights = np.asarray(combo["hyperparameters"]["weights"])
+        mean = sum(w * forecasts[i] for w, i in zip(weights, combo["indices"]))
+        combos.append(_scored(combo["hyperparameters"], accuracy(actual, mean, scale), origins.size,
+                              sum(singles[i]["seconds"] for i in combo["indices"])))
+    return TuningResult(singles + combos, time.perf_counter() - started, jobs, int(origins.size),
+                        _seconds_per_split(singles, origins.size))
 
 
-def _init(data: dict[bool, np.ndarray]) -> None:
+def _seconds_per_split(singles: list[dict[str, Any]], splits: int) -> dict[str, float]:
+    out: dict[str, list[float]] = {}
+    for c in singles:
+        out.setdefault(c["hyperparameters"]["family"], []).append(c["seconds"] / max(splits, 1))
+    return {name: float(np.mean(v)) for name, v in out.items()}
+
+
+def _init(shared: dict[str, Any]) -> None:
     _DATA.clear()
-    _DATA.update(data)
+    _DATA.update(shared)
 
 
-def _evaluate(arg: tuple) -> dict[str, Any]:
-    hp, season_length, window, horizon, step = arg
+def _evaluate(task: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any], np.ndarray]:
+    index, candidate = task
     started = time.perf_counter()
-    spec = spec_from_hyperparameters(hp, season_length)
-    result = cross_validate(
-        _DATA[spec.use_counterfactual_data], spec, window=window, horizon=horizon, step=step,
-        target=_DATA[True],
-    )
-    metrics = result.metrics()
-    return {
-        "hyperparameters": hp,
-        "cv_mse": metrics["mse"],
-        "cv_mae": metrics["mae"],
-        "cv_mase": metrics["mase"],
-        "splits": int(result.origins.size),
-        "seconds": time.perf_counter() - started,
-    }
+    try:
+        result = cross_validate_candidate(_DATA["data"], _DATA["data"][True], candidate, _DATA["origins"],
+                                          _DATA["ctx"])
+        metrics, failed = result.metrics(), result.forecasts.reason if result.failed.any() else None
+        forecast = result.forecast
+    except Exception as err:  # noqa: BLE001 - a family that cannot fit is scored failed, not a crash
+        metrics = {"mse": np.inf, "mae": np.inf, "mase": np.inf}
+        failed, forecast = f"{type(err).__name__}: {err}", None
+    scored = _scored(candidate, metrics, _DATA["origins"].size, time.perf_counter() - started)
+    if failed:
+        scored["failed"] = failed
+    scored["index"] = index
+    return index, scored, forecast
+
+
+def _scored(hp: dict[str, Any], metrics: dict[str, float], splits: int, seconds: float) -> dict[str, Any]:
+    return {"hyperparameters": hp, "cv_mse": float(metrics["mse"]), "cv_mae": float(metrics["mae"]),
+            "cv_mase": float(metrics["mase"]), "splits": int(splits), "seconds": seconds}
 
 
 class _NoBar:

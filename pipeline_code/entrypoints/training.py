@@ -1,6 +1,7 @@
 """SageMaker training job (one HPO candidate): CV objective on ``train``, final fit on train + test.
 
-Hyperparameters arrive as strings in ``/opt/ml/input/config/hyperparameters.json``; prints the
+The run document comes from the ``settings`` channel (``/opt/ml/input/data/settings/``); the tuned
+hyperparameters arrive as strings in ``/opt/ml/input/config/hyperparameters.json``; prints the
 objective line ``cv_mse=<value>;`` for the tuning job's metric regex; writes the artifact to
 ``/opt/ml/model/``; a reason to ``/opt/ml/output/failure`` on error. A finished result is kept under
 ``/opt/ml/checkpoints/`` so a restarted spot job does not redo it.
@@ -11,44 +12,57 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from pipeline_code.engine.dataset import DataValidationError
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.families.harmonic import NAME as HARMONIC
+from pipeline_code.engine.families.registry import family
+from pipeline_code.engine.settings import SETTINGS_CHANNEL, TUNED_PARAMETERS, Settings
+from pipeline_code.pipeline.settings_args import find_run_document
 from pipeline_code.pipeline.stages import run_training
 from pipeline_code.entrypoints.sagemaker_paths import fail, training_paths, unexpected
 
-STATIC = {"horizon": int, "season_length": float, "cv_window": int, "cv_step": int}
-TUNED = ("use_counterfactual_data", "detrend", "deseasonalize", "fourier_k")
+# Categorical hyperparameters: the model family (default: the harmonic model) and the history its
+# statsforecast families fit on; a family ignores what it does not use.
+CATEGORICAL = ("family", "history")
+# SageMaker's own entries in hyperparameters.json (e.g. `_tuning_objective_metric` in tuning jobs).
+RESERVED_PREFIXES = ("_", "sagemaker_")
 
 
-def parse_hyperparameters(raw: dict[str, str]) -> tuple[dict[str, int], Settings]:
-    """Split SageMaker's string hyperparameters into the tuned ones and the static settings."""
-    missing = [name for name in TUNED if name not in raw]
+def parse_hyperparameters(raw: dict[str, str]) -> dict[str, Any]:
+    """The tuned hyperparameters, from SageMaker's strings; the run document carries everything else,
+    so any other name (a renamed range, a stray static value) is an error."""
+    values = {name: str(value).strip('"') for name, value in raw.items() if not name.startswith(RESERVED_PREFIXES)}
+    unknown = sorted(set(values) - set(TUNED_PARAMETERS) - set(CATEGORICAL))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown}: a training job takes "
+                         f"{sorted((*TUNED_PARAMETERS, *CATEGORICAL))}; its settings come from the run document")
+    chosen = {name: values[name] for name in CATEGORICAL if name in values}
+    family(chosen.setdefault("family", HARMONIC))  # an unknown family is a ValueError naming them
+    required = TUNED_PARAMETERS if chosen["family"] == HARMONIC else ()
+    missing = [name for name in required if name not in values]
     if missing:
         raise ValueError(f"missing hyperparameter(s) {missing}")
     try:
-        tuned = {name: int(str(raw[name]).strip('"')) for name in TUNED}
-        static = {name: cast(str(raw[name]).strip('"')) for name, cast in STATIC.items() if name in raw}
+        return {**chosen, **{name: int(values[name]) for name in TUNED_PARAMETERS if name in values}}
     except ValueError as err:
         raise ValueError(f"hyperparameters must be numbers: {err}") from None
-    base = Settings()
-    settings = replace(
-        base,
-        data=replace(base.data, horizon=static.get("horizon", base.data.horizon),
-                     season_length=static.get("season_length", base.data.season_length)),
-        cv=replace(base.cv, window=static.get("cv_window", base.cv.window),
-                   step=static.get("cv_step", base.cv.step)),
-    )
-    return tuned, settings
+
+
+def job_settings(paths: dict[str, Path]) -> Settings:
+    """The run document from the job's settings channel: the only way settings reach a training job."""
+    document = find_run_document(paths["settings"])
+    if document is None:
+        raise ValueError(f"no run document: the '{SETTINGS_CHANNEL}' channel is missing")
+    return Settings.from_file(document)
 
 
 def main() -> None:
     paths = training_paths()
     try:
-        raw = json.loads(paths["hyperparameters"].read_text())
-        tuned, settings = parse_hyperparameters(raw)
+        settings = job_settings(paths)
+        tuned = parse_hyperparameters(json.loads(paths["hyperparameters"].read_text()))
         metrics = _train_or_resume(tuned, settings, paths)
     except (DataValidationError, ValueError) as err:
         fail(f"invalid training input: {err}", 2, paths["failure"])

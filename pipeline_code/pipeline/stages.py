@@ -14,22 +14,27 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.cv import cross_validate
+from pipeline_code.engine.cv import cross_validate_candidate
 from pipeline_code.engine.dataset import DataValidationError, Series, load_series
-from pipeline_code.engine.estimator import HarmonicArimaForecaster
+from pipeline_code.engine.estimator import ModelEstimator
 from pipeline_code.engine.evaluation import (
-    backtest_model, backtest_origins, backtest_seasonal_naive, diagnostics, gate, innovations,
+    backtest_candidate, backtest_origins, backtest_seasonal_naive, diagnostics, gate, innovations,
 )
 from pipeline_code.engine.core.forecaster import Forecaster
-from pipeline_code.engine.core.spec import ModelSpec
+from pipeline_code.engine.families.base import Context
+from pipeline_code.engine.families.harmonic import NAME as HARMONIC
+from pipeline_code.engine.families.seasonal_naive import NAME as SEASONAL_NAIVE
 from pipeline_code.engine.preprocess import preprocess
 from pipeline_code.engine.settings import Settings
-from pipeline_code.engine.tuning import spec_from_hyperparameters
+from pipeline_code.engine.tuning import selection_grid
 
 TRAIN_FILE = "train.csv"
 TEST_FILE = "test.csv"
 FORECAST_FILE = "forecast.csv"
 EVALUATION_FILE = "evaluation.json"
+# Where evaluation writes the model to approve when it is not the challenger (a first run whose
+# challenger loses to seasonal naive serves seasonal naive), inside its output folder.
+SERVED_MODEL_DIR = "served-model"
 
 
 def find_input_csv(path: Path) -> Path:
@@ -55,6 +60,7 @@ def run_processing(raw: Path, out: Path, settings: Settings) -> dict[str, Any]:
             min_length=settings.min_observations(),
             max_bytes=settings.data.max_file_bytes,
             max_gap_periods=settings.data.max_gap_periods,
+            max_rows=settings.data.max_rows,
         )
     except DataValidationError as err:
         if err.rule == "too-short":  # say which rule sets the minimum
@@ -90,6 +96,11 @@ class Processed:
         values = self.counterfactual if use_counterfactual else self.series.values
         return Series(self.series.timestamps, values, self.series.freq)
 
+    @property
+    def data(self) -> dict[bool, np.ndarray]:
+        """Training series by ``use_counterfactual_data``."""
+        return {False: self.series.values, True: self.counterfactual}
+
     def __add__(self, other: "Processed") -> "Processed":
         s, o = self.series, other.series
         return Processed(
@@ -117,28 +128,25 @@ def read_processed(folder: Path, freq: str) -> Processed:
 
 def run_training(
     train_dir: Path, test_dir: Path, hyperparameters: dict[str, Any], model_dir: Path,
-    settings: Settings, report_dir: Path | None = None,
+    settings: Settings, report_dir: Path | None = None, *, jobs: int = 1,
 ) -> dict[str, Any]:
-    """Cross-validate one candidate on the train part (the objective) and fit the final model on
-    train + test; write the artifact to ``model_dir``. Returns the CV metrics."""
-    spec = spec_from_hyperparameters(hyperparameters, settings.data.season_length)
+    """Cross-validate one candidate (of any family, or a combination) on the train part's selection
+    splits (the objective, the same as the tuner's) and fit the final model on train + test; write
+    the artifact to ``model_dir``. Returns the CV metrics."""
+    candidate = {"family": HARMONIC, **hyperparameters}
     train = read_processed(train_dir, settings.data.freq)
     full = train + read_processed(test_dir, settings.data.freq)
-    window, horizon, step = settings.cv.window, settings.data.horizon, settings.cv.step
-    objective = cross_validate(
-        train.choose(spec.use_counterfactual_data).values, spec, window=window, horizon=horizon,
-        step=step, target=train.counterfactual,
-    )
+    ctx = Context.from_settings(settings, jobs=jobs)
+    objective = cross_validate_candidate(
+        train.data, train.counterfactual, candidate, selection_grid(len(train.series), settings), ctx)
+    if objective.failed.any():
+        raise ValueError(f"the {candidate['family']} candidate failed to fit: {objective.forecasts.reason}")
     metrics = {f"cv_{k}": v for k, v in objective.metrics().items()}
-    estimator = HarmonicArimaForecaster(spec, window=window, horizon=horizon, step=step)
-    fitted = estimator.fit(full.choose(spec.use_counterfactual_data), target=full.counterfactual)
+    fitted = ModelEstimator(candidate, ctx, step=settings.cv.step,
+                            splits=settings.search.selection_splits).fit(
+        full.series, counterfactual=full.counterfactual)
     fitted.artifact.metadata["metrics"] = metrics
-    forecaster = fitted.forecaster
-    window_values = np.log(full.choose(spec.use_counterfactual_data).values[-estimator.window :])
-    resid = innovations(forecaster, window_values)
-    params = forecaster.artifact.parameters
-    arma_params = int(np.count_nonzero(params["phi"])) + int(params["theta"] != 0)
-    fitted.artifact.metadata["diagnostics"] = diagnostics(resid, spec.season_length, arma_params)
+    fitted.artifact.metadata["diagnostics"] = _diagnostics(fitted, full, settings)
     fitted.artifact.metadata["data_sha256"] = _digest(full.series.values)
     fitted.artifact.save(model_dir)
     if report_dir is not None:
@@ -149,6 +157,23 @@ def run_training(
     return metrics
 
 
+def _diagnostics(fitted, full: Processed, settings: Settings) -> dict[str, Any]:
+    """Residual tests: the harmonic model's one-step innovations over its window; for other families,
+    the one-step out-of-sample CV errors (log scale)."""
+    artifact = fitted.artifact
+    if artifact.family == HARMONIC:
+        hp = artifact.metadata["hyperparameters"]
+        window = np.log(full.choose(bool(int(hp["use_counterfactual_data"]))).values[-settings.cv.window:])
+        resid = innovations(fitted.forecaster, window)
+        params = artifact.parameters
+        arma_params = int(np.count_nonzero(params["phi"])) + int(params["theta"] != 0)
+    else:
+        resid, arma_params = fitted.cv.log_errors[:, 0], 0
+    out = diagnostics(resid, settings.data.season_length, arma_params)
+    out["residuals"] = "innovations" if artifact.family == HARMONIC else "one-step CV errors"
+    return out
+
+
 def _digest(values: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(values, dtype=float).tobytes()).hexdigest()
 
@@ -157,9 +182,13 @@ def _digest(values: np.ndarray) -> str:
 
 def run_evaluation(
     train_dir: Path, test_dir: Path, model_dir: Path, champion_dir: Path | None, out: Path,
-    settings: Settings,
+    settings: Settings, *, jobs: int = 1,
 ) -> dict[str, Any]:
-    """Backtest challenger, champion and seasonal naive on the same origins; gate; export forecast."""
+    """Backtest challenger, champion and seasonal naive on the same origins; gate; export forecast.
+
+    With no approved model, the run serves the best contender: when seasonal naive beats the
+    challenger, its model is fitted and written to ``out/served-model`` (``served_model_dir``).
+    """
     full = read_processed(train_dir, settings.data.freq) + read_processed(test_dir, settings.data.freq)
     challenger = Forecaster.load(model_dir)
     champion = Forecaster.load(champion_dir) if champion_dir is not None else None
@@ -167,34 +196,42 @@ def run_evaluation(
     levels = settings.gate.coverage_levels
     origins = backtest_origins(len(full.series), horizon=horizon, origins=settings.gate.eval_origins)
     target = full.counterfactual
+    ctx = Context.from_settings(settings, jobs=jobs)
 
-    def score(spec: ModelSpec, name: str) -> dict[str, float]:
-        bt = backtest_model(
-            full.choose(spec.use_counterfactual_data).values, spec, window=window, horizon=horizon,
-            origins=origins, levels=levels, name=name, step=settings.cv.step, target=target,
-        )
-        return bt.metrics()
+    def score(forecaster: Forecaster, name: str) -> dict[str, float]:
+        return backtest_candidate(
+            full.data, target, forecaster.hyperparameters, ctx, origins=origins, levels=levels,
+            name=name, step=settings.cv.step, splits=settings.search.selection_splits,
+        ).metrics()
 
-    results = {"challenger": score(challenger.spec, "challenger")}
-    results["champion"] = score(champion.spec, "champion") if champion else None
+    results = {"challenger": score(challenger, "challenger")}
+    results["champion"] = score(champion, "champion") if champion else None
     baseline = backtest_seasonal_naive(
-        target, challenger.spec.seasonal_period, window=window, horizon=horizon, origins=origins,
-        levels=levels,
+        target, ctx.period, window=window, horizon=horizon, origins=origins, levels=levels,
     )
     results["seasonal_naive"] = baseline.metrics()
     decision = gate(
         results["challenger"], results["champion"], results["seasonal_naive"],
         min_improvement=settings.gate.min_improvement,
-        same_spec=champion is not None and champion.spec == challenger.spec
+        same_spec=champion is not None and champion.hyperparameters == challenger.hyperparameters
         and _trained_until(challenger) > _trained_until(champion),
     )
+    served = challenger
+    if decision["serve"] == SEASONAL_NAIVE:
+        fitted = ModelEstimator({"family": SEASONAL_NAIVE, "use_counterfactual_data": 1}, ctx,
+                                step=settings.cv.step).fit(full.series, counterfactual=full.counterfactual)
+        fitted.artifact.metadata["metrics"] = {f"backtest_{k}": v for k, v in results["seasonal_naive"].items()}
+        fitted.artifact.metadata["data_sha256"] = _digest(full.series.values)
+        fitted.artifact.save(out / SERVED_MODEL_DIR)
+        served = fitted.forecaster
     ts = full.series.timestamps
     evaluation = {
         "gate": decision,
         **results,
-        "spec": challenger.spec.hyperparameters(),
-        "champion_spec": champion.spec.hyperparameters() if champion else None,
+        "spec": challenger.hyperparameters,
+        "champion_spec": champion.hyperparameters if champion else None,
         "champion_version": champion.metadata.get("version") if champion else None,
+        "served_family": served.artifact.family if decision["passed"] else None,
         "backtest": {
             "origins": int(origins.size), "horizon": horizon, "window": window,
             "first_origin": ts[int(origins[0])].isoformat(), "last_origin": ts[int(origins[-1])].isoformat(),
@@ -204,13 +241,21 @@ def run_evaluation(
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
-    export_forecast(challenger, horizon, levels, out / FORECAST_FILE)
+    export_forecast(served, horizon, levels, out / FORECAST_FILE)
     from pipeline_code.engine.plots import plot_forecast
 
     history = full.series.tail(3 * horizon * 2)
     plot_forecast(out / "forecast.png", (history.timestamps, history.values),
-                  challenger.predict(horizon, max(levels)), title="Challenger forecast")
+                  served.predict(horizon, max(levels)),
+                  title=f"Forecast ({served.artifact.family.replace('_', ' ')})")
     return evaluation
+
+
+def served_model_dir(model_dir: Path, evaluation_out: Path, evaluation: dict[str, Any]) -> Path:
+    """The model folder to register: the challenger's, or the one evaluation chose to serve instead."""
+    if evaluation["gate"].get("serve") == SEASONAL_NAIVE:
+        return evaluation_out / SERVED_MODEL_DIR
+    return model_dir
 
 
 def _trained_until(forecaster: Forecaster) -> str:

@@ -29,7 +29,7 @@ BASE = {"mase": 1.0}
     "challenger, champion, same_spec, passed",
     [
         (0.8, None, False, True),  # first run: only seasonal naive to beat
-        (1.1, None, False, False),  # worse than seasonal naive
+        (1.1, None, False, True),  # first run: serves (seasonal naive, the better contender)
         (0.70, 0.80, False, True),  # clearly better than the champion
         (0.795, 0.80, False, False),  # not 1% better
         (0.80, 0.80, True, True),  # same spec refitted on newer data

@@ -21,7 +21,7 @@ def fitted(gasoline):
 def test_artifact_round_trip_is_plain_json_and_npz(fitted, tmp_path):
     folder = fitted.artifact.save(tmp_path / "model")
     document = json.loads((folder / "model.json").read_text())
-    assert document["format"] == "forecast-mlops.harmonic-arima"
+    assert (document["format"], document["family"]) == ("forecast-mlops.model", "harmonic_arima")
     with zipfile.ZipFile(folder / "arrays.npz") as archive:
         assert archive.namelist() == ["calibration_errors.npy"]
     with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:

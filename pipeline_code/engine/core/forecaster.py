@@ -15,9 +15,7 @@ import numpy as np
 from pipeline_code.engine.core.artifact import ModelArtifact
 from pipeline_code.engine.core.calendar import parse_freq
 from pipeline_code.engine.core.calibration import bounds
-from pipeline_code.engine.core.arima import error_forecast, forecast_variance
-from pipeline_code.engine.core.design import design_matrix
-from pipeline_code.engine.core.spec import ModelSpec
+from pipeline_code.engine.core.paths import log_path
 
 
 @dataclass(frozen=True)
@@ -38,22 +36,13 @@ class Forecast:
 
 
 class Forecaster:
-    """A fitted harmonic-regression model with ARIMA errors and calibrated intervals."""
+    """A fitted model of any family (its artifact section, see ``paths``) with calibrated intervals."""
 
     def __init__(self, artifact: ModelArtifact) -> None:
         self.artifact = artifact
-        self.spec = ModelSpec.from_dict(artifact.spec)
         self.calendar = parse_freq(artifact.freq)
         self.last_timestamp = date.fromisoformat(artifact.last_timestamp)
-        params = artifact.parameters
-        self._beta = np.asarray(params["beta"], dtype=float)
-        self._phi = np.asarray(params["phi"], dtype=float)[None, :]
-        self._theta = np.array([float(params["theta"])])
-        self._x_tail = np.asarray(params["x_tail"], dtype=float)[None, :]
-        self._u_last = np.array([float(params["u_last"])])
-        self._diff = np.array([int(params["diff"])])
-        self._sigma2 = np.array([float(params["sigma2"])])
-        self._scale = float(params["error_scale"])
+        self._scale = float(artifact.parameters["error_scale"])
         self._errors = np.sort(np.asarray(artifact.calibration_errors, dtype=float), axis=0)
 
     @classmethod
@@ -65,16 +54,20 @@ class Forecaster:
         return self.artifact.metadata
 
     @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The candidate this model was fitted from (family included; format-1 models are harmonic)."""
+        found = dict(self.metadata.get("hyperparameters") or {})
+        found.setdefault("family", self.artifact.family)
+        return found
+
+    @property
     def calibrated_horizon(self) -> int:
         return self._errors.shape[1]
 
     def log_forecast(self, periods: int) -> tuple[np.ndarray, np.ndarray]:
         """Log-scale point forecast and model-based variance for steps 1..periods."""
-        t = self.artifact.t_last + np.arange(1, periods + 1, dtype=float)
-        deterministic = design_matrix(t, self.spec, intercept=True) @ self._beta
-        errors = error_forecast(self._phi, self._theta, self._x_tail, self._u_last, self._diff, periods)[0]
-        variance = forecast_variance(self._phi, self._theta, self._sigma2, self._diff, periods)[0]
-        return deterministic + errors, variance
+        a = self.artifact
+        return log_path(a.core, a.spec, a.parameters, a.t_last, periods)
 
     def predict(self, periods: int, conf: float) -> Forecast:
         """Forecast ``periods`` steps after the last observation with a ``conf`` interval."""
@@ -105,7 +98,7 @@ class Forecaster:
         periods = variance.size
         steps = np.minimum(np.arange(periods), horizon - 1)
         low, high = low[steps], high[steps]
-        if periods > horizon:
+        if periods > horizon and variance[horizon - 1] > 0:
             growth = np.sqrt(np.maximum(variance / variance[horizon - 1], 1.0))
             low, high = low * growth, high * growth
         return low, high

@@ -1,0 +1,47 @@
+"""Harmonic regression with ARIMA errors on the log scale (the seed model), batched over windows by
+``model.sliding``; its 80-candidate search is ``SearchSpace.candidates``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline_code.engine.core.spec import ModelSpec
+from pipeline_code.engine.families.base import Context, Section, WindowForecasts
+from pipeline_code.engine.model.sliding import fit_windows
+from pipeline_code.engine.settings import Settings
+
+NAME = "harmonic_arima"
+
+
+def model_spec(candidate: dict[str, Any], season_length: float) -> ModelSpec:
+    return ModelSpec.from_dict({**candidate, "season_length": season_length})
+
+
+class HarmonicArima:
+    name = NAME
+    batched = True
+
+    def candidates(self, settings: Settings) -> list[dict[str, Any]]:
+        return [{"family": NAME, **c} for c in settings.search.candidates(settings.data.season_length)]
+
+    def fit_windows(self, y, candidate, origins, ctx: Context) -> WindowForecasts:
+        fits = fit_windows(np.log(y), model_spec(candidate, ctx.season_length), window=ctx.window,
+                           horizon=ctx.horizon, origins=origins)
+        return WindowForecasts.from_rows(origins, fits.z_hat, fits.variance)
+
+    def fit_final(self, y, candidate, ctx: Context) -> Section:
+        spec = model_spec(candidate, ctx.season_length)
+        z = np.log(y)
+        window = min(ctx.window, z.size)
+        final = fit_windows(z, spec, window=window, horizon=1, origins=np.array([z.size]))
+        return Section(NAME, spec.to_dict(), {
+            "beta": final.beta[0],
+            "phi": final.phi[0],
+            "theta": float(final.theta[0]),
+            "diff": int(final.diff[0]),
+            "sigma2": float(final.sigma2[0]),
+            "x_tail": final.x_tail[0],
+            "u_last": float(final.u_last[0]),
+        })

@@ -1,0 +1,25 @@
+"""The model families, one line each (see ``base`` for the interface)."""
+
+from __future__ import annotations
+
+from pipeline_code.engine.families.base import Family
+from pipeline_code.engine.families.harmonic import HarmonicArima
+from pipeline_code.engine.families.seasonal_naive import SeasonalNaive
+from pipeline_code.engine.families.sf import MSTL, ArimaFourier, AutoETS, AutoTBATS, AutoTheta
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    HarmonicArima(),
+    SeasonalNaive(),
+    AutoETS(),
+    AutoTheta(),
+    MSTL(),
+    ArimaFourier(),
+    AutoTBATS(),
+)}
+
+
+def family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family {name!r}; choose from {sorted(FAMILIES)}") from None

@@ -1,0 +1,188 @@
+"""Families fitted with statsforecast (training image only): every CV window is one series of a single
+``StatsForecast.forecast`` call, so the library batches (and, with ``jobs`` > 1, parallelises) them.
+
+Each fits log(y). The final fit stores the forecast path up to ``Context.periods`` steps as a ``path``
+section: serving needs no model code, at the price of not forecasting past that many periods (the
+serving app's ``max_periods`` caps requests anyway). The model variance is read off the model's own
+95% interval.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pipeline_code.engine.families.base import (
+    ALL, WINDOW, Context, FamilyError, Section, WindowForecasts, history_starts,
+)
+from pipeline_code.engine.settings import Settings
+
+Z95 = 1.959963984540054
+PATH = "path"
+Exog = Callable[[np.ndarray], np.ndarray]  # absolute time index -> regressor columns
+
+
+def _statsforecast():
+    try:
+        from statsforecast import StatsForecast
+        from statsforecast import models
+    except ImportError as err:  # pragma: no cover - depends on the image
+        raise FamilyError("statsforecast is needed for this family: pip install '.[train]'") from err
+    return StatsForecast, models
+
+
+def _forecast(model: Any, z: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int,
+              jobs: int, exog: Exog | None) -> tuple[np.ndarray, np.ndarray]:
+    """One StatsForecast call: series i is z[starts[i]:ends[i]]; returns centre and variance (n, h)."""
+    StatsForecast, _ = _statsforecast()
+    import pandas as pd
+
+    lengths = ends - starts
+    ds = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])
+    ids = np.repeat(np.arange(starts.size), lengths)
+    df = pd.DataFrame({"unique_id": ids, "ds": ds, "y": z[ds]})
+    future = None
+    if exog is not None:
+        cols = [f"x{j}" for j in range(exog(np.zeros(1)).shape[1])]
+        df[cols] = exog(ds.astype(float))
+        fds = (ends[:, None] + np.arange(horizon)[None, :]).ravel()
+        future = pd.DataFrame({"unique_id": np.repeat(np.arange(starts.size), horizon), "ds": fds})
+        future[cols] = exog(fds.astype(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sf = StatsForecast(models=[model], freq=1, n_jobs=jobs)
+        out = sf.forecast(df=df, h=horizon, X_df=future, level=[95])
+    out = out.reset_index() if "unique_id" not in out.columns else out
+    out = out.sort_values(["unique_id", "ds"])
+    name = str(model)
+    mu = out[name].to_numpy(float).reshape(starts.size, horizon)
+    spread = (out[f"{name}-hi-95"].to_numpy(float) - out[f"{name}-lo-95"].to_numpy(float))
+    variance = (spread.reshape(starts.size, horizon) / (2 * Z95)) ** 2
+    return mu, variance
+
+
+class StatsforecastFamily:
+    """A statsforecast model as a family; subclasses name it and build the model per candidate."""
+
+    name = ""
+    batched = False
+    histories: tuple[str, ...] = (WINDOW, ALL)
+
+    def model(self, candidate: dict[str, Any], ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def exog(self, candidate: dict[str, Any], ctx: Context) -> Exog | None:
+        return None
+
+    def options(self, settings: Settings) -> list[dict[str, Any]]:
+        """The family's own hyperparameters beyond the history (default: none)."""
+        return [{}]
+
+    def candidates(self, settings: Settings) -> list[dict[str, Any]]:
+        histories = [h for h in self.histories if h in settings.search.histories]
+        return [{"family": self.name, "use_counterfactual_data": 1, "history": h, **o}
+                for h in histories for o in self.options(settings)]
+
+    def fit_windows(self, y, candidate, origins, ctx: Context) -> WindowForecasts:
+        z = np.log(np.asarray(y, float))
+        starts = history_starts(origins, ctx.window, candidate.get("history", WINDOW))
+        model, exog = self.model(candidate, ctx), self.exog(candidate, ctx)
+        try:
+            centre, variance = _forecast(model, z, starts, origins, ctx.horizon, ctx.jobs, exog)
+            return WindowForecasts.from_rows(origins, centre, variance)
+        except FamilyError:
+            raise
+        except Exception:  # noqa: BLE001 - one bad window fails the batch: retry window by window
+            return self._one_by_one(model, z, starts, origins, ctx, exog)
+
+    def _one_by_one(self, model, z, starts, origins, ctx: Context, exog) -> WindowForecasts:
+        centre = np.full((origins.size, ctx.horizon), np.nan)
+        variance = np.full_like(centre, np.nan)
+        reason = None
+        for i in range(origins.size):
+            try:
+                c, v = _forecast(model, z, starts[i:i + 1], origins[i:i + 1], ctx.horizon, 1, exog)
+                centre[i], variance[i] = c[0], v[0]
+            except Exception as err:  # noqa: BLE001 - scored as a failed window
+                reason = reason or f"{type(err).__name__}: {err}"
+        return WindowForecasts.from_rows(origins, centre, variance, reason)
+
+    def fit_final(self, y, candidate, ctx: Context) -> Section:
+        z = np.log(np.asarray(y, float))
+        end = np.array([z.size])
+        start = history_starts(end, min(ctx.window, z.size), candidate.get("history", WINDOW))
+        centre, variance = _forecast(self.model(candidate, ctx), z, start, end, ctx.periods, ctx.jobs,
+                                     self.exog(candidate, ctx))
+        if not (np.all(np.isfinite(centre)) and np.all(np.isfinite(variance))):
+            raise FamilyError(f"{self.name}: the final fit's forecast is not finite")
+        return Section(PATH, dict(candidate), {"centre": centre[0], "variance": variance[0]})
+
+
+class AutoETS(StatsforecastFamily):
+    """Exponential smoothing, error/trend/season chosen by AICc (damped trends included)."""
+
+    name = "ets"
+
+    def model(self, candidate, ctx):
+        return _statsforecast()[1].AutoETS(season_length=ctx.period)
+
+
+class AutoTheta(StatsforecastFamily):
+    """Theta: standard, optimised and dynamic optimised variants, chosen by in-sample MSE."""
+
+    name = "theta"
+
+    def model(self, candidate, ctx):
+        return _statsforecast()[1].AutoTheta(season_length=ctx.period)
+
+
+class MSTL(StatsforecastFamily):
+    """MSTL decomposition (seasonal components by STL, trend by AutoETS without season)."""
+
+    name = "mstl"
+
+    def model(self, candidate, ctx):
+        return _statsforecast()[1].MSTL(season_length=[ctx.period])
+
+
+class AutoTBATS(StatsforecastFamily):
+    """TBATS (trigonometric seasonality, Box-Cox, ARMA errors); seconds per window on weekly data,
+    so it is not among the default families (``search.families`` adds it)."""
+
+    name = "tbats"
+    histories = (WINDOW,)
+
+    def model(self, candidate, ctx):
+        return _statsforecast()[1].AutoTBATS(season_length=ctx.period)
+
+
+def fourier(t: np.ndarray, season_length: float, k: int) -> np.ndarray:
+    """sin/cos pairs 1..k of period ``season_length`` on the absolute time index ``t``."""
+    angle = 2 * np.pi * np.asarray(t, float)[:, None] * np.arange(1, k + 1)[None, :] / season_length
+    return np.concatenate([np.sin(angle), np.cos(angle)], axis=1)
+
+
+class ArimaFourier(StatsforecastFamily):
+    """AutoARIMA (non-seasonal, drift allowed) with K Fourier pairs of the exact season length as
+    regressors. AutoARIMA's order search costs about a second per window on weekly data, so K is not
+    searched here: it is the largest usable order up to ``MAX_K`` (the harmonic family searches K)."""
+
+    name = "arima_fourier"
+    histories = (WINDOW,)
+    MAX_K = 10
+
+    def options(self, settings):
+        from pipeline_code.engine.core.spec import max_fourier_k
+
+        top = min(self.MAX_K, max_fourier_k(settings.data.season_length))
+        return [{"fourier_k": top}] if top >= 1 else []
+
+    def model(self, candidate, ctx):
+        return _statsforecast()[1].AutoARIMA(season_length=1)
+
+    def exog(self, candidate, ctx):
+        k = int(candidate["fourier_k"])
+        return lambda t: fourier(t, ctx.season_length, k)

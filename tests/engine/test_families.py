@@ -1,0 +1,202 @@
+"""Model families: the CV fit and the artifact section agree, the NumPy core forecasts every section,
+combinations combine, and a family that fails is scored failed, not a crash."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from pipeline_code.engine.core.artifact import ModelArtifact
+from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.core.paths import log_path
+from pipeline_code.engine.core.spec import ModelSpec
+from pipeline_code.engine.estimator import HarmonicArimaForecaster, ModelEstimator
+from pipeline_code.engine.evaluation import gate
+from pipeline_code.engine.families import combination, registry
+from pipeline_code.engine.families.base import Context, WindowForecasts
+from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.tuning import TuningError, candidate_space, parameter_ranges, tune
+
+from ..conftest import weekly_series
+
+MONTHLY = Context(season_length=12, window=72, horizon=12, periods=24)
+
+
+def monthly(n: int = 144, seed: int = 0) -> np.ndarray:
+    t = np.arange(n)
+    noise = np.random.default_rng(seed).normal(0, 0.03, n)
+    return np.exp(5 + 0.004 * t + 0.2 * np.sin(2 * np.pi * t / 12) + noise)
+
+
+def candidates_of(name: str, settings: Settings) -> list[dict]:
+    return [c for c in candidate_space(settings) if c["family"] == name]
+
+
+MONTHLY_SETTINGS = replace(Settings(), data=replace(Settings().data, season_length=12, horizon=12),
+                           cv=replace(Settings().cv, window=72))
+FAST = ["harmonic_arima", "seasonal_naive", "theta", "mstl", "ets", "arima_fourier"]
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_the_artifact_section_forecasts_what_the_cv_fit_forecasts(name):
+    """Fit the last window both ways: the core's forecast from the section equals the CV forecast."""
+    y = monthly()
+    candidate = candidates_of(name, MONTHLY_SETTINGS)[-1]
+    family = registry.family(name)
+    cv = family.fit_windows(y, candidate, np.array([y.size]), replace(MONTHLY, horizon=MONTHLY.periods)
+                            ) if name != "seasonal_naive" else None
+    section = family.fit_final(y, candidate, MONTHLY)
+    z, v = log_path(section.core, section.spec, section.parameters, y.size - 1, MONTHLY.periods)
+    assert z.shape == v.shape == (MONTHLY.periods,) and np.all(np.isfinite(z)) and np.all(v >= 0)
+    if cv is not None:
+        np.testing.assert_allclose(z, cv.centre[0], rtol=1e-6)
+        np.testing.assert_allclose(v, cv.variance[0], rtol=1e-6)
+    else:
+        np.testing.assert_allclose(z, np.log(np.tile(y[-12:], 2)))
+    assert np.all(np.abs(np.exp(z[:12]) / y[-12:] - 1) < 0.25)  # a sane seasonal forecast
+
+
+def test_windows_are_fitted_only_on_data_before_their_origin():
+    y = monthly()
+    origins = np.array([90, 110])
+    for name in ("seasonal_naive", "theta"):
+        candidate = candidates_of(name, MONTHLY_SETTINGS)[0]
+        before = registry.family(name).fit_windows(y, candidate, origins, MONTHLY)
+        poked = y.copy()
+        poked[110:] *= 3.0
+        after = registry.family(name).fit_windows(poked, candidate, origins, MONTHLY)
+        np.testing.assert_allclose(before.centre, after.centre)
+
+
+def test_a_stored_path_refuses_more_periods_than_it_holds():
+    with pytest.raises(ValueError, match="stores a forecast of 3 periods; 4 were asked"):
+        log_path("path", {}, {"centre": [1.0, 1.0, 1.0], "variance": [0.1, 0.1, 0.1]}, 10, 4)
+
+
+def test_a_combination_forecasts_the_weighted_mean_of_its_members():
+    y = monthly()
+    members = [c for name in ("seasonal_naive", "theta") for c in candidates_of(name, MONTHLY_SETTINGS)[:1]]
+    weights = [0.3, 0.7]
+    origins = np.array([y.size])
+    ctx = replace(MONTHLY, horizon=MONTHLY.periods)
+    fits = [registry.family(m["family"]).fit_windows(y, m, origins, ctx) for m in members]
+    combined = combination.combine(fits, weights)
+    np.testing.assert_allclose(combined.mean()[0], 0.3 * fits[0].mean()[0] + 0.7 * fits[1].mean()[0])
+    sections = [(m, w, registry.family(m["family"]).fit_final(y, m, MONTHLY), m["family"])
+                for m, w in zip(members, weights)]
+    section = combination.section(sections)
+    z, v = log_path(section.core, section.spec, section.parameters, y.size - 1, MONTHLY.periods)
+    np.testing.assert_allclose(np.exp(z + v / 2), combined.mean()[0], rtol=1e-9)
+
+
+def test_fitted_weights_favour_the_better_member_and_are_shrunk():
+    actual = np.ones((20, 4)) * 10
+    good = actual + np.random.default_rng(0).normal(0, 0.1, actual.shape)
+    bad = actual + np.random.default_rng(1).normal(0, 3.0, actual.shape)
+    w = combination.fitted_weights(np.stack([good, bad]), actual)
+    assert w.sum() == pytest.approx(1.0)
+    assert w[0] > w[1] >= combination.SHRINKAGE / 2
+
+
+class Boom:
+    """A family that fails on windows ending after 100, as ETS can on a short window."""
+
+    name = "boom"
+    batched = True
+
+    def candidates(self, settings):
+        return [{"family": "boom", "use_counterfactual_data": 1}]
+
+    def fit_windows(self, y, candidate, origins, ctx):
+        if origins.max() > 100:
+            raise np.linalg.LinAlgError("singular matrix")
+        return WindowForecasts.from_rows(origins, np.zeros((origins.size, ctx.horizon)),
+                                         np.zeros((origins.size, ctx.horizon)))
+
+    def fit_final(self, y, candidate, ctx):
+        raise AssertionError("never chosen")
+
+
+def test_a_family_that_fails_is_scored_failed_and_reported(monkeypatch):
+    monkeypatch.setitem(registry.FAMILIES, "boom", Boom())
+    settings = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search,
+                                                        families=("seasonal_naive", "boom")))
+    y = monthly()
+    result = tune(y, y, settings, jobs=1, progress=False)
+    boom = next(c for c in result.candidates if c["hyperparameters"]["family"] == "boom")
+    assert boom["cv_mse"] == np.inf and "singular matrix" in boom["failed"]
+    assert result.failures() == {"boom": "LinAlgError: singular matrix"}
+    assert result.best["hyperparameters"]["family"] == "seasonal_naive"
+
+
+def test_when_every_family_fails_tuning_says_so(monkeypatch):
+    monkeypatch.setitem(registry.FAMILIES, "boom", Boom())
+    settings = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search, families=("boom",)))
+    y = monthly()
+    with pytest.raises(TuningError, match="every candidate of every family failed.*boom: LinAlgError"):
+        tune(y, y, settings, jobs=1, progress=False)
+
+
+def test_non_finite_forecasts_mark_their_windows_failed():
+    centre = np.array([[1.0, np.nan], [1.0, 2.0]])
+    out = WindowForecasts.from_rows(np.array([5, 6]), centre, np.zeros((2, 2)))
+    assert out.failed.tolist() == [True, False] and out.reason == "non-finite forecast"
+
+
+def test_tuning_searches_every_family_and_combinations():
+    y = monthly(150)
+    settings = replace(MONTHLY_SETTINGS, search=replace(
+        MONTHLY_SETTINGS.search, fourier_k=(2,), use_counterfactual_data=(1,), selection_splits=10,
+        families=("harmonic_arima", "seasonal_naive", "theta")))
+    result = tune(y, y, settings, jobs=1, progress=False)
+    families = {c["hyperparameters"]["family"] for c in result.candidates}
+    assert families == {"harmonic_arima", "seasonal_naive", "theta", "combination"}
+    assert {c["splits"] for c in result.candidates} == {10}
+    kinds = {c["hyperparameters"]["kind"] for c in result.candidates if c["hyperparameters"]["family"] == "combination"}
+    assert kinds == {"equal top 2", "equal top 3", "fitted weights"}
+    assert set(result.family_seconds) == {"harmonic_arima", "seasonal_naive", "theta"}
+
+
+def test_parameter_ranges_add_the_family_as_a_categorical():
+    ranges = parameter_ranges(Settings())
+    categorical = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
+    assert categorical["family"] == list(Settings().search.families)
+    assert categorical["history"] == ["all", "window"]
+
+
+@pytest.mark.parametrize("name", ["seasonal_naive", "theta"])
+def test_any_family_fits_to_an_artifact_that_round_trips(name, tmp_path):
+    y = monthly(200)
+    series = weekly_series(y)
+    candidate = candidates_of(name, MONTHLY_SETTINGS)[0]
+    fitted = ModelEstimator(candidate, MONTHLY, splits=30).fit(series)
+    folder = fitted.artifact.save(tmp_path / "model")
+    loaded = Forecaster.load(folder)
+    assert loaded.artifact.family == name and loaded.hyperparameters == candidate
+    a, b = fitted.forecaster.predict(24, 0.9), loaded.predict(24, 0.9)
+    np.testing.assert_allclose(a.mean, b.mean)
+    assert np.all(a.lower < a.mean) and np.all(a.mean < a.upper)
+
+
+def test_a_format_1_artifact_still_loads(gasoline, tmp_path):
+    fitted = HarmonicArimaForecaster(ModelSpec(fourier_k=2), window=200, horizon=13, step=8).fit(gasoline)
+    folder = fitted.artifact.save(tmp_path / "model")
+    document = json.loads((folder / "model.json").read_text())
+    document.update({"format": "forecast-mlops.harmonic-arima", "format_version": 1})
+    del document["family"], document["core"]
+    (folder / "model.json").write_text(json.dumps(document))
+    loaded = ModelArtifact.load(folder)
+    assert (loaded.family, loaded.core) == ("harmonic_arima", "harmonic_arima")
+    np.testing.assert_allclose(Forecaster(loaded).predict(13, 0.8).mean, fitted.forecaster.predict(13, 0.8).mean)
+
+
+def test_the_first_run_serves_seasonal_naive_when_it_is_better():
+    decision = gate({"mase": 1.2}, None, {"mase": 1.0}, min_improvement=0.01, same_spec=False)
+    assert decision["passed"] and decision["serve"] == "seasonal_naive"
+    decision = gate({"mase": 0.9}, None, {"mase": 1.0}, min_improvement=0.01, same_spec=False)
+    assert decision["passed"] and decision["serve"] == "challenger"
+    decision = gate({"mase": 1.2}, {"mase": 1.3}, {"mase": 1.0}, min_improvement=0.01, same_spec=False)
+    assert not decision["passed"] and decision["serve"] is None
