@@ -101,7 +101,7 @@ class SearchSpace:
     histories: tuple[str, ...] = ("window", "all")
     # Every candidate of every family is scored on the same CV splits: at most this many, evenly
     # thinned from the sliding-window grid (the costly families' cost is per split).
-    selection_splits: int = 40
+    selection_splits: int = 30
     # Combinations that compete: equal weights of the best k families' best candidates, for each k.
     combination_sizes: tuple[int, ...] = (2, 3)
 
