@@ -9,6 +9,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from pipeline_code.cli.ops import add_ops_commands
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_for_data
 
 BUNDLED_DATA = "us_gasoline.csv"
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve.set_defaults(func=cmd_registry_approve)
 
     _add_serving_commands(sub)
+    add_ops_commands(sub)
     return parser
 
 
@@ -185,7 +187,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     series = load_series(args.data, freq=settings.data.freq,
                          min_length=settings.min_observations(),
                          max_bytes=settings.data.max_file_bytes,
-                         max_gap_periods=settings.data.max_gap_periods)
+                         max_gap_periods=settings.data.max_gap_periods,
+                         max_rows=settings.data.max_rows)
     pre = preprocess(series, settings.data.season_length, settings.preprocess)
     result = tune(series.values, pre.counterfactual, settings, jobs=args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)

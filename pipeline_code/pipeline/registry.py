@@ -11,7 +11,7 @@ Layout::
 
 ``approved.json`` is the only record of approval; a version's status is derived from it: Approved (the
 version it names), Superseded (approved earlier: in its ``history``), PendingManualApproval (never
-approved). Approving is one atomic rename of that file, so a crash leaves one approved version, the old
+approved), Rejected (its latest decision in ``audit.jsonl`` is a rejection). Approving is one atomic rename of that file, so a crash leaves one approved version, the old
 or the new, never two.
 
 Registration and approval run under the lock (``filelock``: ``fcntl.flock`` on POSIX, released by the
@@ -19,12 +19,17 @@ kernel when its holder dies, so a killed run never blocks the next). Registratio
 folders left by a killed run, takes the next free number, builds the version in a staging folder
 ``versions/.vNNNN-xxxx`` and renames it into place; a kill at any step leaves either no new version or a
 complete one. Version arguments must be names of this registry's versions (``v`` and four digits).
+
+People's decisions (``decide``: approve, reject, rollback) are checked, made under the lock and appended
+to ``audit.jsonl``, one JSON line each: who, when, why, and what was approved before.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import socket
 import re
 import shutil
 import tempfile
@@ -40,10 +45,13 @@ from filelock import FileLock, Timeout
 APPROVED = "Approved"
 PENDING = "PendingManualApproval"
 SUPERSEDED = "Superseded"
-STATUSES = (APPROVED, PENDING, SUPERSEDED)
+REJECTED = "Rejected"
+STATUSES = (APPROVED, PENDING, SUPERSEDED, REJECTED)
+DECISIONS = ("approve", "reject", "rollback")
 VERSION_NAME = re.compile(r"v\d{4}")
 APPROVED_FILE = "approved.json"
 RECORD_FILE = "version.json"
+AUDIT_FILE = "audit.jsonl"
 LOCK_TIMEOUT_SECONDS = 120.0
 
 
@@ -75,6 +83,7 @@ class _Pointer:
 
     version: str | None
     history: tuple[str, ...]
+    rejected: frozenset[str] = frozenset()
 
 
 class LocalRegistry:
@@ -147,7 +156,66 @@ class LocalRegistry:
         with self._locked():
             return self._approve(name)
 
+    def decide(self, action: str, name: str, *, reason: str | None = None, by: str | None = None) -> Version:
+        """A person's decision, checked and recorded in ``audit.jsonl`` (who, when, why):
+
+        * ``approve`` a pending or rejected version: it serves (not the approved one; not one approved
+          before: that is a rollback);
+        * ``reject`` a pending or superseded version: it stays undeployed (not the approved one: roll
+          back first);
+        * ``rollback`` to a version approved before: it serves again.
+
+        A version to serve must have a loadable artifact; any refusal is a RegistryError, nothing changed.
+        """
+        if action not in DECISIONS:
+            raise ValueError(f"action must be one of {', '.join(DECISIONS)}")
+        with self._locked():
+            pointer = self._pointer()
+            version = self._version(name, pointer)
+            check_decision(action, version.name, version.status)
+            if action != "reject":
+                _check_artifact(version)
+            _checkpoint(f"decide:{action}:checked")
+            if action != "reject":
+                self._approve(name)
+            self._append_audit({
+                "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "action": action,
+                "version": name, "by": by or _who(), "reason": reason, "approved_before": pointer.version,
+            })
+            return self.get(name)
+
+    def audit(self) -> list[dict[str, Any]]:
+        """The decisions, oldest first (unreadable lines are skipped: the log is append-only)."""
+        path = self.root / AUDIT_FILE
+        if not path.is_file():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
     # --- internals -------------------------------------------------------------------------------
+
+    def _append_audit(self, record: dict[str, Any]) -> None:
+        """One line, appended and flushed to disk (only ever called under the lock)."""
+        fd = os.open(self.root / AUDIT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _rejected(self) -> frozenset[str]:
+        latest: dict[str, str] = {}
+        for record in self.audit():
+            if isinstance(record.get("version"), str):
+                latest[record["version"]] = record.get("action")
+        return frozenset(v for v, action in latest.items() if action == "reject")
 
     def _approve(self, name: str) -> Version:
         self._record(name)  # a valid name of an existing version, with a readable record
@@ -209,6 +277,8 @@ class LocalRegistry:
         record = self._record(name)
         if name == pointer.version:
             status = APPROVED
+        elif name in pointer.rejected:
+            status = REJECTED
         elif name in pointer.history or record.get("status") == APPROVED:  # records before approved.json history
             status = SUPERSEDED
         else:
@@ -218,7 +288,7 @@ class LocalRegistry:
     def _pointer(self) -> _Pointer:
         path = self.root / APPROVED_FILE
         if not path.is_file():
-            return _Pointer(None, ())
+            return _Pointer(None, (), self._rejected())
         document = _read_json(path)
         name, history = document.get("version"), document.get("history", [])
         problem = None
@@ -234,7 +304,41 @@ class LocalRegistry:
         if problem:
             raise RegistryError(f"{path}: {problem}; approve a version to rewrite it"
                                 f" (forecast-mlops registry approve vNNNN)")
-        return _Pointer(name, tuple(history))
+        return _Pointer(name, tuple(history), self._rejected())
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def check_decision(action: str, name: str, status: str) -> None:
+    """Refuse a decision that the version's status does not allow (the cloud's registry too)."""
+    refusals = {
+        ("approve", APPROVED): f"{name} is already approved (it is the version served)",
+        ("approve", SUPERSEDED): f"{name} was approved before; to serve it again: models rollback {name}",
+        ("reject", APPROVED): f"{name} is the approved version; roll back to an earlier one first",
+        ("reject", REJECTED): f"{name} is already rejected",
+        ("rollback", APPROVED): f"{name} is already the approved version",
+        ("rollback", PENDING): f"{name} was never approved; to serve it: models approve {name}",
+        ("rollback", REJECTED): f"{name} was rejected; to serve it anyway: models approve {name}",
+    }
+    if (action, status) in refusals:
+        raise RegistryError(refusals[(action, status)] + "; nothing changed")
+
+
+def _check_artifact(version: Version) -> None:
+    """The version's artifact must load as serving would load it."""
+    from pipeline_code.engine.core.artifact import ArtifactError, ModelArtifact
+
+    try:
+        ModelArtifact.load(version.model_dir)
+    except ArtifactError as err:
+        raise RegistryError(f"{version.name} cannot be served: its artifact is gone or broken ({err});"
+                            " nothing changed") from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,0 +1,75 @@
+"""``runs``, ``tuning`` and ``models`` on a local work folder (``--workdir``): run records, the
+tuning report and the local registry."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pipeline_code.cli.views import ModelRow, Trial
+from pipeline_code.pipeline.registry import APPROVED, LocalRegistry
+from pipeline_code.pipeline.runs import RunDetail, RunNotFound, RunSummary, headline, local_run, local_runs, parse_time
+
+
+class LocalOps:
+    """The same questions as cli/cloud.py's StackOps, answered from a work folder."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = Path(workdir)
+        if not self.workdir.is_dir():
+            raise FileNotFoundError(f"no work folder {self.workdir}")
+        self.registry = LocalRegistry(self.workdir / "registry")
+
+    def where(self) -> str:
+        return str(self.workdir)
+
+    def runs(self, limit: int | None = None) -> list[RunSummary]:
+        return local_runs(self.workdir)[:limit]
+
+    def run(self, run_id: str) -> RunDetail:
+        return local_run(self.workdir, run_id)
+
+    def trials(self, run_id: str) -> tuple[str, list[Trial]]:
+        """(the run id, its candidates in trial order) from ``reports/tuning.json``."""
+        detail = self.run(run_id)
+        report = self.workdir / "runs" / detail.summary.run_id / "reports" / "tuning.json"
+        if not report.is_file():
+            raise RunNotFound(f"run {detail.summary.run_id} has no tuning report ({detail.summary.state};"
+                              f" {report} is missing)")
+        document = json.loads(report.read_text())
+        trials = []
+        for order, candidate in enumerate(document.get("candidates", []), 1):
+            objective = candidate.get("cv_mse")
+            finite = isinstance(objective, (int, float)) and math.isfinite(objective)
+            trials.append(Trial(
+                order=order, objective=float(objective) if finite else None,
+                parameters={k: str(v) for k, v in (candidate.get("hyperparameters") or {}).items()},
+                status="Completed" if finite else "Failed"))
+        return detail.summary.run_id, trials
+
+    def models(self) -> list[ModelRow]:
+        latest: dict[str, dict[str, Any]] = {}
+        for record in self.registry.audit():
+            latest[str(record.get("version"))] = record
+        return [_row(v, latest.get(v.name, {})) for v in self.registry.versions()]
+
+    def decide(self, action: str, version: str, reason: str | None) -> str:
+        """approve / reject / rollback through the registry; returns what happened, in a sentence."""
+        before = self.registry.approved()
+        decided = self.registry.decide(action, version, reason=reason)
+        if action == "reject":
+            return f"{decided.name} rejected; it stays undeployed (served: {before.name if before else 'none'})"
+        return (f"{decided.name} approved ({action}); a running `forecast-mlops serve --model"
+                f" {self.workdir / 'registry'}` switches to it within seconds (was {before.name if before else 'none'})")
+
+
+def _row(version, decision: dict[str, Any]) -> ModelRow:
+    record = version.record
+    return ModelRow(
+        version=version.name, status=version.status, serving=version.status == APPROVED,
+        run_id=record.get("run_id"), registered_at=parse_time(record.get("registered_at")),
+        metrics=headline(record.get("metrics")),
+        decision={k: decision.get(k) for k in ("action", "by", "at", "reason")} if decision else {},
+    )

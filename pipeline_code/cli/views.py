@@ -1,0 +1,172 @@
+"""What ``runs``, ``tuning`` and ``models`` print: one format whether the answers come from a local work
+folder (cli/local_ops.py) or a deployed stack (cli/cloud.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline_code.pipeline.runs import RunDetail, RunSummary
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One tuning candidate (a training job in the cloud): its order, objective and parameters."""
+
+    order: int
+    objective: float | None
+    parameters: dict[str, str]
+    status: str = "Completed"
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One registry version (a model package in the cloud) and the latest decision about it."""
+
+    version: str
+    status: str
+    serving: bool
+    run_id: str | None = None
+    registered_at: datetime | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    decision: dict[str, Any] = field(default_factory=dict)  # action, by, at, reason
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{sec:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    names = {"mase": "MASE", "coverage_80": "cov80", "coverage_95": "cov95"}
+    return " ".join(f"{names.get(k, k)} {v:.3f}" for k, v in metrics.items()) or "-"
+
+
+def runs_table(runs: list[RunSummary]) -> str:
+    if not runs:
+        return "no runs yet"
+    header = f"{'STATE':<9} {'RUN':<31} {'DATA':<22} {'STARTED (UTC)':<19} {'TOOK':>7}  {'MODEL':<34} {'METRICS':<32} REASON"
+    lines = [header]
+    for r in runs:
+        lines.append(
+            f"{r.state:<9} {r.run_id:<31} {_cut(r.data, 22):<22} {_when(r.started_at):<19} {_duration(r.duration_s):>7}"
+            f"  {_cut(r.spec, 34):<34} {_metrics(r.metrics):<32} {_cut(r.reason, 90)}")
+    return "\n".join(lines)
+
+
+def run_detail(detail: RunDetail) -> str:
+    r = detail.summary
+    lines = [f"run {r.run_id}: {r.state}", f"  data      {r.data or '-'}",
+             f"  started   {_when(r.started_at)} UTC, took {_duration(r.duration_s)}",
+             f"  model     {r.spec or '-'}" + (f" -> version {r.version}" if r.version else ""),
+             f"  metrics   {_metrics(r.metrics)}", f"  reason    {r.reason or '-'}"]
+    if detail.timings:
+        lines.append("timings per stage:")
+        lines += [f"  {stage:<12}{_duration(seconds):>9}" for stage, seconds in detail.timings.items()]
+    if detail.evaluation:
+        lines.append("evaluation:")
+        for key, value in detail.evaluation.items():
+            text = _metrics(value) if key in ("challenger", "champion", "seasonal_naive") and all(
+                isinstance(v, (int, float)) for v in (value or {}).values()) else value
+            lines.append(f"  {key:<16}{text}")
+    if detail.links:
+        lines.append("reports and plots:")
+        lines += [f"  {name:<24}{uri}" for name, uri in detail.links.items()]
+    return "\n".join(lines)
+
+
+def trials_table(trials: list[Trial]) -> str:
+    """Every candidate, best objective first (failed ones last)."""
+    if not trials:
+        return "no candidates"
+    names = sorted({k for t in trials for k in t.parameters})
+    header = f"{'RANK':>4} {'TRIAL':>5} {'OBJECTIVE':>14} {'STATUS':<10} " + " ".join(f"{n:<14}" for n in names)
+    lines = [header]
+    for rank, t in enumerate(sort_trials(trials), 1):
+        objective = f"{t.objective:14.6g}" if t.objective is not None else f"{'-':>14}"
+        lines.append(f"{rank:>4} {t.order:>5} {objective} {t.status:<10} "
+                     + " ".join(f"{_cut(t.parameters.get(n), 14):<14}" for n in names))
+    return "\n".join(lines)
+
+
+def sort_trials(trials: list[Trial]) -> list[Trial]:
+    return sorted(trials, key=lambda t: (not _finite(t.objective), t.objective if _finite(t.objective) else 0.0,
+                                         t.order))
+
+
+def plot_trials(trials: list[Trial], path: Path, title: str) -> Path:
+    """PNG: the objective over trial order (with the best so far), and over each parameter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [t for t in trials if _finite(t.objective)]
+    names = sorted({k for t in trials for k in t.parameters})
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.8), squeeze=False)
+    ax = axes[0][0]
+    ordered = sorted(scored, key=lambda t: t.order)
+    ax.scatter([t.order for t in ordered], [t.objective for t in ordered], s=12, color="tab:blue")
+    best, running = [], math.inf
+    for t in ordered:
+        running = min(running, t.objective)
+        best.append(running)
+    ax.step([t.order for t in ordered], best, where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective (CV MSE)")
+    ax.legend(loc="upper right")
+    for ax, name in zip(axes[0][1:], names):
+        values = [t.parameters.get(name, "") for t in scored]
+        categories = sorted(set(values), key=_natural)
+        ax.scatter([categories.index(v) for v in values], [t.objective for t in scored], s=12, color="tab:blue")
+        ax.set_xticks(range(len(categories)), [_cut(c, 10) for c in categories], rotation=45, ha="right")
+        ax.set_xlabel(name)
+    for row in axes:
+        for a in row:
+            a.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def models_table(rows: list[ModelRow]) -> str:
+    if not rows:
+        return "no model versions yet"
+    lines = [f"  {'VERSION':<10} {'STATUS':<22} {'REGISTERED (UTC)':<19} {'RUN':<31} {'METRICS':<32} LAST DECISION"]
+    for m in rows:
+        d = m.decision
+        decided = (f"{d.get('action')} by {d.get('by') or '?'} at {d.get('at') or '?'}"
+                   + (f": {d['reason']}" if d.get("reason") else "")) if d else "-"
+        lines.append(f"{'*' if m.serving else ' '} {m.version:<10} {m.status:<22} {_when(m.registered_at):<19}"
+                     f" {_cut(m.run_id, 28):<28} {_metrics(m.metrics):<32} {decided}")
+    lines.append("(* = the version served)")
+    return "\n".join(lines)
+
+
+def _finite(value: float | None) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _natural(text: str) -> tuple:
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _cut(text: Any, width: int) -> str:
+    text = "-" if text is None or text == "" else str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
