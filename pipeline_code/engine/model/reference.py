@@ -99,19 +99,23 @@ def arma_errors(errors: np.ndarray, p_max: int) -> dict:
 
 
 def fit_forecast_one(z: np.ndarray, spec: ModelSpec, *, origin: int, window: int, horizon: int):
-    """Fit on z[origin - window : origin]; return (log forecast, variance, diff) for the next steps."""
+    """Fit on z[origin - window : origin]; return (log forecast, variance, diff) for the next steps.
+
+    The design counts time from the window's start: a shifted origin spans the same columns (a phase
+    of the harmonics and dummies, a constant of the trend), so the fits and forecasts are unchanged.
+    """
     zw = z[origin - window : origin]
-    full = {d: deterministic_design(spec, origin + horizon, constant=d == 0) for d in (0, 1)}
-    level_b, level_u = regression(zw, full[0][origin - window : origin], 0)
+    full = {d: deterministic_design(spec, window + horizon, constant=d == 0) for d in (0, 1)}
+    level_b, level_u = regression(zw, full[0][:window], 0)
     if spec.diff is None:
         diff = int(kpss_statistic(level_u) > KPSS_CRITICAL[spec.detrend])
     else:
         diff = spec.diff
     design = full[diff]
-    b, u = (level_b, level_u) if diff == 0 else regression(zw, design[origin - window : origin], 1)
+    b, u = (level_b, level_u) if diff == 0 else regression(zw, design[:window], 1)
     arma = arma_errors(np.diff(u) if diff else u, spec.ar_order_max)
     mean, variance = state_space_forecast(
-        zw, design[origin - window : origin], design[origin:], b,
+        zw, design[:window], design[window:], b,
         phi=arma["phi"], theta=arma["theta"], sigma2=arma["sigma2"], diff=diff,
     )
     return mean, variance, diff
