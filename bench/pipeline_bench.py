@@ -1,6 +1,7 @@
 """The local pipeline end to end, after install: `forecast-mlops demo --once` in a fresh work folder
-(validate, preprocess, the full tuning, evaluate, gate, register, serve, one forecast through the
-API-key gateway), timed as a whole and per stage.
+(validate, preprocess, the full tuning over every model family, evaluate, gate, register, serve, one
+forecast through the API-key gateway), timed as a whole and per stage, with each family's cost per
+CV split (from the run's tuning report).
 
 Run: python -m bench.pipeline_bench [--runs 3]
 """
@@ -30,7 +31,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def one_run() -> tuple[float, dict[str, float]]:
+def one_run() -> tuple[float, dict[str, float], dict[str, float]]:
     workdir = Path(tempfile.mkdtemp(prefix="fm-bench-"))
     try:
         started = time.perf_counter()
@@ -40,8 +41,9 @@ def one_run() -> tuple[float, dict[str, float]]:
             check=True, capture_output=True, text=True, timeout=600,
         )
         total = time.perf_counter() - started
-        run = json.loads(next((workdir / "runs").glob("*/run.json")).read_text())
-        return total, run["timings"]
+        run_json = next((workdir / "runs").glob("*/run.json"))
+        tuning = json.loads((run_json.parent / "reports" / "tuning.json").read_text())
+        return total, json.loads(run_json.read_text())["timings"], tuning["seconds_per_split"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -51,7 +53,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     results = [one_run() for _ in range(args.runs)]
-    totals = [t for t, _ in results]
+    totals = [t for t, _, _ in results]
     stages = list(results[0][1])
     lines = [header("Local pipeline, end to end", COMMAND), "",
              "`forecast-mlops demo --once` on the bundled series (1355 weeks): every stage, then the"
@@ -61,8 +63,18 @@ def main() -> None:
              f"| whole demo, wall time | {np.median(totals):.1f} s | {', '.join(f'{t:.1f}' for t in totals)}"
              " | <= 180 s |"]
     for stage in stages:
-        values = [timings[stage] for _, timings in results]
+        values = [timings[stage] for _, timings, _ in results]
         lines.append(f"| stage `{stage}` | {np.median(values):.2f} s | {', '.join(f'{v:.2f}' for v in values)} | |")
+    lines += ["", "Cost per CV split of each family during tuning (one worker; a candidate's seconds / its"
+              " splits, averaged over the family's candidates):", "",
+              "| family | seconds per split (median over runs) |", "| --- | --- |"]
+    for family in results[0][2]:
+        lines.append(f"| {family} | {np.median([r[2][family] for r in results]):.4f} |")
+    try:
+        load = Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        load = None
+    lines += ["", f"Load average after the runs: {load} (a shared machine: seconds are indicative)."]
     lines.append("")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "pipeline.md").write_text("\n".join(lines))

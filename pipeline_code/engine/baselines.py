@@ -42,7 +42,7 @@ import numpy as np
 from pipeline_code.engine.cv import seasonal_naive_scale
 from pipeline_code.engine.evaluation import Backtest
 
-BASELINES: tuple[str, ...] = ("AutoTheta", "AutoTBATS", "MSTL", "AutoARIMA+Fourier")
+BASELINES: tuple[str, ...] = ("AutoTheta", "AutoTBATS", "MSTL", "AutoETS", "AutoARIMA+Fourier")
 # Per-model fitting scale: the one with the lower backtest MASE on the bundled series (52 origins,
 # horizon 26, window 417; log vs original: AutoTheta 0.895 vs 0.886, AutoTBATS 0.835 vs 0.839,
 # MSTL 0.921 vs 0.922, AutoARIMA+Fourier 0.914 vs 0.942; bench/results/accuracy.md has both).
@@ -50,8 +50,12 @@ DEFAULT_TRANSFORM: dict[str, str] = {
     "AutoTheta": "none",
     "AutoTBATS": "log",
     "MSTL": "log",
+    "AutoETS": "log",
     "AutoARIMA+Fourier": "log",
 }
+# Training history per origin: the same window as our model's, or all history before the origin
+# (how a user calls statsforecast).
+HISTORIES = ("window", "all")
 FOURIER_K_RANGE = range(1, 11)
 _Z95 = 1.959963984540054
 
@@ -107,6 +111,8 @@ def _make_model(name: str, models, period: int):
         return models.AutoTBATS(season_length=period, alias=name)
     if name == "MSTL":
         return models.MSTL(season_length=[period], alias=name)
+    if name == "AutoETS":
+        return models.AutoETS(season_length=period, alias=name)
     if name == "AutoARIMA+Fourier":
         return models.AutoARIMA(season_length=1, alias=name)
     raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
@@ -125,13 +131,14 @@ def backtest_baselines(
     transform: str | Mapping[str, str] | None = None,
     fourier_k: int | None = None,
     info: dict | None = None,
+    history: str = "window",
 ) -> dict[str, Backtest]:
     """Backtest each baseline in ``models`` at every origin; see the module docstring.
 
     ``levels`` are fractions (0.8, 0.95) or percentages (80, 95); the returned intervals are keyed by
     fractions, as :class:`Backtest` expects. ``transform`` is "log", "none", a per-model mapping, or
     None for :data:`DEFAULT_TRANSFORM`. If ``info`` is a dict it receives per-model seconds and the
-    Fourier K selection.
+    Fourier K selection. ``history`` is "window" (fit on ``y[o - window : o]``) or "all" (``y[:o]``).
     """
     StatsForecast, sf_models = _require_statsforecast()
     import pandas as pd
@@ -159,9 +166,12 @@ def backtest_baselines(
     steps = np.arange(horizon)
     actual = y[origins[:, None] + steps[None, :]]
     scale = seasonal_naive_scale(y, origins, window, period)
-    train_idx = (origins[:, None] - window + np.arange(window)[None, :]).ravel()
+    if history not in HISTORIES:
+        raise ValueError(f"history must be one of {HISTORIES}, got {history!r}")
+    starts = origins - window if history == "window" else np.zeros_like(origins)
+    train_idx = np.concatenate([np.arange(s, o) for s, o in zip(starts, origins)])
     future_idx = (origins[:, None] + steps[None, :]).ravel()
-    ids = np.repeat(origins, window)
+    ids = np.repeat(origins, origins - starts)
     future_ids = np.repeat(origins, horizon)
 
     out: dict[str, Backtest] = {}
