@@ -32,7 +32,8 @@ MUTATIONS = {
     "ma-term-dropped": Mutation(
         "forecasts drop the MA term of the ARIMA errors",
         (("pipeline_code/engine/core/arima.py",
-          "w_hat = x_hat + np.asarray(theta, dtype=float)[:, None] * previous", "w_hat = x_hat + 0.0 * previous"),),
+          "w_hat = x_hat + np.asarray(theta, dtype=float)[:, None] * previous",
+          "w_hat = x_hat + 0.0 * previous"),),
         ("tests/engine/test_model.py",)),
     "scale-look-ahead": Mutation(
         "each split's scale is calibrated with its own error",
@@ -85,9 +86,13 @@ def failing_tests(target: Path, tests: tuple[str, ...]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", choices=[[], *MUTATIONS], default=[])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="name", help=f"of {', '.join(MUTATIONS)}")
     names = parser.parse_args().names or list(MUTATIONS)
+    unknown = sorted(set(names) - set(MUTATIONS))
+    if unknown:
+        parser.error(f"unknown mutation(s) {unknown}")
     survived = []
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
         baseline = Path(tmp) / "baseline"

@@ -81,7 +81,8 @@ def unscaled_offsets(log_errors, origins, rows, horizon, level):
 @pytest.mark.parametrize("level", [0.8, 0.95])
 def test_scaled_intervals_cover_in_calm_and_volatile_spells_where_unscaled_ones_do_not(level):
     """Noise alternating between 0.01 and 0.04 every 100 weeks: scaled intervals keep their coverage in
-    both spells (out of sample); pooled unscaled errors over-cover calm spells and cover volatile ones less."""
+    both spells (out of sample); pooled unscaled errors over-cover calm spells and cover volatile ones
+    less."""
     horizon = 4
     y, sd = regime_series(1400, seed=5, last=CALM)
     cv = cross_validate(y, SPEC, window=150, horizon=horizon)

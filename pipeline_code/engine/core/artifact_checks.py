@@ -79,7 +79,8 @@ def load_calibration_errors(path: Path) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as arrays:
             if CALIBRATION_ERRORS not in arrays.files:
-                raise ArtifactProblem(path.name, f"lacks the array {CALIBRATION_ERRORS!r} (has {arrays.files})")
+                raise ArtifactProblem(
+                    path.name, f"lacks the array {CALIBRATION_ERRORS!r} (has {arrays.files})")
             errors = arrays[CALIBRATION_ERRORS]
     except FileNotFoundError:
         raise

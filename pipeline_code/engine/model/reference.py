@@ -65,7 +65,8 @@ def state_space_forecast(
     params = np.concatenate([b, phi, [theta, sigma2]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # non-stationary starting values are not used: params are fixed
-        forecast = model.filter(params, cov_type="none").get_forecast(design_future.shape[0], exog=design_future)
+        results = model.filter(params, cov_type="none")
+        forecast = results.get_forecast(design_future.shape[0], exog=design_future)
     return np.asarray(forecast.predicted_mean), np.asarray(forecast.var_pred_mean)
 
 
