@@ -10,7 +10,9 @@ from typing import Any
 
 from pipeline_code.cli.views import ModelRow, Trial
 from pipeline_code.pipeline.registry import APPROVED, LocalRegistry
-from pipeline_code.pipeline.runs import RunDetail, RunNotFound, RunSummary, headline, local_run, local_runs, parse_time
+from pipeline_code.pipeline.runs import (
+    RunDetail, RunNotFound, RunSummary, flat_parameters, headline, local_run, local_runs, parse_time,
+)
 
 
 class LocalOps:
@@ -45,7 +47,7 @@ class LocalOps:
             finite = isinstance(objective, (int, float)) and math.isfinite(objective)
             trials.append(Trial(
                 order=order, objective=float(objective) if finite else None,
-                parameters={k: str(v) for k, v in (candidate.get("hyperparameters") or {}).items()},
+                parameters=flat_parameters(candidate.get("hyperparameters") or {}),
                 status="Completed" if finite else "Failed"))
         return detail.summary.run_id, trials
 

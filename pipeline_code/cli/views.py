@@ -11,6 +11,8 @@ from typing import Any
 
 from pipeline_code.pipeline.runs import RunDetail, RunSummary
 
+PLOT_MAX_CATEGORIES = 12
+
 
 @dataclass(frozen=True)
 class Trial:
@@ -81,7 +83,7 @@ def run_detail(detail: RunDetail) -> str:
             lines.append(f"  {key:<16}{text}")
     if detail.links:
         lines.append("reports and plots:")
-        lines += [f"  {name:<24}{uri}" for name, uri in detail.links.items()]
+        lines += [f"  {name:<28} {uri}" for name, uri in detail.links.items()]
     return "\n".join(lines)
 
 
@@ -90,12 +92,14 @@ def trials_table(trials: list[Trial]) -> str:
     if not trials:
         return "no candidates"
     names = sorted({k for t in trials for k in t.parameters})
-    header = f"{'RANK':>4} {'TRIAL':>5} {'OBJECTIVE':>14} {'STATUS':<10} " + " ".join(f"{n:<14}" for n in names)
+    widths = {n: min(24, max(len(n), *(len(_cut(t.parameters.get(n), 24)) for t in trials))) for n in names}
+    header = f"{'RANK':>4} {'TRIAL':>5} {'OBJECTIVE':>14} {'STATUS':<10} " + " ".join(
+        f"{n:<{widths[n]}}" for n in names)
     lines = [header]
     for rank, t in enumerate(sort_trials(trials), 1):
         objective = f"{t.objective:14.6g}" if t.objective is not None else f"{'-':>14}"
         lines.append(f"{rank:>4} {t.order:>5} {objective} {t.status:<10} "
-                     + " ".join(f"{_cut(t.parameters.get(n), 14):<14}" for n in names))
+                     + " ".join(f"{_cut(t.parameters.get(n), widths[n]):<{widths[n]}}" for n in names))
     return "\n".join(lines)
 
 
@@ -112,9 +116,16 @@ def plot_trials(trials: list[Trial], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     scored = [t for t in trials if _finite(t.objective)]
-    names = sorted({k for t in trials for k in t.parameters})
-    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.8), squeeze=False)
-    ax = axes[0][0]
+    # a parameter with a value per trial (a combination's weights) says nothing plotted against
+    names = [n for n in sorted({k for t in trials for k in t.parameters})
+             if len({t.parameters.get(n) for t in scored}) <= max(PLOT_MAX_CATEGORIES, len(scored) // 2)]
+    columns = min(4, 1 + len(names))
+    rows = -(-(1 + len(names)) // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    axes = [a for row in grid for a in row]
+    for unused in axes[1 + len(names):]:
+        unused.set_visible(False)
+    ax = axes[0]
     ordered = sorted(scored, key=lambda t: t.order)
     ax.scatter([t.order for t in ordered], [t.objective for t in ordered], s=12, color="tab:blue")
     best, running = [], math.inf
@@ -125,15 +136,14 @@ def plot_trials(trials: list[Trial], path: Path, title: str) -> Path:
     ax.set_xlabel("trial")
     ax.set_ylabel("objective (CV MSE)")
     ax.legend(loc="upper right")
-    for ax, name in zip(axes[0][1:], names):
-        values = [t.parameters.get(name, "") for t in scored]
+    for ax, name in zip(axes[1:], names):
+        values = [t.parameters.get(name, "(none)") for t in scored]
         categories = sorted(set(values), key=_natural)
         ax.scatter([categories.index(v) for v in values], [t.objective for t in scored], s=12, color="tab:blue")
         ax.set_xticks(range(len(categories)), [_cut(c, 10) for c in categories], rotation=45, ha="right")
         ax.set_xlabel(name)
-    for row in axes:
-        for a in row:
-            a.grid(alpha=0.3)
+    for a in axes:
+        a.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -84,9 +84,22 @@ def describe_spec(hyperparameters: Any) -> str | None:
     """A short name for the chosen specification: the family and its settings, ``k=v`` joined."""
     if not isinstance(hyperparameters, dict) or not hyperparameters:
         return None
-    family = hyperparameters.get("family")
-    rest = ",".join(f"{k}={v}" for k, v in sorted(hyperparameters.items()) if k != "family")
+    flat = flat_parameters(hyperparameters)
+    family = flat.pop("family", None)
+    rest = ",".join(f"{k}={v}" for k, v in sorted(flat.items()))
     return f"{family}({rest})" if family else rest
+
+
+def flat_parameters(hyperparameters: dict[str, Any]) -> dict[str, str]:
+    """Hyperparameters as short strings: a combination's members by family, its weights rounded."""
+    out = {}
+    for key, value in hyperparameters.items():
+        if key == "members" and isinstance(value, list):
+            value = "+".join(str(m.get("family", "?")) if isinstance(m, dict) else str(m) for m in value)
+        elif isinstance(value, list):
+            value = "/".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
+        out[key] = str(value)
+    return out
 
 
 def headline(metrics: Any) -> dict[str, float]:
