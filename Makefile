@@ -11,7 +11,7 @@ NODE_STAMP := node_modules/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,train,client,lambdas,infra,dev]'
+	$(PY) -m pip install --quiet -e '.[serve,train,watch,client,lambdas,infra,dev]'
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
