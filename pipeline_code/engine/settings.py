@@ -124,7 +124,12 @@ class SearchSpace:
 
         https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ParameterRanges.html
         """
-        categorical = {name: sorted(set(getattr(self, name))) for name in TUNED_FLAGS}
+        categorical: dict[str, list[Any]] = {name: sorted(set(getattr(self, name))) for name in TUNED_FLAGS}
+        # The family and the statsforecast families' history are categoricals too (a training job ignores
+        # what its family does not use); combinations are searched locally only (they need every
+        # candidate's CV forecasts).
+        categorical["family"] = list(self.families)
+        categorical["history"] = sorted(set(self.histories))
         integer = []
         ks = self.usable_fourier_k(season_length)
         if list(ks) == list(range(ks[0], ks[-1] + 1)):
@@ -141,6 +146,10 @@ class SearchSpace:
         }
 
 
+# The model families' names (engine/families/registry.py maps each to its module; a test checks they
+# agree) and the histories the statsforecast families may fit on.
+FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats")
+HISTORIES = ("window", "all")
 # The tuned hyperparameters' names (what the tuning job sends a training job), declared once.
 TUNED_FLAGS = ("use_counterfactual_data", "detrend", "deseasonalize")
 TUNED_PARAMETERS = (*TUNED_FLAGS, "fourier_k")
@@ -281,7 +290,17 @@ class Settings:
             check(bool(values) and set(values) <= {0, 1}, f"search.{key}: must be a non-empty subset of [0, 1]")
         check(bool(self.search.fourier_k) and min(self.search.fourier_k) >= 1,
               "search.fourier_k: must be a non-empty list of integers >= 1")
-        if self.search.fourier_k and math.isfinite(d.season_length) and d.season_length > 1:
+        families = self.search.families
+        check(bool(families) and len(set(families)) == len(families) and set(families) <= set(FAMILY_NAMES),
+              f"search.families: must be distinct names from {list(FAMILY_NAMES)}, got {list(families)}")
+        check(bool(self.search.histories) and set(self.search.histories) <= set(HISTORIES),
+              f"search.histories: must be a non-empty subset of {list(HISTORIES)}")
+        check(self.search.selection_splits >= 5, "search.selection_splits: must be >= 5")
+        check(all(k >= 2 for k in self.search.combination_sizes), "search.combination_sizes: each must be >= 2")
+        check(d.max_rows >= self.min_observations(),
+              f"data.max_rows: {d.max_rows} is below the minimum length {self.min_observations()}")
+        if "harmonic_arima" in families and self.search.fourier_k and math.isfinite(d.season_length) \
+                and d.season_length > 1:
             check(bool(self.search.usable_fourier_k(d.season_length)),
                   f"search.fourier_k: no value fits data.season_length {d.season_length:g} "
                   f"(K must be <= {max_fourier_k(d.season_length)}; a season length below 3 carries no harmonics)")
@@ -344,6 +363,7 @@ def resolve(
         derived["data.horizon"] = max(1, min(round(season), HORIZON_MAX))
     horizon = derived.get("data.horizon", data.horizon)
     if observations is not None:
+        observations = min(observations, settings.data.max_rows)  # only the latest max_rows are used
         origins = settings.gate.eval_origins
         if "gate.eval_origins" not in given:
             origins = derived["gate.eval_origins"] = max(ORIGINS_MIN, min(ORIGINS_MAX, observations // 10))

@@ -90,19 +90,9 @@ def candidate_space(settings: Settings) -> list[dict[str, Any]]:
 
 
 def parameter_ranges(settings: Settings) -> dict[str, Any]:
-    """The SageMaker tuning job's ParameterRanges: the harmonic model's ranges, plus ``family`` and the
-    statsforecast families' ``history`` as categoricals (a training job ignores what its family does
-    not use). Combinations are searched locally only: they need every candidate's CV forecasts.
-
-    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ParameterRanges.html
-    """
-    ranges = settings.search.parameter_ranges(settings.data.season_length)
-    categorical = [*ranges["CategoricalParameterRanges"],
-                   {"Name": "family", "Values": list(settings.search.families)}]
-    histories = sorted({c["history"] for c in candidate_space(settings) if "history" in c})
-    if histories:
-        categorical.append({"Name": "history", "Values": histories})
-    return {**ranges, "CategoricalParameterRanges": categorical}
+    """The SageMaker tuning job's ParameterRanges: rendered by the run document itself
+    (`Settings.parameter_ranges`, standard library only), so the starter Lambda renders the same."""
+    return settings.parameter_ranges()
 
 
 def selection_grid(n: int, settings: Settings) -> np.ndarray:

@@ -4,6 +4,7 @@ anything starts, the one minimum-length rule, and settings reaching every job (n
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from datetime import date, timedelta
@@ -124,3 +125,33 @@ def test_every_job_reads_the_frequency_from_the_document(tmp_path):
                  {**SPEC, "fourier_k": 2}, tmp_path / "model", document)
     forecast = Forecaster.load(tmp_path / "model").predict(3, 0.9)
     assert [str(day) for day in forecast.timestamps] == ["2012-01-01", "2012-02-01", "2012-03-01"]
+
+
+def test_the_family_names_of_the_run_document_are_the_registrys():
+    from pipeline_code.engine.families.registry import FAMILIES
+    from pipeline_code.engine.settings import FAMILY_NAMES
+
+    assert set(FAMILIES) == set(FAMILY_NAMES)
+    assert set(Settings().search.families) <= set(FAMILY_NAMES)
+
+
+@pytest.mark.parametrize("document, expected", [
+    ({"search": {"families": ["prophet"]}}, "search.families: must be distinct names"),
+    ({"search": {"histories": ["recent"]}}, "search.histories: must be a non-empty subset"),
+    ({"data": {"max_rows": 100}}, "data.max_rows: 100 is below the minimum length 508"),
+])
+def test_search_and_row_settings_are_validated(document, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        Settings.from_dict(document)
+
+
+def test_the_tuning_ranges_name_the_family_and_are_rendered_once():
+    from pipeline_code.engine.tuning import parameter_ranges
+
+    settings = Settings.from_dict({"data": {"freq": "MS", "season_length": 12, "horizon": 12},
+                                   "cv": {"window": 96}, "gate": {"eval_origins": 20}})
+    ranges = settings.parameter_ranges()
+    assert parameter_ranges(settings) == ranges
+    categorical = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
+    assert categorical["family"] == list(settings.search.families)
+    assert ranges["IntegerParameterRanges"][0]["MaxValue"] == "5"
