@@ -8,8 +8,8 @@ ASL parameters), `sns:publish`, and SageMaker's registry/model/endpoint-config/e
 What moto lacks, added here and only here (never in product code):
   * optimised SageMaker integrations (`arn:aws:states:::sagemaker:*.sync`): moto's engine treats the
     `sagemaker` service as unsupported (callbacks only). `FakeSageMakerSyncTask` creates the job in moto,
-    then plays the job through a `JobWorld` (writes the outputs the container contract promises, or
-    fails it) and returns the Describe* output as `.sync` does; failures surface as `States.TaskFailed`.
+    then plays the job through a job world (the stub `JobWorld` here writes the outputs the container
+    contract promises, or fails it; tests/cloud/sagemaker.py runs the real containers) and returns the Describe* output as `.sync` does; failures surface as `States.TaskFailed`.
     It can also throttle the first create of a job *after* creating it (the real "job created but
     the response was lost" case) to prove retried names never collide.
   * `UpdateEndpoint`: moto has no handler; `install_update_endpoint` adds one to moto's backend/response
@@ -53,6 +53,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.utils import camel_to_snake_case
+
+from tests.cloud.jobs import JobFailed
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -128,7 +130,7 @@ class JobWorld:
             sm = boto3.client("sagemaker", region_name=REGION)
             sm.create_training_job(
                 TrainingJobName=training_name,
-                HyperParameters={**definition["StaticHyperParameters"], "fourier_k": "3"},
+                HyperParameters={**definition.get("StaticHyperParameters", {}), "fourier_k": "3"},
                 AlgorithmSpecification={"TrainingImage": definition["AlgorithmSpecification"]["TrainingImage"],
                                         "TrainingInputMode": "File"},
                 RoleArn=definition["RoleArn"],
@@ -228,12 +230,15 @@ class FakeSageMakerSyncTask(StateTaskServiceCallback):
 
         def resolve() -> dict[str, Any]:
             sm = boto3.client("sagemaker", region_name=resource_runtime_part.region)
-            if kind in WORLD.fail:
-                WORLD.fail_job(kind, name)
+            try:
+                if kind in WORLD.fail:
+                    WORLD.fail_job(kind, name)
+                    raise JobFailed("failed on purpose by the test")
+                WORLD.run(kind, name, params)
+            except JobFailed:  # the world marked the job Failed in moto; .sync reports TaskFailed
                 out = getattr(sm, describe)(**{key: name})
                 out.pop("ResponseMetadata", None)
-                raise FakeTaskError("States.TaskFailed", json.dumps(out, default=str))
-            WORLD.run(kind, name, params)
+                raise FakeTaskError("States.TaskFailed", json.dumps(out, default=str)) from None
             out = getattr(sm, describe)(**{key: name})
             out.pop("ResponseMetadata", None)
             return json.loads(json.dumps(out, default=str))
@@ -281,10 +286,11 @@ def _aws_sdk_bodies_as_strings(self, env, resource_runtime_part, normalised_para
         env.stack[-1] = json.loads(json.dumps(output, default=str))
 
 
-def install(monkeypatch) -> JobWorld:
-    """Install every extension for one test (undone by pytest's monkeypatch); returns a fresh world."""
+def install(monkeypatch, world: Any = None) -> Any:
+    """Install every extension for one test (undone by pytest's monkeypatch); returns the job world:
+    a fresh stub `JobWorld` unless `world` (same interface; tests/cloud runs the jobs for real)."""
     global WORLD
-    WORLD = JobWorld()
+    WORLD = JobWorld() if world is None else world
     UPDATES.clear()
     original = state_task_factory.state_task_service_for
 
