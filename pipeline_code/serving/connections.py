@@ -121,7 +121,7 @@ class _Pool:
         for group in (self.fresh, self.idle):
             fallback = None
             for scanned, protocol in enumerate(group):
-                if protocol is spare:
+                if protocol is spare or protocol.transport.is_closing():
                     continue
                 if _unread_bytes(protocol) == 0:
                     return protocol

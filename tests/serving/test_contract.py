@@ -197,7 +197,7 @@ def test_ping_503_until_the_model_appears_then_200(model_dir, tmp_path):
         assert status == 503 and "no model loaded" in doc["error"]
         # A broken artifact keeps it at 503 (loading failed) ...
         (folder / "model.json").write_text("{not json")
-        srv.wait_until(lambda: "not a valid artifact" in (http("GET", f"{srv.url}/ping")[2].decode()),
+        srv.wait_until(lambda: "model.json is not valid JSON" in (http("GET", f"{srv.url}/ping")[2].decode()),
                        "the load failure to be reported")
         assert srv.ping() == 503
         # ... a real one flips it to 200.
