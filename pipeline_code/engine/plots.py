@@ -89,7 +89,8 @@ def _family_scores(ax, candidates: list[dict[str, Any]]) -> None:
             ax.bar(i, min(scores), color="tab:red" if min(scores) == best else "tab:blue", alpha=0.5)
             ax.scatter(np.full(len(scores), i), scores, s=8, color="black", zorder=3)
         if failed.get(name):
-            ax.annotate(f"{failed[name]} failed", (i, 0), rotation=90, ha="center", va="bottom", fontsize=7)
+            ax.annotate(f"{failed[name]} failed", (i, 0.03), xycoords=("data", "axes fraction"),
+                        rotation=90, ha="center", va="bottom", fontsize=8, color="tab:red")
     ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("CV MSE (same splits for all)")
     finite = [v for vs in by_family.values() for v in vs]

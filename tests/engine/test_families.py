@@ -200,3 +200,16 @@ def test_the_first_run_serves_seasonal_naive_when_it_is_better():
     assert decision["passed"] and decision["serve"] == "challenger"
     decision = gate({"mase": 1.2}, {"mase": 1.3}, {"mase": 1.0}, min_improvement=0.01, same_spec=False)
     assert not decision["passed"] and decision["serve"] is None
+
+
+def test_the_tuning_plot_shows_families_side_by_side_and_combination_weights(tmp_path, monkeypatch):
+    from pipeline_code.engine.plots import plot_tuning
+
+    monkeypatch.setitem(registry.FAMILIES, "boom", Boom())
+    y = monthly(150)
+    settings = replace(MONTHLY_SETTINGS, search=replace(
+        MONTHLY_SETTINGS.search, fourier_k=(2, 4), selection_splits=8,
+        families=("harmonic_arima", "seasonal_naive", "theta", "boom")))
+    result = tune(y, y, settings, jobs=1, progress=False)
+    path = plot_tuning(tmp_path / "tuning.png", result.candidates)
+    assert path.stat().st_size > 10_000
