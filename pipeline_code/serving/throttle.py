@@ -2,10 +2,9 @@
 
 Each key's bucket holds at most ``burst`` tokens and starts full; it refills at ``rate`` tokens per
 second; an event spends one token, or is refused when less than one is left. So ``burst`` events may
-pass at once, and ``rate`` per second on average after that. See
+pass at once, and ``rate`` per second on average after that. API Gateway throttles this way, one token
+per request, with the burst as the bucket's size:
 https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-request-throttling.html
-("API Gateway throttles requests to your API using the token bucket algorithm, where a token counts
-for a request"; the burst is the bucket size).
 """
 
 from __future__ import annotations
