@@ -1,0 +1,143 @@
+"""models list|approve|reject|rollback on a work folder: the rules, the audit record, nothing changed on
+a refusal, and a running server that switches on a rollback without a restart."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline_code.cli.main import main
+from pipeline_code.pipeline.registry import APPROVED, PENDING, REJECTED, SUPERSEDED, LocalRegistry
+from tests.conftest import free_port
+
+
+def three_versions(workdir: Path) -> LocalRegistry:
+    """v0001 superseded, v0002 pending, v0003 approved (copies of the run's artifact)."""
+    registry = LocalRegistry(workdir / "registry")
+    model = registry.get("v0001").model_dir
+    registry.register(model, status=PENDING, run_id="run-2", evaluation={})
+    registry.register(model, status=APPROVED, run_id="run-3", evaluation={})
+    return registry
+
+
+def models(workdir: Path, *args: str) -> int:
+    return main(["models", *args, "--workdir", str(workdir)])
+
+
+def statuses(registry: LocalRegistry) -> dict[str, str]:
+    return {v.name: v.status for v in registry.versions()}
+
+
+def test_list_marks_the_served_version(workdir, capsys):
+    three_versions(workdir)
+    assert models(workdir, "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["VERSION", "STATUS", "REGISTERED"]
+    assert lines[1].split()[:2] == ["v0001", SUPERSEDED]
+    assert lines[2].split()[:2] == ["v0002", PENDING]
+    assert lines[3].split()[:3] == ["*", "v0003", APPROVED]
+
+
+def test_approve_reject_rollback_are_recorded_with_who_when_why(workdir, capsys):
+    registry = three_versions(workdir)
+    assert models(workdir, "reject", "v0002", "--reason", "coverage too low") == 0
+    assert models(workdir, "rollback", "v0001", "--reason", "v0003 drifts") == 0
+    assert models(workdir, "approve", "v0002", "--reason", "checked by hand") == 0
+    assert statuses(registry) == {"v0001": SUPERSEDED, "v0002": APPROVED, "v0003": SUPERSEDED}
+    audit = registry.audit()
+    assert [(a["action"], a["version"], a["reason"], a["approved_before"]) for a in audit] == [
+        ("reject", "v0002", "coverage too low", "v0003"),
+        ("rollback", "v0001", "v0003 drifts", "v0003"),
+        ("approve", "v0002", "checked by hand", "v0001"),
+    ]
+    assert all(a["by"] and a["at"] for a in audit)
+    capsys.readouterr()
+    assert models(workdir, "list") == 0
+    listing = capsys.readouterr().out
+    assert "approve by" in listing and "checked by hand" in listing
+
+
+def test_a_rejected_version_shows_rejected_until_approved(workdir):
+    registry = three_versions(workdir)
+    assert models(workdir, "reject", "v0002") == 0
+    assert registry.get("v0002").status == REJECTED
+    assert models(workdir, "rollback", "v0002") == 2  # rejected: approve it instead
+    assert registry.get("v0002").status == REJECTED
+
+
+@pytest.mark.parametrize("args, message", [
+    (["approve", "v0003"], "v0003 is already approved"),
+    (["approve", "v0001"], "models rollback v0001"),
+    (["reject", "v0003"], "roll back to an earlier one first"),
+    (["rollback", "v0003"], "already the approved version"),
+    (["rollback", "v0002"], "never approved"),
+    (["rollback", "v0009"], "no version v0009"),
+    (["approve", "latest"], "'latest' is not a version name"),
+])
+def test_refusals_name_the_reason_and_change_nothing(workdir, capsys, args, message):
+    registry = three_versions(workdir)
+    before = {p.name: p.read_bytes() for p in (workdir / "registry").iterdir() if p.is_file()}
+    assert models(workdir, *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ")
+    assert {p.name: p.read_bytes() for p in (workdir / "registry").iterdir() if p.is_file()} == before
+    assert registry.approved().name == "v0003"
+
+
+@pytest.mark.parametrize("gone", ["model.json", "arrays.npz", None])
+def test_rollback_to_a_version_whose_artifact_is_gone_fails_with_nothing_changed(workdir, capsys, gone):
+    registry = three_versions(workdir)
+    model = registry.get("v0001").model_dir
+    if gone:
+        (model / gone).unlink()
+    else:
+        shutil.rmtree(model)
+    pointer = (workdir / "registry" / "approved.json").read_bytes()
+    assert models(workdir, "rollback", "v0001") == 2
+    assert "artifact is gone or broken" in capsys.readouterr().err
+    assert (workdir / "registry" / "approved.json").read_bytes() == pointer
+    assert registry.audit() == []
+
+
+def test_unknown_work_folder(tmp_path, capsys):
+    assert models(tmp_path / "missing", "list") == 2
+    assert "no work folder" in capsys.readouterr().err
+
+
+def _served_version(url: str) -> str | None:
+    try:
+        request = urllib.request.Request(f"{url}/invocations", data=b'{"periods": 1, "conf": 0.8}',
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return json.loads(r.read())["model"]["version"]
+    except OSError:
+        return None
+
+
+def test_rollback_switches_a_running_server_without_restart(workdir):
+    three_versions(workdir)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "pipeline_code.cli.main", "serve", "--model",
+                               str(workdir / "registry"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while _served_version(url) != "v0003":
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not serve v0003"
+            time.sleep(0.2)
+        assert models(workdir, "rollback", "v0001", "--reason", "test") == 0
+        while _served_version(url) != "v0001":
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not switch"
+            time.sleep(0.2)
+        assert server.poll() is None  # the same process: no restart
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
