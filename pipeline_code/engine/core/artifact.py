@@ -1,8 +1,10 @@
 """The model artifact: plain JSON and NumPy ``.npz`` (never pickled). See docs/design.md.
 
-``model.json`` holds the specification, fitted parameters, the data tail and metadata; ``arrays.npz``
-holds the cross-validation errors used to calibrate intervals. Both are read back with
-``allow_pickle=False``.
+``model.json`` holds the model family, the forecasting core that evaluates it (``core.paths``), the
+family's specification and fitted parameters (its plain-data section), the data tail and metadata;
+``arrays.npz`` holds the cross-validation errors used to calibrate intervals. Both are read back with
+``allow_pickle=False``. Format 2 added ``family`` and ``core``; a format-1 artifact (the harmonic
+model only) still loads, as family and core ``harmonic_arima``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import numpy as np
 
 from pipeline_code.engine.core.artifact_checks import ArtifactProblem, check_document, load_calibration_errors
 
-FORMAT = "forecast-mlops.harmonic-arima"
-FORMAT_VERSION = 1
+FORMAT = "forecast-mlops.model"
+FORMAT_VERSION = 2
+FORMAT_V1 = "forecast-mlops.harmonic-arima"  # format 1: the harmonic model, before model families
+HARMONIC = "harmonic_arima"
 MODEL_JSON = "model.json"
 ARRAYS_NPZ = "arrays.npz"
 
@@ -38,6 +42,8 @@ class ModelArtifact:
     calibration_errors: np.ndarray  # (splits, horizon) log-scale out-of-sample errors
     history: dict[str, list]  # recent "timestamps" and "values" for plots
     metadata: dict[str, Any] = field(default_factory=dict)  # version, trained_at, metrics, ...
+    family: str = HARMONIC  # the model family (or "combination") that produced the section
+    core: str = HARMONIC  # the core.paths function that forecasts from ``spec`` and ``parameters``
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -45,7 +51,9 @@ class ModelArtifact:
         document = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "spec": self.spec,
+            "family": self.family,
+            "core": self.core,
+            "spec": _plain(self.spec),
             "freq": self.freq,
             "last_timestamp": self.last_timestamp,
             "t_last": int(self.t_last),
@@ -67,9 +75,11 @@ class ModelArtifact:
             if not isinstance(document, dict):
                 raise ArtifactProblem(MODEL_JSON, f"expected a JSON object, found {type(document).__name__}")
             version = (document.get("format"), document.get("format_version"))
-            if version != (FORMAT, FORMAT_VERSION):
+            if version == (FORMAT_V1, 1):
+                document = {**document, "family": HARMONIC, "core": HARMONIC}
+            elif version != (FORMAT, FORMAT_VERSION):
                 raise ArtifactProblem(MODEL_JSON, f"unsupported artifact format {version[0]!r} v{version[1]}")
-            check_document(document, MODEL_JSON, document.get("core", "harmonic_arima"))
+            check_document(document, MODEL_JSON, document.get("core"))
             errors = load_calibration_errors(folder / ARRAYS_NPZ)
         except FileNotFoundError as err:
             raise ArtifactError(f"model folder {folder.name!r} lacks {Path(err.filename).name}") from None
@@ -86,6 +96,8 @@ class ModelArtifact:
             calibration_errors=errors,
             history=document["history"],
             metadata=document.get("metadata", {}),
+            family=document["family"],
+            core=document["core"],
         )
 
 
