@@ -15,7 +15,7 @@ from stacks.roles import PipelineRoles
 from stacks.serving_api import ServingApi
 from stacks.settings import InfraSettings
 from stacks.storage import Storage
-from stacks.training_pipeline import TrainingPipeline
+from stacks.training_pipeline import TrainingPipeline, model_package_group_name
 from stacks.trigger import Trigger
 
 
@@ -38,19 +38,22 @@ class ForecastStack(Stack):
         )
         self.pipeline = TrainingPipeline(
             self, "Pipeline", settings=settings, bucket=self.storage.bucket,
-            role=self.roles.state_machine_role, sagemaker_role=self.roles.sagemaker_role,
+            role=self.roles.state_machine_role, deploy_role=self.roles.deploy_role,
+            sagemaker_role=self.roles.sagemaker_role,
             training_image=self.images.training_image_uri, serving_image=self.images.serving_image_uri,
-            topic=self.notifications.topic,
+            topic=self.notifications.topic, model_package_group=model_package_group_name(settings),
         )
         # No run may start before its images exist.
         self.pipeline.state_machine.node.add_dependency(self.images.build)
+        self.pipeline.deploy_machine.node.add_dependency(self.images.build)
         self.trigger = Trigger(self, "Trigger", settings=settings, bucket=self.storage.bucket,
-                               state_machine=self.pipeline.state_machine)
+                               state_machine=self.pipeline.state_machine, topic=self.notifications.topic)
         self.api = ServingApi(self, "ServingApi", settings=settings)
         self.cleanup = Cleanup(self, "Cleanup", settings=settings, state_machine=self.pipeline.state_machine)
         self.monitoring = Monitoring(
             self, "Monitoring", settings=settings, topic=self.notifications.topic,
             state_machine=self.pipeline.state_machine,
+            deploy_machine=self.pipeline.deploy_machine,
             functions={
                 "Invoke": self.api.invoke.function,
                 "StartRun": self.trigger.starter.function,
@@ -69,5 +72,7 @@ class ForecastStack(Stack):
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name,
                   description="upload CSVs to s3://<bucket>/raw/")
         CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)
+        CfnOutput(self, "DeployStateMachineArn", value=self.pipeline.deploy_machine.state_machine_arn,
+                  description="deploys each model package approved in the registry")
         CfnOutput(self, "EndpointName", value=settings.endpoint_name)
         CfnOutput(self, "TopicArn", value=self.notifications.topic.topic_arn)

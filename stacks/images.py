@@ -4,8 +4,8 @@ Mechanism (and why):
   * `DockerImageAsset` would need a Docker engine on the deploying machine and pushes to the CDK
     bootstrap repository, not to repositories this stack owns; copying from there needs
     cdk-ecr-deployment (a Go binary fetched from the internet at synth/deploy), which we avoid.
-  * Instead the repository root (filtered: no .git, virtualenvs, node_modules, cdk.out, tests) is an
-    ordinary S3 file asset, and a CodeBuild project (privileged, Docker inside CodeBuild) builds
+  * Instead the repository root, filtered to what the images read (IMAGE_SOURCES), is an ordinary S3
+    file asset, and a CodeBuild project (privileged, Docker inside CodeBuild) builds
     `containers/training/Dockerfile` and `containers/serving/Dockerfile` with the repository root as
     build context and pushes both to our repositories, tagged with the source asset's hash.
   * A custom resource (Provider framework: `on_event` starts the build, `is_complete` polls it, up to an
@@ -29,12 +29,12 @@ from stacks.compliance import REDUNDANT_DEPENDS_ON, acknowledge, arn_of, cfn_lin
 from stacks.functions import REPO_ROOT, PythonFunction
 from stacks.settings import InfraSettings
 
-# What the image builds never need; keeps the source asset small and its hash stable.
+# Only what the image builds read (an allow-list): the asset hash, hence the image tag, changes only when
+# an image would change; editing the README, docs, tests or the CDK app rebuilds nothing.
+IMAGE_SOURCES = ["containers", "pipeline_code", "pyproject.toml", ".dockerignore"]
 SOURCE_EXCLUDE = [
-    ".git", ".gitignore", ".venv", ".venv-*", "node_modules", "cdk.out", "cdk.context.json",
-    "**/__pycache__", "**/*.pyc", ".pytest_cache", ".hypothesis", ".ruff_cache", "*.egg-info",
-    "build", "dist", ".local", "tests", "bench", "docs", "lambdas", "stacks", "app.py", "cdk.json",
-    "package.json", "package-lock.json", ".ci", "*.log",
+    "*", ".*", *(f"!{source}" for source in IMAGE_SOURCES), *(f"!{source}/**" for source in IMAGE_SOURCES),
+    "**/__pycache__", "**/*.pyc", "**/*.egg-info", "**/.pytest_cache", "**/*.log",
 ]
 
 # Builds (and pushes) each image unless its tag is already there: tags are immutable, and a retried
@@ -76,10 +76,15 @@ class Images(Construct):
                 encryption=ecr.RepositoryEncryption.AES_256,
                 removal_policy=RemovalPolicy.DESTROY,
                 empty_on_delete=True,
+                # Tags are content hashes and immutable; a registered model package (any version, so any
+                # rollback target) points at one. Only untagged images (layers of an interrupted push)
+                # expire; tagged ones are never expired by count or age.
+                # https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html
                 lifecycle_rules=[
                     ecr.LifecycleRule(
-                        description="keep the 10 most recent images",
-                        max_image_count=10,
+                        description="expire untagged images (interrupted pushes) after a day; never tagged ones",
+                        tag_status=ecr.TagStatus.UNTAGGED,
+                        max_image_age=Duration.days(1),
                         rule_priority=1,
                     )
                 ],

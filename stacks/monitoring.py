@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
@@ -26,6 +27,22 @@ class Notifications(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: InfraSettings) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Topic", display_name="forecast-mlops", enforce_ssl=True)
+        # The SSL-only topic policy replaces SNS's default policy, so CloudWatch alarms need their own
+        # grant, limited to alarms of this account (confused-deputy conditions).
+        # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Notify_Users_Alarm_Changes.html
+        # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cross-service-confused-deputy-prevention.html
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"},
+                },
+            )
+        )
         if settings.alarm_email:
             self.topic.add_subscription(subs.EmailSubscription(settings.alarm_email))
         reason = (
@@ -48,6 +65,7 @@ class Monitoring(Construct):
         settings: InfraSettings,
         topic: sns.ITopic,
         state_machine: sfn.StateMachine,
+        deploy_machine: sfn.StateMachine,
         functions: dict[str, lambda_.IFunction],
         api: apigw.RestApi,
         dead_letter_queue: sqs.IQueue,
@@ -71,6 +89,8 @@ class Monitoring(Construct):
               "A training run failed (see the run's SNS message and execution history).")
         alarm("RunsTimedOut", state_machine.metric_timed_out(period=period, statistic="Sum"), 1,
               "A training run timed out.")
+        alarm("DeploysFailed", deploy_machine.metric_failed(period=period, statistic="Sum"), 1,
+              "Deploying an approved model package failed (see the SNS message and execution history).")
         for name, fn in functions.items():
             alarm(f"{name}Errors", fn.metric_errors(period=period, statistic="Sum"), 1, f"The {name} Lambda failed.")
         alarm("Api5xx", api.metric_server_error(period=period, statistic="Sum"), 5,

@@ -2,8 +2,12 @@
 
 Each name is built inside the state machine with `States.Format` from the resource prefix, the execution
 name (the run id the starter Lambda derives from the S3 key and version id, at most RUN_ID_MAX
-characters) and `$$.State.RetryCount` (one digit: retries are bounded by MAX_TASK_ATTEMPTS), so a task
-retried after a throttled create never collides with the name of the attempt before it.
+characters) and the run's transient-retry counter `$.retries.count` (one digit: bounded by
+MAX_TRANSIENT_RETRIES; see stacks/asl.py), so a create repeated after a lost response never collides
+with the name of the attempt before it.
+
+The deploy state machine names its model and endpoint config after the model package (its run id and
+version), with no counter: deploying the same package twice finds them already there and goes on.
 
 SageMaker limits: 63 characters, except hyperparameter tuning jobs (32). SageMaker lower-cases names in
 ARNs, so the prefix and run ids are lower-case and IAM resources are scoped to ``<prefix>-*``.
@@ -21,9 +25,14 @@ TEMPLATES: dict[str, str] = {
     "preprocess_job": "{prefix}-{{}}-pre{{}}",
     "tuning_job": "{prefix}-{{}}-t{{}}",
     "evaluation_job": "{prefix}-{{}}-ev{{}}",
-    "model": "{prefix}-{{}}-m{{}}",
-    "endpoint_config": "{prefix}-{{}}-c{{}}",
 }
+# The deploy state machine's names: the package's run id and version.
+DEPLOY_TEMPLATES: dict[str, str] = {
+    "model": "{prefix}-{{}}-v{{}}-m",
+    "endpoint_config": "{prefix}-{{}}-v{{}}-c",
+}
+# Model package versions are counted per group; 7 digits are 10 million runs.
+PACKAGE_VERSION_MAX_DIGITS = 7
 # Training jobs launched by a tuning job are named `<tuning job>-<3 digits>-<8 hex>` by SageMaker.
 TRAINING_JOB_SUFFIX_LEN = len("-001-abcdef12")
 
@@ -34,7 +43,13 @@ def template(settings: "InfraSettings", kind: str) -> str:
 
 def format_expr(settings: "InfraSettings", kind: str) -> str:
     """The `States.Format(...)` intrinsic that renders this name at run time."""
-    return f"States.Format('{template(settings, kind)}', $$.Execution.Name, $$.State.RetryCount)"
+    return f"States.Format('{template(settings, kind)}', $$.Execution.Name, $.retries.count)"
+
+
+def deploy_format_expr(settings: "InfraSettings", kind: str) -> str:
+    """The deploy state machine's name for this package (`$.package.runId`, `$.package.version`)."""
+    tpl = DEPLOY_TEMPLATES[kind].format(prefix=settings.resource_prefix)
+    return f"States.Format('{tpl}', $.package.runId, $.package.version)"
 
 
 def render(settings: "InfraSettings", kind: str, run_id: str, retry: int) -> str:
@@ -43,11 +58,15 @@ def render(settings: "InfraSettings", kind: str, run_id: str, retry: int) -> str
 
 
 def longest_names(settings: "InfraSettings") -> dict[str, str]:
-    from stacks.settings import MAX_TASK_ATTEMPTS, RUN_ID_MAX
+    from stacks.settings import MAX_TRANSIENT_RETRIES, RUN_ID_MAX
 
     run_id = "r" * RUN_ID_MAX
-    names = {kind: render(settings, kind, run_id, MAX_TASK_ATTEMPTS) for kind in TEMPLATES}
+    names = {kind: render(settings, kind, run_id, MAX_TRANSIENT_RETRIES) for kind in TEMPLATES}
     names["training_job"] = names["tuning_job"] + "x" * TRAINING_JOB_SUFFIX_LEN
+    version = "9" * PACKAGE_VERSION_MAX_DIGITS
+    for kind, tpl in DEPLOY_TEMPLATES.items():
+        names[f"deploy_{kind}"] = tpl.format(prefix=settings.resource_prefix).replace(
+            "{}", run_id, 1).replace("{}", version, 1)
     names["endpoint"] = settings.endpoint_name
     return names
 

@@ -1,18 +1,18 @@
 """The training pipeline's Amazon States Language definition (JSONPath), built as plain data.
 
 `build_definition` returns a dict whose strings may carry CDK tokens (bucket name, role ARN, image URIs,
-topic ARN); the construct renders it with `Stack.to_json_string`. Keeping the ASL as data makes it easy
-to read next to DESIGN.md, to validate (asl-validator), to execute (moto) and to audit against the role
-(tests/infra/test_iam_coverage.py).
+topic ARN); the construct renders it with `json.dumps`. Keeping the ASL as data makes it easy to read
+next to DESIGN.md, to validate (asl-validator), to execute (moto) and to audit against the role.
 
 Flow: Init -> SnapshotInput -> Preprocess(.sync) -> Tune(.sync) -> DescribeTuning -> DescribeBestTrainingJob
 -> EnsureRegistry (describe, create when absent) -> FindChampion -> [DescribeChampion] -> Evaluate(.sync)
 -> ReadEvaluation (s3:getObject + States.StringToJson) -> Gate
-   passed (automatic mode): RegisterApproved -> CreateModel -> CreateEndpointConfig -> FindEndpoint
-        -> CreateEndpoint (first run) | UpdateEndpoint -> wait loop until InService on the new config
-        -> delete superseded endpoint configs -> export forecasts/<run-id>/ and forecasts/latest/ -> notify
-   otherwise: RegisterPending (PendingManualApproval) -> export forecasts/<run-id>/ -> notify (endpoint untouched)
-Any task error: Catch -> NotifyFailure -> Fail.
+   passed (automatic mode): RegisterApproved; otherwise RegisterPending (PendingManualApproval)
+-> ExportRunForecast (forecasts/<run-id>/) -> notify -> end.
+Deployment is not part of this state machine: registering a package as Approved (here, or a person
+approving a pending one in the registry) emits the registry's state-change event, which starts the
+deploy state machine (stacks/deploy_definition.py). That is the one deploy path.
+Errors: throttling/transient errors loop back (stacks/asl.py); any other error -> NotifyFailure -> Fail.
 """
 
 from __future__ import annotations
@@ -20,34 +20,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_code.engine.settings import SETTINGS_CHANNEL
+from pipeline_code.pipeline import layout
 from stacks import naming
+from stacks.asl import SAGEMAKER_SYNC, SDK, SNS_PUBLISH, States, initial_retries
 from stacks.settings import InfraSettings
-
-SAGEMAKER_SYNC = "arn:aws:states:::sagemaker:{}.sync"
-SDK = "arn:aws:states:::aws-sdk:{}:{}"
-SNS_PUBLISH = "arn:aws:states:::sns:publish"
 
 PROCESSING_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.processing"]
 EVALUATION_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.evaluation"]
 OBJECTIVE_METRIC = "cv_mse"
 OBJECTIVE_REGEX = r"cv_mse=([0-9.eE+-]+);"
-
-# Errors worth retrying with backoff (throttling and transient service errors). A `.sync` job that
-# *fails* ends with States.TaskFailed, which is not retried (bad data stays bad).
-THROTTLING = ["ThrottlingException", "SageMaker.ThrottlingException"]
-TRANSIENT = THROTTLING + [
-    "SageMaker.AmazonSageMakerException",  # optimised integration: service errors, limits, throttling
-    "SageMaker.InternalFailure",
-    "S3.SlowDownException",
-    "S3.InternalErrorException",
-    "SNS.ThrottledException",
-    "SNS.InternalErrorException",
-]
-# How DescribeEndpoint says "no such endpoint" (SageMaker answers ValidationException
-# "Could not find endpoint ..."); matched on the cause so every SDK naming of the error works.
-ENDPOINT_MISSING_CAUSE = "*Could not find endpoint*"
-
-ENDPOINT_WAIT_STATES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+RUN_FORECAST_KEY = layout.run_forecast_key("{}")
+LATEST_FORECAST_KEY = layout.LATEST_FORECAST
+RUN_FORECAST_SOURCE = layout.run_key("{}", layout.FORECAST + layout.FORECAST_FILE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,46 +48,44 @@ class Refs:
     model_package_group: str
 
 
+def resource_tags(settings: InfraSettings, refs: Refs) -> list[dict[str, str]]:
+    """Tags of every SageMaker resource a state machine creates (the clean-up and the deploy key on the first)."""
+    return [
+        {"Key": settings.tag_key, "Value": refs.stack_name},
+        {"Key": "forecast-mlops:run-id", "Value.$": "$.runId"},
+    ]
+
+
+def notify_failure(st: States, refs: Refs, subject: str, message: str, end: str) -> None:
+    """NotifyFailure -> `end` (a Fail state): the message names the execution and the error."""
+    st.add("NotifyFailure", {
+        "Type": "Task",
+        "Resource": SNS_PUBLISH,
+        "Parameters": {
+            "TopicArn": refs.topic_arn,
+            "Subject": subject,
+            "Message.$": f"States.Format('{message} Error: {{}}', $$.Execution.Name, States.JsonToString($.error))",
+        },
+        "ResultPath": None,
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": end}],
+        "Next": end,
+    })
+
+
 def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
     s = settings
     b = refs.bucket
 
     def runs_uri(suffix: str) -> str:
-        return f"States.Format('s3://{b}/runs/{{}}/{suffix}', $.runId)"
-
-    def retry(errors: list[str] = TRANSIENT) -> list[dict[str, Any]]:
-        return [
-            {
-                "ErrorEquals": list(errors),
-                "IntervalSeconds": 5,
-                "BackoffRate": 2.0,
-                "MaxAttempts": s.task_max_attempts,
-                "MaxDelaySeconds": 120,
-                "JitterStrategy": "FULL",
-            }
-        ]
-
-    catch = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}]
-    tags = [
-        {"Key": s.tag_key, "Value": refs.stack_name},
-        {"Key": "forecast-mlops:run-id", "Value.$": "$.runId"},
-    ]
+        return f"States.Format('s3://{b}/{layout.run_key('{}', suffix)}', $.runId)"
 
     def task(resource: str, parameters: dict[str, Any], nxt: str | None, *, result_path: str | None = None,
-             result_selector: dict[str, Any] | None = None, retry_on: list[str] = TRANSIENT,
-             catch_to_failure: bool = True) -> dict[str, Any]:
-        state: dict[str, Any] = {"Type": "Task", "Resource": resource, "Parameters": parameters}
-        if result_selector is not None:
-            state["ResultSelector"] = result_selector
-        state["ResultPath"] = result_path
-        state["Retry"] = retry(retry_on)
-        if catch_to_failure:
-            state["Catch"] = catch
-        if nxt is None:
-            state["End"] = True
-        else:
-            state["Next"] = nxt
-        return state
+             result_selector: dict[str, Any] | None = None, on_error: str | None = None) -> dict[str, Any]:
+        """A task to be expanded by States.task (with its transient-error loop)."""
+        return {"__task__": dict(resource=resource, parameters=parameters, nxt=nxt, result_path=result_path,
+                                 result_selector=result_selector, on_error=on_error)}
+
+    tags = resource_tags(s, refs)
 
     def processing_input(name: str, uri_expr: str, local: str) -> dict[str, Any]:
         key = "S3Uri.$"
@@ -127,15 +110,15 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             },
         }
 
-    def processing_job(kind: str, entrypoint: list[str], arguments: list[str], inputs: Any,
+    def processing_job(kind: str, entrypoint: list[str], inputs: Any,
                        outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """A processing job in the training image; it takes its settings from its "settings" input."""
         params: dict[str, Any] = {
             "ProcessingJobName.$": naming.format_expr(s, kind),
             "RoleArn": refs.sagemaker_role_arn,
             "AppSpecification": {
                 "ImageUri": refs.training_image,
                 "ContainerEntrypoint": entrypoint,
-                "ContainerArguments": arguments,
             },
             "ProcessingResources": {
                 "ClusterConfig": {
@@ -155,12 +138,17 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             params["ProcessingInputs"] = inputs
         return params
 
+    # Every job reads the run's document (docs/design.md, "The run document"): processing and
+    # evaluation from their "settings" input, training from its "settings" channel.
+    settings_input = processing_input(SETTINGS_CHANNEL, runs_uri(layout.RUN_DOCUMENT), SETTINGS_CHANNEL)
     model_env = {"FORECAST_MAX_PERIODS": str(s.max_periods)}
-    eval_key = "States.Format('runs/{}/reports/evaluation/evaluation.json', $.runId)"
+    evaluation_report = layout.EVALUATION_REPORT + layout.EVALUATION_FILE
+    eval_key = f"States.Format('{layout.run_key('{}', evaluation_report)}', $.runId)"
     report = "$.evaluationReport.json"
-    arn_name = "States.ArrayGetItem(States.StringSplit({}, '/'), 1)"
 
-    def register(status: str, nxt: str) -> dict[str, Any]:
+    def register(status: str) -> dict[str, Any]:
+        # No Tags: a versioned package (one in a ModelPackageGroupName) refuses them; tag the group instead.
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModelPackage.html (Tags)
         return task(
             SDK.format("sagemaker", "createModelPackage"),
             {
@@ -178,7 +166,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     "ModelQuality": {
                         "Statistics": {
                             "ContentType": "application/json",
-                            "S3Uri.$": runs_uri("reports/evaluation/evaluation.json"),
+                            "S3Uri.$": runs_uri(evaluation_report),
                         }
                     }
                 },
@@ -191,38 +179,11 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                         for metric in ("mse", "mae", "mase", "coverage_80", "coverage_95")
                     },
                 },
-                "Tags": tags,
             },
-            nxt,
-            result_selector={"arn.$": "$.ModelPackageArn"},
+            "ExportRunForecast",
+            result_selector={"arn.$": "$.ModelPackageArn", "status": status},
             result_path="$.modelPackage",
         )
-
-    def copy(key_expr: str, nxt: str) -> dict[str, Any]:
-        return task(
-            SDK.format("s3", "copyObject"),
-            {
-                "Bucket": b,
-                "Key.$": key_expr,
-                "CopySource.$": f"States.Format('{b}/runs/{{}}/forecast/forecast.csv', $.runId)",
-                "ContentType": "text/csv",
-                "MetadataDirective": "REPLACE",
-            },
-            nxt,
-        )
-
-    def describe_endpoint(nxt: str | None, *, catch_missing: bool) -> dict[str, Any]:
-        state = task(
-            SDK.format("sagemaker", "describeEndpoint"),
-            {"EndpointName": s.endpoint_name},
-            nxt,
-            result_selector={"status.$": "$.EndpointStatus", "configName.$": "$.EndpointConfigName"},
-            result_path="$.endpoint",
-            retry_on=THROTTLING,
-        )
-        if catch_missing:
-            state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "EndpointExists?"}]
-        return state
 
     if s.approval_mode == "automatic":
         gate_choices = [
@@ -250,6 +211,9 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     "copySource.$": "$.copySource",
                     "fileName.$": "$.fileName",
                 },
+                "retries": initial_retries(s),
+                # Rendered by the starter from the run document's candidate space (season-length clipped).
+                "parameterRanges.$": "$.parameterRanges",
             },
             "Next": "SnapshotInput",
         },
@@ -257,7 +221,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             SDK.format("s3", "copyObject"),
             {
                 "Bucket": b,
-                "Key.$": "States.Format('runs/{}/input/{}', $.runId, $.upload.fileName)",
+                "Key.$": f"States.Format('{layout.run_key('{}', layout.INPUT_DATA)}{{}}', $.runId, $.upload.fileName)",
                 "CopySource.$": "$.upload.copySource",
             },
             "Preprocess",
@@ -267,12 +231,11 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             processing_job(
                 "preprocess_job",
                 PROCESSING_ENTRYPOINT,
-                s.processing_arguments(),
-                [processing_input("raw", runs_uri("input/"), "raw")],
+                [processing_input("raw", runs_uri(layout.INPUT_DATA), "raw"), settings_input],
                 [
-                    processing_output("train", "processed/train/", "train"),
-                    processing_output("test", "processed/test/", "test"),
-                    processing_output("report", "reports/processing/", "report"),
+                    processing_output("train", layout.TRAIN, "train"),
+                    processing_output("test", layout.TEST, "test"),
+                    processing_output("report", layout.PROCESSING_REPORT, "report"),
                 ],
             ),
             "Tune",
@@ -290,11 +253,10 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                         "MaxNumberOfTrainingJobs": s.tuning.max_jobs,
                         "MaxParallelTrainingJobs": s.tuning.max_parallel_jobs,
                     },
-                    "ParameterRanges": s.parameter_ranges(),
+                    "ParameterRanges.$": "$.parameterRanges",
                     "TrainingJobEarlyStoppingType": "Off",
                 },
                 "TrainingJobDefinition": {
-                    "StaticHyperParameters": s.static_hyperparameters(),
                     "AlgorithmSpecification": {
                         "TrainingImage": refs.training_image,
                         "TrainingInputMode": "File",
@@ -304,19 +266,23 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     "InputDataConfig": [
                         {
                             "ChannelName": channel,
-                            "ContentType": "text/csv",
+                            "ContentType": content_type,
                             "InputMode": "File",
                             "DataSource": {
                                 "S3DataSource": {
                                     "S3DataType": "S3Prefix",
-                                    "S3Uri.$": runs_uri(f"processed/{channel}/"),
+                                    "S3Uri.$": runs_uri(suffix),
                                     "S3DataDistributionType": "FullyReplicated",
                                 }
                             },
                         }
-                        for channel in ("train", "test")
+                        for channel, suffix, content_type in (
+                            ("train", layout.TRAIN, "text/csv"),
+                            ("test", layout.TEST, "text/csv"),
+                            (SETTINGS_CHANNEL, layout.RUN_DOCUMENT, "application/json"),
+                        )
                     ],
-                    "OutputDataConfig": {"S3OutputPath.$": runs_uri("models/")},
+                    "OutputDataConfig": {"S3OutputPath.$": runs_uri(layout.MODELS)},
                     "ResourceConfig": {
                         "InstanceType": s.training_instance_type,
                         "InstanceCount": 1,
@@ -327,7 +293,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                         **({"MaxWaitTimeInSeconds": s.tuning.max_wait_seconds} if s.tuning.use_spot else {}),
                     },
                     "EnableManagedSpotTraining": s.tuning.use_spot,
-                    "CheckpointConfig": {"S3Uri.$": runs_uri("checkpoints/"), "LocalPath": "/opt/ml/checkpoints"},
+                    "CheckpointConfig": {"S3Uri.$": runs_uri(layout.CHECKPOINTS), "LocalPath": "/opt/ml/checkpoints"},
                 },
                 "Tags": tags,
             },
@@ -353,16 +319,13 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             },
             result_path="$.best",
         ),
-        "EnsureRegistry": {
-            **task(
-                SDK.format("sagemaker", "describeModelPackageGroup"),
-                {"ModelPackageGroupName": refs.model_package_group},
-                "FindChampion",
-                retry_on=THROTTLING,
-            ),
-            "Comment": "The first run finds no group: create it.",
-            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CreateRegistry"}],
-        },
+        # The first run finds no group (any non-transient error): create it.
+        "EnsureRegistry": task(
+            SDK.format("sagemaker", "describeModelPackageGroup"),
+            {"ModelPackageGroupName": refs.model_package_group},
+            "FindChampion",
+            on_error="CreateRegistry",
+        ),
         "CreateRegistry": task(
             SDK.format("sagemaker", "createModelPackageGroup"),
             {
@@ -406,8 +369,9 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             "Type": "Pass",
             "Parameters": {
                 "inputs": [
-                    processing_input("train", runs_uri("processed/train/"), "train"),
-                    processing_input("test", runs_uri("processed/test/"), "test"),
+                    processing_input("train", runs_uri(layout.TRAIN), "train"),
+                    processing_input("test", runs_uri(layout.TEST), "test"),
+                    settings_input,
                     processing_input("model", "$.best.modelData", "model"),
                     processing_input("champion", "$.champion.container.ModelDataUrl", "champion"),
                 ]
@@ -420,8 +384,9 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             "Comment": "Empty registry (first run) or no approved model yet.",
             "Parameters": {
                 "inputs": [
-                    processing_input("train", runs_uri("processed/train/"), "train"),
-                    processing_input("test", runs_uri("processed/test/"), "test"),
+                    processing_input("train", runs_uri(layout.TRAIN), "train"),
+                    processing_input("test", runs_uri(layout.TEST), "test"),
+                    settings_input,
                     processing_input("model", "$.best.modelData", "model"),
                 ]
             },
@@ -433,11 +398,10 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             processing_job(
                 "evaluation_job",
                 EVALUATION_ENTRYPOINT,
-                s.evaluation_arguments(),
                 "$.evaluation.inputs",
                 [
-                    processing_output("evaluation", "reports/evaluation/", "evaluation"),
-                    processing_output("forecast", "forecast/", "forecast"),
+                    processing_output("evaluation", layout.EVALUATION_REPORT, "evaluation"),
+                    processing_output("forecast", layout.FORECAST, "forecast"),
                 ],
             ),
             "ReadEvaluation",
@@ -457,9 +421,38 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             "Choices": gate_choices,
             "Default": "RegisterPending",
         },
-        "RegisterApproved": register("Approved", "CreateModel"),
-        "RegisterPending": register("PendingManualApproval", "ExportCandidateForecast"),
-        "ExportCandidateForecast": copy("States.Format('forecasts/{}/forecast.csv', $.runId)", "NotifyNotPromoted"),
+        "RegisterApproved": register("Approved"),
+        "RegisterPending": register("PendingManualApproval"),
+        "ExportRunForecast": task(
+            SDK.format("s3", "copyObject"),
+            {
+                "Bucket": b,
+                "Key.$": f"States.Format('{RUN_FORECAST_KEY}', $.runId)",
+                "CopySource.$": f"States.Format('{b}/{RUN_FORECAST_SOURCE}', $.runId)",
+                "ContentType": "text/csv",
+                "MetadataDirective": "REPLACE",
+            },
+            "Promoted?",
+        ),
+        "Promoted?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.modelPackage.status", "StringEquals": "Approved", "Next": "NotifyApproved"}],
+            "Default": "NotifyNotPromoted",
+        },
+        "NotifyApproved": task(
+            SNS_PUBLISH,
+            {
+                "TopicArn": refs.topic_arn,
+                "Subject": "forecast-mlops: new model approved",
+                "Message.$": (
+                    f"States.Format('Run {{}} registered model package {{}} as Approved (challenger MASE {{}}; {{}}). "
+                    f"The deploy state machine now deploys it to endpoint {s.endpoint_name}.', "
+                    f"$.runId, $.modelPackage.arn, {report}.challenger.mase, {report}.gate.reason)"
+                ),
+            },
+            "Approved",
+        ),
+        "Approved": {"Type": "Succeed"},
         "NotifyNotPromoted": task(
             SNS_PUBLISH,
             {
@@ -467,193 +460,30 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "Subject": "forecast-mlops: candidate not promoted",
                 "Message.$": (
                     "States.Format('Run {} registered model package {} as PendingManualApproval "
-                    "(gate passed: {}; {}). The endpoint was not changed.', $.runId, $.modelPackage.arn, "
+                    "(gate passed: {}; {}). The endpoint was not changed; approving the package in the "
+                    "registry deploys it.', $.runId, $.modelPackage.arn, "
                     f"{report}.gate.passed, {report}.gate.reason)"
                 ),
             },
             "NotPromoted",
         ),
         "NotPromoted": {"Type": "Succeed"},
-        "CreateModel": task(
-            SDK.format("sagemaker", "createModel"),
-            {
-                "ModelName.$": naming.format_expr(s, "model"),
-                "ExecutionRoleArn": refs.sagemaker_role_arn,
-                "PrimaryContainer": {
-                    "Image": refs.serving_image,
-                    "ModelDataUrl.$": "$.best.modelData",
-                    "Environment": model_env,
-                },
-                "Tags": tags,
-            },
-            "CreateEndpointConfig",
-            result_selector={"name.$": arn_name.format("$.ModelArn")},
-            result_path="$.model",
-        ),
-        "CreateEndpointConfig": task(
-            SDK.format("sagemaker", "createEndpointConfig"),
-            {
-                "EndpointConfigName.$": naming.format_expr(s, "endpoint_config"),
-                "ProductionVariants": [
-                    {
-                        "VariantName": "AllTraffic",
-                        "ModelName.$": "$.model.name",
-                        "ServerlessConfig": {
-                            "MemorySizeInMB": s.serverless_memory_mb,
-                            "MaxConcurrency": s.serverless_max_concurrency,
-                        },
-                    }
-                ],
-                "Tags": tags,
-            },
-            "FindEndpoint",
-            result_selector={"name.$": arn_name.format("$.EndpointConfigArn")},
-            result_path="$.endpointConfig",
-        ),
-        "FindEndpoint": describe_endpoint("UpdateEndpoint", catch_missing=True),
-        "EndpointExists?": {
-            "Type": "Choice",
-            "Comment": "DescribeEndpoint failed: a missing endpoint (first run) is created; anything else fails.",
-            "Choices": [
-                {
-                    "Or": [
-                        {"Variable": "$.error.Cause", "StringMatches": ENDPOINT_MISSING_CAUSE},
-                        {"Variable": "$.error.Error", "StringEquals": "SageMaker.ResourceNotFoundException"},
-                    ],
-                    "Next": "CreateEndpoint",
-                }
-            ],
-            "Default": "NotifyFailure",
-        },
-        "CreateEndpoint": task(
-            SDK.format("sagemaker", "createEndpoint"),
-            {"EndpointName": s.endpoint_name, "EndpointConfigName.$": "$.endpointConfig.name", "Tags": tags[:1]},
-            "WaitForEndpoint",
-        ),
-        "UpdateEndpoint": task(
-            SDK.format("sagemaker", "updateEndpoint"),
-            {"EndpointName": s.endpoint_name, "EndpointConfigName.$": "$.endpointConfig.name"},
-            "WaitForEndpoint",
-        ),
-        "WaitForEndpoint": {"Type": "Wait", "Seconds": s.endpoint_poll_seconds, "Next": "CheckEndpoint"},
-        "CheckEndpoint": describe_endpoint("EndpointReady?", catch_missing=False),
-        "EndpointReady?": {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "And": [
-                        {"Variable": "$.endpoint.status", "StringEquals": "InService"},
-                        {"Variable": "$.endpoint.configName", "StringEqualsPath": "$.endpointConfig.name"},
-                    ],
-                    "Next": "ListEndpointConfigs",
-                },
-                {"Variable": "$.endpoint.status", "StringEquals": "InService", "Next": "EndpointRolledBack"},
-                {"Variable": "$.endpoint.status", "StringEquals": "Failed", "Next": "EndpointFailed"},
-            ],
-            "Default": "WaitForEndpoint",
-        },
-        "EndpointRolledBack": {
-            "Type": "Pass",
-            "Parameters": {
-                "Error": "EndpointUpdateRolledBack",
-                "Cause.$": "States.Format('endpoint {} kept config {}: the update to {} failed and SageMaker rolled back',"
-                " $.endpoint.status, $.endpoint.configName, $.endpointConfig.name)",
-            },
-            "ResultPath": "$.error",
-            "Next": "NotifyFailure",
-        },
-        "EndpointFailed": {
-            "Type": "Pass",
-            "Parameters": {
-                "Error": "EndpointFailed",
-                "Cause": f"endpoint {s.endpoint_name} is Failed; see FailureReason in DescribeEndpoint",
-            },
-            "ResultPath": "$.error",
-            "Next": "NotifyFailure",
-        },
-        "ListEndpointConfigs": task(
-            SDK.format("sagemaker", "listEndpointConfigs"),
-            {"NameContains": f"{s.resource_prefix}-", "MaxResults": 100, "SortBy": "CreationTime",
-             "SortOrder": "Ascending"},
-            "DeleteSupersededConfigs",
-            result_selector={"names.$": "$.EndpointConfigs[*].EndpointConfigName"},
-            result_path="$.oldConfigs",
-        ),
-        "DeleteSupersededConfigs": {
-            "Type": "Map",
-            "Comment": "Only now that the endpoint serves the new config: delete the ones it no longer uses.",
-            "ItemsPath": "$.oldConfigs.names",
-            "ItemSelector": {
-                "name.$": "$$.Map.Item.Value",
-                "current.$": "$.endpointConfig.name",
-            },
-            "MaxConcurrency": 1,
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                "StartAt": "Superseded?",
-                "States": {
-                    "Superseded?": {
-                        "Type": "Choice",
-                        "Choices": [{"Variable": "$.name", "StringEqualsPath": "$.current", "Next": "KeepCurrent"}],
-                        "Default": "DeleteEndpointConfig",
-                    },
-                    "KeepCurrent": {"Type": "Succeed"},
-                    "DeleteEndpointConfig": {
-                        "Type": "Task",
-                        "Resource": SDK.format("sagemaker", "deleteEndpointConfig"),
-                        "Parameters": {"EndpointConfigName.$": "$.name"},
-                        "Retry": retry(THROTTLING),
-                        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotDeleted"}],
-                        "End": True,
-                    },
-                    "NotDeleted": {"Type": "Succeed", "Comment": "Not ours or already gone: clean-up removes leftovers."},
-                },
-            },
-            "ResultPath": None,
-            "Next": "ExportRunForecast",
-        },
-        "ExportRunForecast": copy("States.Format('forecasts/{}/forecast.csv', $.runId)", "ExportLatestForecast"),
-        "ExportLatestForecast": copy("'forecasts/latest/forecast.csv'", "NotifySuccess"),
-        "NotifySuccess": task(
-            SNS_PUBLISH,
-            {
-                "TopicArn": refs.topic_arn,
-                "Subject": "forecast-mlops: new model deployed",
-                "Message.$": (
-                    f"States.Format('Run {{}} deployed model package {{}} to endpoint {s.endpoint_name} "
-                    f"(challenger MASE {{}}; {{}}). Forecast: s3://{b}/forecasts/latest/forecast.csv', "
-                    f"$.runId, $.modelPackage.arn, {report}.challenger.mase, {report}.gate.reason)"
-                ),
-            },
-            "Deployed",
-        ),
-        "Deployed": {"Type": "Succeed"},
-        "NotifyFailure": {
-            "Type": "Task",
-            "Resource": SNS_PUBLISH,
-            "Parameters": {
-                "TopicArn": refs.topic_arn,
-                "Subject": "forecast-mlops: run failed",
-                "Message.$": (
-                    "States.Format('Run {} failed. The endpoint changes only when the new config of a run is InService; "
-                    "a run failing before that left it as it was. Error: {}', "
-                    "$$.Execution.Name, States.JsonToString($.error))"
-                ),
-            },
-            "ResultPath": None,
-            "Retry": retry(TRANSIENT),
-            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "RunFailed"}],
-            "Next": "RunFailed",
-        },
-        "RunFailed": {"Type": "Fail", "Error": "PipelineFailed", "Cause": "See the SNS notification and the execution history."},
     }
-    # The single-quoted literal key of ExportLatestForecast is not an intrinsic: make it a plain key.
-    latest = states["ExportLatestForecast"]["Parameters"]
-    latest["Key"] = "forecasts/latest/forecast.csv"
-    del latest["Key.$"]
+    st = States(s, failure="NotifyFailure")
+    for name, state in states.items():
+        if "__task__" in state:
+            st.task(name, **state["__task__"])
+        else:
+            st.add(name, state)
+    notify_failure(
+        st, refs, "forecast-mlops: run failed",
+        "Run {} failed. The endpoint was not changed (only an approved package deploys).", "RunFailed",
+    )
+    st.add("RunFailed", {"Type": "Fail", "Error": "PipelineFailed",
+                         "Cause": "See the SNS notification and the execution history."})
     return {
-        "Comment": "forecast-mlops training pipeline: preprocess, tune, evaluate, gate, register, deploy, export, notify",
+        "Comment": "forecast-mlops training pipeline: preprocess, tune, evaluate, gate, register, export, notify",
         "StartAt": "Init",
         "TimeoutSeconds": 24 * 3600,
-        "States": states,
+        "States": st.states,
     }

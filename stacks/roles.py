@@ -60,10 +60,15 @@ class PipelineRoles(Construct):
         sm.add_to_policy(
             iam.PolicyStatement(
                 sid="RunsList",
-                actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{RUNS_PREFIX}*"]}},
             )
+        )
+        # GetBucketLocation takes no prefix, so an s3:prefix condition never holds for it: its own statement.
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
+        sm.add_to_policy(
+            iam.PolicyStatement(sid="BucketLocation", actions=["s3:GetBucketLocation"], resources=[bucket.bucket_arn])
         )
         sm.add_to_policy(
             iam.PolicyStatement(
@@ -106,21 +111,21 @@ class PipelineRoles(Construct):
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*:log-stream:*]",
         )
 
-        # ---- state machine role -------------------------------------------------------------------
-        self.state_machine_role = iam.Role(
-            self,
-            "StateMachine",
-            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-            description="forecast-mlops training pipeline: name-prefixed SageMaker resources only",
-        )
-        sfn = self.state_machine_role
-
+        # ---- state machine roles --------------------------------------------------------------------
         def scoped(kind: str) -> str:
             return sagemaker_arn(naming.sagemaker_arn_pattern(settings, kind))
 
         endpoint_arn = sagemaker_arn(f"endpoint/{settings.endpoint_name}")
         group_arn = scoped("model-package-group")
         package_arn = scoped("model-package")
+        pass_role = iam.PolicyStatement(
+            sid="PassSageMakerRole",
+            actions=["iam:PassRole"],
+            resources=[sm.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}},
+        )
+        notify = iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[topic.topic_arn])
+
         self.statements: list[iam.PolicyStatement] = [
             iam.PolicyStatement(
                 sid="ProcessingJobs",
@@ -145,36 +150,14 @@ class PipelineRoles(Construct):
                          "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
                 resources=[group_arn, package_arn],
             ),
-            iam.PolicyStatement(
-                sid="RegistryList",
-                actions=["sagemaker:ListModelPackages", "sagemaker:ListEndpointConfigs"],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                sid="Deploy",
-                actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig",
-                         "sagemaker:DeleteEndpointConfig"],
-                resources=[scoped("model"), scoped("endpoint-config")],
-            ),
-            iam.PolicyStatement(
-                sid="Endpoint",
-                actions=["sagemaker:DescribeEndpoint", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"],
-                resources=[endpoint_arn, scoped("endpoint-config")],
-            ),
+            iam.PolicyStatement(sid="RegistryList", actions=["sagemaker:ListModelPackages"], resources=["*"]),
             iam.PolicyStatement(
                 sid="TagWhatWeCreate",
-                actions=["sagemaker:AddTags", "sagemaker:ListTags"],
-                resources=[
-                    scoped("processing-job"), scoped("hyper-parameter-tuning-job"), scoped("training-job"),
-                    scoped("model"), scoped("endpoint-config"), endpoint_arn, group_arn, package_arn,
-                ],
+                actions=["sagemaker:AddTags"],
+                resources=[scoped("processing-job"), scoped("hyper-parameter-tuning-job"), scoped("training-job"),
+                           group_arn],
             ),
-            iam.PolicyStatement(
-                sid="PassSageMakerRole",
-                actions=["iam:PassRole"],
-                resources=[sm.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}},
-            ),
+            pass_role,
             iam.PolicyStatement(
                 sid="SyncRules",
                 actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
@@ -192,12 +175,55 @@ class PipelineRoles(Construct):
                 actions=["s3:GetObject", "s3:PutObject"],
                 resources=[bucket.arn_for_objects(f"{RUNS_PREFIX}*"), bucket.arn_for_objects(f"{FORECASTS_PREFIX}*")],
             ),
-            iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[topic.topic_arn]),
+            notify,
         ]
-        for statement in self.statements:
-            sfn.add_to_policy(statement)
+        self.deploy_statements: list[iam.PolicyStatement] = [
+            iam.PolicyStatement(sid="ReadPackage", actions=["sagemaker:DescribeModelPackage"], resources=[package_arn]),
+            iam.PolicyStatement(
+                sid="Deploy",
+                actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:DeleteEndpointConfig"],
+                resources=[scoped("model"), scoped("endpoint-config")],
+            ),
+            iam.PolicyStatement(
+                sid="Endpoint",
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
+                         "sagemaker:DeleteEndpoint"],
+                resources=[endpoint_arn, scoped("endpoint-config")],
+            ),
+            iam.PolicyStatement(sid="ListConfigs", actions=["sagemaker:ListEndpointConfigs"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="TagWhatWeCreate",
+                actions=["sagemaker:AddTags", "sagemaker:ListTags"],
+                resources=[scoped("model"), scoped("endpoint-config"), endpoint_arn],
+            ),
+            pass_role,
+            iam.PolicyStatement(
+                sid="ReadRunForecastWriteLatest",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[bucket.arn_for_objects(f"{RUNS_PREFIX}*"), bucket.arn_for_objects(f"{FORECASTS_PREFIX}*")],
+            ),
+            notify,
+        ]
+        self.state_machine_role = self._role(
+            "StateMachine", "forecast-mlops training pipeline: name-prefixed SageMaker resources only",
+            self.statements, settings, bucket,
+        )
+        self.deploy_role = self._role(
+            "DeployMachine", "forecast-mlops deploy: our model packages to our endpoint", self.deploy_statements,
+            settings, bucket,
+        )
+        self.stack = Stack.of(self)
+
+    def _role(self, construct_id: str, description: str, statements: list[iam.PolicyStatement],
+              settings: InfraSettings, bucket: s3.IBucket) -> iam.Role:
+        role = iam.Role(self, construct_id, assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+                        description=description)
+        for statement in statements:
+            role.add_to_policy(statement)
+        kinds = ("processing-job", "hyper-parameter-tuning-job", "training-job", "model-package-group",
+                 "model-package", "model", "endpoint-config")
         acknowledge(
-            sfn,
+            role,
             "SageMaker resources are scoped to our name prefix (the run id is only known at run time); "
             "objects to the bucket's layout prefixes; the .sync rules to Step Functions' managed rule "
             "prefix; ListModelPackages/ListEndpointConfigs support no resource scoping. Logging and X-Ray "
@@ -205,9 +231,8 @@ class PipelineRoles(Construct):
             *[
                 f"AwsSolutions-IAM5[Resource::{r}]"
                 for r in (
-                    *(f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:{naming.sagemaker_arn_pattern(settings, k)}"
-                      for k in ("processing-job", "hyper-parameter-tuning-job", "training-job", "model-package-group",
-                                "model-package", "model", "endpoint-config")),
+                    *(f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+                      f"{naming.sagemaker_arn_pattern(settings, k)}" for k in kinds),
                     f"arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/{SYNC_RULE_PREFIX}*",
                     f"{arn_of(bucket)}/raw/*",
                     f"{arn_of(bucket)}/runs/*",
@@ -216,4 +241,4 @@ class PipelineRoles(Construct):
                 )
             ],
         )
-        self.stack = Stack.of(self)
+        return role

@@ -14,7 +14,7 @@ shape ``{"error": "..."}``.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -27,6 +27,20 @@ from stacks.roles import sagemaker_arn
 from stacks.settings import InfraSettings
 
 POWERTOOLS_ACCOUNT = "017000801446"
+# API Gateway ends a REST integration after 29 s (a 504 the client cannot tell from a crash).
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
+API_INTEGRATION_TIMEOUT_SECONDS = 29
+# The invoke Lambda answers before that: its own timeout 1 s earlier, one InvokeEndpoint attempt whose
+# connect + read timeouts leave a margin for the Lambda's own work. One attempt, not two: a retried read
+# timeout would double the wait past the limit, and a serverless cold start (model setup) can take tens
+# of seconds, so the single read gets as long as the budget allows; past it the client gets a 503 with
+# Retry-After (the endpoint keeps warming up).
+# https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html (cold starts)
+INVOKE_LAMBDA_TIMEOUT_SECONDS = API_INTEGRATION_TIMEOUT_SECONDS - 1
+INVOKE_CONNECT_TIMEOUT_SECONDS = 2
+INVOKE_MARGIN_SECONDS = 2
+INVOKE_READ_TIMEOUT_SECONDS = INVOKE_LAMBDA_TIMEOUT_SECONDS - INVOKE_CONNECT_TIMEOUT_SECONDS - INVOKE_MARGIN_SECONDS
+INVOKE_MAX_ATTEMPTS = 1
 STAGE_NAME = "v1"
 ERROR_TEMPLATE = '{"error": $context.error.messageString}'
 # Gateway responses in the {"error": "..."} shape; (type, status code or None for the type's default).
@@ -106,13 +120,16 @@ class ServingApi(Construct):
             settings=settings,
             name="invoke",
             description="forecast-mlops: POST /forecast -> InvokeEndpoint",
-            timeout=Duration.seconds(29),
+            timeout=Duration.seconds(INVOKE_LAMBDA_TIMEOUT_SECONDS),
             memory_size=256,
             layers=[layer],
             runtime=lambda_.Runtime.PYTHON_3_13,
             environment={
                 "ENDPOINT_NAME": settings.endpoint_name,
                 "FORECAST_MAX_PERIODS": str(settings.max_periods),
+                "INVOKE_CONNECT_TIMEOUT": str(INVOKE_CONNECT_TIMEOUT_SECONDS),
+                "INVOKE_READ_TIMEOUT": str(INVOKE_READ_TIMEOUT_SECONDS),
+                "INVOKE_MAX_ATTEMPTS": str(INVOKE_MAX_ATTEMPTS),
                 "POWERTOOLS_SERVICE_NAME": "forecast-api",
                 "POWERTOOLS_METRICS_NAMESPACE": "ForecastMlops",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -137,7 +154,12 @@ class ServingApi(Construct):
             "Api",
             description="forecast-mlops: forecasts from the deployed model",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            cloud_watch_role=False,
+            # Access logging needs the account's API Gateway CloudWatch Logs role ("CloudWatch Logs role
+            # ARN must be set in account settings" otherwise). A fresh account has none: create it and
+            # set it (AWS::ApiGateway::Account, kept on destroy), unless the account manages it centrally.
+            # https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html
+            cloud_watch_role=settings.api_gateway_cloudwatch_role,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy=True,
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
@@ -209,10 +231,18 @@ class ServingApi(Construct):
         )
         acknowledge(
             self.api,
-            "Execution logging needs the account-wide API Gateway CloudWatch role, which one stack should "
-            "not own; every request is in the access log (JSON) and the Lambda's own log.",
+            "Execution logging would log request and response bodies; every request is in the access log "
+            "(JSON) and the Lambda's own log.",
             "AwsSolutions-APIG6",
         )
+        if settings.api_gateway_cloudwatch_role:
+            acknowledge(
+                self.api,
+                "The API Gateway account role uses the AWS-managed AmazonAPIGatewayPushToCloudWatchLogs policy, "
+                "the documented policy for this account-level role (API Gateway writes to log groups it names).",
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs]",
+            )
         checkov_skip(
             self.stage, "CKV_AWS_120",
             "Responses are forecasts of a model that changes on each deployment; caching would serve stale "

@@ -1,7 +1,9 @@
 """Typed settings of the CDK app: one frozen dataclass, loaded from the CDK context and validated.
 
-The data, cross-validation, search-space, gate and serving defaults are the engine's
-(`pipeline_code.settings`), so the deployed pipeline and the local runner agree without repeating numbers.
+The run's settings are not declared here: ``run`` is the deployment's layer of the run document
+(`pipeline_code.engine.settings`, the engine's schema), so a platform engineer deploys a monthly or a
+daily pipeline by context alone, and the deployed pipeline and the local runner agree without
+repeating numbers. The starter Lambda merges it with an uploaded settings file and the data.
 
 Context (cdk.json or `-c`):
   * ``forecast-mlops``: an object whose keys are the field names below (nested values as JSON objects);
@@ -16,7 +18,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Mapping
 
-from pipeline_code.settings import CVSettings, DataSettings, GateSettings, SearchSpace, ServeSettings
+from pipeline_code.engine.settings import Settings, SettingsError
 
 CONTEXT_KEY = "forecast-mlops"
 
@@ -25,13 +27,8 @@ SAGEMAKER_NAME_MAX = 63
 HPO_NAME_MAX = 32
 # The run id (= Step Functions execution name) the starter Lambda derives from the S3 key and version id.
 RUN_ID_MAX = 20
-# Retries per task are bounded so that `$$.State.RetryCount` always renders as one digit in job names.
-MAX_TASK_ATTEMPTS = 9
-
-_DATA = DataSettings()
-_CV = CVSettings()
-_GATE = GateSettings()
-_SERVE = ServeSettings()
+# Transient-error retries per run are bounded so the counter renders as one digit in job names.
+MAX_TRANSIENT_RETRIES = 9
 
 ApprovalMode = Literal["automatic", "manual"]
 _SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
@@ -42,12 +39,17 @@ _LOWER_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
 
 @dataclass(frozen=True, kw_only=True)
 class TuningSettings:
-    """The SageMaker hyperparameter tuning job."""
+    """The SageMaker hyperparameter tuning job.
+
+    Defaults a new account can run: its per-instance-type training quotas are often 0 to 4 and its spot
+    training quotas 0, so 2 parallel on-demand jobs. Raise both (and the quotas: `forecast-mlops doctor`
+    says which) for faster tuning.
+    """
 
     max_jobs: int = 20
-    max_parallel_jobs: int = 10
+    max_parallel_jobs: int = 2
     strategy: str = "Bayesian"
-    use_spot: bool = True
+    use_spot: bool = False
     # Per training job: run time limit and, with spot, the total wait (>= run time).
     max_runtime_seconds: int = 3600
     max_wait_seconds: int = 7200
@@ -63,16 +65,9 @@ class InfraSettings:
     # The one stable serverless endpoint.
     endpoint_name: str = "forecast-mlops"
 
-    # Data and backtest (engine defaults).
-    freq: str = _DATA.freq
-    season_length: float = _DATA.season_length
-    horizon: int = _DATA.horizon
-    cv_window: int = _CV.window
-    cv_step: int = _CV.step
-    search_space: SearchSpace = field(default_factory=SearchSpace)
-    min_improvement: float = _GATE.min_improvement
-    eval_origins: int = _GATE.eval_origins
-    max_periods: int = _SERVE.max_periods
+    # The deployment's layer of the run document (sections and keys of `pipeline_code.engine.settings`);
+    # what no layer sets is inferred from each upload (docs/design.md, "The run document").
+    run: Mapping[str, Any] = field(default_factory=dict)
 
     tuning: TuningSettings = field(default_factory=TuningSettings)
 
@@ -84,6 +79,9 @@ class InfraSettings:
     serverless_memory_mb: int = 2048
     serverless_max_concurrency: int = 5
 
+    # Create and set the account-level API Gateway CloudWatch Logs role (needed for access logging;
+    # one per account and region). False where the account manages that role centrally.
+    api_gateway_cloudwatch_role: bool = True
     # API Gateway usage plan.
     api_rate_limit: float = 10.0
     api_burst_limit: int = 20
@@ -94,10 +92,14 @@ class InfraSettings:
     approval_mode: ApprovalMode = "automatic"
     alarm_email: str | None = None
 
-    # Retries of each pipeline task on throttling / transient service errors.
-    task_max_attempts: int = 4
-    # Seconds between DescribeEndpoint polls while the endpoint is Creating/Updating.
+    # Retries of throttling / transient service errors per execution (all tasks together; stacks/asl.py),
+    # the first after `retry_wait_seconds`, each later one after twice the wait before it.
+    max_transient_retries: int = 6
+    retry_wait_seconds: int = 5
+    # Seconds between DescribeEndpoint polls while the endpoint is Creating/Updating/Deleting, and the
+    # most polls one deployment makes before it gives up (30 s x 120 = 1 hour).
     endpoint_poll_seconds: int = 30
+    endpoint_max_polls: int = 120
     # Seconds an upload waits in the queue before the starter looks again (a run is in progress).
     queue_retry_seconds: int = 300
 
@@ -122,41 +124,15 @@ class InfraSettings:
     def tag_key(self) -> str:
         return "forecast-mlops:stack"
 
-    def processing_arguments(self) -> list[str]:
-        """ContainerArguments of the preprocessing job (the data settings)."""
-        return [
-            "--freq", self.freq,
-            "--season-length", _num(self.season_length),
-            "--horizon", str(self.horizon),
-            "--cv-window", str(self.cv_window),
-            "--cv-step", str(self.cv_step),
-            "--eval-origins", str(self.eval_origins),  # processing refuses series too short for them
-        ]
+    @property
+    def run_defaults(self) -> Settings:
+        """The engine's defaults under the deployment's layer (what applies before any upload)."""
+        return Settings.from_dict(self.run, f"{CONTEXT_KEY}.run")
 
-    def evaluation_arguments(self) -> list[str]:
-        return self.processing_arguments() + ["--min-improvement", _num(self.min_improvement)]
-
-    def static_hyperparameters(self) -> dict[str, str]:
-        return {
-            "horizon": str(self.horizon),
-            "season_length": _num(self.season_length),
-            "cv_window": str(self.cv_window),
-            "cv_step": str(self.cv_step),
-        }
-
-    def parameter_ranges(self) -> dict[str, Any]:
-        """The HPO ParameterRanges built from the engine's SearchSpace."""
-        s = self.search_space
-        ks = sorted(s.fourier_k)
-        return {
-            "CategoricalParameterRanges": [
-                {"Name": name, "Values": [str(v) for v in getattr(s, name)]}
-                for name in ("use_counterfactual_data", "detrend", "deseasonalize")
-            ],
-            "IntegerParameterRanges": [
-                {"Name": "fourier_k", "MinValue": str(ks[0]), "MaxValue": str(ks[-1]), "ScalingType": "Auto"}
-            ],
-        }
+    @property
+    def max_periods(self) -> int:
+        """The largest `periods` a request may ask for: the API model, the Lambda and the endpoint."""
+        return self.run_defaults.serve.max_periods
 
     # ---- loading -------------------------------------------------------------------------------
     @classmethod
@@ -169,8 +145,10 @@ class InfraSettings:
         for name, value in raw.items():
             if name == "tuning":
                 values[name] = _nested(TuningSettings, value)
-            elif name == "search_space":
-                values[name] = _nested(SearchSpace, value, tuples=True)
+            elif name == "run":
+                if not isinstance(value, Mapping):
+                    raise ValueError(f"{CONTEXT_KEY}.run must be an object (a run document)")
+                values[name] = dict(value)
             else:
                 values[name] = value
         settings = replace(cls(), **values)
@@ -208,18 +186,10 @@ class InfraSettings:
         for kind, name in longest.items():
             limit = HPO_NAME_MAX if kind == "tuning_job" else SAGEMAKER_NAME_MAX
             check(len(name) <= limit, f"{kind} name {name!r} exceeds {limit} characters")
-        check(self.horizon >= 1, "horizon must be >= 1")
-        check(self.season_length > 1, "season_length must be > 1")
-        check(self.cv_window >= 1 and self.cv_step >= 1, "cv_window and cv_step must be >= 1")
-        check(1 <= self.horizon <= self.max_periods, "horizon must be in 1..max_periods")
-        check(0 <= self.min_improvement < 1, "min_improvement must be in [0, 1)")
-        check(self.eval_origins >= 1, "eval_origins must be >= 1")
-        ks = sorted(self.search_space.fourier_k)
-        check(bool(ks) and ks == list(range(ks[0], ks[-1] + 1)) and ks[0] >= 1,
-              "search_space.fourier_k must be a contiguous range of positive integers")
-        for name in ("use_counterfactual_data", "detrend", "deseasonalize"):
-            vals = getattr(self.search_space, name)
-            check(bool(vals) and set(vals) <= {0, 1}, f"search_space.{name} must be a non-empty subset of (0, 1)")
+        try:
+            self.run_defaults
+        except SettingsError as err:
+            errors.extend(f"run.{problem}" for problem in err.problems)
         t = self.tuning
         check(1 <= t.max_jobs <= 500, "tuning.max_jobs must be in 1..500")
         check(1 <= t.max_parallel_jobs <= min(t.max_jobs, 100), "tuning.max_parallel_jobs must be in 1..max_jobs")
@@ -236,8 +206,11 @@ class InfraSettings:
               "api limits must be positive")
         check(self.approval_mode in ("automatic", "manual"), "approval_mode must be 'automatic' or 'manual'")
         check(self.alarm_email is None or bool(_EMAIL.match(self.alarm_email)), "alarm_email: not an e-mail address")
-        check(1 <= self.task_max_attempts <= MAX_TASK_ATTEMPTS, f"task_max_attempts must be in 1..{MAX_TASK_ATTEMPTS}")
+        check(0 <= self.max_transient_retries <= MAX_TRANSIENT_RETRIES,
+              f"max_transient_retries must be in 0..{MAX_TRANSIENT_RETRIES}")
+        check(1 <= self.retry_wait_seconds <= 300, "retry_wait_seconds must be in 1..300")
         check(1 <= self.endpoint_poll_seconds <= 3600, "endpoint_poll_seconds must be in 1..3600")
+        check(1 <= self.endpoint_max_polls <= 1000, "endpoint_max_polls must be in 1..1000")
         check(0 <= self.queue_retry_seconds <= 43200, "queue_retry_seconds must be in 0..43200 (SQS limit)")
         check(self.runs_infrequent_access_days >= 30, "runs_infrequent_access_days must be >= 30 (S3 minimum)")
         check(self.run_retention_days is None or self.run_retention_days > self.runs_infrequent_access_days,
@@ -246,11 +219,6 @@ class InfraSettings:
         check(self.powertools_layer_version >= 1, "powertools_layer_version must be >= 1")
         if errors:
             raise ValueError("invalid forecast-mlops settings:\n  " + "\n  ".join(errors))
-
-
-def _num(value: float) -> str:
-    """A float as a short string (52.17857142857143 -> '52.17857')."""
-    return f"{value:.5f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 def _nested(cls: type, value: Any, *, tuples: bool = False) -> Any:

@@ -17,9 +17,12 @@ Serverless endpoints have no data capture, so every request logs a one-line summ
 the response (Powertools Logger, JSON) and publishes EMF metrics (Powertools Metrics).
 
 Environment: ``ENDPOINT_NAME`` (required), ``INVOKE_CONNECT_TIMEOUT`` (s, default 2),
-``INVOKE_READ_TIMEOUT`` (s, default 12), ``INVOKE_MAX_ATTEMPTS`` (total attempts incl. retries,
-default 2), ``FORECAST_MAX_PERIODS`` (default 104). With the defaults the worst case (2 x (2 + 12) s)
-stays within API Gateway's 29 s integration timeout.
+``INVOKE_READ_TIMEOUT`` (s, default 24), ``INVOKE_MAX_ATTEMPTS`` (total attempts incl. retries,
+default 1), ``FORECAST_MAX_PERIODS`` (default 104). The stack sets the first three from one budget
+(stacks/serving_api.py): one attempt of 2 + 24 s ends inside the Lambda's 28 s timeout, which ends
+before API Gateway's 29 s integration timeout, so a slow serverless cold start is answered with this
+Lambda's 503 + Retry-After rather than the gateway's 504. One attempt: a retried read timeout would
+double the wait past the limit.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Fore
 
 THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 UNAVAILABLE = {"ModelNotReadyException", "ServiceUnavailable", "ServiceUnavailableException"}
+# Seconds a client should wait: a throttle clears fast; a 503 is usually a serverless cold start.
+RETRY_AFTER = {429: "1", 503: "10"}
 
 # --- the endpoint call ----------------------------------------------------------------------------
 
@@ -68,8 +73,8 @@ class EndpointFailure(Exception):
 def runtime_client():
     config = Config(
         connect_timeout=float(os.environ.get("INVOKE_CONNECT_TIMEOUT", "2")),
-        read_timeout=float(os.environ.get("INVOKE_READ_TIMEOUT", "12")),
-        retries={"total_max_attempts": int(os.environ.get("INVOKE_MAX_ATTEMPTS", "2")), "mode": "standard"},
+        read_timeout=float(os.environ.get("INVOKE_READ_TIMEOUT", "24")),
+        retries={"total_max_attempts": int(os.environ.get("INVOKE_MAX_ATTEMPTS", "1")), "mode": "standard"},
     )
     return boto3.client("sagemaker-runtime", config=config)
 
@@ -184,7 +189,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             document = invoke(request, request_id)
         except EndpointFailure as failure:
             summary.update(status=failure.status, error=failure.message, error_code=failure.code)
-            headers = {"Retry-After": "1"} if failure.status == 429 else None
+            headers = {"Retry-After": RETRY_AFTER[failure.status]} if failure.status in RETRY_AFTER else None
             return _respond(failure.status, {"error": failure.message, "request_id": request_id}, request_id, headers)
         finally:
             summary["endpoint_ms"] = round((time.perf_counter() - endpoint_start) * 1000, 1)

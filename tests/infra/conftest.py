@@ -40,6 +40,12 @@ def definition(cdk_out: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def deploy_definition(cdk_out: Path) -> dict[str, Any]:
+    """The deploy state machine's ASL, rendered the same way."""
+    return synth.deploy_definition()
+
+
+@pytest.fixture(scope="session")
 def infra_settings():
     from stacks.settings import InfraSettings
 

@@ -23,6 +23,7 @@ STACK = "ForecastMlops"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PIPELINE_PREFIX = "PipelineStateMachine"
+DEPLOY_PREFIX = "PipelineDeployMachine"
 
 
 def test_env() -> dict[str, str]:
@@ -80,8 +81,8 @@ def resources(type_: str | None = None) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template()["Resources"].items() if type_ is None or v["Type"] == type_}
 
 
-def pipeline_logical_id() -> str:
-    return next(k for k in resources("AWS::StepFunctions::StateMachine") if k.startswith(PIPELINE_PREFIX))
+def pipeline_logical_id(prefix: str = PIPELINE_PREFIX) -> str:
+    return next(k for k in resources("AWS::StepFunctions::StateMachine") if k.startswith(prefix))
 
 
 def logical_id(prefix: str, type_: str) -> str:
@@ -153,11 +154,16 @@ def resolve(value: Any, refs: dict[str, str] | None = None) -> Any:
     return {k: resolve(v, refs) for k, v in value.items()}
 
 
-def pipeline_definition(refs: dict[str, str] | None = None) -> dict[str, Any]:
-    props = resources()[pipeline_logical_id()]["Properties"]
+def pipeline_definition(refs: dict[str, str] | None = None, prefix: str = PIPELINE_PREFIX) -> dict[str, Any]:
+    props = resources()[pipeline_logical_id(prefix)]["Properties"]
     return json.loads(resolve(props["DefinitionString"], refs))
 
 
-def write_pipeline_definition(path: Path) -> Path:
-    path.write_text(json.dumps(pipeline_definition(), indent=2))
+def deploy_definition(refs: dict[str, str] | None = None) -> dict[str, Any]:
+    """The deploy state machine's ASL (started by the registry's approval event)."""
+    return pipeline_definition(refs, DEPLOY_PREFIX)
+
+
+def write_pipeline_definition(path: Path, prefix: str = PIPELINE_PREFIX) -> Path:
+    path.write_text(json.dumps(pipeline_definition(prefix=prefix), indent=2))
     return path

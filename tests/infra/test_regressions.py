@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import re
 
-from stacks.settings import HPO_NAME_MAX, RUN_ID_MAX, SAGEMAKER_NAME_MAX
+from stacks.asl import GENERIC_ERRORS
+from stacks.settings import HPO_NAME_MAX, MAX_TRANSIENT_RETRIES, RUN_ID_MAX, SAGEMAKER_NAME_MAX
 from tests.infra import synth
 
 NAME_FIELDS = {
     "ProcessingJobName.$": SAGEMAKER_NAME_MAX,
     "HyperParameterTuningJobName.$": HPO_NAME_MAX,
-    "ModelName.$": SAGEMAKER_NAME_MAX,
-    "EndpointConfigName.$": SAGEMAKER_NAME_MAX,
 }
-FORMAT = re.compile(r"^States\.Format\('([^']*)', \$\$\.Execution\.Name, \$\$\.State\.RetryCount\)$")
+FORMAT = re.compile(r"^States\.Format\('([^']*)', \$\$\.Execution\.Name, \$\.retries\.count\)$")
 
 
 def test_usage_plan_is_never_created_before_its_stage(template):
@@ -32,52 +31,69 @@ def test_job_names_include_the_retry_count_and_fit_sagemaker_limits(definition):
         if ":create" not in state.get("Resource", ""):
             continue
         for field, limit in NAME_FIELDS.items():
-            if field not in params or not params[field].startswith("States.Format"):
-                continue  # a reference to a name created earlier (e.g. CreateEndpoint's config)
+            if field not in params:
+                continue
             match = FORMAT.match(params[field])
-            assert match, f"{name}.{field} must be States.Format(..., $$.Execution.Name, $$.State.RetryCount)"
+            assert match, f"{name}.{field} must be States.Format(..., $$.Execution.Name, $.retries.count)"
             template = match.group(1)
-            retries = max(r["MaxAttempts"] for r in state["Retry"])
-            assert retries <= 9
-            longest = template.replace("{}", "r" * RUN_ID_MAX, 1).replace("{}", str(retries), 1)
+            longest = template.replace("{}", "r" * RUN_ID_MAX, 1).replace("{}", str(MAX_TRANSIENT_RETRIES), 1)
             assert len(longest) <= limit, (name, longest)
-            renders = {template.replace("{}", "run", 1).replace("{}", str(n), 1) for n in range(retries + 1)}
-            assert len(renders) == retries + 1  # every attempt has its own name
+            renders = {template.replace("{}", "run", 1).replace("{}", str(n), 1) for n in range(10)}
+            assert len(renders) == 10  # every retry has its own name
             checked += 1
-    assert checked == 5
+    assert checked == 3  # Preprocess, Tune, Evaluate
     # SageMaker names the tuning job's training jobs `<tuning job>-NNN-xxxxxxxx`: still <= 63.
     assert HPO_NAME_MAX + len("-001-abcdef12") <= SAGEMAKER_NAME_MAX
+
+
+def test_deploy_names_are_the_packages_so_a_repeated_deploy_finds_them(deploy_definition, infra_settings):
+    names = deploy_definition["States"]["Names"]["Parameters"]
+    prefix = infra_settings.resource_prefix
+    assert names["model.$"] == f"States.Format('{prefix}-{{}}-v{{}}-m', $.package.runId, $.package.version)"
+    assert names["config.$"] == f"States.Format('{prefix}-{{}}-v{{}}-c', $.package.runId, $.package.version)"
+    for create in ("CreateModel", "CreateEndpointConfig"):
+        exists = deploy_definition["States"][create]["Catch"][-1]["Next"]
+        assert deploy_definition["States"][exists]["Choices"][0]["StringMatches"] == "*already exist*"
 
 
 def test_first_run_with_an_empty_registry_creates_the_group(definition):
     ensure = definition["States"]["EnsureRegistry"]
     assert ensure["Resource"].endswith("sagemaker:describeModelPackageGroup")
-    assert ensure["Catch"][0]["Next"] == "CreateRegistry"
+    assert ensure["Catch"][-1]["Next"] == "CreateRegistry"
     assert definition["States"]["CreateRegistry"]["Next"] == "FindChampion"
     has_champion = definition["States"]["HasChampion?"]
     assert has_champion["Default"] == "InputsWithoutChampion"
 
 
-def test_first_run_creates_the_endpoint_when_describe_says_it_is_missing(definition):
-    find = definition["States"]["FindEndpoint"]
-    assert find["Catch"][0]["Next"] == "EndpointExists?"
-    choice = definition["States"]["EndpointExists?"]
-    assert choice["Choices"][0]["Next"] == "CreateEndpoint"
+def test_first_deploy_creates_the_endpoint_when_describe_says_it_is_missing(deploy_definition):
+    states = deploy_definition["States"]
+    assert states["FindEndpoint"]["Catch"][-1]["Next"] == "EndpointExists?"
+    choice = states["EndpointExists?"]
+    assert choice["Choices"][0] == {"Variable": "$.error.Cause", "StringMatches": "*Could not find endpoint*",
+                                    "Next": "CreateEndpoint"}
     assert choice["Default"] == "NotifyFailure"
-    assert definition["States"]["FindEndpoint"]["Next"] == "UpdateEndpoint"
 
 
-def test_every_task_retries_with_backoff_and_catches_to_notify(definition):
-    for name, state in definition["States"].items():
-        if state["Type"] != "Task":
-            continue
-        assert state["Retry"] and all(r["BackoffRate"] > 1 for r in state["Retry"]), name
-        if name == "NotifyFailure":
-            assert state["Catch"][0]["Next"] == "RunFailed"
-        else:
-            assert state["Catch"][0]["Next"] in ("NotifyFailure", "CreateRegistry", "EndpointExists?"), name
-    assert definition["States"]["NotifyFailure"]["Next"] == "RunFailed"
-    assert definition["States"]["RunFailed"]["Type"] == "Fail"
+def _top_level_tasks(definition):
+    return {n: s for n, s in definition["States"].items() if s["Type"] == "Task"}
+
+
+def test_every_task_loops_on_transient_errors_and_catches_the_rest(definition, deploy_definition):
+    for machine in (definition, deploy_definition):
+        for name, state in _top_level_tasks(machine).items():
+            if name == "NotifyFailure":
+                assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": None,
+                                           "Next": state["Next"]}]
+                continue
+            assert "Retry" not in state, name
+            transient, rest = state["Catch"]
+            assert set(GENERIC_ERRORS) <= set(transient["ErrorEquals"]), name
+            assert transient["Next"] == f"{name}.Transient?"
+            assert rest["ErrorEquals"] == ["States.ALL"]
+            check = machine["States"][f"{name}.Transient?"]
+            assert check["Default"] == rest["Next"], name
+            assert machine["States"][check["Choices"][0]["Next"]]["SecondsPath"] == "$.retries.wait"
+        assert machine["States"]["NotifyFailure"]["Next"] in ("RunFailed", "DeployFailed")
 
 
 def test_result_path_null_survives_synthesis(definition):
@@ -86,8 +102,8 @@ def test_result_path_null_survives_synthesis(definition):
     assert definition["States"]["SnapshotInput"]["ResultPath"] is None
 
 
-def test_superseded_configs_are_deleted_only_after_in_service(definition):
-    ready = definition["States"]["EndpointReady?"]
+def test_superseded_configs_are_deleted_only_after_in_service(deploy_definition):
+    ready = deploy_definition["States"]["EndpointReady?"]
     to_cleanup = [c for c in ready["Choices"] if c["Next"] == "ListEndpointConfigs"]
     assert to_cleanup and to_cleanup[0]["And"][0] == {"Variable": "$.endpoint.status", "StringEquals": "InService"}
-    assert definition["States"]["ListEndpointConfigs"]["Next"] == "DeleteSupersededConfigs"
+    assert deploy_definition["States"]["ListEndpointConfigs"]["Next"] == "DeleteSupersededConfigs"
