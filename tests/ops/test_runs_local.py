@@ -1,0 +1,120 @@
+"""runs list|show and tuning show on a work folder: a uniform state for every kind of record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline_code.cli.main import main
+from pipeline_code.pipeline import runs
+from pipeline_code.pipeline.runs import QUEUE_FILE, local_runs
+
+
+def record(workdir: Path, run_id: str, document: dict | None, *, run_document: bool = True) -> Path:
+    run_dir = workdir / "runs" / run_id
+    (run_dir / "input").mkdir(parents=True)
+    if run_document:
+        (run_dir / "input" / "settings.json").write_text("{}")
+    if document is not None:
+        (run_dir / "run.json").write_text(json.dumps(document))
+    return run_dir
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def records(tmp_path) -> Path:
+    """One record of each kind, including one written before ``state`` existed."""
+    w = tmp_path / "work"
+    base = {"data": "sales.csv", "metrics": {"mase": 0.9, "coverage_80": 0.8}, "spec": "harmonic_arima(k=2)"}
+    record(w, "20260101T000000000000Z-aaaaaaaa", {**base, "state": "promoted", "started_at":
+           "2026-01-01T00:00:00+00:00", "duration_s": 12.5, "reason": "beats the approved model", "version": "v0001"})
+    legacy = record(w, "20260102T000000000000Z-bbbbbbbb", {"status": "Succeeded", "promoted": False,
+                    "version": "v0002", "timings": {"tune": 3.0, "train": 1.5}})
+    (legacy / "reports" / "evaluation").mkdir(parents=True)
+    (legacy / "reports" / "evaluation" / "evaluation.json").write_text(json.dumps({
+        "gate": {"passed": False, "reason": "not 1% better"}, "challenger": {"mase": 1.1},
+        "spec": {"family": "theta", "model": "optimized"}}))
+    record(w, "20260103T000000000000Z-cccccccc", {"state": "failed", "stage": "tune", "reason": "out of memory",
+                                                  "data": "sales.csv", "started_at": "2026-01-03T00:00:00Z"})
+    record(w, "20260104T000000000000Z-dddddddd", {"state": "refused", "stage": "preprocess",
+                                                  "reason": "[gap] line 7", "data": "bad.csv"})
+    record(w, "20260105T000000000000Z-eeeeeeee", {"state": "running", "pid": dead_pid(), "data": "killed.csv"})
+    record(w, "20260106T000000000000Z-ffffffff", {"state": "running", "pid": os.getpid(), "data": "now.csv"})
+    (w / QUEUE_FILE).write_text(json.dumps({"queued": [
+        {"name": "next.csv", "path": "/x/next.csv", "since": "2026-01-07T00:00:00+00:00"}]}))
+    return w
+
+
+def test_states_newest_first(records):
+    found = local_runs(records)
+    assert [(r.state, r.data) for r in found] == [
+        ("queued", "next.csv"), ("running", "now.csv"), ("failed", "killed.csv"), ("refused", "bad.csv"),
+        ("failed", "sales.csv"), ("gated", None), ("promoted", "sales.csv")]
+    assert "interrupted" in found[2].reason
+    assert found[4].reason == "tune: out of memory"
+    gated = found[5]
+    assert (gated.reason, gated.metrics, gated.spec, gated.duration_s) == (
+        "not 1% better", {"mase": 1.1}, "theta(model=optimized)", 4.5)
+
+
+def test_list_prints_one_line_per_run(records, capsys):
+    assert main(["runs", "list", "--workdir", str(records)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["STATE", "RUN", "DATA", "STARTED"]
+    assert [line.split()[0] for line in lines[1:]] == [
+        "queued", "running", "failed", "refused", "failed", "gated", "promoted"]
+    promoted = lines[-1]
+    assert "sales.csv" in promoted and "12.5s" in promoted and "MASE 0.900" in promoted
+    assert "beats the approved model" in promoted
+
+
+def test_show_by_prefix_and_unknown_runs(records, capsys):
+    assert main(["runs", "show", "20260102", "--workdir", str(records)]) == 0
+    out = capsys.readouterr().out
+    assert "run 20260102T000000000000Z-bbbbbbbb: gated" in out and "tune" in out and "evaluation.json" in out
+    for bad in ("2026", "nope", "../runs"):
+        assert main(["runs", "show", bad, "--workdir", str(records)]) == 2
+        err = capsys.readouterr().err
+        assert "runs list --workdir" in err
+
+
+def test_records_are_replaced_whole(tmp_path):
+    run_dir = tmp_path / "r"
+    started = runs.start_record(run_dir, "r1", "a.csv")
+    assert json.loads((run_dir / "run.json").read_text())["state"] == "running"
+    runs.finish_record(run_dir, started, "gated", reason="held")
+    document = json.loads((run_dir / "run.json").read_text())
+    assert document["state"] == "gated" and document["duration_s"] >= 0 and "pid" not in document
+    assert [p.name for p in run_dir.iterdir()] == ["run.json"]
+
+
+def test_a_real_run_and_its_tuning(one_run, tmp_path, capsys):
+    assert main(["runs", "list", "--workdir", str(one_run)]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.split()[0] == "promoted" and "gasoline.csv" in line
+    run_id = line.split()[1]
+    detail = runs.local_run(one_run, run_id)
+    assert set(detail.timings) >= {"preprocess", "tune", "train", "evaluate", "register"}
+    assert detail.evaluation["gate"]["passed"] is True
+    assert any(name.startswith("plot") for name in detail.links)
+    plot = tmp_path / "tuning.png"
+    assert main(["tuning", "show", run_id[:10], "--workdir", str(one_run), "--plot", str(plot)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    objectives = [float(line.split()[2]) for line in table[1:] if line.split()[0].isdigit() and line.split()[2] != "-"]
+    assert objectives == sorted(objectives) and len(objectives) >= 3
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tuning_of_a_run_without_a_report(records, capsys):
+    assert main(["tuning", "show", "20260104", "--workdir", str(records)]) == 2
+    assert "has no tuning report" in capsys.readouterr().err
