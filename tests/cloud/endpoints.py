@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote
 
 from moto.sagemaker import models as sm_models
 from moto.sagemakerruntime import responses as rt_responses
@@ -92,43 +93,16 @@ class EndpointHost:
                 raise JobFailed(f"ClientError: could not download {container['ModelDataUrl']}: {err}") from None
             with tarfile.open(archive) as tar:
                 tar.extractall(root / "model", filter="data")
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(container.get("Environment") or {})
-        env.update({ROOT_ENV: str(root), "SAGEMAKER_BIND_TO_PORT": str(port)})
-        log = root.parent / "serve.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen([sys.executable, "-m", "tests.cloud.serve_loopback"], cwd=REPO, env=env,
-                                       stdout=out, stderr=subprocess.STDOUT)
-        server = Server(process, port, config_name, log)
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                self._stop(server)
-                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-                raise JobFailed(f"The primary container for production variant {variant['VariantName']} did not "
-                                f"pass the ping health check: {' | '.join(tail)}")
-            try:
-                if _request(port, "GET", "/ping", timeout=2)[0] == 200:
-                    return server
-            except OSError:
-                pass
-            time.sleep(0.1)
-
-    @staticmethod
-    def _stop(server: Server) -> None:
-        if server.process.poll() is None:
-            server.process.terminate()
-            try:
-                server.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait()
+        try:
+            return launch(root, container.get("Environment") or {}, config_name)
+        except JobFailed as failed:
+            raise JobFailed(f"The primary container for production variant {variant['VariantName']} did not "
+                            f"pass the ping health check: {failed.reason}") from None
 
     def stop(self, endpoint: str) -> None:
         server = self.servers.pop(endpoint, None)
         if server:
-            self._stop(server)
+            stop(server)
 
     def stop_all(self) -> None:
         for name in list(self.servers):
@@ -144,6 +118,47 @@ class EndpointHost:
         return status, payload, ctype
 
 
+def launch(root: Path, environment: dict[str, str], config: str) -> Server:
+    """Start the serving container on `root` (an /opt/ml folder with model/); up once /ping is 200."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(environment)
+    env.update({ROOT_ENV: str(root), "SAGEMAKER_BIND_TO_PORT": str(port)})
+    log = root.parent / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "tests.cloud.serve_loopback"], cwd=REPO, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    server = Server(process, port, config, log)
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(server)
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise JobFailed(" | ".join(tail) or "no output")
+        try:
+            if _request(port, "GET", "/ping", timeout=2)[0] == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
+def stop(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+def post(server: Server, body: bytes) -> tuple[int, bytes]:
+    """POST /invocations to a launched server."""
+    status, payload, _ = _request(server.port, "POST", "/invocations", body, {"Content-Type": "application/json"})
+    return status, payload
+
+
 # ---- moto patches ----------------------------------------------------------------------------------
 HOST: EndpointHost | None = None
 
@@ -156,6 +171,11 @@ def _host() -> EndpointHost:
 def _fail(endpoint, reason: str) -> None:
     endpoint.endpoint_status = "Failed"
     endpoint.failure_reason = reason
+
+
+def _error(status: int, code: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+    # moto takes the HTTP status of a hand-made response from its "status" header
+    return status, {"status": status, "x-amzn-ErrorType": code}, json.dumps({"__type": code, **body})
 
 
 def install(monkeypatch, host: EndpointHost) -> None:
@@ -196,22 +216,19 @@ def install(monkeypatch, host: EndpointHost) -> None:
         return delete(self, endpoint_name)
 
     def invoke_endpoint(self):
-        params = self._get_params()
-        name = params.get("EndpointName")
-        b = sm_models.sagemaker_backends[ACCOUNT][REGION]
-        endpoint = b.endpoints.get(name)
+        name = unquote(self.path.split("/")[2])  # /endpoints/<name>/invocations
+        endpoint = sm_models.sagemaker_backends[ACCOUNT][REGION].endpoints.get(name)
         if endpoint is None or name not in _host().servers:
             arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{name}"
-            return 400, {"x-amzn-ErrorType": "ValidationError"}, json.dumps(
-                {"__type": "ValidationError", "message": f"Endpoint {name} of account {ACCOUNT} not found. ({arn})"})
+            return _error(400, "ValidationError", {"message": f"Endpoint {name} of account {ACCOUNT} not found. ({arn})"})
         status, body, ctype = _host().invoke(name, self.body, self.headers.get("Content-Type"),
                                              self.headers.get("Accept"))
         if status >= 400:
-            return 424, {"x-amzn-ErrorType": "ModelError"}, json.dumps({
-                "__type": "ModelError", "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if status < 500 else "SERVER_ERROR_FROM_MODEL",
-                "OriginalStatusCode": status, "OriginalMessage": body.decode(errors="replace"),
-                "message": f"Received {'client' if status < 500 else 'server'} error ({status}) from primary "
-                           f"with message \"{body.decode(errors='replace')}\"."})
+            text = body.decode(errors="replace")
+            side = "client" if status < 500 else "server"
+            return _error(424, "ModelError", {
+                "ErrorCode": f"{side.upper()}_ERROR_FROM_MODEL", "OriginalStatusCode": status, "OriginalMessage": text,
+                "message": f"Received {side} error ({status}) from primary with message \"{text}\"."})
         return 200, {"Content-Type": ctype, "x-Amzn-Invoked-Production-Variant": "AllTraffic"}, body
 
     monkeypatch.setattr(backend_cls, "create_endpoint", create_endpoint)

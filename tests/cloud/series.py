@@ -1,0 +1,97 @@
+"""The series and run documents the emulated cloud tests use, and the local pipeline's answer for them.
+
+Each run document keeps the run small (few CV splits, few evaluation origins) and limits the search to
+what one SageMaker tuning job enumerates within `TUNING["max_jobs"]` (one model family, no
+combinations), so the local tuner and the emulated tuning job score the same candidates.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import tempfile
+from dataclasses import fields
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipeline_code.engine.settings import SearchSpace, resolve
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLED = REPO / "pipeline_code" / "data" / "us_gasoline.csv"
+# The deployment's tuning job (cdk context `forecast-mlops:tuning`): at most this many training jobs.
+TUNING = {"max_jobs": 4, "max_parallel_jobs": 2, "strategy": "Bayesian", "use_spot": False}
+ONE_FAMILY = {"families": ["harmonic_arima"], "histories": ["window"], "combination_sizes": [], "selection_splits": 10}
+
+
+def search(**space: Any) -> dict[str, Any]:
+    """A search section: `space` plus the one-family limits this engine version knows of."""
+    known = {f.name for f in fields(SearchSpace)}
+    return {k: v for k, v in {**ONE_FAMILY, **space}.items() if k in known}
+
+
+def document(*, freq: str, season_length: float, horizon: int, window: int, step: int,
+             deseasonalize: list[int], fourier_k: list[int]) -> dict[str, Any]:
+    """A run document with at most 4 tuning candidates."""
+    return {
+        "data": {"freq": freq, "season_length": season_length, "horizon": horizon},
+        "cv": {"window": window, "step": step},
+        "gate": {"eval_origins": 4},
+        "search": search(use_counterfactual_data=[1], detrend=[0], deseasonalize=deseasonalize, fourier_k=fourier_k),
+    }
+
+
+def synthetic_csv(start: date, periods: int, step: timedelta | str, season: float, seed: int) -> bytes:
+    """Trend + seasonality + noise (seeded); `step` "month" for month starts."""
+    rng = random.Random(seed)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["timestamp", "value"])
+    day = start
+    for t in range(periods):
+        value = 100 + 0.05 * t + 10 * math.sin(2 * math.pi * t / season) + 3 * math.cos(4 * math.pi * t / season)
+        writer.writerow([day.isoformat(), f"{value + rng.gauss(0, 1.5):.3f}"])
+        if step == "month":
+            day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        else:
+            day = day + step
+    return out.getvalue().encode()
+
+
+WEEKLY = {"name": "gasoline.csv", "data": BUNDLED.read_bytes(),
+          "settings": document(freq="W-FRI", season_length=365.25 / 7, horizon=26, window=417, step=26,
+                               deseasonalize=[0, 1], fourier_k=[2, 3])}
+MONTHLY = {"name": "monthly.csv", "data": synthetic_csv(date(2004, 1, 1), 240, "month", 12, seed=12),
+           "settings": document(freq="MS", season_length=12, horizon=12, window=96, step=4,
+                                deseasonalize=[0, 1], fourier_k=[2, 3])}
+DAILY = {"name": "daily.csv", "data": synthetic_csv(date(2023, 1, 2), 3 * 365, timedelta(days=1), 7, seed=7),
+         "settings": document(freq="D", season_length=7, horizon=14, window=365, step=21,
+                              deseasonalize=[0, 1], fourier_k=[1, 2])}
+SERIES = {"weekly": WEEKLY, "monthly": MONTHLY, "daily": DAILY}
+
+
+def local_run(series: dict[str, Any]):
+    """The local pipeline (pipeline_code.pipeline.runner.run_pipeline) on the same data and document."""
+    from pipeline_code.engine.profile import profile_csv
+    from pipeline_code.pipeline.runner import run_pipeline
+
+    workdir = Path(tempfile.mkdtemp(prefix="forecast-local-"))
+    data = workdir / "upload" / series["name"]
+    data.parent.mkdir()
+    data.write_bytes(series["data"])
+    profile = profile_csv(series["data"])  # what the data implies, as the starter resolves it
+    resolved = resolve([("test run document", series["settings"])], timestamps=profile.timestamps,
+                       observations=profile.observations)
+    return run_pipeline(data, workdir / "work", resolved.settings, progress=False, log=lambda _: None,
+                        derived=resolved.derived)
+
+
+def forecast_rows(csv_bytes: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(csv_bytes.decode())))
+
+
+def model_json(folder: Path) -> dict[str, Any]:
+    return json.loads(next(folder.rglob("model.json")).read_text())
