@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack, Tags
@@ -76,3 +77,5 @@ class ForecastStack(Stack):
                   description="deploys each model package approved in the registry")
         CfnOutput(self, "EndpointName", value=settings.endpoint_name)
         CfnOutput(self, "TopicArn", value=self.notifications.topic.topic_arn)
+        CfnOutput(self, "PreflightSettings", value=json.dumps(settings.preflight(), sort_keys=True),
+                  description="what `forecast-mlops doctor --stack` checks against the account's quotas")

@@ -124,6 +124,17 @@ class InfraSettings:
     def tag_key(self) -> str:
         return "forecast-mlops:stack"
 
+    def preflight(self) -> dict[str, Any]:
+        """What `forecast-mlops doctor` checks against the account (the stack's PreflightSettings output)."""
+        return {
+            "training_instance_type": self.training_instance_type,
+            "processing_instance_type": self.processing_instance_type,
+            "max_parallel_jobs": self.tuning.max_parallel_jobs,
+            "use_spot": self.tuning.use_spot,
+            "serverless_max_concurrency": self.serverless_max_concurrency,
+            "api_gateway_cloudwatch_role": self.api_gateway_cloudwatch_role,
+        }
+
     @property
     def run_defaults(self) -> Settings:
         """The engine's defaults under the deployment's layer (what applies before any upload)."""
