@@ -278,18 +278,45 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"fit {', '.join(COSTLY)} on the window only (not on all history)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="accuracy", help="file stem of the results")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="write the table of earlier runs' results (one series each, run in parallel)")
     args = parser.parse_args(argv)
+    if args.merge:
+        reports = [json.loads(path.read_text()) for path in args.merge]
+        report = {**reports[0], "results": [r for rep in reports for r in rep["results"]],
+                  "command": "; ".join(_command(rep["command"].split()[3:]) for rep in reports)
+                  + f"; then {_command(argv if argv is not None else sys.argv[1:])}"}
+        return _write(report, args.out, args.name)
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
+        "command": _command(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "versions": versions(),
         "results": [run_series(name, args.jobs, args.quick) for name in args.series],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    return _write(report, args.out, args.name)
+
+
+def _command(argv: list[str]) -> str:
+    """The command line as run from the repository root, without --out's (machine-local) folder and
+    with --merge's inputs by file name."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--out":
+            skip = True
+            continue
+        kept.append(Path(arg).name if arg.endswith(".json") else arg)
+    return " ".join([COMMAND, *kept])
+
+
+def _write(report: dict, out: Path, name: str) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     text = markdown(report)
-    (args.out / f"{args.name}.md").write_text(text)
+    (out / f"{name}.md").write_text(text)
     print(text)
     return 0
 
