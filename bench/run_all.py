@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("tuning_bench", "pipeline_bench", "accuracy_bench", "serving_bench", "synth_bench", "soak_bench")
+BENCHMARKS = ("tuning_bench", "pipeline_bench", "accuracy_bench", "serving_bench", "synth_bench", "soak_bench",
+              "cloud_run_bench")
 
 
 def main() -> int:

@@ -218,9 +218,10 @@ class CloudWorld:
         self.monkeypatch.setattr(cls, "create_model_package", create_model_package)
         self.monkeypatch.setattr(cls, "update_model_package", update_model_package)
 
-    def _emit_package_event(self, arn: str) -> None:
+    def package_event(self, arn: str) -> dict[str, Any]:
+        """The registry's state-change event for a package as it is now."""
         package = backend().model_packages[backend().model_package_name_mapping.get(arn, arn)]
-        event = {
+        return {
             "version": "0", "id": str(uuid.uuid4()), "detail-type": PACKAGE_EVENT, "source": "aws.sagemaker",
             "account": ACCOUNT, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": REGION,
             "resources": [arn],
@@ -229,9 +230,15 @@ class CloudWorld:
                        "ModelPackageName": package.model_package_name,
                        "ModelApprovalStatus": package.model_approval_status},
         }
-        thread = threading.Thread(target=self.deliver, args=(event,), daemon=True)
+
+    def _emit_package_event(self, arn: str) -> None:
+        thread = threading.Thread(target=self.deliver, args=(self.package_event(arn),), daemon=True)
         self._deliveries.append(thread)
         thread.start()
+
+    def redeliver_package_event(self, arn: str) -> list[str]:
+        """EventBridge delivers at least once: the same package's event again."""
+        return self.deliver(self.package_event(arn))
 
     def deliver(self, event: dict[str, Any]) -> list[str]:
         """EventBridge: start every state machine target of every matching rule (as the target's role)."""
@@ -324,6 +331,10 @@ class CloudWorld:
         endpoint = backend().endpoints.get(name)
         return None if endpoint is None else {"status": endpoint.endpoint_status, "config": endpoint.endpoint_config_name,
                                               "failure": endpoint.failure_reason}
+
+    def endpoint_record(self, name: str | None = None):
+        """moto's endpoint object (a test may put it in a state SageMaker can reach, e.g. Failed)."""
+        return backend().endpoints[name or self.invoke_fn.environment["ENDPOINT_NAME"]]
 
     def packages(self) -> list[dict[str, Any]]:
         sm = boto3.client("sagemaker", region_name=REGION)

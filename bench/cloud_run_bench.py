@@ -1,0 +1,95 @@
+"""The emulated cloud run of the bundled weekly data, upload to served forecast, and where its time goes.
+
+Synthesizes the app (small tuning job, as the tests do), then in the emulated cloud (tests/cloud/,
+docs/emulated-cloud.md) uploads the bundled series with its run document, waits for the training
+pipeline and the deploy state machine, and asks the API for a forecast. Reports the wall time of each
+part, each state (from the execution histories) and each SageMaker job (its process), in
+bench/results/cloud_run.md.
+
+    python -m bench.cloud_run_bench
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from bench.machine import RESULTS, header
+from tests.cloud.scenario import upload_and_serve
+from tests.cloud.series import TUNING, WEEKLY
+from tests.cloud.stack import synthesize
+from tests.cloud.world import CloudWorld
+
+COMMAND = "python -m bench.cloud_run_bench"
+
+
+def state_seconds(execution_arn: str) -> list[tuple[str, float]]:
+    """(state, seconds) from entering to leaving each state, in order."""
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    entered: dict[str, datetime] = {}
+    out = []
+    for e in events:
+        if "stateEnteredEventDetails" in e:
+            entered[e["stateEnteredEventDetails"]["name"]] = e["timestamp"]
+        elif "stateExitedEventDetails" in e:
+            name = e["stateExitedEventDetails"]["name"]
+            if name in entered:
+                out.append((name, (e["timestamp"] - entered.pop(name)).total_seconds()))
+    return out
+
+
+def main() -> int:
+    started = time.perf_counter()
+    stack = synthesize({"tuning": TUNING})
+    synth_s = time.perf_counter() - started
+    with pytest.MonkeyPatch.context() as mp, CloudWorld(stack, mp) as world:
+        run = upload_and_serve(world, WEEKLY)
+        if run.problems():
+            print("\n".join(run.problems()), file=sys.stderr)
+            return 1
+        states = {e["name"]: (e["machine"].rsplit(":", 1)[-1], state_seconds(e["executionArn"])) for e in run.executions}
+        jobs = list(world.jobs.runner.timings)
+        pipeline = run.pipeline
+        deploys = run.deploys
+        total = run.seconds
+        pipeline_s = (pipeline["stopDate"] - pipeline["startDate"]).total_seconds()
+        deploy_s = sum((d["stopDate"] - d["startDate"]).total_seconds() for d in deploys)
+    lines = [header("Emulated cloud run: bundled weekly data, upload to served forecast", COMMAND), ""]
+    lines += [
+        f"Run document: CV window {WEEKLY['settings']['cv']['window']}, step {WEEKLY['settings']['cv']['step']}, "
+        f"{WEEKLY['settings']['gate']['eval_origins']} evaluation origins; tuning job: {TUNING['max_jobs']} training "
+        f"jobs, {TUNING['max_parallel_jobs']} in parallel. Each SageMaker job is a local process; moto runs the "
+        "state machines.", "",
+        "| part | seconds |", "|---|---:|",
+        f"| `cdk synth` (once per session in the tests) | {synth_s:.1f} |",
+        f"| upload to served forecast (total) | {total:.1f} |",
+        f"| training pipeline execution | {pipeline_s:.1f} |",
+        f"| deploy execution(s) | {deploy_s:.1f} |", "",
+        "## Per state (entered to exited; a `.sync` job's state includes the job)", "",
+        "| state machine | state | seconds |", "|---|---|---:|",
+    ]
+    by_state: dict[tuple[str, str], float] = defaultdict(float)
+    for machine, seconds in states.values():
+        for name, s in seconds:
+            by_state[(machine, name)] += s
+    for (machine, name), s in sorted(by_state.items(), key=lambda kv: -kv[1]):
+        if s >= 0.05:
+            lines.append(f"| {machine} | {name} | {s:.2f} |")
+    lines += ["", "## Per SageMaker job (the container process)", "", "| kind | job | seconds |", "|---|---|---:|"]
+    lines += [f"| {kind} | {name} | {s:.1f} |" for kind, name, s in jobs]
+    lines += ["", f"Jobs: {sum(s for _, _, s in jobs):.1f} s of process time in {len(jobs)} jobs "
+              f"(training jobs run {TUNING['max_parallel_jobs']} at a time)."]
+    (RESULTS / "cloud_run.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
