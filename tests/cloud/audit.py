@@ -82,6 +82,25 @@ def service_side_errors(shape: Shape, value: Any, path: str = "") -> list[str]:
     return errors
 
 
+def _versioned_package_tags(params: dict[str, Any]) -> list[str]:
+    # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModelPackage.html (Tags)
+    if params.get("ModelPackageGroupName") and params.get("Tags"):
+        return ["Tags: not supported when creating a versioned model package (ModelPackageGroupName)"]
+    return []
+
+
+def _model_container_image(params: dict[str, Any]) -> list[str]:
+    # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html (Image)
+    containers = [params["PrimaryContainer"]] if "PrimaryContainer" in params else params.get("Containers", [])
+    return [f"container {i}: Image is required unless ModelPackageName is given"
+            for i, c in enumerate(containers) if not c.get("Image") and not c.get("ModelPackageName")]
+
+
+# Rules the service enforces that the service model does not express.
+SERVICE_RULES = {("sagemaker", "CreateModelPackage"): _versioned_package_tags,
+                 ("sagemaker", "CreateModel"): _model_container_image}
+
+
 def parameter_errors(operation_model, params: dict[str, Any]) -> list[str]:
     """Every reason the service would refuse these parameters (empty when it would accept them)."""
     shape = operation_model.input_shape
@@ -89,7 +108,15 @@ def parameter_errors(operation_model, params: dict[str, Any]) -> list[str]:
         return []
     report = ParamValidator().validate(params, shape)
     errors = [line.strip() for line in report.generate_report().splitlines()[1:] if line.strip()] if report.has_errors() else []
-    return errors + service_side_errors(shape, params)
+    rule = SERVICE_RULES.get((operation_model.service_model.service_name, operation_model.name))
+    return errors + service_side_errors(shape, params) + (rule(params) if rule else [])
+
+
+def sdk_operation(service: str, action: str):
+    """The botocore operation of an ASL `aws-sdk:<service>:<camelCaseAction>` (None: no such API)."""
+    model = boto3.session.Session().client(service, region_name="us-east-1")._service_model
+    wanted = action[0].upper() + action[1:]
+    return next((model.operation_model(op) for op in model.operation_names if op == wanted), None)
 
 
 @dataclass
@@ -134,6 +161,12 @@ class Audit:
         denied = [r for r in requests if not policy.allows(r)]
         with self._lock:
             self.calls.append(Call(principal, "implied", what, {}, requests, denied, []))
+
+    def check_sdk_action(self, principal: str, service: str, action: str) -> None:
+        """An `aws-sdk` task's action must name an operation of the service (as Step Functions checks)."""
+        if sdk_operation(service, action) is None:
+            with self._lock:
+                self.calls.append(Call(principal, service, action, {}, [], [], [f"no {service} API named {action}"]))
 
     # ---- the botocore hook --------------------------------------------------------------------------
     def _before_parameter_build(self, params: dict[str, Any], model, **_: Any) -> None:

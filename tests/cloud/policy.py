@@ -15,7 +15,6 @@ https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsa
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable

@@ -56,10 +56,6 @@ class SynthesizedStack:
     def resolve(self, value: Any) -> Any:
         return synth.resolve(value, self.refs)
 
-    def logical_id(self, arn_or_ref: str) -> str:
-        return next(k for k, v in self.refs.items() if v == arn_or_ref and "." not in k and not k.startswith("AWS::")) \
-            if not arn_or_ref.startswith("arn:aws:iam") else arn_or_ref.rsplit("/", 1)[-1]
-
     def definition(self, machine: str) -> dict[str, Any]:
         return json.loads(self.resolve(self.resources()[machine]["Properties"]["DefinitionString"]))
 

@@ -48,6 +48,7 @@ from tests.cloud.stack import LambdaFunction, SynthesizedStack
 from tests.integration import aws_fakes
 
 SYNC_RESOURCE = "arn:aws:states:::sagemaker:"
+SDK_RESOURCE = "arn:aws:states:::aws-sdk:"
 # The EventBridge rules Step Functions manages for `.sync` SageMaker jobs.
 # https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
 SYNC_RULES = {"createProcessingJob": "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
@@ -179,6 +180,8 @@ class CloudWorld:
                 rule = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{SYNC_RULES[task.resource.api_action]}"
                 world.audit.check_implied(role, [Request(f"events:{a}", rule) for a in
                                                  ("PutTargets", "PutRule", "DescribeRule")], resource)
+            if role and resource.startswith(SDK_RESOURCE):
+                world.audit.check_sdk_action(role, task._get_boto_service_name(), task.resource.api_action)
             with world.audit.acting_as(role):
                 original(task, env)
 
