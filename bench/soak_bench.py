@@ -8,8 +8,8 @@ usage plan of 20 requests/s with a burst of 40 per key. The load, from this proc
 
 * valid: 4 keep-alive clients on ``POST /forecast`` (10 requests/s each) and 2 clients opening a
   connection per ``POST /invocations`` (5/s each), each with its own key, under its plan, and 1
-  ``GET /ping`` client (1/s); every
-  answer must be a 200 with the requested number of forecasts (anything else is an error);
+  ``GET /ping`` client (1/s); every answer must be a 200 with the requested number of forecasts
+  (anything else is an error);
 * invalid: bad JSON, out-of-range fields, wrong/missing/duplicate keys, a 20 KiB body, a wrong
   content type, unknown routes, a garbage request line, and one key sending past its plan (429);
   each must get its 4xx, never a 5xx;
