@@ -17,15 +17,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 # The latest Python runtime; a function that needs a layer built for an older one says so (runtime=).
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-# A Lambda that builds run documents links ``pipeline_code`` into its folder (lambdas/start_run/): its
-# asset keeps only the standard-library modules of the run document (`pipeline_code.engine.settings`).
-RUN_DOCUMENT_MODULES = ("__init__.py", "engine/__init__.py", "engine/settings.py", "engine/profile.py",
+# A Lambda that needs the project's rules links ``pipeline_code`` into its folder (lambdas/start_run/,
+# lambdas/invoke/): its asset keeps only these standard-library modules, the run document's
+# (`pipeline_code.engine.settings`) and the serving app's request rules.
+LAMBDA_MODULES = ("__init__.py", "engine/__init__.py", "engine/settings.py", "engine/profile.py",
                         "engine/core/__init__.py", "engine/core/calendar.py", "engine/core/spec.py",
-                        "pipeline/__init__.py", "pipeline/layout.py")
+                        "pipeline/__init__.py", "pipeline/layout.py", "serving/__init__.py", "serving/request.py")
 EXCLUDE = [
     "__pycache__", "*.pyc", "tests", ".pytest_cache",
-    "pipeline_code/**/*", *(f"!pipeline_code/{module}" for module in RUN_DOCUMENT_MODULES),
-    "!pipeline_code/engine", "!pipeline_code/engine/core", "!pipeline_code/pipeline",
+    "pipeline_code/**/*", *(f"!pipeline_code/{module}" for module in LAMBDA_MODULES),
+    "!pipeline_code/engine", "!pipeline_code/engine/core", "!pipeline_code/pipeline", "!pipeline_code/serving",
 ]
 
 

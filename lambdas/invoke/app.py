@@ -1,8 +1,8 @@
 """POST /forecast (API Gateway REST, Lambda proxy) -> SageMaker InvokeEndpoint on ENDPOINT_NAME.
 
-The request rules are the serving app's own (``forecast_request.py`` here is a symlink to
-``pipeline_code/serving/request.py``, standard library only; the CDK asset follows the link), so the
-Lambda and the container cannot disagree on what is valid. Error mapping, always ``{"error": ..., "request_id": ...}`` and never a stack trace:
+The request rules are the serving app's own (``pipeline_code`` here links to the package; the CDK
+asset follows the link and keeps only its standard-library modules, ``serving/request.py`` and the run
+document's), so the Lambda and the container cannot disagree on what is valid, nor on the periods limit. Error mapping, always ``{"error": ..., "request_id": ...}`` and never a stack trace:
 
 * invalid request -> 400 (413 oversize body, 415 non-JSON content type), without calling the endpoint;
 * ``ModelError`` (the container answered 4xx) -> 400 with the container's message;
@@ -18,7 +18,8 @@ the response (Powertools Logger, JSON) and publishes EMF metrics (Powertools Met
 
 Environment: ``ENDPOINT_NAME`` (required), ``INVOKE_CONNECT_TIMEOUT`` (s, default 2),
 ``INVOKE_READ_TIMEOUT`` (s, default 24), ``INVOKE_MAX_ATTEMPTS`` (total attempts incl. retries,
-default 1), ``FORECAST_MAX_PERIODS`` (default 104). The stack sets the first three from one budget
+default 1), ``FORECAST_MAX_PERIODS`` (the run document's ``serve.max_periods``; read once, at a cold start:
+a bad value answers every request 503 with the reason, never a 500). The stack sets the first three from one budget
 (stacks/serving_api.py): one attempt of 2 + 24 s ends inside the Lambda's 28 s timeout, which ends
 before API Gateway's 29 s integration timeout, so a slow serverless cold start is answered with this
 Lambda's 503 + Retry-After rather than the gateway's 504. One attempt: a retried read timeout would
@@ -41,7 +42,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from botocore.config import Config
-from forecast_request import DEFAULT_MAX_PERIODS, RequestError, check_content_type, parse_request
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -50,6 +50,9 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+
+from pipeline_code.engine.settings import SettingsError, max_periods_from_env
+from pipeline_code.serving.request import RequestError, check_content_type, parse_request
 
 logger = Logger(service="forecast-invoke")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ForecastMlops"), service="invoke")
@@ -158,6 +161,12 @@ def _respond(status: int, document: dict[str, Any], request_id: str, extra_heade
     return {"statusCode": status, "headers": headers, "body": json.dumps(document, separators=(",", ":"))}
 
 
+@functools.cache
+def configured_max_periods() -> int:
+    """The periods limit, read once per cold start (a SettingsError names the bad variable)."""
+    return max_periods_from_env(os.environ)
+
+
 def _body_bytes(event: APIGatewayProxyEvent) -> bytes:
     body = event.body or ""
     if event.is_base64_encoded:
@@ -178,8 +187,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         try:
             check_content_type(proxy.headers.get("content-type") if proxy.headers else None)
-            max_periods = int(os.environ.get("FORECAST_MAX_PERIODS") or DEFAULT_MAX_PERIODS)
-            request = parse_request(_body_bytes(proxy), max_periods=max_periods).to_dict()
+            request = parse_request(_body_bytes(proxy), max_periods=configured_max_periods()).to_dict()
+        except SettingsError as err:
+            summary.update(status=503, error=str(err), error_code="Misconfigured")
+            return _respond(503, {"error": f"the service is misconfigured: {err}", "request_id": request_id},
+                            request_id)
         except RequestError as err:
             summary.update(status=err.status, error=err.message, error_code="InvalidRequest")
             return _respond(err.status, {"error": err.message, "request_id": request_id}, request_id)

@@ -167,6 +167,11 @@ class GateSettings:
     coverage_levels: tuple[float, ...] = (0.8, 0.95)
 
 
+# The serving limit's environment variable (the endpoint's and the invoke Lambda's) and its range.
+MAX_PERIODS_ENV = "FORECAST_MAX_PERIODS"
+MAX_PERIODS_LIMIT = 10_000
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServeSettings:
     """The serving app."""
@@ -174,6 +179,18 @@ class ServeSettings:
     # Largest `periods` a request may ask for (serving, the invoke Lambda and the API model).
     max_periods: int = 104
     port: int = 8080
+
+
+def max_periods_from_env(environ: Mapping[str, str]) -> int:
+    """``FORECAST_MAX_PERIODS`` as every server reads it (unset: the default); a bad value is a
+    SettingsError naming the variable, never a per-request failure."""
+    raw = (environ.get(MAX_PERIODS_ENV) or "").strip()
+    if not raw:
+        return ServeSettings().max_periods
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PERIODS_LIMIT:
+        raise SettingsError([f"{MAX_PERIODS_ENV}={raw!r}: expected an integer in 1..{MAX_PERIODS_LIMIT}"],
+                            "environment")
+    return int(raw)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,7 +325,8 @@ class Settings:
         check(g.eval_origins >= 1, f"gate.eval_origins: must be >= 1, got {g.eval_origins}")
         check(bool(g.coverage_levels) and all(0 < c < 1 for c in g.coverage_levels),
               "gate.coverage_levels: must be a non-empty list of numbers in (0, 1)")
-        check(1 <= s.max_periods <= 10_000, f"serve.max_periods: must be in 1..10000, got {s.max_periods}")
+        check(1 <= s.max_periods <= MAX_PERIODS_LIMIT,
+              f"serve.max_periods: must be in 1..{MAX_PERIODS_LIMIT}, got {s.max_periods}")
         check(1 <= s.port <= 65535, f"serve.port: must be in 1..65535, got {s.port}")
         if problems:
             raise SettingsError(problems, source)

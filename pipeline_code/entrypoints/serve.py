@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline_code.engine.settings import ServeSettings
+from pipeline_code.engine.settings import ServeSettings, max_periods_from_env
 from pipeline_code.entrypoints.sagemaker_paths import ROOT_ENV
 
 DEFAULT_ML_ROOT = "/opt/ml"
@@ -24,23 +24,12 @@ def model_dir_from_env(env: dict[str, str] | None = None) -> Path:
     return Path(env.get("SM_MODEL_DIR") or root / "model")
 
 
-def max_periods_from_env(env: dict[str, str] | None = None) -> int:
-    env = dict(os.environ if env is None else env)
-    raw = env.get("FORECAST_MAX_PERIODS")
-    if raw is None or not raw.strip():
-        return ServeSettings().max_periods
-    value = int(raw)
-    if value < 1:
-        raise ValueError("FORECAST_MAX_PERIODS must be a positive integer")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     from pipeline_code.serving.server import serve
 
     try:
         port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or ServeSettings().port)
-        max_periods = max_periods_from_env()
+        max_periods = max_periods_from_env(os.environ)
     except ValueError as err:
         print(f"serve: invalid configuration: {err}", file=sys.stderr)
         return 2

@@ -12,14 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline_code.engine.settings import ServeSettings
+from pipeline_code.engine.settings import ServeSettings, max_periods_from_env
 from pipeline_code.serving.connections import ConnectionLimits
 from pipeline_code.serving.gateway import DEFAULT_BURST, DEFAULT_RATE, default_key_file
-
-
-def _max_periods_default() -> int:
-    raw = os.environ.get("FORECAST_MAX_PERIODS", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) >= 1 else ServeSettings().max_periods
 
 
 def _positive_int(text: str) -> int:
@@ -113,7 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"serve: {err}", file=sys.stderr)
         return 2
-    max_periods = args.max_periods or _max_periods_default()
+    max_periods = args.max_periods or max_periods_from_env(os.environ)
     print(f"Serving {args.model} on http://{args.host}:{args.port} (GET /ping, POST /invocations"
           f"{', POST /forecast' if guard else ''}); Ctrl-C stops.", flush=True)
     serve(args.model, host=args.host, port=args.port, max_periods=max_periods, api_keys=guard, limits=limits)

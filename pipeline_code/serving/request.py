@@ -27,7 +27,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_MAX_PERIODS = 104
+from pipeline_code.engine.settings import ServeSettings
+
+DEFAULT_MAX_PERIODS = ServeSettings().max_periods
 MAX_HISTORY = 156
 MAX_BODY_BYTES = 16 * 1024
 # The largest conf the engine can turn into finite quantiles (1 - 2**-53 rounds 1 - alpha/2 to 1.0).

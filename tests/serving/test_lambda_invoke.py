@@ -135,6 +135,8 @@ def test_endpoint_error_mapping(lam, code, http_status, message, modeled, expect
     assert "123456789012" not in doc["error"]
     if expected == 429:
         assert headers["Retry-After"] == "1"
+    if expected == 503:  # a cold start (or no endpoint yet): the client retries later, not at once
+        assert headers["Retry-After"] == "10"
 
 
 @pytest.mark.parametrize(
@@ -187,16 +189,32 @@ def test_client_timeouts_and_bounded_retries(lam, monkeypatch):
     lam.runtime_client.cache_clear()
     config = lam.runtime_client().meta.config
     assert config.connect_timeout == 2 and config.read_timeout == 7
-    assert config.retries["total_max_attempts"] == 2 and config.retries["mode"] == "standard"
+    # One attempt: a retried read timeout would run past API Gateway's 29 s (stacks/serving_api.py).
+    assert config.retries["total_max_attempts"] == 1 and config.retries["mode"] == "standard"
 
 
 # --- the Lambda enforces the serving app's own rules ---------------------------------------------
 
 def test_the_lambda_shares_the_serving_apps_request_module(lam):
-    link = ROOT / "lambdas" / "invoke" / "forecast_request.py"
-    assert link.is_symlink()
-    assert link.resolve() == (ROOT / "pipeline_code" / "serving" / "request.py").resolve()
-    assert lam.parse_request.__code__.co_filename.endswith("forecast_request.py")
+    link = ROOT / "lambdas" / "invoke" / "pipeline_code"
+    assert link.is_symlink() and link.resolve() == (ROOT / "pipeline_code").resolve()
+    assert lam.parse_request is app_rules.parse_request
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "-5", "10001", "1e3"])
+def test_a_bad_periods_limit_is_a_clear_503_not_a_500(lam, monkeypatch, value):
+    """FORECAST_MAX_PERIODS is read once, by the one function every server uses."""
+    monkeypatch.setenv("FORECAST_MAX_PERIODS", value)
+    lam.configured_max_periods.cache_clear()
+    status, _, body = call(lam, event({"periods": 3, "conf": 0.9}))
+    assert status == 503 and "FORECAST_MAX_PERIODS" in body["error"] and body["request_id"] == "apigw-req-1"
+
+
+def test_the_periods_limit_comes_from_the_environment(lam, monkeypatch):
+    monkeypatch.setenv("FORECAST_MAX_PERIODS", "12")
+    lam.configured_max_periods.cache_clear()
+    status, _, body = call(lam, event({"periods": 13, "conf": 0.9}))
+    assert status == 400 and "periods" in body["error"]
 
 
 AGREEMENT_CASES = [

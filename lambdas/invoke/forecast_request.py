@@ -1,1 +1,0 @@
-../../pipeline_code/serving/request.py
