@@ -159,7 +159,7 @@ class ServingApi(Construct):
             # set it (AWS::ApiGateway::Account, kept on destroy), unless the account manages it centrally.
             # https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html
             cloud_watch_role=settings.api_gateway_cloudwatch_role,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if settings.api_gateway_cloudwatch_role else None,
             deploy=True,
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
