@@ -115,7 +115,7 @@ def test_the_invoke_lambda_runs_lambdas_invoke_with_the_powertools_layer(templat
 def test_the_invoke_asset_carries_the_shared_request_rules_as_a_file(template, cdk_out):
     fn = next(r for k, r in synth.resources("AWS::Lambda::Function").items() if k.startswith("ServingApiInvoke"))
     asset = Path(cdk_out) / fn["Metadata"]["aws:asset:path"]
-    shared = asset / "forecast_request.py"
+    shared = asset / "pipeline_code" / "serving" / "request.py"
     assert shared.is_file() and not shared.is_symlink()
     assert "def parse_request" in shared.read_text()
 
