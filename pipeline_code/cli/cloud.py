@@ -68,6 +68,7 @@ class StackOps:
         import boto3
 
         self.session = session or boto3.session.Session(region_name=region)
+        self._clients: dict[str, Any] = {}
         self.stack = stack
         try:
             found = self._client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
@@ -83,7 +84,9 @@ class StackOps:
         self._group: str | None = self.outputs.get("ModelPackageGroupName")
 
     def _client(self, service: str):
-        return self.session.client(service)
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service)
+        return self._clients[service]
 
     def where(self) -> str:
         return f"stack {self.stack}"
@@ -273,8 +276,9 @@ class StackOps:
         return [sm.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in found]
 
     def models(self) -> list[ModelRow]:
+        packages = self._packages()
         serving = self.serving_version()
-        return [_row(p, serving) for p in self._packages()]
+        return [_row(p, serving) for p in packages]
 
     def decide(self, action: str, version: str, reason: str | None) -> str:
         """approve / reject: UpdateModelPackage (an approval's state-change event starts the deploy
@@ -283,11 +287,12 @@ class StackOps:
         not a state change, so no event is relied on)."""
         number = version_number(version)
         packages = {p["ModelPackageVersion"]: p for p in self._packages()}
+        serving = self.serving_version()
         if number not in packages:
             raise RegistryError(f"no version {version_name(number)} in model package group {self.group()};"
                                 " nothing changed")
         package = packages[number]
-        row = _row(package, self.serving_version())
+        row = _row(package, serving)
         check_decision(action, row.version, row.status)
         if action != "reject":
             self._check_servable(package)
