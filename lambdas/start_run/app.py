@@ -105,7 +105,12 @@ def run_document(bucket: str, key: str, version: str | None) -> Settings:
     settings_key = f"{folder}/{settings_file_for(file_name)}" if folder else settings_file_for(file_name)
     uploaded = _read(bucket, settings_key, SETTINGS_MAX_BYTES, what="the settings file")
     if uploaded is not None:
-        layers.append((f"s3://{bucket}/{settings_key}", parse_document(uploaded, f"s3://{bucket}/{settings_key}")))
+        source = f"s3://{bucket}/{settings_key}"
+        document = parse_document(uploaded, source)
+        if "serve" in document:  # the API's model and the endpoint's limit are the deployment's
+            raise SettingsError(["serve: the serving limits are the deployment's (cdk.json forecast-mlops.run.serve); "
+                                 "an upload cannot change them"], source)
+        layers.append((source, document))
     limit = Settings()
     for source, document in layers:
         limit = limit.merged(document, source, validate=False)

@@ -139,6 +139,14 @@ def test_a_bad_settings_file_starts_nothing_and_says_why(world, case):
     assert sorted(keys) == sorted(["raw/g.csv", "raw/g.settings.json", f"runs/{run}/run.json"])
 
 
+def test_an_upload_cannot_change_the_serving_limits(world):
+    world.s3.put_object(Bucket=BUCKET, Key="raw/g.settings.json", Body=json.dumps({"serve": {"max_periods": 500}}))
+    start_run.handler(world.upload("raw/g.csv"))
+    assert world.executions() == []
+    (note,) = world.notifications()
+    assert "serve: the serving limits are the deployment's" in note
+
+
 def test_a_settings_upload_alone_starts_nothing(world):
     world.s3.put_object(Bucket=BUCKET, Key="raw/g.settings.json", Body=b"{}")
     assert start_run.handler(event("raw/g.settings.json")) == {"batchItemFailures": []}
