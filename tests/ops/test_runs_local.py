@@ -13,6 +13,7 @@ import pytest
 from pipeline_code.cli.main import main
 from pipeline_code.pipeline import runs
 from pipeline_code.pipeline.runs import QUEUE_FILE, local_runs
+from tests.ops.conftest import fast_data
 
 
 def record(workdir: Path, run_id: str, document: dict | None, *, run_document: bool = True) -> Path:
@@ -118,3 +119,15 @@ def test_a_real_run_and_its_tuning(one_run, tmp_path, capsys):
 def test_tuning_of_a_run_without_a_report(records, capsys):
     assert main(["tuning", "show", "20260104", "--workdir", str(records)]) == 2
     assert "has no tuning report" in capsys.readouterr().err
+
+
+def test_a_refused_upload_gets_a_refused_record(tmp_path, capsys):
+    data = fast_data(tmp_path / "data", name="badval")
+    lines = data.read_text().splitlines()
+    lines[700] = lines[700].split(",")[0] + ",abc"
+    data.write_text("\n".join(lines) + "\n")
+    workdir = tmp_path / "work"
+    assert main(["pipeline", "run", "--data", str(data), "--workdir", str(workdir), "--quiet", "--no-serve"]) == 2
+    [run] = local_runs(workdir)
+    assert (run.state, run.data) == ("refused", "badval.csv")
+    assert "(line 701) 'abc' is not a number" in run.reason
