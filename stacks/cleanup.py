@@ -20,7 +20,8 @@ from stacks.settings import InfraSettings
 
 class Cleanup(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, settings: InfraSettings, state_machine: sfn.StateMachine
+        self, scope: Construct, construct_id: str, *, settings: InfraSettings, state_machine: sfn.StateMachine,
+        deploy_machine: sfn.StateMachine,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = PythonFunction(
@@ -36,6 +37,7 @@ class Cleanup(Construct):
                 "RESOURCE_PREFIX": settings.resource_prefix,
                 "ENDPOINT_NAME": settings.endpoint_name,
                 "STATE_MACHINE_ARN": state_machine.state_machine_arn,
+                "DEPLOY_STATE_MACHINE_ARN": deploy_machine.state_machine_arn,
             },
         )
         endpoint = sagemaker_arn(f"endpoint/{settings.endpoint_name}")
@@ -55,14 +57,16 @@ class Cleanup(Construct):
             actions=["sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteModel"],
             resources=[endpoint, configs, models],
         ))
+        machines = (state_machine, deploy_machine)
         role.add_to_policy(iam.PolicyStatement(
-            sid="Executions", actions=["states:ListExecutions"], resources=[state_machine.state_machine_arn]
+            sid="Executions", actions=["states:ListExecutions"], resources=[m.state_machine_arn for m in machines]
         ))
         role.add_to_policy(iam.PolicyStatement(
             sid="StopExecutions",
             actions=["states:StopExecution"],
             resources=[
-                f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{state_machine.state_machine_name}:*"
+                f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{m.state_machine_name}:*"
+                for m in machines
             ],
         ))
         acknowledge(
@@ -73,8 +77,8 @@ class Cleanup(Construct):
             f"{naming.sagemaker_arn_pattern(settings, 'endpoint-config')}]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
             f"{naming.sagemaker_arn_pattern(settings, 'model')}]",
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
-            f"<{logical_id(state_machine)}.Name>:*]",
+            *(f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+              f"<{logical_id(m)}.Name>:*]" for m in machines),
         )
         self.resource = CustomResource(
             self,
@@ -83,4 +87,4 @@ class Cleanup(Construct):
             resource_type="Custom::ForecastCleanup",
             properties={"StackName": Aws.STACK_NAME, "EndpointName": settings.endpoint_name},
         )
-        self.resource.node.add_dependency(state_machine, self.handler.role)
+        self.resource.node.add_dependency(state_machine, deploy_machine, self.handler.role)

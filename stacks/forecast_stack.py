@@ -50,7 +50,8 @@ class ForecastStack(Stack):
         self.trigger = Trigger(self, "Trigger", settings=settings, bucket=self.storage.bucket,
                                state_machine=self.pipeline.state_machine, topic=self.notifications.topic)
         self.api = ServingApi(self, "ServingApi", settings=settings)
-        self.cleanup = Cleanup(self, "Cleanup", settings=settings, state_machine=self.pipeline.state_machine)
+        self.cleanup = Cleanup(self, "Cleanup", settings=settings, state_machine=self.pipeline.state_machine,
+                               deploy_machine=self.pipeline.deploy_machine)
         self.monitoring = Monitoring(
             self, "Monitoring", settings=settings, topic=self.notifications.topic,
             state_machine=self.pipeline.state_machine,

@@ -2,10 +2,11 @@
 
 CloudFormation does not know the endpoint, endpoint configs and models a training run creates, and a
 serverless endpoint left behind keeps its configuration (and any provisioned settings) around. On
-`Delete` this function first stops running executions of the pipeline (so none creates anything after
-the clean-up), then deletes every SageMaker endpoint, endpoint config and model whose name is ours
-(the stable endpoint name or the resource prefix) *and* that carries our tag
-``forecast-mlops:stack=<stack name>``. Untagged or foreign resources are left alone.
+`Delete` this function first stops running executions of both state machines (training and deploy, so
+none creates anything after the clean-up), then deletes every SageMaker endpoint, endpoint config and
+model whose name is ours (the stable endpoint name or the resource prefix) *and* that carries our tag
+``forecast-mlops:stack=<stack name>``: a resource with our name prefix but without the tag, or with
+another stack's, is left alone (another stack may share the prefix in the account).
 Create and Update do nothing. The model registry (no running cost) is kept as the run history.
 """
 
@@ -56,12 +57,12 @@ def stop_running_executions(state_machine_arn: str) -> list[str]:
 
 
 def cleanup(*, stack_name: str, tag_key: str, prefix: str, endpoint_name: str,
-            state_machine_arn: str | None = None) -> dict[str, list[str]]:
+            state_machine_arns: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """Delete our tagged endpoints, then endpoint configs, then models; return what was deleted."""
     sm = _sagemaker()
     done: dict[str, list[str]] = {"executions": [], "endpoints": [], "endpoint_configs": [], "models": []}
-    if state_machine_arn:
-        done["executions"] = stop_running_executions(state_machine_arn)
+    for arn in state_machine_arns:
+        done["executions"] += stop_running_executions(arn)
 
     def ours(name: str) -> bool:
         return name == endpoint_name or name.startswith(f"{prefix}-")
@@ -112,7 +113,8 @@ def handler(event: dict[str, Any], context: Any = None) -> None:
                 tag_key=os.environ["TAG_KEY"],
                 prefix=os.environ["RESOURCE_PREFIX"],
                 endpoint_name=os.environ["ENDPOINT_NAME"],
-                state_machine_arn=os.environ.get("STATE_MACHINE_ARN"),
+                state_machine_arns=tuple(filter(None, (os.environ.get("STATE_MACHINE_ARN"),
+                                                       os.environ.get("DEPLOY_STATE_MACHINE_ARN")))),
             )
             send(event, context, "SUCCESS", data={k: str(len(v)) for k, v in done.items()})
         else:

@@ -41,22 +41,29 @@ def test_delete_removes_only_our_tagged_resources(aws, monkeypatch):
     _deploy(sm, "fcst-run1-m0", "fcst-run1-c0", "forecast-mlops", "ForecastMlops")   # ours, serving
     _deploy(sm, "fcst-run0-m0", "fcst-run0-c0", None, "ForecastMlops")               # ours, superseded
     _deploy(sm, "fcst-other-m0", "fcst-other-c0", None, "AnotherStack")             # same prefix, other stack
+    _deploy(sm, "fcst-untagged-m0", "fcst-untagged-c0", None, None)                 # same prefix, no tag
     _deploy(sm, "someone-m", "someone-c", "someone-endpoint", None)                  # untagged, not ours
     machine = sfn.create_state_machine(name="p", roleArn=ROLE, definition=json.dumps(
         {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
     sfn.start_execution(stateMachineArn=machine, name="run-2", input="{}")  # RUNNING in moto
+    deploy = sfn.create_state_machine(name="d", roleArn=ROLE, definition=json.dumps(
+        {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+    sfn.start_execution(stateMachineArn=deploy, name="deploy-1", input="{}")
     monkeypatch.setenv("STATE_MACHINE_ARN", machine)
+    monkeypatch.setenv("DEPLOY_STATE_MACHINE_ARN", deploy)
     responses = []
     monkeypatch.setattr(cleanup, "send", lambda event, context, status, reason="", data=None: responses.append((status, data)))
 
     cleanup.handler({"RequestType": "Delete", "StackId": "s", "RequestId": "r", "LogicalResourceId": "l",
                      "ResponseURL": "https://example.invalid", "PhysicalResourceId": "forecast-mlops-cleanup"})
 
-    assert responses == [("SUCCESS", {"executions": "1", "endpoints": "1", "endpoint_configs": "2", "models": "2"})]
+    assert responses == [("SUCCESS", {"executions": "2", "endpoints": "1", "endpoint_configs": "2", "models": "2"})]
     assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == ["someone-endpoint"]
-    assert sorted(c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]) == ["fcst-other-c0", "someone-c"]
-    assert sorted(m["ModelName"] for m in sm.list_models()["Models"]) == ["fcst-other-m0", "someone-m"]
-    assert sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"] == []
+    assert sorted(c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]) == [
+        "fcst-other-c0", "fcst-untagged-c0", "someone-c"]
+    assert sorted(m["ModelName"] for m in sm.list_models()["Models"]) == ["fcst-other-m0", "fcst-untagged-m0", "someone-m"]
+    for arn in (machine, deploy):
+        assert sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"] == []
 
 
 def test_create_and_update_do_nothing_and_errors_fail_the_delete(aws, monkeypatch):
