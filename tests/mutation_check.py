@@ -35,6 +35,11 @@ MUTATIONS = {
           "w_hat = x_hat + np.asarray(theta, dtype=float)[:, None] * previous",
           "w_hat = x_hat + 0.0 * previous"),),
         ("tests/engine/test_model.py",)),
+    "ma-term-dropped-from-variance": Mutation(
+        "forecast variances drop the MA term (psi weights without theta)",
+        (("pipeline_code/engine/core/arima.py",
+          "psi[:, j] += np.asarray(theta, dtype=float)", "psi[:, j] += 0.0"),),
+        ("tests/engine/test_model.py",)),
     "scale-look-ahead": Mutation(
         "each split's scale is calibrated with its own error",
         (("pipeline_code/engine/core/calibration.py",
