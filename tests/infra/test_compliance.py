@@ -40,7 +40,8 @@ def test_checkov_is_clean_with_every_skip_reasoned(cdk_out, template):
             assert len(skip["comment"]) > 20, skip
 
 
-def test_state_machine_definition_passes_asl_validator(cdk_out, tmp_path):
-    path = synth.write_pipeline_definition(tmp_path / "pipeline.asl.json")
+@pytest.mark.parametrize("prefix", [synth.PIPELINE_PREFIX, synth.DEPLOY_PREFIX])
+def test_state_machine_definitions_pass_asl_validator(cdk_out, tmp_path, prefix):
+    path = synth.write_pipeline_definition(tmp_path / f"{prefix}.asl.json", prefix)
     result = findings.asl_validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
