@@ -123,13 +123,21 @@ def state_of(outcome: str, *, promoted: bool | None = None) -> str:
 
 # --- writing (the local runner) -------------------------------------------------------------------
 
-def write_record(run_dir: Path, record: dict[str, Any]) -> None:
-    """Replace ``run.json`` atomically (a reader sees the old record or the new one, never half)."""
-    path = Path(run_dir) / layout.RUN_RECORD
+def replace_json(path: Path, document: dict[str, Any]) -> None:
+    """Write a temporary file beside ``path`` and rename it over ``path``: a reader (or a Ctrl-C) sees
+    the old document or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(document, indent=1, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Replace ``run.json`` atomically."""
+    replace_json(Path(run_dir) / layout.RUN_RECORD, record)
 
 
 def start_record(run_dir: Path, run_id: str, data: str) -> dict[str, Any]:

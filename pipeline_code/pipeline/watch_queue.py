@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline_code.engine.settings import SETTINGS_SUFFIX, settings_file_for
-from pipeline_code.pipeline.runs import QUEUE_FILE, now
+from pipeline_code.pipeline.runs import QUEUE_FILE, now, replace_json
 
 SEEN_FILE = "watch-seen.json"
 DATA_SUFFIX = ".csv"
@@ -125,7 +125,7 @@ class WatchQueue:
     def done(self, digest: str) -> None:
         """A run of this content finished: an identical file later starts nothing."""
         self.seen.add(digest)
-        _write_atomic(self.workdir / SEEN_FILE, {"sha256": sorted(self.seen)})
+        replace_json(self.workdir / SEEN_FILE, {"sha256": sorted(self.seen)})
 
     def close(self) -> None:
         """Stop: nothing is queued any more (the files stay in the folder)."""
@@ -133,7 +133,7 @@ class WatchQueue:
         (self.workdir / QUEUE_FILE).unlink(missing_ok=True)
 
     def _save_queue(self) -> None:
-        _write_atomic(self.workdir / QUEUE_FILE, {"queued": [
+        replace_json(self.workdir / QUEUE_FILE, {"queued": [
             {"name": path.name, "path": str(path), "since": since} for path, since in self.queue.values()]})
 
 
@@ -175,10 +175,3 @@ def open_for_writing(path: Path) -> int | None:
             if flags & (os.O_WRONLY | os.O_RDWR):
                 return int(pid)
     return None
-
-
-def _write_atomic(path: Path, document: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=1))
-    os.replace(tmp, path)
