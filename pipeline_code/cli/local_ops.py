@@ -59,6 +59,8 @@ class LocalOps:
 
     def decide(self, action: str, version: str, reason: str | None) -> str:
         """approve / reject / rollback through the registry; returns what happened, in a sentence."""
+        if version.isdigit():  # "3" as in the cloud: v0003
+            version = f"v{int(version):04d}"
         before = self.registry.approved()
         decided = self.registry.decide(action, version, reason=reason)
         if action == "reject":

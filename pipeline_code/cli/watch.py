@@ -73,8 +73,12 @@ def watch_folder(args: argparse.Namespace, stop: threading.Event | None = None) 
                 say(f"{name} is complete; queued" + (" (a run is going)" if run else ""))
             if run and run.finished():
                 run = None
-            while run is None and (item := queue.next_file()):
-                path, digest = item
+            while run is None and queue.queue:
+                try:
+                    path, digest = queue.next_file()
+                except OSError as err:
+                    say(f"skipped: {err.filename}: {err.strerror}")
+                    continue
                 if queue.is_duplicate(digest):
                     say(f"{path.name}: the same content (and settings) already ran; nothing started")
                     continue

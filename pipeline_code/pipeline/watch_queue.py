@@ -72,7 +72,11 @@ class WatchQueue:
         if path.suffix.lower() != DATA_SUFFIX:
             return (f"{name} is not a CSV file (expected <name>.csv, optionally with <name>{SETTINGS_SUFFIX}"
                     " beside it); skipped")
-        info = path.stat()
+        try:
+            info = path.stat()
+        except OSError:  # gone (or unreadable) since the event: nothing to track
+            self.pending.pop(path, None)
+            return None
         previous = self.pending.get(path)
         if previous is None or (previous.size, previous.mtime_ns) != (info.st_size, info.st_mtime_ns):
             self.pending[path] = _Pending(info.st_size, info.st_mtime_ns, time.monotonic(),
@@ -83,10 +87,11 @@ class WatchQueue:
         """Move the files that are complete into the queue. Returns (messages, newly queued names)."""
         messages, queued = [], []
         for path, seen in list(self.pending.items()):
-            if not path.is_file():
+            try:
+                info = path.stat()
+            except OSError:
                 del self.pending[path]
                 continue
-            info = path.stat()
             if (info.st_size, info.st_mtime_ns) != (seen.size, seen.mtime_ns):
                 self.pending[path] = _Pending(info.st_size, info.st_mtime_ns, time.monotonic(), seen.announced)
                 continue
@@ -110,14 +115,13 @@ class WatchQueue:
 
     def next_file(self) -> tuple[Path, str] | None:
         """The oldest waiting dataset's file and its content hash (``is_duplicate`` tells whether it
-        already ran), or None."""
-        while self.queue:
-            stem = next(iter(self.queue))
-            path, _ = self.queue.pop(stem)
-            self._save_queue()
-            if path.is_file():
-                return path, content_hash(path)
-        return None
+        already ran), or None. A file gone or unreadable meanwhile is dropped (OSError names it)."""
+        if not self.queue:
+            return None
+        stem = next(iter(self.queue))
+        path, _ = self.queue.pop(stem)
+        self._save_queue()
+        return path, content_hash(path)
 
     def is_duplicate(self, digest: str) -> bool:
         return digest in self.seen
@@ -141,7 +145,7 @@ def content_hash(path: Path) -> str:
     """sha256 of the CSV and, when there is one, the settings file beside it."""
     digest = hashlib.sha256()
     for marker, part in ((b"data\0", path), (b"\0settings\0", path.with_name(settings_file_for(path.name)))):
-        if part.is_file():
+        if part is path or part.is_file():  # the CSV must be there (OSError names it); its settings may not
             digest.update(marker)
             with part.open("rb") as handle:
                 while chunk := handle.read(1 << 20):

@@ -193,3 +193,17 @@ def test_ctrl_c_during_a_run_leaves_nothing_half_written(tmp_path):
     assert leftovers == []
     assert not (workdir / QUEUE_FILE).exists()
     assert not (workdir / "registry" / "approved.json").exists()
+
+
+def test_a_queued_file_that_vanished_is_named(tmp_path):
+    queue = WatchQueue(tmp_path / "work", settle=0.0)
+    path = tmp_path / "sales.csv"
+    path.write_text("x")
+    queue.changed(path)
+    settled(queue)
+    path.unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        queue.next_file()
+    assert err.value.filename == str(path)
+    assert queue.next_file() is None
+    assert queue.changed(path) is None  # an event for a file already gone tracks nothing
