@@ -285,10 +285,8 @@ def build_deploy_definition(settings: InfraSettings, refs: Refs) -> dict[str, An
     notify_failure(
         st, refs, "forecast-mlops: deployment failed",
         "Deployment {} failed; the endpoint keeps serving what it served before unless the error says otherwise.",
-        "DeployFailed",
+        "DeployFailed", "DeployFailed",
     )
-    st.add("DeployFailed", {"Type": "Fail", "Error": "DeployFailed",
-                            "Cause": "See the SNS notification and the execution history."})
     return {
         "Comment": "forecast-mlops deploy: an Approved model package -> the serverless endpoint",
         "StartAt": "Init",

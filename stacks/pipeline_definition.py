@@ -56,8 +56,8 @@ def resource_tags(settings: InfraSettings, refs: Refs) -> list[dict[str, str]]:
     ]
 
 
-def notify_failure(st: States, refs: Refs, subject: str, message: str, end: str) -> None:
-    """NotifyFailure -> `end` (a Fail state): the message names the execution and the error."""
+def notify_failure(st: States, refs: Refs, subject: str, message: str, end: str, error: str) -> None:
+    """NotifyFailure -> `end`, a Fail state named `error`: the message names the execution and the error."""
     st.add("NotifyFailure", {
         "Type": "Task",
         "Resource": SNS_PUBLISH,
@@ -70,6 +70,7 @@ def notify_failure(st: States, refs: Refs, subject: str, message: str, end: str)
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": end}],
         "Next": end,
     })
+    st.add(end, {"Type": "Fail", "Error": error, "Cause": "See the SNS notification and the execution history."})
 
 
 def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
@@ -478,9 +479,8 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
     notify_failure(
         st, refs, "forecast-mlops: run failed",
         "Run {} failed. The endpoint was not changed (only an approved package deploys).", "RunFailed",
+        "PipelineFailed",
     )
-    st.add("RunFailed", {"Type": "Fail", "Error": "PipelineFailed",
-                         "Cause": "See the SNS notification and the execution history."})
     return {
         "Comment": "forecast-mlops training pipeline: preprocess, tune, evaluate, gate, register, export, notify",
         "StartAt": "Init",
