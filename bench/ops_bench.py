@@ -55,9 +55,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def served_version(port: int) -> str | None:
+def served_version(port: int, key_file: Path | None = None) -> str | None:
+    """The version ``/invocations`` answers with (with the key file's active key when the server has one)."""
+    headers = {"content-type": "application/json"}
+    if key_file is not None:
+        from pipeline_code.serving.gateway import KeyStore
+
+        try:
+            headers["x-api-key"] = KeyStore(key_file).active_key().key
+        except (OSError, ValueError, AttributeError):
+            return None
     request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=b'{"periods": 1, "conf": 0.8}',
-                                     headers={"content-type": "application/json"})
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return json.loads(response.read())["model"]["version"]
@@ -93,7 +102,8 @@ def watch_once(search: str) -> dict[str, float]:
         with (folder / "gasoline.csv").open("w") as handle:
             handle.write(BUNDLED.read_text())
         closed = time.time()
-        served = wait_until(lambda: served_version(port) == "v0001", "served v0001", poll=0.05)
+        served = wait_until(lambda: served_version(port, workdir / "api-keys.json") == "v0001", "served v0001",
+                            poll=0.05)
         [run] = [r for r in local_runs(workdir) if r.state == "promoted"]
         started = run.started_at.timestamp()
         approved = (workdir / "registry" / "approved.json").stat().st_mtime

@@ -56,13 +56,16 @@ def watch_folder(args: argparse.Namespace, stop: threading.Event | None = None) 
     queue = WatchQueue(workdir, settle=args.settle)
     server = _serve(workdir, args.port) if args.serve else None
     run: _Run | None = None
-    say(f"watching {folder} (work folder {workdir}); drop <name>.csv, optionally with <name>.settings.json"
-        " beside it. Ctrl-C stops.")
-    for path in sorted(folder.iterdir()):  # files already there when the watch starts
-        _report(queue.changed(path))
+    started = False
     try:
         for changes in watch(folder, recursive=False, step=50, rust_timeout=TICK_MS, yield_on_timeout=True,
                              stop_event=stop, raise_interrupt=True):
+            if not started:  # the watcher is live now: what arrived before it is in the folder
+                started = True
+                say(f"watching {folder} (work folder {workdir}); drop <name>.csv, optionally with"
+                    " <name>.settings.json beside it. Ctrl-C stops.")
+                for path in sorted(folder.iterdir()):
+                    _report(queue.changed(path))
             for change, name in changes:
                 if change != Change.deleted:
                     _report(queue.changed(Path(name)))
