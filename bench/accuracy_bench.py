@@ -85,7 +85,7 @@ def load(name: str) -> tuple[Series, Settings, dict]:
     return series, resolved.settings, resolved.derived
 
 
-def run_series(name: str, jobs: int, quick: bool) -> dict:
+def run_series(name: str, jobs: int, quick: bool, skip: tuple[str, ...] = ()) -> dict:
     series, settings, derived = load(name)
     origins_count = SERIES[name][3]
     horizon, window = settings.data.horizon, settings.cv.window
@@ -114,7 +114,7 @@ def run_series(name: str, jobs: int, quick: bool) -> dict:
         target, period, window=window, horizon=horizon, origins=origins, levels=levels)
     timings["SeasonalNaive"] = 0.0
     variants: dict[str, list[str]] = {}
-    for model in BASELINES:
+    for model in (m for m in BASELINES if m not in skip):
         for history in HISTORIES:
             if quick and history == "all" and model in COSTLY:
                 continue
@@ -150,6 +150,8 @@ def run_series(name: str, jobs: int, quick: bool) -> dict:
         "first_origin": series.timestamps[first].isoformat(),
         "last_origin": series.timestamps[int(origins[-1])].isoformat(),
         "tuned_on": f"{series.timestamps[0].isoformat()}..{series.timestamps[first - 1].isoformat()}",
+        "families": list(settings.search.families),
+        "skipped_baselines": list(skip),
         "tuning": {"seconds": tuning.seconds, "candidates": len(tuning.candidates),
                    "splits": tuning.splits, "seconds_per_split": tuning.family_seconds,
                    "failures": tuning.failures(), "best": tuning.best,
@@ -246,7 +248,10 @@ def markdown(report: dict) -> str:
             f" {r['horizon']}, CV window {r['window']}, {r['origins']} origins"
             f" {r['first_origin']}..{r['last_origin']}; tuned on {r['tuned_on']}"
             f" ({r['tuning']['candidates']} candidates x {r['tuning']['splits']} CV splits,"
-            f" {r['tuning']['seconds']:.0f} s); derived settings: {r['derived_settings'] or 'engine defaults'}.",
+            f" {r['tuning']['seconds']:.0f} s); derived settings: {r['derived_settings'] or 'engine defaults'};"
+            f" families searched: {', '.join(r.get('families', []))}"
+            + (f"; baselines not run: {', '.join(r['skipped_baselines'])}" if r.get("skipped_baselines") else "")
+            + ".",
             "",
             f"Chosen: {_describe(r['tuning']['best']['hyperparameters'])}.",
             "",
@@ -276,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true",
                         help=f"fit {', '.join(COSTLY)} on the window only (not on all history)")
+    parser.add_argument("--skip", nargs="+", default=[], choices=list(BASELINES), metavar="BASELINE",
+                        help="baselines not to run (their cost: seconds per origin on weekly data)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="accuracy", help="file stem of the results")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
@@ -292,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": _command(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "versions": versions(),
-        "results": [run_series(name, args.jobs, args.quick) for name in args.series],
+        "results": [run_series(name, args.jobs, args.quick, tuple(args.skip)) for name in args.series],
     }
     return _write(report, args.out, args.name)
 

@@ -18,7 +18,7 @@ from pipeline_code.engine.evaluation import gate
 from pipeline_code.engine.families import combination, registry
 from pipeline_code.engine.families.base import Context, WindowForecasts
 from pipeline_code.engine.settings import Settings
-from pipeline_code.engine.tuning import TuningError, candidate_space, parameter_ranges, tune
+from pipeline_code.engine.tuning import TuningError, parameter_ranges, tune
 
 from ..conftest import weekly_series
 
@@ -32,7 +32,7 @@ def monthly(n: int = 144, seed: int = 0) -> np.ndarray:
 
 
 def candidates_of(name: str, settings: Settings) -> list[dict]:
-    return [c for c in candidate_space(settings) if c["family"] == name]
+    return registry.family(name).candidates(settings)
 
 
 MONTHLY_SETTINGS = replace(Settings(), data=replace(Settings().data, season_length=12, horizon=12),
