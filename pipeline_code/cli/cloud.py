@@ -35,8 +35,8 @@ from pipeline_code.cli.views import ModelRow, Trial
 from pipeline_code.pipeline import layout
 from pipeline_code.pipeline.registry import APPROVED, PENDING, REJECTED, SUPERSEDED, RegistryError, check_decision
 from pipeline_code.pipeline.runs import (
-    FAILED, QUEUED, RUNNING, RunDetail, RunNotFound, RunSummary, describe_spec, evaluation_summary, headline,
-    parse_time, state_of,
+    FAILED, QUEUED, RUNNING, STATES, RunDetail, RunNotFound, RunSummary, describe_spec, evaluation_summary,
+    headline, parse_time, state_of,
 )
 
 CONFIG_VERSION = re.compile(r"-v(\d+)-c$")
@@ -204,7 +204,7 @@ class StackOps:
         except s3.exceptions.NoSuchKey:
             return None
         record = _json(body)
-        if record.get("state") not in (QUEUED, RUNNING, FAILED, "refused", "promoted", "gated"):
+        if record.get("state") not in STATES:
             return None
         return RunSummary(run_id=run_id, state=record["state"], data=record.get("data"),
                           started_at=parse_time(record.get("at")), reason=record.get("reason"))
