@@ -25,11 +25,11 @@ class CloudRun:
 
     @property
     def pipeline(self) -> dict[str, Any] | None:
-        return next((e for e in self.executions if e["name"] == self.run_id), None)
+        return next((e for e in self.executions if e.get("name") == self.run_id), None)
 
     @property
     def deploys(self) -> list[dict[str, Any]]:
-        return [e for e in self.executions if e["name"] != self.run_id]
+        return [e for e in self.executions if e.get("name") != self.run_id]
 
     def states(self) -> list[str]:
         return [s for e in self.executions for s in e["states"]]
@@ -44,7 +44,7 @@ class CloudRun:
         found = list(self.findings)
         if self.pipeline is None:
             found.append("no pipeline execution started")
-        found += [f"{e['name']}: {e['status']} {e.get('error', '')} {str(e.get('cause', ''))[:300]}"
+        found += [f"{e.get('name')}: {e['status']} {e.get('error', '')} {str(e.get('cause', ''))[:300]}"
                   for e in self.executions if e["status"] != "SUCCEEDED"]
         if self.served() is None:
             found.append(f"no forecast served: {self.response}")

@@ -122,6 +122,7 @@ class CloudWorld:
         self.pipeline_arn = self.starter_fn.environment["STATE_MACHINE_ARN"]
         self.machines: dict[str, str] = {}  # state machine ARN -> its role
         self._deliveries: list[threading.Thread] = []
+        self.delivery_errors: list[str] = []  # events EventBridge could not deliver
         self._exit = ExitStack()
 
     # ---- set-up -------------------------------------------------------------------------------------
@@ -235,7 +236,13 @@ class CloudWorld:
         }
 
     def _emit_package_event(self, arn: str) -> None:
-        thread = threading.Thread(target=self.deliver, args=(self.package_event(arn),), daemon=True)
+        def deliver(event: dict[str, Any]) -> None:
+            try:
+                self.deliver(event)
+            except Exception as err:  # noqa: BLE001 - reported by settle()
+                self.delivery_errors.append(f"{event['detail-type']} {arn}: {err}")
+
+        thread = threading.Thread(target=deliver, args=(self.package_event(arn),), daemon=True)
         self._deliveries.append(thread)
         thread.start()
 
@@ -254,7 +261,8 @@ class CloudWorld:
                     role = target["RoleArn"].rsplit("/", 1)[-1]
                     with self.audit.acting_as(role):
                         sfn = boto3.client("stepfunctions", region_name=REGION)
-                        started.append(sfn.start_execution(stateMachineArn=target["Arn"],
+                        # Step Functions names an unnamed execution with a UUID (moto 5.2.1 uses "None")
+                        started.append(sfn.start_execution(stateMachineArn=target["Arn"], name=str(uuid.uuid4()),
                                                            input=json.dumps(event))["executionArn"])
         return started
 
@@ -313,6 +321,7 @@ class CloudWorld:
             running = [e for arn in self.machines
                        for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]]
             if not running and all(not t.is_alive() for t in self._deliveries):
+                assert not self.delivery_errors, self.delivery_errors
                 return
             time.sleep(0.2)
         raise TimeoutError("executions still running")
