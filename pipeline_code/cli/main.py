@@ -233,18 +233,16 @@ def cmd_registry_approve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline_code.engine.dataset import DataValidationError
-    from pipeline_code.pipeline.runner import PipelineError
-    from pipeline_code.pipeline.registry import RegistryError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except PipelineError as err:
-        print(f"error: {err}\nnothing was registered; the approved model is unchanged", file=sys.stderr)
-        return 2
-    except (DataValidationError, RegistryError, FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:  # DataValidationError, RegistryError, PipelineError
+        # Only the commands that run stages import the runner (and SciPy): the others start without it.
+        runner = sys.modules.get("pipeline_code.pipeline.runner")
+        if runner is not None and isinstance(err, runner.PipelineError):
+            print(f"error: {err}\nnothing was registered; the approved model is unchanged", file=sys.stderr)
+        else:
+            print(f"error: {err}", file=sys.stderr)
         return 2
 
 
