@@ -77,6 +77,8 @@ class ForecastStack(Stack):
         CfnOutput(self, "DeployStateMachineArn", value=self.pipeline.deploy_machine.state_machine_arn,
                   description="deploys each model package approved in the registry")
         CfnOutput(self, "EndpointName", value=settings.endpoint_name)
+        CfnOutput(self, "ModelPackageGroupName", value=self.pipeline.model_package_group,
+                  description="the model registry group (created by the first run)")
         CfnOutput(self, "TopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "PreflightSettings", value=json.dumps(settings.preflight(), sort_keys=True),
                   description="what `forecast-mlops doctor --stack` checks against the account's quotas")

@@ -144,7 +144,8 @@ def test_cleanup_custom_resource_runs_before_the_state_machine_is_deleted(templa
 
 
 def test_outputs(template):
-    assert {"ApiUrl", "ApiKeyId", "BucketName", "StateMachineArn", "EndpointName"} <= set(template["Outputs"])
+    assert {"ApiUrl", "ApiKeyId", "BucketName", "StateMachineArn", "EndpointName", "DeployStateMachineArn",
+            "ModelPackageGroupName", "PreflightSettings"} <= set(template["Outputs"])
 
 
 def test_the_stack_is_environment_agnostic(template):
