@@ -88,7 +88,7 @@ class InfraSettings:
     api_quota_per_day: int = 10000
 
     # automatic: a candidate past the gate is Approved and deployed; manual: every candidate waits
-    # as PendingManualApproval (approve it in the registry, then re-run or deploy by hand).
+    # as PendingManualApproval (approving it in the registry deploys it: stacks/deploy_definition.py).
     approval_mode: ApprovalMode = "automatic"
     alarm_email: str | None = None
 
