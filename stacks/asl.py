@@ -52,12 +52,11 @@ TRANSIENT_CAUSES = [
 FAIL_AT_ONCE = ["SageMaker.ResourceLimitExceededException", "States.TaskFailed", "States.Timeout"]
 
 RETRIES_PATH = "$.retries"
-INITIAL_RETRIES = {"count": 0, "wait": 0}  # "wait" is set from the settings by initial_retries()
 
 
 def initial_retries(settings: InfraSettings) -> dict[str, int]:
     """The run-wide transient-retry state every execution starts with (see the module docstring)."""
-    return {**INITIAL_RETRIES, "wait": settings.retry_wait_seconds}
+    return {"count": 0, "wait": settings.retry_wait_seconds}
 
 
 def transient_loop(name: str, on_error: str, limit: int) -> dict[str, dict[str, Any]]:

@@ -41,8 +41,6 @@ from stacks.settings import InfraSettings
 APPROVED_EVENT_DETAIL_TYPE = "SageMaker Model Package State Change"
 # The endpoint will change by itself: wait and look again.
 ENDPOINT_BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack")
-# Cannot be deployed to, and will not recover without a person.
-ENDPOINT_UNUSABLE = ("OutOfService", "UpdateRollbackFailed")
 # How DescribeEndpoint says "no such endpoint" (SageMaker answers ValidationException
 # "Could not find endpoint ..."); matched on the cause so every naming of the error works.
 ENDPOINT_MISSING_CAUSE = "*Could not find endpoint*"
