@@ -9,6 +9,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from pipeline_code.cli.doctor import add_doctor_command
 from pipeline_code.cli.ops import add_ops_commands
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_for_data
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_serving_commands(sub)
     add_ops_commands(sub)
+    add_doctor_command(sub)
     return parser
 
 
