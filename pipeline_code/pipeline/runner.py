@@ -4,20 +4,16 @@ bucket (``raw/``, ``runs/<run-id>/{processed,reports,models}/``, ``forecasts/``)
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import stat
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pipeline_code.pipeline.registry import APPROVED, PENDING, LocalRegistry, RegistryError, Version
+from pipeline_code.pipeline.uploads import UploadError, receive_upload
 from pipeline_code.engine.settings import Settings
 from pipeline_code.pipeline.stages import (
     EVALUATION_FILE, FORECAST_FILE, run_evaluation, run_processing, run_training,
@@ -43,63 +39,6 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def new_run_id(digest: str) -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
-
-
-def receive_upload(data: Path, raw_dir: Path, max_bytes: int) -> tuple[Path, str]:
-    """Check an upload before handling it, then copy it into ``raw_dir`` keeping its permissions.
-
-    Refused without reading a byte: a missing file, a symbolic link, anything but a regular file, a
-    file over ``max_bytes``. The copy is read once, in chunks (memory stays flat), and hashed on the
-    way for the run id. Returns the copy and the run id.
-    """
-    try:
-        seen = os.lstat(data)
-    except FileNotFoundError:
-        raise PipelineError("upload", f"no such file: {data}") from None
-    _check_upload(data, seen, max_bytes)
-    try:  # O_NOFOLLOW: a symlink swapped in after lstat is refused; O_NONBLOCK: a FIFO cannot hang us
-        fd = os.open(data, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError as err:
-        raise PipelineError("upload", f"cannot open {data}: {err.strerror}") from None
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(fd, "rb") as source:
-        opened = os.fstat(source.fileno())
-        if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino):
-            raise PipelineError("upload", f"{data} was replaced while it was being read")
-        _check_upload(data, opened, max_bytes)
-        digest = hashlib.sha256()
-        with tempfile.NamedTemporaryFile(dir=raw_dir, prefix=".upload-", delete=False) as copy:
-            tmp = Path(copy.name)
-            try:
-                copied = 0
-                while chunk := source.read(1 << 20):
-                    copied += len(chunk)
-                    if copied > max_bytes:
-                        raise PipelineError("upload", f"{data} grew past the limit of {max_bytes} bytes"
-                                            " while it was being read")
-                    digest.update(chunk)
-                    copy.write(chunk)
-                os.fchmod(copy.fileno(), stat.S_IMODE(opened.st_mode))
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-    run_id = new_run_id(digest.hexdigest())
-    raw = raw_dir / f"{run_id}-{data.name}"
-    os.replace(tmp, raw)
-    return raw, run_id
-
-
-def _check_upload(data: Path, info: os.stat_result, max_bytes: int) -> None:
-    if stat.S_ISLNK(info.st_mode):
-        raise PipelineError("upload", f"{data} is a symbolic link; upload the file itself")
-    if not stat.S_ISREG(info.st_mode):
-        raise PipelineError("upload", f"{data} is not a regular file")
-    if info.st_size > max_bytes:
-        raise PipelineError("upload", f"[oversize] file is {info.st_size} bytes; the limit is {max_bytes} bytes")
-
-
 def run_pipeline(
     data: Path, workdir: Path, settings: Settings, *, jobs: int | None = None,
     progress: bool = True, manual_approval: bool = False, log: Callable[[str], None] = print,
@@ -114,7 +53,10 @@ def run_pipeline(
         registry.approved()
     except RegistryError as err:
         raise PipelineError("registry", str(err)) from None
-    raw, run_id = receive_upload(data, workdir / "raw", settings.data.max_file_bytes)
+    try:
+        raw, run_id = receive_upload(data, workdir / "raw", settings.data.max_file_bytes)
+    except UploadError as err:
+        raise PipelineError("upload", str(err)) from None
     run_dir = workdir / "runs" / run_id
     timings: dict[str, float] = {}
 

@@ -4,10 +4,12 @@ container entrypoints (docs/design.md, "The run document")."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 from pipeline_code.engine.profile import profile_csv
+from pipeline_code.pipeline.uploads import check_upload
 from pipeline_code.engine.settings import Resolved, Settings, SettingsError, read_document, resolve, settings_file_for
 
 # flag -> (section, key); only the flags a user gives become part of the document.
@@ -65,13 +67,14 @@ def resolve_for_data(layers: list[tuple[str, dict[str, Any]]], data: Path) -> Re
     if size > limit.data.max_file_bytes:
         raise SettingsError([f"the upload is {size} bytes; data.max_file_bytes is {limit.data.max_file_bytes}"],
                             str(data))
+    check_upload(Path(data), limit.data.max_file_bytes)  # no symlink, FIFO or device is read
     profile = profile_csv(Path(data).read_bytes())
     return resolve(layers, timestamps=profile.timestamps, observations=profile.observations)
 
 
 def settings_for_data(args: argparse.Namespace) -> Resolved:
     """The command line's run document for ``args.data``: files and flags over what the data implies."""
-    if not Path(args.data).is_file():
+    if not os.path.lexists(args.data):
         raise FileNotFoundError(f"no such data file: {args.data}")
     return resolve_for_data(settings_layers(args, args.data), args.data)
 

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline_code.cli.main import main
 from pipeline_code.pipeline.registry import LocalRegistry
-from tests.conftest import BUNDLED
+from pipeline_code.pipeline.uploads import UploadError, receive_upload
+from tests.conftest import BUNDLED, ROOT
 
 FAST = ["--cv-step", "4", "--quiet", "--no-serve", "--jobs", "2"]
 
@@ -74,7 +84,7 @@ def test_a_worse_candidate_is_registered_pending_and_the_approved_model_stays(fi
     root, workdir = first_run
     before = LocalRegistry(workdir / "registry").approved()
     settings = tmp_path / "bad-search.json"
-    settings.write_text(json.dumps({"search": {
+    settings.write_text(json.dumps({"search": {"families": ["harmonic_arima"],
         "use_counterfactual_data": [1], "detrend": [1], "deseasonalize": [1], "fourier_k": [1]}}))
     assert pipeline(root / "newer.csv", workdir, "--settings", str(settings)) == 0
     registry = LocalRegistry(workdir / "registry")
@@ -99,6 +109,12 @@ BAD_INPUTS = {
     "non-finite": (rows(600)[:300] + ["2000-10-27,inf"] + rows(600)[301:], "not a finite number"),
     "negative": (rows(600)[:300] + ["2000-10-27,-5"] + rows(600)[301:], "not positive"),
     "too-short": (rows(300), "at least 495"),
+    "cr-only": (["\r".join(rows(600))], "[line-endings] (line 1)"),
+    "huge-field": (rows(600)[:300] + ["2000-10-27," + "9" * 200_000] + rows(600)[301:], "[field-size] (line 301)"),
+    "far-future": (rows(600) + ["9999-12-31,8000"], "[date-range] (line 602)"),
+    "huge-value": (rows(600)[:300] + ["2000-10-27,1e308"] + rows(600)[301:], "[value-range] (line 301)"),
+    "scaled-values": (rows(0) + [f"{r.split(',')[0]},{float(r.split(',')[1]) * 1e304:g}" for r in rows(600)[1:]],
+                      "[value-range] (line 2)"),
 }
 
 
@@ -110,20 +126,125 @@ def test_bad_input_is_refused_and_nothing_changes(first_run, tmp_path, capsys, c
     data.write_text("\n".join(lines) + ("\n" if lines else ""))
     before = (workdir / "registry" / "approved.json").read_text()
     versions = len(LocalRegistry(workdir / "registry").versions())
+    uploads = sorted((workdir / "raw").iterdir())
     assert pipeline(data, workdir) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert "nothing was registered" in err
     assert (workdir / "registry" / "approved.json").read_text() == before
     assert len(LocalRegistry(workdir / "registry").versions()) == versions
+    assert sorted((workdir / "raw").iterdir()) == uploads  # a refused upload does not stay in raw/
 
 
-def test_oversize_file_is_refused(first_run, tmp_path, capsys):
-    _, workdir = first_run
+def test_oversize_file_is_refused_before_it_is_read(tmp_path, capsys, monkeypatch):
+    workdir = tmp_path / "work"
     settings = tmp_path / "small-limit.json"
-    settings.write_text(json.dumps({"data": {"max_file_bytes": 1000}}))
+    settings.write_text(json.dumps({"data": {"max_file_bytes": 1024}}))
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
     assert pipeline(BUNDLED, workdir, "--settings", str(settings)) == 2
-    assert "the limit is 1000 bytes" in capsys.readouterr().err
+    assert f"the upload is {BUNDLED.stat().st_size} bytes; data.max_file_bytes is 1024" in capsys.readouterr().err
+    assert str(BUNDLED) not in opened and not (workdir / "raw").exists() and not (workdir / "runs").exists()
+
+
+SECRET = "root:x:0:0:secret-first-line:/root:/bin/bash"
+
+
+def special_upload(kind: str, folder: Path) -> Path:
+    target = folder / "passwd"
+    target.write_text(SECRET + "\n")
+    path = folder / f"{kind}.csv"
+    if kind == "symlink":
+        path.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("symlink", "is a symbolic link"), ("fifo", "is not a regular file"), ("directory", "is not a regular file"),
+])
+def test_symlinks_and_special_files_are_refused_unread(tmp_path, capsys, kind, message):
+    workdir = tmp_path / "work"
+    assert pipeline(special_upload(kind, tmp_path), workdir) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / kind}.csv {message}" in err and "secret" not in err
+    assert not (workdir / "raw").exists() and not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("symlink", "is a symbolic link"), ("fifo", "is not a regular file"), ("oversize", "the limit is 10 bytes"),
+])
+def test_the_runner_refuses_an_upload_unread(tmp_path, kind, message):
+    data = BUNDLED if kind == "oversize" else special_upload(kind, tmp_path)
+    with pytest.raises(UploadError, match=message):
+        receive_upload(data, tmp_path / "raw", 10 if kind == "oversize" else 10**8)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_the_upload_copy_keeps_the_input_permissions(tmp_path):
+    data = tmp_path / "private.csv"
+    data.write_bytes(BUNDLED.read_bytes())
+    data.chmod(0o600)
+    raw, run_id = receive_upload(data, tmp_path / "raw", 10**8)
+    assert stat.S_IMODE(raw.stat().st_mode) == 0o600 and raw.read_bytes() == data.read_bytes()
+    assert run_id.endswith(hashlib.sha256(data.read_bytes()).hexdigest()[:8])
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [raw.name]  # no temporary file left
+
+
+def test_only_the_latest_max_rows_observations_are_processed(tmp_path):
+    from pipeline_code.engine.settings import Settings
+    from pipeline_code.pipeline.stages import run_processing
+    from tests.conftest import write_csv
+
+    settings = Settings()
+    n = settings.data.max_rows + 700
+    stamps = [date(1960, 1, 1) + timedelta(days=7 * i) for i in range(n)]  # 1960-01-01 is a Friday
+    values = 100 * np.exp(0.1 * np.sin(np.arange(n) * 2 * np.pi / 52.18)) + np.arange(n) * 0.01
+    report = run_processing(write_csv(tmp_path / "long.csv", stamps, values), tmp_path / "out", settings)
+    assert report["train_observations"] + report["test_observations"] == settings.data.max_rows
+    test = (tmp_path / "out" / "test" / "test.csv").read_text().splitlines()
+    assert test[-1].startswith(stamps[-1].isoformat())
+
+
+def descendants(pid: int) -> set[int]:
+    found, stack = set(), [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            try:
+                children = {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            stack += list(children - found)
+            found |= children
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc")
+def test_kill_9_during_tuning_leaves_no_worker_behind(tmp_path):
+    from tests.engine.test_workers import running, wait_until_gone
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_code.cli.main", "pipeline", "run", "--data", str(BUNDLED),
+         "--workdir", str(tmp_path / "work"), "--quiet", "--no-serve", "--jobs", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in run.stdout:  # "[run-id] tune ..." when the tuning starts
+            if " tune ..." in line:
+                break
+        deadline = time.monotonic() + 120
+        while len(workers := descendants(run.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) >= 2 and all(running(p) for p in workers)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+        assert wait_until_gone(sorted(workers)) == []
+    finally:
+        if run.poll() is None:
+            run.kill()
 
 
 def test_failed_run_records_the_stage_and_reason(first_run):
