@@ -64,7 +64,15 @@ def synthetic_csv(start: date, periods: int, step: timedelta | str, season: floa
 WEEKLY = {"name": "gasoline.csv", "data": BUNDLED.read_bytes(),
           "settings": document(freq="W-FRI", season_length=365.25 / 7, horizon=26, window=417, step=26,
                                deseasonalize=[0, 1], fourier_k=[2, 3])}
-MONTHLY = {"name": "monthly.csv", "data": synthetic_csv(date(2004, 1, 1), 240, "month", 12, seed=12),
+MONTHLY_PERIODS = 240
+
+
+def monthly_data(periods: int = MONTHLY_PERIODS) -> bytes:
+    """The monthly series (longer: the same history plus newer months)."""
+    return synthetic_csv(date(2004, 1, 1), periods, "month", 12, seed=12)
+
+
+MONTHLY = {"name": "monthly.csv", "data": monthly_data(),
            "settings": document(freq="MS", season_length=12, horizon=12, window=96, step=4,
                                 deseasonalize=[0, 1], fourier_k=[2, 3])}
 DAILY = {"name": "daily.csv", "data": synthetic_csv(date(2023, 1, 2), 3 * 365, timedelta(days=1), 7, seed=7),

@@ -2,7 +2,7 @@
 
 One emulated deployment lives through a sequence of uploads (module fixture `history`); each test
 checks one step: the first run creates the endpoint, a second (a refresh of the same candidate) updates
-it, a worse candidate leaves it untouched, a failed job notifies and leaves it untouched, a bad settings
+it (the same candidate on a year of newer data), a worse candidate leaves it untouched, a failed job notifies and leaves it untouched, a bad settings
 file starts nothing, a Failed endpoint is replaced. Manual approval deploys only on approval.
 """
 
@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from tests.cloud.scenario import CloudRun, upload_and_serve
-from tests.cloud.series import MONTHLY, TUNING, document
+from tests.cloud.series import MONTHLY, MONTHLY_PERIODS, TUNING, document, monthly_data
 from tests.cloud.stack import synthesize
 from tests.cloud.world import CloudWorld
 
@@ -35,10 +35,12 @@ def history(stack):
     steps: dict[str, Any] = {}
     with pytest.MonkeyPatch.context() as mp, CloudWorld(stack, mp) as world:
         steps["first"] = (upload_and_serve(world, MONTHLY), snapshot(world))
-        steps["second"] = (upload_and_serve(world, MONTHLY), snapshot(world))
-        steps["worse"] = (upload_and_serve(world, MONTHLY, settings=WEAK), snapshot(world))
+        # a year of newer data: the same candidate refitted is a refresh the gate lets through
+        newer = monthly_data(MONTHLY_PERIODS + 12)
+        steps["second"] = (upload_and_serve(world, MONTHLY, data=newer), snapshot(world))
+        steps["worse"] = (upload_and_serve(world, MONTHLY, settings=WEAK, data=newer), snapshot(world))
         world.jobs.fail = {"tuning"}
-        steps["failed"] = (upload_and_serve(world, MONTHLY), snapshot(world))
+        steps["failed"] = (upload_and_serve(world, MONTHLY, data=newer), snapshot(world))
         world.jobs.fail = set()
         before = snapshot(world)
         refused = world.upload(MONTHLY["name"], MONTHLY["data"], {**MONTHLY["settings"], "cv": {"windw": 96}})
@@ -116,7 +118,8 @@ def test_manual_approval_deploys_on_approval_only(monkeypatch):
     manual = synthesize({"tuning": TUNING, "approval_mode": "manual"})
     with CloudWorld(manual, monkeypatch) as world:
         run = upload_and_serve(world, MONTHLY)
-        assert run.pipeline["status"] == "SUCCEEDED" and run.deploys == [] and world.endpoint() is None
+        assert run.pipeline["status"] == "SUCCEEDED", run.problems()
+        assert run.deploys == [] and world.endpoint() is None
         package = world.packages()[-1]
         assert package["ModelApprovalStatus"] == "PendingManualApproval"
         world.approve(package["ModelPackageArn"])
