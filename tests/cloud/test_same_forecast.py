@@ -59,17 +59,17 @@ def test_the_cloud_path_serves_the_local_pipelines_forecast(name, world, tmp_pat
     local = local_run(series)
     assert local.promoted
 
-    cloud_model = registered_model(world, tmp_path)
+    workdir = local.run_dir.parents[1]
+    assert world.read(f"forecasts/{cloud.run_id}/forecast.csv") == \
+        (workdir / "forecasts" / local.run_id / "forecast.csv").read_bytes()
+    assert world.read("forecasts/latest/forecast.csv") == world.read(f"forecasts/{cloud.run_id}/forecast.csv")
     local_model = local.version.model_dir
+    assert cloud.served() == serve_locally(local_model, request_for(series))
+
+    cloud_model = registered_model(world, tmp_path)
     assert files(cloud_model) == files(local_model)
     for name in files(local_model):
         if name == MODEL_JSON:
             assert comparable(cloud_model / name) == comparable(local_model / name)
         else:
             assert (cloud_model / name).read_bytes() == (local_model / name).read_bytes(), name
-
-    workdir = local.run_dir.parents[1]
-    assert world.read(f"forecasts/{cloud.run_id}/forecast.csv") == \
-        (workdir / "forecasts" / local.run_id / "forecast.csv").read_bytes()
-    assert world.read("forecasts/latest/forecast.csv") == world.read(f"forecasts/{cloud.run_id}/forecast.csv")
-    assert cloud.served() == serve_locally(local_model, request_for(series))

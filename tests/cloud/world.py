@@ -243,8 +243,8 @@ class CloudWorld:
                 self.delivery_errors.append(f"{event['detail-type']} {arn}: {err}")
 
         thread = threading.Thread(target=deliver, args=(self.package_event(arn),), daemon=True)
-        self._deliveries.append(thread)
         thread.start()
+        self._deliveries.append(thread)  # only started threads: settle() joins them
 
     def redeliver_package_event(self, arn: str) -> list[str]:
         """EventBridge delivers at least once: the same package's event again."""
