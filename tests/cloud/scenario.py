@@ -44,7 +44,7 @@ class CloudRun:
         found = list(self.findings)
         if self.pipeline is None:
             found.append("no pipeline execution started")
-        found += [f"{e.get('name')}: {e['status']} {e.get('error', '')} {str(e.get('cause', ''))[:300]}"
+        found += [f"{e.get('name')}: {e['status']} {e.get('error', '')} {e['failures'][:1]}"
                   for e in self.executions if e["status"] != "SUCCEEDED"]
         if self.served() is None:
             found.append(f"no forecast served: {self.response}")

@@ -327,15 +327,17 @@ class CloudWorld:
         raise TimeoutError("executions still running")
 
     def executions(self, machine_arn: str | None = None) -> list[dict[str, Any]]:
-        """Every execution (oldest first) with its status and the states it entered."""
+        """Every execution (oldest first) with its status, the states it entered and its task failures."""
         sfn = boto3.client("stepfunctions", region_name=REGION)
         out = []
         for arn in [machine_arn] if machine_arn else list(self.machines):
             for e in reversed(sfn.list_executions(stateMachineArn=arn)["executions"]):
                 events = sfn.get_execution_history(executionArn=e["executionArn"], maxResults=1000)["events"]
+                failures = [d for x in events for k, d in x.items() if k.endswith("FailedEventDetails")]
                 out.append({**sfn.describe_execution(executionArn=e["executionArn"]), "machine": arn,
                             "states": [x["stateEnteredEventDetails"]["name"] for x in events
-                                       if "stateEnteredEventDetails" in x]})
+                                       if "stateEnteredEventDetails" in x],
+                            "failures": [f"{d.get('error', '')}: {str(d.get('cause', ''))[:500]}" for d in failures]})
         return out
 
     def endpoint(self, name: str | None = None) -> dict[str, Any] | None:
