@@ -193,7 +193,8 @@ def diagnostics(residuals: np.ndarray, season_length: float, arma_params: int) -
     from scipy import stats
 
     out: dict[str, Any] = {"ljung_box": []}
-    for lag in sorted({10, max(2, round(season_length))}):
+    # lags the sample can carry (one-step CV errors of a thinned grid may be few)
+    for lag in sorted(lag for lag in {10, max(2, round(season_length))} if lag < residuals.size - 1):
         stat, pvalue = ljung_box(residuals, lag, dof=arma_params)
         out["ljung_box"].append({"lag": lag, "statistic": stat, "p_value": pvalue})
     sample = residuals[-5000:]
