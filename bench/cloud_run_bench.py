@@ -15,7 +15,6 @@ import sys
 import time
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
 
 import boto3
 import pytest

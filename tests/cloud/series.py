@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import random
 import tempfile
@@ -95,11 +94,3 @@ def local_run(series: dict[str, Any]):
                        observations=profile.observations)
     return run_pipeline(data, workdir / "work", resolved.settings, progress=False, log=lambda _: None,
                         derived=resolved.derived)
-
-
-def forecast_rows(csv_bytes: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(csv_bytes.decode())))
-
-
-def model_json(folder: Path) -> dict[str, Any]:
-    return json.loads(next(folder.rglob("model.json")).read_text())

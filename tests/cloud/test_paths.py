@@ -1,22 +1,19 @@
 """The deployment paths through the emulated cloud, upload to served forecast (monthly series).
 
 One emulated deployment lives through a sequence of uploads (module fixture `history`); each test
-checks one step: the first run creates the endpoint, a second (a refresh of the same candidate) updates
-it (the same candidate on a year of newer data), a worse candidate leaves it untouched, a failed job notifies and leaves it untouched, a bad settings
-file starts nothing, a Failed endpoint is replaced. Manual approval deploys only on approval.
+checks one step: the first run creates the endpoint, a second (the same candidate on a year of newer
+data) updates it, a worse candidate leaves it untouched, a failed job notifies and leaves it untouched,
+a bad settings file starts nothing, a Failed endpoint is deleted and created again.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.cloud.scenario import CloudRun, upload_and_serve
-from tests.cloud.series import MONTHLY, MONTHLY_PERIODS, TUNING, document, monthly_data
-from tests.cloud.stack import synthesize
+from tests.cloud.series import MONTHLY, MONTHLY_PERIODS, document, monthly_data
 from tests.cloud.world import CloudWorld
 
 pytestmark = pytest.mark.slow
@@ -112,25 +109,3 @@ def test_a_failed_endpoint_is_deleted_and_created_again(history):
 
 def test_every_call_of_the_sequence_was_allowed_and_valid(history):
     assert history["findings"] == []
-
-
-def test_manual_approval_deploys_on_approval_only(monkeypatch):
-    manual = synthesize({"tuning": TUNING, "approval_mode": "manual"})
-    with CloudWorld(manual, monkeypatch) as world:
-        run = upload_and_serve(world, MONTHLY)
-        assert run.pipeline["status"] == "SUCCEEDED", run.problems()
-        assert run.deploys == [] and world.endpoint() is None
-        package = world.packages()[-1]
-        assert package["ModelApprovalStatus"] == "PendingManualApproval"
-        world.approve(package["ModelPackageArn"])
-        world.settle()
-        deploy = world.executions()[-1]
-        assert deploy["status"] == "SUCCEEDED" and "CreateEndpoint" in deploy["states"]
-        response = world.forecast({"periods": 12, "conf": 0.8})
-        assert response["statusCode"] == 200 and len(json.loads(response["body"])["forecasts"]) == 12
-        upload_and_serve(world, MONTHLY)
-        executions = len(world.executions())
-        world.approve(world.packages()[-1]["ModelPackageArn"], "Rejected")
-        world.settle()
-        assert len(world.executions()) == executions  # a rejection deploys nothing
-        assert world.findings() == []
