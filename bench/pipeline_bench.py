@@ -38,7 +38,7 @@ def one_run() -> tuple[float, dict[str, float], dict[str, float]]:
         subprocess.run(
             [sys.executable, "-m", "pipeline_code.cli.main", "demo", "--once", "--quiet",
              "--workdir", str(workdir), "--port", str(free_port())],
-            check=True, capture_output=True, text=True, timeout=600,
+            check=True, capture_output=True, text=True, timeout=1800,
         )
         total = time.perf_counter() - started
         run_json = next((workdir / "runs").glob("*/run.json"))
