@@ -61,7 +61,9 @@ def test_first_run_registers_and_approves(first_run):
                    "evaluation/forecast.png"):
         assert (run_dir / "reports" / report).is_file(), report
     tuning = json.loads((run_dir / "reports" / "tuning.json").read_text())
-    assert len(tuning["candidates"]) == 80
+    families = [c["hyperparameters"]["family"] for c in tuning["candidates"]]
+    assert families.count("harmonic_arima") == 80 and "combination" in families
+    assert set(tuning["seconds_per_split"]) == {"harmonic_arima", "seasonal_naive", "ets", "theta", "mstl"}
     assert (workdir / "forecasts" / "latest" / "forecast.csv").is_file()
     assert any((workdir / "raw").iterdir())
 
