@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.core.calibration import bounds, local_scales, normalised
+from pipeline_code.engine.core.calibration import SCALE_WINDOW, bounds, local_scales, normalised
 from pipeline_code.engine.core.design import design_matrix
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.core.spec import ModelSpec
@@ -22,6 +22,7 @@ from pipeline_code.engine.cv import (
     accuracy, cross_validate_candidate, is_batched, seasonal_naive_scale, selection_origins,
     sliding_origins,
 )
+from pipeline_code.engine.estimator import MIN_CALIBRATION_SPLITS
 from pipeline_code.engine.families.base import Context, FamilyError
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.seasonal_naive import seasonal_lags
@@ -77,7 +78,11 @@ def backtest_candidate(
     grid = sliding_origins(int(origins.max()) + ctx.horizon, window=ctx.window, horizon=ctx.horizon,
                            step=step)
     if not is_batched(candidate):
-        grid = selection_origins(grid, splits)
+        # the thinned grid, plus enough consecutive splits just before the first origin for its
+        # local error scale and a few calibration rows (a short series' thinned grid has too few)
+        before = grid[grid + ctx.horizon <= origins.min()]
+        warm_up = SCALE_WINDOW // 2 + MIN_CALIBRATION_SPLITS
+        grid = np.union1d(selection_origins(grid, splits), before[-warm_up:])
     all_origins = np.union1d(grid, origins)
     cv = cross_validate_candidate(data, target, candidate, all_origins, ctx)
     rows = np.searchsorted(all_origins, origins)
