@@ -158,7 +158,9 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "ModelApprovalStatus": status,
                 "InferenceSpecification": {
                     "Containers": [
-                        {"Image": refs.serving_image, "ModelDataUrl.$": "$.best.modelData", "Environment": model_env}
+                        # What evaluation chose to serve: the challenger, or on a first run a better baseline.
+                        {"Image": refs.serving_image, "ModelDataUrl.$": runs_uri(layout.SERVED_MODEL + layout.MODEL_ARCHIVE),
+                         "Environment": model_env}
                     ],
                     "SupportedContentTypes": ["application/json"],
                     "SupportedResponseMIMETypes": ["application/json"],
@@ -403,6 +405,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 [
                     processing_output("evaluation", layout.EVALUATION_REPORT, "evaluation"),
                     processing_output("forecast", layout.FORECAST, "forecast"),
+                    processing_output("served", layout.SERVED_MODEL, "served"),
                 ],
             ),
             "ReadEvaluation",

@@ -35,7 +35,7 @@ from botocore.exceptions import ClientError
 from pipeline_code.engine.profile import profile_csv
 from pipeline_code.pipeline import layout
 from pipeline_code.engine.settings import (
-    SETTINGS_MAX_BYTES, SETTINGS_SUFFIX, Settings, SettingsError, parse_document, resolve,
+    SETTINGS_MAX_BYTES, SETTINGS_SUFFIX, Settings, SettingsError, check_length, parse_document, resolve,
     settings_file_for,
 )
 
@@ -118,7 +118,10 @@ def run_document(bucket: str, key: str, version: str | None) -> Settings:
     if data is None:
         raise SettingsError(["the upload is gone"], f"s3://{bucket}/{key}")
     profile = profile_csv(data)
-    return resolve(layers, timestamps=profile.timestamps, observations=profile.observations).settings
+    settings = resolve(layers, timestamps=profile.timestamps, observations=profile.observations).settings
+    if profile.timestamps:  # a file that reads as a series: refuse too short a one now, naming the minimum
+        check_length(settings, profile.observations)
+    return settings
 
 
 def _record(bucket: str, name: str, record: dict[str, Any]) -> None:
@@ -137,9 +140,9 @@ def refuse(bucket: str, key: str, name: str, err: SettingsError) -> None:
     if topic:
         boto3.client("sns").publish(
             TopicArn=topic, Subject="forecast-mlops: upload refused",
-            Message=f"The upload s3://{bucket}/{key} started no run (run id {name}): its settings are "
-                    f"invalid.\n\n" + "\n".join(f"- {problem}" for problem in err.problems)
-                    + f"\n\nSource: {err.source}. Fix the settings file and upload the data again.",
+            Message=f"The upload s3://{bucket}/{key} started no run (run id {name}); its run document was "
+                    f"refused before any job started:\n\n" + "\n".join(f"- {problem}" for problem in err.problems)
+                    + f"\n\nSource: {err.source}. Fix it and upload the data again; nothing else changed.",
         )
 
 

@@ -388,20 +388,23 @@ def resolve(
         if "gate.eval_origins" not in given:
             origins = derived["gate.eval_origins"] = max(ORIGINS_MIN, min(ORIGINS_MAX, observations // 10))
         if "cv.window" not in given and season > 1:
+            # What the length allows, never below the lowest window: too short a series is then refused
+            # by `check_length` (the starter) or by the input contract (processing), naming the rule.
             lowest = max(WINDOW_MIN_SEASONS * round(season), WINDOW_MIN)
             rest = 2 * horizon + origins + (SCALE_MIN_ERRORS + 1) * settings.cv.step - 1
-            if observations < lowest + rest:
-                raise SettingsError([
-                    f"the series has {observations} observations; at least {lowest + rest} are needed at "
-                    f"season length {season:g} (a CV window of {lowest} = max({WINDOW_MIN_SEASONS} seasons, "
-                    f"{WINDOW_MIN}) + 2 x horizon {horizon} + {origins} evaluation origins + "
-                    f"{SCALE_MIN_ERRORS} CV steps to scale the first errors)"], "data")
-            derived["cv.window"] = min(round(WINDOW_SEASONS * season), observations - rest)
+            derived["cv.window"] = max(lowest, min(round(WINDOW_SEASONS * season), observations - rest))
     overrides: dict[str, dict[str, Any]] = {}
     for key, value in derived.items():
         section, name = key.split(".")
         overrides.setdefault(section, {})[name] = value
     return Resolved(settings.merged(overrides, "settings"), derived)
+
+
+def check_length(settings: Settings, observations: int) -> None:
+    """Too short a series for these settings is a SettingsError naming the minimum and its rule."""
+    if observations < settings.min_observations():
+        raise SettingsError([f"the series has {observations} observations; it needs "
+                             f"{settings.min_observations_rule()}"], "data")
 
 
 def _check_freq_fits(freq: str, timestamps: list[date]) -> None:

@@ -2,8 +2,9 @@
 
 Inputs under ``/opt/ml/processing/input/``: ``train/``, ``test/``, ``model/`` (the best training job's
 ``model.tar.gz`` or its files) and, when a model is approved, ``champion/``. Outputs
-``/opt/ml/processing/output/evaluation/evaluation.json`` (with the gate decision) and
-``/opt/ml/processing/output/forecast/forecast.csv``.
+``/opt/ml/processing/output/evaluation/evaluation.json`` (with the gate decision),
+``/opt/ml/processing/output/forecast/forecast.csv`` and ``/opt/ml/processing/output/served/model.tar.gz``
+(the model to register: the challenger, or on a first run the better baseline).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from pipeline_code.engine.core.artifact import MODEL_JSON
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
-from pipeline_code.pipeline.stages import FORECAST_FILE, run_evaluation
+from pipeline_code.pipeline.layout import MODEL_ARCHIVE
+from pipeline_code.pipeline.stages import FORECAST_FILE, run_evaluation, served_model_dir
 from pipeline_code.entrypoints.sagemaker_paths import fail, processing_input, processing_output, unexpected
 
 
@@ -40,6 +42,15 @@ def model_folder(path: Path) -> Path | None:
     return found[0]
 
 
+def pack_model(folder: Path, archive: Path) -> Path:
+    """The served model as SageMaker packs a training job's model: the artifact files at the top."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for item in sorted(folder.iterdir()):
+            tar.add(item, arcname=item.name)
+    return archive
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evaluation", description=__doc__)
     add_settings_arguments(parser)
@@ -60,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         forecast_dir = processing_output("forecast")
         forecast_dir.mkdir(parents=True, exist_ok=True)
         shutil.move(str(out / FORECAST_FILE), forecast_dir / FORECAST_FILE)
+        pack_model(served_model_dir(model, out, evaluation), processing_output("served") / MODEL_ARCHIVE)
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
         fail(unexpected(err), 1, out / "failure")
     print(json.dumps({"gate": evaluation["gate"], "mase": evaluation["challenger"]["mase"]}))

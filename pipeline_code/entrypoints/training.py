@@ -30,24 +30,32 @@ CATEGORICAL = ("family", "history")
 RESERVED_PREFIXES = ("_", "sagemaker_")
 
 
-def parse_hyperparameters(raw: dict[str, str]) -> dict[str, Any]:
-    """The tuned hyperparameters, from SageMaker's strings; the run document carries everything else,
-    so any other name (a renamed range, a stray static value) is an error."""
+def parse_hyperparameters(raw: dict[str, str], settings: Settings) -> dict[str, Any]:
+    """The candidate a tuning job's strings name, exactly as the local search space has it.
+
+    The run document carries everything else, so any other name (a renamed range, a stray static
+    value) is an error. The tuning job sends every range to every job; a family's candidate keeps what
+    that family varies and its own values for the rest (a harmonic job carries no ``history``).
+    """
     values = {name: str(value).strip('"') for name, value in raw.items() if not name.startswith(RESERVED_PREFIXES)}
     unknown = sorted(set(values) - set(TUNED_PARAMETERS) - set(CATEGORICAL))
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {unknown}: a training job takes "
                          f"{sorted((*TUNED_PARAMETERS, *CATEGORICAL))}; its settings come from the run document")
-    chosen = {name: values[name] for name in CATEGORICAL if name in values}
-    family(chosen.setdefault("family", HARMONIC))  # an unknown family is a ValueError naming them
-    required = TUNED_PARAMETERS if chosen["family"] == HARMONIC else ()
-    missing = [name for name in required if name not in values]
+    name = values.setdefault("family", HARMONIC)
+    candidates = family(name).candidates(settings)  # an unknown family is a ValueError naming them
+    varying = sorted({key for key in candidates[0] if len({str(c[key]) for c in candidates}) > 1})
+    missing = [key for key in varying if key not in values]
     if missing:
         raise ValueError(f"missing hyperparameter(s) {missing}")
-    try:
-        return {**chosen, **{name: int(values[name]) for name in TUNED_PARAMETERS if name in values}}
-    except ValueError as err:
-        raise ValueError(f"hyperparameters must be numbers: {err}") from None
+    for key in varying:
+        if key in TUNED_PARAMETERS and not values[key].lstrip("-").isdigit():
+            raise ValueError(f"hyperparameters must be numbers: {key}={values[key]!r}")
+    match = [c for c in candidates if all(str(c[key]) == values[key] for key in varying)]
+    if not match:
+        raise ValueError(f"{ {key: values[key] for key in varying} } is not a candidate of family {name!r} "
+                         "for this run document")
+    return dict(match[0])
 
 
 def job_settings(paths: dict[str, Path]) -> Settings:
@@ -62,7 +70,7 @@ def main() -> None:
     paths = training_paths()
     try:
         settings = job_settings(paths)
-        tuned = parse_hyperparameters(json.loads(paths["hyperparameters"].read_text()))
+        tuned = parse_hyperparameters(json.loads(paths["hyperparameters"].read_text()), settings)
         metrics = _train_or_resume(tuned, settings, paths)
     except (DataValidationError, ValueError) as err:
         fail(f"invalid training input: {err}", 2, paths["failure"])

@@ -10,6 +10,7 @@ these names (docs/design.md, "S3 layout")::
     runs/<run-id>/processed/{train,test}/                processing's output
     runs/<run-id>/reports/{processing,evaluation}/       reports
     runs/<run-id>/models/, checkpoints/, forecast/       training artifacts, spot checkpoints, the forecast
+    runs/<run-id>/models/served/model.tar.gz             the model evaluation chose to serve (registered)
     forecasts/<run-id>/forecast.csv, forecasts/latest/forecast.csv
 """
 
@@ -30,6 +31,10 @@ TEST = "processed/test/"
 PROCESSING_REPORT = "reports/processing/"
 EVALUATION_REPORT = "reports/evaluation/"
 MODELS = "models/"
+# The model evaluation chose to serve (the challenger, or on a first run a better baseline), packed as
+# SageMaker packs a training job's: what registration registers.
+SERVED_MODEL = "models/served/"
+MODEL_ARCHIVE = "model.tar.gz"
 CHECKPOINTS = "checkpoints/"
 FORECAST = "forecast/"
 

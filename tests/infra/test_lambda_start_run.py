@@ -157,7 +157,7 @@ def test_too_short_a_series_is_refused_with_the_minimum(world):
     start_run.handler(world.upload("raw/short.csv", weekly_csv(rows=120)))
     assert world.executions() == []
     (note,) = world.notifications()
-    assert "120 observations; at least" in note
+    assert "the series has 120 observations; it needs at least" in note
 
 
 def test_duplicate_event_while_running_starts_nothing(world):

@@ -110,7 +110,7 @@ BAD_INPUTS = {
     "gap": (rows(600)[:300] + rows(600)[305:], "missing period"),
     "non-finite": (rows(600)[:300] + ["2000-10-27,inf"] + rows(600)[301:], "not a finite number"),
     "negative": (rows(600)[:300] + ["2000-10-27,-5"] + rows(600)[301:], "not positive"),
-    "too-short": (rows(300), "at least 495"),
+    "too-short": (rows(200), "200 observations; at least 283 are needed; the run settings need at least 283"),
     "cr-only": (["\r".join(rows(600))], "[line-endings] (line 1)"),
     "huge-field": (rows(600)[:300] + ["2000-10-27," + "9" * 200_000] + rows(600)[301:], "[field-size] (line 301)"),
     "far-future": (rows(600) + ["9999-12-31,8000"], "[date-range] (line 602)"),

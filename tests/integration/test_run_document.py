@@ -64,16 +64,18 @@ def test_a_settings_file_beside_the_data_is_a_layer_and_flags_override_it(tmp_pa
 def test_a_monthly_series_needs_no_flags(tmp_path):
     """Frequency, season, horizon, window and origins come from the data when no layer sets them."""
     from pipeline_code.engine.profile import profile_csv
-    from pipeline_code.engine.settings import resolve
+    from pipeline_code.engine.settings import check_length, resolve
 
     data = monthly_csv(tmp_path / "m.csv", 204)
     profile = profile_csv(data.read_bytes())
     settings = resolve([], timestamps=profile.timestamps, observations=profile.observations).settings
     assert (settings.data.freq, settings.data.season_length, settings.data.horizon) == ("MS", 12.0, 12)
     assert settings.min_observations() <= 204 and settings.cv.window == 96
-    with pytest.raises(ValueError, match=r"60 observations; at least \d+ are needed at season length 12"):
-        profile = profile_csv(monthly_csv(tmp_path / "short.csv", 60).read_bytes())
-        resolve([], timestamps=profile.timestamps, observations=profile.observations)
+    profile = profile_csv(monthly_csv(tmp_path / "short.csv", 60).read_bytes())
+    short = resolve([], timestamps=profile.timestamps, observations=profile.observations).settings
+    assert short.cv.window == 36  # never below max(3 seasons, 24)
+    with pytest.raises(ValueError, match=r"60 observations; it needs at least 81 observations: CV window 36"):
+        check_length(short, profile.observations)
 
 
 SMALL = Settings.from_dict({"data": {"horizon": 8}, "cv": {"window": 100}, "gate": {"eval_origins": 6}})
