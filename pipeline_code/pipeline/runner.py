@@ -4,7 +4,6 @@ bucket (``raw/``, ``runs/<run-id>/{processed,reports,models}/``, ``forecasts/``)
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -12,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_code.pipeline import runs
 from pipeline_code.pipeline.registry import APPROVED, PENDING, LocalRegistry, RegistryError, Version
 from pipeline_code.pipeline.uploads import UploadError, receive_upload
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.settings import SETTINGS_FILE, Settings
 from pipeline_code.pipeline.stages import (
-    EVALUATION_FILE, FORECAST_FILE, run_evaluation, run_processing, run_training,
+    EVALUATION_FILE, FORECAST_FILE, run_evaluation, run_processing, run_training, served_model_dir,
 )
 
 
@@ -42,6 +42,7 @@ class RunResult:
 def run_pipeline(
     data: Path, workdir: Path, settings: Settings, *, jobs: int | None = None,
     progress: bool = True, manual_approval: bool = False, log: Callable[[str], None] = print,
+    derived: dict[str, Any] | None = None,
 ) -> RunResult:
     """Check the registry and the upload -> preprocess -> tune -> train -> evaluate -> gate ->
     register -> export."""
@@ -58,6 +59,7 @@ def run_pipeline(
     except UploadError as err:
         raise PipelineError("upload", str(err)) from None
     run_dir = workdir / "runs" / run_id
+    record = runs.start_record(run_dir, run_id, data.name)  # state "running" (docs/operations.md)
     timings: dict[str, float] = {}
 
     def stage(name: str, fn: Callable[[], Any]) -> Any:
@@ -66,11 +68,17 @@ def run_pipeline(
         try:
             result = fn()
         except Exception as err:  # every failure ends the run with a reason, like Catch -> Fail
-            _fail(run_dir, name, err)
+            _fail(run_dir, record, name, err)
             raise PipelineError(name, str(err)) from err
+        except KeyboardInterrupt:
+            runs.finish_record(run_dir, record, runs.FAILED, stage=name, reason="interrupted (Ctrl-C)")
+            raise
         timings[name] = round(time.perf_counter() - started, 3)
         return result
 
+    # The run document, as every stage reads it (docs/design.md, "The run document").
+    (run_dir / "input").mkdir(parents=True, exist_ok=True)
+    (run_dir / "input" / SETTINGS_FILE).write_text(settings.to_json())
     processed = run_dir / "processed"
     reports = run_dir / "reports"
     try:
@@ -99,16 +107,17 @@ def run_pipeline(
     model_dir = run_dir / "models" / "best"
     stage("train", lambda: run_training(
         processed / "train", processed / "test", best["hyperparameters"], model_dir, settings,
-        report_dir=reports))
+        report_dir=reports, jobs=jobs or 1))
     champion = registry.approved()
     evaluation = stage("evaluate", lambda: run_evaluation(
         processed / "train", processed / "test", model_dir,
-        champion.model_dir if champion else None, reports / "evaluation", settings))
+        champion.model_dir if champion else None, reports / "evaluation", settings, jobs=jobs or 1))
     passed = evaluation["gate"]["passed"]
     log(f"  gate: {'passed' if passed else 'not passed'} - {evaluation['gate']['reason']}")
     status = APPROVED if passed and not manual_approval else PENDING
     version = stage("register", lambda: registry.register(
-        model_dir, status=status, run_id=run_id, evaluation=evaluation))
+        served_model_dir(model_dir, reports / "evaluation", evaluation), status=status, run_id=run_id,
+        evaluation=evaluation))
     promoted = status == APPROVED
 
     def export() -> None:
@@ -124,14 +133,18 @@ def run_pipeline(
     stage("export", export)
     log(f"  registered {version.name} as {status}"
         + (" (now serving)" if promoted else f"; the approved model stays {champion.name if champion else 'none'}"))
-    (run_dir / "run.json").write_text(json.dumps({
-        "run_id": run_id, "status": "Succeeded", "version": version.name, "promoted": promoted,
-        "timings": timings, "evaluation": str(Path("reports") / "evaluation" / EVALUATION_FILE),
-    }, indent=1))
+    runs.finish_record(
+        run_dir, record, runs.state_of("succeeded", promoted=promoted),
+        status="Succeeded", version=version.name, promoted=promoted,
+        timings=timings, evaluation=str(Path("reports") / "evaluation" / EVALUATION_FILE),
+        settings=str(Path("input") / SETTINGS_FILE), derived_settings=derived or {},
+        spec=runs.describe_spec(evaluation.get("spec")), metrics=runs.headline(evaluation.get("challenger")),
+        reason=evaluation["gate"]["reason"])
     return RunResult(run_id, run_dir, version, promoted, evaluation, timings)
 
 
-def _fail(run_dir: Path, stage: str, err: Exception) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps(
-        {"status": "Failed", "stage": stage, "reason": str(err)}, indent=1))
+def _fail(run_dir: Path, record: dict[str, Any], stage: str, err: Exception) -> None:
+    from pipeline_code.engine.dataset import DataValidationError
+
+    outcome = "refused" if isinstance(err, DataValidationError) else "failed"  # refused at validation
+    runs.finish_record(run_dir, record, runs.state_of(outcome), status="Failed", stage=stage, reason=str(err))
