@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import free_port
 
@@ -14,6 +15,7 @@ def test_demo_ends_with_a_served_forecast(tmp_path):
     workdir = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "pipeline_code.cli.main", "demo", "--once", "--quiet", "--cv-step", "4",
+         "--settings", str(Path(__file__).with_name("fast.settings.json")),
          "--workdir", str(workdir), "--port", str(free_port())],
         capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"},
     )
@@ -36,6 +38,7 @@ def test_a_busy_port_is_a_clear_error_not_a_hang(tmp_path):
         port = busy.getsockname()[1]
         result = subprocess.run(
             [sys.executable, "-m", "pipeline_code.cli.main", "demo", "--once", "--quiet", "--cv-step", "8",
+             "--settings", str(Path(__file__).with_name("fast.settings.json")),
              "--workdir", str(tmp_path / "demo"), "--port", str(port)],
             capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"},
         )
