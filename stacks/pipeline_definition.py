@@ -27,6 +27,8 @@ from stacks.asl import SAGEMAKER_SYNC, SDK, SNS_PUBLISH, States, initial_retries
 from stacks.settings import InfraSettings
 
 PROCESSING_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.processing"]
+# The console's page of an execution, followed by its ARN (it names the region).
+EXECUTION_LINK = "https://console.aws.amazon.com/states/home#/v2/executions/details/"
 EVALUATION_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.evaluation"]
 OBJECTIVE_METRIC = "cv_mse"
 OBJECTIVE_REGEX = r"cv_mse=([0-9.eE+-]+);"
@@ -449,9 +451,11 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "TopicArn": refs.topic_arn,
                 "Subject": "forecast-mlops: new model approved",
                 "Message.$": (
-                    f"States.Format('Run {{}} registered model package {{}} as Approved (challenger MASE {{}}; {{}}). "
-                    f"The deploy state machine now deploys it to endpoint {s.endpoint_name}.', "
-                    f"$.runId, $.modelPackage.arn, {report}.challenger.mase, {report}.gate.reason)"
+                    f"States.Format('Run {{}} on {{}}: promoted. Gate: {{}}. Backtest MASE {{}}, 95% interval "
+                    f"coverage {{}}. Registered model package {{}} as Approved; the deploy state machine now "
+                    f"deploys it to endpoint {s.endpoint_name}. Execution: {EXECUTION_LINK}{{}}', "
+                    f"$.runId, $.upload.key, {report}.gate.reason, {report}.challenger.mase, "
+                    f"{report}.challenger.coverage_95, $.modelPackage.arn, $$.Execution.Id)"
                 ),
             },
             "Approved",
@@ -463,10 +467,12 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "TopicArn": refs.topic_arn,
                 "Subject": "forecast-mlops: candidate not promoted",
                 "Message.$": (
-                    "States.Format('Run {} registered model package {} as PendingManualApproval "
-                    "(gate passed: {}; {}). The endpoint was not changed; approving the package in the "
-                    "registry deploys it.', $.runId, $.modelPackage.arn, "
-                    f"{report}.gate.passed, {report}.gate.reason)"
+                    "States.Format('Run {} on {}: not promoted (gate passed: {}). Gate: {}. Backtest MASE {}, "
+                    "95% interval coverage {}. Registered model package {} as PendingManualApproval; the "
+                    "endpoint was not changed; approving the package in the registry deploys it. "
+                    f"Execution: {EXECUTION_LINK}{{}}', $.runId, $.upload.key, "
+                    f"{report}.gate.passed, {report}.gate.reason, {report}.challenger.mase, "
+                    f"{report}.challenger.coverage_95, $.modelPackage.arn, $$.Execution.Id)"
                 ),
             },
             "NotPromoted",

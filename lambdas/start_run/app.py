@@ -98,6 +98,18 @@ def _read(bucket: str, key: str, limit: int, *, version: str | None = None, what
     return response["Body"].read()
 
 
+def superseded(bucket: str, key: str, version: str) -> bool:
+    """Whether a newer upload of the same key replaced this one: uploads of one dataset that queue up
+    during a run collapse to the newest (its own event comes later in the FIFO queue)."""
+    try:
+        current = _s3().head_object(Bucket=bucket, Key=key).get("VersionId")
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return True  # deleted since: nothing to run
+        raise
+    return current is not None and current != version
+
+
 def run_document(bucket: str, key: str, version: str | None) -> Settings:
     """The run's settings: every layer, then the data; raises SettingsError naming the key."""
     layers = [(DEPLOYMENT_LAYER, json.loads(os.environ.get("RUN_DEFAULTS") or "{}"))]
@@ -147,7 +159,7 @@ def refuse(bucket: str, key: str, name: str, err: SettingsError) -> None:
 
 
 def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
-    """'started', 'duplicate', 'ignored', 'refused' or 'busy' (retry later)."""
+    """'started', 'duplicate', 'ignored', 'superseded', 'refused' or 'busy' (retry later)."""
     detail = event_body.get("detail", {})
     bucket = detail.get("bucket", {}).get("name")
     obj = detail.get("object", {})
@@ -160,6 +172,9 @@ def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
         LOG.info("settings file %s waits for its data (upload the CSV after it)", key)
         return "ignored"
     version = obj.get("version-id") or obj.get("etag") or ""
+    if obj.get("version-id") and superseded(bucket, key, obj["version-id"]):
+        LOG.info("%s version %s is superseded by a newer upload, which has its own turn", key, obj["version-id"])
+        return "superseded"
     name = run_id(key, version)
     running = _running(state_machine_arn)
     if name in running:

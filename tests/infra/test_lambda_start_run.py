@@ -180,6 +180,20 @@ def test_an_upload_during_a_run_waits_in_the_queue(world):
     assert len(world.executions()) == 2
 
 
+def test_uploads_queued_during_a_run_collapse_to_the_newest(world):
+    start_run.handler(world.upload("raw/first.csv"))  # a run is going
+    older = world.upload("raw/g.csv", message_id="m2")
+    newer = world.upload("raw/g.csv", weekly_csv(rows=610), message_id="m3")
+    (running,) = world.executions()
+    world.sfn.stop_execution(executionArn=running["executionArn"])
+    assert start_run.handler(older) == {"batchItemFailures": []}  # superseded: starts nothing
+    assert len(world.executions()) == 1
+    assert start_run.handler(newer) == {"batchItemFailures": []}
+    names = {e["name"] for e in world.executions()}
+    version = json.loads(newer["Records"][0]["body"])["detail"]["object"]["version-id"]
+    assert start_run.run_id("raw/g.csv", version) in names and len(names) == 2
+
+
 def test_events_outside_raw_are_ignored(world):
     assert start_run.handler(event("forecasts/latest/forecast.csv")) == {"batchItemFailures": []}
     assert start_run.handler(event("raw/folder/")) == {"batchItemFailures": []}
