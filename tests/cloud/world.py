@@ -19,7 +19,6 @@ Every AWS call made for a role is checked against that role's policy and the ser
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import logging
@@ -56,25 +55,6 @@ SYNC_RULES = {"createProcessingJob": "StepFunctionsGetEventsForSageMakerProcessi
               "createHyperParameterTuningJob": "StepFunctionsGetEventsForSageMakerTuningJobsRule"}
 PACKAGE_EVENT = "SageMaker Model Package State Change"
 SETTLE_TIMEOUT_SECONDS = 900.0  # bounds a hang only
-
-
-def fast(definition: dict[str, Any]) -> dict[str, Any]:
-    """Test-only: no real waiting in Wait states and retries (the logic is unchanged)."""
-    d = copy.deepcopy(definition)
-
-    def walk(states: dict[str, Any]) -> None:
-        for state in states.values():
-            if state["Type"] == "Wait":
-                state.pop("SecondsPath", None)
-                state["Seconds"] = 0
-            for retry in state.get("Retry", []):
-                retry.update(IntervalSeconds=1, MaxDelaySeconds=1)
-                retry.pop("JitterStrategy", None)
-            if state["Type"] == "Map":
-                walk((state.get("ItemProcessor") or state["Iterator"])["States"])
-
-    walk(d["States"])
-    return d
 
 
 def matches(pattern: Any, value: Any) -> bool:
@@ -153,7 +133,7 @@ class CloudWorld:
             if arn in targets:
                 role = self.stack.machine_role(lid)
                 created = sfn.create_state_machine(
-                    name=lid, definition=json.dumps(fast(self.stack.definition(lid))),
+                    name=lid, definition=json.dumps(aws_fakes.fast(self.stack.definition(lid))),
                     roleArn=f"arn:aws:iam::{ACCOUNT}:role/{role}")["stateMachineArn"]
                 assert created == arn, (created, arn)
                 self.machines[arn] = role

@@ -26,6 +26,7 @@ What moto lacks, added here and only here (never in product code):
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import tarfile
@@ -325,3 +326,22 @@ def state_sequence(sfn, execution_arn: str) -> list[str]:
 def failure_events(sfn, execution_arn: str) -> list[dict[str, Any]]:
     events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
     return [e for e in events if e["type"] in ("TaskFailed", "ExecutionFailed")]
+
+
+def fast(definition: dict[str, Any]) -> dict[str, Any]:
+    """Test-only: no real waiting in Wait states and retries (the logic is unchanged)."""
+    d = copy.deepcopy(definition)
+
+    def walk(states: dict[str, Any]) -> None:
+        for state in states.values():
+            if state["Type"] == "Wait":
+                state.pop("SecondsPath", None)
+                state["Seconds"] = 0
+            for retry in state.get("Retry", []):
+                retry.update(IntervalSeconds=1, MaxDelaySeconds=1)
+                retry.pop("JitterStrategy", None)
+            if state["Type"] == "Map":
+                walk((state.get("ItemProcessor") or state["Iterator"])["States"])
+
+    walk(d["States"])
+    return d

@@ -11,7 +11,6 @@ EventBridge pattern matcher) and, when it matches, starts the synthesized deploy
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import logging
@@ -30,7 +29,7 @@ from stacks.pipeline_definition import Refs, build_definition
 from stacks.settings import InfraSettings
 from tests.infra import synth
 from tests.integration import aws_fakes
-from tests.integration.aws_fakes import evaluation_report, state_sequence, wait_for
+from tests.integration.aws_fakes import evaluation_report, fast, state_sequence, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = (REPO / "pipeline_code" / "data" / "us_gasoline.csv").read_bytes()  # the starter validates uploads
@@ -45,26 +44,6 @@ def _load(name: str):
 
 
 start_run = _load("start_run")
-
-
-def fast(definition: dict[str, Any]) -> dict[str, Any]:
-    """Test-only: no real waiting between endpoint polls and retries (the logic is unchanged)."""
-    d = copy.deepcopy(definition)
-
-    def walk(states: dict[str, Any]) -> None:
-        for state in states.values():
-            if state["Type"] == "Wait":
-                state.pop("SecondsPath", None)
-                state["Seconds"] = 0
-            for retry in state.get("Retry", []):
-                retry["IntervalSeconds"] = 1
-                retry["MaxDelaySeconds"] = 1
-                retry.pop("JitterStrategy", None)
-            if state["Type"] == "Map":
-                walk(state["ItemProcessor"]["States"])
-
-    walk(d["States"])
-    return d
 
 
 class Pipeline:
