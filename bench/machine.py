@@ -30,3 +30,13 @@ def header(title: str, command: str) -> str:
         f"- date: {now}\n"
         f"- command: `{command}`\n"
     )
+
+
+def write_table(name: str, lines: list[str]) -> None:
+    """Close a results table with the load average (a shared machine: seconds are indicative), then
+    write it to bench/results/<name> and print it."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    lines = [*lines, "", f"Load average after the runs: {load} (a shared machine: seconds are indicative).", ""]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / name).write_text("\n".join(lines))
+    print("\n".join(lines))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .machine import RESULTS, header
+from .machine import header, write_table
 
 COMMAND = "python -m bench.pipeline_bench"
 
@@ -70,15 +70,7 @@ def main() -> None:
               "| family | seconds per split (median over runs) |", "| --- | --- |"]
     for family in results[0][2]:
         lines.append(f"| {family} | {np.median([r[2][family] for r in results]):.4f} |")
-    try:
-        load = Path("/proc/loadavg").read_text().split()[:3]
-    except OSError:
-        load = None
-    lines += ["", f"Load average after the runs: {load} (a shared machine: seconds are indicative)."]
-    lines.append("")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pipeline.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_table("pipeline.md", lines)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .machine import RESULTS, header
+from .machine import header, write_table
 
 COMMAND = "python -m bench.rows_bench"
 LAST = date(2025, 1, 3)  # a Friday: the series ends here, whatever its length
@@ -108,12 +107,7 @@ def main() -> None:
              "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['rows']} | {r['cpu']:.1f} s | {r['seconds']:.1f} s | {r['tune_seconds']:.1f} s |"
               f" {r['splits']} | {r['peak_mb']:.0f} MB |" for r in results]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    lines += ["", f"Load average after the runs: {load} (a shared machine: seconds are indicative)."]
-    lines.append("")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "rows.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_table("rows.md", lines)
 
 
 if __name__ == "__main__":
