@@ -66,6 +66,11 @@ def asl_actions(definition: dict[str, Any]) -> dict[str, set[str]]:
     return out
 
 
+# API operations authorized by another action. HeadObject needs s3:GetObject:
+# https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html
+AUTHORIZED_AS = {"s3:HeadObject": "s3:GetObject"}
+
+
 def boto3_actions(source: Path, function: str | None = None) -> set[str]:
     """IAM actions of the boto3 calls in a Lambda module (or in one of its functions)."""
     tree = ast.parse(source.read_text())
@@ -101,7 +106,8 @@ def boto3_actions(source: Path, function: str | None = None) -> set[str]:
                 elif isinstance(value, ast.Name) and value.id in variables:
                     service = variables[value.id]
                 if service and not sub.attr.startswith(("exceptions", "meta", "get_paginator")):
-                    actions.add(f"{IAM_PREFIX[service]}:{_camel(sub.attr)}")
+                    action = f"{IAM_PREFIX[service]}:{_camel(sub.attr)}"
+                    actions.add(AUTHORIZED_AS.get(action, action))
             if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id in helpers:
                 if sub.func.id not in seen and sub.func.id not in factories:
                     seen.add(sub.func.id)
