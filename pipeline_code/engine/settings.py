@@ -169,6 +169,39 @@ class GateSettings:
     coverage_levels: tuple[float, ...] = (0.8, 0.95)
 
 
+FILL_METHODS = ("none", "interpolate", "value", "median", "mean")
+SELECTIONS = ("per_series", "global")
+AMAZON_FORECAST_COLUMNS = ("item_id", "timestamp", "target_value")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesSettings:
+    """Many series in one upload: a long ``item_id,timestamp,value`` file (docs/panel.md)."""
+
+    # More series than this refuses the upload.
+    max_series: int = 100_000
+    # Missing periods inside a series ("middle") and between its last timestamp and the panel's
+    # ("end"), after data.max_gap_periods: "none" refuses them (as for one series), "interpolate"
+    # (log-linear), "value" (fill_value), "median" or "mean" (of the series), like Amazon Forecast's
+    # filling options. Leading missing values start the series later (Amazon Forecast's frontfill none).
+    fill_middle: str = "none"
+    fill_end: str = "none"
+    fill_value: float | None = None
+    # Column order of a headerless file, as in an Amazon Forecast dataset schema.
+    columns: tuple[str, ...] = AMAZON_FORECAST_COLUMNS
+    # Model choice: a family (or combination) per series, or one global specification for all.
+    selection: str = "per_series"
+    # Families each series chooses from (engine/families/registry.py).
+    families: tuple[str, ...] = ("seasonal_naive", "ets", "theta")
+    # Panel CV: cutoffs shared by every series (PanelSplit), ``cutoff_step`` periods apart.
+    cutoffs: int = 4
+    cutoff_step: int = 0  # 0: the horizon
+    # The model of a series too short for the families, reported with the reason.
+    fallback: str = "seasonal_naive"
+    # Training shards in the cloud: one SageMaker instance each (ShardedByS3Key).
+    instances: int = 1
+
+
 # The serving limit's environment variable (the endpoint's and the invoke Lambda's) and its range.
 MAX_PERIODS_ENV = "FORECAST_MAX_PERIODS"
 MAX_PERIODS_LIMIT = 10_000
@@ -205,6 +238,7 @@ class Settings:
     search: SearchSpace = field(default_factory=SearchSpace)
     gate: GateSettings = field(default_factory=GateSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    series: SeriesSettings = field(default_factory=SeriesSettings)
 
     # ---- derived ---------------------------------------------------------------------------------
     def min_observations(self) -> int:
@@ -330,8 +364,31 @@ class Settings:
         check(1 <= s.max_periods <= MAX_PERIODS_LIMIT,
               f"serve.max_periods: must be in 1..{MAX_PERIODS_LIMIT}, got {s.max_periods}")
         check(1 <= s.port <= 65535, f"serve.port: must be in 1..65535, got {s.port}")
+        problems += self.series_problems()
         if problems:
             raise SettingsError(problems, source)
+
+
+    def series_problems(self) -> list[str]:
+        """The ``series`` section's rules."""
+        m = self.series
+        rules = [
+            (1 <= m.max_series <= 10_000_000, f"series.max_series: must be in 1..10000000, got {m.max_series}"),
+            (m.fill_middle in FILL_METHODS, f"series.fill_middle: must be one of {list(FILL_METHODS)}, got {m.fill_middle!r}"),
+            (m.fill_end in FILL_METHODS, f"series.fill_end: must be one of {list(FILL_METHODS)}, got {m.fill_end!r}"),
+            ("value" not in (m.fill_middle, m.fill_end) or (m.fill_value is not None and m.fill_value > 0),
+             "series.fill_value: a positive number is needed when a fill method is \"value\""),
+            (sorted(m.columns) == sorted(AMAZON_FORECAST_COLUMNS),
+             f"series.columns: must order {list(AMAZON_FORECAST_COLUMNS)}, got {list(m.columns)}"),
+            (m.selection in SELECTIONS, f"series.selection: must be one of {list(SELECTIONS)}, got {m.selection!r}"),
+            (bool(m.families) and len(set(m.families)) == len(m.families) and set(m.families) <= set(FAMILY_NAMES),
+             f"series.families: must be distinct names from {list(FAMILY_NAMES)}, got {list(m.families)}"),
+            (1 <= m.cutoffs <= 52, f"series.cutoffs: must be in 1..52, got {m.cutoffs}"),
+            (m.cutoff_step >= 0, f"series.cutoff_step: must be >= 0 (0: the horizon), got {m.cutoff_step}"),
+            (m.fallback in FAMILY_NAMES, f"series.fallback: must be one of {list(FAMILY_NAMES)}, got {m.fallback!r}"),
+            (1 <= m.instances <= 100, f"series.instances: must be in 1..100, got {m.instances}"),
+        ]
+        return [message for ok, message in rules if not ok]
 
 
 # ---- layers and what the data implies -----------------------------------------------------------
