@@ -172,6 +172,22 @@ class GateSettings:
 FILL_METHODS = ("none", "interpolate", "value", "median", "mean")
 SELECTIONS = ("per_series", "global")
 AMAZON_FORECAST_COLUMNS = ("item_id", "timestamp", "target_value")
+# An item id (a series' key in a panel upload, an artifact and a request): 1..256 characters, no
+# control characters (Amazon Forecast's item_id is a string of at most 256 characters).
+MAX_ITEM_ID_LENGTH = 256
+
+
+def item_id_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid item id (None when it is); the one rule for data, artifact and API."""
+    if not isinstance(value, str):
+        return f"an item id must be a string, got {type(value).__name__}"
+    if not value:
+        return "an item id must not be empty"
+    if len(value) > MAX_ITEM_ID_LENGTH:
+        return f"an item id has at most {MAX_ITEM_ID_LENGTH} characters, got {len(value)}"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+        return f"an item id must not hold control characters, got {value[:40]!r}"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
