@@ -3,12 +3,17 @@ so tests and the local runner can point it at a temporary folder."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
 
 ROOT_ENV = "FORECAST_MLOPS_ML_ROOT"
+# A panel's sharded fit (a processing job, which has no hyperparameters): the best training job's
+# hyperparameters as JSON (stacks/pipeline_definition.py sets it; entrypoints/panel_fit.py reads it).
+HYPERPARAMETERS_ENV = "FORECAST_HYPERPARAMETERS"
 
 
 def ml_root() -> Path:
@@ -21,6 +26,20 @@ def processing_input(name: str) -> Path:
 
 def processing_output(name: str = "") -> Path:
     return ml_root() / "processing" / "output" / name
+
+
+def current_host() -> str:
+    """This instance's name among a processing job's instances (``algo-1``..``algo-N``), from
+    ``/opt/ml/config/resourceconfig.json``.
+    https://docs.aws.amazon.com/sagemaker/latest/dg/build-your-own-processing-container.html"""
+    path = ml_root() / "config" / "resourceconfig.json"
+    try:
+        host = json.loads(path.read_text())["current_host"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: no current_host ({err})") from None
+    if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", host):
+        raise ValueError(f"{path}: current_host {host!r} is not a host name")
+    return host
 
 
 def training_paths() -> dict[str, Path]:

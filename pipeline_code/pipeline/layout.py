@@ -11,6 +11,7 @@ these names (docs/design.md, "S3 layout")::
     runs/<run-id>/reports/{processing,evaluation}/       reports
     runs/<run-id>/models/, checkpoints/, forecast/       training artifacts, spot checkpoints, the forecast
     runs/<run-id>/models/served/model.tar.gz             the model evaluation chose to serve (registered)
+    runs/<run-id>/models/shards/<host>/                  a panel's partial models, one per fit instance
     forecasts/<run-id>/forecast.csv, forecasts/latest/forecast.csv
 """
 
@@ -34,6 +35,9 @@ MODELS = "models/"
 # The model evaluation chose to serve (the challenger, or on a first run a better baseline), packed as
 # SageMaker packs a training job's: what registration registers.
 SERVED_MODEL = "models/served/"
+# A panel's sharded fit: each instance's partial panel under its host name (models/shards/algo-N/),
+# merged by evaluation into one model.
+SHARD_MODELS = "models/shards/"
 MODEL_ARCHIVE = "model.tar.gz"
 CHECKPOINTS = "checkpoints/"
 FORECAST = "forecast/"
