@@ -1,0 +1,360 @@
+"""Fit and backtest a panel (many series): a model per series chosen by its CV MASE on cutoffs shared
+by the panel (or one global specification), intervals calibrated on the panel's pooled normalised
+errors, series spread over processes. Cost is linear in the number of series: each series is fitted
+on its own; only the calibration pool (at most ``panel_cv.POOL_ROWS`` rows) is panel-wide.
+
+The global choices, a plain dict the tuning job may tune (``panel_parameter_ranges``):
+
+- ``family``: ``"per_series"`` (each series chooses among ``series.families`` and their equal-weight
+  combination), or one of those (``"combination"`` included) for every series;
+- ``history``: what the statsforecast families train on, ``"window"`` (the CV window) or ``"all"``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from pipeline_code import __version__
+from pipeline_code.engine.core.artifact import ModelArtifact
+from pipeline_code.engine.core.calendar import parse_freq
+from pipeline_code.engine.estimator import HISTORY_POINTS
+from pipeline_code.engine.families.base import ALL, WINDOW, Context
+from pipeline_code.engine.families.combination import COMBINATION
+from pipeline_code.engine.families.registry import family
+from pipeline_code.engine.panel_cv import (
+    LEVELS, ItemBacktest, PanelCV, cutoffs_before, interval, panel_cutoffs, pooled,
+)
+from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run
+from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.workers import worker_pool
+
+PER_SERIES = "per_series"
+CALIBRATION_METHOD = "pooled panel conformal: log errors over each series' one-step model standard deviation"
+_PLAN: dict[str, Plan] = {}
+
+
+@dataclass
+class PanelFit:
+    """Every series' artifact (``core.artifact``), its choice, the CV on the shared cutoffs (of the
+    chosen models, on the cutoffs that chose them: optimistic; ``backtest_panel`` is the honest one)
+    and the report."""
+
+    artifacts: dict[str, ModelArtifact]
+    choices: dict[str, dict[str, Any]]
+    cv: PanelCV
+    report: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)  # the panel's, for ``save_panel``
+
+    @property
+    def objective(self) -> float:
+        """The tuning objective: mean MASE over series of the choice made on earlier cutoffs only."""
+        return float(self.report["objective"]["mase"])
+
+
+def fit_panel(panel: Any, settings: Settings, *, choice: dict | None = None, jobs: int = 1,
+              counterfactual: dict[str, np.ndarray] | None = None) -> PanelFit:
+    """Choose and fit a model per series (see the module docstring for ``choice``)."""
+    started = time.perf_counter()
+    choice = resolve_choice(settings, choice)
+    step = cutoff_step(settings)
+    cutoffs = panel_cutoffs(panel, horizon=settings.data.horizon, cutoffs=settings.series.cutoffs, step=step)
+    if choice["family"] == PER_SERIES and settings.series.selection == "global":
+        scored, _, _ = run_panel(panel, settings, choice, [], jobs, counterfactual, fit=False)
+        choice = {**choice, "family": best_global(scored)}
+    outcomes, axis, plan = run_panel(panel, settings, choice, [], jobs, counterfactual)
+    pool = pooled([o.choices[-1].splits.normalised() for o in outcomes.values()], settings.data.horizon)
+    cv = PanelCV({item: _item_cv(o.choices[-1].splits, o.choices[-1].key, pool, axis.dates)
+                  for item, o in outcomes.items()}, settings.data.horizon, panel.freq)
+    artifacts = {item: _artifact(panel.series[item], o, plan, pool) for item, o in outcomes.items()}
+    choices = {item: _choice_record(o, plan) for item, o in outcomes.items()}
+    seconds = time.perf_counter() - started
+    objective = _objective(outcomes.values())
+    report = {
+        "items": len(outcomes),
+        "horizon": settings.data.horizon,
+        "cutoffs": [c.isoformat() for c in cutoffs],
+        "cutoff_step": step,
+        "choice": choice,
+        "families": _counts(c["family"] for c in choices.values()),
+        "fallbacks": {item: c["reason"] for item, c in choices.items() if c.get("reason")},
+        "failures": {item: o.failures for item, o in outcomes.items() if o.failures},
+        "fills": dict(getattr(panel, "fills", {}) or {}),
+        "panel": cv.panel,
+        "objective": {"mase": objective, "how": "mean over series of the CV MASE of the choice made on "
+                      "earlier cutoffs only (each cutoff after the first)"},
+        "per_item": {item: {**choices[item], **cv.per_item.get(item, {})} for item in outcomes},
+        "calibration": {"method": CALIBRATION_METHOD, "rows": int(pool.shape[0])},
+        "seconds": round(seconds, 3),
+        "seconds_per_series": round(seconds / max(len(outcomes), 1), 5),
+        "jobs": jobs,
+    }
+    metadata = {
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "horizon": settings.data.horizon,
+        "cutoffs": report["cutoffs"],
+        "choice": choice,
+        "metrics": {f"cv_{k}": v for k, v in cv.panel.items()},
+        "objective": {"cv_mase_rolling": objective},
+        "calibration": report["calibration"],
+        "libraries": {"forecast_mlops": __version__, "numpy": np.__version__,
+                      "python": platform.python_version()},
+    }
+    return PanelFit(artifacts, choices, cv, report, metadata)
+
+
+def backtest_panel(panel: Any, settings: Settings, *, choice: dict | None = None, cutoffs: list[date],
+                   jobs: int = 1) -> PanelCV:
+    """Forecast from each evaluation cutoff with the procedure re-run on the data before it: the
+    choice looks at the ``series.cutoffs`` cutoffs whose horizon ends before it, the intervals pool
+    those cutoffs' errors; nothing at or after the evaluation cutoff is used but its actuals."""
+    if not cutoffs:
+        raise ValueError("backtest_panel needs at least one evaluation cutoff")
+    choice = resolve_choice(settings, choice)
+    outcomes, _, _ = run_panel(panel, settings, choice, sorted(cutoffs), jobs, None)
+    h = settings.data.horizon
+    per_item: dict[str, list[tuple[date, str, Splits, np.ndarray]]] = {item: [] for item in outcomes}
+    items: dict[str, ItemBacktest] = {}
+    for e, when in enumerate(sorted(cutoffs)):
+        pool = pooled([o.choices[e].splits.normalised() for o in outcomes.values()], h)
+        for item, o in outcomes.items():
+            at = o.choices[e].at
+            if at is not None:
+                per_item[item].append((when, o.choices[e].key, at, pool))
+    for item, rows in per_item.items():
+        items[item] = _stack(rows, h)
+    return PanelCV(items, h, panel.freq)
+
+
+# ---- choices -------------------------------------------------------------------------------------
+
+def resolve_choice(settings: Settings, choice: dict | None) -> dict[str, str]:
+    """The global choices with their defaults; a bad key or value is a ValueError naming it."""
+    choice = dict(choice or {})
+    unknown = sorted(set(choice) - {"family", "history"})
+    if unknown:
+        raise ValueError(f"panel choice: unknown key(s) {unknown}; expected 'family' and 'history'")
+    families = choice_families(settings)
+    out = {"family": str(choice.get("family", PER_SERIES)), "history": str(choice.get("history", WINDOW))}
+    if out["family"] not in families:
+        raise ValueError(f"panel choice family: {out['family']!r} is not one of {families}")
+    if out["history"] not in (WINDOW, ALL):
+        raise ValueError(f"panel choice history: {out['history']!r} is not one of {[WINDOW, ALL]}")
+    return out
+
+
+def choice_families(settings: Settings) -> list[str]:
+    """What the ``family`` choice may be: per series, a family of ``series.families``, or their
+    combination (with two or more)."""
+    names = list(settings.series.families)
+    return [PER_SERIES, *names, *([COMBINATION] if len(names) > 1 else [])]
+
+
+def choice_from_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, str]:
+    """The global choices from a training job's hyperparameters (strings; other keys ignored)."""
+    return {k: str(hyperparameters[k]) for k in ("family", "history") if k in hyperparameters}
+
+
+def panel_parameter_ranges(settings: Settings) -> dict[str, Any]:
+    """The SageMaker tuning job's ParameterRanges for the panel's global choices, each a categorical
+    (names and values are strings; the objective is the panel's rolling-choice mean CV MASE).
+
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ParameterRanges.html
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html
+    """
+    histories = [h for h in (WINDOW, ALL) if h in settings.search.histories] or [WINDOW]
+    return {
+        "CategoricalParameterRanges": [
+            {"Name": "family", "Values": choice_families(settings)},
+            {"Name": "history", "Values": histories},
+        ],
+        "IntegerParameterRanges": [],
+        "ContinuousParameterRanges": [],
+    }
+
+
+def family_candidate(name: str, settings: Settings, history: str) -> dict[str, Any]:
+    """A family's candidate for a panel: the first of its search space training on the chosen history
+    and the counterfactual series (or simply its first)."""
+    found = family(name).candidates(settings)
+    if not found:
+        raise ValueError(f"family {name!r} has no candidate for these settings")
+    return next((c for c in found if c.get("history", history) == history
+                 and int(c.get("use_counterfactual_data", 1)) == 1), found[0])
+
+
+def panel_candidates(settings: Settings, choice: dict[str, str]) -> tuple[dict[str, dict], tuple[str, ...], str]:
+    """Candidates to forecast (key -> candidate), the keys to choose among, and the fallback's key."""
+    names = list(settings.series.families)
+    fallback = settings.series.fallback
+    candidates = {name: family_candidate(name, settings, choice["history"])
+                  for name in dict.fromkeys([*names, fallback])}
+    if len(names) > 1:
+        members = [candidates[n] for n in names]
+        candidates[COMBINATION] = {"family": COMBINATION, "kind": "equal", "members": members,
+                                   "weights": [round(1.0 / len(names), 12)] * len(names)}
+    if choice["family"] == PER_SERIES:
+        keys = tuple([*names, *([COMBINATION] if len(names) > 1 else [])])
+    else:
+        keys = (choice["family"],)
+    return candidates, keys, fallback
+
+
+def best_global(outcomes: dict[str, Outcome]) -> str:
+    """The key with the lowest mean CV MASE over the series every key scored on."""
+    keys = next(iter(outcomes.values())).scores.keys() if outcomes else []
+    rows = [o.scores for o in outcomes.values() if all(np.isfinite(o.scores[k]) for k in keys)]
+    if not rows:
+        raise ValueError("no series has a CV score for every family: cannot choose a global one")
+    return min(keys, key=lambda k: float(np.mean([r[k] for r in rows])))
+
+
+def cutoff_step(settings: Settings) -> int:
+    return settings.series.cutoff_step or settings.data.horizon
+
+
+# ---- running over the series -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Axis:
+    """The panel's global period numbers: period 0 is the earliest first timestamp."""
+
+    start: date
+    freq: str
+    dates: list[date]  # every split's cutoff, ascending (positions as in the plan)
+
+    def number(self, day: date) -> int:
+        return parse_freq(self.freq).steps_between(self.start, day)
+
+
+def run_panel(panel: Any, settings: Settings, choice: dict[str, str], evaluation: list[date], jobs: int,
+              counterfactual: dict[str, np.ndarray] | None, *, fit: bool = True
+              ) -> tuple[dict[str, Outcome], Axis, Plan]:
+    """Run every series with one plan: without ``evaluation`` cutoffs, the choice after the data (and
+    the final fit, if ``fit``); else a choice and a forecast at each evaluation cutoff."""
+    final = not evaluation
+    calendar = parse_freq(panel.freq)
+    h, k, step = settings.data.horizon, settings.series.cutoffs, cutoff_step(settings)
+    whens = [calendar.shift(panel.end, 1)] if final else list(evaluation)
+    selections = [cutoffs_before(w, horizon=h, cutoffs=k, step=step, calendar=calendar) for w in whens]
+    dates = sorted(set(d for s in selections for d in s) | (set() if final else set(whens)))
+    start = min(panel.series[i].timestamps[0] for i in panel.items)
+    axis = Axis(start, panel.freq, dates)
+    plan = _plan(settings, choice, axis, [] if final else whens, selections, fit=final and fit)
+    return _run_all(panel, plan, axis, counterfactual or {}, jobs), axis, plan
+
+
+def _plan(settings: Settings, choice: dict[str, str], axis: Axis, whens: list[date],
+          selections: list[list[date]], *, fit: bool) -> Plan:
+    candidates, keys, fallback = panel_candidates(settings, choice)
+    numbers = np.array([axis.number(d) for d in axis.dates], dtype=np.int64)
+    position = {d: i for i, d in enumerate(axis.dates)}
+    points: list[int | None] = [axis.number(w) for w in whens] if whens else [None]
+    evaluations = tuple((p, tuple(position[d] for d in s)) for p, s in zip(points, selections))
+    ctx = Context.from_settings(settings)
+    return Plan(candidates, keys, fallback, numbers, evaluations, ctx, fit)
+
+
+def _run_all(panel: Any, plan: Plan, axis: Axis, counterfactual: dict[str, np.ndarray], jobs: int
+             ) -> dict[str, Outcome]:
+    tasks = []
+    for item in panel.items:
+        s = panel.series[item]
+        observed = np.asarray(s.values, float)
+        tasks.append((item, observed, np.asarray(counterfactual.get(item, observed), float),
+                      axis.number(s.timestamps[0])))
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    if jobs == 1:
+        _init(plan)
+        return {o.item: o for o in _run_chunk(tasks)}
+    size = max(1, min(64, -(-len(tasks) // (jobs * 4))))
+    chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+    with worker_pool(jobs, _init, (plan,)) as pool:  # workers end if this process is killed
+        return {o.item: o for chunk in pool.map(_run_chunk, chunks) for o in chunk}
+
+
+def _init(plan: Plan) -> None:
+    _PLAN["plan"] = plan
+
+
+def _run_chunk(tasks: list[tuple[str, np.ndarray, np.ndarray, int]]) -> list[Outcome]:
+    plan = _PLAN["plan"]
+    return [run(item, observed, target, first, plan) for item, observed, target, first in tasks]
+
+
+# ---- results -------------------------------------------------------------------------------------
+
+def _item_cv(splits: Splits, key: str, pool: np.ndarray, dates: list[date]) -> ItemBacktest:
+    rows = [(dates[p], key, splits.take(np.array([i])), pool) for i, p in enumerate(splits.positions)]
+    return _stack(rows, splits.centre.shape[1] if splits.centre.ndim == 2 else 0)
+
+
+def _stack(rows: list[tuple[date, str, Splits, np.ndarray]], h: int) -> ItemBacktest:
+    """One item's scored splits, each with its interval from its own pool."""
+    lower: dict[float, list[np.ndarray]] = {level: [] for level in LEVELS}
+    upper: dict[float, list[np.ndarray]] = {level: [] for level in LEVELS}
+    for _, _, s, pool in rows:
+        for level in LEVELS:
+            lo, hi = interval(s.centre, s.error_scale, pool, level)
+            lower[level].append(lo)
+            upper[level].append(hi)
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros((0, h))
+
+    return ItemBacktest(
+        cutoffs=[when for when, _, _, _ in rows],
+        families=[key for _, key, _, _ in rows],
+        actual=cat([s.actual for _, _, s, _ in rows]),
+        forecast=cat([np.exp(s.centre + 0.5 * s.variance) for _, _, s, _ in rows]),
+        lower={level: cat(v) for level, v in lower.items()},
+        upper={level: cat(v) for level, v in upper.items()},
+        scale=np.concatenate([s.mase_scale for _, _, s, _ in rows]) if rows else np.zeros(0),
+    )
+
+
+def _choice_record(o: Outcome, plan: Plan) -> dict[str, Any]:
+    chosen = o.choices[-1]
+    record: dict[str, Any] = {"family": chosen.key, "hyperparameters": plan.candidates[chosen.key],
+                              "cv_mase": {k: v for k, v in o.scores.items()}, "window": o.window}
+    if chosen.reason:
+        record["reason"] = chosen.reason
+    return record
+
+
+def _artifact(series: Any, o: Outcome, plan: Plan, pool: np.ndarray) -> ModelArtifact:
+    chosen = o.choices[-1]
+    section = o.section
+    history = series.tail(HISTORY_POINTS)
+    metadata = {"item_id": o.item, "hyperparameters": plan.candidates[chosen.key],
+                "training": {"start": series.timestamps[0].isoformat(), "end": series.timestamps[-1].isoformat(),
+                             "observations": len(series), "window": o.window, "horizon": plan.ctx.horizon},
+                "metrics": {"cv_mase": o.scores.get(chosen.key, float("nan"))}}
+    if chosen.reason:
+        metadata["fallback"] = chosen.reason
+    return ModelArtifact(
+        spec=section.spec, freq=series.freq, last_timestamp=series.timestamps[-1].isoformat(),
+        t_last=len(series) - 1, parameters={**section.parameters, "error_scale": o.error_scale},
+        calibration_errors=pool,
+        history={"timestamps": [t.isoformat() for t in history.timestamps], "values": history.values},
+        metadata=metadata, family=chosen.key if chosen.key == COMBINATION else plan.candidates[chosen.key]["family"],
+        core=section.core,
+    )
+
+
+def _objective(outcomes) -> float:
+    per_series = [total / count for total, count in (o.objective for o in outcomes) if count]
+    return float(np.mean(per_series)) if per_series else float("nan")
+
+
+def _counts(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items()))

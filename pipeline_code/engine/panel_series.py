@@ -1,0 +1,256 @@
+"""One series of a panel: forecast every candidate from each shared cutoff, choose (per evaluation
+point) by the series' own CV MASE, and fit the chosen model on all the data.
+
+Runs in the workers of ``panel_fit`` (processes over chunks of series), so it depends on nothing but
+the series and the :class:`Plan` shared by the whole panel. Everything is in the series' own index:
+the plan's cutoffs are global period numbers and ``first`` is the series' first point's; a split
+trains on ``y[:origin]`` only, so it cannot see the series' future.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline_code.engine.core.paths import log_path
+from pipeline_code.engine.cv import seasonal_naive_scale, window_forecasts
+from pipeline_code.engine.estimator import final_section
+from pipeline_code.engine.families.base import Context, Section, WindowForecasts
+from pipeline_code.engine.families.combination import COMBINATION, combine
+from pipeline_code.engine.families.seasonal_naive import NAME as SEASONAL_NAIVE
+
+# A split is scored only with at least this many seasons of training data before its cutoff (the
+# seasonal families and the MASE scale need a season of differences).
+MIN_SEASONS = 2
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every series of one fit or backtest shares."""
+
+    candidates: dict[str, dict[str, Any]]  # key -> candidate; a combination after its members
+    choose_from: tuple[str, ...]  # the keys a series chooses among (one key: a global choice)
+    fallback: str  # the key of the model of a series that cannot choose
+    cutoffs: np.ndarray  # global period numbers of every split, ascending
+    # (global period number of the evaluation cutoff, or None for the final fit; positions in
+    # ``cutoffs`` of the splits its choice looks at)
+    evaluations: tuple[tuple[int | None, tuple[int, ...]], ...]
+    ctx: Context  # ``window``: the longest CV window (each series' is capped by its length)
+    fit: bool = True  # fit the final model (the final evaluation only)
+
+    @property
+    def min_train(self) -> int:
+        return MIN_SEASONS * self.ctx.period
+
+
+@dataclass
+class Splits:
+    """A candidate's forecasts from the series' scored splits (positions in the plan's cutoffs)."""
+
+    positions: np.ndarray
+    centre: np.ndarray
+    variance: np.ndarray
+    actual: np.ndarray
+    mase_scale: np.ndarray
+
+    @property
+    def error_scale(self) -> np.ndarray:
+        """The scale of each split's log errors: the model's one-step predictive standard deviation."""
+        return np.sqrt(self.variance[:, 0])
+
+    def normalised(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (np.log(self.actual) - self.centre) / self.error_scale[:, None]
+
+    def take(self, rows: np.ndarray) -> "Splits":
+        return Splits(self.positions[rows], self.centre[rows], self.variance[rows], self.actual[rows],
+                      self.mase_scale[rows])
+
+
+@dataclass
+class Chosen:
+    """The choice at one evaluation point: the candidate's key, why it is the fallback (if so), its
+    splits that chose it, and (in a backtest) its forecast from the evaluation cutoff."""
+
+    key: str
+    reason: str | None
+    splits: Splits
+    at: Splits | None = None
+
+
+@dataclass
+class Outcome:
+    """What a worker returns for one series."""
+
+    item: str
+    scores: dict[str, float]  # each candidate's CV MASE on the final choice's splits
+    choices: list[Chosen]  # one per plan evaluation
+    section: Section | None = None  # the final fit
+    error_scale: float = 0.0  # its one-step predictive standard deviation
+    window: int = 0
+    objective: tuple[float, int] = (0.0, 0)  # sum and count of the rolling-choice MASE per split
+    failures: dict[str, str] = field(default_factory=dict)  # candidate -> why it failed
+
+
+def run(item: str, observed: np.ndarray, target: np.ndarray, first: int, plan: Plan) -> Outcome:
+    """Cross-validate, choose and (for the final evaluation) fit one series."""
+    ctx, h = plan.ctx, plan.ctx.horizon
+    n = target.size
+    origins = plan.cutoffs - first
+    ok = (origins >= plan.min_train) & (origins + h <= n)
+    window = int(min(ctx.window, origins[ok].min() if ok.any() else n))
+    ctx = Context(ctx.season_length, window, h, ctx.periods, 1)
+    constant = bool(np.ptp(target) == 0)
+    if ok.any() and not constant:
+        scale = np.zeros(origins.size)
+        scale[ok] = seasonal_naive_scale(target, origins[ok], window, ctx.period)
+        ok &= scale > 0
+    positions = np.flatnonzero(ok) if not constant else np.array([], dtype=int)
+    data = {False: np.asarray(observed, float), True: np.asarray(target, float)}
+    splits, failures = _forecast_all(data, target, origins, positions, plan, ctx)
+
+    choices = []
+    for when, selection in plan.evaluations:
+        usable = np.flatnonzero(np.isin(positions, selection))
+        if constant:
+            key, reason = plan.fallback, f"constant: every value is {target[0]:g}"
+        elif usable.size == 0:
+            start = max(0, int(origins[selection[0]]))
+            key, reason = plan.fallback, (f"too short: {start} observations before the first cutoff; "
+                                          f"the families need {plan.min_train}")
+        else:
+            key, reason = _choose(splits, usable, plan.choose_from, failures)
+            key = key or plan.fallback
+        at = None
+        if when is not None:
+            at = _forecast_at(splits, positions, int(np.searchsorted(plan.cutoffs, when)), key, plan.fallback)
+        choices.append(Chosen(key, reason, splits[key].take(usable), at))
+
+    final = plan.evaluations[-1][1]
+    usable = np.flatnonzero(np.isin(positions, final))
+    out = Outcome(item, {k: _mase(splits[k], usable) for k in plan.choose_from}, choices, window=window,
+                  objective=_rolling_objective(splits, usable, plan), failures=failures)
+    if plan.fit and plan.evaluations[-1][0] is None:
+        out.section, out.error_scale, note = _final_fit(data, choices[-1].key, plan, ctx)
+        if note:
+            last = choices[-1]
+            choices[-1] = Chosen(plan.fallback, note, last.splits.take(np.array([], dtype=int)))
+    return out
+
+
+def _forecast_all(data, target, origins, positions, plan: Plan, ctx: Context
+                  ) -> tuple[dict[str, Splits], dict[str, str]]:
+    """Every candidate's forecasts from the scored splits; a fit that fails is NaN (failed) with the
+    reason, never an exception."""
+    o = origins[positions]
+    actual = target[o[:, None] + np.arange(ctx.horizon)[None, :]] if o.size else np.zeros((0, ctx.horizon))
+    scale = seasonal_naive_scale(target, o, ctx.window, ctx.period) if o.size else np.zeros(0)
+    out: dict[str, Splits] = {}
+    failures: dict[str, str] = {}
+    singles: dict[str, WindowForecasts] = {}
+    for key, candidate in plan.candidates.items():
+        if not o.size:
+            wf = _failed(o, ctx.horizon, None)
+        elif candidate["family"] == COMBINATION:
+            wf = combine([singles[m["family"]] for m in candidate["members"]], candidate["weights"])
+        else:
+            try:
+                wf = window_forecasts(data, candidate, o, ctx)
+            except Exception as err:  # noqa: BLE001 - a family that cannot fit this series is scored failed
+                wf = _failed(o, ctx.horizon, f"{type(err).__name__}: {err}")
+            singles[key] = wf
+        if wf.failed.any() and o.size:
+            failures[key] = wf.reason or "failed"
+        out[key] = Splits(positions, wf.centre, wf.variance, actual, scale)
+    return out, failures
+
+
+def _failed(origins: np.ndarray, horizon: int, reason: str | None) -> WindowForecasts:
+    nan = np.full((origins.size, horizon), np.nan)
+    return WindowForecasts(origins, nan, nan.copy(), np.ones(origins.size, bool), reason)
+
+
+def _point(s: Splits) -> np.ndarray:
+    return np.exp(s.centre + 0.5 * s.variance)
+
+
+def _split_mase(s: Splits) -> np.ndarray:
+    """Per split: mean absolute error over the MASE scale (NaN where the fit failed)."""
+    return np.mean(np.abs(s.actual - _point(s)), axis=1) / s.mase_scale
+
+
+def _mase(s: Splits, rows: np.ndarray) -> float:
+    """CV MASE over ``rows``: infinite if any of them failed, NaN without rows."""
+    if rows.size == 0:
+        return float("nan")
+    values = _split_mase(s)[rows]
+    return float(values.mean()) if np.all(np.isfinite(values)) else float("inf")
+
+
+def _choose(splits: dict[str, Splits], rows: np.ndarray, keys: tuple[str, ...], failures: dict[str, str]
+            ) -> tuple[str | None, str | None]:
+    """The key with the lowest CV MASE over ``rows`` (the first on ties), or None with why."""
+    scores = [_mase(splits[k], rows) for k in keys]
+    best = int(np.argmin(scores))
+    if np.isfinite(scores[best]):
+        return keys[best], None
+    reasons = "; ".join(f"{k}: {failures.get(k, 'failed')}" for k in keys)
+    return None, f"every candidate failed ({reasons})"
+
+
+def _forecast_at(splits: dict[str, Splits], positions: np.ndarray, position: int, key: str,
+                 fallback: str) -> Splits | None:
+    """The chosen candidate's (or, if it failed there, the fallback's) forecast from one split; None
+    when the series is not scored there."""
+    row = np.flatnonzero(positions == position)
+    for k in (key, fallback):
+        s = splits[k].take(row)
+        if row.size and np.all(np.isfinite(s.centre)) and np.all(np.isfinite(s.variance)):
+            return s
+    return None
+
+
+def _rolling_objective(splits: dict[str, Splits], rows: np.ndarray, plan: Plan) -> tuple[float, int]:
+    """The choice's honest CV MASE: at each split, the candidate chosen on the earlier splits whose
+    horizon ended before it (the same splits for a global choice, with nothing to choose)."""
+    total, count = 0.0, 0
+    when = plan.cutoffs[splits[plan.fallback].positions[rows]]
+    for i, row in enumerate(rows):
+        prior = rows[:i][when[:i] + plan.ctx.horizon <= when[i]]
+        if prior.size == 0:
+            continue
+        key = _choose(splits, prior, plan.choose_from, {})[0] or plan.fallback
+        for k in (key, plan.fallback):
+            value = _split_mase(splits[k])[row]
+            if np.isfinite(value):
+                total, count = total + float(value), count + 1
+                break
+    return total, count
+
+
+def _final_fit(data, key: str, plan: Plan, ctx: Context) -> tuple[Section, float, str | None]:
+    """The chosen candidate fitted on all the data; if that fails, the fallback, then naive."""
+    note = None
+    for k in dict.fromkeys((key, plan.fallback)):
+        try:
+            section = final_section(data, plan.candidates[k], ctx)
+            return section, _one_step_sd(section, data[True].size), note
+        except Exception as err:  # noqa: BLE001 - the fallback takes over, with the reason reported
+            note = note or f"{k} final fit failed: {type(err).__name__}: {err}"
+    section = naive_section(data[True], ctx.window)
+    return section, _one_step_sd(section, data[True].size), note
+
+
+def naive_section(y: np.ndarray, window: int) -> Section:
+    """The last value repeated (a seasonal naive section of period 1): what a series too short for
+    one season gets."""
+    z = np.log(np.asarray(y, float))[-window:]
+    sigma2 = float(np.mean(np.diff(z) ** 2)) if z.size > 1 else 0.0
+    return Section(SEASONAL_NAIVE, {"period": 1}, {"last_season": z[-1:], "sigma2": sigma2})
+
+
+def _one_step_sd(section: Section, n: int) -> float:
+    _, variance = log_path(section.core, section.spec, section.parameters, n - 1, 1)
+    return float(np.sqrt(max(float(variance[0]), 0.0)))
