@@ -31,13 +31,15 @@ OPTIONAL_COLUMNS = ("item_id",)
 
 
 class DataValidationError(ValueError):
-    """A series that breaks a rule of the input contract."""
+    """A series that breaks a rule of the input contract; ``item`` names the series of a panel."""
 
-    def __init__(self, rule: str, message: str, line: int | None = None) -> None:
+    def __init__(self, rule: str, message: str, line: int | None = None, *, item: str | None = None) -> None:
         self.rule = rule
         self.line = line
+        self.item = item
         self.message = message
-        where = f" (line {line})" if line is not None else ""
+        places = ([f"line {line}"] if line is not None else []) + ([f"item {_excerpt(item)}"] if item is not None else [])
+        where = f" ({', '.join(places)})" if places else ""
         super().__init__(f"[{rule}]{where} {message}")
 
 
@@ -87,21 +89,25 @@ def load_series(
     max_rows: int | None = None,
 ) -> Series:
     """Read and validate a CSV file; see the module docstring for the contract."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataValidationError("file", f"no such file: {path.name}")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise DataValidationError("oversize", f"file is {size} bytes; the limit is {max_bytes} bytes")
-    raw = path.read_bytes()
     return parse_series(
-        raw,
+        read_upload(path, max_bytes),
         freq=freq,
         min_length=min_length,
         max_gap_periods=max_gap_periods,
         require_positive=require_positive,
         max_rows=max_rows,
     )
+
+
+def read_upload(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of an upload, refused before reading when it is not a file or over ``max_bytes``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError("file", f"no such file: {path.name}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DataValidationError("oversize", f"file is {size} bytes; the limit is {max_bytes} bytes")
+    return path.read_bytes()
 
 
 def parse_series(
@@ -118,17 +124,7 @@ def parse_series(
     if max_rows is not None and max_rows < min_length:
         raise ValueError(f"max_rows ({max_rows}) must be at least the minimum length ({min_length})")
     calendar = parse_freq(freq)
-    if not raw.strip():
-        raise DataValidationError("empty", "the file is empty")
-    if raw.startswith(b"\xef\xbb\xbf") or raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
-        raise DataValidationError(
-            "encoding", "the file starts with a byte-order mark; save it as UTF-8 without BOM", 1
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataValidationError("encoding", f"the file is not UTF-8 ({err.reason})") from None
-    reader = csv.reader(io.StringIO(text), strict=True)
+    reader = csv.reader(io.StringIO(decode_csv(raw)), strict=True)
     header = [cell.strip() for cell in _next_row(reader) or []]
     _check_header(header)
     ts_col, value_col = header.index("timestamp"), header.index("value")
@@ -168,6 +164,20 @@ def parse_series(
             f"{len(series)} observations; at least {min_length} are needed",
         )
     return series
+
+
+def decode_csv(raw: bytes) -> str:
+    """The text of an upload: not empty, UTF-8 without a byte-order mark."""
+    if not raw.strip():
+        raise DataValidationError("empty", "the file is empty")
+    if raw.startswith(b"\xef\xbb\xbf") or raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
+        raise DataValidationError(
+            "encoding", "the file starts with a byte-order mark; save it as UTF-8 without BOM", 1
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataValidationError("encoding", f"the file is not UTF-8 ({err.reason})") from None
 
 
 def _next_row(reader) -> list[str] | None:
@@ -265,9 +275,15 @@ def _fill_gaps(stamps: list[date], values: np.ndarray, calendar: Calendar, freq:
     if positions[-1] == len(stamps) - 1:
         return Series(stamps, values, freq)
     full = np.arange(positions[-1] + 1)
+    return Series([calendar.shift(stamps[0], int(k)) for k in full], interpolate(full, positions, values), freq)
+
+
+def interpolate(full: np.ndarray, positions: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` observed at ``positions`` (increasing) put on ``full``: linear on the log scale (on the
+    values themselves when some are not positive); observed values are kept as read."""
     if np.all(values > 0):
         filled = np.exp(np.interp(full, positions, np.log(values)))
     else:
         filled = np.interp(full, positions, values)
-    filled[positions] = values
-    return Series([calendar.shift(stamps[0], int(k)) for k in full], filled, freq)
+    filled[np.searchsorted(full, positions)] = values
+    return filled
