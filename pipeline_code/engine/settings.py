@@ -152,6 +152,9 @@ class SearchSpace:
 # agree) and the histories the statsforecast families may fit on.
 FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats")
 HISTORIES = ("window", "all")
+# A panel's global family choice: each series chooses its own; the family name of a combination.
+PER_SERIES = "per_series"
+COMBINATION = "combination"
 # The tuned hyperparameters' names (what the tuning job sends a training job), declared once.
 TUNED_FLAGS = ("use_counterfactual_data", "detrend", "deseasonalize")
 TUNED_PARAMETERS = (*TUNED_FLAGS, "fourier_k")
@@ -280,6 +283,27 @@ class Settings:
 
     def parameter_ranges(self) -> dict[str, Any]:
         return self.search.parameter_ranges(self.data.season_length)
+
+    def panel_families(self) -> list[str]:
+        """A panel's global ``family`` choice (engine/panel_fit.py): each series its own
+        (``per_series``), one of ``series.families`` for all, or their combination (two or more)."""
+        names = list(self.series.families)
+        return [PER_SERIES, *names, *([COMBINATION] if len(names) > 1 else [])]
+
+    def panel_parameter_ranges(self) -> dict[str, Any]:
+        """The tuning job's ParameterRanges of a panel's global choices (categoricals: the family and
+        the statsforecast families' history); the starter Lambda renders them (standard library only).
+
+        https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html
+        """
+        return {
+            "CategoricalParameterRanges": [
+                {"Name": "family", "Values": self.panel_families()},
+                {"Name": "history", "Values": [h for h in HISTORIES if h in self.search.histories]},
+            ],
+            "IntegerParameterRanges": [],
+            "ContinuousParameterRanges": [],
+        }
 
     # ---- documents -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

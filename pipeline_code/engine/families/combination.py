@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.families.base import Section, WindowForecasts
-
-COMBINATION = "combination"
+from pipeline_code.engine.settings import COMBINATION
 # Fitted weights are pulled this far toward equal weights: the CV errors they are fitted on are the
 # ones they are scored on, and shrinkage keeps that optimism small.
 SHRINKAGE = 0.5
