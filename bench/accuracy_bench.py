@@ -85,7 +85,8 @@ def load(name: str) -> tuple[Series, Settings, dict]:
     return series, resolved.settings, resolved.derived
 
 
-def run_series(name: str, jobs: int, quick: bool, skip: tuple[str, ...] = ()) -> dict:
+def run_series(name: str, jobs: int, quick: bool, skip: tuple[str, ...] = (), ours: bool = True) -> dict:
+    """One series' results; ``ours=False`` runs the baselines only (merged later with ``--merge``)."""
     series, settings, derived = load(name)
     origins_count = SERIES[name][3]
     horizon, window = settings.data.horizon, settings.cv.window
@@ -99,21 +100,23 @@ def run_series(name: str, jobs: int, quick: bool, skip: tuple[str, ...] = ()) ->
     target = pre_full.counterfactual
     timings: dict[str, float] = {}
 
-    started = time.perf_counter()
-    tuning = tune(pre_train.series.values, pre_train.counterfactual, settings, jobs=jobs, progress=False)
-    timings["tuning"] = time.perf_counter() - started
-    best = tuning.best["hyperparameters"]
-    print(f"{name}: tuned in {timings['tuning']:.0f}s: {_describe(best)}", file=sys.stderr)
-    ctx = Context.from_settings(settings, jobs=jobs)
-    started = time.perf_counter()
-    contenders = {"ours": backtest_candidate(
-        {False: series.values, True: target}, target, best, ctx, origins=origins, levels=levels,
-        name="ours", step=settings.cv.step, splits=settings.search.selection_splits)}
-    timings["ours"] = time.perf_counter() - started
+    contenders: dict = {}
+    tuning = None
+    if ours:
+        started = time.perf_counter()
+        tuning = tune(pre_train.series.values, pre_train.counterfactual, settings, jobs=jobs, progress=False)
+        timings["tuning"] = time.perf_counter() - started
+        best = tuning.best["hyperparameters"]
+        print(f"{name}: tuned in {timings['tuning']:.0f}s: {_describe(best)}", file=sys.stderr)
+        ctx = Context.from_settings(settings, jobs=jobs)
+        started = time.perf_counter()
+        contenders["ours"] = backtest_candidate(
+            {False: series.values, True: target}, target, best, ctx, origins=origins, levels=levels,
+            name="ours", step=settings.cv.step, splits=settings.search.selection_splits)
+        timings["ours"] = time.perf_counter() - started
     contenders["SeasonalNaive"] = backtest_seasonal_naive(
         target, period, window=window, horizon=horizon, origins=origins, levels=levels)
     timings["SeasonalNaive"] = 0.0
-    variants: dict[str, list[str]] = {}
     for model in (m for m in BASELINES if m not in skip):
         for history in HISTORIES:
             if quick and history == "all" and model in COSTLY:
@@ -130,15 +133,9 @@ def run_series(name: str, jobs: int, quick: bool, skip: tuple[str, ...] = ()) ->
                     continue
                 contenders[key] = result[model]
                 timings[key] = time.perf_counter() - started
-                variants.setdefault(model, []).append(key)
                 print(f"{name}: {key} {timings[key]:.0f}s MASE {result[model].metrics()['mase']:.4f}",
                       file=sys.stderr)
-    metrics = {k: bt.metrics() for k, bt in contenders.items()}
-    best_variant = {m: min(keys, key=lambda k: metrics[k]["mase"]) for m, keys in variants.items()}
-    best_baseline = min([*best_variant.values(), "SeasonalNaive"], key=lambda k: metrics[k]["mase"])
-    ours = metrics["ours"]
-    ratio = ours["mase"] / metrics[best_baseline]["mase"]
-    return {
+    result = {
         "series": name,
         "observations": len(series),
         "freq": settings.data.freq,
@@ -152,17 +149,51 @@ def run_series(name: str, jobs: int, quick: bool, skip: tuple[str, ...] = ()) ->
         "tuned_on": f"{series.timestamps[0].isoformat()}..{series.timestamps[first - 1].isoformat()}",
         "families": list(settings.search.families),
         "skipped_baselines": list(skip),
-        "tuning": {"seconds": tuning.seconds, "candidates": len(tuning.candidates),
-                   "splits": tuning.splits, "seconds_per_split": tuning.family_seconds,
-                   "failures": tuning.failures(), "best": tuning.best,
-                   "best_per_family": _best_per_family(tuning.candidates)},
-        "metrics": metrics,
+        "metrics": {k: bt.metrics() for k, bt in contenders.items()},
         "seconds": timings,
-        "best_variant": best_variant,
-        "best_baseline": best_baseline,
-        "ratio_to_best_baseline": ratio,
-        "coverage_95": ours["coverage_95"],
     }
+    if tuning is not None:
+        result["tuning"] = {"seconds": tuning.seconds, "candidates": len(tuning.candidates),
+                            "splits": tuning.splits, "seconds_per_split": tuning.family_seconds,
+                            "failures": tuning.failures(), "best": tuning.best,
+                            "best_per_family": _best_per_family(tuning.candidates)}
+    return summarised(result)
+
+
+def summarised(result: dict) -> dict:
+    """``result`` with each baseline's best variant, the best baseline and ours against it."""
+    metrics = result["metrics"]
+    variants: dict[str, list[str]] = {}
+    for key in metrics:
+        if "[" in key:
+            variants.setdefault(key.split(" [")[0], []).append(key)
+    best_variant = {m: min(keys, key=lambda k: metrics[k]["mase"]) for m, keys in variants.items()}
+    best_baseline = min([*best_variant.values(), "SeasonalNaive"], key=lambda k: metrics[k]["mase"])
+    out = {**result, "best_variant": best_variant, "best_baseline": best_baseline}
+    if "ours" in metrics:
+        out["ratio_to_best_baseline"] = metrics["ours"]["mase"] / metrics[best_baseline]["mase"]
+        out["coverage_95"] = metrics["ours"]["coverage_95"]
+    return out
+
+
+def merged(parts: list[dict]) -> list[dict]:
+    """Per-series results of several runs in one (a run may hold some baselines only): metrics and
+    seconds are united, the tuning and ``ours`` come from the run that has them; a baseline counts as
+    skipped only if every run skipped it."""
+    by_series: dict[str, list[dict]] = {}
+    for part in parts:
+        by_series.setdefault(part["series"], []).append(part)
+    out = []
+    for runs in by_series.values():
+        main = next((r for r in runs if "ours" in r["metrics"]), runs[0])
+        ran = {k.split(" [")[0] for r in runs for k in r["metrics"] if "[" in k}
+        out.append(summarised({
+            **main,
+            "metrics": {k: v for r in runs for k, v in r["metrics"].items()},
+            "seconds": {k: v for r in runs for k, v in r["seconds"].items()},
+            "skipped_baselines": sorted({b for r in runs for b in r["skipped_baselines"]} - ran),
+        }))
+    return out
 
 
 def _best_per_family(candidates: list[dict]) -> dict[str, dict]:
@@ -283,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"fit {', '.join(COSTLY)} on the window only (not on all history)")
     parser.add_argument("--skip", nargs="+", default=[], choices=list(BASELINES), metavar="BASELINE",
                         help="baselines not to run (their cost: seconds per origin on weekly data)")
+    parser.add_argument("--baselines-only", action="store_true",
+                        help="run the baselines only (no tuning, no backtest of ours); merge with --merge")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="accuracy", help="file stem of the results")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
@@ -290,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.merge:
         reports = [json.loads(path.read_text()) for path in args.merge]
-        report = {**reports[0], "results": [r for rep in reports for r in rep["results"]],
+        report = {**reports[0], "results": merged([r for rep in reports for r in rep["results"]]),
                   "command": "; ".join(_command(rep["command"].split()[3:]) for rep in reports)
                   + f"; then {_command(argv if argv is not None else sys.argv[1:])}"}
         return _write(report, args.out, args.name)
@@ -299,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": _command(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "versions": versions(),
-        "results": [run_series(name, args.jobs, args.quick, tuple(args.skip)) for name in args.series],
+        "results": [run_series(name, args.jobs, args.quick, tuple(args.skip), not args.baselines_only)
+                    for name in args.series],
     }
     return _write(report, args.out, args.name)
 
@@ -322,6 +356,8 @@ def _command(argv: list[str]) -> str:
 def _write(report: dict, out: Path, name: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    if not all("ours" in r["metrics"] for r in report["results"]):
+        return 0  # baselines only: the table is written when merged with a run of ours
     text = markdown(report)
     (out / f"{name}.md").write_text(text)
     print(text)

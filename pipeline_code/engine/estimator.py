@@ -4,7 +4,7 @@ series, with intervals calibrated on its own out-of-sample CV errors, and export
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,18 +12,19 @@ import numpy as np
 
 from pipeline_code import __version__
 from pipeline_code.engine.core.artifact import ModelArtifact
-from pipeline_code.engine.core.calibration import SCALE_WINDOW, current_scale, local_scales, normalised
+from pipeline_code.engine.core.calibration import (
+    CALIBRATION_SPLITS, COSTLY_CALIBRATION_SPLITS, SCALE_WINDOW, current_scale, local_scales, normalised,
+)
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.cv import (
-    CVResult, cross_validate_candidate, is_batched, selection_origins, sliding_origins,
+    CVResult, cross_validate_candidate, is_batched, sliding_origins, window_forecasts,
 )
 from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.families import combination
 from pipeline_code.engine.families.base import Context, FamilyError, Section
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
-from pipeline_code.engine.settings import SearchSpace
 
 HISTORY_POINTS = 156
 # A model is calibrated on at least this many CV splits with a known local error scale.
@@ -42,12 +43,18 @@ class FitResult:
         return Forecaster(self.artifact)
 
 
-def calibration_origins(n: int, candidate: dict[str, Any], ctx: Context, *, step: int,
-                        splits: int) -> np.ndarray:
-    """The CV splits a model's intervals are calibrated on: every step-``step`` split for batched
-    families, the thinned selection grid for the costly ones."""
+def calibration_splits(candidate: dict[str, Any]) -> int:
+    """How many of the latest scaled CV splits calibrate ``candidate``'s intervals (see
+    ``core.calibration``): fewer for a family that is costly to fit per split."""
+    return CALIBRATION_SPLITS if is_batched(candidate) else COSTLY_CALIBRATION_SPLITS
+
+
+def calibration_origins(n: int, candidate: dict[str, Any], ctx: Context, *, step: int) -> np.ndarray:
+    """The CV splits a model's intervals are calibrated on, consecutive step-``step`` splits ending
+    with the latest: every one for a batched family; for a costly one the latest
+    ``calibration_splits`` and the ``SCALE_WINDOW`` before them that scale the first one."""
     grid = sliding_origins(n, window=ctx.window, horizon=ctx.horizon, step=step)
-    return grid if is_batched(candidate) else selection_origins(grid, splits)
+    return grid if is_batched(candidate) else grid[-(calibration_splits(candidate) + SCALE_WINDOW):]
 
 
 def final_section(data: dict[bool, np.ndarray], candidate: dict[str, Any], ctx: Context) -> Section:
@@ -66,11 +73,13 @@ class ModelEstimator:
     ``calibration``), then fit the final model on all the data."""
 
     def __init__(self, candidate: dict[str, Any], ctx: Context, *, step: int = 1,
-                 splits: int = SearchSpace.selection_splits) -> None:
+                 splits: int | None = None) -> None:
+        """``splits`` (the selection grid's size) no longer sets the calibration splits
+        (``calibration_origins`` does); it is accepted for callers of the earlier signature."""
+        del splits
         self.candidate = candidate
         self.ctx = ctx
         self.step = step
-        self.splits = splits
 
     def fit(
         self, series: Series, *, counterfactual: np.ndarray | None = None,
@@ -81,16 +90,16 @@ class ModelEstimator:
         data = {False: np.asarray(series.values, float),
                 True: np.asarray(series.values if counterfactual is None else counterfactual, float)}
         target = data[True] if target is None else np.asarray(target, float)
-        origins = calibration_origins(len(series), self.candidate, self.ctx, step=self.step,
-                                      splits=self.splits)
+        origins = calibration_origins(len(series), self.candidate, self.ctx, step=self.step)
         cv = cross_validate_candidate(data, target, self.candidate, origins, self.ctx).succeeded()
         step1 = cv.log_errors[:, 0]
-        calibration_errors = normalised(cv.log_errors, local_scales(step1))
+        calibration_errors = normalised(cv.log_errors, local_scales(step1),
+                                        keep=calibration_splits(self.candidate))
         if calibration_errors.shape[0] < MIN_CALIBRATION_SPLITS:
             raise FamilyError(
                 f"{self.candidate['family']}: {calibration_errors.shape[0]} CV splits calibrate the"
                 f" intervals; at least {MIN_CALIBRATION_SPLITS} are needed")
-        error_scale = current_scale(step1)
+        error_scale = current_scale(np.concatenate([step1, self._recent_step1_errors(data, target, cv)]))
         section = final_section(data, self.candidate, self.ctx)
         history = series.tail(HISTORY_POINTS)
         artifact = ModelArtifact(
@@ -135,6 +144,18 @@ class ModelEstimator:
             },
         )
         return FitResult(artifact, cv)
+
+    def _recent_step1_errors(self, data: dict[bool, np.ndarray], target: np.ndarray, cv: CVResult
+                             ) -> np.ndarray:
+        """One-step errors from the origins after the last full-horizon split (their later steps are
+        not observed yet), so the served scale is the RMS of the errors just before the forecast
+        origin, as each backtest origin's is (not ``horizon`` periods older)."""
+        recent = np.arange(int(cv.origins[-1]) + self.step, target.size, self.step)
+        if recent.size == 0:
+            return recent.astype(float)
+        one_step = window_forecasts(data, self.candidate, recent, replace(self.ctx, horizon=1))
+        ok = ~one_step.failed
+        return np.log(target[recent[ok]]) - one_step.centre[ok, 0]
 
 
 class HarmonicArimaForecaster(ModelEstimator):

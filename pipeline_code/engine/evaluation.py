@@ -14,19 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.core.calibration import SCALE_WINDOW, bounds, local_scales, normalised
+from pipeline_code.engine.core.calibration import (
+    CALIBRATION_SPLITS, SCALE_WINDOW, bounds, local_scales, normalised,
+)
 from pipeline_code.engine.core.design import design_matrix
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.cv import (
-    accuracy, cross_validate_candidate, is_batched, seasonal_naive_scale, selection_origins,
-    sliding_origins,
+    accuracy, cross_validate_candidate, is_batched, seasonal_naive_scale, sliding_origins,
 )
-from pipeline_code.engine.estimator import MIN_CALIBRATION_SPLITS
+from pipeline_code.engine.estimator import calibration_splits
 from pipeline_code.engine.families.base import Context, FamilyError
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.seasonal_naive import seasonal_lags
-from pipeline_code.engine.settings import SearchSpace
 
 
 @dataclass
@@ -71,27 +71,30 @@ def backtest_model(
 def backtest_candidate(
     data: dict[bool, np.ndarray], target: np.ndarray, candidate: dict[str, Any], ctx: Context, *,
     origins: np.ndarray, levels: tuple[float, ...], name: str = "model", step: int = 1,
-    splits: int = SearchSpace.selection_splits,
+    splits: int | None = None,
 ) -> Backtest:
-    """Re-estimate ``candidate`` at each origin; calibrate each origin's intervals on CV errors of
-    earlier splits (every step-``step`` split for batched families, else at most ``splits`` of them)."""
+    """Re-estimate ``candidate`` at each origin; calibrate each origin's intervals as the served model
+    is (``estimator.calibration_origins``), on the latest CV errors whose targets precede it: every
+    earlier step-``step`` split for a batched family, else the consecutive splits from the
+    ``calibration_splits + SCALE_WINDOW`` latest before the first origin on. ``splits`` (the
+    selection grid's size) no longer matters; it is accepted for callers of the earlier signature."""
+    del splits
     grid = sliding_origins(int(origins.max()) + ctx.horizon, window=ctx.window, horizon=ctx.horizon,
                            step=step)
+    keep = calibration_splits(candidate)
     if not is_batched(candidate):
-        # the thinned grid, plus enough consecutive splits just before the first origin for its
-        # local error scale and a few calibration rows (a short series' thinned grid has too few)
         before = grid[grid + ctx.horizon <= origins.min()]
-        warm_up = SCALE_WINDOW // 2 + MIN_CALIBRATION_SPLITS
-        grid = np.union1d(selection_origins(grid, splits), before[-warm_up:])
+        grid = grid[grid >= before[-(keep + SCALE_WINDOW):][0]] if before.size else grid
     all_origins = np.union1d(grid, origins)
     cv = cross_validate_candidate(data, target, candidate, all_origins, ctx)
     rows = np.searchsorted(all_origins, origins)
     if cv.failed[rows].any():
         raise FamilyError(f"{name} ({candidate['family']}) failed to fit at a backtest origin:"
                           f" {cv.forecasts.reason}")
-    keep = ~cv.failed
-    kept = all_origins[keep]
-    offsets = online_offsets(cv.log_errors[keep], kept, np.searchsorted(kept, origins), ctx.horizon, levels)
+    fitted = ~cv.failed
+    kept = all_origins[fitted]
+    offsets = online_offsets(cv.log_errors[fitted], kept, np.searchsorted(kept, origins), ctx.horizon, levels,
+                             keep=keep)
     centre = cv.centre[rows]
     intervals = {level: (np.exp(centre + lo), np.exp(centre + hi)) for level, (lo, hi) in offsets.items()}
     return Backtest(name, origins, cv.actual[rows], cv.forecast[rows], intervals, cv.scale[rows])
@@ -99,14 +102,15 @@ def backtest_candidate(
 
 def online_offsets(
     log_errors: np.ndarray, all_origins: np.ndarray, rows: np.ndarray, horizon: int,
-    levels: tuple[float, ...],
+    levels: tuple[float, ...], *, keep: int = CALIBRATION_SPLITS,
 ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
-    """Interval offsets at each backtest row, calibrated only on errors observed before its origin."""
+    """Interval offsets at each backtest row, calibrated on the latest ``keep`` scaled errors observed
+    before its origin."""
     scales = local_scales(log_errors[:, 0])
     out = {level: (np.empty((rows.size, horizon)), np.empty((rows.size, horizon))) for level in levels}
     for i, row in enumerate(rows):
         past = all_origins + horizon <= all_origins[row]
-        calibration = np.sort(normalised(log_errors[past], scales[past]), axis=0)
+        calibration = np.sort(normalised(log_errors[past], scales[past], keep), axis=0)
         if calibration.shape[0] < 2 or not np.isfinite(scales[row]):
             raise ValueError(f"origin {all_origins[row]} has too few earlier errors to calibrate")
         for level in levels:

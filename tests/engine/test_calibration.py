@@ -10,8 +10,11 @@ import pytest
 from pipeline_code.engine.core.calibration import bounds, current_scale, local_scales, normalised
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.cv import cross_validate
-from pipeline_code.engine.estimator import HarmonicArimaForecaster
-from pipeline_code.engine.evaluation import online_offsets
+from pipeline_code.engine.estimator import HarmonicArimaForecaster, ModelEstimator
+from pipeline_code.engine.evaluation import backtest_candidate, online_offsets
+from pipeline_code.engine.families import registry
+from pipeline_code.engine.families.base import Context, Section, WindowForecasts
+from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from tests.conftest import weekly_series
 
 WINDOW = 26
@@ -19,14 +22,44 @@ SPEC = ModelSpec(fourier_k=1, detrend=False, diff=0, ar_order_max=1)
 CALM, VOLATILE, BLOCK = 0.01, 0.04, 100
 
 
-def regime_series(n: int, seed: int, *, last: float) -> tuple[np.ndarray, np.ndarray]:
-    """A seasonal series whose noise alternates between calm and volatile blocks, ending in ``last``;
-    returns the series and each point's noise level."""
+def signal(t: np.ndarray) -> np.ndarray:
+    """The log-scale seasonal level of ``regime_series``."""
+    return 5 + 0.1 * np.sin(2 * np.pi * np.asarray(t, float) / 52.18)
+
+
+def regime_series(n: int, seed: int, *, last: float, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """A seasonal series whose noise alternates between calm and volatile blocks of ``block`` points,
+    ending in ``last``; returns the series and each point's noise level."""
     t = np.arange(n)
-    ends_in_first = (t // BLOCK) % 2 == ((n - 1) // BLOCK) % 2
+    ends_in_first = (t // block) % 2 == ((n - 1) // block) % 2
     sd = np.where(ends_in_first, last, CALM + VOLATILE - last)
     noise = sd * np.random.default_rng(seed).standard_normal(n)
-    return np.exp(5 + 0.1 * np.sin(2 * np.pi * t / 52.18) + noise), sd
+    return np.exp(signal(t) + noise), sd
+
+
+class Oracle:
+    """A stand-in for a family that is costly to fit per split (not batched, like statsforecast's):
+    it forecasts ``regime_series``' noise-free level, so its errors are the noise itself."""
+
+    name = "oracle"
+    batched = False
+
+    def candidates(self, settings):
+        return [{"family": self.name, "use_counterfactual_data": 1}]
+
+    def fit_windows(self, y, candidate, origins, ctx):
+        centre = signal(origins[:, None] + np.arange(ctx.horizon)[None, :])
+        return WindowForecasts.from_rows(origins, centre, np.zeros_like(centre))
+
+    def fit_final(self, y, candidate, ctx):
+        return Section("path", dict(candidate), {"centre": signal(y.size + np.arange(ctx.periods)),
+                                                 "variance": np.zeros(ctx.periods)})
+
+
+@pytest.fixture
+def oracle(monkeypatch):
+    monkeypatch.setitem(registry.FAMILIES, Oracle.name, Oracle())
+    return {"family": Oracle.name, "use_counterfactual_data": 1}
 
 
 def test_local_scale_is_the_rms_of_the_previous_window_of_errors():
@@ -116,3 +149,35 @@ def test_normalised_keeps_the_most_recent_scaled_rows():
     errors = np.arange(12.0).reshape(6, 2)
     scales = np.array([np.nan, 0.0, 1.0, 2.0, 4.0, 8.0])
     np.testing.assert_array_equal(normalised(errors, scales, keep=3), errors[3:] / scales[3:, None])
+
+
+@pytest.mark.parametrize("last", [CALM, VOLATILE])
+def test_a_costly_family_serves_intervals_as_wide_as_the_current_error_level(oracle, last):
+    """A family fitted on a few CV splits only is calibrated on the latest consecutive ones, so its
+    local scale is current: after a long calm (volatile) spell its intervals are as wide as that
+    spell's noise, not as wide as the whole history's (which splits spread over it would give)."""
+    y, _ = regime_series(1000, seed=0, last=last, block=200)
+    fit = ModelEstimator(oracle, Context(52.18, 150, 4, 4)).fit(weekly_series(y))
+    forecast = fit.forecaster.predict(4, 0.8)
+    width = np.log(forecast.upper) - np.log(forecast.lower)
+    expected = 2 * NormalDist().inv_cdf(0.9) * last
+    assert np.all((width > expected / 1.5) & (width < expected * 1.5)), width / expected
+
+
+@pytest.mark.parametrize("costly", [True, False])
+def test_a_backtest_origin_is_calibrated_as_the_model_served_from_it(oracle, costly):
+    """The backtest's interval at an origin is the one the model fitted on the data before that origin
+    serves: the same calibration splits and the same current scale, for a costly family as for a
+    batched one (the errors' size changes, so any other split or scale shows)."""
+    y, _ = regime_series(760, seed=3, last=VOLATILE)
+    ctx = Context(52.18, 150, 4, 4)
+    candidate = oracle if costly else {"family": HARMONIC, **SPEC.hyperparameters()}
+    origins = np.arange(700, 716)
+    backtest = backtest_candidate({False: y, True: y}, y, candidate, ctx, origins=origins, levels=(0.8, 0.95))
+    for row in (0, 7, 15):
+        served = ModelEstimator(candidate, ctx).fit(weekly_series(y[: origins[row]])).forecaster
+        for level in (0.8, 0.95):
+            forecast = served.predict(4, level)
+            low, high = backtest.intervals[level]
+            np.testing.assert_allclose(forecast.lower, low[row], rtol=1e-6)
+            np.testing.assert_allclose(forecast.upper, high[row], rtol=1e-6)
