@@ -1,52 +1,106 @@
-"""A light first look at an upload (standard library only): how many rows, and its first timestamps.
+"""A light first look at an upload (standard library only): its length, its first timestamps, and
+whether it is a panel (many series keyed by ``item_id``).
 
 The run's settings are resolved from it before any job starts (the frequency is inferred from the
 timestamps, the CV window and evaluation origins from the length; `engine.settings.resolve`), by the
 local runner and by the starter Lambda alike. It judges nothing: the input contract
-(`engine/dataset.py`) validates the whole file in the processing stage.
+(`engine/dataset.py`, `engine/panel_data.py` for panels) validates the whole file in the processing
+stage.
+
+- One series (a header with ``timestamp``, no ``item_id``): ``observations`` is the number of rows,
+  ``timestamps`` the leading ones.
+- A panel (a header with ``item_id`` and ``timestamp``, or no header: Amazon Forecast's layout with the
+  columns in the order ``columns``): every row is scanned once; ``observations`` is the row count of the
+  longest series, ``items`` the number of distinct item ids, and ``timestamps`` (sorted) those of the
+  item with the most rows among the first :data:`CANDIDATES` items, so the frequency is inferred
+  from one item.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 from dataclasses import dataclass
 from datetime import date
+from typing import Sequence
+
+from pipeline_code.engine.settings import AMAZON_FORECAST_COLUMNS
 
 # Timestamps read for inference: enough to see a calendar, few enough to stay instant.
 SAMPLE_ROWS = 400
+# Items whose timestamps are kept while scanning a panel; the longest of them is the sample.
+CANDIDATES = 8
 
 
 @dataclass(frozen=True)
 class Profile:
     observations: int
     timestamps: list[date]
+    items: int = 1
+    panel: bool = False
 
 
-def profile_csv(raw: bytes) -> Profile:
-    """Rows after the header, and the leading timestamps that parse as ISO dates (of the first item)."""
-    observations = sum(1 for line in raw.splitlines() if line.strip()) - 1
-    head = raw[: 200 * (SAMPLE_ROWS + 1)].decode("utf-8", errors="replace").splitlines()[: SAMPLE_ROWS + 1]
-    lines = [line for line in head if line.strip()]
-    if not lines:
-        return Profile(0, [])
+def profile_csv(raw: bytes, columns: Sequence[str] = AMAZON_FORECAST_COLUMNS) -> Profile:
+    """What the upload implies; ``columns`` is the column order of a headerless panel
+    (``series.columns``)."""
+    rows = csv.reader(io.StringIO(raw.decode("utf-8", errors="replace")))
     try:
-        rows = csv.reader(io.StringIO("\n".join(lines)))
-        header = [cell.strip().lower() for cell in next(rows)]
-        column = header.index("timestamp")
-    except (csv.Error, ValueError, StopIteration):
-        return Profile(observations, [])
-    item = header.index("item_id") if "item_id" in header else None
-    first_item, stamps = None, []
+        first = next(rows)
+    except (csv.Error, StopIteration):
+        first = []
+    header = [cell.strip().lower() for cell in first]
+    if "timestamp" in header and "item_id" in header:
+        return _panel(rows, header.index("item_id"), header.index("timestamp"))
+    item, stamp = list(columns).index("item_id"), list(columns).index("timestamp")
+    if "timestamp" not in header and len(first) == len(columns) and _date(first[stamp]) is not None:
+        return _panel(rows, item, stamp, first)  # headerless: line 1 is a row
+    observations = max(sum(1 for line in raw.splitlines() if line.strip()) - 1, 0)
+    return Profile(observations, _leading(rows, header.index("timestamp")) if "timestamp" in header else [])
+
+
+def _leading(rows, column: int) -> list[date]:
+    """The leading timestamps that parse as ISO dates."""
+    stamps = []
     try:
         for row in rows:
-            if len(row) <= column or (item is not None and len(row) <= item):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(stamps) >= SAMPLE_ROWS or len(row) <= column:
                 break
-            if item is not None:
-                first_item = row[item] if first_item is None else first_item
-                if row[item] != first_item:
-                    continue
             stamps.append(date.fromisoformat(row[column].strip()[:10]))
     except (csv.Error, ValueError):
         pass  # the input contract names the line; inference uses what parsed
-    return Profile(observations, stamps)
+    return stamps
+
+
+def _panel(rows, item: int, stamp: int, first: list[str] | None = None) -> Profile:
+    """Rows per item (one scan), and the timestamps of the longest of the first CANDIDATES items."""
+    counts: dict[str, int] = {}
+    sampled: dict[str, list[str]] = {}
+    width = max(item, stamp)
+    try:
+        for row in itertools.chain([first] if first is not None else [], rows):
+            if len(row) > width:
+                key = row[item]
+                counts[key] = counts.get(key, 0) + 1
+                cells = sampled.get(key)
+                if cells is None and len(sampled) < CANDIDATES:
+                    cells = sampled[key] = []
+                if cells is not None and len(cells) < SAMPLE_ROWS:
+                    cells.append(row[stamp])
+    except csv.Error:
+        pass  # the input contract names the line; inference uses what was read
+    merged: dict[str, int] = {}
+    for key, n in counts.items():  # ids differing only by surrounding spaces are one item
+        merged[key.strip()] = merged.get(key.strip(), 0) + n
+    cells = max(sampled.values(), key=len, default=[])
+    stamps = sorted({day for day in map(_date, cells) if day is not None})
+    return Profile(max(merged.values(), default=0), stamps, items=len(merged), panel=True)
+
+
+def _date(cell: str) -> date | None:
+    try:
+        return date.fromisoformat(cell.strip()[:10])
+    except ValueError:
+        return None

@@ -1,0 +1,58 @@
+"""engine/profile.py: the first look at an upload, one series or a panel, for settings inference."""
+
+from datetime import date, timedelta
+
+from pipeline_code.engine.core.calendar import infer_freq, parse_freq
+from pipeline_code.engine.profile import CANDIDATES, SAMPLE_ROWS, profile_csv
+from pipeline_code.engine.settings import resolve
+
+MONTHS = parse_freq("MS")
+
+
+def month(k: int) -> str:
+    return MONTHS.shift(date(2015, 1, 1), k).isoformat()
+
+
+def test_one_series_keeps_todays_profile():
+    stamps = [date(2020, 1, 3) + timedelta(weeks=k) for k in range(SAMPLE_ROWS + 50)]
+    raw = ("timestamp,value\n" + "".join(f"{s.isoformat()},{k + 1}\n\n" for k, s in enumerate(stamps))).encode()
+    profile = profile_csv(raw)
+    assert (profile.observations, profile.items, profile.panel) == (SAMPLE_ROWS + 50, 1, False)
+    assert profile.timestamps == stamps[:SAMPLE_ROWS]
+    assert profile_csv(b"").observations == 0 and profile_csv(b"date,value\n2020-01-01,1\n").timestamps == []
+
+
+def test_a_panel_sorted_by_date_gives_the_longest_series_and_an_items_frequency():
+    """Rows grouped by date (every item per month): the first 400 rows hold one month only."""
+    lengths = {f"item{i}": 60 if i % 2 else 36 for i in range(500)}
+    lines = ["item_id,timestamp,value"] + [
+        f"{item},{month(k)},{k + 1}" for k in range(60) for item, n in lengths.items() if k >= 60 - n]
+    profile = profile_csv(("\n".join(lines) + "\n").encode())
+    assert (profile.observations, profile.items, profile.panel) == (60, 500, True)
+    assert infer_freq(profile.timestamps) == "MS" and len(profile.timestamps) == 60
+    settings = resolve([], timestamps=profile.timestamps, observations=profile.observations).settings
+    assert (settings.data.freq, settings.data.season_length) == ("MS", 12.0)
+
+
+def test_a_headerless_amazon_forecast_file_is_a_panel_in_the_columns_order():
+    rows = [f"A,{month(k)} 00:00:00,{k + 1}" for k in range(30)] + [f"B,{month(k)},{k}" for k in range(1, 10)]
+    profile = profile_csv(("\n".join(rows) + "\n").encode())
+    assert (profile.observations, profile.items, profile.panel) == (30, 2, True)
+    assert infer_freq(profile.timestamps) == "MS"
+    swapped = "".join(f"{month(k)},{k + 1},A\n" for k in range(5)).encode()
+    profile = profile_csv(swapped, columns=("timestamp", "target_value", "item_id"))
+    assert (profile.observations, profile.items, len(profile.timestamps)) == (5, 1, 5)
+
+
+def test_the_sample_is_the_longest_of_the_first_items():
+    short = [f"S{i},{month(k)},1" for i in range(CANDIDATES - 1) for k in range(2)]
+    longer = [f"L,{month(k)},1" for k in range(20)]
+    later = [f"M,{month(k)},1" for k in range(50)]  # the ninth item: counted, not sampled
+    profile = profile_csv(("\n".join(["item_id,timestamp,value", *short, *longer, *later]) + "\n").encode())
+    assert (profile.items, profile.observations, len(profile.timestamps)) == (CANDIDATES + 1, 50, 20)
+
+
+def test_malformed_rows_stop_the_scan_without_failing():
+    raw = b'item_id,timestamp,value\nA,2020-01-01,1\nA,2020-02-01,2\n"B,2020-03-01,3\n'
+    profile = profile_csv(raw)
+    assert profile.panel and profile.items >= 1 and profile.timestamps[:2] == [date(2020, 1, 1), date(2020, 2, 1)]
