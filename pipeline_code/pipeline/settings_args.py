@@ -68,7 +68,8 @@ def resolve_for_data(layers: list[tuple[str, dict[str, Any]]], data: Path) -> Re
         raise SettingsError([f"the upload is {size} bytes; data.max_file_bytes is {limit.data.max_file_bytes}"],
                             str(data))
     check_upload(Path(data), limit.data.max_file_bytes)  # no symlink, FIFO or device is read
-    profile = profile_csv(Path(data).read_bytes())
+    # For a panel: one item's timestamps, and the longest series' length (docs/panel.md).
+    profile = profile_csv(Path(data).read_bytes(), limit.series.columns)
     return resolve(layers, timestamps=profile.timestamps, observations=profile.observations)
 
 
