@@ -38,7 +38,7 @@ class DataValidationError(ValueError):
         self.line = line
         self.item = item
         self.message = message
-        places = ([f"line {line}"] if line is not None else []) + ([f"item {_excerpt(item)}"] if item is not None else [])
+        places = ([f"line {line}"] if line is not None else []) + ([f"item {excerpt(item)}"] if item is not None else [])
         where = f" ({', '.join(places)})" if places else ""
         super().__init__(f"[{rule}]{where} {message}")
 
@@ -70,11 +70,11 @@ class Series:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["timestamp", "value", *extra])
             for i, stamp in enumerate(self.timestamps):
-                cells = [_fmt(self.values[i])] + [_fmt(col[i]) for col in extra.values()]
+                cells = [fmt(self.values[i])] + [fmt(col[i]) for col in extra.values()]
                 writer.writerow([stamp.isoformat(), *cells])
 
 
-def _fmt(x: float) -> str:
+def fmt(x: float) -> str:
     return f"{float(x):.10g}"
 
 
@@ -125,7 +125,7 @@ def parse_series(
         raise ValueError(f"max_rows ({max_rows}) must be at least the minimum length ({min_length})")
     calendar = parse_freq(freq)
     reader = csv.reader(io.StringIO(decode_csv(raw)), strict=True)
-    header = [cell.strip() for cell in _next_row(reader) or []]
+    header = [cell.strip() for cell in next_row(reader) or []]
     _check_header(header)
     ts_col, value_col = header.index("timestamp"), header.index("value")
     item_col = header.index("item_id") if "item_id" in header else None
@@ -133,7 +133,7 @@ def parse_series(
     stamps: list[date] = []
     values: list[float] = []
     items: set[str] = set()
-    while (row := _next_row(reader)) is not None:
+    while (row := next_row(reader)) is not None:
         line = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
@@ -141,8 +141,8 @@ def parse_series(
             raise DataValidationError(
                 "columns", f"expected {len(header)} fields, found {len(row)}", line
             )
-        stamps.append(_parse_date(row[ts_col], line))
-        values.append(_parse_value(row[value_col], line, require_positive))
+        stamps.append(parse_date(row[ts_col], line))
+        values.append(parse_value(row[value_col], line, require_positive))
         if item_col is not None:
             items.add(row[item_col].strip())
         if not calendar.on_calendar(stamps[-1]):
@@ -180,7 +180,7 @@ def decode_csv(raw: bytes) -> str:
         raise DataValidationError("encoding", f"the file is not UTF-8 ({err.reason})") from None
 
 
-def _next_row(reader) -> list[str] | None:
+def next_row(reader) -> list[str] | None:
     """The next CSV row, or None at the end; a malformed row is a DataValidationError with its line."""
     try:
         return next(reader)
@@ -198,7 +198,7 @@ def _next_row(reader) -> list[str] | None:
         raise DataValidationError("csv", f"malformed CSV: {err}", line) from None
 
 
-def _excerpt(text: str) -> str:
+def excerpt(text: str) -> str:
     """A refused cell or header as quoted in errors: at most EXCERPT characters."""
     return repr(text if len(text) <= EXCERPT else text[:EXCERPT] + "...")
 
@@ -211,21 +211,21 @@ def _check_header(header: list[str]) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise DataValidationError(
-            "header", f"missing column(s) {missing}; expected header 'timestamp,value', found {_excerpt(','.join(header))}", 1
+            "header", f"missing column(s) {missing}; expected header 'timestamp,value', found {excerpt(','.join(header))}", 1
         )
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if unknown or len(set(header)) != len(header):
         raise DataValidationError(
-            "header", f"unexpected or repeated column(s) in {_excerpt(','.join(header))}; allowed: timestamp, value, item_id",
+            "header", f"unexpected or repeated column(s) in {excerpt(','.join(header))}; allowed: timestamp, value, item_id",
             1,
         )
 
 
-def _parse_date(cell: str, line: int) -> date:
+def parse_date(cell: str, line: int) -> date:
     try:
         stamp = date.fromisoformat(cell.strip())
     except ValueError:
-        raise DataValidationError("timestamp", f"{_excerpt(cell)} is not an ISO date (YYYY-MM-DD)", line) from None
+        raise DataValidationError("timestamp", f"{excerpt(cell)} is not an ISO date (YYYY-MM-DD)", line) from None
     if stamp > MAX_DATE:
         raise DataValidationError(
             "date-range", f"{stamp.isoformat()} is after {MAX_DATE.isoformat()}, the last date accepted"
@@ -233,13 +233,13 @@ def _parse_date(cell: str, line: int) -> date:
     return stamp
 
 
-def _parse_value(cell: str, line: int, require_positive: bool) -> float:
+def parse_value(cell: str, line: int, require_positive: bool) -> float:
     try:
         value = float(cell.strip())
     except ValueError:
-        raise DataValidationError("value", f"{_excerpt(cell)} is not a number", line) from None
+        raise DataValidationError("value", f"{excerpt(cell)} is not a number", line) from None
     if not math.isfinite(value):
-        raise DataValidationError("value", f"{_excerpt(cell.strip())} is not a finite number", line)
+        raise DataValidationError("value", f"{excerpt(cell.strip())} is not a finite number", line)
     if value != 0 and not MIN_ABS_VALUE <= abs(value) <= MAX_ABS_VALUE:
         raise DataValidationError(
             "value-range", f"{value:g} is outside the accepted magnitudes {MIN_ABS_VALUE:g}..{MAX_ABS_VALUE:g}"

@@ -77,7 +77,7 @@ import numpy as np
 
 from pipeline_code.engine.core.calendar import infer_freq, parse_freq
 from pipeline_code.engine.dataset import (
-    DataValidationError, Series, _excerpt, _fmt, _next_row, _parse_date, _parse_value, decode_csv, interpolate,
+    DataValidationError, Series, excerpt, fmt, next_row, parse_date, parse_value, decode_csv, interpolate,
     parse_series, read_upload,
 )
 from pipeline_code.engine.settings import Settings
@@ -148,7 +148,7 @@ def parse_panel(raw: bytes, *, settings: Settings, max_gap_periods: int | None =
         raise DataValidationError("oversize", f"file is {len(raw)} bytes; the limit is {limit} bytes")
     gap = settings.data.max_gap_periods if max_gap_periods is None else max_gap_periods
     reader = csv.reader(io.StringIO(decode_csv(raw)), strict=True)
-    first = _next_row(reader) or []
+    first = next_row(reader) or []
     cells = [cell.strip() for cell in first]
     if TIMESTAMP in cells and ITEM not in cells:
         series = parse_series(raw, freq=settings.data.freq, max_gap_periods=gap, max_rows=settings.data.max_rows)
@@ -167,7 +167,7 @@ def _columns(names: list[str], *, has_header: bool) -> tuple[int, int, int]:
     if sorted(names) != sorted((ITEM, TIMESTAMP, VALUE)):
         where = "the header" if has_header else "series.columns"
         raise DataValidationError(
-            "header", f"{where} {_excerpt(','.join(names))} must name item_id, timestamp and value (or"
+            "header", f"{where} {excerpt(','.join(names))} must name item_id, timestamp and value (or"
             " target_value) once each, and nothing else", 1 if has_header else None)
     return names.index(ITEM), names.index(TIMESTAMP), names.index(VALUE)
 
@@ -194,13 +194,15 @@ class _Rows:
         try:
             self.add(row, columns, line)
         except DataValidationError as err:
+            if err.rule not in ("columns", "timestamp"):
+                raise
             raise DataValidationError(
                 "header", f"line 1 names no 'timestamp' column, and as a headerless row in the order"
                 f" series.columns {list(self.settings.series.columns)} it is refused: {err.message}", 1,
                 item=err.item) from None
 
     def read(self, reader, columns: tuple[int, int, int]) -> None:
-        while (row := _next_row(reader)) is not None:
+        while (row := next_row(reader)) is not None:
             self.add(row, columns, reader.line_num)
         if not self.item:
             raise DataValidationError("empty", "the file has a header but no rows")
@@ -227,7 +229,7 @@ class _Rows:
                 if day == len(self.dates):
                     self.dates.append(when)
             text = row[value_col]
-            value = np.nan if text.strip().lower() in MISSING_CELLS else _parse_value(text, line, True)
+            value = np.nan if text.strip().lower() in MISSING_CELLS else parse_value(text, line, True)
         except DataValidationError as err:
             raise DataValidationError(err.rule, err.message, line, item=self.names[index]) from None
         self.item.append(index)
@@ -289,11 +291,7 @@ class _Rows:
     def off_calendar(self, row: int, item: np.ndarray, day: np.ndarray) -> None:
         """The first row off the calendar: its item follows another frequency, or the row is off."""
         name, freq = self.names[item[row]], self.settings.data.freq
-        stamps = sorted({self.dates[d] for d in day[item == item[row]]})
-        try:
-            own = infer_freq(stamps)
-        except ValueError:
-            own = None
+        own = _own_freq(sorted({self.dates[d] for d in day[item == item[row]]}))
         if own is not None:
             raise DataValidationError(
                 "frequency", f"the item's timestamps follow {own}; the panel's frequency (data.freq) is {freq}",
@@ -407,10 +405,10 @@ def _parse_timestamp(cell: str, line: int) -> date:
     if len(text) > 10 and text[10] in " T":
         if text[11:] != MIDNIGHT:
             raise DataValidationError(
-                "timestamp", f"{_excerpt(cell)} has a time of day; daily and coarser frequencies take"
+                "timestamp", f"{excerpt(cell)} has a time of day; daily and coarser frequencies take"
                 f" yyyy-MM-dd or yyyy-MM-dd {MIDNIGHT}", line)
         text = text[:10]
-    return _parse_date(text, line)
+    return parse_date(text, line)
 
 
 def write_panel_csv(path: str | Path, panel: Panel, extra: dict[str, dict[str, np.ndarray]] | None = None) -> None:
@@ -428,7 +426,7 @@ def write_panel_csv(path: str | Path, panel: Panel, extra: dict[str, dict[str, n
             series, columns = panel.series[item], extra.get(item, {})
             if list(columns) != names:
                 raise ValueError(f"item {item!r}: extra columns {list(columns)}, expected {names}")
-            cells = [[_fmt(x) for x in series.values]] + [[_fmt(x) for x in columns[n]] for n in names]
+            cells = [[fmt(x) for x in series.values]] + [[fmt(x) for x in columns[n]] for n in names]
             writer.writerows([item, stamp.isoformat(), *row] for stamp, *row in zip(series.timestamps, *cells))
 
 
