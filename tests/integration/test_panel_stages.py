@@ -1,0 +1,136 @@
+"""The panel stages' parts (pipeline/panel_stages.py) on small files: detecting a panel upload, the
+processed shards written and read back, the per-series rules and the report, the global choices and a
+panel training job's hyperparameters."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline_code.engine.panel_data import shard_of
+from pipeline_code.engine.settings import Settings
+from pipeline_code.entrypoints.training import parse_panel_hyperparameters
+from pipeline_code.pipeline import panel_stages
+from pipeline_code.pipeline.panel_stages import (
+    SHARD_FILE, global_candidates, is_panel_folder, is_panel_upload, process_panel, read_processed_panel,
+    settings_for,
+)
+from tests.integration.test_panel_pipeline import panel_rows, write_panel
+
+SETTINGS = Settings.from_dict({"data": {"freq": "MS", "season_length": 12, "horizon": 6},
+                               "series": {"families": ["seasonal_naive", "theta"], "instances": 4}})
+
+
+@pytest.mark.parametrize("first_line, panel", [
+    ("item_id,timestamp,value", True),
+    ("timestamp,target_value,item_id", True),
+    ("shop-1,2020-01-01,3.5", True),  # Amazon Forecast's headerless layout, series.columns order
+    ("shop-1,2020-01-01 00:00:00,3.5", True),
+    ("timestamp,value", False),
+    ("date,amount", False),  # a wrong one-series header keeps today's message
+    ("timestamp;value", False),
+    ("a,b,c", False),
+])
+def test_a_panel_upload_is_told_from_one_series(tmp_path, first_line, panel):
+    path = tmp_path / "upload.csv"
+    path.write_text(first_line + "\n")
+    assert is_panel_upload(path, SETTINGS) is panel
+
+
+def test_headerless_columns_follow_series_columns(tmp_path):
+    path = tmp_path / "upload.csv"
+    path.write_text("2020-01-01,3.5,shop-1\n")
+    assert not is_panel_upload(path, SETTINGS)
+    reordered = SETTINGS.merged({"series": {"columns": ["timestamp", "target_value", "item_id"]}})
+    assert is_panel_upload(path, reordered)
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("processed")
+    rows = panel_rows()
+    spike = next(i for i, r in enumerate(rows) if r[0] == "north" and r[1] == "2017-03-01")
+    rows[spike][2] = f"{float(rows[spike][2]) * 4:.3f}"  # an outlier the per-series rules flag
+    data = write_panel(root / "stores.csv", rows)
+    report = process_panel(data, root / "out", SETTINGS)
+    return root / "out", report, rows
+
+
+def test_every_shard_is_written_under_train_and_test_by_shard_of(processed):
+    out, report, rows = processed
+    for part in ("train", "test"):
+        assert sorted(p.name for p in (out / part).iterdir()) == [SHARD_FILE.format(k) for k in range(4)]
+        assert is_panel_folder(out / part)
+    for k in range(4):
+        lines = (out / "train" / SHARD_FILE.format(k)).read_text().splitlines()
+        assert lines[0] == "item_id,timestamp,value,value_counterfactual,is_counterfactual,is_outlier"
+        assert {line.split(",")[0] for line in lines[1:]} <= {i for i in {r[0] for r in rows} if shard_of(i, 4) == k}
+    assert report["shards"] == 4 and report["train_observations"] + report["test_observations"] == len(rows)
+
+
+def test_train_and_test_read_back_as_the_whole_panel(processed):
+    out, _, rows = processed
+    panel, counterfactual = read_processed_panel(out / "train", out / "test", freq="MS")
+    items = sorted({r[0] for r in rows})
+    assert panel.items == items
+    for item in items:
+        values = [float(r[2]) for r in rows if r[0] == item]
+        assert np.allclose(panel.series[item].values, values)
+        assert counterfactual[item].shape == panel.series[item].values.shape
+    test, _ = read_processed_panel(out / "test", freq="MS")
+    assert all(len(test.series[item]) == 6 for item in items)
+
+
+def test_the_per_series_rules_run_and_are_reported(processed):
+    _, report, _ = processed
+    assert report["outliers"].get("north", 0) >= 1
+    assert report["rules_skipped"] == {"flat": "constant", "short": report["rules_skipped"]["short"]}
+    assert "14 observations" in report["rules_skipped"]["short"]
+    assert not is_panel_folder(Path(__file__).parent)  # no CSV with item_id here
+
+
+def test_series_preprocess_off_keeps_every_series_as_observed(tmp_path):
+    data = write_panel(tmp_path / "stores.csv", panel_rows({"a": 40, "b": 50}))
+    off = SETTINGS.merged({"series": {"preprocess": False, "instances": 1}})
+    report = process_panel(data, tmp_path / "out", off)
+    assert report["rules_skipped"] == {"a": "series.preprocess is off", "b": "series.preprocess is off"}
+    panel, counterfactual = read_processed_panel(tmp_path / "out" / "train", freq="MS")
+    assert all(np.array_equal(counterfactual[i], panel.series[i].values) for i in panel.items)
+
+
+def test_reports_cut_long_item_lists(monkeypatch):
+    monkeypatch.setattr(panel_stages, "REPORT_ITEMS", 2)
+    assert panel_stages._listed({"a": 1, "b": 2}) == {"a": 1, "b": 2}
+    assert panel_stages._listed({"a": 1, "b": 2, "c": 3}) == {"count": 3, "first": {"a": 1, "b": 2}}
+    assert panel_stages._listed(["a", "b", "c"]) == {"count": 3, "first": ["a", "b"]}
+
+
+def test_global_candidates_are_the_tuning_jobs_ranges():
+    candidates = global_candidates(SETTINGS)
+    assert {c["family"] for c in candidates} == {"per_series", "seasonal_naive", "theta", "combination"}
+    assert len(candidates) == 4 * len(SETTINGS.search.histories)
+    assert all(parse_panel_hyperparameters(c, SETTINGS) == c for c in candidates)
+
+
+def test_one_family_for_every_series_runs_that_family_alone():
+    assert settings_for(SETTINGS, {"family": "per_series"}) is SETTINGS
+    assert settings_for(SETTINGS, {"family": "combination"}) is SETTINGS
+    assert settings_for(SETTINGS, {"family": "ets"}).series.families == ("ets",)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"family": "per_series", "fourier_k": "3"}, "unknown hyperparameter(s) ['fourier_k']"),
+    ({"family": "arima_fourier"}, "family='arima_fourier' is not one of"),
+    ({"family": "per_series", "history": "forever"}, "history='forever' is not one of"),
+])
+def test_a_panel_training_job_refuses_what_its_ranges_lack(raw, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_panel_hyperparameters(raw, SETTINGS)
+
+
+def test_sagemaker_entries_are_ignored_in_a_panel_training_job():
+    raw = {"family": '"theta"', "history": "window", "_tuning_objective_metric": "cv_mase"}
+    assert parse_panel_hyperparameters(raw, SETTINGS) == {"family": "theta", "history": "window"}
