@@ -1,0 +1,142 @@
+"""Panel fit: a served artifact per series chosen by its own CV, one global choice, pooled
+calibration, fallbacks with reasons, failures scored as failed, processes, the tuning ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.families import registry
+from pipeline_code.engine.panel_fit import (
+    backtest_panel, choice_from_hyperparameters, fit_panel, panel_parameter_ranges,
+)
+from pipeline_code.engine.panel_cv import panel_cutoffs
+from tests.engine.panel_helpers import panel_of, settings, synthetic
+
+
+@pytest.fixture(scope="module")
+def values() -> dict[str, np.ndarray]:
+    return synthetic(8, length=72)
+
+
+@pytest.fixture(scope="module")
+def fitted(values):
+    return fit_panel(panel_of(values), settings())
+
+
+def test_each_series_chooses_by_its_own_cv_and_is_served(fitted, values):
+    allowed = {"seasonal_naive", "theta", "combination"}
+    assert set(fitted.artifacts) == set(values)
+    for item, choice in fitted.choices.items():
+        assert choice["family"] in allowed
+        scores = choice["cv_mase"]
+        assert scores[choice["family"]] == min(scores.values())
+        forecast = Forecaster(fitted.artifacts[item]).predict(6, 0.95)
+        assert np.all(forecast.lower < forecast.mean) and np.all(forecast.mean < forecast.upper)
+        assert fitted.artifacts[item].metadata["item_id"] == item
+    assert fitted.report["families"] and sum(fitted.report["families"].values()) == len(values)
+    assert set(fitted.report["per_item"]) == set(values)
+    panel = fitted.cv.panel
+    assert {"mase", "wape", "coverage_80", "coverage_95", "interval_score"} <= set(panel)
+    assert panel["mase"] == pytest.approx(np.mean([m["mase"] for m in fitted.cv.per_item.values()]))
+    assert np.isfinite(fitted.objective)
+
+
+def test_intervals_pool_the_panel_with_each_series_own_scale(fitted):
+    artifacts = list(fitted.artifacts.values())
+    pool = artifacts[0].calibration_errors
+    assert pool.shape[1] == 6 and pool.shape[0] > 8  # more than one series' cutoffs
+    assert all(a.calibration_errors is pool for a in artifacts)
+    scales = {round(a.parameters["error_scale"], 12) for a in artifacts}
+    assert len(scales) == len(artifacts) and min(scales) > 0
+
+
+def test_too_short_and_constant_series_get_the_fallback_with_a_reason(values):
+    panel = panel_of({**values, "short": values["s000"][-14:], "flat": np.full(60, 7.0)})
+    fit = fit_panel(panel, settings())
+    assert fit.choices["short"]["family"] == "seasonal_naive"
+    assert fit.choices["short"]["reason"].startswith("too short")
+    assert fit.choices["flat"]["family"] == "seasonal_naive"
+    assert fit.choices["flat"]["reason"].startswith("constant")
+    assert set(fit.report["fallbacks"]) == {"short", "flat"}
+    flat = Forecaster(fit.artifacts["flat"]).predict(3, 0.95)
+    np.testing.assert_allclose(flat.mean, 7.0)
+    assert np.all(np.isfinite(Forecaster(fit.artifacts["short"]).predict(3, 0.8).upper))
+    # a series shorter than a season: the last value repeated
+    tiny = fit_panel(panel_of({**values, "tiny": np.array([3.0, 4.0, 5.0])}), settings())
+    assert tiny.artifacts["tiny"].spec == {"period": 1}
+    assert Forecaster(tiny.artifacts["tiny"]).predict(2, 0.95).mean[0] == pytest.approx(5.0, rel=0.05)
+
+
+def test_a_family_failing_on_a_series_is_scored_failed_for_it(values, monkeypatch):
+    theta = registry.FAMILIES["theta"]
+    marker = values["s001"][0]
+
+    class Flaky:
+        name, batched = theta.name, theta.batched
+        candidates = theta.candidates
+        fit_final = theta.fit_final
+
+        def fit_windows(self, y, candidate, origins, ctx):
+            if y[0] == marker:
+                raise RuntimeError("cannot fit this one")
+            return theta.fit_windows(y, candidate, origins, ctx)
+
+    monkeypatch.setitem(registry.FAMILIES, "theta", Flaky())
+    fit = fit_panel(panel_of(values), settings())
+    assert fit.choices["s001"]["family"] == "seasonal_naive"
+    assert fit.choices["s001"]["cv_mase"]["theta"] == np.inf
+    assert "cannot fit this one" in fit.report["failures"]["s001"]["theta"]
+    only = fit_panel(panel_of(values), settings(), choice={"family": "theta"})
+    assert only.choices["s001"]["family"] == "seasonal_naive"
+    assert "every candidate failed" in only.choices["s001"]["reason"]
+
+
+def test_one_global_choice_for_every_series(values):
+    fit = fit_panel(panel_of(values), settings(), choice={"family": "theta", "history": "all"})
+    assert {c["family"] for c in fit.choices.values()} == {"theta"}
+    assert {a.metadata["hyperparameters"]["history"] for a in fit.artifacts.values()} == {"all"}
+    chosen = fit_panel(panel_of(values), settings(selection="global"))
+    assert len({c["family"] for c in chosen.choices.values()}) == 1
+    with pytest.raises(ValueError, match="family: 'ets' is not one of"):
+        fit_panel(panel_of(values), settings(), choice={"family": "ets"})
+    with pytest.raises(ValueError, match="unknown key"):
+        fit_panel(panel_of(values), settings(), choice={"families": "theta"})
+
+
+def test_processes_give_the_same_fit(values, fitted):
+    parallel = fit_panel(panel_of(values), settings(), jobs=2)
+    assert parallel.choices == fitted.choices
+    for item, artifact in fitted.artifacts.items():
+        np.testing.assert_array_equal(parallel.artifacts[item].calibration_errors, artifact.calibration_errors)
+        assert parallel.artifacts[item].parameters["error_scale"] == artifact.parameters["error_scale"]
+
+
+def test_counterfactual_series_are_what_the_models_train_on(values):
+    doubled = {item: 2 * v for item, v in values.items()}
+    fit = fit_panel(panel_of(values), settings(), choice={"family": "seasonal_naive"}, counterfactual=doubled)
+    item = next(iter(values))
+    np.testing.assert_allclose(Forecaster(fit.artifacts[item]).predict(12, 0.95).mean[:12] / values[item][-12:],
+                               2.0 * np.exp(0.5 * fit.artifacts[item].parameters["sigma2"]), rtol=1e-9)
+
+
+def test_backtest_coverage_over_a_panel():
+    values = synthetic(40, length=84, seed=3)
+    panel = panel_of(values)
+    cutoffs = panel_cutoffs(panel, horizon=6, cutoffs=4, step=3)
+    got = backtest_panel(panel, settings(), cutoffs=cutoffs, jobs=2).panel
+    assert got["items"] == 40 and got["points"] == 40 * 4 * 6
+    assert 0.85 <= got["coverage_95"] <= 0.995
+    assert got["coverage_80"] < got["coverage_95"]
+
+
+def test_tuning_ranges_of_the_global_choices():
+    ranges = panel_parameter_ranges(settings(families=("seasonal_naive", "ets", "theta")))
+    assert set(ranges) == {"CategoricalParameterRanges", "IntegerParameterRanges", "ContinuousParameterRanges"}
+    by_name = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
+    assert by_name == {"family": ["per_series", "seasonal_naive", "ets", "theta", "combination"],
+                       "history": ["window", "all"]}
+    assert all(isinstance(v, str) for values in by_name.values() for v in values)
+    assert choice_from_hyperparameters({"family": "ets", "history": "all", "other": "1"}) == \
+        {"family": "ets", "history": "all"}
