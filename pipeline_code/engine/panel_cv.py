@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.core.calendar import Calendar
+from pipeline_code.engine.core.calendar import Calendar, parse_freq
 from pipeline_code.engine.core.calibration import bounds
 
 LEVELS = (0.8, 0.95)
@@ -42,20 +42,15 @@ def panel_cutoffs(panel: Any, *, horizon: int, cutoffs: int, step: int) -> list[
     horizon ends on the panel's last timestamp."""
     if horizon < 1 or cutoffs < 1 or step < 1:
         raise ValueError(f"horizon, cutoffs and step must be positive, got {horizon}, {cutoffs}, {step}")
-    return cutoffs_before(panel_calendar(panel).shift(panel.end, 1), horizon=horizon, cutoffs=cutoffs,
-                          step=step, calendar=panel_calendar(panel))
+    calendar = parse_freq(panel.freq)
+    return cutoffs_before(calendar.shift(panel.end, 1), horizon=horizon, cutoffs=cutoffs, step=step,
+                          calendar=calendar)
 
 
 def cutoffs_before(when: date, *, horizon: int, cutoffs: int, step: int, calendar: Calendar) -> list[date]:
     """The ``cutoffs`` cutoffs whose horizon ends before ``when`` (an evaluation cutoff, or the day
     after the data): what a choice made at ``when`` may look at."""
     return [calendar.shift(when, -(horizon + j * step)) for j in range(cutoffs - 1, -1, -1)]
-
-
-def panel_calendar(panel: Any) -> Calendar:
-    from pipeline_code.engine.core.calendar import parse_freq
-
-    return parse_freq(panel.freq)
 
 
 def interval(centre: np.ndarray, scale: np.ndarray, pool: np.ndarray, conf: float
@@ -161,8 +156,6 @@ class PanelCV:
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """Each item's, cutoff's and step's forecast against the actual (the backtest export)."""
-        from pipeline_code.engine.core.calendar import parse_freq
-
         calendar = self.calendar or parse_freq(self.freq)
         for item, bt in sorted(self.items.items()):
             for i, cutoff in enumerate(bt.cutoffs):

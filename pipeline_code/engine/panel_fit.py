@@ -32,10 +32,9 @@ from pipeline_code.engine.panel_cv import (
     LEVELS, ItemBacktest, PanelCV, cutoffs_before, interval, panel_cutoffs, pooled,
 )
 from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.settings import PER_SERIES, Settings
 from pipeline_code.engine.workers import worker_pool
 
-PER_SERIES = "per_series"
 CALIBRATION_METHOD = "pooled panel conformal: log errors over each series' one-step model standard deviation"
 _PLAN: dict[str, Plan] = {}
 
@@ -152,8 +151,7 @@ def resolve_choice(settings: Settings, choice: dict | None) -> dict[str, str]:
 def choice_families(settings: Settings) -> list[str]:
     """What the ``family`` choice may be: per series, a family of ``series.families``, or their
     combination (with two or more)."""
-    names = list(settings.series.families)
-    return [PER_SERIES, *names, *([COMBINATION] if len(names) > 1 else [])]
+    return settings.panel_families()
 
 
 def choice_from_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, str]:
@@ -163,20 +161,9 @@ def choice_from_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, st
 
 def panel_parameter_ranges(settings: Settings) -> dict[str, Any]:
     """The SageMaker tuning job's ParameterRanges for the panel's global choices, each a categorical
-    (names and values are strings; the objective is the panel's rolling-choice mean CV MASE).
-
-    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ParameterRanges.html
-    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html
-    """
-    histories = [h for h in (WINDOW, ALL) if h in settings.search.histories] or [WINDOW]
-    return {
-        "CategoricalParameterRanges": [
-            {"Name": "family", "Values": choice_families(settings)},
-            {"Name": "history", "Values": histories},
-        ],
-        "IntegerParameterRanges": [],
-        "ContinuousParameterRanges": [],
-    }
+    (the objective is the panel's rolling-choice mean CV MASE): ``Settings.panel_parameter_ranges``,
+    which the starter Lambda renders with the standard library only."""
+    return settings.panel_parameter_ranges()
 
 
 def family_candidate(name: str, settings: Settings, history: str) -> dict[str, Any]:
