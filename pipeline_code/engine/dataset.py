@@ -187,15 +187,18 @@ def next_row(reader) -> list[str] | None:
     except StopIteration:
         return None
     except csv.Error as err:
-        line = reader.line_num or 1
-        if "new-line character" in str(err):
-            raise DataValidationError(
-                "line-endings", "a line ends with a bare carriage return (CR); save the file with LF or"
-                " CRLF line endings", line) from None
-        if "field limit" in str(err):
-            raise DataValidationError(
-                "field-size", f"a field is longer than {csv.field_size_limit()} characters", line) from None
-        raise DataValidationError("csv", f"malformed CSV: {err}", line) from None
+        raise csv_problem(err, reader.line_num or 1) from None
+
+
+def csv_problem(err: csv.Error, line: int) -> DataValidationError:
+    """The input contract's error for a row the csv module cannot read."""
+    if "new-line character" in str(err):
+        return DataValidationError(
+            "line-endings", "a line ends with a bare carriage return (CR); save the file with LF or"
+            " CRLF line endings", line)
+    if "field limit" in str(err):
+        return DataValidationError("field-size", f"a field is longer than {csv.field_size_limit()} characters", line)
+    return DataValidationError("csv", f"malformed CSV: {err}", line)
 
 
 def excerpt(text: str) -> str:

@@ -68,6 +68,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
@@ -77,8 +78,8 @@ import numpy as np
 
 from pipeline_code.engine.core.calendar import infer_freq, parse_freq
 from pipeline_code.engine.dataset import (
-    DataValidationError, Series, excerpt, fmt, next_row, parse_date, parse_value, decode_csv, interpolate,
-    parse_series, read_upload,
+    MAX_ABS_VALUE, MIN_ABS_VALUE, DataValidationError, Series, csv_problem, decode_csv, excerpt, fmt, interpolate,
+    next_row, parse_date, parse_series, parse_value, read_upload,
 )
 from pipeline_code.engine.settings import Settings
 
@@ -155,9 +156,7 @@ def parse_panel(raw: bytes, *, settings: Settings, max_gap_periods: int | None =
         return Panel({"": series}, settings.data.freq, single=True)
     columns = _columns(cells if TIMESTAMP in cells else list(settings.series.columns), has_header=TIMESTAMP in cells)
     rows = _Rows(settings)
-    if TIMESTAMP not in cells:
-        rows.read_first(first, columns, reader.line_num)
-    rows.read(reader, columns)
+    rows.read(reader, columns, None if TIMESTAMP in cells else first)
     return rows.panel(gap)
 
 
@@ -189,53 +188,59 @@ class _Rows:
         self.line: list[int] = []
         self.first_line: list[int] = []
 
-    def read_first(self, row: list[str], columns: tuple[int, int, int], line: int) -> None:
-        """Line 1 of a headerless file: a data row, or a header this contract does not know."""
+    def read(self, reader, columns: tuple[int, int, int], first: list[str] | None = None) -> None:
+        """Every row (``first``: line 1 of a headerless file), its cells checked by the input contract's
+        rules, with the item named. The common case (a known item and date, a plain positive number)
+        takes the short path; anything else is judged by `engine.dataset`'s rules."""
+        item_col, stamp_col, value_col = columns
+        by_cell, stamp_cells = self.by_cell, self.stamp_cells
+        items, days, values, lines = self.item, self.day, self.value, self.line
+        index = None
         try:
-            self.add(row, columns, line)
+            for row in itertools.chain([first] if first is not None else [], reader):
+                line = reader.line_num
+                index = None
+                if len(row) != 3 or not row[item_col].strip():
+                    if not any(cell.strip() for cell in row):
+                        continue
+                    if len(row) != 3:
+                        raise DataValidationError("columns", f"expected 3 fields, found {len(row)}", line)
+                index = by_cell.get(row[item_col])
+                if index is None:
+                    index = by_cell[row[item_col]] = self.new_item(row[item_col], line)
+                day = stamp_cells.get(row[stamp_col])
+                if day is None:
+                    day = self.new_date(row[stamp_col], line)
+                text = row[value_col]
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = 0.0
+                if not MIN_ABS_VALUE <= value <= MAX_ABS_VALUE:  # zero, negative, nan, inf or not a number
+                    value = np.nan if text.strip().lower() in MISSING_CELLS else parse_value(text, line, True)
+                items.append(index)
+                days.append(day)
+                values.append(value)
+                lines.append(line)
+        except csv.Error as err:
+            raise csv_problem(err, reader.line_num or 1) from None
         except DataValidationError as err:
-            if err.rule not in ("columns", "timestamp"):
-                raise
-            raise DataValidationError(
-                "header", f"line 1 names no 'timestamp' column, and as a headerless row in the order"
-                f" series.columns {list(self.settings.series.columns)} it is refused: {err.message}", 1,
-                item=err.item) from None
-
-    def read(self, reader, columns: tuple[int, int, int]) -> None:
-        while (row := next_row(reader)) is not None:
-            self.add(row, columns, reader.line_num)
-        if not self.item:
+            if first is not None and err.line == 1 and err.rule in ("columns", "timestamp"):
+                raise DataValidationError(
+                    "header", f"line 1 names no 'timestamp' column, and as a headerless row in the order"
+                    f" series.columns {list(self.settings.series.columns)} it is refused: {err.message}", 1,
+                    item=err.item) from None
+            raise DataValidationError(err.rule, err.message, err.line,
+                                      item=err.item if index is None else self.names[index]) from None
+        if not items:
             raise DataValidationError("empty", "the file has a header but no rows")
 
-    def add(self, row: list[str], columns: tuple[int, int, int], line: int) -> None:
-        """One row: its cells checked by the input contract's rules, with the item named."""
-        item_col, stamp_col, value_col = columns
-        if len(row) != 3:
-            if not any(cell.strip() for cell in row):
-                return
-            raise DataValidationError("columns", f"expected 3 fields, found {len(row)}", line)
-        cell = row[item_col]
-        index = self.by_cell.get(cell)
-        if index is None:
-            if not any(c.strip() for c in row):
-                return
-            index = self.by_cell[cell] = self.new_item(cell, line)
-        try:
-            stamp = row[stamp_col]
-            day = self.stamp_cells.get(stamp)
-            if day is None:
-                when = _parse_timestamp(stamp, line)
-                day = self.stamp_cells[stamp] = self.date_ids.setdefault(when, len(self.dates))
-                if day == len(self.dates):
-                    self.dates.append(when)
-            text = row[value_col]
-            value = np.nan if text.strip().lower() in MISSING_CELLS else parse_value(text, line, True)
-        except DataValidationError as err:
-            raise DataValidationError(err.rule, err.message, line, item=self.names[index]) from None
-        self.item.append(index)
-        self.day.append(day)
-        self.value.append(value)
-        self.line.append(line)
+    def new_date(self, cell: str, line: int) -> int:
+        when = _parse_timestamp(cell, line)
+        day = self.stamp_cells[cell] = self.date_ids.setdefault(when, len(self.dates))
+        if day == len(self.dates):
+            self.dates.append(when)
+        return day
 
     def new_item(self, cell: str, line: int) -> int:
         name = cell.strip()

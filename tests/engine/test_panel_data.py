@@ -76,7 +76,7 @@ def test_a_headerless_file_follows_series_columns():
 
 
 def test_a_first_line_that_is_neither_a_header_nor_a_row_is_a_header_error():
-    error = refused(csv_bytes(rows("X", [1, 2]), header="item_id,date,value"), "header", 1, "item_id")
+    error = refused(csv_bytes(rows("X", [1, 2]), header="item_id,date,value"), "header", 1, None)
     assert "series.columns" in str(error) and "'date'" in str(error)
     refused(csv_bytes(rows("X", [1, 2]), header="timestamp;value"), "header", 1, None)
     refused(csv_bytes(rows("X", [1, 2]), header=f"X,{month(0)},0"), "value", 1, "X")  # a row, refused as a row
