@@ -48,22 +48,40 @@ class ModelArtifact:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        document = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "family": self.family,
-            "core": self.core,
-            "spec": _plain(self.spec),
-            "freq": self.freq,
-            "last_timestamp": self.last_timestamp,
-            "t_last": int(self.t_last),
-            "parameters": _plain(self.parameters),
-            "history": _plain(self.history),
-            "metadata": _plain(self.metadata),
-        }
+        document = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.document()}
         (folder / MODEL_JSON).write_text(json.dumps(document, indent=1, sort_keys=True))
         np.savez(folder / ARRAYS_NPZ, calibration_errors=np.asarray(self.calibration_errors, float))
         return folder
+
+    def document(self) -> dict[str, Any]:
+        """Everything but the calibration errors, as JSON-ready data (``model.json`` without its format)."""
+        return {
+            "family": self.family,
+            "core": self.core,
+            "spec": plain(self.spec),
+            "freq": self.freq,
+            "last_timestamp": self.last_timestamp,
+            "t_last": int(self.t_last),
+            "parameters": plain(self.parameters),
+            "history": plain(self.history),
+            "metadata": plain(self.metadata),
+        }
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any], errors: np.ndarray) -> "ModelArtifact":
+        """The artifact of a checked document (see ``artifact_checks.check_document``)."""
+        return cls(
+            spec=document["spec"],
+            freq=document["freq"],
+            last_timestamp=document["last_timestamp"],
+            t_last=int(document["t_last"]),
+            parameters=document["parameters"],
+            calibration_errors=errors,
+            history=document["history"],
+            metadata=document.get("metadata", {}),
+            family=document["family"],
+            core=document["core"],
+        )
 
     @classmethod
     def load(cls, folder: str | Path) -> "ModelArtifact":
@@ -87,28 +105,17 @@ class ModelArtifact:
             raise ArtifactError(f"model folder {folder.name!r}: {MODEL_JSON} is not valid JSON ({err})") from None
         except ArtifactProblem as err:
             raise ArtifactError(f"model folder {folder.name!r}: {err}") from None
-        return cls(
-            spec=document["spec"],
-            freq=document["freq"],
-            last_timestamp=document["last_timestamp"],
-            t_last=int(document["t_last"]),
-            parameters=document["parameters"],
-            calibration_errors=errors,
-            history=document["history"],
-            metadata=document.get("metadata", {}),
-            family=document["family"],
-            core=document["core"],
-        )
+        return cls.from_document(document, errors)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Convert NumPy containers and scalars to JSON-ready Python values."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return plain(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -88,13 +88,18 @@ def load_calibration_errors(path: Path) -> np.ndarray:
         if isinstance(err, ArtifactProblem):
             raise
         raise ArtifactProblem(path.name, f"is not a readable .npz archive ({err})") from None
+    return check_calibration_errors(errors, path.name)
+
+
+def check_calibration_errors(errors: np.ndarray, file: str) -> np.ndarray:
+    """A finite 2-D numeric array of at least MIN_CALIBRATION_ROWS rows, as floats."""
     if errors.dtype.kind not in "fiu":
-        raise ArtifactProblem(path.name, f"{CALIBRATION_ERRORS} has dtype {errors.dtype}; numbers expected")
+        raise ArtifactProblem(file, f"{CALIBRATION_ERRORS} has dtype {errors.dtype}; numbers expected")
     if errors.ndim != 2 or errors.shape[0] < MIN_CALIBRATION_ROWS or errors.shape[1] < 1:
-        raise ArtifactProblem(path.name, f"{CALIBRATION_ERRORS} has shape {errors.shape}; expected"
+        raise ArtifactProblem(file, f"{CALIBRATION_ERRORS} has shape {errors.shape}; expected"
                               f" (splits >= {MIN_CALIBRATION_ROWS}, horizon >= 1)")
     if not np.all(np.isfinite(errors)):
-        raise ArtifactProblem(path.name, f"{CALIBRATION_ERRORS} holds non-finite values")
+        raise ArtifactProblem(file, f"{CALIBRATION_ERRORS} holds non-finite values")
     return errors.astype(float)
 
 

@@ -38,12 +38,15 @@ class Forecast:
 class Forecaster:
     """A fitted model of any family (its artifact section, see ``paths``) with calibrated intervals."""
 
-    def __init__(self, artifact: ModelArtifact) -> None:
+    def __init__(self, artifact: ModelArtifact, *, sorted_errors: np.ndarray | None = None) -> None:
+        """``sorted_errors``: the calibration errors already sorted per column (the items of a panel
+        share one pooled array, sorted once)."""
         self.artifact = artifact
         self.calendar = parse_freq(artifact.freq)
         self.last_timestamp = date.fromisoformat(artifact.last_timestamp)
         self._scale = float(artifact.parameters["error_scale"])
-        self._errors = np.sort(np.asarray(artifact.calibration_errors, dtype=float), axis=0)
+        self._errors = (sorted_errors if sorted_errors is not None
+                        else np.sort(np.asarray(artifact.calibration_errors, dtype=float), axis=0))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Forecaster":
