@@ -110,6 +110,11 @@ def test_the_error_names_line_and_item():
     refused(csv_bytes(["A,2020-13-01,1"]), "timestamp", 2, "A")
 
 
+def test_malformed_csv_names_the_rule_and_line():
+    refused(csv_bytes(rows("A", [1, 2]) + ['"B,2020-01-01,1']), "csv", 4, None)
+    refused(csv_bytes(rows("A", [1, 2])).replace(b"\n", b"\r"), "line-endings", 1, None)
+
+
 def test_empty_files_are_refused():
     refused(b"", "empty", None, None)
     refused(b"item_id,timestamp,value\n", "empty", None, None)
@@ -154,6 +159,9 @@ def test_file_of_max_file_bytes_is_read_and_one_byte_more_is_refused(tmp_path):
     path = tmp_path / "panel.csv"
     path.write_bytes(raw)
     assert len(load_panel(path, settings=settings(data={"max_file_bytes": len(raw)})).items) == 30
+    with pytest.raises(DataValidationError) as info:
+        load_panel(tmp_path, settings=settings())
+    assert info.value.rule == "file"
     for load in (lambda s: load_panel(path, settings=s), lambda s: parse_panel(raw, settings=s)):
         with pytest.raises(DataValidationError, match=f"file is {len(raw)} bytes; the limit is {len(raw) - 1}"):
             load(settings(data={"max_file_bytes": len(raw) - 1}))
