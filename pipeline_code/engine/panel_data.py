@@ -21,9 +21,13 @@ time must be 00:00:00 (hourly and minute data are not supported here). Other fie
 dimension, related time series) are refused: one file holds one target per item.
 
 Rules: each refusal is a :class:`DataValidationError` naming the rule, the line (the header is line 1)
-and the item, and refuses the whole upload. The rules of a row are `engine.dataset`'s (``columns``,
-``timestamp``, ``date-range``, ``value``, ``value-range``); a value must be positive because the models
-work on the log scale. Beyond them:
+and the item, and refuses the whole upload. The rules of the file and of a row are `engine.dataset`'s
+(``empty``, ``encoding``, ``csv``, ``line-endings``, ``field-size``, ``columns``, ``timestamp``,
+``date-range``, ``value``, ``value-range``); a value must be positive because the models work on the
+log scale. Beyond them:
+
+- ``header``: a header that does not name item_id, timestamp and value (or target_value) once each,
+  or, without a header, a line 1 that cannot be a row in the order ``series.columns``.
 
 - ``item_id``: empty, longer than :data:`MAX_ITEM_ID` characters, or holding control characters
   (surrounding spaces are dropped).
@@ -50,9 +54,10 @@ when its row is absent or its value cell is empty, ``NA`` or ``nan`` (any case).
   (the latest of the file) are filled by ``series.fill_end``, or refused (rule ``missing``) when it
   is ``none``; every series then ends on the panel's last timestamp.
 - Methods: ``interpolate`` (log-linear between the neighbours; at the end, the last value carried),
-  ``value`` (``series.fill_value``), ``median`` or ``mean`` (of the series' values). Amazon's
-  ``zero`` has no log (a ``value`` fill is the way), its ``nan`` is ``none``; ``min``/``max`` are not
-  offered.
+  ``value`` (``series.fill_value``), ``median`` or ``mean`` (of the series' observed values). The
+  default is ``none`` (refuse, as for one series), where Amazon's is ``zero``; ``zero`` has no log
+  (a ``value`` fill is the way), and Amazon's ``nan`` (points left out of training), ``min`` and
+  ``max`` are not offered.
 - An item with no value at all is refused (rule ``missing``). ``Panel.fills`` counts each item's
   filled points (``middle`` includes the tolerated ones); leading missing values are not filled.
 - Only the latest ``data.max_rows`` periods of each series are kept (all rows are validated).
