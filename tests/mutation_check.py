@@ -47,11 +47,21 @@ MUTATIONS = {
         ("tests/engine/test_calibration.py",)),
     "no-local-scaling": Mutation(
         "the local error scaling is removed from training and backtests",
-        (("pipeline_code/engine/estimator.py", "normalised(cv.log_errors, local_scales(step1))",
-          "normalised(cv.log_errors, np.ones(step1.size))"),
-         ("pipeline_code/engine/estimator.py", "error_scale = current_scale(step1)", "error_scale = 1.0"),
+        (("pipeline_code/engine/estimator.py", "normalised(cv.log_errors, local_scales(step1),",
+          "normalised(cv.log_errors, np.ones(step1.size),"),
+         ("pipeline_code/engine/estimator.py", "error_scale = current_scale(", "error_scale = 1.0 or ("),
          ("pipeline_code/engine/evaluation.py", "scales = local_scales(log_errors[:, 0])",
           "scales = np.ones(log_errors.shape[0])")),
+        ("tests/engine/test_calibration.py",)),
+    "costly-calibration-thinned": Mutation(
+        "a costly family is calibrated on splits spread over the history (a stale local scale)",
+        (("pipeline_code/engine/estimator.py",
+          "else grid[-(calibration_splits(candidate) + SCALE_WINDOW):]", "else grid[::-(grid.size // 30)][::-1]"),),
+        ("tests/engine/test_calibration.py",)),
+    "served-scale-horizon-old": Mutation(
+        "the served scale ignores the one-step errors of the last horizon's origins",
+        (("pipeline_code/engine/estimator.py", "np.concatenate([step1, self._recent_step1_errors(data, target, cv)])",
+          "step1"),),
         ("tests/engine/test_calibration.py",)),
     "gap-off-by-one": Mutation(
         "a single missing period passes the gap rule",
