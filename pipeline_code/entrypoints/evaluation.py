@@ -1,10 +1,12 @@
 """SageMaker processing job: evaluate the tuned model against seasonal naive and the approved model.
 
 Inputs under ``/opt/ml/processing/input/``: ``train/``, ``test/``, ``model/`` (the best training job's
-``model.tar.gz`` or its files) and, when a model is approved, ``champion/``. Outputs
+``model.tar.gz`` or its files; for a panel fitted in shards, every instance's partial panel, merged
+here into one) and, when a model is approved, ``champion/``. Outputs
 ``/opt/ml/processing/output/evaluation/evaluation.json`` (with the gate decision),
-``/opt/ml/processing/output/forecast/forecast.csv`` and ``/opt/ml/processing/output/served/model.tar.gz``
-(the model to register: the challenger, or on a first run the better baseline).
+``/opt/ml/processing/output/forecast/forecast.csv`` (and a panel's ``backtest.csv``) and
+``/opt/ml/processing/output/served/model.tar.gz`` (the model to register: the challenger, or on a
+first run the better baseline).
 """
 
 from __future__ import annotations
@@ -16,29 +18,38 @@ import tarfile
 from pathlib import Path
 
 from pipeline_code.engine.core.artifact import MODEL_JSON
+from pipeline_code.engine.core.panel_artifact import PANEL_JSON, is_panel
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
 from pipeline_code.pipeline.layout import MODEL_ARCHIVE
+from pipeline_code.pipeline.panel_shards import merged_shards
+from pipeline_code.pipeline.panel_stages import BACKTEST_FILE
 from pipeline_code.pipeline.stages import FORECAST_FILE, run_evaluation, served_model_dir
 from pipeline_code.entrypoints.sagemaker_paths import fail, processing_input, processing_output, unexpected
 
 
 def model_folder(path: Path) -> Path | None:
-    """The artifact folder inside ``path``: extract a ``model.tar.gz`` safely if that is what came."""
+    """The artifact folder inside ``path``: extract ``model.tar.gz`` archives safely if that is what
+    came; a panel fitted in shards (a partial panel per instance, docs/panel.md) is merged into one."""
     if not path.is_dir() or not any(path.iterdir()):
         return None
-    if (path / MODEL_JSON).is_file():
+    if (path / MODEL_JSON).is_file() or is_panel(path):
         return path
     archives = sorted(path.rglob("*.tar.gz"))
     if archives:
         target = path / "extracted"
-        target.mkdir(exist_ok=True)
-        with tarfile.open(archives[0]) as archive:
-            archive.extractall(target, filter="data")
+        for index, archive in enumerate(archives):
+            folder = target / f"{index:05d}" if len(archives) > 1 else target
+            folder.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(archive) as tar:
+                tar.extractall(folder, filter="data")
         path = target
-    found = sorted(p.parent for p in path.rglob(MODEL_JSON))
+    merged = merged_shards(path, path / "merged")
+    if merged is not None:
+        return merged
+    found = sorted({p.parent for name in (MODEL_JSON, PANEL_JSON) for p in path.rglob(name)})
     if not found:
-        raise FileNotFoundError(f"no {MODEL_JSON} under {path.name}/")
+        raise FileNotFoundError(f"no {MODEL_JSON} or {PANEL_JSON} under {path.name}/")
     return found[0]
 
 
@@ -70,7 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         forecast_dir = processing_output("forecast")
         forecast_dir.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(out / FORECAST_FILE), forecast_dir / FORECAST_FILE)
+        for name in (FORECAST_FILE, BACKTEST_FILE):  # a panel's per-item backtest goes beside its forecast
+            if (out / name).is_file():
+                shutil.move(str(out / name), forecast_dir / name)
         pack_model(served_model_dir(model, out, evaluation), processing_output("served") / MODEL_ARCHIVE)
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
         fail(unexpected(err), 1, out / "failure")

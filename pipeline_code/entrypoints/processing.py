@@ -1,6 +1,7 @@
 """SageMaker processing job: validate -> outliers -> counterfactual -> split.
 
-Input ``/opt/ml/processing/input/raw/``; outputs ``/opt/ml/processing/output/{train,test,report}/``.
+Input ``/opt/ml/processing/input/raw/``; outputs ``/opt/ml/processing/output/{train,test,report}/``
+(for a panel, ``series.instances`` shard files in each of train/ and test/; docs/panel.md).
 Exits 2 with the rule and line on stderr when the data is refused, 1 on other errors.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from pipeline_code.engine.dataset import DataValidationError
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
@@ -25,12 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     settings = settings_from_args(build_parser().parse_args(argv), processing_input(SETTINGS_CHANNEL))
     try:
-        report = run_processing(processing_input("raw"), processing_output(), settings)
+        # A panel's series are preprocessed on every core of the instance.
+        report = run_processing(processing_input("raw"), processing_output(), settings, jobs=os.cpu_count() or 1)
     except DataValidationError as err:
         fail(f"invalid input data: {err}", 2, processing_output("report") / "failure")
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
         fail(unexpected(err), 1, processing_output("report") / "failure")
-    print(json.dumps({"processed": report["observations"], "episode": report["episode"]}))
+    print(json.dumps({"processed": report["observations"], "series": report.get("series", 1),
+                      "episode": report["episode"]}))
 
 
 if __name__ == "__main__":

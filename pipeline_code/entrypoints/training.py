@@ -1,4 +1,6 @@
 """SageMaker training job (one HPO candidate): CV objective on ``train``, final fit on train + test.
+For a panel (processed shard files with ``item_id``), the candidate is the panel's global choices and
+the objective ``cv_mase`` (the mean over series; docs/panel.md).
 
 The run document comes from the ``settings`` channel (``/opt/ml/input/data/settings/``); the tuned
 hyperparameters arrive as strings in ``/opt/ml/input/config/hyperparameters.json``; prints the
@@ -19,6 +21,7 @@ from pipeline_code.engine.dataset import DataValidationError
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.settings import SETTINGS_CHANNEL, TUNED_PARAMETERS, Settings
+from pipeline_code.pipeline.panel_stages import is_panel_folder
 from pipeline_code.pipeline.settings_args import find_run_document
 from pipeline_code.pipeline.stages import run_training
 from pipeline_code.entrypoints.sagemaker_paths import fail, training_paths, unexpected
@@ -58,6 +61,20 @@ def parse_hyperparameters(raw: dict[str, str], settings: Settings) -> dict[str, 
     return dict(match[0])
 
 
+def parse_panel_hyperparameters(raw: dict[str, str], settings: Settings) -> dict[str, str]:
+    """A panel's global choices from a tuning job's strings: each name and value one of the run
+    document's panel ranges (``Settings.panel_parameter_ranges``); anything else is an error."""
+    values = {name: str(value).strip('"') for name, value in raw.items() if not name.startswith(RESERVED_PREFIXES)}
+    ranges = {r["Name"]: r["Values"] for r in settings.panel_parameter_ranges()["CategoricalParameterRanges"]}
+    unknown = sorted(set(values) - set(ranges))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown}: a panel's training job takes {sorted(ranges)}")
+    for name, value in values.items():
+        if value not in ranges[name]:
+            raise ValueError(f"hyperparameter {name}={value!r} is not one of {ranges[name]} for this run document")
+    return values
+
+
 def job_settings(paths: dict[str, Path]) -> Settings:
     """The run document from the job's settings channel: the only way settings reach a training job."""
     document = find_run_document(paths["settings"])
@@ -70,13 +87,15 @@ def main() -> None:
     paths = training_paths()
     try:
         settings = job_settings(paths)
-        tuned = parse_hyperparameters(json.loads(paths["hyperparameters"].read_text()), settings)
+        parse = parse_panel_hyperparameters if is_panel_folder(paths["train"]) else parse_hyperparameters
+        tuned = parse(json.loads(paths["hyperparameters"].read_text()), settings)
         metrics = _train_or_resume(tuned, settings, paths)
     except (DataValidationError, ValueError) as err:
         fail(f"invalid training input: {err}", 2, paths["failure"])
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
         fail(unexpected(err), 1, paths["failure"])
-    print(f"cv_mse={metrics['cv_mse']:.6f};")
+    if "cv_mse" in metrics:  # one series (a panel's objective is its mean MASE over series)
+        print(f"cv_mse={metrics['cv_mse']:.6f};")
     print(f"cv_mase={metrics['cv_mase']:.6f};")
 
 

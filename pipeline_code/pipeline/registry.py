@@ -130,7 +130,7 @@ class LocalRegistry:
             staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=versions))
             shutil.copytree(model_dir, staging / "model")
             _checkpoint("register:copied")
-            _stamp_version(staging / "model" / "model.json", name)
+            _stamp_version(staging / "model", name)
             record = {
                 "version": name,
                 "run_id": run_id,
@@ -333,9 +333,10 @@ def check_decision(action: str, name: str, status: str) -> None:
 def _check_artifact(version: Version) -> None:
     """The version's artifact must load as serving would load it."""
     from pipeline_code.engine.core.artifact import ArtifactError, ModelArtifact
+    from pipeline_code.engine.core.panel_artifact import PanelModel, is_panel
 
     try:
-        ModelArtifact.load(version.model_dir)
+        PanelModel.load(version.model_dir) if is_panel(version.model_dir) else ModelArtifact.load(version.model_dir)
     except ArtifactError as err:
         raise RegistryError(f"{version.name} cannot be served: its artifact is gone or broken ({err});"
                             " nothing changed") from None
@@ -353,7 +354,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     return document
 
 
-def _stamp_version(model_json: Path, name: str) -> None:
+def _stamp_version(model_dir: Path, name: str) -> None:
+    """The version's name in the artifact's metadata: ``model.json``, or a panel's ``panel.json``."""
+    from pipeline_code.engine.core.panel_artifact import PANEL_JSON
+
+    model_json = model_dir / PANEL_JSON if (model_dir / PANEL_JSON).is_file() else model_dir / "model.json"
     document = json.loads(model_json.read_text())
     document.setdefault("metadata", {})["version"] = name
     _write_json(model_json, document)

@@ -15,6 +15,7 @@ from pipeline_code.pipeline import runs
 from pipeline_code.pipeline.registry import APPROVED, PENDING, LocalRegistry, RegistryError, Version
 from pipeline_code.pipeline.uploads import UploadError, receive_upload
 from pipeline_code.engine.settings import SETTINGS_FILE, Settings
+from pipeline_code.pipeline.panel_stages import BACKTEST_FILE
 from pipeline_code.pipeline.stages import (
     EVALUATION_FILE, FORECAST_FILE, run_evaluation, run_processing, run_training, served_model_dir,
 )
@@ -82,11 +83,14 @@ def run_pipeline(
     processed = run_dir / "processed"
     reports = run_dir / "reports"
     try:
-        report = stage("preprocess", lambda: run_processing(raw, processed, settings))
+        report = stage("preprocess", lambda: run_processing(raw, processed, settings, jobs=jobs or 1))
     except PipelineError:
         raw.unlink(missing_ok=True)  # a refused upload does not stay in raw/
         raise
-    if report["episode"]:
+    if report.get("panel"):
+        log(f"  {report['series']} series, {report['observations']} observations;"
+            f" filled points {report['filled_points']}")
+    elif report["episode"]:
         ep = report["episode"]
         log(f"  structural break {ep['start']}..{ep['end']} replaced by a counterfactual")
 
@@ -100,10 +104,17 @@ def run_pipeline(
         plot_tuning(reports / "tuning.png", result.candidates)
         return result
 
-    tuning = stage("tune", do_tune)
-    best = tuning.best
-    log(f"  {len(tuning.candidates)} candidates x {tuning.splits} splits in {tuning.seconds:.1f}s;"
-        f" best {best['hyperparameters']} CV MSE {best['cv_mse']:.1f}")
+    if report.get("panel"):
+        from pipeline_code.pipeline.panel_stages import tune_panel
+
+        best = stage("tune", lambda: tune_panel(processed / "train", reports, settings, jobs=jobs or 1))
+        log(f"  {len(best['candidates'])} global choice(s) in {best['seconds']:.1f}s;"
+            f" best {best['hyperparameters']} panel CV MASE {best['mase']:.4f}")
+    else:
+        tuning = stage("tune", do_tune)
+        best = tuning.best
+        log(f"  {len(tuning.candidates)} candidates x {tuning.splits} splits in {tuning.seconds:.1f}s;"
+            f" best {best['hyperparameters']} CV MSE {best['cv_mse']:.1f}")
     model_dir = run_dir / "models" / "best"
     stage("train", lambda: run_training(
         processed / "train", processed / "test", best["hyperparameters"], model_dir, settings,
@@ -121,14 +132,15 @@ def run_pipeline(
     promoted = status == APPROVED
 
     def export() -> None:
-        source = reports / "evaluation" / FORECAST_FILE
-        target = workdir / "forecasts" / run_id / FORECAST_FILE
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        if promoted:
-            latest = workdir / "forecasts" / "latest" / FORECAST_FILE
-            latest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, latest)
+        # The forecast, and for a panel the per-item backtest beside it (docs/panel.md).
+        names = [name for name in (FORECAST_FILE, BACKTEST_FILE) if (reports / "evaluation" / name).is_file()]
+        for folder in [run_id, "latest"] if promoted else [run_id]:
+            target = workdir / "forecasts" / folder
+            target.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                shutil.copyfile(reports / "evaluation" / name, target / name)
+            if BACKTEST_FILE not in names:  # a single series after a panel: no stale backtest in latest/
+                (target / BACKTEST_FILE).unlink(missing_ok=True)
 
     stage("export", export)
     log(f"  registered {version.name} as {status}"

@@ -50,9 +50,14 @@ def find_input_csv(path: Path) -> Path:
 
 # --- processing -------------------------------------------------------------------------------
 
-def run_processing(raw: Path, out: Path, settings: Settings) -> dict[str, Any]:
-    """Validate, flag outliers, replace the break episode, split; write train/, test/, report/."""
+def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -> dict[str, Any]:
+    """Validate, flag outliers, replace the break episode, split; write train/, test/, report/.
+    A panel upload (many series) goes through ``panel_stages``, series spread over ``jobs`` processes."""
     source = find_input_csv(raw)
+    from pipeline_code.pipeline import panel_stages
+
+    if panel_stages.is_panel_upload(source, settings):
+        return panel_stages.process_panel(source, out, settings, jobs=jobs)
     try:
         series = load_series(
             source,
@@ -132,7 +137,13 @@ def run_training(
 ) -> dict[str, Any]:
     """Cross-validate one candidate (of any family, or a combination) on the train part's selection
     splits (the objective, the same as the tuner's) and fit the final model on train + test; write
-    the artifact to ``model_dir``. Returns the CV metrics."""
+    the artifact to ``model_dir``. Returns the CV metrics. A processed panel is fitted by
+    ``panel_stages.train_panel`` (one version holding every series)."""
+    from pipeline_code.pipeline import panel_stages
+
+    if panel_stages.is_panel_folder(train_dir):
+        return panel_stages.train_panel(train_dir, test_dir, hyperparameters, model_dir, settings,
+                                        report_dir, jobs=jobs)
     candidate = {"family": HARMONIC, **hyperparameters}
     train = read_processed(train_dir, settings.data.freq)
     full = train + read_processed(test_dir, settings.data.freq)
@@ -188,10 +199,19 @@ def run_evaluation(
 
     With no approved model, the run serves the best contender: when seasonal naive beats the
     challenger, its model is fitted and written to ``out/served-model`` (``served_model_dir``).
+    A processed panel is evaluated by ``panel_stages.evaluate_panel``.
     """
+    from pipeline_code.pipeline import panel_stages
+
+    if panel_stages.is_panel_folder(train_dir):
+        return panel_stages.evaluate_panel(train_dir, test_dir, model_dir, champion_dir, out, settings, jobs=jobs)
+    from pipeline_code.engine.core.panel_artifact import is_panel
+
     full = read_processed(train_dir, settings.data.freq) + read_processed(test_dir, settings.data.freq)
     challenger = Forecaster.load(model_dir)
-    champion = Forecaster.load(champion_dir) if champion_dir is not None else None
+    # An approved panel holds no model of this one series: it then faces seasonal naive only.
+    other_kind = champion_dir is not None and is_panel(champion_dir)
+    champion = Forecaster.load(champion_dir) if champion_dir is not None and not other_kind else None
     horizon, window = settings.data.horizon, settings.cv.window
     levels = settings.gate.coverage_levels
     origins = backtest_origins(len(full.series), horizon=horizon, origins=settings.gate.eval_origins)
@@ -216,6 +236,8 @@ def run_evaluation(
         same_spec=champion is not None and champion.hyperparameters == challenger.hyperparameters
         and _trained_until(challenger) > _trained_until(champion),
     )
+    if other_kind:
+        decision["reason"] += "; the approved model is a panel, so this series is compared with seasonal naive only"
     served = challenger
     if decision["serve"] == SEASONAL_NAIVE:
         fitted = ModelEstimator({"family": SEASONAL_NAIVE, "use_counterfactual_data": 1}, ctx,
@@ -264,19 +286,31 @@ def _trained_until(forecaster: Forecaster) -> str:
 
 def export_forecast(forecaster: Forecaster, periods: int, levels: tuple[float, ...], path: Path) -> Path:
     """The batch forecast CSV: timestamp, mean, and lower/upper per interval level."""
-    paths = {level: forecaster.predict(periods, level) for level in levels}
-    first = next(iter(paths.values()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(forecast_header(levels))
+        writer.writerows(forecast_rows(forecaster, periods, levels))
+    return path
+
+
+def forecast_header(levels: tuple[float, ...]) -> list[str]:
+    """The forecast export's columns: timestamp, mean, lower/upper per interval level."""
     header = ["timestamp", "mean"]
     for level in levels:
         pct = round(level * 100)
         header += [f"lower_{pct}", f"upper_{pct}"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        for i, stamp in enumerate(first.timestamps):
-            row = [stamp.isoformat(), f"{first.mean[i]:.6g}"]
-            for level in levels:
-                row += [f"{paths[level].lower[i]:.6g}", f"{paths[level].upper[i]:.6g}"]
-            writer.writerow(row)
-    return path
+    return header
+
+
+def forecast_rows(forecaster: Forecaster, periods: int, levels: tuple[float, ...]) -> list[list[str]]:
+    """One forecaster's export rows, in ``forecast_header``'s order."""
+    paths = {level: forecaster.predict(periods, level) for level in levels}
+    first = next(iter(paths.values()))
+    rows = []
+    for i, stamp in enumerate(first.timestamps):
+        row = [stamp.isoformat(), f"{first.mean[i]:.6g}"]
+        for level in levels:
+            row += [f"{paths[level].lower[i]:.6g}", f"{paths[level].upper[i]:.6g}"]
+        rows.append(row)
+    return rows
