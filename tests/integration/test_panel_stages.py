@@ -4,6 +4,7 @@ panel training job's hyperparameters."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -134,3 +135,60 @@ def test_a_panel_training_job_refuses_what_its_ranges_lack(raw, message):
 def test_sagemaker_entries_are_ignored_in_a_panel_training_job():
     raw = {"family": '"theta"', "history": "window", "_tuning_objective_metric": "cv_mase"}
     assert parse_panel_hyperparameters(raw, SETTINGS) == {"family": "theta", "history": "window"}
+
+
+def test_the_sagemaker_jobs_run_a_panel(tmp_path):
+    """Processing, a tuning job's training job and evaluation as SageMaker runs them (the /opt/ml layout
+    in a folder, the run document in each job's settings input): shards, a panel model, the exports."""
+    import shutil
+    import tarfile
+
+    from pipeline_code.engine.core.panel_artifact import PanelModel
+    from pipeline_code.engine.settings import SETTINGS_FILE
+    from tests.integration.test_entrypoints import run
+    from tests.integration.test_panel_pipeline import FAST_PANEL
+
+    document = SETTINGS.merged(FAST_PANEL).merged({"series": {"instances": 2}}).to_json()
+    root = tmp_path / "ml"
+    inputs = root / "processing" / "input"
+    write_panel(tmp_path / "stores.csv", panel_rows({"a": 90, "b": 100, "c": 110}))
+    (inputs / "raw").mkdir(parents=True)
+    shutil.copy(tmp_path / "stores.csv", inputs / "raw" / "stores.csv")
+    (inputs / "settings").mkdir()
+    (inputs / "settings" / SETTINGS_FILE).write_text(document)
+    result = run("processing", root)
+    assert result.returncode == 0, result.stderr
+    processed = root / "processing" / "output"
+    assert json.loads(result.stdout.splitlines()[-1])["series"] == 3
+    assert sorted(p.name for p in (processed / "train").iterdir()) == [SHARD_FILE.format(k) for k in range(2)]
+
+    train_root = tmp_path / "train-job"
+    for channel in ("train", "test"):
+        shutil.copytree(processed / channel, train_root / "input" / "data" / channel)
+    (train_root / "input" / "data" / "settings").mkdir(parents=True)
+    (train_root / "input" / "data" / "settings" / SETTINGS_FILE).write_text(document)
+    (train_root / "input" / "config").mkdir(parents=True)
+    (train_root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(
+        {"family": '"per_series"', "history": "window", "_tuning_objective_metric": "cv_mase"}))
+    result = run("training", train_root)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^cv_mase=[0-9.]+;$", result.stdout, re.M) and "cv_mse=" not in result.stdout
+    assert PanelModel.load(train_root / "model").items == ["a", "b", "c"]
+
+    eval_root = tmp_path / "eval"
+    eval_inputs = eval_root / "processing" / "input"
+    for channel in ("train", "test", "settings"):
+        shutil.copytree(inputs / channel if channel == "settings" else processed / channel, eval_inputs / channel)
+    (eval_inputs / "model").mkdir()
+    with tarfile.open(eval_inputs / "model" / "model.tar.gz", "w:gz") as archive:  # as SageMaker packs it
+        for item in (train_root / "model").iterdir():
+            archive.add(item, arcname=item.name)
+    result = run("evaluation", eval_root)
+    assert result.returncode == 0, result.stderr
+    output = eval_root / "processing" / "output"
+    evaluation = json.loads((output / "evaluation" / "evaluation.json").read_text())
+    assert evaluation["panel"] and evaluation["gate"]["passed"] and evaluation["champion"] is None
+    assert (output / "forecast" / "forecast.csv").read_text().startswith("item_id,timestamp,mean,")
+    assert (output / "forecast" / "backtest.csv").read_text().startswith("item_id,cutoff,")
+    with tarfile.open(output / "served" / "model.tar.gz") as archive:
+        assert "panel.json" in archive.getnames()
