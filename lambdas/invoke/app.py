@@ -5,7 +5,8 @@ asset follows the link and keeps only its standard-library modules, ``serving/re
 document's), so the Lambda and the container cannot disagree on what is valid, nor on the periods limit. Error mapping, always ``{"error": ..., "request_id": ...}`` and never a stack trace:
 
 * invalid request -> 400 (413 oversize body, 415 non-JSON content type), without calling the endpoint;
-* ``ModelError`` (the container answered 4xx) -> 400 with the container's message;
+* ``ModelError`` (the container answered 4xx) -> that status (400, or 404 for an unknown item of a
+  panel model) with the container's message;
   ``ModelError`` with a 5xx (or no) status from the container -> 502;
 * ``ValidationError`` -> 400 with the message, except "endpoint ... not found" -> 503 (not deployed yet;
   the message, which names the account, is not passed on);
@@ -59,8 +60,12 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Fore
 
 THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 UNAVAILABLE = {"ModelNotReadyException", "ServiceUnavailable", "ServiceUnavailableException"}
+# What a container answer holds: one series' forecasts, several items' (item_ids), or a page of item ids.
+ANSWERS = ("forecasts", "items", "item_ids")
 # Seconds a client should wait: a throttle clears fast; a 503 is usually a serverless cold start.
 RETRY_AFTER = {429: "1", 503: "10"}
+# The container's 4xx passed on as they are (an unknown item); others are 400.
+PASSED_ON = {404}
 
 # --- the endpoint call ----------------------------------------------------------------------------
 
@@ -103,7 +108,7 @@ def invoke(request: dict[str, Any], request_id: str) -> dict[str, Any]:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         document = None
-    if not isinstance(document, dict) or not isinstance(document.get("forecasts"), list):
+    if not isinstance(document, dict) or not any(isinstance(document.get(k), list) for k in ANSWERS):
         raise EndpointFailure(502, "the model endpoint returned an invalid response", "InvalidEndpointResponse")
     return document
 
@@ -119,7 +124,8 @@ def _map_client_error(err: ClientError) -> EndpointFailure:
         except (TypeError, ValueError):
             original = None
         if original is not None and 400 <= original < 500:
-            return EndpointFailure(400, _container_message(err, message), code)
+            status = original if original in PASSED_ON else 400
+            return EndpointFailure(status, _container_message(err, message), code)
         return EndpointFailure(502, "the model failed to produce a forecast", code)
     if code == "ValidationError":
         if "not found" in message.lower():
@@ -187,7 +193,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         try:
             check_content_type(proxy.headers.get("content-type") if proxy.headers else None)
-            request = parse_request(_body_bytes(proxy), max_periods=configured_max_periods()).to_dict()
+            parsed = parse_request(_body_bytes(proxy), max_periods=configured_max_periods())
         except SettingsError as err:
             summary.update(status=503, error=str(err), error_code="Misconfigured")
             return _respond(503, {"error": f"the service is misconfigured: {err}", "request_id": request_id},
@@ -195,10 +201,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except RequestError as err:
             summary.update(status=err.status, error=err.message, error_code="InvalidRequest")
             return _respond(err.status, {"error": err.message, "request_id": request_id}, request_id)
-        summary.update(request)
+        summary.update(parsed.summary())
         endpoint_start = time.perf_counter()
         try:
-            document = invoke(request, request_id)
+            document = invoke(parsed.to_dict(), request_id)
         except EndpointFailure as failure:
             summary.update(status=failure.status, error=failure.message, error_code=failure.code)
             headers = {"Retry-After": RETRY_AFTER[failure.status]} if failure.status in RETRY_AFTER else None
@@ -206,7 +212,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         finally:
             summary["endpoint_ms"] = round((time.perf_counter() - endpoint_start) * 1000, 1)
         model = document.get("model") if isinstance(document.get("model"), dict) else {}
-        summary.update(status=200, forecasts=len(document["forecasts"]), model_version=model.get("version"))
+        summary.update(status=200, model_version=model.get("version"),
+                       **{k: len(document[k]) for k in ANSWERS if isinstance(document.get(k), list)})
         return _respond(200, document, request_id)
     except Exception:  # noqa: BLE001 - a bug here must not leak a stack trace to the client
         logger.exception("unhandled error")

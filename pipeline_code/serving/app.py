@@ -1,7 +1,9 @@
 """The serving app (FastAPI): the SageMaker container contract plus the local API-key gateway.
 
 * ``GET /ping``: 200 once a model is loaded, 503 before (or while the folder holds no valid model).
-* ``POST /invocations``: ``{"periods", "conf"[, "history"]}`` -> ``{"model", "conf", "forecasts"[, "history"]}``.
+* ``POST /invocations``: ``{"periods", "conf"[, "history"]}`` -> ``{"model", "conf", "forecasts"[, "history"]}``;
+  a panel model (many series, ``core.panel_artifact``) takes ``item_id`` or ``item_ids`` and lists its
+  items with ``{"list_items": true}``; ``quantiles`` may replace ``conf`` (see ``request`` and ``answers``).
 * ``POST /forecast`` (only with ``api_keys``): the same behind ``x-api-key`` and a per-key usage plan.
 
 With ``api_keys`` (the local gateway) ``/invocations`` is behind the key and the usage plan too, so
@@ -37,6 +39,8 @@ import numpy as np
 
 from pipeline_code.engine.core.artifact import ArtifactError
 from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.core.panel_artifact import ARRAYS, PANEL_JSON, PanelModel, is_panel
+from pipeline_code.serving.answers import answer
 from pipeline_code.serving.gateway import ApiKeyGuard, KeyFileError
 from pipeline_code.serving.logs import get_logger
 from pipeline_code.serving.model_source import ModelSourceError, ResolvedModel, resolve_model
@@ -44,13 +48,12 @@ from pipeline_code.serving.request import (
     CONF_CEILING,
     DEFAULT_MAX_PERIODS,
     MAX_BODY_BYTES,
-    ForecastRequest,
     RequestError,
     check_content_type,
     parse_request,
     request_schema,
 )
-from pipeline_code.serving.schemas import ForecastResponse, PingResponse, error_responses
+from pipeline_code.serving.schemas import RESPONSES, PingResponse, error_responses
 
 log = get_logger()
 JSON = "application/json"
@@ -69,12 +72,18 @@ class ServingForecaster(Forecaster):
     ``log_forecast(periods)`` (log-scale mean and model variance) depends only on the model and
     ``periods``, and is most of a forecast's cost (the ARIMA recursions); a request then only computes
     its ``conf`` quantiles. At most ``max_periods`` entries of 2 x periods floats; the cached arrays are
-    read-only so nothing can alter them.
+    read-only so nothing can alter them. ``history``: the recent observations as response rows.
     """
 
-    def __init__(self, artifact) -> None:
-        super().__init__(artifact)
+    def __init__(self, artifact, *, sorted_errors=None) -> None:
+        super().__init__(artifact, sorted_errors=sorted_errors)
         self._log_cache: dict[int, tuple] = {}
+        raw = artifact.history or {}
+        self.history = [
+            {"timestamp": str(ts), "value": float(v)}
+            for ts, v in zip(raw.get("timestamps", []), raw.get("values", []))
+            if isinstance(v, (int, float)) and math.isfinite(v)
+        ]
 
     def log_forecast(self, periods: int):
         cached = self._log_cache.get(periods)
@@ -88,12 +97,15 @@ class ServingForecaster(Forecaster):
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """What is served: one series' forecaster, or a panel (``panel``; ``forecaster`` is then its first
+    item's, checked at load)."""
+
     forecaster: Forecaster
     resolved: ResolvedModel
     stamp: tuple
     info: dict[str, Any]
     info_json: str
-    history: list[dict[str, Any]]
+    panel: PanelModel | None = None
 
 
 class ModelHolder:
@@ -184,6 +196,7 @@ def create_app(
     app.add_middleware(ForecastFastPath, paths=("/invocations", "/forecast") if api_keys else ("/invocations",))
     app.add_middleware(RequestLogMiddleware)
     body_schema = {"requestBody": {"required": True, "content": {JSON: {"schema": request_schema(max_periods)}}}}
+    _install_openapi(app, holder, max_periods, keyed=api_keys is not None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -210,24 +223,23 @@ def create_app(
         status, body, headers = await handler(request.url.path, request.headers.raw, request.stream())
         return Response(body, status_code=status, headers=headers, media_type=JSON)
 
-    keyed = {"responses": error_responses(400, 403, 413, 415, 429, 503),
+    keyed = {"responses": error_responses(400, 403, 404, 413, 415, 429, 500, 503),
              "openapi_extra": {**body_schema, "security": [{"ApiKey": []}]}}
-    open_ = {"responses": error_responses(400, 413, 415, 503), "openapi_extra": body_schema}
+    open_ = {"responses": error_responses(400, 404, 413, 415, 500, 503), "openapi_extra": body_schema}
 
-    @app.post("/invocations", response_model=ForecastResponse, **(keyed if api_keys else open_))
+    @app.post("/invocations", response_model=RESPONSES, **(keyed if api_keys else open_))
     async def invocations(request: Request) -> Response:
-        """Forecast `periods` steps after the last observation with a `conf` interval (behind the API key
-        when the server has one)."""
+        """Forecast `periods` steps after the last observation with a `conf` interval or `quantiles`, of
+        the model's series or a panel model's `item_id`/`item_ids`; or list a panel's items (behind the
+        API key when the server has one)."""
         return await route(request)
 
     if api_keys is not None:
 
-        @app.post("/forecast", response_model=ForecastResponse, **keyed)
+        @app.post("/forecast", response_model=RESPONSES, **keyed)
         async def forecast(request: Request) -> Response:
             """`/invocations` behind an API key and a per-key usage plan (the deployed API's shape)."""
             return await route(request)
-
-        _add_security_scheme(app)
 
     return app
 
@@ -265,7 +277,8 @@ class ForecastHandler:
         loaded = self.holder.current
         if loaded is None:
             return _error_body(503, f"no model loaded: {self.holder.public_error}")
-        return 200, _forecast_body(loaded, parsed), {}
+        status, body = answer(loaded, parsed)
+        return status, body, {}
 
     def _throttle(self, presented: list[bytes]) -> tuple[int, bytes, dict[str, str]] | None:
         """The gateway's refusal for these ``x-api-key`` values, or None to go on."""
@@ -322,21 +335,6 @@ def _error_body(status: int, message: str, headers: dict[str, str] | None = None
 
 # --- responses ------------------------------------------------------------------------------------
 
-def _forecast_body(loaded: LoadedModel, req: ForecastRequest) -> bytes:
-    # Quantiles need 1 - (1 - conf)/2 < 1 in floating point: conf above CONF_CEILING (at most 1.1e-16
-    # from it) is computed at CONF_CEILING; the response echoes the conf asked for.
-    forecast = loaded.forecaster.predict(req.periods, min(req.conf, CONF_CEILING))
-    parts = [
-        '{"model":', loaded.info_json,
-        ',"conf":', json.dumps(req.conf),
-        ',"forecasts":', json.dumps(forecast.records(), allow_nan=False, separators=(",", ":")),
-    ]
-    if req.history:
-        parts += [',"history":', json.dumps(loaded.history[-req.history:], separators=(",", ":"))]
-    parts.append("}")
-    return "".join(parts).encode()
-
-
 async def _read_body(declared: str | None, chunks) -> bytes:
     """The body, refusing (413) more than MAX_BODY_BYTES without reading it all."""
     if declared is not None:
@@ -353,18 +351,27 @@ async def _read_body(declared: str | None, chunks) -> bytes:
     return b"".join(parts)
 
 
-def _add_security_scheme(app: FastAPI) -> None:
+def _install_openapi(app: FastAPI, holder: "ModelHolder", max_periods: int, *, keyed: bool) -> None:
+    """The OpenAPI schema, with the exact request schema of the model being served (a panel model takes
+    items; a single-series model refuses them) and, in gateway mode, the API key scheme."""
+    cache: dict[bool, dict[str, Any]] = {}
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        panel = holder.current is not None and holder.current.panel is not None
+        if panel not in cache:
             from fastapi.openapi.utils import get_openapi
 
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}
-            }
-            app.openapi_schema = schema
-        return app.openapi_schema
+            for operation in (schema["paths"].get(path, {}).get("post") for path in ("/invocations", "/forecast")):
+                if operation:
+                    operation["requestBody"]["content"][JSON]["schema"] = request_schema(max_periods, panel=panel)
+            if keyed:
+                schema.setdefault("components", {})["securitySchemes"] = {
+                    "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}
+                }
+            cache[panel] = schema
+        return cache[panel]
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -372,15 +379,30 @@ def _add_security_scheme(app: FastAPI) -> None:
 # --- loading --------------------------------------------------------------------------------------
 
 def _stamp(resolved: ResolvedModel) -> tuple:
-    files = [resolved.path / "model.json", resolved.path / "arrays.npz"]
+    # panel.json is written last, after the files its digests cover.
+    names = (PANEL_JSON, ARRAYS) if is_panel(resolved.path) else ("model.json", "arrays.npz")
+    files = [resolved.path / name for name in names]
     return (str(resolved.path.resolve()), resolved.version,
             *((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in files))
 
 
 def _load(resolved: ResolvedModel, stamp: tuple, max_periods: int) -> LoadedModel:
-    forecaster = ServingForecaster.load(resolved.path)
-    _check_forecasts(forecaster, max_periods)
-    metadata = _finite(dict(forecaster.metadata))
+    """A single-series model, or a panel whose items are checked as they are first asked for (its
+    first item at once, so a panel that cannot forecast at all is refused here)."""
+    panel = None
+    if is_panel(resolved.path):
+        def checked(artifact, *, sorted_errors=None) -> ServingForecaster:
+            forecaster = ServingForecaster(artifact, sorted_errors=sorted_errors)
+            _check_forecasts(forecaster, max_periods)
+            return forecaster
+
+        panel = PanelModel.load(resolved.path, factory=checked)
+        forecaster = panel.forecaster(panel.items[0])
+        metadata = _finite(dict(panel.metadata))
+    else:
+        forecaster = ServingForecaster.load(resolved.path)
+        _check_forecasts(forecaster, max_periods)
+        metadata = _finite(dict(forecaster.metadata))
     info = {
         **metadata,
         "name": metadata.get("name"),
@@ -390,14 +412,10 @@ def _load(resolved: ResolvedModel, stamp: tuple, max_periods: int) -> LoadedMode
         "source": resolved.source,
         "calibrated_horizon": forecaster.calibrated_horizon,
     }
-    history_raw = forecaster.artifact.history or {}
-    history = [
-        {"timestamp": str(ts), "value": float(v)}
-        for ts, v in zip(history_raw.get("timestamps", []), history_raw.get("values", []))
-        if isinstance(v, (int, float)) and math.isfinite(v)
-    ]
+    if panel is not None:
+        info["items"] = len(panel)
     info_json = json.dumps(info, allow_nan=False, separators=(",", ":"), default=str)
-    return LoadedModel(forecaster, resolved, stamp, info, info_json, history)
+    return LoadedModel(forecaster, resolved, stamp, info, info_json, panel)
 
 
 def _check_forecasts(forecaster: Forecaster, max_periods: int) -> None:

@@ -1,12 +1,11 @@
 """Which model folder to serve: ``serve --model DIR`` takes an artifact folder or a registry folder.
 
-* an artifact folder holds ``model.json`` (see pipeline_code/engine/core/artifact.py): serve it;
+* an artifact folder holds ``model.json`` (see pipeline_code/engine/core/artifact.py), or ``panel.json``
+  (a model per series, see pipeline_code/engine/core/panel_artifact.py): serve it;
 * a registry folder (written by pipeline_code/pipeline/registry.py) holds ``approved.json`` =
   ``{"version": "v0003", "path": "versions/v0003/model"}``, the path relative to the registry folder
   (a folder containing ``registry/approved.json``, such as a pipeline workdir, works too): serve the
   approved version.
-
-Standard library only.
 """
 
 from __future__ import annotations
@@ -15,7 +14,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-MODEL_JSON = "model.json"
+from pipeline_code.engine.core.artifact import MODEL_JSON
+from pipeline_code.engine.core.panel_artifact import PANEL_JSON
+
 APPROVED_JSON = "approved.json"
 
 
@@ -48,12 +49,12 @@ def resolve_model(folder: str | Path) -> ResolvedModel:
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelSourceError(f"model folder {str(folder)!r} does not exist", "the model folder does not exist")
-    if (folder / MODEL_JSON).is_file():
+    if _is_model(folder):
         return ResolvedModel(path=folder)
     for registry in (folder, folder / "registry"):
         if (registry / APPROVED_JSON).is_file() or (registry / "versions").is_dir():
             return _approved(registry)
-    neither = f"neither a model folder (no {MODEL_JSON}) nor a model registry (no {APPROVED_JSON})"
+    neither = f"neither a model folder (no {MODEL_JSON} or {PANEL_JSON}) nor a model registry (no {APPROVED_JSON})"
     raise ModelSourceError(f"{str(folder)!r} is {neither}", f"the model folder is {neither}")
 
 
@@ -73,7 +74,11 @@ def _approved(registry: Path) -> ResolvedModel:
         raise ModelSourceError(f"registry pointer {str(pointer)!r} must hold a path inside the registry",
                                f"the registry's {APPROVED_JSON} must hold a path inside the registry")
     path = registry / relative
-    if not (path / MODEL_JSON).is_file():
+    if not _is_model(path):
         raise ModelSourceError(f"approved version {version} has no model at {str(path)!r}",
                                f"approved version {version} has no {MODEL_JSON}")
     return ResolvedModel(path=path, version=version, registry=registry)
+
+
+def _is_model(folder: Path) -> bool:
+    return (folder / MODEL_JSON).is_file() or (folder / PANEL_JSON).is_file()

@@ -10,12 +10,18 @@ Rules (the contract in docs/serving.md):
   no ``NaN``/``Infinity`` literals;
 * the ``Content-Type`` is ``application/json`` (an optional ``charset`` must be UTF-8); a missing
   header is read as JSON, any other media type is refused with 415;
-* ``periods``: an integer from 1 to ``max_periods``, as a JSON number (``26`` or ``26.0``) or a
-  decimal string without sign, spaces or leading zeros (``"26"``);
-* ``conf``: a number strictly between 0 and 1, as a JSON number (``0.9``, ``1e-9``) or a decimal
-  string ``"0.9"`` / ``".9"`` (no exponent);
+* a forecast: ``periods`` (required): an integer from 1 to ``max_periods``, as a JSON number (``26``
+  or ``26.0``) or a decimal string without sign, spaces or leading zeros (``"26"``);
+* and either ``conf``: a number strictly between 0 and 1, as a JSON number (``0.9``, ``1e-9``) or a
+  decimal string ``"0.9"`` / ``".9"`` (no exponent), or ``quantiles``: 1 to ``MAX_QUANTILES``
+  distinct JSON numbers from ``QUANTILE_RANGE[0]`` to ``QUANTILE_RANGE[1]``;
 * ``history`` (optional, default 0): an integer from 0 to ``MAX_HISTORY`` (same forms as
   ``periods``): how many recent observations to return with the forecast, for plots;
+* a panel model's series: ``item_id`` (one item id) or ``item_ids`` (1 to ``MAX_ITEMS`` distinct ids),
+  item ids as the run document's ``item_id_problem`` says; the model decides whether an item is
+  needed (a panel) or refused (one series), so that check is the app's;
+* listing a panel's items: ``{"list_items": true}`` with optional ``offset`` (0 to ``MAX_OFFSET``)
+  and ``limit`` (1 to ``MAX_LIST_LIMIT``, the default), same integer forms, and nothing else;
 * booleans are not numbers.
 """
 
@@ -27,11 +33,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_code.engine.settings import ServeSettings
+from pipeline_code.engine.settings import MAX_ITEM_ID_LENGTH, ServeSettings, item_id_problem
 
 DEFAULT_MAX_PERIODS = ServeSettings().max_periods
 MAX_HISTORY = 156
-MAX_BODY_BYTES = 16 * 1024
+MAX_ITEMS = 100  # item ids in one request
+MAX_QUANTILES = 9
+QUANTILE_RANGE = (0.001, 0.999)
+MAX_LIST_LIMIT = 1000  # item ids in one listing page
+MAX_OFFSET = 10_000_000
+# 100 item ids of 256 characters fit (unescaped), with room for the rest.
+MAX_BODY_BYTES = 64 * 1024
 # The largest conf the engine can turn into finite quantiles (1 - 2**-53 rounds 1 - alpha/2 to 1.0).
 CONF_CEILING = 1.0 - 2.0**-52
 
@@ -41,7 +53,11 @@ CONF_PATTERN = r"0?\.[0-9]*[1-9][0-9]*"
 _INT_STRING = re.compile(INT_PATTERN)
 _CONF_STRING = re.compile(CONF_PATTERN)
 _MAX_STRING = 64
-FIELDS = ("periods", "conf", "history")
+FORECAST_FIELDS = ("periods", "conf", "quantiles", "history", "item_id", "item_ids")
+LIST_FIELDS = ("list_items", "offset", "limit")
+FIELDS = FORECAST_FIELDS + LIST_FIELDS
+# Item ids as a JSON Schema pattern (the same rule as item_id_problem: no C0/C1 control characters).
+ITEM_ID_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
 
 
 class RequestError(ValueError):
@@ -55,17 +71,50 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class ForecastRequest:
-    """A validated request."""
+    """A validated forecast request: ``conf`` or ``quantiles`` (ascending), and the items asked for
+    (None: the model's only series; ``many``: asked as a list, ``item_ids``)."""
 
     periods: int
-    conf: float
+    conf: float | None
     history: int = 0
+    quantiles: tuple[float, ...] | None = None
+    item_ids: tuple[str, ...] | None = None
+    many: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"periods": self.periods, "conf": self.conf}
+        document: dict[str, Any] = {"periods": self.periods}
+        if self.quantiles is not None:
+            document["quantiles"] = list(self.quantiles)
+        else:
+            document["conf"] = self.conf
         if self.history:
             document["history"] = self.history
+        if self.item_ids is not None:
+            if self.many:
+                document["item_ids"] = list(self.item_ids)
+            else:
+                document["item_id"] = self.item_ids[0]
         return document
+
+    def summary(self) -> dict[str, Any]:
+        """For a log line: the request without the list of ids (their count instead)."""
+        document = self.to_dict()
+        if self.many:
+            document["item_ids"] = len(self.item_ids)
+        return document
+
+
+@dataclass(frozen=True)
+class ItemsRequest:
+    """A validated request for a page of a panel model's item ids."""
+
+    offset: int = 0
+    limit: int = MAX_LIST_LIMIT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"list_items": True, "offset": self.offset, "limit": self.limit}
+
+    summary = to_dict
 
 
 def check_content_type(value: str | None) -> None:
@@ -81,7 +130,7 @@ def check_content_type(value: str | None) -> None:
             raise RequestError(f"charset must be utf-8, got {_show(val.strip())}", 415)
 
 
-def parse_request(raw: bytes, *, max_periods: int = DEFAULT_MAX_PERIODS) -> ForecastRequest:
+def parse_request(raw: bytes, *, max_periods: int = DEFAULT_MAX_PERIODS) -> ForecastRequest | ItemsRequest:
     """Parse and validate a request body; raises RequestError."""
     if len(raw) > MAX_BODY_BYTES:
         raise RequestError(f"request body exceeds {MAX_BODY_BYTES} bytes", 413)
@@ -105,20 +154,85 @@ def parse_json(raw: bytes) -> Any:
         raise RequestError("malformed JSON") from None
 
 
-def validate(document: Any, *, max_periods: int = DEFAULT_MAX_PERIODS) -> ForecastRequest:
+def validate(document: Any, *, max_periods: int = DEFAULT_MAX_PERIODS) -> ForecastRequest | ItemsRequest:
     """Validate a parsed JSON document."""
     if not isinstance(document, dict):
         raise RequestError("request body must be a JSON object with 'periods' and 'conf'")
     unknown = sorted(set(document) - set(FIELDS))
     if unknown:
         raise RequestError(f"unknown field(s): {', '.join(_show(k) for k in unknown[:5])}")
+    if "list_items" in document:
+        return _items_request(document)
+    stray = [name for name in LIST_FIELDS if name in document]
+    if stray:
+        raise RequestError(f"{' and '.join(stray)}: only for listing items ({{\"list_items\": true}})")
     missing = [name for name in ("periods", "conf") if name not in document]
+    if "quantiles" in document:
+        missing = [name for name in missing if name != "conf"]
     if missing:
-        raise RequestError(f"missing field(s): {', '.join(missing)}")
+        raise RequestError(f"missing field(s): {', '.join(missing)}"
+                           + (" (or quantiles)" if "conf" in missing else ""))
+    for pair in (("conf", "quantiles"), ("item_id", "item_ids")):
+        if all(name in document for name in pair):
+            raise RequestError(f"give either {pair[0]} or {pair[1]}, not both")
     periods = _integer("periods", document["periods"], 1, max_periods)
-    conf = _conf(document["conf"])
+    conf = _conf(document["conf"]) if "conf" in document else None
+    quantiles = _quantiles(document["quantiles"]) if "quantiles" in document else None
     history = _integer("history", document.get("history", 0), 0, MAX_HISTORY)
-    return ForecastRequest(periods=periods, conf=conf, history=history)
+    items = None
+    if "item_id" in document:
+        items = (_item_id("item_id", document["item_id"]),)
+    elif "item_ids" in document:
+        items = _item_ids(document["item_ids"])
+    return ForecastRequest(periods=periods, conf=conf, history=history, quantiles=quantiles, item_ids=items,
+                           many="item_ids" in document)
+
+
+def _items_request(document: dict[str, Any]) -> ItemsRequest:
+    if document["list_items"] is not True:
+        raise RequestError(f"list_items must be true, got {_show(document['list_items'])}")
+    others = sorted(set(document) - set(LIST_FIELDS))
+    if others:
+        raise RequestError(f"list_items takes only offset and limit; remove {', '.join(others)}")
+    return ItemsRequest(offset=_integer("offset", document.get("offset", 0), 0, MAX_OFFSET),
+                        limit=_integer("limit", document.get("limit", MAX_LIST_LIMIT), 1, MAX_LIST_LIMIT))
+
+
+def _quantiles(value: Any) -> tuple[float, ...]:
+    low, high = QUANTILE_RANGE
+    problem = f"quantiles must be a list of 1 to {MAX_QUANTILES} distinct numbers from {low} to {high}"
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_QUANTILES:
+        raise RequestError(f"{problem}, got {_show(value)}")
+    for q in value:
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not low <= q <= high:
+            raise RequestError(f"{problem}, got {_show(q)}")
+    if len({quantile_key(q) for q in value}) != len(value):
+        raise RequestError(f"{problem}; {_show(value)} repeats one (to 10 significant digits)")
+    return tuple(sorted(float(q) for q in value))
+
+
+def quantile_key(q: float) -> str:
+    """The response key of quantile ``q``, as Amazon Forecast names them: 0.1 -> "p10", 0.025 -> "p2.5"."""
+    return f"p{q * 100:.10g}"
+
+
+def _item_id(name: str, value: Any) -> str:
+    problem = item_id_problem(value)
+    if problem:
+        raise RequestError(f"{name}: {problem}")
+    return value
+
+
+def _item_ids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ITEMS:
+        raise RequestError(f"item_ids must be a list of 1 to {MAX_ITEMS} item ids, got "
+                           f"{_type_name(value) if not isinstance(value, list) else f'{len(value)} ids'}")
+    ids = tuple(_item_id(f"item_ids[{i}]", v) for i, v in enumerate(value))
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        repeated = next(i for i in ids if i in seen or seen.add(i))
+        raise RequestError(f"item_ids repeats {_show(repeated)}")
+    return ids
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
@@ -215,8 +329,8 @@ def _same_length(a: str, b: str) -> list[str]:
     return out
 
 
-def request_schema(max_periods: int = DEFAULT_MAX_PERIODS) -> dict[str, Any]:
-    """The JSON Schema of a request body."""
+def request_schema(max_periods: int = DEFAULT_MAX_PERIODS, *, panel: bool = False) -> dict[str, Any]:
+    """The JSON Schema of a request body to a single-series model, or to a panel model (``panel``)."""
 
     def integer(low: int, high: int, example: int, description: str) -> dict[str, Any]:
         return {
@@ -228,11 +342,13 @@ def request_schema(max_periods: int = DEFAULT_MAX_PERIODS) -> dict[str, Any]:
             "example": example,
         }
 
-    return {
-        "title": "ForecastRequest",
+    item_id = {"type": "string", "minLength": 1, "maxLength": MAX_ITEM_ID_LENGTH, "pattern": ITEM_ID_PATTERN,
+               "description": "A series of the panel model.", "example": "store-1"}
+    forecast = {
         "type": "object",
         "additionalProperties": False,
-        "required": ["periods", "conf"],
+        "required": ["periods"],
+        "oneOf": [{"required": ["conf"]}, {"required": ["quantiles"]}],
         "properties": {
             "periods": integer(1, max_periods, 26, "Periods to forecast after the last observation."),
             "conf": {
@@ -243,7 +359,34 @@ def request_schema(max_periods: int = DEFAULT_MAX_PERIODS) -> dict[str, Any]:
                 ],
                 "example": 0.9,
             },
+            "quantiles": {
+                "description": "Quantiles to forecast instead of an interval (response keys p10, p50, ...).",
+                "type": "array", "minItems": 1, "maxItems": MAX_QUANTILES, "uniqueItems": True,
+                "items": {"type": "number", "minimum": QUANTILE_RANGE[0], "maximum": QUANTILE_RANGE[1]},
+                "example": [0.1, 0.5, 0.9],
+            },
             "history": integer(0, MAX_HISTORY, 0, "Recent observations to return as well (for plots)."),
         },
         "example": {"periods": 26, "conf": 0.9},
     }
+    if not panel:
+        return {"title": "ForecastRequest", **forecast}
+    forecast["properties"].update(
+        item_id=item_id,
+        item_ids={"type": "array", "minItems": 1, "maxItems": MAX_ITEMS, "uniqueItems": True, "items": item_id,
+                  "description": "Several series of the panel model, answered as a list."},
+    )
+    forecast["allOf"] = [{"oneOf": [{"required": ["item_id"]}, {"required": ["item_ids"]}]}]
+    forecast["example"] = {"item_id": "store-1", "periods": 12, "quantiles": [0.1, 0.5, 0.9]}
+    listing = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["list_items"],
+        "properties": {
+            "list_items": {"type": "boolean", "enum": [True], "description": "List the panel's item ids."},
+            "offset": integer(0, MAX_OFFSET, 0, "Items to skip (the listing is sorted)."),
+            "limit": integer(1, MAX_LIST_LIMIT, MAX_LIST_LIMIT, "Item ids per page."),
+        },
+        "example": {"list_items": True, "offset": 0, "limit": 100},
+    }
+    return {"title": "PanelRequest", "oneOf": [forecast, listing]}

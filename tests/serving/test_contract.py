@@ -10,6 +10,8 @@ import shutil
 
 import pytest
 
+from pipeline_code.serving.request import MAX_BODY_BYTES
+
 from .conftest import http, post_json, start_server
 
 MAX_PERIODS = 104
@@ -129,14 +131,14 @@ def test_json_content_types_accepted(open_server, content_type):
 
 
 def test_oversize_body_is_413(open_server):
-    raw = json.dumps({"periods": 3, "conf": 0.9, "pad": "x" * 20000}).encode()
+    raw = json.dumps({"periods": 3, "conf": 0.9, "pad": "x" * MAX_BODY_BYTES}).encode()
     status, _, body = http("POST", f"{open_server.url}/invocations", raw, {"content-type": "application/json"})
     assert status == 413 and "exceeds" in json.loads(body)["error"]
 
 
 def test_oversize_chunked_body_is_413(open_server):
     conn = httpclient.HTTPConnection("127.0.0.1", open_server.port, timeout=10)
-    chunks = (b"x" * 4096 for _ in range(10))
+    chunks = (b"x" * 4096 for _ in range(MAX_BODY_BYTES // 4096 + 2))
     conn.request("POST", "/invocations", body=chunks, headers={"content-type": "application/json"},
                  encode_chunked=True)
     response = conn.getresponse()
@@ -178,8 +180,10 @@ def test_openapi_documents_the_contract(server):
     assert status == 200
     op = schema["paths"]["/invocations"]["post"]
     request = op["requestBody"]["content"]["application/json"]["schema"]
-    assert request["additionalProperties"] is False and request["required"] == ["periods", "conf"]
-    assert {"200", "400", "413", "415", "503"} <= set(op["responses"])
+    assert request["additionalProperties"] is False and request["required"] == ["periods"]
+    assert request["oneOf"] == [{"required": ["conf"]}, {"required": ["quantiles"]}]
+    assert "item_id" not in request["properties"]  # a single-series model; a panel's schema takes items
+    assert {"200", "400", "404", "413", "415", "503"} <= set(op["responses"])
     assert "/forecast" in schema["paths"]
 
 

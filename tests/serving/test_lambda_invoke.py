@@ -112,6 +112,8 @@ def stubbed(lam):
          {"OriginalStatusCode": 400, "OriginalMessage": '{"error": "periods bad"}'}, 400, "periods bad"),
         ("ModelError", 424, "Received client error (415) from primary with message \"plain text\"",
          {"OriginalStatusCode": 415, "OriginalMessage": "plain text"}, 400, "plain text"),
+        ("ModelError", 424, "Received client error (404) from primary with message \"...\"",
+         {"OriginalStatusCode": 404, "OriginalMessage": '{"error": "unknown item \'Z\'"}'}, 404, "unknown item 'Z'"),
         ("ModelError", 424, "Received server error (500) from primary with message \"boom\"",
          {"OriginalStatusCode": 500, "OriginalMessage": "boom"}, 502, "failed to produce"),
         ("ValidationError", 400, "Endpoint forecast-endpoint of account 123456789012 not found.", None, 503,
@@ -158,24 +160,38 @@ def test_transport_failures_and_bugs(lam, monkeypatch, exc, expected):
     assert "a bug" not in doc["error"]
 
 
-def test_request_sent_to_the_endpoint(lam):
+PANEL_ITEMS = {"model": SERVED["model"], "quantiles": [0.1, 0.9],
+               "items": [{"item_id": "A", "forecasts": [{"timestamp": "2017-01-27", "mean": 1.0, "p10": 0.5,
+                                                         "p90": 1.5}]}]}
+PANEL_PAGE = {"model": SERVED["model"], "total": 1, "offset": 0, "limit": 10, "item_ids": ["A"], "next_offset": None}
+
+
+@pytest.mark.parametrize(("sent", "forwarded", "served"), [
+    ({"periods": "26", "conf": 0.9, "history": 5}, {"periods": 26, "conf": 0.9, "history": 5}, SERVED),
+    ({"item_id": "A", "periods": 2, "quantiles": [0.9, 0.1]}, {"periods": 2, "quantiles": [0.1, 0.9], "item_id": "A"},
+     {**SERVED, "item_id": "A"}),
+    ({"item_ids": ["A"], "periods": 1, "quantiles": [0.1, 0.9]},
+     {"periods": 1, "quantiles": [0.1, 0.9], "item_ids": ["A"]}, PANEL_ITEMS),
+    ({"list_items": True, "limit": "10"}, {"list_items": True, "offset": 0, "limit": 10}, PANEL_PAGE),
+])
+def test_request_sent_to_the_endpoint(lam, sent, forwarded, served):
     _, stubber = stubbed(lam)
-    expected = {"EndpointName": ENDPOINT, "Body": json.dumps({"periods": 26, "conf": 0.9, "history": 5}).encode(),
+    expected = {"EndpointName": ENDPOINT, "Body": json.dumps(forwarded).encode(),
                 "ContentType": "application/json", "Accept": "application/json",
                 "CustomAttributes": "request-id=apigw-req-1"}
-    stubber.add_response("invoke_endpoint", {"Body": io.BytesIO(json.dumps(SERVED).encode()),
+    stubber.add_response("invoke_endpoint", {"Body": io.BytesIO(json.dumps(served).encode()),
                                              "ContentType": "application/json"}, expected)
     with stubber:
-        status, _, _ = call(lam, event({"periods": "26", "conf": 0.9, "history": 5}, base64_encoded=True))
+        status, _, doc = call(lam, event(sent, base64_encoded=True))
         stubber.assert_no_pending_responses()
-    assert status == 200
+    assert status == 200 and doc == served
 
 
 @pytest.mark.parametrize(
     ("evt", "expected"),
     [(event({"periods": 0, "conf": 0.9}), 400), (event({"periods": 2, "conf": 1}), 400),
      (event("{"), 400), (event(None), 400), (event({"periods": 2, "conf": 0.9}, "text/plain"), 415),
-     (event({"periods": 2, "conf": 0.9, "pad": "x" * 20000}), 413), (event({"periods": 2, "conf": 0.9, "x": 1}), 400)],
+     (event({"periods": 2, "conf": 0.9, "pad": "x" * app_rules.MAX_BODY_BYTES}), 413), (event({"periods": 2, "conf": 0.9, "x": 1}), 400)],
 )
 def test_invalid_requests_never_reach_the_endpoint(lam, evt, expected):
     _, stubber = stubbed(lam)  # no responses queued: a call would fail the test
@@ -229,12 +245,32 @@ AGREEMENT_CASES = [
     (b'{"periods": 1, "conf": 0.9, "extra": 2}', "application/json"),
     (b'{"periods": 1, "conf": 0.9, "history": 157}', "application/json"),
     (b'{"periods": "026", "conf": "1e-1"}', "application/json"),
+    (b'{"periods": 1}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "quantiles": [0.5]}', "application/json"),
+    (b'{"periods": 1, "quantiles": []}', "application/json"),
+    (b'{"periods": 1, "quantiles": [0.5, 0.5]}', "application/json"),
+    (b'{"periods": 1, "quantiles": [0.0005]}', "application/json"),
+    (b'{"periods": 1, "quantiles": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]}', "application/json"),
+    (b'{"periods": 1, "quantiles": ["0.5"]}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "item_id": ""}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "item_id": "a\\u0007"}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "item_id": 7}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "item_id": "A", "item_ids": ["B"]}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "item_ids": []}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "item_ids": ["A", "A"]}', "application/json"),
+    (json.dumps({"periods": 1, "conf": 0.9, "item_ids": [str(i) for i in range(101)]}).encode(), "application/json"),
+    (json.dumps({"periods": 1, "conf": 0.9, "item_id": "x" * 257}).encode(), "application/json"),
+    (b'{"list_items": false}', "application/json"),
+    (b'{"list_items": true, "periods": 1}', "application/json"),
+    (b'{"list_items": true, "limit": 1001}', "application/json"),
+    (b'{"list_items": true, "offset": -1}', "application/json"),
+    (b'{"periods": 1, "conf": 0.9, "offset": 3}', "application/json"),
     (b"[]", "application/json"),
     (b"{", "application/json"),
     (b"", "application/json"),
     (b'{"periods": 1, "conf": 0.9}', "text/plain"),
     (b'{"periods": 1, "conf": 0.9}', "application/json; charset=iso-8859-1"),
-    (b"x" * (16 * 1024 + 1), "application/json"),
+    (b"x" * (app_rules.MAX_BODY_BYTES + 1), "application/json"),
 ]
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pipeline_code.serving.request import (
     MAX_BODY_BYTES,
     ForecastRequest,
+    ItemsRequest,
     RequestError,
     check_content_type,
     integer_pattern,
@@ -47,6 +48,42 @@ def test_invalid(raw, status, fragment):
     assert info.value.status == status and fragment in info.value.message
 
 
+def test_panel_forms():
+    assert parse_request(b'{"item_id": "A", "periods": 3, "quantiles": [0.9, 0.1, 0.5]}') == ForecastRequest(
+        3, None, 0, (0.1, 0.5, 0.9), ("A",), False)
+    many = parse_request(b'{"item_ids": ["B", "A"], "periods": "3", "conf": ".8", "history": 2}')
+    assert many == ForecastRequest(3, 0.8, 2, None, ("B", "A"), True)
+    assert many.to_dict() == {"periods": 3, "conf": 0.8, "history": 2, "item_ids": ["B", "A"]}
+    assert many.summary()["item_ids"] == 2
+    assert parse_request(b'{"list_items": true}') == ItemsRequest(0, 1000)
+    assert parse_request(b'{"list_items": true, "offset": "20", "limit": 5}') == ItemsRequest(20, 5)
+    assert parse_request(json.dumps({"item_id": "\u00e9" * 256, "periods": 1, "conf": 0.5}).encode()).item_ids
+
+
+@pytest.mark.parametrize(("document", "fragment"), [
+    ({"periods": 3}, "missing field(s): conf (or quantiles)"),
+    ({"periods": 3, "conf": 0.9, "quantiles": [0.5]}, "either conf or quantiles"),
+    ({"periods": 3, "quantiles": [0.5, 0.5]}, "repeats one"),
+    ({"periods": 3, "quantiles": [0.1, 1.0]}, "from 0.001 to 0.999"),
+    ({"periods": 3, "quantiles": [True]}, "from 0.001 to 0.999"),
+    ({"periods": 3, "quantiles": 0.5}, "a list of 1 to 9"),
+    ({"periods": 3, "conf": 0.9, "item_id": ""}, "item_id: an item id must not be empty"),
+    ({"periods": 3, "conf": 0.9, "item_id": "x" * 257}, "at most 256 characters"),
+    ({"periods": 3, "conf": 0.9, "item_id": "a\tb"}, "control characters"),
+    ({"periods": 3, "conf": 0.9, "item_ids": ["a", 3]}, "item_ids[1]: an item id must be a string"),
+    ({"periods": 3, "conf": 0.9, "item_ids": ["a", "b", "a"]}, "item_ids repeats 'a'"),
+    ({"periods": 3, "conf": 0.9, "item_ids": [str(i) for i in range(101)]}, "1 to 100 item ids, got 101 ids"),
+    ({"periods": 3, "conf": 0.9, "item_id": "a", "item_ids": ["b"]}, "either item_id or item_ids"),
+    ({"list_items": 1}, "list_items must be true"),
+    ({"list_items": True, "item_id": "a"}, "list_items takes only offset and limit; remove item_id"),
+    ({"periods": 3, "conf": 0.9, "limit": 3}, "limit: only for listing items"),
+])
+def test_invalid_panel_requests(document, fragment):
+    with pytest.raises(RequestError) as info:
+        parse_request(json.dumps(document).encode())
+    assert info.value.status == 400 and fragment in info.value.message
+
+
 def test_content_type():
     for ok in (None, "", "application/json", "application/json; charset=UTF-8", "APPLICATION/JSON"):
         check_content_type(ok)
@@ -65,42 +102,68 @@ def test_integer_pattern_is_exact(a, b, n):
 
 def _schema_accepts(schema: dict, document) -> bool:
     """A tiny validator for the subset of JSON Schema that request_schema() uses."""
-    if "anyOf" in schema:
-        return any(_schema_accepts(s, document) for s in schema["anyOf"])
+    if "anyOf" in schema and not any(_schema_accepts(s, document) for s in schema["anyOf"]):
+        return False
+    if "oneOf" in schema and sum(_schema_accepts(s, document) for s in schema["oneOf"]) != 1:
+        return False
+    if not all(_schema_accepts(s, document) for s in schema.get("allOf", [])):
+        return False
+    if "required" in schema and (not isinstance(document, dict) or any(k not in document for k in schema["required"])):
+        return False
+    if "enum" in schema and not any(type(document) is type(v) and document == v for v in schema["enum"]):
+        return False
     kind = schema.get("type")
+    if kind is None:
+        return True
     if kind == "object":
-        if not isinstance(document, dict):
-            return False
-        if any(k not in document for k in schema["required"]) or set(document) - set(schema["properties"]):
+        if not isinstance(document, dict) or set(document) - set(schema["properties"]):
             return False
         return all(_schema_accepts(schema["properties"][k], v) for k, v in document.items())
+    if kind == "array":
+        if not isinstance(document, list) or not schema["minItems"] <= len(document) <= schema["maxItems"]:
+            return False
+        if schema.get("uniqueItems") and len({json.dumps(v) for v in document}) != len(document):
+            return False
+        return all(_schema_accepts(schema["items"], v) for v in document)
+    if kind == "boolean":
+        return isinstance(document, bool)
     if kind == "integer":
         ok = (isinstance(document, int) and not isinstance(document, bool)) or (
             isinstance(document, float) and math.isfinite(document) and document.is_integer())
         return ok and schema["minimum"] <= document <= schema["maximum"]
     if kind == "number":
         ok = isinstance(document, (int, float)) and not isinstance(document, bool) and math.isfinite(document)
-        return ok and schema["exclusiveMinimum"] < document < schema["exclusiveMaximum"]
+        if not ok:
+            return False
+        if "exclusiveMinimum" in schema:
+            return schema["exclusiveMinimum"] < document < schema["exclusiveMaximum"]
+        return schema["minimum"] <= document <= schema["maximum"]
     if kind == "string":
-        return isinstance(document, str) and len(document) <= schema.get("maxLength", 10**9) and bool(
-            re.search(schema["pattern"], document))
+        return (isinstance(document, str) and schema.get("minLength", 0) <= len(document)
+                <= schema.get("maxLength", 10**9) and bool(re.search(schema["pattern"], document)))
     raise AssertionError(schema)
 
 
 values = st.one_of(
     st.integers(-3, 200), st.floats(allow_nan=False, allow_infinity=False), st.booleans(), st.none(),
-    st.sampled_from(["26", "0.9", ".5", "0", "0.0", "1", "104", "105", "156", "157", "026", "1e-3", " 1", "abc"]),
+    st.sampled_from(["26", "0.9", ".5", "0", "0.0", "1", "104", "105", "156", "157", "026", "1e-3", " 1", "abc",
+                     "", "a\x07", "é" * 257, "store-1"]),
     st.from_regex(r"[0-9.]{1,6}", fullmatch=True),
+    st.lists(st.sampled_from([0.1, 0.5, 0.9, 0.0005, 0.999, 1, "a", "b", "", True, 0.25]), max_size=11),
+    st.lists(st.text(max_size=4), max_size=4),
 )
+FIELD_NAMES = ["periods", "conf", "history", "quantiles", "item_id", "item_ids", "list_items", "offset", "limit",
+               "extra"]
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.dictionaries(st.sampled_from(["periods", "conf", "history", "extra"]), values, max_size=4))
-def test_schema_and_validator_agree(document):
-    """What the OpenAPI schema accepts is exactly what the server accepts (schemathesis relies on it)."""
+@settings(max_examples=800, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELD_NAMES), values, max_size=5), st.booleans())
+def test_schema_and_validator_agree(document, panel):
+    """What the OpenAPI schema accepts is exactly what the server accepts (schemathesis relies on it):
+    a single-series model's schema refuses what its app refuses (items, listings); a panel's needs an item."""
     try:
-        parse_request(json.dumps(document).encode())
-        accepted = True
+        parsed = parse_request(json.dumps(document).encode())
+        accepted = panel == (isinstance(parsed, ItemsRequest) or parsed.item_ids is not None)
     except RequestError:
         accepted = False
-    assert accepted == _schema_accepts(request_schema(), document)
+    assert accepted == _schema_accepts(request_schema(panel=panel), document)

@@ -1,0 +1,111 @@
+"""The answer to a valid request from the loaded model: (HTTP status, JSON body).
+
+A single-series model answers ``{"model", "conf" | "quantiles", "forecasts"[, "history"]}``; a panel
+model answers one item the same way plus ``"item_id"``, a list of items as
+``{"model", "conf" | "quantiles", "items": [{"item_id", "forecasts"[, "history"]}, ...]}`` (in the
+order asked), and a listing as ``{"model", "total", "offset", "limit", "item_ids", "next_offset"}``.
+Forecast rows hold ``timestamp``, ``mean`` and ``lower``/``upper`` (a ``conf`` interval) or one key
+per quantile (``p10``, ``p50``, ...; never crossing, see ``core.quantiles``).
+
+Errors: an item on a single-series model, no item on a panel, a listing of a single-series model: 400;
+unknown items: 404 naming them; an item whose stored model turns out unusable (checked when first
+asked for): 500 naming the item, the reason in the log.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline_code.engine.core.artifact import ArtifactError
+from pipeline_code.engine.core.quantiles import quantile_forecast
+from pipeline_code.serving.logs import get_logger
+from pipeline_code.serving.request import (
+    CONF_CEILING,
+    MAX_ITEMS,
+    ForecastRequest,
+    ItemsRequest,
+    quantile_key,
+)
+
+log = get_logger()
+_COMPACT = {"separators": (",", ":"), "allow_nan": False}
+SHOWN_UNKNOWN = 5  # unknown items named in a 404
+
+
+class ItemUnusable(RuntimeError):
+    """An item whose stored model cannot forecast (found when it is first asked for)."""
+
+
+def answer(loaded: Any, request: ForecastRequest | ItemsRequest) -> tuple[int, bytes]:
+    """(status, body) for a valid request; ``loaded`` is the app's LoadedModel."""
+    panel = loaded.panel
+    if isinstance(request, ItemsRequest):
+        if panel is None:
+            return _error(400, "this model forecasts a single series; it has no items to list")
+        return 200, _listing(loaded, panel, request)
+    if panel is None:
+        if request.item_ids is not None:
+            field = "item_ids" if request.many else "item_id"
+            return _error(400, f"this model forecasts a single series; remove {field}")
+        return 200, _body(loaded, request, [_forecast_json(loaded.forecaster, request)])
+    if request.item_ids is None:
+        return _error(400, f"this model holds {len(panel)} series: name one with item_id (or up to {MAX_ITEMS} "
+                           'with item_ids); list them with {"list_items": true}')
+    unknown = [item for item in request.item_ids if item not in panel]
+    if unknown:
+        more = f" and {len(unknown) - SHOWN_UNKNOWN} more" if len(unknown) > SHOWN_UNKNOWN else ""
+        return _error(404, f"unknown item{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(repr(u) for u in unknown[:SHOWN_UNKNOWN])}{more}")
+    try:
+        parts = [_forecast_json(_item_forecaster(panel, item), request, item) for item in request.item_ids]
+    except ItemUnusable as err:
+        return _error(500, str(err))
+    return 200, _body(loaded, request, parts)
+
+
+def _item_forecaster(panel: Any, item: str) -> Any:
+    try:
+        return panel.forecaster(item)
+    except (ArtifactError, ValueError) as err:
+        log.error("item model unusable", extra={"event": "item_unusable", "item_id": item, "reason": str(err)})
+        raise ItemUnusable(f"the model of item {item!r} is unusable (the server log says why)") from None
+
+
+def _forecast_json(forecaster: Any, request: ForecastRequest, item: str | None = None) -> str:
+    """One series' members of the answer: ``"item_id"``, ``"forecasts"`` and ``"history"``."""
+    if request.quantiles is not None:
+        forecast = quantile_forecast(forecaster, request.periods, request.quantiles)
+        keys = [quantile_key(q) for q in forecast.quantiles]
+        rows = [{"timestamp": ts.isoformat(), "mean": float(m), **dict(zip(keys, map(float, column)))}
+                for ts, m, column in zip(forecast.timestamps, forecast.mean, forecast.values.T, strict=True)]
+    else:
+        # Quantiles need 1 - (1 - conf)/2 < 1 in floating point: conf above CONF_CEILING (at most
+        # 1.1e-16 from it) is computed at CONF_CEILING; the response echoes the conf asked for.
+        rows = forecaster.predict(request.periods, min(request.conf, CONF_CEILING)).records()
+    parts = [] if item is None else ['"item_id":', json.dumps(item), ","]
+    parts += ['"forecasts":', json.dumps(rows, **_COMPACT)]
+    if request.history:
+        parts += [',"history":', json.dumps(forecaster.history[-request.history:], **_COMPACT)]
+    return "".join(parts)
+
+
+def _body(loaded: Any, request: ForecastRequest, parts: list[str]) -> bytes:
+    level = (f'"quantiles":{json.dumps(list(request.quantiles))}' if request.quantiles is not None
+             else f'"conf":{json.dumps(request.conf)}')
+    head = f'{{"model":{loaded.info_json},{level},'
+    if request.many:
+        return (head + '"items":[' + ",".join("{" + part + "}" for part in parts) + "]}").encode()
+    return (head + parts[0] + "}").encode()
+
+
+def _listing(loaded: Any, panel: Any, request: ItemsRequest) -> bytes:
+    page = panel.items[request.offset:request.offset + request.limit]
+    end = request.offset + len(page)
+    document = {"total": len(panel), "offset": request.offset, "limit": request.limit, "item_ids": page,
+                "next_offset": end if end < len(panel) else None}
+    return f'{{"model":{loaded.info_json},{json.dumps(document, **_COMPACT)[1:]}'.encode()
+
+
+def _error(status: int, message: str) -> tuple[int, bytes]:
+    return status, json.dumps({"error": message}).encode()
