@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -178,6 +179,7 @@ AMAZON_FORECAST_COLUMNS = ("item_id", "timestamp", "target_value")
 # An item id (a series' key in a panel upload, an artifact and a request): 1..256 characters, no
 # control characters (Amazon Forecast's item_id is a string of at most 256 characters).
 MAX_ITEM_ID_LENGTH = 256
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 
 def item_id_problem(value: object) -> str | None:
@@ -188,7 +190,7 @@ def item_id_problem(value: object) -> str | None:
         return "an item id must not be empty"
     if len(value) > MAX_ITEM_ID_LENGTH:
         return f"an item id has at most {MAX_ITEM_ID_LENGTH} characters, got {len(value)}"
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+    if _CONTROL_CHARACTERS.search(value):
         return f"an item id must not hold control characters, got {value[:40]!r}"
     return None
 
