@@ -6,10 +6,11 @@ is built with the stack's partition and region, so the stack stays environment-a
 bundle at synth (no Docker, no pip), and the layer is the one AWS publishes and maintains. Its version
 is a setting (`powertools_layer_version`).
 
-Request body contract (the invoke Lambda's and the serving container's): ``periods`` an integer
-1..max_periods or a decimal string such as "26" (strings are range-checked by the Lambda), ``conf`` a
-number in (0, 1) or a decimal string such as "0.9", optional ``history``; other properties are rejected. Gateway errors use the Lambda's error
-shape ``{"error": "..."}``.
+Request body contract (the invoke Lambda's and the serving container's, pipeline_code/serving/request.py):
+``periods`` an integer 1..max_periods or a decimal string such as "26" (strings are range-checked by
+the Lambda), ``conf`` a number in (0, 1) or a decimal string such as "0.9", or ``quantiles``; optional
+``history``; a panel model's ``item_id`` or ``item_ids``; or ``{"list_items": true, "offset", "limit"}``;
+other properties are rejected. Gateway errors use the Lambda's error shape ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from pipeline_code.serving.request import CONF_PATTERN, INT_PATTERN, MAX_HISTORY
+from pipeline_code.engine.settings import MAX_ITEM_ID_LENGTH
+from pipeline_code.serving.request import (
+    CONF_PATTERN,
+    INT_PATTERN,
+    ITEM_ID_PATTERN,
+    MAX_HISTORY,
+    MAX_ITEMS,
+    MAX_LIST_LIMIT,
+    MAX_OFFSET,
+    MAX_QUANTILES,
+    QUANTILE_RANGE,
+)
 from stacks.compliance import acknowledge, cfn_lint_ignore, checkov_skip
 from stacks.functions import PythonFunction, log_group
 from stacks.roles import sagemaker_arn
@@ -57,8 +69,13 @@ GATEWAY_RESPONSES = [
 
 
 # The request rules of pipeline_code/serving/request.py (shared by the invoke Lambda and the serving
-# app), enforced first at the gateway: integers also as decimal strings ("26"), conf also as a decimal
-# string ("0.9"), `history` optional, nothing else.
+# app), enforced first at the gateway field by field: integers also as decimal strings ("26"), conf also
+# as a decimal string ("0.9"), quantiles, item ids, the listing's fields, nothing else. The rules across
+# fields (periods and conf or quantiles for a forecast, item_id or item_ids, list_items alone) are the
+# Lambda's: API Gateway models are JSON Schema draft 4, and its documentation lists oneOf, anyOf and allOf
+# among the keywords it does not support in models (imported definitions), so the model uses none.
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/models-mappings-models.html
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-known-issues.html
 INT_STRING = f"^({INT_PATTERN})$"
 CONF_STRING = f"^{CONF_PATTERN}$"
 
@@ -77,11 +94,12 @@ def _integer_field(low: int, high: int, description: str) -> apigw.JsonSchema:
 
 def request_schema(settings: InfraSettings) -> apigw.JsonSchema:
     """Draft-4 schema; numeric strings pass here and are range-checked by the Lambda."""
+    item_id = apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=MAX_ITEM_ID_LENGTH,
+                               pattern=ITEM_ID_PATTERN, description="a series of a panel model")
     return apigw.JsonSchema(
         schema=apigw.JsonSchemaVersion.DRAFT4,
         title="ForecastRequest",
         type=apigw.JsonSchemaType.OBJECT,
-        required=["periods", "conf"],
         additional_properties=False,
         properties={
             "periods": _integer_field(1, settings.max_periods, f"periods to forecast, 1..{settings.max_periods}"),
@@ -95,7 +113,21 @@ def request_schema(settings: InfraSettings) -> apigw.JsonSchema:
                 max_length=64,
                 description="confidence level of the interval, in (0, 1)",
             ),
+            "quantiles": apigw.JsonSchema(
+                type=apigw.JsonSchemaType.ARRAY, min_items=1, max_items=MAX_QUANTILES, unique_items=True,
+                items=apigw.JsonSchema(type=apigw.JsonSchemaType.NUMBER, minimum=QUANTILE_RANGE[0],
+                                       maximum=QUANTILE_RANGE[1]),
+                description="quantiles to forecast instead of a conf interval (p10, p50, ...)",
+            ),
             "history": _integer_field(0, MAX_HISTORY, "observed periods to return with the forecast"),
+            "item_id": item_id,
+            "item_ids": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1, max_items=MAX_ITEMS,
+                                         unique_items=True, items=item_id,
+                                         description="several series of a panel model"),
+            "list_items": apigw.JsonSchema(type=apigw.JsonSchemaType.BOOLEAN, enum=[True],
+                                           description="list a panel model's item ids"),
+            "offset": _integer_field(0, MAX_OFFSET, "item ids to skip when listing"),
+            "limit": _integer_field(1, MAX_LIST_LIMIT, "item ids per listing page"),
         },
     )
 

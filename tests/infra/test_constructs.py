@@ -88,7 +88,10 @@ def test_serving_api_requires_a_key_validates_the_body_and_has_a_usage_plan(cfn_
     })
     cfn_template.has_resource_properties("AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True})
     model = _props("AWS::ApiGateway::Model")[0]["Schema"]
-    assert model["required"] == ["periods", "conf"] and model["additionalProperties"] is False
+    # Forecasts and item listings share the body: periods and conf (or quantiles) are the Lambda's checks.
+    assert "required" not in model and model["additionalProperties"] is False
+    assert {"quantiles", "item_id", "item_ids", "list_items", "offset", "limit"} <= set(model["properties"])
+    assert model["properties"]["item_ids"]["maxItems"] == 100 and "oneOf" not in json.dumps(model)
     assert model["properties"]["periods"]["maximum"] == 104
     assert model["properties"]["conf"]["exclusiveMinimum"] is True
     cfn_template.has_resource_properties("AWS::ApiGateway::UsagePlan", {
