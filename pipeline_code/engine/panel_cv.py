@@ -13,7 +13,10 @@ future. The measures, per series and over the panel:
   over the same seasonal-naive scale), mean over steps and cutoffs; the panel's is the mean over series.
 
 Intervals pool every series' normalised log errors (error / the series' own scale at that cutoff,
-per step): with a handful of cutoffs per series, no series has enough errors of its own.
+per step): with a handful of cutoffs per series, no series has enough errors of its own. The errors
+pooled are the rolling choice's (``panel_series``: at each cutoff, the model chosen on the earlier
+ones), as the served model's errors will be: the chosen model's errors on the cutoffs that chose it
+are optimistic.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run
 from pipeline_code.engine.settings import PER_SERIES, Settings
 from pipeline_code.engine.workers import worker_pool
 
-CALIBRATION_METHOD = "pooled panel conformal: log errors over each series' one-step model standard deviation"
+CALIBRATION_METHOD = ("pooled panel conformal: the rolling choice's log errors over each series' one-step "
+                      "model standard deviation")
 _PLAN: dict[str, Plan] = {}
 
 
@@ -68,7 +69,7 @@ def fit_panel(panel: Any, settings: Settings, *, choice: dict | None = None, job
         scored, _, _ = run_panel(panel, settings, choice, [], jobs, counterfactual, fit=False)
         choice = {**choice, "family": best_global(scored)}
     outcomes, axis, plan = run_panel(panel, settings, choice, [], jobs, counterfactual)
-    pool = pooled([o.choices[-1].splits.normalised() for o in outcomes.values()], settings.data.horizon)
+    pool = _pool(outcomes, -1, settings.data.horizon)
     cv = PanelCV({item: _item_cv(o.choices[-1].splits, o.choices[-1].key, pool, axis.dates)
                   for item, o in outcomes.items()}, settings.data.horizon, panel.freq)
     artifacts = {item: _artifact(panel.series[item], o, plan, pool) for item, o in outcomes.items()}
@@ -88,7 +89,8 @@ def fit_panel(panel: Any, settings: Settings, *, choice: dict | None = None, job
         "panel": cv.panel,
         "objective": {"mase": objective, "how": "mean over series of the CV MASE of the choice made on "
                       "earlier cutoffs only (each cutoff after the first)"},
-        "per_item": {item: {**choices[item], **cv.per_item.get(item, {})} for item in outcomes},
+        "per_item": {item: {**{k: v for k, v in choices[item].items() if k != "hyperparameters"},
+                            **cv.per_item.get(item, {})} for item in outcomes},
         "calibration": {"method": CALIBRATION_METHOD, "rows": int(pool.shape[0])},
         "seconds": round(seconds, 3),
         "seconds_per_series": round(seconds / max(len(outcomes), 1), 5),
@@ -121,7 +123,7 @@ def backtest_panel(panel: Any, settings: Settings, *, choice: dict | None = None
     per_item: dict[str, list[tuple[date, str, Splits, np.ndarray]]] = {item: [] for item in outcomes}
     items: dict[str, ItemBacktest] = {}
     for e, when in enumerate(sorted(cutoffs)):
-        pool = pooled([o.choices[e].splits.normalised() for o in outcomes.values()], h)
+        pool = _pool(outcomes, e, h)
         for item, o in outcomes.items():
             at = o.choices[e].at
             if at is not None:
@@ -276,6 +278,15 @@ def _run_chunk(tasks: list[tuple[str, np.ndarray, np.ndarray, int]]) -> list[Out
 
 
 # ---- results -------------------------------------------------------------------------------------
+
+def _pool(outcomes: dict[str, Outcome], e: int, horizon: int) -> np.ndarray:
+    """The calibration pool of evaluation ``e``: every series' rolling-choice normalised errors, or
+    (with a single cutoff, so nothing rolls) the chosen models' errors on the cutoffs that chose them."""
+    rolling = [o.choices[e].rolling for o in outcomes.values()]
+    if any(r.size for r in rolling):
+        return pooled(rolling, horizon)
+    return pooled([o.choices[e].splits.normalised() for o in outcomes.values()], horizon)
+
 
 def _item_cv(splits: Splits, key: str, pool: np.ndarray, dates: list[date]) -> ItemBacktest:
     rows = [(dates[p], key, splits.take(np.array([i])), pool) for i, p in enumerate(splits.positions)]

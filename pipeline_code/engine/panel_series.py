@@ -72,11 +72,13 @@ class Splits:
 @dataclass
 class Chosen:
     """The choice at one evaluation point: the candidate's key, why it is the fallback (if so), its
-    splits that chose it, and (in a backtest) its forecast from the evaluation cutoff."""
+    splits that chose it, the rolling choice's normalised errors (what calibrates the intervals) and
+    (in a backtest) its forecast from the evaluation cutoff."""
 
     key: str
     reason: str | None
     splits: Splits
+    rolling: np.ndarray
     at: Splits | None = None
 
 
@@ -126,17 +128,16 @@ def run(item: str, observed: np.ndarray, target: np.ndarray, first: int, plan: P
         at = None
         if when is not None:
             at = _forecast_at(splits, positions, int(np.searchsorted(plan.cutoffs, when)), key, plan.fallback)
-        choices.append(Chosen(key, reason, splits[key].take(usable), at))
+        total, count, rolling = _rolling(splits, usable, plan)
+        choices.append(Chosen(key, reason, splits[key].take(usable), rolling, at))
 
-    final = plan.evaluations[-1][1]
-    usable = np.flatnonzero(np.isin(positions, final))
     out = Outcome(item, {k: _mase(splits[k], usable) for k in plan.choose_from}, choices, window=window,
-                  objective=_rolling_objective(splits, usable, plan), failures=failures)
+                  objective=(total, count), failures=failures)
     if plan.fit and plan.evaluations[-1][0] is None:
         out.section, out.error_scale, note = _final_fit(data, choices[-1].key, plan, ctx)
         if note:
-            last = choices[-1]
-            choices[-1] = Chosen(plan.fallback, note, last.splits.take(np.array([], dtype=int)))
+            none = np.array([], dtype=int)
+            choices[-1] = Chosen(plan.fallback, note, splits[plan.fallback].take(none), rolling[:0])
     return out
 
 
@@ -212,10 +213,12 @@ def _forecast_at(splits: dict[str, Splits], positions: np.ndarray, position: int
     return None
 
 
-def _rolling_objective(splits: dict[str, Splits], rows: np.ndarray, plan: Plan) -> tuple[float, int]:
-    """The choice's honest CV MASE: at each split, the candidate chosen on the earlier splits whose
-    horizon ended before it (the same splits for a global choice, with nothing to choose)."""
-    total, count = 0.0, 0
+def _rolling(splits: dict[str, Splits], rows: np.ndarray, plan: Plan) -> tuple[float, int, np.ndarray]:
+    """The choice out of sample: at each split, the candidate chosen on the earlier splits whose
+    horizon ended before it (for a global choice, the same splits with nothing to choose). Returns
+    the sum and count of its MASE per split (the tuning objective) and its normalised log errors
+    (the calibration: the chosen model's errors on the splits that chose it would be optimistic)."""
+    total, count, errors = 0.0, 0, []
     when = plan.cutoffs[splits[plan.fallback].positions[rows]]
     for i, row in enumerate(rows):
         prior = rows[:i][when[:i] + plan.ctx.horizon <= when[i]]
@@ -226,8 +229,9 @@ def _rolling_objective(splits: dict[str, Splits], rows: np.ndarray, plan: Plan) 
             value = _split_mase(splits[k])[row]
             if np.isfinite(value):
                 total, count = total + float(value), count + 1
+                errors.append(splits[k].take(np.array([row])).normalised())
                 break
-    return total, count
+    return total, count, np.concatenate(errors) if errors else np.zeros((0, plan.ctx.horizon))
 
 
 def _final_fit(data, key: str, plan: Plan, ctx: Context) -> tuple[Section, float, str | None]:
