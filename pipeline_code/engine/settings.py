@@ -221,8 +221,9 @@ class SeriesSettings:
     fallback: str = "seasonal_naive"
     # Training shards in the cloud: one SageMaker instance each (ShardedByS3Key).
     instances: int = 1
-    # The outlier and break rules per series (robust STL, as for one series; about 80 ms a monthly
-    # series of 300 points, spread over the run's jobs); false keeps every series as observed.
+    # The outlier and break rules per series (robust STL, as for one series; 13-21 CPU ms a monthly
+    # series, bench/results/panel_processing.md, spread over the run's jobs); false keeps every
+    # series as observed.
     preprocess: bool = True
 
 

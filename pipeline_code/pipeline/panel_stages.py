@@ -28,8 +28,6 @@ from pipeline_code.engine.settings import COMBINATION, PER_SERIES, Settings
 # Processed shard files: train/series-00000.csv, ... (one per series.instances), the same names
 # under test/, so shard k of both channels holds the same items.
 SHARD_FILE = "series-{:05d}.csv"
-# The processed columns beside item_id, timestamp and value (as for one series: Preprocessed.columns).
-PROCESSED_COLUMNS = ("value_counterfactual", "is_counterfactual", "is_outlier")
 # The per-item backtest export beside forecast.csv: each origin's forecast and actual.
 BACKTEST_FILE = "backtest.csv"
 # Items listed by name in a report; past this many a report gives the count and the first ones.
@@ -77,7 +75,6 @@ def _csv_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.csv") if p.is_file() and not p.name.startswith("."))
 
 
-
 # --- processing -------------------------------------------------------------------------------
 
 def process_panel(source: Path, out: Path, settings: Settings, *, jobs: int = 1) -> dict[str, Any]:
@@ -99,7 +96,7 @@ def process_panel(source: Path, out: Path, settings: Settings, *, jobs: int = 1)
     shards = settings.series.instances
     for part, (series, extra) in parts.items():
         write_shards(out / part, replace(panel, series=series, fills={}), extra, shards)
-    report = panel_report(panel, cleaned, settings)
+    report = panel_report(panel, cleaned)
     report.update({
         "source": Path(source).name,
         "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest(),
@@ -117,7 +114,7 @@ def preprocess_panel(panel, settings: Settings, *, jobs: int = 1) -> dict[str, d
     """Each series through ``engine.preprocess`` (robust STL outliers, the break episode and its
     counterfactual), spread over ``jobs`` processes; a series the rules cannot run on (too short for
     STL, zeros or negatives for the log scale, constant) is kept as observed, with the reason."""
-    work = [(item, panel.series[item]) for item in panel.items]
+    work = [panel.series[item] for item in panel.items]
     if jobs > 1 and len(work) > 4 * jobs and settings.series.preprocess:
         from pipeline_code.engine.workers import worker_pool
 
@@ -125,7 +122,7 @@ def preprocess_panel(panel, settings: Settings, *, jobs: int = 1) -> dict[str, d
         with worker_pool(jobs, _no_setup) as pool:
             results = list(pool.map(_preprocess_item, work, [settings] * len(work), chunksize=chunk))
     else:
-        results = [_preprocess_item(pair, settings) for pair in work]
+        results = [_preprocess_item(series, settings) for series in work]
     return dict(zip(panel.items, results))
 
 
@@ -133,8 +130,7 @@ def _no_setup() -> None:
     """Workers need no state: each task carries its series and settings."""
 
 
-def _preprocess_item(pair: tuple[str, Series], settings: Settings) -> dict[str, Any]:
-    _, series = pair
+def _preprocess_item(series: Series, settings: Settings) -> dict[str, Any]:
     values = series.values
     period = max(2, round(settings.data.season_length))
     skip = None
@@ -156,9 +152,9 @@ def _preprocess_item(pair: tuple[str, Series], settings: Settings) -> dict[str, 
             "note": summary["note"]}
 
 
-def panel_report(panel, cleaned: dict[str, dict[str, Any]], settings: Settings) -> dict[str, Any]:
-    """What processing saw and did, per item where something happened (fills, rules skipped,
-    outliers, break episodes), and the series a model choice will have little to go on."""
+def panel_report(panel, cleaned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What processing saw and did: lengths, and per item where something happened (fills, constant
+    series, rules skipped, outliers, break episodes)."""
     lengths = {item: len(panel.series[item]) for item in panel.items}
     starts = [panel.series[item].timestamps[0] for item in panel.items]
     skipped = {item: c["skipped"] for item, c in cleaned.items() if "skipped" in c}
@@ -284,20 +280,27 @@ def train_panel(
     series inside) and save one panel version to ``model_dir``; the fit's report (per item: family,
     CV MASE, fallback reason) goes to ``report_dir/panel_fit.json``. Returns the CV metrics, with
     ``cv_mase`` the panel objective."""
-    from pipeline_code.engine.core.panel_artifact import save_panel
     from pipeline_code.engine.panel_fit import choice_from_hyperparameters, fit_panel
 
     panel, counterfactual = read_processed_panel(train_dir, test_dir, freq=settings.data.freq)
     fitted = fit_panel(panel, settings, choice=choice_from_hyperparameters(hyperparameters), jobs=jobs,
                        counterfactual=counterfactual)
     metrics = {**fitted.metadata["metrics"], "cv_mase": fitted.objective}
-    save_panel(model_dir, fitted.artifacts, {
-        **fitted.metadata, "hyperparameters": fitted.metadata["choice"], "metrics": metrics,
-        "end": panel.end.isoformat(), "data_sha256": panel_digest(panel)})
+    save_fitted(model_dir, fitted, panel, metrics)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / "panel_fit.json").write_text(json.dumps(fitted.report, indent=1, default=str))
     return metrics
+
+
+def save_fitted(folder: Path, fitted, panel, metrics: dict[str, Any]) -> Path:
+    """One panel version: every item's model, the fit's metadata, its global choices as
+    ``hyperparameters`` (what a later run backtests it by), the data's end and digest."""
+    from pipeline_code.engine.core.panel_artifact import save_panel
+
+    return save_panel(folder, fitted.artifacts, {
+        **fitted.metadata, "hyperparameters": fitted.metadata["choice"], "metrics": metrics,
+        "end": panel.end.isoformat(), "data_sha256": panel_digest(panel)})
 
 
 def panel_digest(panel) -> str:
@@ -319,7 +322,7 @@ def evaluate_panel(
     """Backtest challenger, champion and seasonal naive on the panel's shared cutoffs; gate on the
     panel's mean MASE (a first run serves the best contender, as for one series); export the
     forecast and the served contender's per-item backtest."""
-    from pipeline_code.engine.core.panel_artifact import PanelModel, is_panel, save_panel
+    from pipeline_code.engine.core.panel_artifact import PanelModel, is_panel
     from pipeline_code.engine.evaluation import gate
     from pipeline_code.engine.families.seasonal_naive import NAME as SEASONAL_NAIVE
     from pipeline_code.engine.panel_cv import panel_cutoffs
@@ -349,16 +352,13 @@ def evaluate_panel(
     )
     if champion_dir is not None and champion is None:
         decision["reason"] += "; the approved model holds one series, so this panel is compared with seasonal naive only"
-    served_cv = runs["challenger"]
+    served, served_cv = challenger, runs["challenger"]
     if decision["serve"] == SEASONAL_NAIVE:
         fitted = fit_panel(panel, settings_for(settings, naive), choice=naive, jobs=jobs,
                            counterfactual=counterfactual)
-        save_panel(out / SERVED_MODEL_DIR, fitted.artifacts, {
-            **fitted.metadata, "hyperparameters": fitted.metadata["choice"], "end": panel.end.isoformat(),
-            "metrics": {f"backtest_{k}": v for k, v in results["seasonal_naive"].items()},
-            "data_sha256": panel_digest(panel)})
-        served_cv = runs["seasonal_naive"]
-    served = PanelModel.load(out / SERVED_MODEL_DIR) if decision["serve"] == SEASONAL_NAIVE else challenger
+        save_fitted(out / SERVED_MODEL_DIR, fitted, panel,
+                    {f"backtest_{k}": v for k, v in results["seasonal_naive"].items()})
+        served, served_cv = PanelModel.load(out / SERVED_MODEL_DIR), runs["seasonal_naive"]
     evaluation = {
         "gate": decision,
         "challenger": results["challenger"],
@@ -367,12 +367,11 @@ def evaluate_panel(
         "spec": spec,
         "champion_spec": champion.metadata.get("hyperparameters") if champion else None,
         "champion_version": champion.metadata.get("version") if champion else None,
-        "served_family": ("seasonal_naive" if decision["serve"] == SEASONAL_NAIVE else "per series")
-        if decision["passed"] else None,
+        "served_family": served.metadata["hyperparameters"]["family"] if decision["passed"] else None,
         "backtest": {
             "cutoffs": [c.isoformat() for c in cutoffs], "horizon": horizon,
             "series": len(panel.items), "target": "each item's processed series (fills included)",
-            "items": BACKTEST_FILE,
+            "export": BACKTEST_FILE,
         },
         "panel": True,
     }
@@ -399,13 +398,16 @@ def export_panel_forecast(model, periods: int, levels: tuple[float, ...], path: 
 
 
 def export_backtest(cv, path: Path) -> Path:
-    """Each item's backtest: per origin (cutoff) and step, the forecast and the actual."""
-    rows = list(cv.rows())
+    """Each item's backtest: per origin (cutoff) and step, the forecast, the actual and the interval
+    bounds, streamed (a large panel has millions of rows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["item_id"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = None
+        for row in cv.rows():
+            if writer is None:
+                writer = csv.DictWriter(handle, fieldnames=list(row), lineterminator="\n")
+                writer.writeheader()
+            writer.writerow(row)
     return path
 
 
