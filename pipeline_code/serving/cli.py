@@ -147,8 +147,16 @@ def _key_admin(args: argparse.Namespace, key_file: Path) -> int:
 def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     from pipeline_code.cli.client import DEFAULT_URL
 
-    parser.add_argument("--periods", type=_positive_int, required=True, help="periods to forecast")
+    parser.add_argument("--periods", type=_positive_int, help="periods to forecast (required unless --list-items)")
     parser.add_argument("--conf", type=float, default=0.9, help="prediction interval level in (0, 1) (default 0.9)")
+    parser.add_argument("--quantiles", type=_quantiles, metavar="Q,Q,...",
+                        help="forecast these quantiles instead of a --conf interval, e.g. 0.1,0.5,0.9 (p10, p50, p90)")
+    panel = parser.add_argument_group("a panel model (many series)")
+    panel.add_argument("--item", action="append", metavar="ID",
+                       help="the series to forecast; repeat for several (at most 100)")
+    panel.add_argument("--list-items", action="store_true", help="list the model's item ids (sorted, by page)")
+    panel.add_argument("--offset", type=int, default=0, help="with --list-items: ids to skip (default 0)")
+    panel.add_argument("--limit", type=int, default=1000, help="with --list-items: ids per page (default 1000)")
     target = parser.add_argument_group("target (default: the local gateway and the default key file)")
     target.add_argument("--url", help=f"the forecast URL (default {DEFAULT_URL})")
     target.add_argument("--api-key", help="the API key (default: $FORECAST_API_KEY or the key file's active key)")
@@ -161,6 +169,13 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recent observations to fetch for the plot (default 104 with --plot, else 0)")
     parser.add_argument("--json", action="store_true", help="print the raw JSON response instead of a table")
     parser.add_argument("--timeout", type=float, default=30.0, help="request timeout in seconds (default 30)")
+
+
+def _quantiles(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, such as 0.1,0.5,0.9; got {text!r}")
 
 
 def run_forecast(args: argparse.Namespace) -> int:

@@ -151,3 +151,33 @@ def test_a_registry_serves_an_approved_panel_version(panel_dir, tmp_path):
     (registry / "approved.json").write_text(json.dumps({"version": "v0001", "path": "versions/v0001/model"}))
     resolved = resolve_model(tmp_path)
     assert resolved.version == "v0001" and (resolved.path / "panel.json").is_file()
+
+
+def _client(argv: list[str]) -> int:
+    import argparse
+
+    from pipeline_code.serving.cli import add_forecast_arguments, run_forecast
+
+    parser = argparse.ArgumentParser()
+    add_forecast_arguments(parser)
+    return run_forecast(parser.parse_args(argv))
+
+
+def test_the_client_asks_for_items_quantiles_and_lists(panel_server, capsys, tmp_path):
+    url = ["--url", f"{panel_server.url}/invocations", "--api-key", "unused"]
+    assert _client(["--periods", "3", "--item", "store-1", "--quantiles", "0.1,0.5,0.9", *url]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1] == "item store-1" and lines[2].split() == ["timestamp", "mean", "p10", "p50", "p90"]
+    assert len(lines) == 3 + 3
+    assert _client(["--periods", "2", "--item", "store-2", "--item", "store-5", *url]) == 0
+    out = capsys.readouterr().out
+    assert "item store-2" in out and "item store-5" in out and "(90% interval)" in out
+    assert _client(["--list-items", "--limit", "2", *url]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1:3] == sorted(ITEMS)[:2] and lines[3] == "(2 of 5 items; next page: --offset 2)"
+    assert _client(["--periods", "2", "--item", "nope", *url]) == 1
+    assert "HTTP 404: unknown item 'nope'" in capsys.readouterr().err
+    assert _client(["--item", "store-1", *url]) == 2 and "--periods is required" in capsys.readouterr().err
+    png = tmp_path / "item.png"
+    assert _client(["--periods", "6", "--item", "store-1", "--quantiles", "0.1,0.9", "--plot", str(png), *url]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
