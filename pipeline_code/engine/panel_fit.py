@@ -142,11 +142,12 @@ def resolve_choice(settings: Settings, choice: dict | None) -> dict[str, str]:
     if unknown:
         raise ValueError(f"panel choice: unknown key(s) {unknown}; expected 'family' and 'history'")
     families = choice_families(settings)
-    out = {"family": str(choice.get("family", PER_SERIES)), "history": str(choice.get("history", WINDOW))}
+    histories = [h for h in (WINDOW, ALL) if h in settings.search.histories]
+    out = {"family": str(choice.get("family", PER_SERIES)), "history": str(choice.get("history", histories[0]))}
     if out["family"] not in families:
         raise ValueError(f"panel choice family: {out['family']!r} is not one of {families}")
-    if out["history"] not in (WINDOW, ALL):
-        raise ValueError(f"panel choice history: {out['history']!r} is not one of {[WINDOW, ALL]}")
+    if out["history"] not in histories:
+        raise ValueError(f"panel choice history: {out['history']!r} is not one of {histories} (search.histories)")
     return out
 
 

@@ -103,6 +103,9 @@ def test_one_global_choice_for_every_series(values):
         fit_panel(panel_of(values), settings(), choice={"family": "ets"})
     with pytest.raises(ValueError, match="unknown key"):
         fit_panel(panel_of(values), settings(), choice={"families": "theta"})
+    windowless = settings().merged({"search": {"histories": ["all"]}})
+    with pytest.raises(ValueError, match="history: 'window' is not one of"):
+        fit_panel(panel_of(values), windowless, choice={"history": "window"})
 
 
 def test_processes_give_the_same_fit(values, fitted):
