@@ -178,14 +178,14 @@ def summarised(result: dict) -> dict:
 
 def merged(parts: list[dict]) -> list[dict]:
     """Per-series results of several runs in one (a run may hold some baselines only): metrics and
-    seconds are united, the tuning and ``ours`` come from the run that has them; a baseline counts as
-    skipped only if every run skipped it."""
+    seconds are united, a later run's figures replacing an earlier one's (the tuning and ``ours``
+    from the last run that has them); a baseline counts as skipped only if every run skipped it."""
     by_series: dict[str, list[dict]] = {}
     for part in parts:
         by_series.setdefault(part["series"], []).append(part)
     out = []
     for runs in by_series.values():
-        main = next((r for r in runs if "ours" in r["metrics"]), runs[0])
+        main = next((r for r in reversed(runs) if "ours" in r["metrics"]), runs[-1])
         ran = {k.split(" [")[0] for r in runs for k in r["metrics"] if "[" in k}
         out.append(summarised({
             **main,
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.merge:
         reports = [json.loads(path.read_text()) for path in args.merge]
-        report = {**reports[0], "results": merged([r for rep in reports for r in rep["results"]]),
+        report = {**reports[-1], "results": merged([r for rep in reports for r in rep["results"]]),
                   "command": "; ".join(_command(rep["command"].split()[3:]) for rep in reports)
                   + f"; then {_command(argv if argv is not None else sys.argv[1:])}"}
         return _write(report, args.out, args.name)

@@ -2,7 +2,9 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
+from pipeline_code.engine.families.combination import build
 from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.tuning import candidate_space, tune
 
@@ -33,3 +35,23 @@ def test_parallel_search_equals_serial_and_writes_every_candidate(gasoline, smal
     singles = [c for c in written["candidates"] if c["hyperparameters"]["family"] != "combination"]
     assert len(singles) == len(candidate_space(small_settings))
     assert all({"hyperparameters", "cv_mse", "seconds"} <= set(c) for c in written["candidates"])
+
+
+def test_combinations_rank_each_family_and_history_apart():
+    """A family fitted on all history is a member beside the same family on the window; within one
+    (family, history) only the best candidate joins."""
+    singles = [
+        {"index": 0, "cv_mse": 1.0, "hyperparameters": {"family": "theta", "history": "window"}},
+        {"index": 1, "cv_mse": 2.0, "hyperparameters": {"family": "theta", "history": "all"}},
+        {"index": 2, "cv_mse": 3.0, "hyperparameters": {"family": "harmonic_arima", "fourier_k": 1}},
+        {"index": 3, "cv_mse": 4.0, "hyperparameters": {"family": "harmonic_arima", "fourier_k": 2}},
+        {"index": 4, "cv_mse": np.inf, "hyperparameters": {"family": "ets", "history": "all"}},
+    ]
+    rng = np.random.default_rng(0)
+    actual = 10 + rng.standard_normal((6, 3))
+    forecasts = {i: actual + rng.standard_normal((6, 3)) for i in range(5)}
+    combos = {c["hyperparameters"]["kind"]: c for c in build(singles, forecasts, actual, (2, 3))}
+    assert combos["equal top 2"]["indices"] == [0, 1]
+    assert combos["equal top 3"]["indices"] == [0, 1, 2]
+    assert combos["fitted weights"]["indices"] == [0, 1, 2]
+    assert sum(combos["fitted weights"]["hyperparameters"]["weights"]) == pytest.approx(1.0)

@@ -1,5 +1,8 @@
-"""Combinations of candidates: equal weights of the best k families, and weights fitted on CV errors
-(non-negative least squares, shrunk toward equal weights). A combination is a candidate too:
+"""Combinations of candidates: equal weights of the best k members, and weights fitted on CV errors
+(non-negative least squares, shrunk toward equal weights). The members are the best candidate of each
+family and training history (``history``: the window or all of it), so a family fitted on all
+history competes beside the same family on the window: their errors differ (measured in
+bench/results/accuracy.md's notes). A combination is a candidate too:
 ``{"family": "combination", "members": [candidate, ...], "weights": [w, ...]}``; its artifact
 section holds every member's section (core ``combination``).
 """
@@ -56,11 +59,12 @@ def fitted_weights(forecasts: np.ndarray, actual: np.ndarray, shrinkage: float =
 def build(singles: list[dict[str, Any]], forecasts: dict[int, np.ndarray], actual: np.ndarray,
           sizes: tuple[int, ...]) -> list[dict[str, Any]]:
     """Combination candidates from scored single candidates (each with ``index``, ``hyperparameters``,
-    ``cv_mse``): the best candidate of each family, ranked; equal weights of the top k for each k in
-    ``sizes``, and fitted weights over all of them. Returns ``{"hyperparameters", "index"s}`` dicts."""
-    best: dict[str, dict[str, Any]] = {}
+    ``cv_mse``): the best candidate of each family and history, ranked; equal weights of the top k for
+    each k in ``sizes``, and fitted weights over all of them. Returns ``{"hyperparameters", "index"s}``
+    dicts."""
+    best: dict[tuple[str, Any], dict[str, Any]] = {}
     for c in sorted((c for c in singles if np.isfinite(c["cv_mse"])), key=lambda c: c["cv_mse"]):
-        best.setdefault(c["hyperparameters"]["family"], c)
+        best.setdefault((c["hyperparameters"]["family"], c["hyperparameters"].get("history")), c)
     ranked = list(best.values())
     out = []
     for k in sorted(set(sizes)):
