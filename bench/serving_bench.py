@@ -183,17 +183,22 @@ async def _client(port: int, count: int, latencies: list[float], errors: list[in
     try:
         for _ in range(count):
             began = time.perf_counter()
-            writer.write(request)
-            await writer.drain()
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
-            payload = await reader.readexactly(length)
+            status, payload = await round_trip(reader, writer, request)
             latencies.append(time.perf_counter() - began)
-            if int(head.split(b" ", 2)[1]) != 200 or len(json.loads(payload)["forecasts"]) != PERIODS:
+            if status != 200 or len(json.loads(payload)["forecasts"]) != PERIODS:
                 errors.append(1)
     finally:
         writer.close()
+
+
+async def round_trip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    """Send one HTTP/1.1 request on a keep-alive connection; the status and the body of its answer."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return int(head.split(b" ", 2)[1]), await reader.readexactly(length)
 
 
 def cpu_seconds(pid: int) -> float:

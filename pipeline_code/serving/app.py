@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import numpy as np
 
-from pipeline_code.engine.core.artifact import ArtifactError
+from pipeline_code.engine.core.artifact import ArtifactError, finite
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.core.panel_artifact import ARRAYS, PANEL_JSON, PanelModel, is_panel
 from pipeline_code.serving.answers import answer
@@ -398,11 +398,11 @@ def _load(resolved: ResolvedModel, stamp: tuple, max_periods: int) -> LoadedMode
 
         panel = PanelModel.load(resolved.path, factory=checked)
         forecaster = panel.forecaster(panel.items[0])
-        metadata = _finite(dict(panel.metadata))
+        metadata = finite(dict(panel.metadata))
     else:
         forecaster = ServingForecaster.load(resolved.path)
         _check_forecasts(forecaster, max_periods)
-        metadata = _finite(dict(forecaster.metadata))
+        metadata = finite(dict(forecaster.metadata))
     info = {
         **metadata,
         "name": metadata.get("name"),
@@ -439,17 +439,6 @@ def _public_reason(err: Exception) -> str:
     if isinstance(err, (ArtifactError, ModelCheckError)):  # built from file names, never full paths
         return str(err)
     return "the model could not be loaded (the server log says why)"
-
-
-def _finite(value: Any) -> Any:
-    """Replace non-finite floats (not valid JSON) by None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 # --- one structured log line per request ----------------------------------------------------------

@@ -3,6 +3,7 @@ with the panel fitter's pooled calibration (every item gets the same normalised 
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from pipeline_code.engine.core.artifact import ModelArtifact
 from pipeline_code.engine.core.calendar import parse_freq
-from pipeline_code.engine.core.panel_artifact import save_panel
+from pipeline_code.engine.core.panel_artifact import ARRAYS, PANEL_JSON, SECTIONS, _file_facts, save_panel
 from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.estimator import ModelEstimator
 from pipeline_code.engine.families.base import Context
@@ -55,3 +56,25 @@ def panel(folder: Path, items: dict[str, str], metadata: dict | None = None) -> 
     return save_panel(folder, pool_calibration(artifacts),
                       {"name": "panel", "trained_at": "2026-11-25T18:00:00+00:00", "metrics": {"mase": 0.8},
                        **(metadata or {})})
+
+
+def reseal(folder: Path) -> None:
+    """Recompute panel.json's sizes and digests after an edit (to reach the checks behind them)."""
+    manifest = json.loads((folder / PANEL_JSON).read_text())
+    manifest["files"] = {name: _file_facts((folder / name).read_bytes()) for name in (SECTIONS, ARRAYS)}
+    (folder / PANEL_JSON).write_text(json.dumps(manifest))
+
+
+def edit_section(folder: Path, index: int, edit) -> None:
+    """Change item ``index``'s line of sections.jsonl with ``edit(document)``, keeping the index and the
+    digests consistent: a panel whose only fault is in that section."""
+    lines = (folder / SECTIONS).read_bytes().splitlines(keepends=True)
+    document = json.loads(lines[index])
+    edit(document)
+    lines[index] = json.dumps(document).encode() + b"\n"
+    (folder / SECTIONS).write_bytes(b"".join(lines))
+    with np.load(folder / ARRAYS, allow_pickle=False) as arrays:
+        stored = {name: arrays[name] for name in arrays.files}
+    stored["lines"] = np.concatenate([[0], np.cumsum([len(line) for line in lines])]).astype(np.int64)
+    np.savez(folder / ARRAYS, **stored)
+    reseal(folder)

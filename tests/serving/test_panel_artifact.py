@@ -22,7 +22,7 @@ from pipeline_code.engine.core.panel_artifact import (
     save_panel,
 )
 
-from .panel_models import fit_item, panel, pool_calibration
+from .panel_models import edit_section, fit_item, panel, pool_calibration, reseal
 
 ITEMS = {"A": "seasonal_naive", "B": "harmonic_arima", "C é/ü": "seasonal_naive", "D": "seasonal_naive"}
 
@@ -90,14 +90,6 @@ def _rewrite_manifest(folder, change):
     (folder / PANEL_JSON).write_text(json.dumps(manifest))
 
 
-def _reseal(folder):
-    """Recompute the digests after an edit (to reach the checks behind them)."""
-    from pipeline_code.engine.core.panel_artifact import _file_facts
-
-    _rewrite_manifest(folder, lambda m: m["files"].update(
-        {name: _file_facts((folder / name).read_bytes()) for name in (SECTIONS, ARRAYS)}))
-
-
 @pytest.mark.parametrize(("damage", "fragment"), [
     (lambda f: (f / SECTIONS).write_bytes((f / SECTIONS).read_bytes()[:-100]), f"{SECTIONS}: has"),
     (lambda f: (f / ARRAYS).unlink(), f"lacks {ARRAYS}"),
@@ -122,7 +114,7 @@ def test_non_finite_numbers_are_refused_at_load(folder):
         stored = {name: arrays[name] for name in arrays.files}
     stored["values"][3] = np.inf
     np.savez(folder / ARRAYS, **stored)
-    _reseal(folder)
+    reseal(folder)
     with pytest.raises(ArtifactError, match=f"{ARRAYS}: values holds non-finite numbers"):
         PanelModel.load(folder)
 
@@ -135,16 +127,7 @@ def test_non_finite_numbers_are_refused_at_load(folder):
     (lambda d: d.update(core="quantum"), "unknown forecasting core"),
 ])
 def test_an_inconsistent_section_is_refused_naming_the_item(folder, edit, fragment):
-    lines = (folder / SECTIONS).read_bytes().splitlines(keepends=True)
-    document = json.loads(lines[0])  # item "A", a seasonal naive model
-    edit(document)
-    lines[0] = json.dumps(document).encode() + b"\n"
-    (folder / SECTIONS).write_bytes(b"".join(lines))
-    with np.load(folder / ARRAYS, allow_pickle=False) as arrays:
-        stored = {name: arrays[name] for name in arrays.files}
-    stored["lines"] = np.concatenate([[0], np.cumsum([len(line) for line in lines])]).astype(np.int64)
-    np.savez(folder / ARRAYS, **stored)
-    _reseal(folder)
+    edit_section(folder, 0, edit)  # item "A", a seasonal naive model
     model = PanelModel.load(folder)  # the index is sound; the section is checked when first asked for
     model.forecaster("B")
     with pytest.raises(ArtifactError, match=f"{SECTIONS} \\(item 'A'\\)") as info:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from pipeline_code.engine.core.panel_artifact import ARRAYS, SECTIONS, PanelModel, _file_facts
+from pipeline_code.engine.core.panel_artifact import PanelModel
 from pipeline_code.serving.model_source import resolve_model
 
 from .conftest import http, post_json, start_server
-from .panel_models import panel
+from .panel_models import edit_section, panel
 
 ITEMS = {"store-1": "seasonal_naive", "store-2": "harmonic_arima", "store 3/é": "seasonal_naive",
          "store-4": "seasonal_naive", "store-5": "seasonal_naive"}
@@ -120,18 +119,7 @@ def test_a_single_series_model_refuses_items_and_takes_quantiles(open_server):
 
 def test_an_items_broken_section_is_a_500_naming_it_and_the_rest_still_serve(tmp_path):
     folder = panel(tmp_path / "model", {"a": "seasonal_naive", "b": "seasonal_naive"})
-    lines = (folder / SECTIONS).read_bytes().splitlines(keepends=True)
-    document = json.loads(lines[1])
-    document["parameters"]["sigma2"] = -1.0
-    lines[1] = json.dumps(document).encode() + b"\n"
-    (folder / SECTIONS).write_bytes(b"".join(lines))
-    with np.load(folder / ARRAYS, allow_pickle=False) as arrays:
-        stored = {name: arrays[name] for name in arrays.files}
-    stored["lines"] = np.concatenate([[0], np.cumsum([len(line) for line in lines])]).astype(np.int64)
-    np.savez(folder / ARRAYS, **stored)
-    manifest = json.loads((folder / "panel.json").read_text())
-    manifest["files"] = {name: _file_facts((folder / name).read_bytes()) for name in (SECTIONS, ARRAYS)}
-    (folder / "panel.json").write_text(json.dumps(manifest))
+    edit_section(folder, 1, lambda document: document["parameters"].update(sigma2=-1.0))
     srv = start_server(["serve", "--model", str(folder)], tmp_path)
     try:
         srv.wait_ready()

@@ -10,6 +10,7 @@ model only) still loads, as family and core ``harmonic_arima``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,17 @@ class ModelArtifact:
         except ArtifactProblem as err:
             raise ArtifactError(f"model folder {folder.name!r}: {err}") from None
         return cls.from_document(document, errors)
+
+
+def finite(value: Any) -> Any:
+    """Non-finite floats (not valid JSON) replaced by None, recursively (metadata such as an undefined metric)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
 
 
 def plain(value: Any) -> Any:

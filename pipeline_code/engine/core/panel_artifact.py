@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline_code.engine.core.artifact import ArtifactError, ModelArtifact, plain
+from pipeline_code.engine.core.artifact import ArtifactError, ModelArtifact, finite, plain
 from pipeline_code.engine.core.artifact_checks import (
     ArtifactProblem,
     check_calibration_errors,
@@ -90,7 +89,7 @@ def save_panel(folder: str | Path, artifacts: dict[str, ModelArtifact], metadata
         calibration = pool.calibration(artifact.calibration_errors, f"panel item {item!r}")
         _check_item(item, document)
         del document["freq"]
-        document["metadata"] = _finite(document["metadata"])
+        document["metadata"] = finite(document["metadata"])
         for key in PACKED:
             document[key] = pool.pack(document[key], f"item {item!r}: {key}")
         document[CALIBRATION] = calibration
@@ -105,7 +104,7 @@ def save_panel(folder: str | Path, artifacts: dict[str, ModelArtifact], metadata
         "format_version": FORMAT_VERSION,
         "freq": freq,
         "items": items,
-        "metadata": _finite(plain(metadata)),
+        "metadata": finite(plain(metadata)),
         "files": {name: _file_facts((folder / name).read_bytes()) for name in (SECTIONS, ARRAYS)},
     }
     (folder / PANEL_JSON).write_text(json.dumps(manifest, indent=1, allow_nan=False))
@@ -155,17 +154,6 @@ class _Pool:
 
     def offsets(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum([a.size for a in self._arrays])]).astype(np.int64)
-
-
-def _finite(value: Any) -> Any:
-    """Metadata as strict JSON: non-finite numbers (an undefined metric) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _file_facts(data: bytes) -> dict[str, Any]:
