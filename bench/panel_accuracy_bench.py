@@ -18,8 +18,8 @@ Protocol (docs/design.md, "Accuracy protocol"; issue 10, "Figures"):
 - baselines: statsforecast ``AutoETS``, ``AutoTheta``, ``AutoARIMA`` (season 12) and
   ``SeasonalNaive(12)``, fitted as their users call them (all history before the cutoff), on the raw
   and the log scale (log: mean ``exp(mu + s^2 / 2)``, ``s`` from the 95% interval, as
-  ``engine.baselines``), and on the last 120 months; ``AutoARIMA`` on all history costs ~9 s per fit
-  here (148 x 12 fits = 4.4 h of one core), so it runs on the last 120 months only (~1 s per fit).
+  ``engine.baselines``), and on our CV window (the last 96 months); ``AutoARIMA`` on all history costs
+  ~9 s per fit here (148 x 12 fits = 4.4 h of one core), so it runs on the window only (~1 s per fit).
   "Mean" is the equal-weight mean of the four (each at its best variant), its interval bounds the
   mean of theirs. Each baseline counts at its best variant, chosen on the test cutoffs (which
   flatters the baselines);
@@ -57,7 +57,9 @@ STEP = 12
 LEVELS = (80, 95)
 MARGIN_GOAL = 0.05
 COVERAGE_95_GOAL = (0.90, 0.98)
-WINDOW = 120  # months: the baselines' short history, and AutoARIMA's only one
+# The baselines' short history, and AutoARIMA's only one: our CV window (``cv.window``, which the
+# settings derive from the data before the first cutoff: 8 seasons; ``run_ours`` checks it).
+WINDOW = 96
 BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta", "AutoARIMA")
 _Z95 = 1.959963984540054
 # (model, history, scale) in the order they run (the cheap and the as-users-call-them ones first)
@@ -263,6 +265,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([COMMAND, *(args.argv or [])]),
+        "cache_filled_by": [f"{COMMAND} {ran}" for ran in args.ran],
         "machine": machine(),
         "versions": versions(),
         "series": len(series),
@@ -281,8 +284,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 # The global choices tried on the data before the first cutoff (engine/panel_fit.py).
-# (per series: each series chooses among the families and their combination by its own CV MASE)
-CHOICES = tuple({"family": "per_series", "history": h} for h in ("window", "all"))
+# (per series: each series chooses among the families and their combination by its own CV MASE; the
+# statsforecast families' history, "window" or "all", is tried with ``--histories``: "all" costs
+# several times the window's on these long series)
+FAMILY_CHOICE = "per_series"
+HISTORIES = ("window", "all")
 
 
 def panel_settings(task: Task):
@@ -305,20 +311,26 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
 
     resolved = panel_settings(task)
     settings = resolved.settings
+    if settings.cv.window != WINDOW:
+        raise RuntimeError(f"our CV window is {settings.cv.window}; the baselines' WINDOW is {WINDOW}")
     csv_path = write_long_csv(args.cache / "us_employment.csv", us_employment_rows(args.items))
     panel = load_panel(csv_path, settings=settings)
     first = task.cutoffs[0]
     before = Panel({item: s.head(months_between(s.timestamps[0], first)) for item, s in panel.series.items()
                     if months_between(s.timestamps[0], first) > 0}, panel.freq, single=False)
     tuning = []
-    for choice in CHOICES:
+    for history in args.histories:
+        choice = {"family": FAMILY_CHOICE, "history": history}
+        if len(args.histories) == 1:  # nothing to choose: the one given, not fitted before the cutoffs
+            tuning.append({"choice": choice, "objective_mase": float("nan"), "seconds": 0.0})
+            break
         started = time.perf_counter()
         fit = fit_panel(before, settings, choice=choice, jobs=args.jobs)
         tuning.append({"choice": choice, "objective_mase": fit.objective, "cv": fit.cv.panel,
                        "families": fit.report["families"], "seconds": time.perf_counter() - started})
         print(f"ours: {choice} objective {fit.objective:.4f} in {tuning[-1]['seconds']:.0f} s",
               file=sys.stderr, flush=True)
-    best = min(tuning, key=lambda t: t["objective_mase"])
+    best = min(tuning, key=lambda t: t["objective_mase"] if np.isfinite(t["objective_mase"]) else np.inf)
     started = time.perf_counter()
     cv = backtest_panel(panel, settings, choice=best["choice"], cutoffs=task.cutoffs, jobs=args.jobs)
     seconds = time.perf_counter() - started
@@ -342,9 +354,11 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
         " interpolate (the discontinued series' 21 unobserved months, never scored); engine defaults otherwise"
         f" (series.families {list(settings.series.families)}, {settings.series.cutoffs} selection cutoffs"
         f" {settings.series.cutoff_step or settings.data.horizon} months apart before each evaluation cutoff).",
-        "- Global choice tuned by `fit_panel`'s objective (rolling-choice mean CV MASE) on the data before"
-        f" {first}: " + "; ".join(f"{t['choice']} {t['objective_mase']:.4f} ({t['seconds']:.0f} s)" for t in tuning)
-        + f". Chosen: {best['choice']}.",
+        (f"- Global choice: {best['choice']}, given (`--histories {args.histories[0]}`), not tuned."
+         if len(tuning) == 1 else
+         "- Global choice tuned by `fit_panel`'s objective (rolling-choice mean CV MASE) on the data before"
+         f" {first}: " + "; ".join(f"{t['choice']} {t['objective_mase']:.4f} ({t['seconds']:.0f} s)" for t in tuning)
+         + f". Chosen: {best['choice']}."),
         "- Models that forecast the scored pairs: " + ", ".join(f"{k} {v}" for k, v in sorted(families.items())) + ".",
         f"- `backtest_panel` at the {len(task.cutoffs)} cutoffs: {seconds:.0f} s with {args.jobs} jobs;"
         f" its own panel metrics (MASE on its in-window scale): {json.dumps({k: round(v, 4) for k, v in cv.panel.items()})}.",
@@ -362,7 +376,9 @@ def markdown(report: dict) -> str:
         "# Panel accuracy: our panel fit vs statsforecast on fpp3 us_employment",
         "",
         f"- Date: {report['date']}",
-        f"- Command: `{report['command']}` (from the repository root)",
+        f"- Command: `{report['command']}` (from the repository root)"
+        + ("; the forecasts it read were cached by " + "; ".join(f"`{c}`" for c in report["cache_filled_by"])
+           if report.get("cache_filled_by") else ""),
         f"- Machine: {report['machine']['nproc']} CPUs, {report['machine']['cpu']}; Python"
         f" {report['machine']['python']}; load average at start {report['machine']['loadavg_at_start']}"
         " (a shared machine: seconds are indicative)",
@@ -424,13 +440,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "panel_accuracy_bench")
     parser.add_argument("--fresh", action="store_true", help="refit the cached contenders")
     parser.add_argument("--cached-only", action="store_true", help="only the contenders already cached")
+    parser.add_argument("--histories", nargs="+", choices=HISTORIES, default=list(HISTORIES),
+                        help="ours: the statsforecast families' histories to choose between before the first cutoff")
+    parser.add_argument("--ran", nargs="+", default=[], metavar="ARGS",
+                        help="with --cached-only: the arguments of the runs that filled the cache (for the table)")
     parser.add_argument("--items", type=int, default=0, help="the first N series only (a smoke run)")
     parser.add_argument("--name", default="panel_accuracy", help="file stem of the results")
     args = parser.parse_args(argv)
     args.argv = [a for a in (argv if argv is not None else sys.argv[1:])]
-    if "--cache" in args.argv:  # a machine-local folder: not in the committed command
-        i = args.argv.index("--cache")
-        del args.argv[i:i + 2]
+    for option, count in (("--cache", 1), ("--ran", len(args.ran))):  # the folder is machine-local
+        if option in args.argv:
+            i = args.argv.index(option)
+            del args.argv[i:i + 1 + count]
     report = run(args)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
