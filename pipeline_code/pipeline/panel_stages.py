@@ -96,7 +96,7 @@ def process_panel(source: Path, out: Path, settings: Settings, *, jobs: int = 1)
     shards = settings.series.instances
     for part, (series, extra) in parts.items():
         write_shards(out / part, replace(panel, series=series, fills={}), extra, shards)
-    report = panel_report(panel, cleaned)
+    report = panel_report(panel, cleaned, settings)
     report.update({
         "source": Path(source).name,
         "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest(),
@@ -152,10 +152,14 @@ def _preprocess_item(series: Series, settings: Settings) -> dict[str, Any]:
             "note": summary["note"]}
 
 
-def panel_report(panel, cleaned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def panel_report(panel, cleaned: dict[str, dict[str, Any]], settings: Settings) -> dict[str, Any]:
     """What processing saw and did: lengths, and per item where something happened (fills, constant
-    series, rules skipped, outliers, break episodes)."""
+    and too-short series, rules skipped, outliers, break episodes)."""
+    from pipeline_code.engine.panel_series import MIN_SEASONS
+
     lengths = {item: len(panel.series[item]) for item in panel.items}
+    period, horizon = max(2, round(settings.data.season_length)), settings.data.horizon
+    need = MIN_SEASONS * period + horizon  # one CV split: two seasons before a cutoff, a horizon after
     starts = [panel.series[item].timestamps[0] for item in panel.items]
     skipped = {item: c["skipped"] for item, c in cleaned.items() if "skipped" in c}
     return {
@@ -170,6 +174,9 @@ def panel_report(panel, cleaned: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "fills": _listed(panel.fills),
         "filled_points": {kind: sum(f.get(kind, 0) for f in panel.fills.values()) for kind in ("middle", "end")},
         "constant": _listed(panel.report()["constant"]),
+        "too_short": _listed({item: f"{n} observations; a CV split needs {need} ({MIN_SEASONS} seasons of"
+                              f" {period} before a cutoff, a horizon of {horizon} after it): series.fallback"
+                              for item, n in lengths.items() if n < need}),
         "rules_skipped": _listed(skipped),
         "outliers": _listed({item: c["outliers"] for item, c in cleaned.items() if c.get("outliers")}),
         "episodes": _listed({item: c["episode"] for item, c in cleaned.items() if c.get("episode")}),

@@ -90,6 +90,8 @@ def test_the_per_series_rules_run_and_are_reported(processed):
     assert report["outliers"].get("north", 0) >= 1
     assert report["rules_skipped"] == {"flat": "constant", "short": report["rules_skipped"]["short"]}
     assert "14 observations" in report["rules_skipped"]["short"]
+    assert list(report["too_short"]) == ["short"]
+    assert report["too_short"]["short"].startswith("14 observations; a CV split needs 30 (2 seasons of 12")
     assert not is_panel_folder(Path(__file__).parent)  # no CSV with item_id here
 
 
