@@ -21,6 +21,7 @@ and only the NumPy forecaster is imported: no training code, SciPy, pandas or st
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import time
@@ -66,6 +67,11 @@ class ModelCheckError(ValueError):
     """A model artifact that loads but cannot forecast (non-finite values)."""
 
 
+# (id of a sorted calibration array, conf) -> (the array, lower, upper bounds); cleared when full.
+_BOUNDS: dict[tuple[int, float], tuple] = {}
+MAX_CACHED_BOUNDS = 4096
+
+
 class ServingForecaster(Forecaster):
     """The engine's forecaster, memoizing the conf-independent part of ``predict`` per ``periods``.
 
@@ -78,12 +84,29 @@ class ServingForecaster(Forecaster):
     def __init__(self, artifact, *, sorted_errors=None) -> None:
         super().__init__(artifact, sorted_errors=sorted_errors)
         self._log_cache: dict[int, tuple] = {}
-        raw = artifact.history or {}
-        self.history = [
+
+    @functools.cached_property
+    def history(self) -> list[dict[str, Any]]:
+        raw = self.artifact.history or {}
+        return [
             {"timestamp": str(ts), "value": float(v)}
             for ts, v in zip(raw.get("timestamps", []), raw.get("values", []))
             if isinstance(v, (int, float)) and math.isfinite(v)
         ]
+
+    def calibrated_bounds(self, conf: float):
+        """Memoized per calibration array and ``conf``: the items of a panel share one pooled array, whose
+        tails past the sample (a normal fit over all its rows) would otherwise be recomputed per item."""
+        key = (id(self._errors), conf)
+        found = _BOUNDS.get(key)
+        if found is None or found[0] is not self._errors:
+            if len(_BOUNDS) >= MAX_CACHED_BOUNDS:
+                _BOUNDS.clear()
+            low, high = super().calibrated_bounds(conf)
+            for array in (low, high):
+                array.setflags(write=False)
+            found = _BOUNDS[key] = (self._errors, low, high)
+        return found[1], found[2]
 
     def log_forecast(self, periods: int):
         cached = self._log_cache.get(periods)
@@ -143,6 +166,8 @@ class ModelHolder:
             return False
         previous = self.current
         self.current, self.error, self.public_error = loaded, None, None
+        if previous is not None:  # the old model's calibration arrays need not stay cached
+            _BOUNDS.clear()
         log.info(
             "model loaded",
             extra={"event": "model_loaded", "path": str(resolved.path), "version": loaded.info.get("version"),
@@ -422,9 +447,7 @@ def _check_forecasts(forecaster: Forecaster, max_periods: int) -> None:
     """Fail at load time, not on requests, when the artifact cannot forecast finite values."""
     with np.errstate(all="ignore"):
         for conf in LOAD_CHECK_CONFS:
-            forecast = forecaster.predict(max_periods, conf)
-            for name in ("mean", "lower", "upper"):
-                values = getattr(forecast, name)
+            for name, values in zip(("mean", "lower", "upper"), forecaster.paths(max_periods, conf)):
                 bad = np.flatnonzero(~np.isfinite(values))
                 if bad.size:
                     raise ModelCheckError(

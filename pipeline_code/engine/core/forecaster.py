@@ -74,19 +74,23 @@ class Forecaster:
 
     def predict(self, periods: int, conf: float) -> Forecast:
         """Forecast ``periods`` steps after the last observation with a ``conf`` interval."""
+        mean, lower, upper = self.paths(periods, conf)
+        return Forecast(timestamps=self.calendar.future(self.last_timestamp, periods),
+                        mean=mean, lower=lower, upper=upper, conf=conf)
+
+    def paths(self, periods: int, conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The mean, lower and upper paths of ``predict``, without the timestamps."""
         if periods < 1:
             raise ValueError("periods must be at least 1")
         if not 0.0 < conf < 1.0:
             raise ValueError("conf must be strictly between 0 and 1")
         z_hat, variance = self.log_forecast(periods)
         low_q, high_q = self.error_quantiles(conf, variance)
-        return Forecast(
-            timestamps=self.calendar.future(self.last_timestamp, periods),
-            mean=np.exp(z_hat + 0.5 * variance),
-            lower=np.exp(z_hat + low_q),
-            upper=np.exp(z_hat + high_q),
-            conf=conf,
-        )
+        return np.exp(z_hat + 0.5 * variance), np.exp(z_hat + low_q), np.exp(z_hat + high_q)
+
+    def calibrated_bounds(self, conf: float) -> tuple[np.ndarray, np.ndarray]:
+        """The normalised calibration errors' bounds per step for a central ``conf`` interval."""
+        return bounds(self._errors, conf)
 
     def error_quantiles(self, conf: float, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log-scale interval offsets per step (see ``calibration``).
@@ -96,7 +100,7 @@ class Forecaster:
         growth.
         """
         horizon = self._errors.shape[1]
-        low, high = bounds(self._errors, conf)
+        low, high = self.calibrated_bounds(conf)
         low, high = low * self._scale, high * self._scale
         periods = variance.size
         steps = np.minimum(np.arange(periods), horizon - 1)
