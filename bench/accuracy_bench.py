@@ -47,6 +47,8 @@ from pipeline_code.engine.tuning import tune
 from .machine import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# What was tried to improve the figures, with its CV and test results: appended to the table.
+NOTES = RESULTS / "accuracy.notes.md"
 COMMAND = ".venv/bin/python -m bench.accuracy_bench"
 MARGIN_GOAL = 0.05
 COVERAGE_95_GOAL = (0.90, 0.98)
@@ -85,8 +87,10 @@ def load(name: str) -> tuple[Series, Settings, dict]:
     return series, resolved.settings, resolved.derived
 
 
-def run_series(name: str, jobs: int, quick: bool, skip: tuple[str, ...] = (), ours: bool = True) -> dict:
-    """One series' results; ``ours=False`` runs the baselines only (merged later with ``--merge``)."""
+def run_series(name: str, jobs: int, quick: bool, skip: tuple[str, ...] = (), ours: bool = True,
+               histories: tuple[str, ...] = HISTORIES) -> dict:
+    """One series' results; ``ours=False`` runs the baselines only (merged later with ``--merge``),
+    each on the training ``histories`` given."""
     series, settings, derived = load(name)
     origins_count = SERIES[name][3]
     horizon, window = settings.data.horizon, settings.cv.window
@@ -118,7 +122,7 @@ def run_series(name: str, jobs: int, quick: bool, skip: tuple[str, ...] = (), ou
         target, period, window=window, horizon=horizon, origins=origins, levels=levels)
     timings["SeasonalNaive"] = 0.0
     for model in (m for m in BASELINES if m not in skip):
-        for history in HISTORIES:
+        for history in histories:
             if quick and history == "all" and model in COSTLY:
                 continue
             for how in ("log", "none"):
@@ -303,6 +307,8 @@ def markdown(report: dict) -> str:
                                  key=lambda k: m[k]["mase"])
         lines += ["", "Other baseline variants: " + "; ".join(f"{k} {m[k]['mase']:.4f}" for k in others_variants)]
     lines.append("")
+    if NOTES.exists():
+        lines += ["## Notes", "", NOTES.read_text()]
     return "\n".join(lines)
 
 
@@ -316,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="baselines not to run (their cost: seconds per origin on weekly data)")
     parser.add_argument("--baselines-only", action="store_true",
                         help="run the baselines only (no tuning, no backtest of ours); merge with --merge")
+    parser.add_argument("--histories", nargs="+", default=list(HISTORIES), choices=list(HISTORIES),
+                        help="the baselines' training histories to run (default: both)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="accuracy", help="file stem of the results")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
@@ -332,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": _command(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "versions": versions(),
-        "results": [run_series(name, args.jobs, args.quick, tuple(args.skip), not args.baselines_only)
-                    for name in args.series],
+        "results": [run_series(name, args.jobs, args.quick, tuple(args.skip), not args.baselines_only,
+                               tuple(args.histories)) for name in args.series],
     }
     return _write(report, args.out, args.name)
 
