@@ -147,7 +147,7 @@ def serve_and_show(workdir: Path, *, port: int, once: bool, horizon: int) -> int
             raise RuntimeError("\n".join([f"{err} (is port {port} free? see --port)", *errors])) from None
         forecast_args = ["forecast", "--url", f"{url}/forecast", "--api-key-file", str(key_file),
                          "--periods", str(horizon), "--conf", "0.9",
-                         "--plot", str(workdir / "forecast.png")]
+                         "--plot", str(workdir / "forecast.png"), *_first_item(registry)]
         code = main(forecast_args)
         if once or code:
             return code
@@ -161,6 +161,17 @@ def serve_and_show(workdir: Path, *, port: int, once: bool, horizon: int) -> int
         if server.poll() is None:
             server.terminate()
             server.wait(timeout=15)
+
+
+def _first_item(registry: Path) -> list[str]:
+    """``--item`` and the first item id when the approved model is a panel (docs/panel.md), else nothing."""
+    from pipeline_code.engine.core.panel_artifact import PanelModel, is_panel
+    from pipeline_code.pipeline.registry import LocalRegistry
+
+    approved = LocalRegistry(registry).approved()
+    if approved is None or not is_panel(approved.model_dir):
+        return []
+    return ["--item", PanelModel.load(approved.model_dir).items[0]]
 
 
 def _wait_for_ping(url: str, server: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -301,13 +301,14 @@ def train_panel(
 
 
 def save_fitted(folder: Path, fitted, panel, metrics: dict[str, Any]) -> Path:
-    """One panel version: every item's model, the fit's metadata, its global choices as
-    ``hyperparameters`` (what a later run backtests it by), the data's end and digest."""
+    """One panel version: every item's model, the fit's metadata, a name from its family choice, its
+    global choices as ``hyperparameters`` (what a later run backtests it by), the data's end and digest."""
     from pipeline_code.engine.core.panel_artifact import save_panel
 
+    choice = fitted.metadata["choice"]
     return save_panel(folder, fitted.artifacts, {
-        **fitted.metadata, "hyperparameters": fitted.metadata["choice"], "metrics": metrics,
-        "end": panel.end.isoformat(), "data_sha256": panel_digest(panel)})
+        **fitted.metadata, "name": "panel-" + choice["family"].replace("_", "-"), "hyperparameters": choice,
+        "metrics": metrics, "end": panel.end.isoformat(), "data_sha256": panel_digest(panel)})
 
 
 def panel_digest(panel) -> str:

@@ -81,9 +81,17 @@ def test_one_version_holds_every_series(first_run):
     assert is_panel(approved.model_dir) and not (approved.model_dir / "model.json").exists()
     model = PanelModel.load(approved.model_dir)
     assert model.items == sorted(LENGTHS)
-    assert model.metadata["version"] == "v0001"
+    assert model.metadata["version"] == "v0001" and model.metadata["name"].startswith("panel-")
     path = model.forecaster("north").predict(6, 0.9)
     assert path.timestamps[0] == MONTHLY.shift(END, 1) and np.all(path.lower < path.upper)
+
+
+def test_pipeline_run_shows_a_served_forecast_of_the_first_item(first_run):
+    from pipeline_code.cli.main import _first_item
+
+    _, workdir = first_run
+    assert _first_item(workdir / "registry") == ["--item", sorted(LENGTHS)[0]]
+    assert _first_item(workdir / "no-registry") == []
 
 
 def test_exports_carry_item_id(first_run):
