@@ -43,7 +43,7 @@ class LocalOps:
         document = json.loads(report.read_text())
         trials = []
         for order, candidate in enumerate(document.get("candidates", []), 1):
-            objective = candidate.get("cv_mse")
+            objective = candidate.get("cv_mse", candidate.get("cv_mase"))  # one series; a panel
             finite = isinstance(objective, (int, float)) and math.isfinite(objective)
             trials.append(Trial(
                 order=order, objective=float(objective) if finite else None,

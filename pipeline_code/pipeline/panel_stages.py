@@ -264,14 +264,14 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     scored = []
     for candidate in global_candidates(settings):
         fitted = fit_panel(panel, settings, choice=candidate, jobs=jobs, counterfactual=counterfactual)
-        scored.append({"hyperparameters": candidate, "mase": fitted.objective,
+        scored.append({"hyperparameters": candidate, "cv_mase": fitted.objective,
                        "families": fitted.report["families"], "seconds": fitted.report["seconds"]})
-    finite = [c for c in scored if np.isfinite(c["mase"])]
+    finite = [c for c in scored if np.isfinite(c["cv_mase"])]
     if not finite:
         raise ValueError("no global choice scored on the panel's cutoffs: the series are too short for "
                          f"{settings.series.cutoffs} cutoffs of horizon {settings.data.horizon}")
-    best = min(finite, key=lambda c: c["mase"])
-    result = {"hyperparameters": best["hyperparameters"], "mase": best["mase"], "candidates": scored,
+    best = min(finite, key=lambda c: c["cv_mase"])
+    result = {"hyperparameters": best["hyperparameters"], "cv_mase": best["cv_mase"], "candidates": scored,
               "series": len(panel.items), "objective": "panel mean CV MASE (rolling choice)",
               "seconds": round(perf_counter() - started, 3)}
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -125,6 +125,11 @@ def test_reports_name_constant_short_and_per_item_results(first_run):
     tuning = json.loads((run_dir / "reports" / "tuning.json").read_text())
     families = {c["hyperparameters"]["family"] for c in tuning["candidates"]}
     assert families == {"per_series", "seasonal_naive", "theta", "combination"}
+    assert tuning["cv_mase"] == min(c["cv_mase"] for c in tuning["candidates"])
+    from pipeline_code.cli.local_ops import LocalOps
+
+    _, trials = LocalOps(workdir).trials(run_dir.name)  # `forecast-mlops runs tuning`
+    assert [t.status for t in trials] == ["Completed"] * 4 and trials[0].objective == tuning["candidates"][0]["cv_mase"]
     evaluation = json.loads((run_dir / "reports" / "evaluation" / "evaluation.json").read_text())
     assert evaluation["panel"] and evaluation["gate"]["passed"]
     for name in ("challenger", "seasonal_naive"):
