@@ -23,7 +23,7 @@ from pipeline_code.engine.settings import SETTINGS_CHANNEL
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
 from pipeline_code.pipeline.layout import MODEL_ARCHIVE
 from pipeline_code.pipeline.panel_shards import merged_shards
-from pipeline_code.pipeline.panel_stages import BACKTEST_FILE
+from pipeline_code.pipeline.panel_stages import BACKTEST_FILE, job_processes
 from pipeline_code.pipeline.stages import FORECAST_FILE, run_evaluation, served_model_dir
 from pipeline_code.entrypoints.sagemaker_paths import fail, processing_input, processing_output, unexpected
 
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         evaluation = run_evaluation(
             processing_input("train"), processing_input("test"), model,
             model_folder(processing_input("champion")), out, settings,
+            jobs=job_processes(processing_input("train")),
         )
         forecast_dir = processing_output("forecast")
         forecast_dir.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from pipeline_code.engine.dataset import DataValidationError
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.settings import SETTINGS_CHANNEL, TUNED_PARAMETERS, Settings
-from pipeline_code.pipeline.panel_stages import is_panel_folder
+from pipeline_code.pipeline.panel_stages import is_panel_folder, job_processes
 from pipeline_code.pipeline.settings_args import find_run_document
 from pipeline_code.pipeline.stages import run_training
 from pipeline_code.entrypoints.sagemaker_paths import fail, training_paths, unexpected
@@ -106,7 +106,8 @@ def _train_or_resume(tuned: dict[str, int], settings: Settings, paths: dict[str,
         shutil.copytree(checkpoint / "model", paths["model"], dirs_exist_ok=True)
         return json.loads((checkpoint / "metrics.json").read_text())
     metrics = run_training(
-        paths["train"], paths["test"], tuned, paths["model"], settings, report_dir=paths["output_data"]
+        paths["train"], paths["test"], tuned, paths["model"], settings, report_dir=paths["output_data"],
+        jobs=job_processes(paths["train"]),
     )
     if paths["checkpoints"].is_dir():
         shutil.copytree(paths["model"], checkpoint / "model", dirs_exist_ok=True)

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,12 @@ def is_panel_folder(folder: Path) -> bool:
         return False
     with files[0].open() as handle:
         return handle.readline().startswith("item_id,")
+
+
+def job_processes(train_dir: Path) -> int:
+    """Processes for a SageMaker job's stage: a panel's series spread over every core of the instance;
+    one series keeps its one process, as before panels."""
+    return (os.cpu_count() or 1) if is_panel_folder(train_dir) else 1
 
 
 def _csv_files(folder: Path) -> list[Path]:
