@@ -194,3 +194,20 @@ def test_the_sagemaker_jobs_run_a_panel(tmp_path):
     assert (output / "forecast" / "backtest.csv").read_text().startswith("item_id,cutoff,")
     with tarfile.open(output / "served" / "model.tar.gz") as archive:
         assert "panel.json" in archive.getnames()
+
+
+def test_settings_come_from_one_item_and_the_longest_series(tmp_path):
+    """A panel's run document: the frequency from one item's timestamps, the CV window from the
+    longest series (not the file's row count); no minimum length refuses the upload."""
+    from pipeline_code.engine.settings import WINDOW_MIN_SEASONS
+    from pipeline_code.pipeline.settings_args import resolve_for_data
+
+    data = write_panel(tmp_path / "stores.csv", panel_rows({"a": 40, "b": 60, "c": 50, "d": 14}))
+    resolved = resolve_for_data([], data)
+    assert resolved.derived["data.freq"] == "MS" and resolved.derived["data.season_length"] == 12
+    assert resolved.derived["data.horizon"] == 12
+    assert resolved.derived["cv.window"] == WINDOW_MIN_SEASONS * 12  # 60 rows allow no more
+    headerless = tmp_path / "amazon.csv"
+    headerless.write_text("".join(f"{r[1]},{r[2]},{r[0]}\n" for r in panel_rows({"a": 40})))
+    layers = [("upload", {"series": {"columns": ["timestamp", "target_value", "item_id"]}})]
+    assert resolve_for_data(layers, headerless).derived["data.freq"] == "MS"
