@@ -122,12 +122,15 @@ class StatsforecastFamily:
 
 
 class AutoETS(StatsforecastFamily):
-    """Exponential smoothing, error/trend/season chosen by AICc (damped trends included)."""
+    """Exponential smoothing, error/trend/season chosen by AICc (damped trends included). A candidate
+    may restrict the model space with statsforecast's ``model`` code (default ``"ZZZ"``: all); the
+    panel fits ``"AZZ"``, additive errors on the log scale (multiplicative on the data's), at a third
+    of the cost."""
 
     name = "ets"
 
     def model(self, candidate, ctx):
-        return _statsforecast()[1].AutoETS(season_length=ctx.period)
+        return _statsforecast()[1].AutoETS(season_length=ctx.period, model=candidate.get("model", "ZZZ"))
 
 
 class AutoTheta(StatsforecastFamily):
