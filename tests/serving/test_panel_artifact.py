@@ -70,6 +70,21 @@ def test_the_pooled_calibration_is_stored_once(folder, artifacts, tmp_path):
     assert text.count('"calibration_errors":{"$array":') == 4 and "NaN" not in text
 
 
+def test_shared_metadata_and_calendar_dates_are_stored_once(folder, artifacts, tmp_path):
+    text = (folder / SECTIONS).read_text()
+    assert text.count('"$dates":["2016-01-01",84]') == 4 and "libraries" not in text
+    assert "libraries" in json.loads((folder / PANEL_JSON).read_text())["item_metadata"]
+    # Timestamps off the calendar's run are kept as they are, and come back the same.
+    import copy
+
+    odd = copy.deepcopy(artifacts["A"])
+    odd.history = {"timestamps": ["2022-10-01", "2022-12-01"], "values": [1.0, 2.0]}
+    odd.metadata = {**odd.metadata, "libraries": "other"}
+    model = PanelModel.load(save_panel(tmp_path / "odd", {"A": odd, "B": artifacts["B"]}, {}))
+    assert model.artifact("A").document() == odd.document()
+    assert model.artifact("B").document() == artifacts["B"].document()
+
+
 def test_unknown_item_is_named(folder):
     with pytest.raises(UnknownItem, match="'Z'") as info:
         PanelModel.load(folder).forecaster("Z")

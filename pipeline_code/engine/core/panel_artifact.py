@@ -2,11 +2,13 @@
 
 A panel folder holds three files (no ``model.json``; ``is_panel`` tells them apart):
 
-- ``panel.json``: the format, the frequency, the item ids (sorted), the panel's metadata and each
-  data file's size and SHA-256;
+- ``panel.json``: the format, the frequency, the item ids (sorted), the panel's metadata, the items'
+  metadata entries they all share (``item_metadata``) and each data file's size and SHA-256;
 - ``sections.jsonl``: one line per item, in item order: the item's model document as
-  ``ModelArtifact.document()`` gives it, without ``freq`` (the panel's), with every list of floats
-  replaced by ``{"$array": k}`` and the calibration errors by ``{"$array": k, "shape": [rows, cols]}``;
+  ``ModelArtifact.document()`` gives it, without ``freq`` (the panel's) and the shared metadata, with
+  every list of floats replaced by ``{"$array": k}``, the calibration errors by ``{"$array": k,
+  "shape": [rows, cols]}`` and a history's timestamps, when consecutive on the calendar, by
+  ``{"$dates": [first, count]}``;
 - ``arrays.npz``: ``values`` (every such float, concatenated; array ``k`` is
   ``values[offsets[k]:offsets[k + 1]]``), ``offsets``, and ``lines`` (each item's line starts at byte
   ``lines[i]`` of ``sections.jsonl``, and ends before ``lines[i + 1]``).
@@ -28,6 +30,7 @@ import io
 import json
 import zipfile
 import zlib
+from datetime import date
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +42,7 @@ from pipeline_code.engine.core.artifact_checks import (
     check_calibration_errors,
     check_document,
 )
-from pipeline_code.engine.core.calendar import parse_freq
+from pipeline_code.engine.core.calendar import Calendar, parse_freq
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.settings import item_id_problem
 
@@ -49,6 +52,8 @@ ARRAYS = "arrays.npz"
 FORMAT = "forecast-mlops.panel"
 FORMAT_VERSION = 1
 REF = "$array"
+DATES = "$dates"
+MAX_DATES = 100_000  # a history's length, at most
 CALIBRATION = "calibration_errors"
 PACKED = ("spec", "parameters", "history")  # the parts of an item's document whose float lists go to arrays.npz
 
@@ -75,8 +80,8 @@ def save_panel(folder: str | Path, artifacts: dict[str, ModelArtifact], metadata
         raise ArtifactError("a panel needs at least one item")
     items = sorted(artifacts)
     freq = artifacts[items[0]].freq
-    pool = _Pool()
-    lines: list[bytes] = []
+    pool = _Pool(parse_freq(freq))
+    documents: list[dict[str, Any]] = []
     for item in items:
         problem = item_id_problem(item)
         if problem:
@@ -93,6 +98,11 @@ def save_panel(folder: str | Path, artifacts: dict[str, ModelArtifact], metadata
         for key in PACKED:
             document[key] = pool.pack(document[key], f"item {item!r}: {key}")
         document[CALIBRATION] = calibration
+        documents.append(document)
+    common = _common_metadata([d["metadata"] for d in documents])
+    lines = []
+    for document in documents:
+        document["metadata"] = {k: v for k, v in document["metadata"].items() if k not in common}
         lines.append(json.dumps(document, separators=(",", ":"), allow_nan=False).encode() + b"\n")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SECTIONS).write_bytes(b"".join(lines))
@@ -105,16 +115,25 @@ def save_panel(folder: str | Path, artifacts: dict[str, ModelArtifact], metadata
         "freq": freq,
         "items": items,
         "metadata": finite(plain(metadata)),
+        "item_metadata": common,
         "files": {name: _file_facts((folder / name).read_bytes()) for name in (SECTIONS, ARRAYS)},
     }
     (folder / PANEL_JSON).write_text(json.dumps(manifest, indent=1, allow_nan=False))
     return folder
 
 
-class _Pool:
-    """The float arrays of every item, concatenated; identical calibration arrays stored once."""
+def _common_metadata(metadata: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metadata entries every item has alike (the libraries, the training time, ...): stored once."""
+    first = metadata[0]
+    return {k: v for k, v in first.items() if all(k in m and m[k] == v for m in metadata[1:])}
 
-    def __init__(self) -> None:
+
+class _Pool:
+    """The float arrays of every item, concatenated; identical calibration arrays stored once; a history's
+    timestamps, when they follow the calendar, as their first date and count."""
+
+    def __init__(self, calendar: Calendar) -> None:
+        self._calendar = calendar
         self._arrays: list[np.ndarray] = []
         self._calibrations: dict[tuple, dict[str, Any]] = {}
         self._seen: dict[int, tuple[Any, dict[str, Any]]] = {}  # id(array) -> (array, its reference)
@@ -125,14 +144,26 @@ class _Pool:
 
     def pack(self, value: Any, where: str) -> Any:
         if isinstance(value, dict):
-            if REF in value:
-                raise ArtifactError(f"{where} holds the reserved key {REF!r}")
-            return {k: self.pack(v, f"{where}.{k}") for k, v in value.items()}
+            if REF in value or DATES in value:
+                raise ArtifactError(f"{where} holds a reserved key ({REF!r} or {DATES!r})")
+            packed = {k: self.pack(v, f"{where}.{k}") for k, v in value.items()}
+            if where.endswith(": history") and isinstance(value.get("timestamps"), list):
+                packed["timestamps"] = self.dates(value["timestamps"])
+            return packed
         if isinstance(value, list):
             if value and all(type(v) is float for v in value):
                 return {REF: self.add(np.array(value))}
             return [self.pack(v, where) for v in value]
         return value
+
+    def dates(self, stamps: list) -> Any:
+        """``{"$dates": [first, count]}`` for consecutive calendar dates, else the list as it is."""
+        try:
+            first = date.fromisoformat(stamps[0])
+        except (IndexError, TypeError, ValueError):
+            return stamps
+        run = [first.isoformat(), *(d.isoformat() for d in self._calendar.future(first, len(stamps) - 1))]
+        return {DATES: [stamps[0], len(stamps)]} if run == stamps else stamps
 
     def calibration(self, array: Any, where: str) -> dict[str, Any]:
         """The reference of a calibration array, checked and stored once (by identity, then content)."""
@@ -178,6 +209,9 @@ class PanelModel:
         self.freq: str = manifest["freq"]
         self.items: list[str] = manifest["items"]
         self.metadata: dict[str, Any] = manifest["metadata"]
+        self._item_metadata: dict[str, Any] = manifest.get("item_metadata", {})
+        self._calendar = parse_freq(self.freq)
+        self._dates: dict[tuple[str, int], list[str]] = {}  # (first, count) -> the dates, shared by items
         self._index = {item: i for i, item in enumerate(self.items)}
         self._sections = sections
         self._values, self._offsets, self._lines = arrays["values"], arrays["offsets"], arrays["lines"]
@@ -224,6 +258,9 @@ class PanelModel:
             errors, ordered = self._calibration(document.pop(CALIBRATION, None), where)
             document = {**{k: self._unpack(v, where) if k in PACKED else v for k, v in document.items()},
                         "freq": self.freq}
+            if not isinstance(document.get("metadata", {}), dict):
+                raise ArtifactProblem(where, "metadata must be a JSON object")
+            document["metadata"] = {**self._item_metadata, **document.get("metadata", {})}
             check_document(document, where, document.get("core"))
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
             if not isinstance(err, ArtifactProblem):
@@ -258,10 +295,28 @@ class PanelModel:
         if isinstance(value, dict):
             if REF in value:
                 return self._array(value, where).tolist()
+            if DATES in value:
+                return self._run_of_dates(value[DATES], where)
             return {k: self._unpack(v, where) for k, v in value.items()}
         if isinstance(value, list):
             return [self._unpack(v, where) for v in value]
         return value
+
+    def _run_of_dates(self, run: Any, where: str) -> list[str]:
+        """The dates of a ``$dates`` run, built once per (first, count) and shared."""
+        key = tuple(run) if isinstance(run, list) else None
+        found = self._dates.get(key) if key is not None and len(key) == 2 else None
+        if found is None:
+            try:
+                first, count = run
+                start = date.fromisoformat(first)
+                if type(count) is not int or not 1 <= count <= MAX_DATES:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise ArtifactProblem(where, f"{DATES} {run!r:.60} must be [an ISO date, a count 1..{MAX_DATES}]"
+                                      ) from None
+            found = self._dates[key] = [first, *(d.isoformat() for d in self._calendar.future(start, count - 1))]
+        return found
 
     def _calibration(self, ref: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
         """An item's calibration errors and the same sorted per column, checked and sorted once per array."""
@@ -319,6 +374,8 @@ def _manifest(path: Path) -> dict[str, Any]:
     if version != (FORMAT, FORMAT_VERSION):
         raise ArtifactProblem(PANEL_JSON, f"unsupported panel format {version[0]!r} v{version[1]}")
     kinds = {"freq": str, "items": list, "metadata": dict, "files": dict}
+    if not isinstance(manifest.get("item_metadata", {}), dict):
+        raise ArtifactProblem(PANEL_JSON, "item_metadata must be a JSON object")
     for key, kind in kinds.items():
         if not isinstance(manifest.get(key), kind):
             raise ArtifactProblem(PANEL_JSON, f"{key} must be a JSON {kind.__name__}, found {manifest.get(key)!r:.60}")
