@@ -5,8 +5,8 @@
 The model is built with the real writer (``core.panel_artifact.save_panel``) from real fitted sections:
 a seasonal naive model fitted on each item's own synthetic monthly series, and for every tenth item an
 AutoTheta model (statsforecast; a ``path`` section) from 100 fits on synthetic series reused in turn;
-every item's calibration errors are the panel's pooled ones (4 rows per item), as the panel fitter
-stores them. Served by the serving image's entrypoint (``python -m pipeline_code.entrypoints.container
+every item's calibration errors are the panel's pool (``engine.panel_cv.pooled`` of 4 rows per item:
+at most 2,000 rows, sorted per step), as the panel fitter stores them. Served by the serving image's entrypoint (``python -m pipeline_code.entrypoints.container
 serve``) under uvicorn, measured on loopback like ``bench/serving_bench.py`` (its process and load
 helpers): cold start (process start -> ``/ping`` 200 with the model loaded), the latency of one item at
 1 and 32 keep-alive clients (items never asked before, whose sections are parsed and checked on that
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(
         f"The panel: {args.items:,} items; seasonal naive fitted on each item's synthetic monthly series (84 "
         f"months), every {THETA_EVERY}th item an AutoTheta `path` section ({THETA_FITS} fits reused in turn); "
-        "the calibration errors pooled over the panel (4 rows per item) and stored once; written by "
+        "the calibration errors pooled over the panel (`engine.panel_cv.pooled`: 4 rows per item, at most 2,000 rows) and stored once; written by "
         "`save_panel` (fitting took "
         f"{built['fit_s']:.0f} s). Served by `python -m pipeline_code.entrypoints.container serve` (uvicorn, one "
         "process), clients in the benchmark process on the same 2 cores, keep-alive, loopback; requests "
