@@ -1,8 +1,8 @@
 """The forecast request: parsing and validation with the standard library only (no FastAPI, no pydantic).
 
 Shared by the serving app's ``POST /invocations`` and the local gateway's ``POST /forecast``; the
-invoke Lambda carries a self-contained copy of the same rules (``lambdas/invoke/app.py``), and a test
-checks both agree on a table of cases.
+invoke Lambda (``lambdas/invoke/app.py``) runs this module too (its asset links the package and keeps
+the standard-library modules), and a test checks both answer a table of cases alike.
 
 Rules (the contract in docs/serving.md):
 
