@@ -19,7 +19,9 @@ Protocol (docs/design.md, "Accuracy protocol"), for each series:
   which flatters the baselines);
 - one MASE scale for every model: the in-window seasonal-naive MAE at each origin.
 
-Writes ``bench/results/accuracy.md`` and ``accuracy.json`` (or ``--out``).
+Writes ``bench/results/accuracy.md`` (with ``accuracy.notes.md`` appended: what was tried, with its CV
+and test figures) and ``accuracy.json`` (or ``--out``). Long runs split by series or baseline
+(``--baselines-only``, ``--skip``, ``--histories``) and are joined with ``--merge``.
 """
 
 from __future__ import annotations
@@ -327,11 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="accuracy", help="file stem of the results")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
-                        help="write the table of earlier runs' results (one series each, run in parallel)")
+                        help="write the table of earlier runs' results (run in parallel, or baselines"
+                        " only); one series' runs are united, later figures replacing earlier ones")
     args = parser.parse_args(argv)
     if args.merge:
         reports = [json.loads(path.read_text()) for path in args.merge]
-        report = {**reports[-1], "results": merged([r for rep in reports for r in rep["results"]]),
+        report = {**max(reports, key=lambda rep: rep["date"]),
+                  "results": merged([r for rep in reports for r in rep["results"]]),
                   "command": "; ".join(_command(rep["command"].split()[3:]) for rep in reports)
                   + f"; then {_command(argv if argv is not None else sys.argv[1:])}"}
         return _write(report, args.out, args.name)
