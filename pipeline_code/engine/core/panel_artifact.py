@@ -105,6 +105,7 @@ def save_panel(folder: str | Path, artifacts: dict[str, ModelArtifact], metadata
         document["metadata"] = {k: v for k, v in document["metadata"].items() if k not in common}
         lines.append(json.dumps(document, separators=(",", ":"), allow_nan=False).encode() + b"\n")
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / PANEL_JSON).unlink(missing_ok=True)  # until the new files are whole, the folder is no panel
     (folder / SECTIONS).write_bytes(b"".join(lines))
     with open(folder / ARRAYS, "wb") as handle:
         np.savez(handle, values=pool.values(), offsets=pool.offsets(),
