@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="panel_pipeline_bench", description=__doc__)
     parser.add_argument("--items", type=int, default=0, help="the first N series (default: all 148)")
     parser.add_argument("--jobs", type=int, default=2)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     from pipeline_code.pipeline.runner import run_pipeline
     from pipeline_code.pipeline.settings_args import resolve_for_data
