@@ -428,8 +428,11 @@ def export_backtest(cv, path: Path) -> Path:
 
 def settings_for(settings: Settings, choice: dict[str, str]) -> Settings:
     """The settings a global choice runs under: one family for every series (seasonal naive as the
-    baseline, or an approved model's) forecasts that family alone, even one ``series.families`` lacks."""
-    name = choice.get("family", PER_SERIES)
+    baseline, or an approved model's) forecasts that family alone, even one ``series.families`` lacks;
+    an approved model's history is allowed though this run's ``search.histories`` lacks it."""
+    name, history = choice.get("family", PER_SERIES), choice.get("history")
+    if history is not None and history not in settings.search.histories:
+        settings = replace(settings, search=replace(settings.search, histories=(*settings.search.histories, history)))
     if name in (PER_SERIES, COMBINATION):
         return settings
     return replace(settings, series=replace(settings.series, families=(name,)))

@@ -122,6 +122,9 @@ def test_one_family_for_every_series_runs_that_family_alone():
     assert settings_for(SETTINGS, {"family": "per_series"}) is SETTINGS
     assert settings_for(SETTINGS, {"family": "combination"}) is SETTINGS
     assert settings_for(SETTINGS, {"family": "ets"}).series.families == ("ets",)
+    window_only = SETTINGS.merged({"search": {"histories": ["window"]}})
+    approved = settings_for(window_only, {"family": "theta", "history": "all"})
+    assert approved.search.histories == ("window", "all") and approved.series.families == ("theta",)
 
 
 @pytest.mark.parametrize("raw, message", [
