@@ -214,3 +214,31 @@ def test_settings_come_from_one_item_and_the_longest_series(tmp_path):
     headerless.write_text("".join(f"{r[1]},{r[2]},{r[0]}\n" for r in panel_rows({"a": 40})))
     layers = [("upload", {"series": {"columns": ["timestamp", "target_value", "item_id"]}})]
     assert resolve_for_data(layers, headerless).derived["data.freq"] == "MS"
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_evaluation_merges_a_panel_fitted_in_shards(tmp_path, packed):
+    """The evaluation job's model input holds every instance's partial panel (folders under their host
+    names, or archives): one panel of every item comes out."""
+    import tarfile
+
+    from pipeline_code.engine.core.panel_artifact import PanelModel
+    from pipeline_code.entrypoints.evaluation import model_folder
+    from pipeline_code.pipeline.panel_stages import train_panel
+
+    naive = SETTINGS.merged({"series": {"families": ["seasonal_naive"], "instances": 1}})
+    model_input = tmp_path / "model"
+    for host, items in (("algo-1", {"a": 40, "b": 50}), ("algo-2", {"c": 45})):
+        data = write_panel(tmp_path / f"{host}.csv", panel_rows(items))
+        process_panel(data, tmp_path / host, naive)
+        fitted = train_panel(tmp_path / host / "train", tmp_path / host / "test", {}, model_input / host, naive)
+        assert fitted["cv_mase"] > 0
+        if packed:
+            with tarfile.open(model_input / f"{host}.tar.gz", "w:gz") as archive:
+                for path in sorted((model_input / host).iterdir()):
+                    archive.add(path, arcname=path.name)
+            for path in (model_input / host).iterdir():
+                path.unlink()
+            (model_input / host).rmdir()
+    merged = model_folder(model_input)
+    assert PanelModel.load(merged).items == ["a", "b", "c"]
