@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline_code.engine.settings import ServeSettings, max_periods_from_env
 from pipeline_code.serving.connections import ConnectionLimits
 from pipeline_code.serving.gateway import DEFAULT_BURST, DEFAULT_RATE, default_key_file
+from pipeline_code.serving.request import MAX_ITEMS, MAX_LIST_LIMIT
 
 
 def _positive_int(text: str) -> int:
@@ -153,10 +154,11 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
                         help="forecast these quantiles instead of a --conf interval, e.g. 0.1,0.5,0.9 (p10, p50, p90)")
     panel = parser.add_argument_group("a panel model (many series)")
     panel.add_argument("--item", action="append", metavar="ID",
-                       help="the series to forecast; repeat for several (at most 100)")
+                       help=f"the series to forecast; repeat for several (at most {MAX_ITEMS})")
     panel.add_argument("--list-items", action="store_true", help="list the model's item ids (sorted, by page)")
     panel.add_argument("--offset", type=int, default=0, help="with --list-items: ids to skip (default 0)")
-    panel.add_argument("--limit", type=int, default=1000, help="with --list-items: ids per page (default 1000)")
+    panel.add_argument("--limit", type=int, default=MAX_LIST_LIMIT,
+                       help=f"with --list-items: ids per page (default {MAX_LIST_LIMIT})")
     target = parser.add_argument_group("target (default: the local gateway and the default key file)")
     target.add_argument("--url", help=f"the forecast URL (default {DEFAULT_URL})")
     target.add_argument("--api-key", help="the API key (default: $FORECAST_API_KEY or the key file's active key)")
