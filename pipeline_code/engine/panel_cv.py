@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 from typing import Any
 
@@ -133,17 +134,18 @@ class PanelCV:
     levels: tuple[float, ...] = LEVELS
     calendar: Calendar | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def per_item(self) -> dict[str, dict[str, float]]:
+        """Each scored item's measures (items without a scored split are left out)."""
         return {item: bt.metrics() for item, bt in sorted(self.items.items()) if bt.actual.size}
 
-    @property
+    @cached_property
     def panel(self) -> dict[str, float]:
         """Mean MASE and MSIS over items; WAPE and coverage over every scored point."""
         scored = [bt for _, bt in sorted(self.items.items()) if bt.actual.size]
         if not scored:
             return {}
-        per_item = [bt.metrics() for bt in scored]
+        per_item = list(self.per_item.values())
         actual = np.concatenate([bt.actual.ravel() for bt in scored])
         forecast = np.concatenate([bt.forecast.ravel() for bt in scored])
         out = {"mase": float(np.mean([m["mase"] for m in per_item])),

@@ -76,6 +76,7 @@ def fit_panel(panel: Any, settings: Settings, *, choice: dict | None = None, job
     choices = {item: _choice_record(o, plan) for item, o in outcomes.items()}
     seconds = time.perf_counter() - started
     objective = _objective(outcomes.values())
+    measured = cv.per_item
     report = {
         "items": len(outcomes),
         "horizon": settings.data.horizon,
@@ -90,7 +91,7 @@ def fit_panel(panel: Any, settings: Settings, *, choice: dict | None = None, job
         "objective": {"mase": objective, "how": "mean over series of the CV MASE of the choice made on "
                       "earlier cutoffs only (each cutoff after the first)"},
         "per_item": {item: {**{k: v for k, v in choices[item].items() if k != "hyperparameters"},
-                            **cv.per_item.get(item, {})} for item in outcomes},
+                            **measured.get(item, {})} for item in outcomes},
         "calibration": {"method": CALIBRATION_METHOD, "rows": int(pool.shape[0])},
         "seconds": round(seconds, 3),
         "seconds_per_series": round(seconds / max(len(outcomes), 1), 5),
@@ -118,11 +119,12 @@ def backtest_panel(panel: Any, settings: Settings, *, choice: dict | None = None
     if not cutoffs:
         raise ValueError("backtest_panel needs at least one evaluation cutoff")
     choice = resolve_choice(settings, choice)
-    outcomes, _, _ = run_panel(panel, settings, choice, sorted(cutoffs), jobs, None)
+    whens = sorted(set(cutoffs))
+    outcomes, _, _ = run_panel(panel, settings, choice, whens, jobs, None)
     h = settings.data.horizon
     per_item: dict[str, list[tuple[date, str, Splits, np.ndarray]]] = {item: [] for item in outcomes}
     items: dict[str, ItemBacktest] = {}
-    for e, when in enumerate(sorted(cutoffs)):
+    for e, when in enumerate(whens):
         pool = _pool(outcomes, e, h)
         for item, o in outcomes.items():
             at = o.choices[e].at
