@@ -25,6 +25,7 @@ TEMPLATES: dict[str, str] = {
     "preprocess_job": "{prefix}-{{}}-pre{{}}",
     "tuning_job": "{prefix}-{{}}-t{{}}",
     "evaluation_job": "{prefix}-{{}}-ev{{}}",
+    "panel_fit_job": "{prefix}-{{}}-fit{{}}",
 }
 # The deploy state machine's names: the package's run id and version.
 DEPLOY_TEMPLATES: dict[str, str] = {

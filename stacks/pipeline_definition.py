@@ -5,13 +5,19 @@ topic ARN); the construct renders it with `json.dumps`. Keeping the ASL as data 
 next to DESIGN.md, to validate (asl-validator), to execute (moto) and to audit against the role.
 
 Flow: Init -> SnapshotInput -> Preprocess(.sync) -> Tune(.sync) -> DescribeTuning -> DescribeBestTrainingJob
--> EnsureRegistry (describe, create when absent) -> FindChampion -> [DescribeChampion] -> Evaluate(.sync)
--> ReadEvaluation (s3:getObject + States.StringToJson) -> Gate
+-> Panel? (a panel: FitShards(.sync) -> ShardsAsModel) -> EnsureRegistry (describe, create when absent)
+-> FindChampion -> [DescribeChampion] -> Evaluate(.sync)
+-> ReadEvaluation (s3:getObject + States.StringToJson) -> Metadata? (the package's metadata) -> Gate
    passed (automatic mode): RegisterApproved; otherwise RegisterPending (PendingManualApproval)
 -> ExportRunForecast (forecasts/<run-id>/) -> notify -> end.
 Deployment is not part of this state machine: registering a package as Approved (here, or a person
 approving a pending one in the registry) emits the registry's state-change event, which starts the
 deploy state machine (stacks/deploy_definition.py). That is the one deploy path.
+Many series (docs/panel.md): the starter sets `shards` in the execution input (the run document's
+`series.instances` for a panel upload, 0 for one series). Tuning scores the panel's global choices;
+FitShards is one processing job on `shards` instances whose train input is ShardedByS3Key, so each
+instance fits only its shard files with the best job's choices and writes its partial panel under its
+own host name; evaluation merges the shards into the one model that is registered. One series skips it.
 Errors: throttling/transient errors loop back (stacks/asl.py); any other error -> NotifyFailure -> Fail.
 """
 
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
+from pipeline_code.entrypoints.sagemaker_paths import HYPERPARAMETERS_ENV
 from pipeline_code.pipeline import layout
 from stacks import naming
 from stacks.asl import SAGEMAKER_SYNC, SDK, SNS_PUBLISH, States, initial_retries
@@ -30,11 +37,21 @@ PROCESSING_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.processing"
 # The console's page of an execution, followed by its ARN (it names the region).
 EXECUTION_LINK = "https://console.aws.amazon.com/states/home#/v2/executions/details/"
 EVALUATION_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.evaluation"]
+PANEL_FIT_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.panel_fit"]
+# The tuning job's objective, read from each training job's log with its regex: one series' CV MSE, or
+# a panel's mean CV MASE over series (a panel's training job prints only that); `Objective?` picks it.
 OBJECTIVE_METRIC = "cv_mse"
-OBJECTIVE_REGEX = r"cv_mse=([0-9.eE+-]+);"
+PANEL_OBJECTIVE_METRIC = "cv_mase"
+# The challenger's metrics a model package carries (evaluation.json): one series', a panel's.
+SERIES_METRICS = ("mse", "mae", "mase", "coverage_80", "coverage_95")
+PANEL_METRICS = ("mase", "wape", "coverage_80", "coverage_95", "interval_score")
+METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"{name}=([0-9.eE+-]+);"}
+                      for name in (OBJECTIVE_METRIC, PANEL_OBJECTIVE_METRIC)]
 RUN_FORECAST_KEY = layout.run_forecast_key("{}")
 LATEST_FORECAST_KEY = layout.LATEST_FORECAST
 RUN_FORECAST_SOURCE = layout.run_key("{}", layout.FORECAST + layout.FORECAST_FILE)
+RUN_BACKTEST_KEY = f"{layout.FORECASTS}{{}}/{layout.BACKTEST_FILE}"
+RUN_BACKTEST_SOURCE = layout.run_key("{}", layout.FORECAST + layout.BACKTEST_FILE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,7 +107,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
 
     tags = resource_tags(s, refs)
 
-    def processing_input(name: str, uri_expr: str, local: str) -> dict[str, Any]:
+    def processing_input(name: str, uri_expr: str, local: str, distribution: str = "FullyReplicated") -> dict[str, Any]:
         key = "S3Uri.$"
         return {
             "InputName": name,
@@ -99,7 +116,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "LocalPath": f"/opt/ml/processing/input/{local}",
                 "S3DataType": "S3Prefix",
                 "S3InputMode": "File",
-                "S3DataDistributionType": "FullyReplicated",
+                "S3DataDistributionType": distribution,
             },
         }
 
@@ -113,9 +130,10 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             },
         }
 
-    def processing_job(kind: str, entrypoint: list[str], inputs: Any,
-                       outputs: list[dict[str, Any]]) -> dict[str, Any]:
-        """A processing job in the training image; it takes its settings from its "settings" input."""
+    def processing_job(kind: str, entrypoint: list[str], inputs: Any, outputs: list[dict[str, Any]], *,
+                       instances: int | str = 1, environment: dict[str, str] | None = None) -> dict[str, Any]:
+        """A processing job in the training image; it takes its settings from its "settings" input.
+        `instances`: a count, or a path to it in the state (the sharded fit's `$.shards`)."""
         params: dict[str, Any] = {
             "ProcessingJobName.$": naming.format_expr(s, kind),
             "RoleArn": refs.sagemaker_role_arn,
@@ -125,14 +143,14 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             },
             "ProcessingResources": {
                 "ClusterConfig": {
-                    "InstanceCount": 1,
+                    **({"InstanceCount.$": instances} if isinstance(instances, str) else {"InstanceCount": instances}),
                     "InstanceType": s.processing_instance_type,
                     "VolumeSizeInGB": s.volume_size_gb,
                 }
             },
             "ProcessingOutputConfig": {"Outputs": outputs},
             "StoppingCondition": {"MaxRuntimeInSeconds": s.processing_max_runtime_seconds},
-            "Environment": {"FORECAST_RUN_ID.$": "$.runId"},
+            "Environment": {"FORECAST_RUN_ID.$": "$.runId", **(environment or {})},
             "Tags": tags,
         }
         if isinstance(inputs, str):
@@ -175,20 +193,27 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                         }
                     }
                 },
-                "CustomerMetadataProperties": {
-                    "run_id.$": "$.runId",
-                    "training_job.$": "$.best.trainingJob",
-                    "gate_passed.$": f"States.Format('{{}}', {report}.gate.passed)",
-                    **{
-                        f"{metric}.$": f"States.Format('{{}}', {report}.challenger.{metric})"
-                        for metric in ("mse", "mae", "mase", "coverage_80", "coverage_95")
-                    },
-                },
+                "CustomerMetadataProperties.$": "$.packageMetadata",
             },
             "ExportRunForecast",
             result_selector={"arn.$": "$.ModelPackageArn", "status": status},
             result_path="$.modelPackage",
         )
+
+    def package_metadata(metrics: tuple[str, ...]) -> dict[str, Any]:
+        """The package's CustomerMetadataProperties (strings): the run, the training job, the gate and
+        the challenger's backtest metrics (a panel's report has no MSE: series' scales differ)."""
+        return {
+            "Type": "Pass",
+            "Parameters": {
+                "run_id.$": "$.runId",
+                "training_job.$": "$.best.trainingJob",
+                "gate_passed.$": f"States.Format('{{}}', {report}.gate.passed)",
+                **{f"{metric}.$": f"States.Format('{{}}', {report}.challenger.{metric})" for metric in metrics},
+            },
+            "ResultPath": "$.packageMetadata",
+            "Next": "Gate",
+        }
 
     if s.approval_mode == "automatic":
         gate_choices = [
@@ -219,6 +244,8 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "retries": initial_retries(s),
                 # Rendered by the starter from the run document's candidate space (season-length clipped).
                 "parameterRanges.$": "$.parameterRanges",
+                # Instances of the sharded fit: series.instances for a panel, 0 for one series.
+                "shards.$": "$.shards",
             },
             "Next": "SnapshotInput",
         },
@@ -243,17 +270,24 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     processing_output("report", layout.PROCESSING_REPORT, "report"),
                 ],
             ),
-            "Tune",
+            "Objective?",
             result_selector={"name.$": "$.ProcessingJobName"},
             result_path="$.preprocess",
         ),
+        "Objective?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "PanelObjective"}],
+            "Default": "SeriesObjective",
+        },
+        "SeriesObjective": {"Type": "Pass", "Result": OBJECTIVE_METRIC, "ResultPath": "$.objective", "Next": "Tune"},
+        "PanelObjective": {"Type": "Pass", "Result": PANEL_OBJECTIVE_METRIC, "ResultPath": "$.objective", "Next": "Tune"},
         "Tune": task(
             SAGEMAKER_SYNC.format("createHyperParameterTuningJob"),
             {
                 "HyperParameterTuningJobName.$": naming.format_expr(s, "tuning_job"),
                 "HyperParameterTuningJobConfig": {
                     "Strategy": s.tuning.strategy,
-                    "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": OBJECTIVE_METRIC},
+                    "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName.$": "$.objective"},
                     "ResourceLimits": {
                         "MaxNumberOfTrainingJobs": s.tuning.max_jobs,
                         "MaxParallelTrainingJobs": s.tuning.max_parallel_jobs,
@@ -265,7 +299,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     "AlgorithmSpecification": {
                         "TrainingImage": refs.training_image,
                         "TrainingInputMode": "File",
-                        "MetricDefinitions": [{"Name": OBJECTIVE_METRIC, "Regex": OBJECTIVE_REGEX}],
+                        "MetricDefinitions": METRIC_DEFINITIONS,
                     },
                     "RoleArn": refs.sagemaker_role_arn,
                     "InputDataConfig": [
@@ -316,7 +350,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
         "DescribeBestTrainingJob": task(
             SDK.format("sagemaker", "describeTrainingJob"),
             {"TrainingJobName.$": "$.bestJob.trainingJob"},
-            "EnsureRegistry",
+            "Panel?",
             result_selector={
                 "trainingJob.$": "$.TrainingJobName",
                 "modelData.$": "$.ModelArtifacts.S3ModelArtifacts",
@@ -324,6 +358,48 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             },
             result_path="$.best",
         ),
+        "Panel?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "FitShards"}],
+            "Default": "EnsureRegistry",
+        },
+        # Every instance gets the settings and the whole test part (small: the last horizon of each
+        # series), and about 1/n of the train objects (processing writes one file per shard):
+        # "ShardedByS3Key ... downloading one shard of data to each processing instance".
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingS3Input.html
+        # Each instance uploads its own output folder to the same S3Uri, so it writes under its host
+        # name (/opt/ml/config/resourceconfig.json "current_host"), never a name another one uses.
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/build-your-own-processing-container.html
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/byoc-input-and-output.html
+        "FitShards": task(
+            SAGEMAKER_SYNC.format("createProcessingJob"),
+            processing_job(
+                "panel_fit_job",
+                PANEL_FIT_ENTRYPOINT,
+                [processing_input("train", runs_uri(layout.TRAIN), "train", "ShardedByS3Key"),
+                 processing_input("test", runs_uri(layout.TEST), "test"), settings_input],
+                [processing_output("shards", layout.SHARD_MODELS, "shards")],
+                instances="$.shards",
+                # A processing job has no hyperparameters: the best training job's, as JSON (an
+                # Environment value holds at most 256 characters).
+                # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateProcessingJob.html
+                environment={f"{HYPERPARAMETERS_ENV}.$": "States.JsonToString($.best.hyperParameters)"},
+            ),
+            "ShardsAsModel",
+            result_selector={"name.$": "$.ProcessingJobName"},
+            result_path="$.fit",
+        ),
+        "ShardsAsModel": {
+            "Type": "Pass",
+            "Comment": "Evaluation's model input is the shards' folder; it merges them into one panel.",
+            "Parameters": {
+                "trainingJob.$": "$.best.trainingJob",
+                "hyperParameters.$": "$.best.hyperParameters",
+                "modelData.$": runs_uri(layout.SHARD_MODELS),
+            },
+            "ResultPath": "$.best",
+            "Next": "EnsureRegistry",
+        },
         # The first run finds no group (any non-transient error): create it.
         "EnsureRegistry": task(
             SDK.format("sagemaker", "describeModelPackageGroup"),
@@ -417,10 +493,17 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
         "ReadEvaluation": task(
             SDK.format("s3", "getObject"),
             {"Bucket": b, "Key.$": eval_key},
-            "Gate",
+            "Metadata?",
             result_selector={"json.$": "States.StringToJson($.Body)"},
             result_path="$.evaluationReport",
         ),
+        "Metadata?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "PanelMetadata"}],
+            "Default": "SeriesMetadata",
+        },
+        "SeriesMetadata": package_metadata(SERIES_METRICS),
+        "PanelMetadata": package_metadata(PANEL_METRICS),
         "Gate": {
             "Type": "Choice",
             "Comment": f"approval mode: {s.approval_mode}",
@@ -435,6 +518,23 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "Bucket": b,
                 "Key.$": f"States.Format('{RUN_FORECAST_KEY}', $.runId)",
                 "CopySource.$": f"States.Format('{b}/{RUN_FORECAST_SOURCE}', $.runId)",
+                "ContentType": "text/csv",
+                "MetadataDirective": "REPLACE",
+            },
+            "PanelBacktest?",
+        ),
+        "PanelBacktest?": {
+            "Type": "Choice",
+            "Comment": "A panel's per-item backtest goes beside its forecast.",
+            "Choices": [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "ExportRunBacktest"}],
+            "Default": "Promoted?",
+        },
+        "ExportRunBacktest": task(
+            SDK.format("s3", "copyObject"),
+            {
+                "Bucket": b,
+                "Key.$": f"States.Format('{RUN_BACKTEST_KEY}', $.runId)",
+                "CopySource.$": f"States.Format('{b}/{RUN_BACKTEST_SOURCE}', $.runId)",
                 "ContentType": "text/csv",
                 "MetadataDirective": "REPLACE",
             },

@@ -11,8 +11,10 @@ docs/design.md "The run document"): the engine's defaults, the deployment's laye
 from cdk.json), the settings file uploaded beside the data (``raw/<name>.settings.json`` next to
 ``raw/<name>.csv``), and what the data implies (frequency, length). A valid document is written to
 ``runs/<run-id>/input/settings.json`` and the tuning job's parameter ranges, rendered from its
-candidate space, go into the execution input. An invalid one starts nothing: the reason goes to the
-notification topic and to the run's record ``runs/<run-id>/run.json``.
+candidate space, go into the execution input with ``shards``: for a panel upload (many series) the
+sharded fit's instance count, ``series.instances`` (at most one per series), for one series 0 (no
+sharded fit). An invalid one starts nothing: the reason goes to the notification topic and to the
+run's record ``runs/<run-id>/run.json``.
 
 Run id: ``<slug of the file stem, <= 9 chars>-<first 10 hex of sha256(key NUL version)>``: at most 20
 lower-case characters, so every SageMaker name built from it fits (see stacks/naming.py).
@@ -26,7 +28,7 @@ import logging
 import os
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import boto3
@@ -110,7 +112,23 @@ def superseded(bucket: str, key: str, version: str) -> bool:
     return current is not None and current != version
 
 
-def run_document(bucket: str, key: str, version: str | None) -> Settings:
+class RunPlan(NamedTuple):
+    """The run document and what the execution needs from the upload's first look."""
+
+    settings: Settings
+    panel: bool  # many series (an item_id column, or Amazon Forecast's layout)
+    items: int  # series in the upload (1 for one series)
+
+    def execution_fields(self) -> dict[str, Any]:
+        """The tuning job's ranges and the sharded fit's instance count (0: one series, no sharded fit;
+        never more instances than series: an instance without a shard would idle)."""
+        if self.panel:
+            shards = max(1, min(self.settings.series.instances, self.items))
+            return {"parameterRanges": self.settings.panel_parameter_ranges(), "shards": shards}
+        return {"parameterRanges": self.settings.parameter_ranges(), "shards": 0}
+
+
+def run_document(bucket: str, key: str, version: str | None) -> RunPlan:
     """The run's settings: every layer, then the data; raises SettingsError naming the key."""
     layers = [(DEPLOYMENT_LAYER, json.loads(os.environ.get("RUN_DEFAULTS") or "{}"))]
     folder, _, file_name = key.rpartition("/")
@@ -129,11 +147,13 @@ def run_document(bucket: str, key: str, version: str | None) -> Settings:
     data = _read(bucket, key, limit.data.max_file_bytes, version=version, what="the upload")
     if data is None:
         raise SettingsError(["the upload is gone"], f"s3://{bucket}/{key}")
-    profile = profile_csv(data)
+    profile = profile_csv(data, limit.series.columns)
     settings = resolve(layers, timestamps=profile.timestamps, observations=profile.observations).settings
-    if profile.timestamps:  # a file that reads as a series: refuse too short a one now, naming the minimum
+    # One series: refuse too short a one now, naming the minimum. A panel's too-short series get the
+    # fallback model (docs/panel.md), so its length refuses nothing here.
+    if profile.timestamps and not profile.panel:
         check_length(settings, profile.observations)
-    return settings
+    return RunPlan(settings, profile.panel, profile.items)
 
 
 def _record(bucket: str, name: str, record: dict[str, Any]) -> None:
@@ -184,18 +204,17 @@ def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
         LOG.info("run(s) %s in progress: %s waits in the queue", running, key)
         return "busy"
     try:
-        settings = run_document(bucket, key, obj.get("version-id"))
+        plan = run_document(bucket, key, obj.get("version-id"))
     except SettingsError as err:
         refuse(bucket, key, name, err)
         return "refused"
-    _s3().put_object(Bucket=bucket, Key=layout.run_key(name, layout.RUN_DOCUMENT), Body=settings.to_json().encode(),
-                     ContentType="application/json")
+    _s3().put_object(Bucket=bucket, Key=layout.run_key(name, layout.RUN_DOCUMENT),
+                     Body=plan.settings.to_json().encode(), ContentType="application/json")
     try:
         _sfn().start_execution(
             stateMachineArn=state_machine_arn,
             name=name,
-            input=json.dumps({**execution_input(bucket, key, obj.get("version-id")),
-                              "parameterRanges": settings.parameter_ranges()}),
+            input=json.dumps({**execution_input(bucket, key, obj.get("version-id")), **plan.execution_fields()}),
         )
     except ClientError as err:
         if err.response["Error"]["Code"] == "ExecutionAlreadyExists":

@@ -22,6 +22,7 @@ from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.settings import SETTINGS_CHANNEL, TUNED_PARAMETERS, Settings
 from pipeline_code.pipeline.panel_stages import is_panel_folder, job_processes
+from pipeline_code.pipeline.panel_tuning import panel_trial
 from pipeline_code.pipeline.settings_args import find_run_document
 from pipeline_code.pipeline.stages import run_training
 from pipeline_code.entrypoints.sagemaker_paths import fail, training_paths, unexpected
@@ -105,10 +106,13 @@ def _train_or_resume(tuned: dict[str, int], settings: Settings, paths: dict[str,
     if (checkpoint / "metrics.json").is_file():
         shutil.copytree(checkpoint / "model", paths["model"], dirs_exist_ok=True)
         return json.loads((checkpoint / "metrics.json").read_text())
-    metrics = run_training(
-        paths["train"], paths["test"], tuned, paths["model"], settings, report_dir=paths["output_data"],
-        jobs=job_processes(paths["train"]),
-    )
+    if is_panel_folder(paths["train"]):  # scored on train as the local tuner does (panel_tuning.py)
+        metrics = panel_trial(paths["train"], tuned, paths["model"], settings, jobs=job_processes(paths["train"]))
+    else:
+        metrics = run_training(
+            paths["train"], paths["test"], tuned, paths["model"], settings, report_dir=paths["output_data"],
+            jobs=job_processes(paths["train"]),
+        )
     if paths["checkpoints"].is_dir():
         shutil.copytree(paths["model"], checkpoint / "model", dirs_exist_ok=True)
         (checkpoint / "metrics.json").write_text(json.dumps(metrics))

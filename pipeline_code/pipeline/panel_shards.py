@@ -16,9 +16,10 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from pipeline_code.engine.core.panel_artifact import PANEL_JSON, merge_panels
+from pipeline_code.engine.settings import Settings
 
 T = TypeVar("T")
 
@@ -77,17 +78,32 @@ def merged_shards(folder: Path, out: Path) -> Path | None:
     return merge_panels(shards, out)
 
 
-def fit_in_shards(train: Path, test: Path, out: Path, fit: Callable[[Path, Path, Path], T]) -> list[T]:
-    """The sharded fit on one machine, as the cloud runs it: ``fit(train, test, model_dir)`` on each
-    shard file's items on their own, then the merge into ``out``; what each fit returned, in shard
-    order. With one shard file the fit writes straight into ``out``."""
+def fit_in_shards(train: Path, test: Path, out: Path, fit: Callable[[Path, Path, Path, str], T]) -> list[T]:
+    """The sharded fit on one machine, as the cloud runs it: ``fit(train, test, model_dir, shard)`` on
+    each shard file's items on their own (``shard``: the file's stem), then the merge into ``out``;
+    what each fit returned, in shard order. With one shard file the fit writes straight into ``out``."""
     files = shard_files(train)
     if len(files) <= 1:
-        return [fit(Path(train), Path(test), Path(out))]
+        return [fit(Path(train), Path(test), Path(out), files[0].stem if files else "")]
     results = []
     with tempfile.TemporaryDirectory(prefix="shards-") as tmp:
         for index, path in enumerate(files):
             staged = stage([path], train, test, Path(tmp) / "inputs" / str(index))
-            results.append(fit(staged / "train", staged / "test", Path(tmp) / "fits" / str(index)))
+            results.append(fit(staged / "train", staged / "test", Path(tmp) / "fits" / str(index), path.stem))
         merged_shards(Path(tmp) / "fits", Path(out))
     return results
+
+
+def fit_panel_in_shards(train: Path, test: Path, hyperparameters: dict[str, Any], model_dir: Path,
+                        settings: Settings, report_dir: Path | None = None, *, jobs: int = 1) -> list[dict[str, Any]]:
+    """A panel's final model with these global choices, fitted shard by shard (``fit_in_shards`` over
+    ``stages.run_training``): what the cloud's sharded fit computes, so the local pipeline and each
+    instance call this. Each shard's fit report goes to ``report_dir/<shard>/`` (several shards) or
+    ``report_dir``; returns each shard's CV metrics."""
+    from pipeline_code.pipeline.stages import run_training
+
+    def fit(shard_train: Path, shard_test: Path, out: Path, shard: str) -> dict[str, Any]:
+        reports = None if report_dir is None else (report_dir / shard if len(shard_files(train)) > 1 else report_dir)
+        return run_training(shard_train, shard_test, hyperparameters, out, settings, report_dir=reports, jobs=jobs)
+
+    return fit_in_shards(train, test, model_dir, fit)

@@ -15,6 +15,7 @@ from pipeline_code.pipeline import runs
 from pipeline_code.pipeline.registry import APPROVED, PENDING, LocalRegistry, RegistryError, Version
 from pipeline_code.pipeline.uploads import UploadError, receive_upload
 from pipeline_code.engine.settings import SETTINGS_FILE, Settings
+from pipeline_code.pipeline.panel_shards import fit_panel_in_shards
 from pipeline_code.pipeline.panel_stages import BACKTEST_FILE
 from pipeline_code.pipeline.stages import (
     EVALUATION_FILE, FORECAST_FILE, run_evaluation, run_processing, run_training, served_model_dir,
@@ -116,7 +117,9 @@ def run_pipeline(
         log(f"  {len(tuning.candidates)} candidates x {tuning.splits} splits in {tuning.seconds:.1f}s;"
             f" best {best['hyperparameters']} CV MSE {best['cv_mse']:.1f}")
     model_dir = run_dir / "models" / "best"
-    stage("train", lambda: run_training(
+    # A panel's final model is fitted shard by shard, as the cloud's sharded fit does (panel_shards.py).
+    fit = fit_panel_in_shards if report.get("panel") else run_training
+    stage("train", lambda: fit(
         processed / "train", processed / "test", best["hyperparameters"], model_dir, settings,
         report_dir=reports, jobs=jobs or 1))
     champion = registry.approved()

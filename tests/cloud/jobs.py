@@ -3,10 +3,16 @@
 Each job gets a fresh folder laid out like the container's ``/opt/ml`` (the entrypoints read it from
 ``FORECAST_MLOPS_ML_ROOT``, see pipeline_code/entrypoints/sagemaker_paths.py). Inputs come down from
 (moto's) S3 and outputs go back up the way SageMaker lays them out, with the job's role:
-  * processing: each ``ProcessingInputs[].S3Input`` (S3Prefix) into its ``LocalPath``; the command is
-    ``ContainerEntrypoint + ContainerArguments`` with ``Environment``; each ``Outputs[].S3Output``
-    ``LocalPath`` uploaded under its ``S3Uri``
+  * processing: ``ClusterConfig.InstanceCount`` instances (``algo-1``..``algo-N``), each with its own
+    folder and ``config/resourceconfig.json`` (``current_host``, ``hosts``); each
+    ``ProcessingInputs[].S3Input`` (S3Prefix) into its ``LocalPath``: every object on every instance
+    (FullyReplicated), or ShardedByS3Key: the objects in key order dealt round-robin, so each instance
+    gets about 1/N of them (AWS documents the share, not the order); the command is
+    ``ContainerEntrypoint + ContainerArguments`` with ``Environment``; each instance's
+    ``Outputs[].S3Output`` ``LocalPath`` uploaded under the same ``S3Uri`` (a name two instances both
+    write is overwritten by the last, listed in ``JobRunner.overwritten``)
     https://docs.aws.amazon.com/sagemaker/latest/dg/build-your-own-processing-container.html
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingS3Input.html
   * training: channels to ``input/data/<channel>/``, ``input/config/hyperparameters.json`` (all values
     strings), the image's ENTRYPOINT with the argument ``train``; ``/opt/ml/model`` packed to
     ``<S3OutputPath>/<job>/output/model.tar.gz``; ``/opt/ml/output/failure`` becomes the FailureReason
@@ -91,19 +97,36 @@ class Transfer:
         with self.acting():
             return self._download_prefix(uri, target)
 
-    def _download_prefix(self, uri: str, target: Path) -> int:
-        bucket, prefix = s3_uri(uri)
-        s3 = self.client()
-        keys: list[str] = []
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-        while True:
-            page = s3.list_objects_v2(**kwargs)
-            keys += [o["Key"] for o in page.get("Contents", [])]
-            if not page.get("IsTruncated"):
-                break
-            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+    def list_prefix(self, uri: str) -> list[str]:
+        """The keys under an S3 prefix, in key order (a job's input must hold at least one)."""
+        with self.acting():
+            bucket, prefix = s3_uri(uri)
+            s3 = self.client()
+            keys: list[str] = []
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            while True:
+                page = s3.list_objects_v2(**kwargs)
+                keys += [o["Key"] for o in page.get("Contents", [])]
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
         if not keys:
             raise JobFailed(f"ClientError: no S3 objects found under S3 URL {uri}")
+        return sorted(keys)
+
+    def download_keys(self, uri: str, keys: list[str], target: Path) -> None:
+        """These objects of the prefix `uri`, laid out below `target` as their keys are below it."""
+        with self.acting():
+            self._download_keys(uri, keys, target)
+
+    def _download_prefix(self, uri: str, target: Path) -> int:
+        keys = self.list_prefix(uri)
+        self._download_keys(uri, keys, target)
+        return len(keys)
+
+    def _download_keys(self, uri: str, keys: list[str], target: Path) -> None:
+        bucket, prefix = s3_uri(uri)
+        s3 = self.client()
         for key in keys:
             relative = key[len(prefix):].lstrip("/") or key.rsplit("/", 1)[-1]
             path = target / relative
@@ -111,13 +134,17 @@ class Transfer:
             path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         return len(keys)
 
-    def upload_folder(self, folder: Path, uri: str) -> None:
+    def upload_folder(self, folder: Path, uri: str) -> list[str]:
+        """Every file below `folder` to the prefix `uri`; the keys written."""
         bucket, prefix = s3_uri(uri)
+        written = []
         with self.acting():
             s3 = self.client()
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
                 key = f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}" if prefix else path.name
                 s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+                written.append(key)
+        return written
 
     def upload_bytes(self, uri: str, body: bytes) -> None:
         bucket, key = s3_uri(uri)
@@ -187,33 +214,61 @@ class JobRunner:
     transfer: Callable[[str], Transfer]
     max_workers: int = 2
     timings: list[tuple[str, str, float]] = field(default_factory=list)  # (kind, job name, seconds)
+    # processing job -> host -> input name -> the S3 keys that instance received
+    received: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
+    overwritten: list[str] = field(default_factory=list)  # output keys a second instance wrote again
 
     def _root(self, name: str) -> Path:
         root = self.workdir / name / "ml"
         root.mkdir(parents=True, exist_ok=False)
         return root
 
-    def processing(self, name: str, params: dict[str, Any]) -> Outcome:
-        root = self._root(name)
+    def processing(self, name: str, params: dict[str, Any]) -> list[Outcome]:
+        """Runs the job on each of its instances (at most `max_workers` at once); their outcomes."""
+        count = int(params["ProcessingResources"]["ClusterConfig"].get("InstanceCount", 1))
+        hosts = [f"algo-{i + 1}" for i in range(count)]
         io_ = self.transfer(params["RoleArn"])
+        roots = {host: self._root(name if count == 1 else f"{name}/{host}") for host in hosts}
+        for root, host in zip(roots.values(), hosts):
+            config = root / "config"
+            config.mkdir(parents=True)
+            (config / "resourceconfig.json").write_text(json.dumps({"current_host": host, "hosts": hosts}))
         for item in params.get("ProcessingInputs", []):
             source = item["S3Input"]
             if source.get("S3DataType", "S3Prefix") != "S3Prefix":
                 raise JobFailed(f"ClientError: S3DataType {source['S3DataType']} is not emulated")
-            io_.download_prefix(source["S3Uri"], local(root, source["LocalPath"]))
+            keys = io_.list_prefix(source["S3Uri"])
+            sharded = source.get("S3DataDistributionType", "FullyReplicated") == "ShardedByS3Key"
+            for index, (host, root) in enumerate(roots.items()):
+                mine = keys[index::count] if sharded else keys
+                self.received.setdefault(name, {}).setdefault(host, {})[item["InputName"]] = mine
+                local(root, source["LocalPath"]).mkdir(parents=True, exist_ok=True)  # an instance may get none
+                io_.download_keys(source["S3Uri"], mine, local(root, source["LocalPath"]))
         outputs = params.get("ProcessingOutputConfig", {}).get("Outputs", [])
-        for out in outputs:
-            local(root, out["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+        for root in roots.values():
+            for out in outputs:
+                local(root, out["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
         app = params["AppSpecification"]
         argv = list(app.get("ContainerEntrypoint") or []) + list(app.get("ContainerArguments") or [])
-        outcome = run_process(argv, dict(params.get("Environment") or {}), root, name)
-        self.timings.append(("processing", name, outcome.seconds))
-        if outcome.code != 0:
-            failure = next((p for p in root.rglob("failure") if p.is_file()), None)
-            raise JobFailed(failure_reason(outcome, failure))
-        for out in outputs:  # S3UploadMode EndOfJob
-            io_.upload_folder(local(root, out["S3Output"]["LocalPath"]), out["S3Output"]["S3Uri"])
-        return outcome
+        env = dict(params.get("Environment") or {})
+
+        def instance(host: str) -> Callable[[], Outcome]:
+            return lambda: run_process(argv, env, roots[host], name if count == 1 else f"{name}-{host}")
+
+        outcomes = run_in_parallel([instance(host) for host in hosts], self.max_workers)
+        for host, outcome in zip(hosts, outcomes):
+            self.timings.append(("processing", name if count == 1 else f"{name}/{host}", outcome.seconds))
+            if outcome.code != 0:
+                failure = next((p for p in roots[host].rglob("failure") if p.is_file()), None)
+                raise JobFailed(failure_reason(outcome, failure))
+        written: dict[str, str] = {}
+        for host, root in roots.items():  # S3UploadMode EndOfJob: every instance to the same S3Uri
+            for out in outputs:
+                for key in io_.upload_folder(local(root, out["S3Output"]["LocalPath"]), out["S3Output"]["S3Uri"]):
+                    if key in written:
+                        self.overwritten.append(f"{name}: {host} overwrote {key} of {written[key]}")
+                    written[key] = host
+        return outcomes
 
     def training(self, name: str, params: dict[str, Any]) -> tuple[Outcome, dict[str, float]]:
         """Returns the outcome and the metrics of `MetricDefinitions`; raises JobFailed."""

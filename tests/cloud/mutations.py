@@ -105,12 +105,14 @@ def package_without_image(stack: SynthesizedStack, document: dict[str, Any]) -> 
 
 
 def metadata_value_too_long(stack: SynthesizedStack, document: dict[str, Any]) -> SynthesizedStack:
-    """A CustomerMetadataProperties value of 257 characters."""
+    """A CustomerMetadataProperties value of 257 characters (in the package metadata the registration
+    passes on)."""
     def edit(definition: dict[str, Any]) -> int:
         count = 0
-        for state in tasks(definition, "sagemaker:createModelPackage"):
-            state["Parameters"].setdefault("CustomerMetadataProperties", {})["note"] = TOO_LONG
-            count += 1
+        for state in definition["States"].values():
+            if state.get("ResultPath") == "$.packageMetadata":
+                state["Parameters"]["note"] = TOO_LONG
+                count += 1
         return count
 
     return _edit_definition(stack, edit)

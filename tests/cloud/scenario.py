@@ -52,7 +52,8 @@ class CloudRun:
 
 
 def request_for(series: dict[str, Any]) -> dict[str, Any]:
-    return {"periods": series["settings"]["data"]["horizon"], "conf": 0.8}
+    """The series' own request (a panel names an item), or one horizon at 80%."""
+    return series.get("request") or {"periods": series["settings"]["data"]["horizon"], "conf": 0.8}
 
 
 def upload_and_serve(world: CloudWorld, series: dict[str, Any], settings: dict[str, Any] | None = None,

@@ -80,6 +80,25 @@ DAILY = {"name": "daily.csv", "data": synthetic_csv(date(2023, 1, 2), 3 * 365, t
 SERIES = {"weekly": WEEKLY, "monthly": MONTHLY, "daily": DAILY}
 
 
+def panel_csv(items: dict[str, tuple[date, int]], seed: int) -> bytes:
+    """A long ``item_id,timestamp,value`` file: each item's monthly series (its start, its length)."""
+    lines = [b"item_id,timestamp,value"]
+    for index, (item, (start, periods)) in enumerate(items.items()):
+        rows = synthetic_csv(start, periods, "month", 12, seed=seed + index).decode().splitlines()[1:]
+        lines += [f"{item},{row}".encode() for row in rows]
+    return b"\n".join(lines) + b"\n"
+
+
+# Six small monthly series of different lengths and starts, ending together, three per shard of two;
+# two NumPy families and one history: four global choices, all of which the tuning job scores.
+PANEL_ITEMS = {f"sku-{n}": (date(2010 + n % 3, 1, 1), 168 - 12 * (n % 3)) for n in range(1, 7)}
+PANEL = {"name": "skus.csv", "data": panel_csv(PANEL_ITEMS, seed=40),
+         "settings": {"data": {"freq": "MS", "season_length": 12, "horizon": 12},
+                      "gate": {"eval_origins": 4}, "search": {"histories": ["window"]},
+                      "series": {"instances": 2, "families": ["seasonal_naive", "harmonic_arima"], "cutoffs": 2}},
+         "request": {"item_id": "sku-4", "periods": 12, "conf": 0.8}}
+
+
 def local_run(series: dict[str, Any]):
     """The local pipeline (pipeline_code.pipeline.runner.run_pipeline) on the same data and document."""
     from pipeline_code.engine.profile import profile_csv

@@ -203,3 +203,37 @@ def test_events_outside_raw_are_ignored(world):
 def test_an_unexpected_error_leaves_the_message_for_a_retry(world, monkeypatch):
     monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:missing")
     assert start_run.handler(world.upload("raw/g.csv")) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+
+
+def panel_csv(items: int, months: int) -> bytes:
+    lines = ["item_id,timestamp,value"] + [f"s{k},{2015 + i // 12}-{i % 12 + 1:02d}-01,{50 + k + i % 12}"
+                                           for k in range(items) for i in range(months)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def started_input(world) -> dict:
+    (execution,) = world.executions()
+    return json.loads(world.sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+
+
+def test_one_series_has_no_sharded_fit(world):
+    start_run.handler(world.upload("raw/g.csv"))
+    assert started_input(world)["shards"] == 0
+
+
+def test_a_panel_is_fitted_on_the_documents_instances_with_its_global_choices_tuned(world):
+    """Series far shorter than one series' minimum start the run: they get the fallback model."""
+    world.s3.put_object(Bucket=BUCKET, Key="raw/p.settings.json", Body=json.dumps({"series": {"instances": 3}}))
+    start_run.handler(world.upload("raw/p.csv", panel_csv(items=5, months=30)))
+    started = started_input(world)
+    settings = Settings.from_dict(world.json(f"runs/{world.executions()[0]['name']}/input/settings.json"))
+    assert settings.min_observations() > 30 and settings.data.freq == "MS"
+    assert started["shards"] == 3
+    assert started["parameterRanges"] == settings.panel_parameter_ranges()
+    assert [r["Name"] for r in started["parameterRanges"]["CategoricalParameterRanges"]] == ["family", "history"]
+
+
+def test_a_panel_never_gets_more_instances_than_series(world):
+    world.s3.put_object(Bucket=BUCKET, Key="raw/p.settings.json", Body=json.dumps({"series": {"instances": 8}}))
+    start_run.handler(world.upload("raw/p.csv", panel_csv(items=2, months=60)))
+    assert started_input(world)["shards"] == 2

@@ -61,7 +61,8 @@ def test_fitting_in_shards_fits_each_shard_alone_and_merges(tmp_path):
         shard_file(test, f"series-{k:05d}.csv", [f"{item},2021-01-01,1" for item in items])
     seen = []
 
-    def fit(shard_train: Path, shard_test: Path, out: Path) -> list[str]:
+    def fit(shard_train: Path, shard_test: Path, out: Path, shard: str) -> list[str]:
+        assert [p.name for p in shard_train.glob("*.csv")] == [f"{shard}.csv"]
         items = sorted({line.split(",")[0] for p in shard_train.glob("*.csv") for line in p.read_text().splitlines()[1:]})
         seen.append(items)
         panel(out, {item: "seasonal_naive" for item in items})
@@ -81,7 +82,8 @@ def test_the_job_reads_its_host_and_the_best_jobs_hyperparameters(tmp_path, monk
         current_host()
     (tmp_path / "config" / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-2"}))
     assert current_host() == "algo-2"
-    assert panel_fit.hyperparameters({HYPERPARAMETERS_ENV: '{"family": "\\"ets\\""}'}) == {"family": '"ets"'}
+    best = {"family": '"ets"', "history": "window", "_tuning_objective_metric": "cv_mase"}
+    assert panel_fit.hyperparameters({HYPERPARAMETERS_ENV: json.dumps(best)}) == best
     for bad in ("", "[1]", '{"a": 1}'):
         with pytest.raises(ValueError, match=HYPERPARAMETERS_ENV):
             panel_fit.hyperparameters({HYPERPARAMETERS_ENV: bad})

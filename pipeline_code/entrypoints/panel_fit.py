@@ -1,0 +1,72 @@
+"""SageMaker processing job, one instance of ``series.instances``: fit this instance's shard of a panel.
+
+Inputs under ``/opt/ml/processing/input/``: ``train/`` (ShardedByS3Key: some of processing's shard
+files), ``test/`` (every shard file; the ones named like this instance's train files are used) and
+``settings/`` (the run document). ``FORECAST_HYPERPARAMETERS``: the tuning job's best training job's
+hyperparameters (JSON). Output: ``/opt/ml/processing/output/shards/<current_host>/``, this shard's
+partial panel (every instance uploads to the same S3 prefix, so each writes under its own host name);
+evaluation merges them (``pipeline.panel_shards.merged_shards``). An instance that received no shard
+file (more instances than files) writes nothing. Exit 2 on bad input, 1 on other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pipeline_code.engine.dataset import DataValidationError
+from pipeline_code.engine.settings import SETTINGS_CHANNEL
+from pipeline_code.entrypoints.sagemaker_paths import (
+    HYPERPARAMETERS_ENV, current_host, fail, processing_input, processing_output, unexpected,
+)
+from pipeline_code.entrypoints.training import parse_panel_hyperparameters
+from pipeline_code.pipeline.panel_shards import fit_panel_in_shards, shard_parts
+from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
+
+SHARDS_OUTPUT = "shards"
+
+
+def hyperparameters(environ: dict[str, str]) -> dict[str, str]:
+    """The best training job's hyperparameters from the job's environment (a JSON object of strings,
+    as DescribeTrainingJob gives them)."""
+    raw = environ.get(HYPERPARAMETERS_ENV, "")
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        values = None
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise ValueError(f"{HYPERPARAMETERS_ENV} must be a JSON object of strings, got {raw[:80]!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="panel_fit", description=__doc__)
+    add_settings_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = settings_from_args(build_parser().parse_args(argv), processing_input(SETTINGS_CHANNEL))
+    out = processing_output(SHARDS_OUTPUT)
+    try:
+        host = current_host()
+        tuned = parse_panel_hyperparameters(hyperparameters(dict(os.environ)), settings)
+        with tempfile.TemporaryDirectory() as tmp:
+            shard = shard_parts(processing_input("train"), processing_input("test"), Path(tmp))
+            if shard is None:
+                print(json.dumps({"host": host, "series": 0}))
+                return
+            metrics = fit_panel_in_shards(shard / "train", shard / "test", tuned, out / host, settings)
+    except (DataValidationError, ValueError) as err:
+        fail(f"invalid panel shard: {err}", 2, out / "failure")
+    except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
+        fail(unexpected(err), 1, out / "failure")
+    print(json.dumps({"host": host, "shards": [{k: v for k, v in m.items() if isinstance(v, (int, float, str))}
+                                                for m in metrics]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""A panel's tuning trial: one global choice scored as the local tuner scores it (docs/panel.md).
+
+The tuning job's training jobs and ``panel_stages.tune_panel`` must rank the global choices alike, or
+the cloud and the local pipeline serve different models for the same data: both score a candidate by
+the panel objective (``PanelFit.objective``, the mean over series of the rolling choice's CV MASE) on
+the **train** part only. The trial's model is that fit; the model a panel run registers is the
+sharded fit's, on train + test (``panel_shards.fit_panel_in_shards``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline_code.engine.settings import Settings
+
+
+def panel_trial(train_dir: Path, hyperparameters: dict[str, Any], model_dir: Path, settings: Settings, *,
+                jobs: int = 1) -> dict[str, Any]:
+    """Fit the panel's train part with these global choices, save it to ``model_dir``; its CV metrics,
+    ``cv_mase`` the objective."""
+    from pipeline_code.engine.panel_fit import choice_from_hyperparameters, fit_panel
+    from pipeline_code.pipeline.panel_stages import read_processed_panel, save_fitted
+
+    panel, counterfactual = read_processed_panel(train_dir, freq=settings.data.freq)
+    fitted = fit_panel(panel, settings, choice=choice_from_hyperparameters(hyperparameters), jobs=jobs,
+                       counterfactual=counterfactual)
+    metrics = {**fitted.metadata["metrics"], "cv_mase": fitted.objective}
+    save_fitted(model_dir, fitted, panel, metrics)
+    return metrics

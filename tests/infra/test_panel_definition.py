@@ -1,0 +1,74 @@
+"""The training pipeline's panel path: a sharded fit on `series.instances` instances, skipped for one series."""
+
+from __future__ import annotations
+
+from pipeline_code.entrypoints.sagemaker_paths import HYPERPARAMETERS_ENV
+from pipeline_code.pipeline import layout
+from stacks.pipeline_definition import PANEL_FIT_ENTRYPOINT
+
+
+def inputs(state: dict) -> dict[str, dict]:
+    return {i["InputName"]: i["S3Input"] for i in state["Parameters"]["ProcessingInputs"]}
+
+
+def test_a_panel_goes_through_the_sharded_fit_and_one_series_does_not(definition):
+    states = definition["States"]
+    assert states["Init"]["Parameters"]["shards.$"] == "$.shards"
+    assert states["DescribeBestTrainingJob"]["Next"] == "Panel?"
+    choice = states["Panel?"]
+    assert choice["Choices"] == [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "FitShards"}]
+    assert choice["Default"] == "EnsureRegistry"
+    assert states["FitShards"]["Next"] == "ShardsAsModel" and states["ShardsAsModel"]["Next"] == "EnsureRegistry"
+
+
+def test_the_sharded_fit_is_one_processing_job_on_the_run_documents_instances(definition):
+    fit = definition["States"]["FitShards"]
+    params = fit["Parameters"]
+    assert fit["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
+    assert params["AppSpecification"]["ContainerEntrypoint"] == PANEL_FIT_ENTRYPOINT
+    cluster = params["ProcessingResources"]["ClusterConfig"]
+    assert cluster["InstanceCount.$"] == "$.shards" and "InstanceCount" not in cluster
+    found = inputs(fit)
+    # Only the train shards are split between instances; each gets every test file and the document.
+    assert {name: source["S3DataDistributionType"] for name, source in found.items()} == {
+        "train": "ShardedByS3Key", "test": "FullyReplicated", "settings": "FullyReplicated"}
+    assert layout.TRAIN in found["train"]["S3Uri.$"] and layout.TEST in found["test"]["S3Uri.$"]
+    (output,) = params["ProcessingOutputConfig"]["Outputs"]
+    assert layout.SHARD_MODELS in output["S3Output"]["S3Uri.$"]
+    assert output["S3Output"]["LocalPath"] == "/opt/ml/processing/output/shards"
+    assert params["Environment"][f"{HYPERPARAMETERS_ENV}.$"] == "States.JsonToString($.best.hyperParameters)"
+
+
+def test_evaluation_reads_the_shards_as_its_model(definition):
+    states = definition["States"]
+    shards_as_model = states["ShardsAsModel"]
+    assert shards_as_model["ResultPath"] == "$.best"
+    assert layout.SHARD_MODELS in shards_as_model["Parameters"]["modelData.$"]
+    assert set(shards_as_model["Parameters"]) == {"trainingJob.$", "hyperParameters.$", "modelData.$"}
+    for name in ("InputsWithChampion", "InputsWithoutChampion"):
+        (model,) = [i for i in states[name]["Parameters"]["inputs"] if i["InputName"] == "model"]
+        assert model["S3Input"]["S3Uri.$"] == "$.best.modelData"
+
+
+def test_a_panels_per_item_backtest_is_exported_beside_its_forecast(definition):
+    states = definition["States"]
+    assert states["ExportRunForecast"]["Next"] == "PanelBacktest?"
+    choice = states["PanelBacktest?"]
+    assert choice["Choices"] == [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "ExportRunBacktest"}]
+    assert choice["Default"] == "Promoted?" and states["ExportRunBacktest"]["Next"] == "Promoted?"
+    copy = states["ExportRunBacktest"]["Parameters"]
+    assert f"{layout.FORECAST}{layout.BACKTEST_FILE}" in copy["CopySource.$"]
+    assert copy["Key.$"] == f"States.Format('{layout.FORECASTS}{{}}/{layout.BACKTEST_FILE}', $.runId)"
+
+
+def test_the_tuning_job_minimises_a_panels_mean_mase_and_one_series_cv_mse(definition):
+    states = definition["States"]
+    assert states["Preprocess"]["Next"] == "Objective?"
+    choice = states["Objective?"]
+    assert choice["Choices"] == [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "PanelObjective"}]
+    assert (states["PanelObjective"]["Result"], states[choice["Default"]]["Result"]) == ("cv_mase", "cv_mse")
+    tune = states["Tune"]["Parameters"]
+    assert tune["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName.$"] == "$.objective"
+    definitions = tune["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
+    assert {d["Name"]: d["Regex"] for d in definitions} == {"cv_mse": r"cv_mse=([0-9.eE+-]+);",
+                                                             "cv_mase": r"cv_mase=([0-9.eE+-]+);"}
