@@ -6,7 +6,8 @@ files), ``test/`` (every shard file; the ones named like this instance's train f
 hyperparameters (JSON). Output: ``/opt/ml/processing/output/shards/<current_host>/``, this shard's
 partial panel (every instance uploads to the same S3 prefix, so each writes under its own host name);
 evaluation merges them (``pipeline.panel_shards.merged_shards``). An instance that received no shard
-file (more instances than files) writes nothing. Exit 2 on bad input, 1 on other errors.
+file (more instances than files) writes nothing. The series are spread over the instance's cores.
+Exit 2 on bad input, 1 on other errors.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline_code.entrypoints.sagemaker_paths import (
 )
 from pipeline_code.entrypoints.training import parse_panel_hyperparameters
 from pipeline_code.pipeline.panel_shards import fit_panel_in_shards, shard_parts
+from pipeline_code.pipeline.panel_stages import job_processes
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
 
 SHARDS_OUTPUT = "shards"
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
             if shard is None:
                 print(json.dumps({"host": host, "series": 0}))
                 return
-            metrics = fit_panel_in_shards(shard / "train", shard / "test", tuned, out / host, settings)
+            metrics = fit_panel_in_shards(shard / "train", shard / "test", tuned, out / host, settings,
+                                          jobs=job_processes(shard / "train"))
     except (DataValidationError, ValueError) as err:
         fail(f"invalid panel shard: {err}", 2, out / "failure")
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
