@@ -28,6 +28,7 @@ from pipeline_code.engine.estimator import HISTORY_POINTS
 from pipeline_code.engine.families.base import ALL, WINDOW, Context
 from pipeline_code.engine.families.combination import COMBINATION
 from pipeline_code.engine.families.registry import family
+from pipeline_code.engine.families.sf import AutoETS
 from pipeline_code.engine.panel_cv import (
     LEVELS, ItemBacktest, PanelCV, cutoffs_before, interval, panel_cutoffs, pooled,
 )
@@ -37,6 +38,7 @@ from pipeline_code.engine.workers import worker_pool
 
 CALIBRATION_METHOD = ("pooled panel conformal: the rolling choice's log errors over each series' one-step "
                       "model standard deviation")
+ETS = AutoETS.name
 _PLAN: dict[str, Plan] = {}
 
 
@@ -173,12 +175,13 @@ def panel_parameter_ranges(settings: Settings) -> dict[str, Any]:
 
 def family_candidate(name: str, settings: Settings, history: str) -> dict[str, Any]:
     """A family's candidate for a panel: the first of its search space training on the chosen history
-    and the counterfactual series (or simply its first)."""
+    and the counterfactual series (or simply its first); ETS with ``series.ets_model``."""
     found = family(name).candidates(settings)
     if not found:
         raise ValueError(f"family {name!r} has no candidate for these settings")
-    return next((c for c in found if c.get("history", history) == history
-                 and int(c.get("use_counterfactual_data", 1)) == 1), found[0])
+    candidate = next((c for c in found if c.get("history", history) == history
+                      and int(c.get("use_counterfactual_data", 1)) == 1), found[0])
+    return {**candidate, "model": settings.series.ets_model} if name == ETS else candidate
 
 
 def panel_candidates(settings: Settings, choice: dict[str, str]) -> tuple[dict[str, dict], tuple[str, ...], str]:
@@ -293,7 +296,7 @@ def _pool(outcomes: dict[str, Outcome], e: int, horizon: int) -> np.ndarray:
 
 def _item_cv(splits: Splits, key: str, pool: np.ndarray, dates: list[date]) -> ItemBacktest:
     rows = [(dates[p], key, splits.take(np.array([i])), pool) for i, p in enumerate(splits.positions)]
-    return _stack(rows, splits.centre.shape[1] if splits.centre.ndim == 2 else 0)
+    return _stack(rows, splits.centre.shape[1])
 
 
 def _stack(rows: list[tuple[date, str, Splits, np.ndarray]], h: int) -> ItemBacktest:

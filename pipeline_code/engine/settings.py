@@ -219,6 +219,10 @@ class SeriesSettings:
     cutoff_step: int = 0  # 0: the horizon
     # The model of a series too short for the families, reported with the reason.
     fallback: str = "seasonal_naive"
+    # The ETS models a panel's series choose among, as statsforecast's AutoETS ``model`` code (error,
+    # trend, season; Z: chosen by AICc): "AZZ" (additive errors on the log scale) fits in a third of
+    # the time of "ZZZ" (engine/panel_fit.py).
+    ets_model: str = "ZZZ"
     # Training shards in the cloud: one SageMaker instance each (ShardedByS3Key).
     instances: int = 1
     # The outlier and break rules per series (robust STL, as for one series; 13-21 CPU ms a monthly
@@ -433,6 +437,10 @@ class Settings:
             (m.cutoff_step >= 0, f"series.cutoff_step: must be >= 0 (0: the horizon), got {m.cutoff_step}"),
             (m.fallback in FAMILY_NAMES, f"series.fallback: must be one of {list(FAMILY_NAMES)}, got {m.fallback!r}"),
             (1 <= m.instances <= 100, f"series.instances: must be in 1..100, got {m.instances}"),
+            (len(m.ets_model) == 3 and m.ets_model[0] in "AMZ" and m.ets_model[1] in "NAMZ"
+             and m.ets_model[2] in "NAMZ",
+             f"series.ets_model: must be an AutoETS code (error A/M/Z, trend N/A/M/Z, season N/A/M/Z), "
+             f"got {m.ets_model!r}"),
         ]
         return [message for ok, message in rules if not ok]
 

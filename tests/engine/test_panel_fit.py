@@ -9,8 +9,9 @@ import pytest
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.families import registry
 from pipeline_code.engine.panel_fit import (
-    backtest_panel, choice_from_hyperparameters, fit_panel, panel_parameter_ranges,
+    backtest_panel, choice_from_hyperparameters, family_candidate, fit_panel, panel_parameter_ranges,
 )
+from pipeline_code.engine.settings import SettingsError
 from pipeline_code.engine.panel_cv import panel_cutoffs
 from tests.engine.panel_helpers import panel_of, settings, synthetic
 
@@ -143,3 +144,12 @@ def test_tuning_ranges_of_the_global_choices():
     assert all(isinstance(v, str) for values in by_name.values() for v in values)
     assert choice_from_hyperparameters({"family": "ets", "history": "all", "other": "1"}) == \
         {"family": "ets", "history": "all"}
+
+
+def test_the_ets_model_space_of_a_panel_is_a_setting():
+    assert family_candidate("ets", settings(), "window")["model"] == "ZZZ"
+    assert family_candidate("ets", settings(ets_model="AZZ"), "all") == \
+        {"family": "ets", "use_counterfactual_data": 1, "history": "all", "model": "AZZ"}
+    assert "model" not in family_candidate("theta", settings(ets_model="AZZ"), "window")
+    with pytest.raises(SettingsError, match="series.ets_model"):
+        settings(ets_model="AXZ")
