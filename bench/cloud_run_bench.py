@@ -4,9 +4,10 @@ Synthesizes the app (small tuning job, as the tests do), then in the emulated cl
 docs/emulated-cloud.md) uploads the bundled series with its run document, waits for the training
 pipeline and the deploy state machine, and asks the API for a forecast. Reports the wall time of each
 part, each state (from the execution histories) and each SageMaker job (its process), in
-bench/results/cloud_run.md.
+bench/results/cloud_run.md. With ``--panel``: the emulated cloud tests' panel (six monthly series,
+the fit sharded over two instances), in bench/results/cloud_run_panel.md.
 
-    python -m bench.cloud_run_bench
+    python -m bench.cloud_run_bench [--panel]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from bench.machine import RESULTS, header
 from tests.cloud.scenario import upload_and_serve
-from tests.cloud.series import TUNING, WEEKLY
+from tests.cloud.series import PANEL, TUNING, WEEKLY
 from tests.cloud.stack import synthesize
 from tests.cloud.world import CloudWorld
 
@@ -44,12 +45,25 @@ def state_seconds(execution_arn: str) -> list[tuple[str, float]]:
     return out
 
 
-def main() -> int:
+# (the data's description, its run document's summary, the results file) per run.
+RUNS = {
+    False: (WEEKLY, "bundled weekly data", "cloud_run.md",
+            f"CV window {WEEKLY['settings']['cv']['window']}, step {WEEKLY['settings']['cv']['step']}, "
+            f"{WEEKLY['settings']['gate']['eval_origins']} evaluation origins"),
+    True: (PANEL, "a panel of six monthly series, the fit sharded over two instances", "cloud_run_panel.md",
+           f"series {PANEL['settings']['series']}"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    panel = "--panel" in (sys.argv[1:] if argv is None else argv)
+    data, title, results, document = RUNS[panel]
+    command = COMMAND + (" --panel" if panel else "")
     started = time.perf_counter()
     stack = synthesize({"tuning": TUNING})
     synth_s = time.perf_counter() - started
     with pytest.MonkeyPatch.context() as mp, CloudWorld(stack, mp) as world:
-        run = upload_and_serve(world, WEEKLY)
+        run = upload_and_serve(world, data)
         if run.problems():
             print("\n".join(run.problems()), file=sys.stderr)
             return 1
@@ -60,12 +74,11 @@ def main() -> int:
         total = run.seconds
         pipeline_s = (pipeline["stopDate"] - pipeline["startDate"]).total_seconds()
         deploy_s = sum((d["stopDate"] - d["startDate"]).total_seconds() for d in deploys)
-    lines = [header("Emulated cloud run: bundled weekly data, upload to served forecast", COMMAND), ""]
+    lines = [header(f"Emulated cloud run: {title}, upload to served forecast", command), ""]
     lines += [
-        f"Run document: CV window {WEEKLY['settings']['cv']['window']}, step {WEEKLY['settings']['cv']['step']}, "
-        f"{WEEKLY['settings']['gate']['eval_origins']} evaluation origins; tuning job: {TUNING['max_jobs']} training "
-        f"jobs, {TUNING['max_parallel_jobs']} in parallel. Each SageMaker job is a local process; moto runs the "
-        "state machines.", "",
+        f"Run document: {document}; tuning job: {TUNING['max_jobs']} training "
+        f"jobs, {TUNING['max_parallel_jobs']} in parallel. Each SageMaker job is a local process (one per "
+        "instance); moto runs the state machines.", "",
         "| part | seconds |", "|---|---:|",
         f"| `cdk synth` (once per session in the tests) | {synth_s:.1f} |",
         f"| upload to served forecast (total) | {total:.1f} |",
@@ -85,7 +98,7 @@ def main() -> int:
     lines += [f"| {kind} | {name} | {s:.1f} |" for kind, name, s in jobs]
     lines += ["", f"Jobs: {sum(s for _, _, s in jobs):.1f} s of process time in {len(jobs)} jobs "
               f"(training jobs run {TUNING['max_parallel_jobs']} at a time)."]
-    (RESULTS / "cloud_run.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / results).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
