@@ -222,6 +222,12 @@ def variant_name(model: str, history: str, scale: str) -> str:
     return f"{model} [{'all' if history == 'all' else f'last {WINDOW}'}, {scale}]"
 
 
+def _file(model: str, history: str, scale: str) -> str:
+    """The cache file of a variant's forecasts."""
+    name = variant_name(model, history, scale)
+    return name.replace(" ", "_").replace("[", "").replace("]", "").replace(",", "") + ".npz"
+
+
 def run(args: argparse.Namespace) -> dict:
     series = observed(us_employment_rows(args.items))
     end = panel_end(series)
@@ -232,8 +238,10 @@ def run(args: argparse.Namespace) -> dict:
     contenders: dict[str, Forecasts] = {}
     variants: dict[str, list[str]] = {}
     for model, history, scale in VARIANTS if args.only in ("all", "baselines") else ():
+        if args.models and model not in args.models and not (cache / _file(model, history, scale)).exists():
+            continue
         name = variant_name(model, history, scale)
-        path = cache / (name.replace(" ", "_").replace("[", "").replace("]", "").replace(",", "") + ".npz")
+        path = cache / _file(model, history, scale)
         if path.exists() and not args.fresh:
             contenders[name] = Forecasts.load(path)
         elif args.cached_only:
@@ -454,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="ours: the statsforecast families' histories to choose between before the first cutoff")
     parser.add_argument("--ran", nargs="+", default=[], metavar="ARGS",
                         help="with --cached-only: the arguments of the runs that filled the cache (for the table)")
+    parser.add_argument("--models", nargs="+", choices=BASELINES, default=[],
+                        help="fit only these baselines' variants (the cached others are still read)")
     parser.add_argument("--items", type=int, default=0, help="the first N series only (a smoke run)")
     parser.add_argument("--name", default="panel_accuracy", help="file stem of the results")
     args = parser.parse_args(argv)
