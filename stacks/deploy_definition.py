@@ -19,7 +19,7 @@ Flow: Init -> DescribePackage -> StillApproved? -> CreateModel -> CreateEndpoint
 -> poll until InService on the new config; every other status ends the wait with a named error, and the
    wait is bounded by `endpoint_max_polls` (endpoint statuses:
    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html#API_DescribeEndpoint_ResponseSyntax)
--> delete superseded endpoint configs tagged as this stack's -> export forecasts/latest/ -> notify.
+-> delete superseded endpoint configs tagged as this stack's -> export forecasts/latest/ (a panel's backtest too) -> notify.
 Any other error -> NotifyFailure -> Fail.
 """
 
@@ -28,9 +28,11 @@ from __future__ import annotations
 from typing import Any
 
 from stacks import naming
+from pipeline_code.pipeline.layout import LATEST_BACKTEST as LATEST_BACKTEST_KEY
 from stacks.asl import SDK, SNS_PUBLISH, States, initial_retries
 from stacks.pipeline_definition import (
     LATEST_FORECAST_KEY,
+    RUN_BACKTEST_SOURCE,
     RUN_FORECAST_SOURCE,
     Refs,
     notify_failure,
@@ -111,6 +113,7 @@ def build_deploy_definition(settings: InfraSettings, refs: Refs) -> dict[str, An
             "approval.$": "$.ModelApprovalStatus",
             "version.$": "$.ModelPackageVersion",
             "runId.$": "$.CustomerMetadataProperties.run_id",
+            "metadata.$": "$.CustomerMetadataProperties",
             "container.$": "States.ArrayGetItem($.InferenceSpecification.Containers, 0)",
         },
         result_path="$.package",
@@ -262,6 +265,26 @@ def build_deploy_definition(settings: InfraSettings, refs: Refs) -> dict[str, An
             "Bucket": b,
             "Key": LATEST_FORECAST_KEY,
             "CopySource.$": f"States.Format('{b}/{RUN_FORECAST_SOURCE}', $.names.runId)",
+            "ContentType": "text/csv",
+            "MetadataDirective": "REPLACE",
+        },
+        "PanelBacktest?",
+    )
+    st.add("PanelBacktest?", {
+        "Type": "Choice",
+        "Comment": "A panel's per-item backtest goes beside its forecast (packages registered before panels lack the key).",
+        "Choices": [{"And": [
+            {"Variable": "$.package.metadata.series_shards", "IsPresent": True},
+            {"Not": {"Variable": "$.package.metadata.series_shards", "StringEquals": "0"}},
+        ], "Next": "ExportLatestBacktest"}],
+        "Default": "NotifyDeployed",
+    })
+    st.task(
+        "ExportLatestBacktest", SDK.format("s3", "copyObject"),
+        {
+            "Bucket": b,
+            "Key": LATEST_BACKTEST_KEY,
+            "CopySource.$": f"States.Format('{b}/{RUN_BACKTEST_SOURCE}', $.names.runId)",
             "ContentType": "text/csv",
             "MetadataDirective": "REPLACE",
         },

@@ -209,6 +209,8 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "run_id.$": "$.runId",
                 "training_job.$": "$.best.trainingJob",
                 "gate_passed.$": f"States.Format('{{}}', {report}.gate.passed)",
+                # the deploy machine exports a panel's backtest beside its forecast when this is not "0"
+                "series_shards.$": "States.Format('{}', $.shards)",
                 **{f"{metric}.$": f"States.Format('{{}}', {report}.challenger.{metric})" for metric in metrics},
             },
             "ResultPath": "$.packageMetadata",

@@ -13,7 +13,7 @@ these names (docs/design.md, "S3 layout")::
     runs/<run-id>/models/served/model.tar.gz             the model evaluation chose to serve (registered)
     runs/<run-id>/models/shards/<host>/                  a panel's partial models, one per fit instance
     forecasts/<run-id>/forecast.csv, forecasts/latest/forecast.csv
-    forecasts/<run-id>/backtest.csv                      a panel's per-item backtest
+    forecasts/<run-id>/backtest.csv, forecasts/latest/backtest.csv   a panel's per-item backtest
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ FORECAST_FILE = "forecast.csv"
 # A panel's per-item backtest (each origin's forecast and actual), exported beside its forecast.
 BACKTEST_FILE = "backtest.csv"
 LATEST_FORECAST = f"{FORECASTS}latest/{FORECAST_FILE}"
+LATEST_BACKTEST = f"{FORECASTS}latest/{BACKTEST_FILE}"
 
 
 def run_key(run_id: str, part: str) -> str:

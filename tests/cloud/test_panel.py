@@ -67,6 +67,10 @@ def test_a_panel_is_fitted_in_shards_merged_registered_and_served(world, tmp_pat
     workdir = local.run_dir.parents[1]
     assert world.read(f"forecasts/{cloud.run_id}/forecast.csv") == \
         (workdir / "forecasts" / local.run_id / "forecast.csv").read_bytes()
+    # The deploy machine exports the served panel's per-item backtest beside the latest forecast.
+    backtest = world.read(layout.LATEST_BACKTEST)
+    assert backtest == world.read(f"forecasts/{cloud.run_id}/{layout.BACKTEST_FILE}")
+    assert backtest.startswith(b"item_id,")
     # An item the model does not hold: a 404 naming it through the API, never a 5xx.
     unknown = world.forecast({**PANEL["request"], "item_id": "no-such-sku"})
     assert unknown["statusCode"] == 404 and "no-such-sku" in unknown["body"]
