@@ -185,19 +185,23 @@ def summarised(result: dict) -> dict:
 def merged(parts: list[dict]) -> list[dict]:
     """Per-series results of several runs in one (a run may hold some baselines only): metrics and
     seconds are united, a later run's figures replacing an earlier one's (the tuning and ``ours``
-    from the last run that has them); a baseline counts as skipped only if every run skipped it."""
+    from the last run that has them); what no run fitted is listed as not run (a baseline, or a
+    baseline on one training history)."""
     by_series: dict[str, list[dict]] = {}
     for part in parts:
         by_series.setdefault(part["series"], []).append(part)
     out = []
     for runs in by_series.values():
         main = next((r for r in reversed(runs) if "ours" in r["metrics"]), runs[-1])
-        ran = {k.split(" [")[0] for r in runs for k in r["metrics"] if "[" in k}
+        metrics = {k: v for r in runs for k, v in r["metrics"].items()}
+        ran = {k.split(",")[0] + "]" for k in metrics if "[" in k}  # "model [history]"
+        not_run = [m if not any(f"{m} [{h}]" in ran for h in HISTORIES) else f"{m} [{h}]"
+                   for m in BASELINES for h in HISTORIES if f"{m} [{h}]" not in ran]
         out.append(summarised({
             **main,
-            "metrics": {k: v for r in runs for k, v in r["metrics"].items()},
+            "metrics": metrics,
             "seconds": {k: v for r in runs for k, v in r["seconds"].items()},
-            "skipped_baselines": sorted({b for r in runs for b in r["skipped_baselines"]} - ran),
+            "skipped_baselines": list(dict.fromkeys(not_run)),
         }))
     return out
 
