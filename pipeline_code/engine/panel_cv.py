@@ -37,6 +37,8 @@ SCORE_LEVEL = 0.95  # the interval scored by MSIS
 # The pooled calibration array keeps at most this many rows (a fixed-seed sample): its order
 # statistics resolve the 95% interval's tails, and every item's artifact carries it.
 POOL_ROWS = 2000
+# Below this many pooled rows the empirical tails are not resolved (see `pooled`).
+MIN_POOL_ROWS = 20
 # With no series' errors to pool, intervals come from this many normal quantiles.
 NORMAL_ROWS = 199
 
@@ -69,15 +71,18 @@ def interval(centre: np.ndarray, scale: np.ndarray, pool: np.ndarray, conf: floa
 
 def pooled(rows: list[np.ndarray], horizon: int, seed: int = 0) -> np.ndarray:
     """The panel's calibration array, sorted per step: every series' normalised errors (at most
-    ``POOL_ROWS`` rows, a fixed-seed sample), or normal quantiles with random-walk growth when no series
-    has any."""
-    stacked = np.concatenate([r for r in rows if r.size]) if any(r.size for r in rows) else None
-    if stacked is None:
+    ``POOL_ROWS`` rows, a fixed-seed sample). Fewer than ``MIN_POOL_ROWS`` rows (a small panel or shard)
+    resolve no tail: normal quantiles then, with the rows' per-step RMS as spread, or random-walk growth
+    when fewer than two rows are known."""
+    stacked = np.concatenate([r for r in rows if r.size]) if any(r.size for r in rows) else np.empty((0, horizon))
+    stacked = stacked[np.all(np.isfinite(stacked), axis=1)]
+    if stacked.shape[0] < MIN_POOL_ROWS:
         from statistics import NormalDist
 
         z = np.array([NormalDist().inv_cdf((i + 0.5) / NORMAL_ROWS) for i in range(NORMAL_ROWS)])
-        return z[:, None] * np.sqrt(np.arange(1, horizon + 1))[None, :]
-    stacked = stacked[np.all(np.isfinite(stacked), axis=1)]
+        spread = (np.sqrt(np.mean(stacked**2, axis=0)) if stacked.shape[0] >= 2
+                  else np.sqrt(np.arange(1, horizon + 1)))
+        return z[:, None] * np.maximum(spread, 1e-12)[None, :]
     if stacked.shape[0] > POOL_ROWS:
         keep = np.sort(np.random.default_rng(seed).choice(stacked.shape[0], POOL_ROWS, replace=False))
         stacked = stacked[keep]

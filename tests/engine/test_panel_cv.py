@@ -97,3 +97,17 @@ def test_pool_is_sorted_capped_finite_or_normal_without_errors():
     empty = pooled([np.zeros((0, 3))], 3)
     assert empty.shape == (NORMAL_ROWS, 3)
     assert empty[-1, 2] == pytest.approx(empty[-1, 0] * np.sqrt(3))
+
+
+def test_a_small_pool_gives_centred_normal_quantiles_with_its_spread():
+    """A shard of one or two series pools a handful of rows: their tails resolve nothing, so the
+    intervals are normal with the rows' RMS per step, centred (they always contain the centre)."""
+    rows = [np.array([[0.3, 0.6], [0.5, 1.0], [0.4, 0.8]])]
+    pool = pooled(rows, 2)
+    assert pool.shape == (NORMAL_ROWS, 2)
+    assert np.all(np.diff(pool, axis=0) >= 0) and pool[0, 0] < 0 < pool[-1, 0]
+    assert pool[:, 0].mean() == pytest.approx(0.0, abs=1e-12)
+    rms = np.sqrt(np.mean(rows[0] ** 2, axis=0))
+    assert pool[-1, 1] / pool[-1, 0] == pytest.approx(rms[1] / rms[0])
+    one = pooled([np.array([[0.2, 0.4]])], 2)
+    assert one[-1, 1] == pytest.approx(one[-1, 0] * np.sqrt(2))
