@@ -173,10 +173,16 @@ def test_save_refuses_invalid_items(tmp_path, artifacts):
 
 def test_merge_shards_into_one_version(tmp_path, artifacts):
     items = sorted(artifacts)
-    shard_a = save_panel(tmp_path / "shard-0", {i: artifacts[i] for i in items[:2]}, {"name": "panel"})
-    shard_b = save_panel(tmp_path / "shard-1", {i: artifacts[i] for i in items[2:]}, {"name": "panel"})
+    assert len(items) == 4
+    shard_a = save_panel(tmp_path / "shard-0", {i: artifacts[i] for i in items[:1]},
+                         {"name": "panel", "metrics": {"cv_mase": 0.4, "cv_items": 1}, "data_sha256": "a"})
+    shard_b = save_panel(tmp_path / "shard-1", {i: artifacts[i] for i in items[1:]},
+                         {"name": "panel", "metrics": {"cv_mase": 0.8, "cv_items": 3}, "data_sha256": "b"})
     merged = PanelModel.load(merge_panels([shard_a, shard_b], tmp_path / "merged"))
-    assert merged.items == items and merged.metadata == {"name": "panel", "shards": 2}
+    # The panel's metrics, not the first shard's: item-weighted means, item counts summed.
+    assert merged.items == items and merged.metadata == {
+        "name": "panel", "shards": 2, "metrics": {"cv_mase": pytest.approx(0.7), "cv_items": 4},
+        "shard_data_sha256": ["a", "b"]}
     for item in items:
         assert merged.forecaster(item).predict(12, 0.8).records() == Forecaster(artifacts[item]).predict(12, 0.8).records()
     with np.load(tmp_path / "merged" / ARRAYS, allow_pickle=False) as arrays:

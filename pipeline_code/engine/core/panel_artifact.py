@@ -356,8 +356,26 @@ def merge_panels(folders: list[Path], out: Path, metadata: dict[str, Any] | None
             owner[item] = Path(folder).name
             artifacts[item] = shard.artifact(item)
     if metadata is None:
-        metadata = {**shards[0].metadata, "shards": len(shards)}
+        metadata = merged_metadata([shard.metadata for shard in shards], [len(shard.items) for shard in shards])
     return save_panel(out, artifacts, metadata)
+
+
+def merged_metadata(shards: list[dict[str, Any]], items: list[int]) -> dict[str, Any]:
+    """The merged panel's metadata: the first shard's, with each numeric metric the item-weighted mean
+    over the shards (item counts summed) and each shard's data digest kept, as none covers the panel."""
+    total = max(sum(items), 1)
+    metrics: dict[str, Any] = {}
+    for key in shards[0].get("metrics", {}):
+        values = [shard.get("metrics", {}).get(key) for shard in shards]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            metrics[key] = (sum(values) if key.endswith("items")
+                            else sum(v * n for v, n in zip(values, items)) / total)
+    merged = {**shards[0], "shards": len(shards), "metrics": metrics}
+    digests = [shard.get("data_sha256") for shard in shards]
+    if any(digests):
+        merged.pop("data_sha256", None)
+        merged["shard_data_sha256"] = digests
+    return merged
 
 
 def _refuse_constant(name: str) -> None:
