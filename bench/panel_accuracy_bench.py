@@ -238,9 +238,10 @@ def run(args: argparse.Namespace) -> dict:
     contenders: dict[str, Forecasts] = {}
     variants: dict[str, list[str]] = {}
     for model, history, scale in VARIANTS if args.only in ("all", "baselines") else ():
-        if args.models and model not in args.models and not (cache / _file(model, history, scale)).exists():
-            continue
         name = variant_name(model, history, scale)
+        wanted = (not args.models or model in args.models) and (not args.variants or name in args.variants)
+        if not wanted and not (cache / _file(model, history, scale)).exists():
+            continue
         path = cache / _file(model, history, scale)
         if path.exists() and not args.fresh:
             contenders[name] = Forecasts.load(path)
@@ -291,23 +292,28 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-# The global choices tried on the data before the first cutoff (engine/panel_fit.py).
-# (per series: each series chooses among the families and their combination by its own CV MASE; the
-# statsforecast families' history, "window" or "all", is tried with ``--histories``: "all" costs
-# several times the window's on these long series)
+# The global choices tried on the data before the first cutoff (engine/panel_fit.py): one per-series
+# fit per history (each series chooses among ``series.families`` and their combination by its own CV
+# MASE) forecasts every candidate, and its report scores every ``family`` choice (per series, one
+# family for all, the combination) from those forecasts; ``--histories`` lists the statsforecast
+# families' histories tried ("all" costs several times the window's on these long series).
 FAMILY_CHOICE = "per_series"
 HISTORIES = ("window", "all")
+# series.families of ours unless ``--families`` says otherwise: the engine's default.
+DEFAULT_FAMILIES = None
 
 
-def panel_settings(task: Task):
+def panel_settings(task: Task, families: list[str] | None = None):
     """The run document a panel upload of this data gets (frequency, season, horizon, CV window from
-    the longest series before the first cutoff), the discontinued series' end filled (never scored)."""
+    the longest series before the first cutoff), the discontinued series' end filled (never scored),
+    and ``series.families`` if given."""
     from pipeline_code.engine.settings import resolve
 
     first = task.cutoffs[0]
     longest = max(task.series.values(), key=lambda s: s.values.size)
     stamps = [longest.month(i) for i in range(months_between(longest.start, first))]
-    document = {"data": {"freq": "MS", "horizon": HORIZON}, "series": {"fill_end": "interpolate"}}
+    series = {"fill_end": "interpolate", **({"families": list(families)} if families else {})}
+    document = {"data": {"freq": "MS", "horizon": HORIZON}, "series": series}
     return resolve([("bench", document)], timestamps=stamps, observations=len(stamps))
 
 
@@ -317,7 +323,7 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
     from pipeline_code.engine.panel_data import Panel, load_panel
     from pipeline_code.engine.panel_fit import backtest_panel, fit_panel
 
-    resolved = panel_settings(task)
+    resolved = panel_settings(task, args.families)
     settings = resolved.settings
     if settings.cv.window != WINDOW:
         raise RuntimeError(f"our CV window is {settings.cv.window}; the baselines' WINDOW is {WINDOW}")
@@ -328,15 +334,13 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
                     if months_between(s.timestamps[0], first) > 0}, panel.freq, single=False)
     tuning = []
     for history in args.histories:
-        choice = {"family": FAMILY_CHOICE, "history": history}
-        if len(args.histories) == 1:  # nothing to choose: the one given, not fitted before the cutoffs
-            tuning.append({"choice": choice, "objective_mase": float("nan"), "seconds": 0.0})
-            break
         started = time.perf_counter()
-        fit = fit_panel(before, settings, choice=choice, jobs=args.jobs)
-        tuning.append({"choice": choice, "objective_mase": fit.objective, "cv": fit.cv.panel,
-                       "families": fit.report["families"], "seconds": time.perf_counter() - started})
-        print(f"ours: {choice} objective {fit.objective:.4f} in {tuning[-1]['seconds']:.0f} s",
+        fit = fit_panel(before, settings, choice={"family": FAMILY_CHOICE, "history": history}, jobs=args.jobs)
+        seconds = time.perf_counter() - started
+        for family, objective in fit.report["objectives"].items():
+            tuning.append({"choice": {"family": family, "history": history}, "objective_mase": objective,
+                           "seconds": seconds})
+        print(f"ours: {history}: objectives {fit.report['objectives']} in {seconds:.0f} s",
               file=sys.stderr, flush=True)
     best = min(tuning, key=lambda t: t["objective_mase"] if np.isfinite(t["objective_mase"]) else np.inf)
     started = time.perf_counter()
@@ -360,13 +364,15 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
     notes = [
         f"- Settings: {json.dumps(resolved.derived)} derived from the data before {first}; series.fill_end"
         " interpolate (the discontinued series' 21 unobserved months, never scored); engine defaults otherwise"
-        f" (series.families {list(settings.series.families)}, {settings.series.cutoffs} selection cutoffs"
+        f" (series.families {list(settings.series.families)}{' (`--families`)' if args.families else ''},"
+        f" {settings.series.cutoffs} selection cutoffs"
         f" {settings.series.cutoff_step or settings.data.horizon} months apart before each evaluation cutoff).",
-        (f"- Global choice: {best['choice']}, given (`--histories {args.histories[0]}`), not tuned."
-         if len(tuning) == 1 else
-         "- Global choice tuned by `fit_panel`'s objective (rolling-choice mean CV MASE) on the data before"
-         f" {first}: " + "; ".join(f"{t['choice']} {t['objective_mase']:.4f} ({t['seconds']:.0f} s)" for t in tuning)
-         + f". Chosen: {best['choice']}."),
+        "- Global choice tuned by `fit_panel`'s objectives (rolling-choice mean CV MASE of each `family`"
+        f" choice, one per-series fit per history) on the data before {first}: "
+        + "; ".join(f"{t['choice']['family']}/{t['choice']['history']} {t['objective_mase']:.4f}" for t in tuning)
+        + f". Chosen: {best['choice']}. Fits before the cutoff: "
+        + ", ".join(f"{h} {next(t['seconds'] for t in tuning if t['choice']['history'] == h):.0f} s"
+                    for h in args.histories) + ".",
         "- Models that forecast the scored pairs: " + ", ".join(f"{k} {v}" for k, v in sorted(families.items())) + ".",
         f"- `backtest_panel` at the {len(task.cutoffs)} cutoffs: {seconds:.0f} s with {args.jobs} jobs;"
         f" its own panel metrics (MASE on its in-window scale): {json.dumps({k: round(v, 4) for k, v in cv.panel.items()})}.",
@@ -460,10 +466,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cached-only", action="store_true", help="only the contenders already cached")
     parser.add_argument("--histories", nargs="+", choices=HISTORIES, default=list(HISTORIES),
                         help="ours: the statsforecast families' histories to choose between before the first cutoff")
+    parser.add_argument("--families", nargs="+", default=DEFAULT_FAMILIES,
+                        help="ours: series.families (default: the engine's)")
     parser.add_argument("--ran", nargs="+", default=[], metavar="ARGS",
                         help="with --cached-only: the arguments of the runs that filled the cache (for the table)")
     parser.add_argument("--models", nargs="+", choices=BASELINES, default=[],
                         help="fit only these baselines' variants (the cached others are still read)")
+    parser.add_argument("--variants", nargs="+", choices=[variant_name(*v) for v in VARIANTS], default=[],
+                        help="fit only these baseline variants, e.g. 'AutoETS [all, raw]' (the cached others are still read)")
     parser.add_argument("--items", type=int, default=0, help="the first N series only (a smoke run)")
     parser.add_argument("--name", default="panel_accuracy", help="file stem of the results")
     args = parser.parse_args(argv)

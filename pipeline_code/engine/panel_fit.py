@@ -92,6 +92,7 @@ def fit_panel(panel: Any, settings: Settings, *, choice: dict | None = None, job
         "panel": cv.panel,
         "objective": {"mase": objective, "how": "mean over series of the CV MASE of the choice made on "
                       "earlier cutoffs only (each cutoff after the first)"},
+        "objectives": _objectives(outcomes.values(), choice, objective, choice_families(settings)),
         "per_item": {item: {**{k: v for k, v in choices[item].items() if k != "hyperparameters"},
                             **measured.get(item, {})} for item in outcomes},
         "calibration": {"method": CALIBRATION_METHOD, "rows": int(pool.shape[0])},
@@ -353,7 +354,22 @@ def _artifact(series: Any, o: Outcome, plan: Plan, pool: np.ndarray) -> ModelArt
 
 
 def _objective(outcomes) -> float:
-    per_series = [total / count for total, count in (o.objective for o in outcomes) if count]
+    return _mean_objective(o.objective for o in outcomes)
+
+
+def _objectives(outcomes, choice: dict[str, str], objective: float, families: list[str]) -> dict[str, float]:
+    """The objective of each ``family`` choice (at this history), from the same forecasts: every fit
+    forecasts every candidate, so one per-series fit compares the global choices with it."""
+    outcomes = list(outcomes)
+    out = {choice["family"]: objective}
+    for k in families:
+        if k not in out and k != PER_SERIES and all(k in o.objectives for o in outcomes):
+            out[k] = _mean_objective(o.objectives[k] for o in outcomes)
+    return out
+
+
+def _mean_objective(sums) -> float:
+    per_series = [total / count for total, count in sums if count]
     return float(np.mean(per_series)) if per_series else float("nan")
 
 

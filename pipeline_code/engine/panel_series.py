@@ -93,6 +93,9 @@ class Outcome:
     error_scale: float = 0.0  # its one-step predictive standard deviation
     window: int = 0
     objective: tuple[float, int] = (0.0, 0)  # sum and count of the rolling-choice MASE per split
+    # the same sum and count had every series used one candidate (key -> (sum, count)): what the
+    # global choices would have scored, from the same forecasts
+    objectives: dict[str, tuple[float, int]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # candidate -> why it failed
 
 
@@ -128,11 +131,12 @@ def run(item: str, observed: np.ndarray, target: np.ndarray, first: int, plan: P
         at = None
         if when is not None:
             at = _forecast_at(splits, positions, int(np.searchsorted(plan.cutoffs, when)), key, plan.fallback)
-        total, count, rolling = _rolling(splits, usable, plan)
+        total, count, rolling = _rolling(splits, usable, plan, plan.choose_from)
         choices.append(Chosen(key, reason, splits[key].take(usable), rolling, at))
 
+    objectives = {k: _rolling(splits, usable, plan, (k,))[:2] for k in plan.candidates}
     out = Outcome(item, {k: _mase(splits[k], usable) for k in plan.choose_from}, choices, window=window,
-                  objective=(total, count), failures=failures)
+                  objective=(total, count), objectives=objectives, failures=failures)
     if plan.fit and plan.evaluations[-1][0] is None:
         out.section, out.error_scale, note = _final_fit(data, choices[-1].key, plan, ctx)
         if note:
@@ -213,9 +217,10 @@ def _forecast_at(splits: dict[str, Splits], positions: np.ndarray, position: int
     return None
 
 
-def _rolling(splits: dict[str, Splits], rows: np.ndarray, plan: Plan) -> tuple[float, int, np.ndarray]:
-    """The choice out of sample: at each split, the candidate chosen on the earlier splits whose
-    horizon ended before it (for a global choice, the same splits with nothing to choose). Returns
+def _rolling(splits: dict[str, Splits], rows: np.ndarray, plan: Plan, keys: tuple[str, ...]
+             ) -> tuple[float, int, np.ndarray]:
+    """The choice among ``keys`` out of sample: at each split, the key chosen on the earlier splits
+    whose horizon ended before it (one key: the same splits with nothing to choose). Returns
     the sum and count of its MASE per split (the tuning objective) and its normalised log errors
     (the calibration: the chosen model's errors on the splits that chose it would be optimistic)."""
     total, count, errors = 0.0, 0, []
@@ -224,7 +229,7 @@ def _rolling(splits: dict[str, Splits], rows: np.ndarray, plan: Plan) -> tuple[f
         prior = rows[:i][when[:i] + plan.ctx.horizon <= when[i]]
         if prior.size == 0:
             continue
-        key = _choose(splits, prior, plan.choose_from, {})[0] or plan.fallback
+        key = _choose(splits, prior, keys, {})[0] or plan.fallback
         for k in (key, plan.fallback):
             value = _split_mase(splits[k])[row]
             if np.isfinite(value):

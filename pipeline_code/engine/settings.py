@@ -151,7 +151,7 @@ class SearchSpace:
 
 # The model families' names (engine/families/registry.py maps each to its module; a test checks they
 # agree) and the histories the statsforecast families may fit on.
-FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats")
+FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima")
 HISTORIES = ("window", "all")
 # A panel's global family choice: each series chooses its own; the family name of a combination.
 PER_SERIES = "per_series"

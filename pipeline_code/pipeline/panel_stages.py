@@ -261,18 +261,29 @@ def global_candidates(settings: Settings) -> list[dict[str, str]]:
 def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: int = 1) -> dict[str, Any]:
     """The local search over the global choices on the train part: each candidate's panel objective
     (mean over series of the rolling choice's CV MASE, ``PanelFit.objective``, the tuning job's
-    objective too); the best, and every candidate's score in ``tuning.json``."""
+    objective too); the best, and every candidate's score in ``tuning.json``. One per-series fit per
+    history forecasts every candidate, so it scores every ``family`` choice at that history
+    (``report["objectives"]``: what a fit with that choice scores, as a test checks)."""
     from time import perf_counter
 
     from pipeline_code.engine.panel_fit import fit_panel
+    from pipeline_code.engine.settings import PER_SERIES
 
     started = perf_counter()
     panel, counterfactual = read_processed_panel(train_dir, freq=settings.data.freq)
+    candidates = global_candidates(settings)
+    fits = {}
+    for history in dict.fromkeys(c.get("history") for c in candidates):
+        choice = {"family": PER_SERIES, **({"history": history} if history else {})}
+        fits[history] = fit_panel(panel, settings, choice=choice, jobs=jobs, counterfactual=counterfactual)
     scored = []
-    for candidate in global_candidates(settings):
-        fitted = fit_panel(panel, settings, choice=candidate, jobs=jobs, counterfactual=counterfactual)
-        scored.append({"hyperparameters": candidate, "cv_mase": fitted.objective,
-                       "families": fitted.report["families"], "seconds": fitted.report["seconds"]})
+    for candidate in candidates:
+        fitted = fits[candidate.get("history")]
+        family = candidate["family"]
+        objective = fitted.objective if family == PER_SERIES else fitted.report["objectives"][family]
+        scored.append({"hyperparameters": candidate, "cv_mase": objective,
+                       **({"families": fitted.report["families"]} if family == PER_SERIES else {}),
+                       "seconds": fitted.report["seconds"] if family == PER_SERIES else 0.0})
     finite = [c for c in scored if np.isfinite(c["cv_mase"])]
     if not finite:
         raise ValueError("no global choice scored on the panel's cutoffs: the series are too short for "

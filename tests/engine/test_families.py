@@ -37,7 +37,7 @@ def candidates_of(name: str, settings: Settings) -> list[dict]:
 
 MONTHLY_SETTINGS = replace(Settings(), data=replace(Settings().data, season_length=12, horizon=12),
                            cv=replace(Settings().cv, window=72))
-FAST = ["harmonic_arima", "seasonal_naive", "theta", "mstl", "ets", "arima_fourier"]
+FAST = ["harmonic_arima", "seasonal_naive", "theta", "mstl", "ets", "arima_fourier", "arima"]
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -57,6 +57,13 @@ def test_the_artifact_section_forecasts_what_the_cv_fit_forecasts(name):
     else:
         np.testing.assert_allclose(z, np.log(np.tile(y[-12:], 2)))
     assert np.all(np.abs(np.exp(z[:12]) / y[-12:] - 1) < 0.25)  # a sane seasonal forecast
+
+
+def test_seasonal_arima_is_offered_for_short_seasons_only():
+    """A 52-week seasonal ARIMA is slow and approximate: weekly data has no ``arima`` candidate."""
+    assert candidates_of("arima", MONTHLY_SETTINGS) == [{"family": "arima", "use_counterfactual_data": 1,
+                                                         "history": "window"}]
+    assert candidates_of("arima", Settings()) == []
 
 
 def test_windows_are_fitted_only_on_data_before_their_origin():

@@ -109,6 +109,18 @@ def test_one_global_choice_for_every_series(values):
         fit_panel(panel_of(values), windowless, choice={"history": "window"})
 
 
+def test_one_per_series_fit_reports_what_each_global_choice_would_score(values, fitted):
+    """The objectives read off the per-series fit's forecasts are those of a fit with that choice."""
+    objectives = fitted.report["objectives"]
+    assert set(objectives) == {"per_series", "seasonal_naive", "theta", "combination"}
+    assert objectives["per_series"] == fitted.objective
+    for family in ("theta", "combination"):
+        alone = fit_panel(panel_of(values), settings(), choice={"family": family})
+        assert alone.report["objectives"][family] == pytest.approx(objectives[family], rel=1e-12)
+        assert alone.objective == pytest.approx(objectives[family], rel=1e-12)
+    assert len(set(objectives.values())) == len(objectives)
+
+
 def test_processes_give_the_same_fit(values, fitted):
     parallel = fit_panel(panel_of(values), settings(), jobs=2)
     assert parallel.choices == fitted.choices

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pipeline_code.engine.families.base import Family
 from pipeline_code.engine.families.harmonic import HarmonicArima
 from pipeline_code.engine.families.seasonal_naive import SeasonalNaive
-from pipeline_code.engine.families.sf import MSTL, ArimaFourier, AutoETS, AutoTBATS, AutoTheta
+from pipeline_code.engine.families.sf import (
+    MSTL, ArimaFourier, AutoETS, AutoTBATS, AutoTheta, SeasonalArima,
+)
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     HarmonicArima(),
@@ -15,6 +17,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     MSTL(),
     ArimaFourier(),
     AutoTBATS(),
+    SeasonalArima(),
 )}
 
 

@@ -189,3 +189,21 @@ class ArimaFourier(StatsforecastFamily):
     def exog(self, candidate, ctx):
         k = int(candidate["fourier_k"])
         return lambda t: fourier(t, ctx.season_length, k)
+
+
+class SeasonalArima(StatsforecastFamily):
+    """Seasonal AutoARIMA (statsforecast's stepwise Hyndman-Khandakar search, seasonal period the
+    integer season). Offered for seasons up to ``MAX_SEASON`` (monthly, quarterly): a 52-week seasonal
+    ARIMA is slow and approximate, which ``arima_fourier`` and ``harmonic_arima`` cover. Fitted on the
+    CV window only: all history costs about 9 s per fit on a long monthly series."""
+
+    name = "arima"
+    histories = (WINDOW,)
+    MAX_SEASON = 24
+
+    def options(self, settings):
+        return [{}] if round(settings.data.season_length) <= self.MAX_SEASON else []
+
+    def model(self, candidate, ctx):
+        return _statsforecast()[1].AutoARIMA(season_length=ctx.period)
+
