@@ -299,8 +299,6 @@ def run(args: argparse.Namespace) -> dict:
 # families' histories tried ("all" costs several times the window's on these long series).
 FAMILY_CHOICE = "per_series"
 HISTORIES = ("window", "all")
-# series.families of ours unless ``--families`` says otherwise: the engine's default.
-DEFAULT_FAMILIES = None
 
 
 def panel_settings(task: Task, families: list[str] | None = None):
@@ -332,15 +330,14 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
     first = task.cutoffs[0]
     before = Panel({item: s.head(months_between(s.timestamps[0], first)) for item, s in panel.series.items()
                     if months_between(s.timestamps[0], first) > 0}, panel.freq, single=False)
-    tuning = []
+    tuning, fit_seconds = [], {}
     for history in args.histories:
         started = time.perf_counter()
         fit = fit_panel(before, settings, choice={"family": FAMILY_CHOICE, "history": history}, jobs=args.jobs)
-        seconds = time.perf_counter() - started
-        for family, objective in fit.report["objectives"].items():
-            tuning.append({"choice": {"family": family, "history": history}, "objective_mase": objective,
-                           "seconds": seconds})
-        print(f"ours: {history}: objectives {fit.report['objectives']} in {seconds:.0f} s",
+        fit_seconds[history] = time.perf_counter() - started
+        tuning += [{"choice": {"family": family, "history": history}, "objective_mase": objective}
+                   for family, objective in fit.report["objectives"].items()]
+        print(f"ours: {history}: objectives {fit.report['objectives']} in {fit_seconds[history]:.0f} s",
               file=sys.stderr, flush=True)
     best = min(tuning, key=lambda t: t["objective_mase"] if np.isfinite(t["objective_mase"]) else np.inf)
     started = time.perf_counter()
@@ -371,8 +368,7 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
         f" choice, one per-series fit per history) on the data before {first}: "
         + "; ".join(f"{t['choice']['family']}/{t['choice']['history']} {t['objective_mase']:.4f}" for t in tuning)
         + f". Chosen: {best['choice']}. Fits before the cutoff: "
-        + ", ".join(f"{h} {next(t['seconds'] for t in tuning if t['choice']['history'] == h):.0f} s"
-                    for h in args.histories) + ".",
+        + ", ".join(f"{h} {s:.0f} s" for h, s in fit_seconds.items()) + ".",
         "- Models that forecast the scored pairs: " + ", ".join(f"{k} {v}" for k, v in sorted(families.items())) + ".",
         f"- `backtest_panel` at the {len(task.cutoffs)} cutoffs: {seconds:.0f} s with {args.jobs} jobs;"
         f" its own panel metrics (MASE on its in-window scale): {json.dumps({k: round(v, 4) for k, v in cv.panel.items()})}.",
@@ -466,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cached-only", action="store_true", help="only the contenders already cached")
     parser.add_argument("--histories", nargs="+", choices=HISTORIES, default=list(HISTORIES),
                         help="ours: the statsforecast families' histories to choose between before the first cutoff")
-    parser.add_argument("--families", nargs="+", default=DEFAULT_FAMILIES,
+    parser.add_argument("--families", nargs="+", default=None,
                         help="ours: series.families (default: the engine's)")
     parser.add_argument("--ran", nargs="+", default=[], metavar="ARGS",
                         help="with --cached-only: the arguments of the runs that filled the cache (for the table)")

@@ -134,10 +134,11 @@ def run(item: str, observed: np.ndarray, target: np.ndarray, first: int, plan: P
         total, count, rolling = _rolling(splits, usable, plan, plan.choose_from)
         choices.append(Chosen(key, reason, splits[key].take(usable), rolling, at))
 
-    objectives = {k: _rolling(splits, usable, plan, (k,))[:2] for k in plan.candidates}
+    final = plan.evaluations[-1][0] is None  # a backtest's choices are not tuned on
+    objectives = {k: _rolling(splits, usable, plan, (k,))[:2] for k in plan.candidates} if final else {}
     out = Outcome(item, {k: _mase(splits[k], usable) for k in plan.choose_from}, choices, window=window,
                   objective=(total, count), objectives=objectives, failures=failures)
-    if plan.fit and plan.evaluations[-1][0] is None:
+    if plan.fit and final:
         out.section, out.error_scale, note = _final_fit(data, choices[-1].key, plan, ctx)
         if note:
             none = np.array([], dtype=int)

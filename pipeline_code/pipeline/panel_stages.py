@@ -272,18 +272,18 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     started = perf_counter()
     panel, counterfactual = read_processed_panel(train_dir, freq=settings.data.freq)
     candidates = global_candidates(settings)
-    fits = {}
-    for history in dict.fromkeys(c.get("history") for c in candidates):
-        choice = {"family": PER_SERIES, **({"history": history} if history else {})}
-        fits[history] = fit_panel(panel, settings, choice=choice, jobs=jobs, counterfactual=counterfactual)
+    fits = {history: fit_panel(panel, settings, choice={"family": PER_SERIES, "history": history}, jobs=jobs,
+                               counterfactual=counterfactual)
+            for history in dict.fromkeys(c["history"] for c in candidates)}
     scored = []
     for candidate in candidates:
-        fitted = fits[candidate.get("history")]
-        family = candidate["family"]
-        objective = fitted.objective if family == PER_SERIES else fitted.report["objectives"][family]
-        scored.append({"hyperparameters": candidate, "cv_mase": objective,
-                       **({"families": fitted.report["families"]} if family == PER_SERIES else {}),
-                       "seconds": fitted.report["seconds"] if family == PER_SERIES else 0.0})
+        fitted = fits[candidate["history"]]
+        if candidate["family"] == PER_SERIES:
+            scored.append({"hyperparameters": candidate, "cv_mase": fitted.objective,
+                           "families": fitted.report["families"], "seconds": fitted.report["seconds"]})
+        else:  # read off the same fit
+            scored.append({"hyperparameters": candidate, "seconds": 0.0,
+                           "cv_mase": fitted.report["objectives"][candidate["family"]]})
     finite = [c for c in scored if np.isfinite(c["cv_mase"])]
     if not finite:
         raise ValueError("no global choice scored on the panel's cutoffs: the series are too short for "

@@ -206,4 +206,3 @@ class SeasonalArima(StatsforecastFamily):
 
     def model(self, candidate, ctx):
         return _statsforecast()[1].AutoARIMA(season_length=ctx.period)
-
