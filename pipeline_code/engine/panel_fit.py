@@ -25,7 +25,7 @@ from pipeline_code import __version__
 from pipeline_code.engine.core.artifact import ModelArtifact
 from pipeline_code.engine.core.calendar import parse_freq
 from pipeline_code.engine.estimator import HISTORY_POINTS
-from pipeline_code.engine.families.base import ALL, WINDOW, Context
+from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.combination import COMBINATION
 from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.families.sf import AutoETS
@@ -33,7 +33,7 @@ from pipeline_code.engine.panel_cv import (
     LEVELS, ItemBacktest, PanelCV, cutoffs_before, interval, panel_cutoffs, pooled,
 )
 from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run
-from pipeline_code.engine.settings import PER_SERIES, Settings
+from pipeline_code.engine.settings import CHOICE_KEYS, HISTORIES, PER_SERIES, SCALES, Settings
 from pipeline_code.engine.workers import worker_pool
 
 CALIBRATION_METHOD = ("pooled panel conformal: the rolling choice's log errors over each series' one-step "
@@ -143,16 +143,17 @@ def backtest_panel(panel: Any, settings: Settings, *, choice: dict | None = None
 def resolve_choice(settings: Settings, choice: dict | None) -> dict[str, str]:
     """The global choices with their defaults; a bad key or value is a ValueError naming it."""
     choice = dict(choice or {})
-    unknown = sorted(set(choice) - {"family", "history"})
+    unknown = sorted(set(choice) - set(CHOICE_KEYS))
     if unknown:
-        raise ValueError(f"panel choice: unknown key(s) {unknown}; expected 'family' and 'history'")
-    families = choice_families(settings)
-    histories = [h for h in (WINDOW, ALL) if h in settings.search.histories]
-    out = {"family": str(choice.get("family", PER_SERIES)), "history": str(choice.get("history", histories[0]))}
-    if out["family"] not in families:
-        raise ValueError(f"panel choice family: {out['family']!r} is not one of {families}")
-    if out["history"] not in histories:
-        raise ValueError(f"panel choice history: {out['history']!r} is not one of {histories} (search.histories)")
+        raise ValueError(f"panel choice: unknown key(s) {unknown}; expected {list(CHOICE_KEYS)}")
+    allowed = {"family": choice_families(settings),
+               "history": [h for h in HISTORIES if h in settings.search.histories],
+               "scale": [s for s in SCALES if s in settings.search.scales]}
+    defaults = {"family": PER_SERIES, "history": allowed["history"][0], "scale": allowed["scale"][0]}
+    out = {key: str(choice.get(key, defaults[key])) for key in CHOICE_KEYS}
+    for key, source in (("family", "series.families"), ("history", "search.histories"), ("scale", "search.scales")):
+        if out[key] not in allowed[key]:
+            raise ValueError(f"panel choice {key}: {out[key]!r} is not one of {allowed[key]} ({source})")
     return out
 
 
@@ -164,7 +165,7 @@ def choice_families(settings: Settings) -> list[str]:
 
 def choice_from_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, str]:
     """The global choices from a training job's hyperparameters (strings; other keys ignored)."""
-    return {k: str(hyperparameters[k]) for k in ("family", "history") if k in hyperparameters}
+    return {k: str(hyperparameters[k]) for k in CHOICE_KEYS if k in hyperparameters}
 
 
 def panel_parameter_ranges(settings: Settings) -> dict[str, Any]:
@@ -174,13 +175,13 @@ def panel_parameter_ranges(settings: Settings) -> dict[str, Any]:
     return settings.panel_parameter_ranges()
 
 
-def family_candidate(name: str, settings: Settings, history: str) -> dict[str, Any]:
+def family_candidate(name: str, settings: Settings, history: str, scale: str) -> dict[str, Any]:
     """A family's candidate for a panel: the first of its search space training on the chosen history
-    and the counterfactual series (or simply its first); ETS with ``series.ets_model``."""
+    and scale and the counterfactual series (or simply its first); ETS with ``series.ets_model``."""
     found = family(name).candidates(settings)
     if not found:
         raise ValueError(f"family {name!r} has no candidate for these settings")
-    candidate = next((c for c in found if c.get("history", history) == history
+    candidate = next((c for c in found if c.get("history", history) == history and c.get("scale", scale) == scale
                       and int(c.get("use_counterfactual_data", 1)) == 1), found[0])
     return {**candidate, "model": settings.series.ets_model} if name == ETS else candidate
 
@@ -189,7 +190,7 @@ def panel_candidates(settings: Settings, choice: dict[str, str]) -> tuple[dict[s
     """Candidates to forecast (key -> candidate), the keys to choose among, and the fallback's key."""
     names = list(settings.series.families)
     fallback = settings.series.fallback
-    candidates = {name: family_candidate(name, settings, choice["history"])
+    candidates = {name: family_candidate(name, settings, choice["history"], choice["scale"])
                   for name in dict.fromkeys([*names, fallback])}
     if len(names) > 1:
         members = [candidates[n] for n in names]

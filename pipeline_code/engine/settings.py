@@ -102,6 +102,11 @@ class SearchSpace:
     families: tuple[str, ...] = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl")
     # Training history of the statsforecast families, itself tuned: the CV window, or all history.
     histories: tuple[str, ...] = ("window", "all")
+    # The scale the statsforecast families fit on, itself tuned: the log of the series, or the series
+    # itself ("raw"; its forecast is mapped to the log scale by matching a log-normal's mean and
+    # variance, see engine/families/sf.py). Neither wins everywhere: a level that moves additively
+    # favours "raw", growth in proportion favours "log".
+    scales: tuple[str, ...] = ("log", "raw")
     # Every candidate of every family is scored on the same CV splits: at most this many, evenly
     # thinned from the sliding-window grid (the costly families' cost is per split).
     selection_splits: int = 30
@@ -133,6 +138,7 @@ class SearchSpace:
         # candidate's CV forecasts).
         categorical["family"] = list(self.families)
         categorical["history"] = sorted(set(self.histories))
+        categorical["scale"] = sorted(set(self.scales))
         integer = []
         ks = self.usable_fourier_k(season_length)
         if list(ks) == list(range(ks[0], ks[-1] + 1)):
@@ -150,12 +156,16 @@ class SearchSpace:
 
 
 # The model families' names (engine/families/registry.py maps each to its module; a test checks they
-# agree) and the histories the statsforecast families may fit on.
+# agree), and the histories and scales the statsforecast families may fit on.
 FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima")
 HISTORIES = ("window", "all")
+SCALES = ("log", "raw")
 # A panel's global family choice: each series chooses its own; the family name of a combination.
 PER_SERIES = "per_series"
 COMBINATION = "combination"
+# A panel's global choices (each a categorical of the tuning job): the family, and the history and scale
+# of the statsforecast families.
+CHOICE_KEYS = ("family", "history", "scale")
 # The tuned hyperparameters' names (what the tuning job sends a training job), declared once.
 TUNED_FLAGS = ("use_counterfactual_data", "detrend", "deseasonalize")
 TUNED_PARAMETERS = (*TUNED_FLAGS, "fourier_k")
@@ -298,8 +308,8 @@ class Settings:
         return [PER_SERIES, *names, *([COMBINATION] if len(names) > 1 else [])]
 
     def panel_parameter_ranges(self) -> dict[str, Any]:
-        """The tuning job's ParameterRanges of a panel's global choices (categoricals: the family and
-        the statsforecast families' history); the starter Lambda renders them (standard library only).
+        """The tuning job's ParameterRanges of a panel's global choices (categoricals: the family, and
+        the statsforecast families' history and scale); the starter Lambda renders them (standard library only).
 
         https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html
         """
@@ -307,6 +317,7 @@ class Settings:
             "CategoricalParameterRanges": [
                 {"Name": "family", "Values": self.panel_families()},
                 {"Name": "history", "Values": [h for h in HISTORIES if h in self.search.histories]},
+                {"Name": "scale", "Values": [s for s in SCALES if s in self.search.scales]},
             ],
             "IntegerParameterRanges": [],
             "ContinuousParameterRanges": [],
@@ -398,6 +409,8 @@ class Settings:
               f"search.families: must be distinct names from {list(FAMILY_NAMES)}, got {list(families)}")
         check(bool(self.search.histories) and set(self.search.histories) <= set(HISTORIES),
               f"search.histories: must be a non-empty subset of {list(HISTORIES)}")
+        check(bool(self.search.scales) and set(self.search.scales) <= set(SCALES),
+              f"search.scales: must be a non-empty subset of {list(SCALES)}")
         check(self.search.selection_splits >= 5, "search.selection_splits: must be >= 5")
         check(all(k >= 2 for k in self.search.combination_sizes), "search.combination_sizes: each must be >= 2")
         check(d.max_rows >= self.min_observations(),

@@ -27,9 +27,9 @@ from pipeline_code.pipeline.settings_args import find_run_document
 from pipeline_code.pipeline.stages import run_training
 from pipeline_code.entrypoints.sagemaker_paths import fail, training_paths, unexpected
 
-# Categorical hyperparameters: the model family (default: the harmonic model) and the history its
-# statsforecast families fit on; a family ignores what it does not use.
-CATEGORICAL = ("family", "history")
+# Categorical hyperparameters: the model family (default: the harmonic model), and the history and
+# scale its statsforecast families fit on; a family ignores what it does not use.
+CATEGORICAL = ("family", "history", "scale")
 # SageMaker's own entries in hyperparameters.json (e.g. `_tuning_objective_metric` in tuning jobs).
 RESERVED_PREFIXES = ("_", "sagemaker_")
 

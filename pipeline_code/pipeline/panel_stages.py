@@ -262,7 +262,7 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     """The local search over the global choices on the train part: each candidate's panel objective
     (mean over series of the rolling choice's CV MASE, ``PanelFit.objective``, the tuning job's
     objective too); the best, and every candidate's score in ``tuning.json``. One per-series fit per
-    history forecasts every candidate, so it scores every ``family`` choice at that history
+    history and scale forecasts every candidate, so it scores every ``family`` choice at those
     (``report["objectives"]``: what a fit with that choice scores, as a test checks)."""
     from time import perf_counter
 
@@ -272,12 +272,13 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     started = perf_counter()
     panel, counterfactual = read_processed_panel(train_dir, freq=settings.data.freq)
     candidates = global_candidates(settings)
-    fits = {history: fit_panel(panel, settings, choice={"family": PER_SERIES, "history": history}, jobs=jobs,
-                               counterfactual=counterfactual)
-            for history in dict.fromkeys(c["history"] for c in candidates)}
+    fitting = dict.fromkeys((c["history"], c["scale"]) for c in candidates)
+    fits = {key: fit_panel(panel, settings, choice={"family": PER_SERIES, "history": key[0], "scale": key[1]},
+                           jobs=jobs, counterfactual=counterfactual)
+            for key in fitting}
     scored = []
     for candidate in candidates:
-        fitted = fits[candidate["history"]]
+        fitted = fits[candidate["history"], candidate["scale"]]
         if candidate["family"] == PER_SERIES:
             scored.append({"hyperparameters": candidate, "cv_mase": fitted.objective,
                            "families": fitted.report["families"], "seconds": fitted.report["seconds"]})
@@ -440,10 +441,12 @@ def export_backtest(cv, path: Path) -> Path:
 def settings_for(settings: Settings, choice: dict[str, str]) -> Settings:
     """The settings a global choice runs under: one family for every series (seasonal naive as the
     baseline, or an approved model's) forecasts that family alone, even one ``series.families`` lacks;
-    an approved model's history is allowed though this run's ``search.histories`` lacks it."""
-    name, history = choice.get("family", PER_SERIES), choice.get("history")
-    if history is not None and history not in settings.search.histories:
-        settings = replace(settings, search=replace(settings.search, histories=(*settings.search.histories, history)))
+    an approved model's history and scale are allowed though this run's ``search`` lacks them."""
+    name = choice.get("family", PER_SERIES)
+    for key, kept in (("history", "histories"), ("scale", "scales")):
+        value, allowed = choice.get(key), getattr(settings.search, kept)
+        if value is not None and value not in allowed:
+            settings = replace(settings, search=replace(settings.search, **{kept: (*allowed, value)}))
     if name in (PER_SERIES, COMBINATION):
         return settings
     return replace(settings, series=replace(settings.series, families=(name,)))

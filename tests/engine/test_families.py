@@ -17,6 +17,7 @@ from pipeline_code.engine.estimator import HarmonicArimaForecaster, ModelEstimat
 from pipeline_code.engine.evaluation import gate
 from pipeline_code.engine.families import combination, registry
 from pipeline_code.engine.families.base import Context, WindowForecasts
+from pipeline_code.engine.families.sf import to_log_scale
 from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.tuning import TuningError, parameter_ranges, tune
 
@@ -61,8 +62,8 @@ def test_the_artifact_section_forecasts_what_the_cv_fit_forecasts(name):
 
 def test_seasonal_arima_is_offered_for_short_seasons_only():
     """A 52-week seasonal ARIMA is slow and approximate: weekly data has no ``arima`` candidate."""
-    assert candidates_of("arima", MONTHLY_SETTINGS) == [{"family": "arima", "use_counterfactual_data": 1,
-                                                         "history": "window"}]
+    assert candidates_of("arima", MONTHLY_SETTINGS) == [
+        {"family": "arima", "use_counterfactual_data": 1, "history": "window", "scale": s} for s in ("log", "raw")]
     assert candidates_of("arima", Settings()) == []
 
 
@@ -172,6 +173,38 @@ def test_parameter_ranges_add_the_family_as_a_categorical():
     categorical = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
     assert categorical["family"] == list(Settings().search.families)
     assert categorical["history"] == ["all", "window"]
+    assert categorical["scale"] == ["log", "raw"]
+
+
+def test_a_raw_scale_forecast_becomes_the_log_normal_with_its_mean_and_variance():
+    mean, variance = np.array([[100.0, 50.0, 0.0, -3.0]]), np.array([[400.0, 2500.0, 1.0, 1.0]])
+    z, v = to_log_scale(mean, variance)
+    np.testing.assert_allclose(np.exp(z + v / 2)[0, :2], mean[0, :2])
+    np.testing.assert_allclose(((np.exp(v) - 1) * np.exp(2 * z + v))[0, :2], variance[0, :2])
+    assert np.isnan(z[0, 2:]).all() and np.isnan(v[0, 2:]).all()  # no log-normal has that mean
+
+
+def test_the_scale_is_a_tuned_choice_of_the_statsforecast_families():
+    """Both scales are candidates; a trend that is additive on the data's scale is forecast better
+    on it, and the raw fit's mean is the library's own forecast of the data."""
+    t = np.arange(144.0)
+    y = 200 + 1.5 * t + 20 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(1).normal(0, 2, t.size)
+    theta = registry.family("theta")
+    by_scale = {c["scale"]: c for c in candidates_of("theta", MONTHLY_SETTINGS) if c["history"] == "window"}
+    assert set(by_scale) == {"log", "raw"}
+    origins = np.arange(96, 133, 4)
+    actual = np.stack([y[o:o + 12] for o in origins])
+    errors = {s: np.abs(theta.fit_windows(y, c, origins, MONTHLY).mean() - actual).mean() for s, c in by_scale.items()}
+    assert errors["raw"] < errors["log"]
+    only_log = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search, scales=("log",)))
+    assert {c.get("scale") for c in candidates_of("ets", only_log)} == {"log"}
+
+
+def test_a_raw_scale_forecast_that_is_not_positive_fails_its_window_only():
+    y = np.concatenate([np.linspace(100, 2, 80), np.linspace(2, 100, 80)])  # down to the floor, then up
+    candidate = next(c for c in candidates_of("theta", MONTHLY_SETTINGS) if c["scale"] == "raw")
+    out = registry.family("theta").fit_windows(y, candidate, np.array([78, 160]), MONTHLY)
+    assert out.failed.tolist() == [True, False] and out.reason == "non-finite forecast"
 
 
 @pytest.mark.parametrize("name", ["seasonal_naive", "theta"])

@@ -152,16 +152,16 @@ def test_tuning_ranges_of_the_global_choices():
     assert set(ranges) == {"CategoricalParameterRanges", "IntegerParameterRanges", "ContinuousParameterRanges"}
     by_name = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
     assert by_name == {"family": ["per_series", "seasonal_naive", "ets", "theta", "combination"],
-                       "history": ["window", "all"]}
+                       "history": ["window", "all"], "scale": ["log", "raw"]}
     assert all(isinstance(v, str) for values in by_name.values() for v in values)
-    assert choice_from_hyperparameters({"family": "ets", "history": "all", "other": "1"}) == \
-        {"family": "ets", "history": "all"}
+    assert choice_from_hyperparameters({"family": "ets", "history": "all", "scale": "raw", "other": "1"}) == \
+        {"family": "ets", "history": "all", "scale": "raw"}
 
 
 def test_the_ets_model_space_of_a_panel_is_a_setting():
-    assert family_candidate("ets", settings(), "window")["model"] == "ZZZ"
-    assert family_candidate("ets", settings(ets_model="AZZ"), "all") == \
-        {"family": "ets", "use_counterfactual_data": 1, "history": "all", "model": "AZZ"}
-    assert "model" not in family_candidate("theta", settings(ets_model="AZZ"), "window")
+    assert family_candidate("ets", settings(), "window", "log")["model"] == "ZZZ"
+    assert family_candidate("ets", settings(ets_model="AZZ"), "all", "raw") == \
+        {"family": "ets", "use_counterfactual_data": 1, "history": "all", "scale": "raw", "model": "AZZ"}
+    assert "model" not in family_candidate("theta", settings(ets_model="AZZ"), "window", "log")
     with pytest.raises(SettingsError, match="series.ets_model"):
         settings(ets_model="AXZ")

@@ -230,7 +230,7 @@ def test_a_panel_is_fitted_on_the_documents_instances_with_its_global_choices_tu
     assert settings.min_observations() > 30 and settings.data.freq == "MS"
     assert started["shards"] == 3
     assert started["parameterRanges"] == settings.panel_parameter_ranges()
-    assert [r["Name"] for r in started["parameterRanges"]["CategoricalParameterRanges"]] == ["family", "history"]
+    assert [r["Name"] for r in started["parameterRanges"]["CategoricalParameterRanges"]] == ["family", "history", "scale"]
 
 
 def test_a_panel_never_gets_more_instances_than_series(world):

@@ -114,7 +114,7 @@ def test_reports_cut_long_item_lists(monkeypatch):
 def test_global_candidates_are_the_tuning_jobs_ranges():
     candidates = global_candidates(SETTINGS)
     assert {c["family"] for c in candidates} == {"per_series", "seasonal_naive", "theta", "combination"}
-    assert len(candidates) == 4 * len(SETTINGS.search.histories)
+    assert len(candidates) == 4 * len(SETTINGS.search.histories) * len(SETTINGS.search.scales)
     assert all(parse_panel_hyperparameters(c, SETTINGS) == c for c in candidates)
 
 
@@ -125,6 +125,8 @@ def test_one_family_for_every_series_runs_that_family_alone():
     window_only = SETTINGS.merged({"search": {"histories": ["window"]}})
     approved = settings_for(window_only, {"family": "theta", "history": "all"})
     assert approved.search.histories == ("window", "all") and approved.series.families == ("theta",)
+    log_only = SETTINGS.merged({"search": {"scales": ["log"]}})
+    assert settings_for(log_only, {"family": "theta", "scale": "raw"}).search.scales == ("log", "raw")
 
 
 @pytest.mark.parametrize("raw, message", [

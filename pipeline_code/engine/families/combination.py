@@ -1,6 +1,6 @@
 """Combinations of candidates: equal weights of the best k members, and weights fitted on CV errors
 (non-negative least squares, shrunk toward equal weights). The members are the best candidate of each
-family and training history (``history``: the window or all of it), so a family fitted on all
+family and training history (``history``: the window or all of it; its best scale), so a family fitted on all
 history competes beside the same family on the window: their errors differ (measured in
 bench/results/accuracy.md's notes). A combination is a candidate too:
 ``{"family": "combination", "members": [candidate, ...], "weights": [w, ...]}``; its artifact

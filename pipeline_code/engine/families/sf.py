@@ -1,7 +1,9 @@
 """Families fitted with statsforecast (training image only): every CV window is one series of a single
 ``StatsForecast.forecast`` call, so the library batches (and, with ``jobs`` > 1, parallelises) them.
 
-Each fits log(y). The final fit stores the forecast path up to ``Context.periods`` steps as a ``path``
+Each fits log(y) or y itself, a tuned choice (``search.scales``); a fit on y is brought to the log
+scale by matching a log-normal's mean and variance, so every family hands the engine log-scale
+forecasts. The final fit stores the forecast path up to ``Context.periods`` steps as a ``path``
 section: serving needs no model code, at the price of not forecasting past that many periods (the
 serving app's ``max_periods`` caps requests anyway). The model variance is read off the model's own
 95% interval.
@@ -22,6 +24,7 @@ from pipeline_code.engine.settings import Settings
 
 Z95 = 1.959963984540054
 PATH = "path"
+LOG, RAW = "log", "raw"
 Exog = Callable[[np.ndarray], np.ndarray]  # absolute time index -> regressor columns
 
 
@@ -32,6 +35,26 @@ def _statsforecast():
     except ImportError as err:  # pragma: no cover - depends on the image
         raise FamilyError("statsforecast is needed for this family: pip install '.[train]'") from err
     return StatsForecast, models
+
+
+def to_log_scale(mean: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The log-normal with this mean and variance, as its log-scale centre and variance (moment
+    matching: v = log(1 + variance / mean^2), z = log(mean) - v / 2). A mean that is not positive
+    gives NaN: the window is scored as failed."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        positive = mean > 0
+        v = np.where(positive, np.log1p(variance / np.where(positive, mean, 1.0) ** 2), np.nan)
+        z = np.where(positive, np.log(np.where(positive, mean, 1.0)) - 0.5 * v, np.nan)
+    return z, v
+
+
+def _scaled(y: np.ndarray, candidate: dict[str, Any]) -> np.ndarray:
+    """The series on the candidate's scale (log by default: the scale before the choice existed)."""
+    scale = candidate.get("scale", LOG)
+    if scale not in (LOG, RAW):
+        raise ValueError(f"scale must be {LOG!r} or {RAW!r}, got {scale!r}")
+    y = np.asarray(y, float)
+    return np.log(y) if scale == LOG else y
 
 
 def _forecast(model: Any, z: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int,
@@ -83,39 +106,44 @@ class StatsforecastFamily:
 
     def candidates(self, settings: Settings) -> list[dict[str, Any]]:
         histories = [h for h in self.histories if h in settings.search.histories]
-        return [{"family": self.name, "use_counterfactual_data": 1, "history": h, **o}
-                for h in histories for o in self.options(settings)]
+        return [{"family": self.name, "use_counterfactual_data": 1, "history": h, "scale": s, **o}
+                for h in histories for s in settings.search.scales for o in self.options(settings)]
+
+    def _fit(self, model, x, starts, ends, horizon, jobs, exog, scale) -> tuple[np.ndarray, np.ndarray]:
+        """Log-scale centre and variance from a fit of ``x`` (the series on ``scale``)."""
+        centre, variance = _forecast(model, x, starts, ends, horizon, jobs, exog)
+        return (centre, variance) if scale == LOG else to_log_scale(centre, variance)
 
     def fit_windows(self, y, candidate, origins, ctx: Context) -> WindowForecasts:
-        z = np.log(np.asarray(y, float))
+        x, scale = _scaled(y, candidate), candidate.get("scale", LOG)
         starts = history_starts(origins, ctx.window, candidate.get("history", WINDOW))
         model, exog = self.model(candidate, ctx), self.exog(candidate, ctx)
         try:
-            centre, variance = _forecast(model, z, starts, origins, ctx.horizon, ctx.jobs, exog)
+            centre, variance = self._fit(model, x, starts, origins, ctx.horizon, ctx.jobs, exog, scale)
             return WindowForecasts.from_rows(origins, centre, variance)
         except FamilyError:
             raise
         except Exception:  # noqa: BLE001 - one bad window fails the batch: retry window by window
-            return self._one_by_one(model, z, starts, origins, ctx, exog)
+            return self._one_by_one(model, x, starts, origins, ctx, exog, scale)
 
-    def _one_by_one(self, model, z, starts, origins, ctx: Context, exog) -> WindowForecasts:
+    def _one_by_one(self, model, x, starts, origins, ctx: Context, exog, scale) -> WindowForecasts:
         centre = np.full((origins.size, ctx.horizon), np.nan)
         variance = np.full_like(centre, np.nan)
         reason = None
         for i in range(origins.size):
             try:
-                c, v = _forecast(model, z, starts[i:i + 1], origins[i:i + 1], ctx.horizon, 1, exog)
+                c, v = self._fit(model, x, starts[i:i + 1], origins[i:i + 1], ctx.horizon, 1, exog, scale)
                 centre[i], variance[i] = c[0], v[0]
             except Exception as err:  # noqa: BLE001 - scored as a failed window
                 reason = reason or f"{type(err).__name__}: {err}"
         return WindowForecasts.from_rows(origins, centre, variance, reason)
 
     def fit_final(self, y, candidate, ctx: Context) -> Section:
-        z = np.log(np.asarray(y, float))
-        end = np.array([z.size])
-        start = history_starts(end, min(ctx.window, z.size), candidate.get("history", WINDOW))
-        centre, variance = _forecast(self.model(candidate, ctx), z, start, end, ctx.periods, ctx.jobs,
-                                     self.exog(candidate, ctx))
+        x = _scaled(y, candidate)
+        end = np.array([x.size])
+        start = history_starts(end, min(ctx.window, x.size), candidate.get("history", WINDOW))
+        centre, variance = self._fit(self.model(candidate, ctx), x, start, end, ctx.periods, ctx.jobs,
+                                     self.exog(candidate, ctx), candidate.get("scale", LOG))
         if not (np.all(np.isfinite(centre)) and np.all(np.isfinite(variance))):
             raise FamilyError(f"{self.name}: the final fit's forecast is not finite")
         return Section(PATH, dict(candidate), {"centre": centre[0], "variance": variance[0]})
