@@ -219,7 +219,7 @@ def _best_per_family(candidates: list[dict]) -> dict[str, dict]:
 def _describe(hp: dict) -> str:
     if hp["family"] != "combination":
         return json.dumps(hp)
-    members = ", ".join(f"{m['family']}{'/' + m['history'] if 'history' in m else ''} {w:.2f}"
+    members = ", ".join("/".join(str(m[k]) for k in ("family", "history", "scale") if k in m) + f" {w:.2f}"
                         for m, w in zip(hp["members"], hp["weights"]))
     return f"combination ({hp['kind']}): {members}"
 

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline_code.engine.settings import HISTORIES, SCALES
+
 from .accuracy_bench import machine, versions
 from .machine import RESULTS
 from .panel_data import (
@@ -293,12 +295,12 @@ def run(args: argparse.Namespace) -> dict:
 
 
 # The global choices tried on the data before the first cutoff (engine/panel_fit.py): one per-series
-# fit per history (each series chooses among ``series.families`` and their combination by its own CV
+# fit per history and scale (each series chooses among ``series.families`` and their combination by its own CV
 # MASE) forecasts every candidate, and its report scores every ``family`` choice (per series, one
-# family for all, the combination) from those forecasts; ``--histories`` lists the statsforecast
-# families' histories tried ("all" costs several times the window's on these long series).
+# family for all, the combination) from those forecasts; ``--histories`` and ``--scales`` list the
+# statsforecast families' histories and scales tried ("all" costs several times the window's on these
+# long series).
 FAMILY_CHOICE = "per_series"
-HISTORIES = ("window", "all")
 
 
 def panel_settings(task: Task, families: list[str] | None = None):
@@ -332,13 +334,15 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
                     if months_between(s.timestamps[0], first) > 0}, panel.freq, single=False)
     tuning, fit_seconds = [], {}
     for history in args.histories:
-        started = time.perf_counter()
-        fit = fit_panel(before, settings, choice={"family": FAMILY_CHOICE, "history": history}, jobs=args.jobs)
-        fit_seconds[history] = time.perf_counter() - started
-        tuning += [{"choice": {"family": family, "history": history}, "objective_mase": objective}
-                   for family, objective in fit.report["objectives"].items()]
-        print(f"ours: {history}: objectives {fit.report['objectives']} in {fit_seconds[history]:.0f} s",
-              file=sys.stderr, flush=True)
+        for scale in args.scales:
+            started, key = time.perf_counter(), f"{history}/{scale}"
+            fit = fit_panel(before, settings, choice={"family": FAMILY_CHOICE, "history": history, "scale": scale},
+                            jobs=args.jobs)
+            fit_seconds[key] = time.perf_counter() - started
+            tuning += [{"choice": {"family": family, "history": history, "scale": scale}, "objective_mase": objective}
+                       for family, objective in fit.report["objectives"].items()]
+            print(f"ours: {key}: objectives {fit.report['objectives']} in {fit_seconds[key]:.0f} s",
+                  file=sys.stderr, flush=True)
     best = min(tuning, key=lambda t: t["objective_mase"] if np.isfinite(t["objective_mase"]) else np.inf)
     started = time.perf_counter()
     cv = backtest_panel(panel, settings, choice=best["choice"], cutoffs=task.cutoffs, jobs=args.jobs)
@@ -365,8 +369,8 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
         f" {settings.series.cutoffs} selection cutoffs"
         f" {settings.series.cutoff_step or settings.data.horizon} months apart before each evaluation cutoff).",
         "- Global choice tuned by `fit_panel`'s objectives (rolling-choice mean CV MASE of each `family`"
-        f" choice, one per-series fit per history) on the data before {first}: "
-        + "; ".join(f"{t['choice']['family']}/{t['choice']['history']} {t['objective_mase']:.4f}" for t in tuning)
+        f" choice, one per-series fit per history and scale) on the data before {first}: "
+        + "; ".join("/".join(t["choice"].values()) + f" {t['objective_mase']:.4f}" for t in tuning)
         + f". Chosen: {best['choice']}. Fits before the cutoff: "
         + ", ".join(f"{h} {s:.0f} s" for h, s in fit_seconds.items()) + ".",
         "- Models that forecast the scored pairs: " + ", ".join(f"{k} {v}" for k, v in sorted(families.items())) + ".",
@@ -462,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cached-only", action="store_true", help="only the contenders already cached")
     parser.add_argument("--histories", nargs="+", choices=HISTORIES, default=list(HISTORIES),
                         help="ours: the statsforecast families' histories to choose between before the first cutoff")
+    parser.add_argument("--scales", nargs="+", choices=SCALES, default=list(SCALES),
+                        help="ours: the statsforecast families' scales to choose between before the first cutoff")
     parser.add_argument("--families", nargs="+", default=None,
                         help="ours: series.families (default: the engine's)")
     parser.add_argument("--ran", nargs="+", default=[], metavar="ARGS",

@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in result.timings.items()]
     lines += [f"| whole run | {wall:.1f} |", "", f"- CPU seconds of the whole run (with workers): {cpu:.0f}",
               f"- Tune: {len(tuning['candidates'])} global choices scored by"
-              f" {len({str(c['hyperparameters'].get('history')) for c in tuning['candidates']})} per-series fits"
-              f" (one per history); best {tuning['hyperparameters']}"
+              f" {len({(c['hyperparameters'].get('history'), c['hyperparameters'].get('scale')) for c in tuning['candidates']})}"
+              f" per-series fits (one per history and scale); best {tuning['hyperparameters']}"
               f" (panel CV MASE {tuning['cv_mase']:.3f})",
               f"- Gate: {evaluation['gate']['reason']}"]
     for name in ("challenger", "seasonal_naive"):
