@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline_code.engine.settings import MODEL_VERSION_ENV
 from stacks import naming
 from pipeline_code.pipeline.layout import LATEST_BACKTEST as LATEST_BACKTEST_KEY
 from stacks.asl import SDK, SNS_PUBLISH, States, initial_retries
@@ -131,6 +132,8 @@ def build_deploy_definition(settings: InfraSettings, refs: Refs) -> dict[str, An
             "runId.$": "$.package.runId",
             "model.$": naming.deploy_format_expr(s, "model"),
             "config.$": naming.deploy_format_expr(s, "endpoint_config"),
+            # The package's version, for the container to report (Environment values are strings).
+            "environment": {f"{MODEL_VERSION_ENV}.$": "States.Format('{}', $.package.version)"},
         },
         "ResultPath": "$.names",
         "Next": "CreateModel",
@@ -145,7 +148,9 @@ def build_deploy_definition(settings: InfraSettings, refs: Refs) -> dict[str, An
             "PrimaryContainer": {
                 "Image.$": "$.package.container.Image",
                 "ModelDataUrl.$": "$.package.container.ModelDataUrl",
-                "Environment.$": "$.package.container.Environment",
+                # The package's environment plus the version (intrinsics: States.JsonMerge, shallow)
+                # https://docs.aws.amazon.com/step-functions/latest/dg/intrinsic-functions.html#asl-intrsc-func-json-manipulate
+                "Environment.$": "States.JsonMerge($.package.container.Environment, $.names.environment, false)",
             },
             "Tags": tags,
         },

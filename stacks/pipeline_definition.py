@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_code.engine.settings import SETTINGS_CHANNEL
+from pipeline_code.engine.settings import MAX_PERIODS_ENV, SETTINGS_CHANNEL
 from pipeline_code.entrypoints.sagemaker_paths import HYPERPARAMETERS_ENV
 from pipeline_code.pipeline import layout
 from stacks import naming
@@ -162,7 +162,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
     # Every job reads the run's document (docs/design.md, "The run document"): processing and
     # evaluation from their "settings" input, training from its "settings" channel.
     settings_input = processing_input(SETTINGS_CHANNEL, runs_uri(layout.RUN_DOCUMENT), SETTINGS_CHANNEL)
-    model_env = {"FORECAST_MAX_PERIODS": str(s.max_periods)}
+    model_env = {MAX_PERIODS_ENV: str(s.max_periods)}
     evaluation_report = layout.EVALUATION_REPORT + layout.EVALUATION_FILE
     eval_key = f"States.Format('{layout.run_key('{}', evaluation_report)}', $.runId)"
     report = "$.evaluationReport.json"

@@ -21,7 +21,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from pipeline_code.engine.settings import MAX_ITEM_ID_LENGTH
+from pipeline_code.engine.settings import MAX_ITEM_ID_LENGTH, MAX_PERIODS_ENV
 from pipeline_code.serving.request import (
     CONF_PATTERN,
     INT_PATTERN,
@@ -158,7 +158,7 @@ class ServingApi(Construct):
             runtime=lambda_.Runtime.PYTHON_3_13,
             environment={
                 "ENDPOINT_NAME": settings.endpoint_name,
-                "FORECAST_MAX_PERIODS": str(settings.max_periods),
+                MAX_PERIODS_ENV: str(settings.max_periods),
                 "INVOKE_CONNECT_TIMEOUT": str(INVOKE_CONNECT_TIMEOUT_SECONDS),
                 "INVOKE_READ_TIMEOUT": str(INVOKE_READ_TIMEOUT_SECONDS),
                 "INVOKE_MAX_ATTEMPTS": str(INVOKE_MAX_ATTEMPTS),

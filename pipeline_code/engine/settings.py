@@ -244,6 +244,9 @@ class SeriesSettings:
 # The serving limit's environment variable (the endpoint's and the invoke Lambda's) and its range.
 MAX_PERIODS_ENV = "FORECAST_MAX_PERIODS"
 MAX_PERIODS_LIMIT = 10_000
+# The served model package's version, which the deploy state machine sets on the SageMaker model (a
+# training job cannot know it: the registry numbers the package after training).
+MODEL_VERSION_ENV = "FORECAST_MODEL_VERSION"
 
 
 @dataclass(frozen=True, kw_only=True)

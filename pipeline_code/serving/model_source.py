@@ -6,16 +6,21 @@
   ``{"version": "v0003", "path": "versions/v0003/model"}``, the path relative to the registry folder
   (a folder containing ``registry/approved.json``, such as a pipeline workdir, works too): serve the
   approved version.
+
+An artifact folder's version is ``$FORECAST_MODEL_VERSION`` when set (the deploy state machine sets
+the model package's version on the SageMaker model), else its metadata's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline_code.engine.core.artifact import MODEL_JSON
 from pipeline_code.engine.core.panel_artifact import PANEL_JSON
+from pipeline_code.engine.settings import MODEL_VERSION_ENV
 
 APPROVED_JSON = "approved.json"
 
@@ -49,8 +54,8 @@ def resolve_model(folder: str | Path) -> ResolvedModel:
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelSourceError(f"model folder {str(folder)!r} does not exist", "the model folder does not exist")
-    if _is_model(folder):
-        return ResolvedModel(path=folder)
+    if _is_model(folder):  # a SageMaker endpoint's model: its version comes from the environment
+        return ResolvedModel(path=folder, version=os.environ.get(MODEL_VERSION_ENV) or None)
     for registry in (folder, folder / "registry"):
         if (registry / APPROVED_JSON).is_file() or (registry / "versions").is_dir():
             return _approved(registry)

@@ -71,6 +71,8 @@ def test_the_cloud_path_serves_the_local_pipelines_forecast(name, world, tmp_pat
     local_model = local.version.model_dir
     # The same numbers and model; the training time and the registry's version stamp are each path's own.
     assert without_volatile(cloud.served()) == without_volatile(serve_locally(local_model, request_for(series)))
+    # The deployed package's version, set on the SageMaker model by the deploy state machine.
+    assert cloud.served()["model"]["version"] == str(world.packages()[-1]["ModelPackageVersion"])
 
     cloud_model = registered_model(world, tmp_path)
     assert files(cloud_model) == files(local_model)
