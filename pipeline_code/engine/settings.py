@@ -98,8 +98,9 @@ class SearchSpace:
     # Model families searched (engine/families/registry.py). "arima_fourier" (statsforecast AutoARIMA
     # with Fourier regressors) and "tbats" are available but not defaults: each costs seconds per CV
     # split on weekly data, and "harmonic_arima" already is a regression on Fourier terms with ARIMA
-    # errors, batched over the splits.
-    families: tuple[str, ...] = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl")
+    # errors, batched over the splits. "arima" (seasonal ARIMA) offers candidates for seasons up to 24
+    # only (monthly, quarterly: about a second per split), none for weekly data.
+    families: tuple[str, ...] = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima")
     # Training history of the statsforecast families, itself tuned: the CV window, or all history.
     histories: tuple[str, ...] = ("window", "all")
     # The scale the statsforecast families fit on, itself tuned: the log of the series, or the series

@@ -14,7 +14,10 @@ def test_search_space_is_the_full_grid():
     assert len(candidates) == 80
     assert {c["fourier_k"] for c in candidates} == set(range(1, 11))
     others = {c["family"] for c in candidate_space(Settings())} - {"harmonic_arima"}
-    assert others == set(Settings().search.families) - {"harmonic_arima"}
+    # seasonal ARIMA offers no candidate for a 52-week season; a monthly one has every family
+    assert others == set(Settings().search.families) - {"harmonic_arima", "arima"}
+    monthly = replace(Settings(), data=replace(Settings().data, season_length=12))
+    assert {c["family"] for c in candidate_space(monthly)} == set(Settings().search.families)
 
 
 def test_monthly_season_limits_the_fourier_orders():
