@@ -28,7 +28,7 @@ Protocol (docs/design.md, "Accuracy protocol"; issue 10, "Figures"):
   the mean over series; coverage and WAPE are over every scored month of the panel.
 
 Each contender's forecasts are cached under ``--cache`` (a rerun reuses them; ``--fresh`` refits).
-Writes ``bench/results/panel_accuracy.md`` and ``panel_accuracy.json``.
+Writes ``bench/results/panel_accuracy.md`` (with ``panel_accuracy.notes.md`` appended) and ``panel_accuracy.json``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ from pipeline_code.engine.settings import HISTORIES, SCALES
 
 from .accuracy_bench import machine, versions
 from .machine import RESULTS
+
+NOTES = RESULTS / "panel_accuracy.notes.md"  # what was tried, appended to the table
 from .panel_data import (
     MONTHS, MonthlySeries, add_months, months_between, observed, us_employment_rows, write_long_csv,
 )
@@ -449,6 +451,8 @@ def markdown(report: dict) -> str:
         lines += ["", "Not run in this table: " + "; ".join(missing) + "."]
     if report.get("ours"):
         lines += ["", "## Ours", "", *report["ours"].get("notes", [])]
+    if NOTES.exists():
+        lines += ["", "## Notes", "", NOTES.read_text().rstrip()]
     lines.append("")
     return "\n".join(lines)
 
