@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "pipeline_code" / "data" / "us_gasoline.csv"
 # The deployment's tuning job (cdk context `forecast-mlops:tuning`): at most this many training jobs.
 TUNING = {"max_jobs": 4, "max_parallel_jobs": 2, "strategy": "Bayesian", "use_spot": False}
-ONE_FAMILY = {"families": ["harmonic_arima"], "histories": ["window"], "combination_sizes": [], "selection_splits": 10}
+ONE_FAMILY = {"families": ["harmonic_arima"], "histories": ["window"], "scales": ["log"], "combination_sizes": [],
+              "selection_splits": 10}
 
 
 def search(**space: Any) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def panel_csv(items: dict[str, tuple[date, int]], seed: int) -> bytes:
 PANEL_ITEMS = {f"sku-{n}": (date(2010 + n % 3, 1, 1), 168 - 12 * (n % 3)) for n in range(1, 7)}
 PANEL = {"name": "skus.csv", "data": panel_csv(PANEL_ITEMS, seed=40),
          "settings": {"data": {"freq": "MS", "season_length": 12, "horizon": 12},
-                      "gate": {"eval_origins": 4}, "search": {"histories": ["window"]},
+                      "gate": {"eval_origins": 4}, "search": {"histories": ["window"], "scales": ["log"]},
                       "series": {"instances": 2, "families": ["seasonal_naive", "harmonic_arima"], "cutoffs": 2}},
          "request": {"item_id": "sku-4", "periods": 12, "conf": 0.8}}
 
