@@ -48,13 +48,21 @@ def to_log_scale(mean: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np
     return z, v
 
 
-def _scaled(y: np.ndarray, candidate: dict[str, Any]) -> np.ndarray:
-    """The series on the candidate's scale (log by default: the scale before the choice existed)."""
+def _scaled(y: np.ndarray, candidate: dict[str, Any]) -> tuple[np.ndarray, str]:
+    """The series on the candidate's scale, and the scale (log by default: the scale before the
+    choice existed)."""
     scale = candidate.get("scale", LOG)
     if scale not in (LOG, RAW):
         raise ValueError(f"scale must be {LOG!r} or {RAW!r}, got {scale!r}")
     y = np.asarray(y, float)
-    return np.log(y) if scale == LOG else y
+    return (np.log(y) if scale == LOG else y), scale
+
+
+def _fit(model: Any, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int, jobs: int,
+         exog: Exog | None, scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """Log-scale centre and variance from one StatsForecast call on ``x`` (the series on ``scale``)."""
+    centre, variance = _forecast(model, x, starts, ends, horizon, jobs, exog)
+    return (centre, variance) if scale == LOG else to_log_scale(centre, variance)
 
 
 def _forecast(model: Any, z: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int,
@@ -109,17 +117,12 @@ class StatsforecastFamily:
         return [{"family": self.name, "use_counterfactual_data": 1, "history": h, "scale": s, **o}
                 for h in histories for s in settings.search.scales for o in self.options(settings)]
 
-    def _fit(self, model, x, starts, ends, horizon, jobs, exog, scale) -> tuple[np.ndarray, np.ndarray]:
-        """Log-scale centre and variance from a fit of ``x`` (the series on ``scale``)."""
-        centre, variance = _forecast(model, x, starts, ends, horizon, jobs, exog)
-        return (centre, variance) if scale == LOG else to_log_scale(centre, variance)
-
     def fit_windows(self, y, candidate, origins, ctx: Context) -> WindowForecasts:
-        x, scale = _scaled(y, candidate), candidate.get("scale", LOG)
+        x, scale = _scaled(y, candidate)
         starts = history_starts(origins, ctx.window, candidate.get("history", WINDOW))
         model, exog = self.model(candidate, ctx), self.exog(candidate, ctx)
         try:
-            centre, variance = self._fit(model, x, starts, origins, ctx.horizon, ctx.jobs, exog, scale)
+            centre, variance = _fit(model, x, starts, origins, ctx.horizon, ctx.jobs, exog, scale)
             return WindowForecasts.from_rows(origins, centre, variance)
         except FamilyError:
             raise
@@ -132,18 +135,18 @@ class StatsforecastFamily:
         reason = None
         for i in range(origins.size):
             try:
-                c, v = self._fit(model, x, starts[i:i + 1], origins[i:i + 1], ctx.horizon, 1, exog, scale)
+                c, v = _fit(model, x, starts[i:i + 1], origins[i:i + 1], ctx.horizon, 1, exog, scale)
                 centre[i], variance[i] = c[0], v[0]
             except Exception as err:  # noqa: BLE001 - scored as a failed window
                 reason = reason or f"{type(err).__name__}: {err}"
         return WindowForecasts.from_rows(origins, centre, variance, reason)
 
     def fit_final(self, y, candidate, ctx: Context) -> Section:
-        x = _scaled(y, candidate)
+        x, scale = _scaled(y, candidate)
         end = np.array([x.size])
         start = history_starts(end, min(ctx.window, x.size), candidate.get("history", WINDOW))
-        centre, variance = self._fit(self.model(candidate, ctx), x, start, end, ctx.periods, ctx.jobs,
-                                     self.exog(candidate, ctx), candidate.get("scale", LOG))
+        centre, variance = _fit(self.model(candidate, ctx), x, start, end, ctx.periods, ctx.jobs,
+                                self.exog(candidate, ctx), scale)
         if not (np.all(np.isfinite(centre)) and np.all(np.isfinite(variance))):
             raise FamilyError(f"{self.name}: the final fit's forecast is not finite")
         return Section(PATH, dict(candidate), {"centre": centre[0], "variance": variance[0]})
