@@ -309,6 +309,11 @@ def markdown(report: dict) -> str:
                   sorted(r["tuning"]["best_per_family"].items(), key=lambda kv: kv[1]["cv_mse"])]
         if r["tuning"]["failures"]:
             lines += [f"- failed: {r['tuning']['failures']}"]
+        per_split = r["tuning"].get("seconds_per_split") or {}
+        if per_split:
+            lines += ["", "Seconds per CV split of each family while tuning (a candidate's seconds / its splits,"
+                      " averaged over the family's candidates): "
+                      + ", ".join(f"{fam} {v:.4f}" for fam, v in per_split.items()) + "."]
         others_variants = sorted((k for k in m if "[" in k and k not in r["best_variant"].values()),
                                  key=lambda k: m[k]["mase"])
         lines += ["", "Other baseline variants: " + "; ".join(f"{k} {m[k]['mase']:.4f}" for k in others_variants)]
