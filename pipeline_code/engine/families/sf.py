@@ -20,11 +20,11 @@ import numpy as np
 from pipeline_code.engine.families.base import (
     ALL, WINDOW, Context, FamilyError, Section, WindowForecasts, history_starts,
 )
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.settings import SCALES, Settings
 
 Z95 = 1.959963984540054
 PATH = "path"
-LOG, RAW = "log", "raw"
+LOG, RAW = SCALES  # the series' log, or the series itself (settings.SCALES)
 Exog = Callable[[np.ndarray], np.ndarray]  # absolute time index -> regressor columns
 
 
@@ -52,8 +52,8 @@ def _scaled(y: np.ndarray, candidate: dict[str, Any]) -> tuple[np.ndarray, str]:
     """The series on the candidate's scale, and the scale (log by default: the scale before the
     choice existed)."""
     scale = candidate.get("scale", LOG)
-    if scale not in (LOG, RAW):
-        raise ValueError(f"scale must be {LOG!r} or {RAW!r}, got {scale!r}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     y = np.asarray(y, float)
     return (np.log(y) if scale == LOG else y), scale
 
