@@ -133,13 +133,19 @@ def cross_validate_candidate(
 
 
 def window_forecasts(data: dict[bool, np.ndarray], candidate: dict, origins: np.ndarray,
-                     ctx: Context) -> WindowForecasts:
-    """Forecasts of a candidate (or a combination's members, combined) from every window."""
+                     ctx: Context, pooled: dict[str, np.ndarray] | None = None) -> WindowForecasts:
+    """Forecasts of a candidate (or a combination's members, combined) from every window. ``pooled``:
+    a panel's summed statistics per origin for its pooled families (family name -> array), which
+    they fit on instead of the series' own."""
     if candidate["family"] == COMBINATION:
-        members = [window_forecasts(data, m, origins, ctx) for m in candidate["members"]]
+        members = [window_forecasts(data, m, origins, ctx, pooled) for m in candidate["members"]]
         return combine(members, candidate["weights"])
     y = np.asarray(data[bool(int(candidate.get("use_counterfactual_data", 1)))], dtype=float)
-    return family(candidate["family"]).fit_windows(y, candidate, origins, ctx)
+    shared = (pooled or {}).get(candidate["family"])
+    fitter = family(candidate["family"])
+    if shared is None:
+        return fitter.fit_windows(y, candidate, origins, ctx)
+    return fitter.fit_windows(y, candidate, origins, ctx, pooled=shared)
 
 
 def is_batched(candidate: dict) -> bool:

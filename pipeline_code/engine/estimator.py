@@ -57,15 +57,19 @@ def calibration_origins(n: int, candidate: dict[str, Any], ctx: Context, *, step
     return grid if is_batched(candidate) else grid[-(calibration_splits(candidate) + SCALE_WINDOW):]
 
 
-def final_section(data: dict[bool, np.ndarray], candidate: dict[str, Any], ctx: Context) -> Section:
-    """The candidate fitted on all of its data (each member, for a combination)."""
+def final_section(data: dict[bool, np.ndarray], candidate: dict[str, Any], ctx: Context,
+                  pooled: dict[str, np.ndarray] | None = None) -> Section:
+    """The candidate fitted on all of its data (each member, for a combination); ``pooled`` as in
+    ``cv.window_forecasts``, one statistics matrix per pooled family."""
     if candidate["family"] == combination.COMBINATION:
         return combination.section([
-            (member, float(w), final_section(data, member, ctx), member["family"])
+            (member, float(w), final_section(data, member, ctx, pooled), member["family"])
             for member, w in zip(candidate["members"], candidate["weights"])
         ])
     y = data[bool(int(candidate.get("use_counterfactual_data", 1)))]
-    return family(candidate["family"]).fit_final(y, candidate, ctx)
+    shared = (pooled or {}).get(candidate["family"])
+    fitter = family(candidate["family"])
+    return fitter.fit_final(y, candidate, ctx) if shared is None else fitter.fit_final(y, candidate, ctx, pooled=shared)
 
 
 class ModelEstimator:

@@ -1,13 +1,18 @@
 """Fit and backtest a panel (many series): a model per series chosen by its CV MASE on cutoffs shared
 by the panel (or one global specification), intervals calibrated on the panel's pooled normalised
 errors, series spread over processes. Cost is linear in the number of series: each series is fitted
-on its own; only the calibration pool (at most ``panel_cv.POOL_ROWS`` rows) is panel-wide.
+on its own; what is panel-wide is the calibration pool (at most ``panel_cv.POOL_ROWS`` rows) and the
+pooled families' statistics (``global_ar``: one small matrix per cutoff, summed over the series
+before the workers start).
 
 The global choices, a plain dict the tuning job may tune (``panel_parameter_ranges``):
 
 - ``family``: ``"per_series"`` (each series chooses among ``series.families`` and their equal-weight
-  combination), or one of those (``"combination"`` included) for every series;
-- ``history``: what the statsforecast families train on, ``"window"`` (the CV window) or ``"all"``.
+  combination), or one of those (``"combination"`` included) for every series, or the equal-weight
+  pair of two families (``"ets+global_ar"``; ``Settings.panel_pairs``);
+- ``history``: what the statsforecast families and the global AR train on, ``"window"`` (the CV
+  window) or ``"all"``;
+- ``scale``: what the statsforecast families fit, the log of the series or the series.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -40,6 +45,7 @@ CALIBRATION_METHOD = ("pooled panel conformal: the rolling choice's log errors o
                       "model standard deviation")
 ETS = AutoETS.name
 _PLAN: dict[str, Plan] = {}
+Task = tuple[str, np.ndarray, np.ndarray, int]
 
 
 @dataclass
@@ -192,10 +198,10 @@ def panel_candidates(settings: Settings, choice: dict[str, str]) -> tuple[dict[s
     fallback = settings.series.fallback
     candidates = {name: family_candidate(name, settings, choice["history"], choice["scale"])
                   for name in dict.fromkeys([*names, fallback])}
-    if len(names) > 1:
-        members = [candidates[n] for n in names]
-        candidates[COMBINATION] = {"family": COMBINATION, "kind": "equal", "members": members,
-                                   "weights": [round(1.0 / len(names), 12)] * len(names)}
+    groups = {**({COMBINATION: tuple(names)} if len(names) > 1 else {}), **settings.panel_pairs()}
+    for key, group in groups.items():
+        candidates[key] = {"family": COMBINATION, "kind": "equal", "members": [candidates[n] for n in group],
+                           "weights": [round(1.0 / len(group), 12)] * len(group)}
     if choice["family"] == PER_SERIES:
         keys = tuple([*names, *([COMBINATION] if len(names) > 1 else [])])
     else:
@@ -244,7 +250,9 @@ def run_panel(panel: Any, settings: Settings, choice: dict[str, str], evaluation
     start = min(panel.series[i].timestamps[0] for i in panel.items)
     axis = Axis(start, panel.freq, dates)
     plan = _plan(settings, choice, axis, [] if final else whens, selections, fit=final and fit)
-    return _run_all(panel, plan, axis, counterfactual or {}, jobs), axis, plan
+    tasks = _tasks(panel, axis, counterfactual or {})
+    plan = replace(plan, pooled=_pooled(plan, tasks))
+    return _run_all(tasks, plan, jobs), axis, plan
 
 
 def _plan(settings: Settings, choice: dict[str, str], axis: Axis, whens: list[date],
@@ -258,14 +266,38 @@ def _plan(settings: Settings, choice: dict[str, str], axis: Axis, whens: list[da
     return Plan(candidates, keys, fallback, numbers, evaluations, ctx, fit)
 
 
-def _run_all(panel: Any, plan: Plan, axis: Axis, counterfactual: dict[str, np.ndarray], jobs: int
-             ) -> dict[str, Outcome]:
+def _tasks(panel: Any, axis: Axis, counterfactual: dict[str, np.ndarray]) -> list[Task]:
+    """Per series: its id, observed and target values, and its first period's global number."""
     tasks = []
     for item in panel.items:
         s = panel.series[item]
         observed = np.asarray(s.values, float)
         tasks.append((item, observed, np.asarray(counterfactual.get(item, observed), float),
                       axis.number(s.timestamps[0])))
+    return tasks
+
+
+def _pooled(plan: Plan, tasks: list[Task]) -> dict[str, np.ndarray]:
+    """The pooled families' statistics summed over every series (each on its target), at each cutoff
+    and for the final fit (all of each series): what each series' fit of such a family uses. Only
+    data before a cutoff enters its sum, so nothing leaks a series' future into a split."""
+    out: dict[str, np.ndarray] = {}
+    for candidate in plan.candidates.values():
+        name = candidate["family"]
+        fitter = family(name) if name != COMBINATION else None
+        if fitter is None or not getattr(fitter, "pooled", False) or name in out:
+            continue
+        total = None
+        for _, _, target, first in tasks:
+            origins = np.clip(np.append(plan.cutoffs - first, target.size), 0, target.size)
+            stats = fitter.statistics(target, candidate, origins, plan.ctx)
+            total = stats if total is None else total + stats
+        if total is not None:
+            out[name] = total
+    return out
+
+
+def _run_all(tasks: list[Task], plan: Plan, jobs: int) -> dict[str, Outcome]:
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     if jobs == 1:
         _init(plan)
@@ -280,7 +312,7 @@ def _init(plan: Plan) -> None:
     _PLAN["plan"] = plan
 
 
-def _run_chunk(tasks: list[tuple[str, np.ndarray, np.ndarray, int]]) -> list[Outcome]:
+def _run_chunk(tasks: list[Task]) -> list[Outcome]:
     plan = _PLAN["plan"]
     return [run(item, observed, target, first, plan) for item, observed, target, first in tasks]
 

@@ -39,6 +39,13 @@ class Plan:
     evaluations: tuple[tuple[int | None, tuple[int, ...]], ...]
     ctx: Context  # ``window``: the longest CV window (each series' is capped by its length)
     fit: bool = True  # fit the final model (the final evaluation only)
+    # the pooled families' statistics summed over the panel (family name -> one matrix per cutoff,
+    # then the final fit's): each series fits on these instead of its own (``families.global_ar``)
+    pooled: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def pooled_at(self, positions: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The pooled statistics of the splits at ``positions`` (None: the final fit's)."""
+        return {name: (rows[-1] if positions is None else rows[positions]) for name, rows in self.pooled.items()}
 
     @property
     def min_train(self) -> int:
@@ -163,7 +170,7 @@ def _forecast_all(data, target, origins, positions, plan: Plan, ctx: Context
             wf = combine([singles[m["family"]] for m in candidate["members"]], candidate["weights"])
         else:
             try:
-                wf = window_forecasts(data, candidate, o, ctx)
+                wf = window_forecasts(data, candidate, o, ctx, plan.pooled_at(positions))
             except Exception as err:  # noqa: BLE001 - a family that cannot fit this series is scored failed
                 wf = _failed(o, ctx.horizon, f"{type(err).__name__}: {err}")
             singles[key] = wf
@@ -245,7 +252,7 @@ def _final_fit(data, key: str, plan: Plan, ctx: Context) -> tuple[Section, float
     note = None
     for k in dict.fromkeys((key, plan.fallback)):
         try:
-            section = final_section(data, plan.candidates[k], ctx)
+            section = final_section(data, plan.candidates[k], ctx, plan.pooled_at(None))
             return section, _one_step_sd(section, data[True].size), note
         except Exception as err:  # noqa: BLE001 - the fallback takes over, with the reason reported
             note = note or f"{k} final fit failed: {type(err).__name__}: {err}"

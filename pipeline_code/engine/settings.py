@@ -158,12 +158,17 @@ class SearchSpace:
 
 # The model families' names (engine/families/registry.py maps each to its module; a test checks they
 # agree), and the histories and scales the statsforecast families may fit on.
-FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima")
+FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima",
+                "global_ar")
 HISTORIES = ("window", "all")
 SCALES = ("log", "raw")
 # A panel's global family choice: each series chooses its own; the family name of a combination.
 PER_SERIES = "per_series"
 COMBINATION = "combination"
+PAIR = "+"  # joins the two families of a panel's pair choice ("ets+theta")
+# SageMaker's limit on a categorical hyperparameter's values (the panel's ``family`` choice):
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html
+MAX_CATEGORIES = 30
 # A panel's global choices (each a categorical of the tuning job): the family, and the history and scale
 # of the statsforecast families.
 CHOICE_KEYS = ("family", "history", "scale")
@@ -223,8 +228,9 @@ class SeriesSettings:
     columns: tuple[str, ...] = AMAZON_FORECAST_COLUMNS
     # Model choice: a family (or combination) per series, or one global specification for all.
     selection: str = "per_series"
-    # Families each series chooses from (engine/families/registry.py).
-    families: tuple[str, ...] = ("seasonal_naive", "ets", "theta")
+    # Families each series chooses from (engine/families/registry.py); "global_ar" is one
+    # autoregression fitted on every series at once (engine/families/global_ar.py).
+    families: tuple[str, ...] = ("seasonal_naive", "ets", "theta", "global_ar")
     # Panel CV: cutoffs shared by every series (PanelSplit), ``cutoff_step`` periods apart.
     cutoffs: int = 4
     cutoff_step: int = 0  # 0: the horizon
@@ -307,9 +313,18 @@ class Settings:
 
     def panel_families(self) -> list[str]:
         """A panel's global ``family`` choice (engine/panel_fit.py): each series its own
-        (``per_series``), one of ``series.families`` for all, or their combination (two or more)."""
+        (``per_series``), one of ``series.families`` for all, their combination (two or more), or
+        the equal-weight pair of two of them other than the fallback (``panel_pairs``)."""
         names = list(self.series.families)
-        return [PER_SERIES, *names, *([COMBINATION] if len(names) > 1 else [])]
+        return [PER_SERIES, *names, *([COMBINATION] if len(names) > 1 else []), *self.panel_pairs()]
+
+    def panel_pairs(self) -> dict[str, tuple[str, str]]:
+        """The panel's pair choices, ``"a+b"`` -> (a, b): every two of ``series.families`` but the
+        fallback (the floor, not a member), unless the pair is the whole combination already."""
+        names = list(self.series.families)
+        members = [n for n in names if n != self.series.fallback]
+        return {PAIR.join(p): p for i, a in enumerate(members) for p in ((a, b) for b in members[i + 1:])
+                if set(p) != set(names)}
 
     def panel_parameter_ranges(self) -> dict[str, Any]:
         """The tuning job's ParameterRanges of a panel's global choices (categoricals: the family, and
@@ -450,6 +465,9 @@ class Settings:
             (m.selection in SELECTIONS, f"series.selection: must be one of {list(SELECTIONS)}, got {m.selection!r}"),
             (bool(m.families) and len(set(m.families)) == len(m.families) and set(m.families) <= set(FAMILY_NAMES),
              f"series.families: must be distinct names from {list(FAMILY_NAMES)}, got {list(m.families)}"),
+            (len(self.panel_families()) <= MAX_CATEGORIES,
+             f"series.families: {len(m.families)} families make {len(self.panel_families())} global family "
+             f"choices (with their pairs); the tuning job takes at most {MAX_CATEGORIES}"),
             (1 <= m.cutoffs <= 52, f"series.cutoffs: must be in 1..52, got {m.cutoffs}"),
             (m.cutoff_step >= 0, f"series.cutoff_step: must be >= 0 (0: the horizon), got {m.cutoff_step}"),
             (m.fallback in FAMILY_NAMES, f"series.fallback: must be one of {list(FAMILY_NAMES)}, got {m.fallback!r}"),

@@ -151,8 +151,17 @@ def test_tuning_ranges_of_the_global_choices():
     ranges = panel_parameter_ranges(settings(families=("seasonal_naive", "ets", "theta")))
     assert set(ranges) == {"CategoricalParameterRanges", "IntegerParameterRanges", "ContinuousParameterRanges"}
     by_name = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
-    assert by_name == {"family": ["per_series", "seasonal_naive", "ets", "theta", "combination"],
+    assert by_name == {"family": ["per_series", "seasonal_naive", "ets", "theta", "combination", "ets+theta"],
                        "history": ["window", "all"], "scale": ["log", "raw"]}
+    with_ar = panel_parameter_ranges(settings(families=("seasonal_naive", "ets", "theta", "global_ar")))
+    assert with_ar["CategoricalParameterRanges"][0]["Values"][-3:] == ["ets+theta", "ets+global_ar",
+                                                                       "theta+global_ar"]
+    # no pair of the fallback; no pair that is the whole combination
+    assert panel_parameter_ranges(settings(families=("ets", "theta")))["CategoricalParameterRanges"][0]["Values"] \
+        == ["per_series", "ets", "theta", "combination"]
+    with pytest.raises(SettingsError, match="the tuning job takes at most 30"):
+        settings(families=("seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima",
+                           "harmonic_arima", "global_ar"))
     assert all(isinstance(v, str) for values in by_name.values() for v in values)
     assert choice_from_hyperparameters({"family": "ets", "history": "all", "scale": "raw", "other": "1"}) == \
         {"family": "ets", "history": "all", "scale": "raw"}

@@ -1,0 +1,181 @@
+"""A global autoregression: one AR model of the log series, its coefficients fitted by least squares
+on the windows of every series of a panel at once (pooled), each series forecast with them from its
+own last values, with its own error variance.
+
+Each training row predicts ``z[t]`` from the ``order`` values before it, all centred on their mean
+(so the model is invariant to the series' level: series of any size share it). As an AR model in
+``z``, its coefficients sum to one: a random-walk-like level with learned local dynamics. Pooling is
+the point (Montero-Manso and Hyndman, "Principles and algorithms for forecasting groups of time
+series: locality and globality", IJF 2021): a global AR of high order is as expressive as any set of
+local models and far less noisy to fit per series. On one series it is a local AR of the same shape.
+
+The sufficient statistics of a set of rows, ``S = sum(u u')`` with ``u = [x, y, 1]``, add up over
+series, so a panel (``engine/panel_fit.py``) sums each series' statistics per cutoff and hands the sum
+to every series' fit (``pooled``); the last diagonal entry is the rows' count. Forecasts are recursive;
+the variance of step h is ``sigma2 * sum(psi[:h] ** 2)`` with the AR's psi weights and ``sigma2`` the
+series' own mean squared one-step residual. The final fit stores the forecast path (``path`` core,
+as the statsforecast families), so serving needs no model code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline_code.engine.families.base import ALL, WINDOW, Context, FamilyError, Section, WindowForecasts
+from pipeline_code.engine.settings import Settings
+
+NAME = "global_ar"
+PATH = "path"
+# Ridge penalty on the centred lags, relative to their mean squared size: keeps the normal equations
+# well conditioned when neighbouring lags are nearly collinear (smooth series), shrinking little.
+RIDGE = 1e-3
+MIN_ROWS_PER_LAG = 2  # a window's fit needs at least this many rows per coefficient (on one series)
+
+
+def order_for(period: int) -> int:
+    """The default order: one season and one period more, so the lags see last year's same period
+    and the one before it."""
+    return int(period) + 1
+
+
+def rows(z: np.ndarray, order: int) -> np.ndarray:
+    """``u = [x, y, 1]`` for every target index ``t`` in ``order..len(z)-1`` (row ``t - order``):
+    the ``order`` values before ``z[t]`` and ``z[t]`` itself, centred on those values' mean."""
+    lags = np.lib.stride_tricks.sliding_window_view(z[:-1], order)  # row i: z[i:i+order], target z[i+order]
+    level = lags.mean(axis=1, keepdims=True)
+    out = np.empty((lags.shape[0], order + 2))
+    out[:, :order] = lags - level
+    out[:, order] = z[order:] - level[:, 0]
+    out[:, order + 1] = 1.0
+    return out
+
+
+def statistics(z: np.ndarray, order: int, origins: np.ndarray, window: int, history: str) -> np.ndarray:
+    """The statistics of the rows each origin trains on, shape (origins, order + 2, order + 2): targets
+    before the origin, within the last ``window`` values (lags included) or all history."""
+    origins = np.asarray(origins, dtype=np.int64)
+    dim = order + 2
+    if z.size <= order:
+        return np.zeros((origins.size, dim, dim))
+    u = rows(z, order)
+    cumulative = np.zeros((u.shape[0] + 1, dim, dim))
+    np.cumsum(u[:, :, None] * u[:, None, :], axis=0, out=cumulative[1:])
+    end = np.clip(origins - order, 0, u.shape[0])  # rows whose target is before the origin
+    if history == ALL:
+        start = np.zeros_like(end)
+    elif history == WINDOW:
+        start = np.clip(origins - window, 0, u.shape[0])  # lags inside the window too
+    else:
+        raise ValueError(f"history must be {WINDOW!r} or {ALL!r}, got {history!r}")
+    return cumulative[end] - cumulative[np.minimum(start, end)]
+
+
+def coefficients(pooled: np.ndarray) -> np.ndarray:
+    """The centred-lag coefficients ``c`` of each statistics matrix (..., order + 2, order + 2) by
+    ridge least squares; NaN where there are too few rows."""
+    order = pooled.shape[-1] - 2
+    sxx, sxy, count = pooled[..., :order, :order], pooled[..., :order, order], pooled[..., -1, -1]
+    size = np.trace(sxx, axis1=-2, axis2=-1) / order
+    penalty = RIDGE * np.maximum(size, np.finfo(float).tiny)
+    a = sxx + penalty[..., None, None] * np.eye(order)
+    ok = count >= MIN_ROWS_PER_LAG * order
+    c = np.full(sxy.shape, np.nan)
+    if np.any(ok):
+        c[ok] = np.linalg.solve(a[ok], sxy[ok][..., None])[..., 0]
+    return c
+
+
+def ar_weights(c: np.ndarray) -> np.ndarray:
+    """The AR coefficients on the raw lags (oldest first): ``c`` plus the level's share, summing to one."""
+    order = c.shape[-1]
+    return c + (1.0 - c.sum(axis=-1, keepdims=True)) / order
+
+
+def residual_variance(own: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Mean squared one-step residual of a series' own rows (statistics ``own``) under ``c``."""
+    order = c.shape[-1]
+    sxx, sxy, syy, count = own[..., :order, :order], own[..., :order, order], own[..., order, order], own[..., -1, -1]
+    rss = syy - 2 * np.sum(c * sxy, axis=-1) + np.einsum("...i,...ij,...j->...", c, sxx, c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.maximum(rss, 0.0) / count, np.nan)
+
+
+def psi_weights(a: np.ndarray, steps: int) -> np.ndarray:
+    """The MA(infinity) weights psi_0..psi_{steps-1} of the AR with weights ``a`` (oldest lag first),
+    for each row of ``a``."""
+    phi = a[..., ::-1]  # phi[k - 1] multiplies z[t - k]
+    order = phi.shape[-1]
+    psi = np.zeros((*a.shape[:-1], steps))
+    psi[..., 0] = 1.0
+    for j in range(1, steps):
+        k = min(j, order)
+        psi[..., j] = np.sum(phi[..., :k] * psi[..., j - 1::-1][..., :k], axis=-1)
+    return psi
+
+
+def recursive_forecast(last: np.ndarray, a: np.ndarray, steps: int) -> np.ndarray:
+    """Steps 1..steps from the last ``order`` values (rows: origins), the AR weights per row."""
+    buffer = np.concatenate([last, np.zeros((last.shape[0], steps))], axis=1)
+    order = a.shape[-1]
+    for k in range(steps):
+        buffer[:, order + k] = np.sum(buffer[:, k:k + order] * a, axis=1)
+    return buffer[:, order:]
+
+
+def forecast(z: np.ndarray, origins: np.ndarray, pooled: np.ndarray, own: np.ndarray, steps: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and variance (origins, steps) with the coefficients of ``pooled`` and the variance of
+    each origin's own rows; NaN rows where either cannot be fitted."""
+    order = pooled.shape[-1] - 2
+    c = coefficients(pooled)
+    a = ar_weights(c)
+    sigma2 = residual_variance(own, np.nan_to_num(c))
+    index = np.clip(origins[:, None] - order + np.arange(order)[None, :], 0, max(z.size - 1, 0))
+    last = np.where(origins[:, None] >= order, z[index], np.nan)
+    centre = recursive_forecast(last, np.nan_to_num(a), steps)
+    variance = sigma2[:, None] * np.cumsum(psi_weights(np.nan_to_num(a), steps) ** 2, axis=-1)
+    bad = ~np.isfinite(c).all(axis=-1) | ~np.isfinite(sigma2) | (origins < order)
+    centre[bad], variance[bad] = np.nan, np.nan
+    return centre, variance
+
+
+class GlobalAR:
+    """The family: one candidate per history, order one season plus one."""
+
+    name = NAME
+    batched = True
+    pooled = True  # a panel fits it on every series' statistics (engine/panel_fit.py)
+
+    def candidates(self, settings: Settings) -> list[dict[str, Any]]:
+        order = order_for(max(2, round(settings.data.season_length)))
+        return [{"family": NAME, "use_counterfactual_data": 1, "history": h, "order": order}
+                for h in (WINDOW, ALL) if h in settings.search.histories]
+
+    def statistics(self, y: np.ndarray, candidate: dict[str, Any], origins: np.ndarray, ctx: Context
+                   ) -> np.ndarray:
+        """Each origin's training rows' statistics (what a panel sums over its series)."""
+        return statistics(np.log(np.asarray(y, float)), int(candidate["order"]), np.asarray(origins),
+                          ctx.window, candidate.get("history", WINDOW))
+
+    def fit_windows(self, y, candidate, origins, ctx: Context, pooled: np.ndarray | None = None
+                    ) -> WindowForecasts:
+        origins = np.asarray(origins, dtype=np.int64)
+        own = self.statistics(y, candidate, origins, ctx)
+        centre, variance = forecast(np.log(np.asarray(y, float)), origins, own if pooled is None else pooled,
+                                    own, ctx.horizon)
+        return WindowForecasts.from_rows(origins, centre, variance, "too few rows to fit the autoregression")
+
+    def fit_final(self, y, candidate, ctx: Context, pooled: np.ndarray | None = None) -> Section:
+        y = np.asarray(y, float)
+        end = np.array([y.size])
+        own = self.statistics(y, candidate, end, ctx)
+        shared = own if pooled is None else np.asarray(pooled)[None]
+        centre, variance = forecast(np.log(y), end, shared, own, ctx.periods)
+        if not (np.all(np.isfinite(centre)) and np.all(np.isfinite(variance))):
+            raise FamilyError(f"{NAME}: too few observations ({y.size}) for an autoregression of order "
+                              f"{candidate['order']}")
+        weights = ar_weights(coefficients(shared))[0]
+        return Section(PATH, {**candidate, "weights": [round(float(w), 10) for w in weights]},
+                       {"centre": centre[0], "variance": variance[0]})

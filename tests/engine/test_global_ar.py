@@ -1,0 +1,161 @@
+"""The global autoregression: its least squares against NumPy's solver on the stacked rows, the
+recovery of a known AR process pooled over series of different levels, psi weights against
+statsmodels, no look-ahead, the window, failures, and the panel's pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.families import global_ar as gar
+from pipeline_code.engine.families.base import Context, FamilyError
+from pipeline_code.engine.panel_fit import fit_panel, run_panel
+from pipeline_code.engine.settings import Settings
+from tests.engine.panel_helpers import panel_of, settings, synthetic
+
+FAMILY = gar.GlobalAR()
+CTX = Context(season_length=12.0, window=48, horizon=6, periods=24)
+
+
+def ar_process(n: int, weights: np.ndarray, level: float, seed: int, noise: float = 0.01) -> np.ndarray:
+    """A positive series whose log follows the AR with ``weights`` (oldest lag first)."""
+    rng = np.random.default_rng(seed)
+    p = weights.size
+    z = np.full(n + 200, level)
+    for t in range(p, z.size):
+        z[t] = z[t - p:t] @ weights + noise * rng.standard_normal()
+    return np.exp(z[200:])
+
+
+def stacked_rows(z: np.ndarray, order: int, targets: range) -> tuple[np.ndarray, np.ndarray]:
+    """The centred lags and targets of ``targets``, built row by row (the yardstick)."""
+    x, y = [], []
+    for t in targets:
+        lags = z[t - order:t]
+        x.append(lags - lags.mean())
+        y.append(z[t] - lags.mean())
+    return np.array(x), np.array(y)
+
+
+def test_coefficients_are_the_ridge_least_squares_of_the_stacked_rows():
+    rng = np.random.default_rng(0)
+    series = [np.exp(np.cumsum(rng.normal(0, 0.05, 90)) + lvl) for lvl in (1.0, 4.0, 9.0)]
+    order, origin = 5, 70
+    pooled = sum(gar.statistics(np.log(y), order, np.array([origin]), window=40, history="window")
+                 for y in series)[0]
+    xs, ys = zip(*(stacked_rows(np.log(y), order, range(origin - 40 + order, origin)) for y in series))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    assert pooled[-1, -1] == len(y)
+    penalty = gar.RIDGE * np.trace(x.T @ x) / order
+    augmented_x = np.vstack([x, np.sqrt(penalty) * np.eye(order)])
+    augmented_y = np.concatenate([y, np.zeros(order)])
+    expected = np.linalg.lstsq(augmented_x, augmented_y, rcond=None)[0]
+    np.testing.assert_allclose(gar.coefficients(pooled), expected, rtol=1e-8, atol=1e-10)
+    # all history: every row whose target is before the origin
+    full = gar.statistics(np.log(series[0]), order, np.array([origin]), window=40, history="all")[0]
+    assert full[-1, -1] == origin - order
+
+
+def test_pooling_recovers_a_known_process_across_levels():
+    truth = np.array([0.0, -0.5, 1.5])  # z_t = z_{t-1} + 0.5 (z_{t-1} - z_{t-2}): sums to one
+    series = [ar_process(120, truth, level, seed) for seed, level in enumerate((0.5, 3.0, 7.0, 12.0) * 5)]
+    pooled = sum(gar.statistics(np.log(y), 3, np.array([120]), window=120, history="all") for y in series)[0]
+    weights = gar.ar_weights(gar.coefficients(pooled))
+    np.testing.assert_allclose(weights, truth, atol=0.05)
+    assert weights.sum() == pytest.approx(1.0)
+
+
+def test_psi_weights_and_forecasts_match_an_independent_recursion():
+    from statsmodels.tsa.arima_process import arma2ma
+
+    a = np.array([0.1, -0.3, 0.2, 1.0])  # oldest first; sums to one
+    psi = gar.psi_weights(a[None, :], 10)[0]
+    np.testing.assert_allclose(psi, arma2ma(np.r_[1, -a[::-1]], [1], lags=10), rtol=1e-10)
+    last = np.array([[1.0, 1.2, 0.9, 1.1]])
+    got = gar.recursive_forecast(last, a[None, :], 5)[0]
+    buffer = list(last[0])
+    for _ in range(5):
+        buffer.append(float(np.dot(buffer[-4:], a)))
+    np.testing.assert_allclose(got, buffer[4:], rtol=1e-12)
+
+
+def test_window_forecasts_use_nothing_at_or_after_the_origin_nor_before_the_window():
+    y = ar_process(120, np.array([0.0, -0.5, 1.5]), 2.0, seed=1)
+    candidate = {"family": gar.NAME, "history": "window", "order": 13, "use_counterfactual_data": 1}
+    origins = np.array([80, 100])
+    base = FAMILY.fit_windows(y, candidate, origins, CTX)
+    assert not base.failed.any()
+    later = y.copy()
+    later[80:] *= 3.0
+    np.testing.assert_array_equal(FAMILY.fit_windows(later, candidate, origins[:1], CTX).centre, base.centre[:1])
+    earlier = y.copy()
+    earlier[:80 - CTX.window] *= 0.5  # outside the first origin's window
+    np.testing.assert_allclose(FAMILY.fit_windows(earlier, candidate, origins[:1], CTX).centre, base.centre[:1],
+                               rtol=1e-12)
+    everything = {**candidate, "history": "all"}
+    assert not np.allclose(FAMILY.fit_windows(earlier, everything, origins[:1], CTX).centre, base.centre[:1])
+
+
+def test_the_level_does_not_change_the_shape():
+    y = ar_process(100, np.array([0.0, -0.5, 1.5]), 2.0, seed=2)
+    candidate = {"family": gar.NAME, "history": "window", "order": 13, "use_counterfactual_data": 1}
+    origins = np.array([90])
+    one, ten = FAMILY.fit_windows(y, candidate, origins, CTX), FAMILY.fit_windows(10 * y, candidate, origins, CTX)
+    np.testing.assert_allclose(ten.centre - one.centre, np.log(10.0), atol=1e-9)
+    np.testing.assert_allclose(ten.variance, one.variance, rtol=1e-8)
+    assert np.all(np.diff(one.variance[0]) >= 0) and one.variance[0, 0] > 0
+
+
+def test_too_little_data_fails_its_window_and_the_final_fit_says_why():
+    y = ar_process(60, np.array([0.0, -0.5, 1.5]), 2.0, seed=3)
+    candidate = {"family": gar.NAME, "history": "all", "order": 13, "use_counterfactual_data": 1}
+    got = FAMILY.fit_windows(y, candidate, np.array([20, 59]), CTX)
+    assert got.failed.tolist() == [True, False] and got.reason
+    with pytest.raises(FamilyError, match="too few observations"):
+        FAMILY.fit_final(y[:20], candidate, CTX)
+    section = FAMILY.fit_final(y, candidate, CTX)
+    assert section.core == "path" and len(section.parameters["centre"]) == CTX.periods
+    assert sum(section.spec["weights"]) == pytest.approx(1.0)
+
+
+def test_candidates_follow_the_season_and_the_histories():
+    monthly = Settings().merged({"data": {"freq": "MS", "season_length": 12, "horizon": 12}})
+    assert [c["order"] for c in FAMILY.candidates(monthly)] == [13, 13]
+    assert [c["history"] for c in FAMILY.candidates(monthly.merged({"search": {"histories": ["all"]}}))] == ["all"]
+
+
+def test_a_panel_pools_every_series_and_serves_each_with_its_own_variance():
+    values = synthetic(8, length=72)
+    conf = settings(families=("seasonal_naive", "global_ar"))
+    fit = fit_panel(panel_of(values), conf, choice={"family": "global_ar"})
+    weights = {tuple(a.spec["weights"]) for a in fit.artifacts.values()}
+    assert len(weights) == 1  # one model for the panel
+    # the pooled coefficients are those of every series' rows, not any one series'
+    candidate = next(iter(fit.artifacts.values())).metadata["hyperparameters"]
+    ctx = Context.from_settings(conf)
+    pooled = sum(FAMILY.statistics(v, candidate, np.array([v.size]), ctx) for v in values.values())
+    np.testing.assert_allclose(next(iter(weights)), gar.ar_weights(gar.coefficients(pooled))[0], atol=1e-9)
+    own = FAMILY.fit_final(values["s000"], candidate, ctx)
+    assert not np.allclose(own.spec["weights"], next(iter(weights)))
+    variances = {round(a.parameters["variance"][0], 12) for a in fit.artifacts.values()}
+    assert len(variances) == len(values)
+    for item, artifact in fit.artifacts.items():
+        forecast = Forecaster(artifact).predict(6, 0.9)
+        assert np.all(forecast.lower < forecast.mean) and np.all(forecast.mean < forecast.upper)
+
+
+def test_a_panel_split_pools_only_data_before_its_cutoff():
+    values = synthetic(6, length=72)
+    conf = settings(families=("seasonal_naive", "global_ar"))
+    panel = panel_of(values)
+    _, _, plan = run_panel(panel, conf, {"family": "global_ar", "history": "window", "scale": "log"}, [], 1, None,
+                           fit=False)
+    changed = {k: v.copy() for k, v in values.items()}
+    last = int(plan.cutoffs[-1])
+    for v in changed.values():
+        v[last:] *= 2.0  # every series' values from the last cutoff on
+    _, _, other = run_panel(panel_of(changed), conf, {"family": "global_ar", "history": "window", "scale": "log"},
+                            [], 1, None, fit=False)
+    np.testing.assert_array_equal(other.pooled["global_ar"][:-1], plan.pooled["global_ar"][:-1])
+    assert not np.allclose(other.pooled["global_ar"][-1], plan.pooled["global_ar"][-1])
