@@ -222,6 +222,12 @@ def mean_of(members: list[Forecasts]) -> Forecasts:
                      sum(m.seconds for m in members))
 
 
+def ours_stem(args: argparse.Namespace) -> str:
+    """The cache file stem of our forecasts: one per families, histories and scales tried."""
+    parts = [args.families or ["defaults"], args.histories, args.scales] + ([[f"items{args.items}"]] if args.items else [])
+    return "ours_" + "_".join("-".join(p) for p in parts)
+
+
 def variant_name(model: str, history: str, scale: str) -> str:
     return f"{model} [{'all' if history == 'all' else f'last {WINDOW}'}, {scale}]"
 
@@ -266,12 +272,13 @@ def run(args: argparse.Namespace) -> dict:
         best["Mean"] = "Mean"
     ours = None
     if args.only in ("all", "ours"):
-        cached = cache / "ours.json"
+        stem = ours_stem(args)
+        cached = cache / f"{stem}.json"
         if cached.exists() and not args.fresh:
-            ours = {**json.loads(cached.read_text()), "forecasts": Forecasts.load(cache / "ours.npz")}
+            ours = {**json.loads(cached.read_text()), "forecasts": Forecasts.load(cache / f"{stem}.npz")}
         elif not args.cached_only:
             ours = run_ours(task, args)
-            ours["forecasts"].save(cache / "ours.npz")
+            ours["forecasts"].save(cache / f"{stem}.npz")
             cached.write_text(json.dumps({k: v for k, v in ours.items() if k != "forecasts"}, default=float))
         if ours is not None:
             results["ours"] = metrics(task, ours["forecasts"])

@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.preprocess import min_history, preprocess
-from pipeline_code.engine.settings import COMBINATION, PER_SERIES, Settings
+from pipeline_code.engine.settings import COMBINATION, PAIR, PER_SERIES, Settings
 
 # Processed shard files: train/series-00000.csv, ... (one per series.instances), the same names
 # under test/, so shard k of both channels holds the same items.
@@ -449,4 +449,7 @@ def settings_for(settings: Settings, choice: dict[str, str]) -> Settings:
             settings = replace(settings, search=replace(settings.search, **{kept: (*allowed, value)}))
     if name in (PER_SERIES, COMBINATION):
         return settings
+    if PAIR in name:  # a pair is offered beside the fallback (Settings.panel_pairs)
+        families = tuple(dict.fromkeys((settings.series.fallback, *name.split(PAIR))))
+        return replace(settings, series=replace(settings.series, families=families))
     return replace(settings, series=replace(settings.series, families=(name,)))

@@ -122,6 +122,10 @@ def test_one_family_for_every_series_runs_that_family_alone():
     assert settings_for(SETTINGS, {"family": "per_series"}) is SETTINGS
     assert settings_for(SETTINGS, {"family": "combination"}) is SETTINGS
     assert settings_for(SETTINGS, {"family": "ets"}).series.families == ("ets",)
+    # an approved pair runs beside the fallback, which makes the pair a choice of those settings
+    paired = settings_for(SETTINGS, {"family": "ets+global_ar"})
+    assert paired.series.families == ("seasonal_naive", "ets", "global_ar")
+    assert "ets+global_ar" in paired.panel_families()
     window_only = SETTINGS.merged({"search": {"histories": ["window"]}})
     approved = settings_for(window_only, {"family": "theta", "history": "all"})
     assert approved.search.histories == ("window", "all") and approved.series.families == ("theta",)

@@ -12,6 +12,11 @@ A family is an object with:
 - ``fit_final(y, candidate, ctx)``: the fitted model on all of ``y``, as a :class:`Section` (plain data
   that ``core.paths`` forecasts from, with NumPy only).
 
+A family fitted on many series at once (``global_ar``) also sets ``pooled = True`` and offers
+``statistics(y, candidate, origins, ctx)``, each origin's sufficient statistics; a panel sums them over
+its series and passes the sum as ``pooled=`` to ``fit_windows`` and ``fit_final`` (without it, the
+family fits the series' own).
+
 Every family forecasts the log of a positive series: the centre ``z`` and a model variance ``v`` per
 step, the mean being ``exp(z + v / 2)``. Adding a family is its module plus one line in ``registry``.
 """
