@@ -67,6 +67,20 @@ MUTATIONS = {
         "a single missing period passes the gap rule",
         (("pipeline_code/engine/dataset.py", "if steps - 1 > max_gap:", "if steps - 2 > max_gap:"),),
         ("tests/engine/test_dataset.py", "tests/engine/test_dataset_boundaries.py")),
+    "global-ar-pools-the-cutoff": Mutation(
+        "the global AR's training rows include the target at the origin (look-ahead)",
+        (("pipeline_code/engine/families/global_ar.py", "end = np.clip(origins - order, 0, u.shape[0])",
+          "end = np.clip(origins - order + 1, 0, u.shape[0])"),),
+        ("tests/engine/test_global_ar.py",)),
+    "global-ar-psi-without-feedback": Mutation(
+        "the global AR's variance ignores the AR feedback (a random walk's variance)",
+        (("pipeline_code/engine/families/global_ar.py",
+          "psi[..., j] = np.sum(phi[..., :k] * psi[..., j - 1::-1][..., :k], axis=-1)", "psi[..., j] = 1.0"),),
+        ("tests/engine/test_global_ar.py",)),
+    "global-ar-local-in-a-panel": Mutation(
+        "a panel's series fit the global AR on their own rows instead of the pooled ones",
+        (("pipeline_code/engine/families/global_ar.py", "own if pooled is None else pooled,", "own,"),),
+        ("tests/engine/test_global_ar.py",)),
 }
 
 

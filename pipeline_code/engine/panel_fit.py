@@ -37,7 +37,7 @@ from pipeline_code.engine.families.sf import AutoETS
 from pipeline_code.engine.panel_cv import (
     LEVELS, ItemBacktest, PanelCV, cutoffs_before, interval, panel_cutoffs, pooled,
 )
-from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run
+from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run, series_context
 from pipeline_code.engine.settings import CHOICE_KEYS, HISTORIES, PER_SERIES, SCALES, Settings
 from pipeline_code.engine.workers import worker_pool
 
@@ -289,8 +289,9 @@ def _pooled(plan: Plan, tasks: list[Task]) -> dict[str, np.ndarray]:
             continue
         total = None
         for _, _, target, first in tasks:
+            ctx = series_context(plan, plan.cutoffs - first, target.size)  # as the series' own fit
             origins = np.clip(np.append(plan.cutoffs - first, target.size), 0, target.size)
-            stats = fitter.statistics(target, candidate, origins, plan.ctx)
+            stats = fitter.statistics(target, candidate, origins, ctx)
             total = stats if total is None else total + stats
         if total is not None:
             out[name] = total

@@ -108,12 +108,11 @@ class Outcome:
 
 def run(item: str, observed: np.ndarray, target: np.ndarray, first: int, plan: Plan) -> Outcome:
     """Cross-validate, choose and (for the final evaluation) fit one series."""
-    ctx, h = plan.ctx, plan.ctx.horizon
     n = target.size
     origins = plan.cutoffs - first
-    ok = (origins >= plan.min_train) & (origins + h <= n)
-    window = int(min(ctx.window, origins[ok].min() if ok.any() else n))
-    ctx = Context(ctx.season_length, window, h, ctx.periods, 1)
+    ok = scorable(plan, origins, n)
+    ctx = series_context(plan, origins, n)
+    window = ctx.window
     constant = bool(np.ptp(target) == 0)
     if ok.any() and not constant:
         scale = np.zeros(origins.size)
@@ -151,6 +150,19 @@ def run(item: str, observed: np.ndarray, target: np.ndarray, first: int, plan: P
             none = np.array([], dtype=int)
             choices[-1] = Chosen(plan.fallback, note, splits[plan.fallback].take(none), rolling[:0])
     return out
+
+
+def scorable(plan: Plan, origins: np.ndarray, n: int) -> np.ndarray:
+    """Which splits of a series of ``n`` points (its ``origins``) have the training data and the
+    actuals to be scored."""
+    return (origins >= plan.min_train) & (origins + plan.ctx.horizon <= n)
+
+
+def series_context(plan: Plan, origins: np.ndarray, n: int) -> Context:
+    """A series' fitting context: its CV window capped by its earliest scorable split's data."""
+    ok = scorable(plan, origins, n)
+    window = int(min(plan.ctx.window, origins[ok].min() if ok.any() else n))
+    return Context(plan.ctx.season_length, window, plan.ctx.horizon, plan.ctx.periods, 1)
 
 
 def _forecast_all(data, target, origins, positions, plan: Plan, ctx: Context

@@ -10,7 +10,7 @@ import pytest
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.families import global_ar as gar
 from pipeline_code.engine.families.base import Context, FamilyError
-from pipeline_code.engine.panel_fit import fit_panel, run_panel
+from pipeline_code.engine.panel_fit import backtest_panel, fit_panel, run_panel
 from pipeline_code.engine.settings import Settings
 from tests.engine.panel_helpers import panel_of, settings, synthetic
 
@@ -159,3 +159,21 @@ def test_a_panel_split_pools_only_data_before_its_cutoff():
                             [], 1, None, fit=False)
     np.testing.assert_array_equal(other.pooled["global_ar"][:-1], plan.pooled["global_ar"][:-1])
     assert not np.allclose(other.pooled["global_ar"][-1], plan.pooled["global_ar"][-1])
+
+
+def test_a_panel_backtest_forecasts_each_series_with_the_pooled_coefficients():
+    values = synthetic(6, length=72, seed=5)
+    conf = settings(families=("seasonal_naive", "global_ar"))
+    panel = panel_of(values)
+    cutoff = panel.series["s000"].timestamps[66]  # its selection cutoffs (48..60) leave a full CV window
+    cv = backtest_panel(panel, conf, choice={"family": "global_ar"}, cutoffs=[cutoff])
+    ctx = Context.from_settings(conf)
+    candidate = FAMILY.candidates(conf)[0]
+    origin = np.array([66])
+    pooled = sum(FAMILY.statistics(v, candidate, origin, ctx) for v in values.values())
+    for item, v in values.items():
+        z = np.log(v)
+        centre, variance = gar.forecast(z, origin, pooled, FAMILY.statistics(v, candidate, origin, ctx), ctx.horizon)
+        np.testing.assert_allclose(cv.items[item].forecast[0], np.exp(centre + 0.5 * variance)[0], rtol=1e-9)
+        local = FAMILY.fit_windows(v, candidate, origin, ctx)
+        assert not np.allclose(cv.items[item].forecast[0], local.mean()[0], rtol=1e-6)

@@ -32,6 +32,7 @@ from pipeline_code.engine.settings import Settings
 
 WINDOW = "window"  # fit on the last ``cv.window`` observations before the origin
 ALL = "all"  # fit on all history before the origin
+PATH = "path"  # the core of a section that stores its forecast path (``core.paths``)
 
 
 class FamilyError(RuntimeError):

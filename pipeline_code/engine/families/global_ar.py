@@ -23,20 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.families.base import ALL, WINDOW, Context, FamilyError, Section, WindowForecasts
+from pipeline_code.engine.families.base import ALL, PATH, WINDOW, Context, FamilyError, Section, WindowForecasts
 from pipeline_code.engine.settings import Settings
 
 NAME = "global_ar"
-PATH = "path"
 # Ridge penalty on the centred lags, relative to their mean squared size: keeps the normal equations
 # well conditioned when neighbouring lags are nearly collinear (smooth series), shrinking little.
 RIDGE = 1e-3
-MIN_ROWS_PER_LAG = 2  # a window's fit needs at least this many rows per coefficient (on one series)
+MIN_ROWS_PER_LAG = 2  # a fit needs at least this many training rows per coefficient
 
 
 def order_for(period: int) -> int:
-    """The default order: one season and one period more, so the lags see last year's same period
-    and the one before it."""
+    """The order: a season and one period, so the lags reach the same period a season back and the
+    period before it (what a seasonal ARIMA's differences combine)."""
     return int(period) + 1
 
 

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.families.base import (
-    ALL, WINDOW, Context, FamilyError, Section, WindowForecasts, history_starts,
+    ALL, PATH, WINDOW, Context, FamilyError, Section, WindowForecasts, history_starts,
 )
 from pipeline_code.engine.settings import SCALES, Settings
 
 Z95 = 1.959963984540054
-PATH = "path"
 LOG, RAW = SCALES  # the series' log, or the series itself (settings.SCALES)
 Exog = Callable[[np.ndarray], np.ndarray]  # absolute time index -> regressor columns
 
