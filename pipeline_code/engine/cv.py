@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline_code.engine.core.spec import ModelSpec
-from pipeline_code.engine.families.base import Context, WindowForecasts
+from pipeline_code.engine.families.base import Context, WindowForecasts, pooled_argument
 from pipeline_code.engine.families.combination import COMBINATION, combine
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
@@ -141,11 +141,8 @@ def window_forecasts(data: dict[bool, np.ndarray], candidate: dict, origins: np.
         members = [window_forecasts(data, m, origins, ctx, pooled) for m in candidate["members"]]
         return combine(members, candidate["weights"])
     y = np.asarray(data[bool(int(candidate.get("use_counterfactual_data", 1)))], dtype=float)
-    shared = (pooled or {}).get(candidate["family"])
-    fitter = family(candidate["family"])
-    if shared is None:
-        return fitter.fit_windows(y, candidate, origins, ctx)
-    return fitter.fit_windows(y, candidate, origins, ctx, pooled=shared)
+    return family(candidate["family"]).fit_windows(y, candidate, origins, ctx,
+                                                   **pooled_argument(pooled, candidate["family"]))
 
 
 def is_batched(candidate: dict) -> bool:

@@ -22,7 +22,7 @@ from pipeline_code.engine.cv import (
 )
 from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.families import combination
-from pipeline_code.engine.families.base import Context, FamilyError, Section
+from pipeline_code.engine.families.base import Context, FamilyError, Section, pooled_argument
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
 
@@ -67,9 +67,7 @@ def final_section(data: dict[bool, np.ndarray], candidate: dict[str, Any], ctx: 
             for member, w in zip(candidate["members"], candidate["weights"])
         ])
     y = data[bool(int(candidate.get("use_counterfactual_data", 1)))]
-    shared = (pooled or {}).get(candidate["family"])
-    fitter = family(candidate["family"])
-    return fitter.fit_final(y, candidate, ctx) if shared is None else fitter.fit_final(y, candidate, ctx, pooled=shared)
+    return family(candidate["family"]).fit_final(y, candidate, ctx, **pooled_argument(pooled, candidate["family"]))
 
 
 class ModelEstimator:

@@ -106,6 +106,13 @@ class Family(Protocol):
     def fit_final(self, y: np.ndarray, candidate: dict[str, Any], ctx: Context) -> Section: ...
 
 
+def pooled_argument(pooled: dict[str, np.ndarray] | None, name: str) -> dict[str, np.ndarray]:
+    """``{"pooled": statistics}`` for a family a panel pools (``name`` in ``pooled``), else nothing:
+    the keyword arguments of its ``fit_windows`` or ``fit_final``."""
+    shared = (pooled or {}).get(name)
+    return {} if shared is None else {"pooled": shared}
+
+
 def history_starts(origins: np.ndarray, window: int, history: str) -> np.ndarray:
     """Where each origin's training data starts: ``window`` periods back, or at 0 for all history."""
     if history == ALL:
