@@ -20,6 +20,9 @@ What moto lacks, added here and only here (never in product code):
   * a second StartExecution on a state machine that already ran fails in moto 5.2.1 (it deep-copies the
     state machine, including finished executions whose workers hold locks); executions are shared, not
     copied, by the clone (`Execution.__deepcopy__` returns the execution itself).
+  * moto lists a new execution before it sets its status (`Execution.start`), so a concurrent
+    ListExecutions with `statusFilter` fails on `None.value`; AWS shows a started execution as RUNNING
+    at once, and so does `_status` here.
   * moto's HPO job reports a fixed fake best training job; the world creates a real training job in
     moto and points BestTrainingJob at it.
 """
@@ -287,6 +290,11 @@ def _aws_sdk_bodies_as_strings(self, env, resource_runtime_part, normalised_para
         env.stack[-1] = json.loads(json.dumps(output, default=str))
 
 
+def _status(execution) -> str:
+    """An execution's status, RUNNING from the moment it is listed (see the module docstring)."""
+    return (execution.exec_status or sfn_execution.ExecutionStatus.RUNNING).value
+
+
 def install(monkeypatch, world: Any = None) -> Any:
     """Install every extension for one test (undone by pytest's monkeypatch); returns the job world:
     a fresh stub `JobWorld` unless `world` (same interface; tests/cloud runs the jobs for real)."""
@@ -303,6 +311,7 @@ def install(monkeypatch, world: Any = None) -> Any:
     monkeypatch.setattr(state_task_factory, "state_task_service_for", service_for)
     monkeypatch.setattr(StateTaskServiceAwsSdk, "_eval_service_task", _aws_sdk_bodies_as_strings)
     monkeypatch.setattr(sfn_execution.Execution, "__deepcopy__", lambda self, memo: self, raising=False)
+    monkeypatch.setattr(sfn_execution.Execution, "status", property(_status))
     monkeypatch.setattr(sm_models.SageMakerModelBackend, "update_endpoint", _backend_update_endpoint, raising=False)
     monkeypatch.setattr(sm_responses.SageMakerResponse, "update_endpoint", _response_update_endpoint, raising=False)
     return WORLD
