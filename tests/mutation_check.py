@@ -81,6 +81,17 @@ MUTATIONS = {
         "a panel's series fit the global AR on their own rows instead of the pooled ones",
         (("pipeline_code/engine/families/global_ar.py", "own if pooled is None else pooled,", "own,"),),
         ("tests/engine/test_global_ar.py",)),
+    "global-ar-unweighted-pooling": Mutation(
+        "a panel pools the global AR's series unweighted, a volatile series as much as a steady one",
+        (("pipeline_code/engine/families/global_ar.py", "return weighted(self.own(y, candidate, origins, ctx))",
+          "return self.own(y, candidate, origins, ctx)"),),
+        ("tests/engine/test_global_ar.py",)),
+    "global-ar-weight-without-df": Mutation(
+        "the pooling weight's residual variance is not corrected for the coefficients fitted",
+        (("pipeline_code/engine/families/global_ar.py",
+          "variance = residual_variance(own, c) * count / np.maximum(count - order, 1)",
+          "variance = residual_variance(own, c)"),),
+        ("tests/engine/test_global_ar.py",)),
 }
 
 

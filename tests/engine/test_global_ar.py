@@ -57,6 +57,38 @@ def test_coefficients_are_the_ridge_least_squares_of_the_stacked_rows():
     assert full[-1, -1] == origin - order
 
 
+def ridge_lstsq(x: np.ndarray, y: np.ndarray, order: int) -> np.ndarray:
+    """Ridge least squares by NumPy's solver on rows augmented with the penalty (the yardstick)."""
+    penalty = gar.RIDGE * np.trace(x.T @ x) / order
+    return np.linalg.lstsq(np.vstack([x, np.sqrt(penalty) * np.eye(order)]),
+                           np.concatenate([y, np.zeros(order)]), rcond=None)[0]
+
+
+def test_a_panel_weighs_each_series_by_its_own_residual_variance():
+    order = 4
+    steady = np.array([0.1, -0.2, 0.3, 0.8])
+    series = [ar_process(200, steady, 2.0, seed=1, noise=0.01), ar_process(150, steady, 5.0, seed=2, noise=0.02),
+              ar_process(90, np.array([0.4, 0.3, 0.2, 0.1]), 3.0, seed=3, noise=0.3)]
+    ctx = Context(season_length=3.0, window=60, horizon=6, periods=6)
+    candidate = {"family": gar.NAME, "history": "all", "order": order}
+    xs, ys, ws = [], [], []
+    for v in series:  # each series' own rows up to 40 values before its end (counts 156, 106, 46)
+        x, y = stacked_rows(np.log(v), order, range(order, v.size - 40))
+        residual = y - x @ ridge_lstsq(x, y, order)
+        xs.append(x), ys.append(y), ws.append(np.full(len(y), (len(y) - order) / np.sum(residual ** 2)))
+    root = np.sqrt(np.concatenate(ws))
+    expected = ridge_lstsq(np.concatenate(xs) * root[:, None], np.concatenate(ys) * root, order)
+    pooled = sum(FAMILY.statistics(v, candidate, np.array([v.size - 40]), ctx) for v in series)
+    np.testing.assert_allclose(gar.coefficients(pooled)[0], expected, rtol=1e-7, atol=1e-9)
+    assert pooled[0, -1, -1] == sum(len(y) for y in ys)
+    unweighted = sum(FAMILY.own(v, candidate, np.array([v.size - 40]), ctx) for v in series)
+    assert not np.allclose(gar.coefficients(unweighted), gar.coefficients(pooled), atol=0.05)
+    # a flat series (no residual at all) adds rows but no information, and no infinite weight
+    flat = FAMILY.statistics(np.full(120, 7.0), candidate, np.array([80]), ctx)
+    assert np.all(np.isfinite(flat)) and flat[0, -1, -1] == 80 - order
+    np.testing.assert_allclose(gar.coefficients(pooled + flat), gar.coefficients(pooled), rtol=1e-12)
+
+
 def test_pooling_recovers_a_known_process_across_levels():
     truth = np.array([0.0, -0.5, 1.5])  # z_t = z_{t-1} + 0.5 (z_{t-1} - z_{t-2}): sums to one
     series = [ar_process(120, truth, level, seed) for seed, level in enumerate((0.5, 3.0, 7.0, 12.0) * 5)]
@@ -173,7 +205,7 @@ def test_a_panel_backtest_forecasts_each_series_with_the_pooled_coefficients():
     pooled = sum(FAMILY.statistics(v, candidate, origin, ctx) for v in values.values())
     for item, v in values.items():
         z = np.log(v)
-        centre, variance = gar.forecast(z, origin, pooled, FAMILY.statistics(v, candidate, origin, ctx), ctx.horizon)
+        centre, variance = gar.forecast(z, origin, pooled, FAMILY.own(v, candidate, origin, ctx), ctx.horizon)
         np.testing.assert_allclose(cv.items[item].forecast[0], np.exp(centre + 0.5 * variance)[0], rtol=1e-9)
         local = FAMILY.fit_windows(v, candidate, origin, ctx)
         assert not np.allclose(cv.items[item].forecast[0], local.mean()[0], rtol=1e-6)

@@ -11,7 +11,10 @@ local models and far less noisy to fit per series. On one series it is a local A
 
 The sufficient statistics of a set of rows, ``S = sum(u u')`` with ``u = [x, y, 1]``, add up over
 series, so a panel (``engine/panel_fit.py``) sums each series' statistics per cutoff and hands the sum
-to every series' fit (``pooled``); the last diagonal entry is the rows' count. Forecasts are recursive;
+to every series' fit (``pooled``); the last diagonal entry is the rows' count. Each series enters the
+sum weighted by the inverse of its own one-step residual variance (``weighted``): feasible weighted
+least squares, so a volatile series does not outweigh the steady ones, as the scale-free objective
+(MASE) weighs every series alike. Forecasts are recursive;
 the variance of step h is ``sigma2 * sum(psi[:h] ** 2)`` with the AR's psi weights and ``sigma2`` the
 series' own mean squared one-step residual. The final fit stores the forecast path (``path`` core,
 as the statsforecast families), so serving needs no model code.
@@ -31,6 +34,9 @@ NAME = "global_ar"
 # well conditioned when neighbouring lags are nearly collinear (smooth series), shrinking little.
 RIDGE = 1e-3
 MIN_ROWS_PER_LAG = 2  # a fit needs at least this many training rows per coefficient
+# The smallest residual variance a series' pooling weight divides by (log scale: a 0.01% error), so
+# a flat series cannot take over the pooled fit.
+MIN_VARIANCE = 1e-8
 
 
 def order_for(period: int) -> int:
@@ -101,6 +107,20 @@ def residual_variance(own: np.ndarray, c: np.ndarray) -> np.ndarray:
         return np.where(count > 0, np.maximum(rss, 0.0) / count, np.nan)
 
 
+def weighted(own: np.ndarray) -> np.ndarray:
+    """A series' statistics (..., order + 2, order + 2) scaled for pooling by the inverse of its own
+    one-step residual variance (its own least squares fit, degrees-of-freedom corrected; the lag
+    mean's residual where the series is too short to fit), the row count kept as it is."""
+    order = own.shape[-1] - 2
+    count = own[..., -1, -1]
+    c = np.nan_to_num(coefficients(own))
+    variance = residual_variance(own, c) * count / np.maximum(count - order, 1)
+    weight = np.where(count > 0, 1.0 / np.maximum(np.nan_to_num(variance), MIN_VARIANCE), 0.0)
+    out = own * weight[..., None, None]
+    out[..., -1, -1] = count
+    return out
+
+
 def psi_weights(a: np.ndarray, steps: int) -> np.ndarray:
     """The MA(infinity) weights psi_0..psi_{steps-1} of the AR with weights ``a`` (oldest lag first),
     for each row of ``a``."""
@@ -152,16 +172,21 @@ class GlobalAR:
         return [{"family": NAME, "use_counterfactual_data": 1, "history": h, "order": order}
                 for h in (WINDOW, ALL) if h in settings.search.histories]
 
-    def statistics(self, y: np.ndarray, candidate: dict[str, Any], origins: np.ndarray, ctx: Context
-                   ) -> np.ndarray:
-        """Each origin's training rows' statistics (what a panel sums over its series)."""
+    @staticmethod
+    def own(y: np.ndarray, candidate: dict[str, Any], origins: np.ndarray, ctx: Context) -> np.ndarray:
+        """Each origin's training rows' statistics, unweighted."""
         return statistics(np.log(np.asarray(y, float)), int(candidate["order"]), np.asarray(origins),
                           ctx.window, candidate.get("history", WINDOW))
+
+    def statistics(self, y: np.ndarray, candidate: dict[str, Any], origins: np.ndarray, ctx: Context
+                   ) -> np.ndarray:
+        """What a panel sums over its series: each origin's statistics, weighted for pooling."""
+        return weighted(self.own(y, candidate, origins, ctx))
 
     def fit_windows(self, y, candidate, origins, ctx: Context, pooled: np.ndarray | None = None
                     ) -> WindowForecasts:
         origins = np.asarray(origins, dtype=np.int64)
-        own = self.statistics(y, candidate, origins, ctx)
+        own = self.own(y, candidate, origins, ctx)
         centre, variance = forecast(np.log(np.asarray(y, float)), origins, own if pooled is None else pooled,
                                     own, ctx.horizon)
         return WindowForecasts.from_rows(origins, centre, variance, "too few rows to fit the autoregression")
@@ -169,7 +194,7 @@ class GlobalAR:
     def fit_final(self, y, candidate, ctx: Context, pooled: np.ndarray | None = None) -> Section:
         y = np.asarray(y, float)
         end = np.array([y.size])
-        own = self.statistics(y, candidate, end, ctx)
+        own = self.own(y, candidate, end, ctx)
         shared = own if pooled is None else np.asarray(pooled)[None]
         centre, variance = forecast(np.log(y), end, shared, own, ctx.periods)
         if not (np.all(np.isfinite(centre)) and np.all(np.isfinite(variance))):
