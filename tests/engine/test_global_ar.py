@@ -112,6 +112,31 @@ def test_psi_weights_and_forecasts_match_an_independent_recursion():
     np.testing.assert_allclose(got, buffer[4:], rtol=1e-12)
 
 
+def test_largest_root_matches_the_characteristic_polynomial_and_explosive_fits_are_refused():
+    rng = np.random.default_rng(3)
+    for a in (np.array([0.5, 0.5]), np.array([-1.5, 2.5]), rng.dirichlet(np.ones(6)), np.array([0.2, -0.1, 0.3, 0.6])):
+        phi = a[::-1]  # z_t = phi_1 z_{t-1} + ...: roots of x^p - phi_1 x^(p-1) - ... - phi_p
+        assert gar.largest_root(a) == pytest.approx(np.abs(np.roots(np.r_[1.0, -phi])).max(), rel=1e-9)
+    assert not gar.explosive(np.array([0.5, 0.5]), 1000)  # a unit root
+    growing = np.array([-1.5, 2.5])  # roots 1 and 1.5
+    assert gar.explosive(growing, 2) and not gar.explosive(growing, 1)  # 1.5 ** 2 > 2 > 1.5
+    # a pooled fit that explodes: no forecast in its windows, and the final fit says why
+    z = np.zeros(40)
+    z[:2] = 0.0, 0.01
+    for t in range(2, z.size):
+        z[t] = 2.5 * z[t - 1] - 1.5 * z[t - 2] + 0.001 * rng.standard_normal()
+    candidate = {"family": gar.NAME, "history": "all", "order": 2}
+    y = ar_process(60, np.array([0.3, 0.7]), 2.0, seed=4)
+    shared = gar.statistics(z, 2, np.array([40]), window=40, history="all")
+    assert gar.largest_root(gar.ar_weights(gar.coefficients(shared))[0]) == pytest.approx(1.5, rel=1e-3)
+    ctx = Context(season_length=1.0, window=40, horizon=6, periods=6)
+    windows = FAMILY.fit_windows(y, candidate, np.array([50]), ctx, pooled=shared)
+    assert windows.failed.all() and "explosive" in windows.reason
+    with pytest.raises(FamilyError, match="explosive"):
+        FAMILY.fit_final(y, candidate, ctx, pooled=shared[0])
+    assert FAMILY.fit_final(y, candidate, ctx).core  # its own fit is stable
+
+
 def test_window_forecasts_use_nothing_at_or_after_the_origin_nor_before_the_window():
     y = ar_process(120, np.array([0.0, -0.5, 1.5]), 2.0, seed=1)
     candidate = {"family": gar.NAME, "history": "window", "order": 13, "use_counterfactual_data": 1}

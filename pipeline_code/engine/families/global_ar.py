@@ -34,6 +34,10 @@ NAME = "global_ar"
 # well conditioned when neighbouring lags are nearly collinear (smooth series), shrinking little.
 RIDGE = 1e-3
 MIN_ROWS_PER_LAG = 2  # a fit needs at least this many training rows per coefficient
+# An AR whose largest root would more than double a deviation within the CV horizon is refused as
+# explosive (its forecasts diverge; the weights summing to one always leave one unit root). The final
+# fit is held to the same horizon as its CV scores, so what was scored is what is served.
+EXPLOSIVE_GROWTH = 2.0
 # The smallest residual variance a series' pooling weight divides by (log scale: a 0.01% error), so
 # a flat series cannot take over the pooled fit.
 MIN_VARIANCE = 1e-8
@@ -134,6 +138,21 @@ def psi_weights(a: np.ndarray, steps: int) -> np.ndarray:
     return psi
 
 
+def largest_root(a: np.ndarray) -> np.ndarray:
+    """The modulus of the largest root of each AR (weights ``a``, oldest lag first): the largest
+    eigenvalue of its companion matrix (1 for a unit root, above 1 if explosive)."""
+    order = a.shape[-1]
+    companion = np.zeros((*a.shape[:-1], order, order))
+    companion[..., 0, :] = a[..., ::-1]
+    companion[..., np.arange(1, order), np.arange(order - 1)] = 1.0
+    return np.abs(np.linalg.eigvals(companion)).max(axis=-1)
+
+
+def explosive(a: np.ndarray, steps: int) -> np.ndarray:
+    """Whether each AR's largest root grows a deviation more than ``EXPLOSIVE_GROWTH`` times in ``steps``."""
+    return steps * np.log(np.maximum(largest_root(a), 1.0)) > np.log(EXPLOSIVE_GROWTH)
+
+
 def recursive_forecast(last: np.ndarray, a: np.ndarray, steps: int) -> np.ndarray:
     """Steps 1..steps from the last ``order`` values (rows: origins), the AR weights per row."""
     buffer = np.concatenate([last, np.zeros((last.shape[0], steps))], axis=1)
@@ -143,10 +162,11 @@ def recursive_forecast(last: np.ndarray, a: np.ndarray, steps: int) -> np.ndarra
     return buffer[:, order:]
 
 
-def forecast(z: np.ndarray, origins: np.ndarray, pooled: np.ndarray, own: np.ndarray, steps: int
-             ) -> tuple[np.ndarray, np.ndarray]:
+def forecast(z: np.ndarray, origins: np.ndarray, pooled: np.ndarray, own: np.ndarray, steps: int,
+             horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Centre and variance (origins, steps) with the coefficients of ``pooled`` and the variance of
-    each origin's own rows; NaN rows where either cannot be fitted."""
+    each origin's own rows; NaN rows where either cannot be fitted, or the AR is explosive within
+    ``horizon`` steps (default ``steps``)."""
     order = pooled.shape[-1] - 2
     c = coefficients(pooled)
     a = ar_weights(c)
@@ -155,7 +175,7 @@ def forecast(z: np.ndarray, origins: np.ndarray, pooled: np.ndarray, own: np.nda
     last = np.where(origins[:, None] >= order, z[index], np.nan)
     centre = recursive_forecast(last, np.nan_to_num(a), steps)
     variance = sigma2[:, None] * np.cumsum(psi_weights(np.nan_to_num(a), steps) ** 2, axis=-1)
-    bad = ~np.isfinite(c).all(axis=-1) | ~np.isfinite(sigma2) | (origins < order)
+    bad = ~np.isfinite(c).all(axis=-1) | ~np.isfinite(sigma2) | (origins < order) | explosive(np.nan_to_num(a), horizon or steps)
     centre[bad], variance[bad] = np.nan, np.nan
     return centre, variance
 
@@ -189,17 +209,22 @@ class GlobalAR:
         own = self.own(y, candidate, origins, ctx)
         centre, variance = forecast(np.log(np.asarray(y, float)), origins, own if pooled is None else pooled,
                                     own, ctx.horizon)
-        return WindowForecasts.from_rows(origins, centre, variance, "too few rows to fit the autoregression")
+        return WindowForecasts.from_rows(origins, centre, variance,
+                                         "too few rows to fit the autoregression, or an explosive fit")
 
     def fit_final(self, y, candidate, ctx: Context, pooled: np.ndarray | None = None) -> Section:
         y = np.asarray(y, float)
         end = np.array([y.size])
         own = self.own(y, candidate, end, ctx)
         shared = own if pooled is None else np.asarray(pooled)[None]
-        centre, variance = forecast(np.log(y), end, shared, own, ctx.periods)
+        centre, variance = forecast(np.log(y), end, shared, own, ctx.periods, ctx.horizon)
+        weights = ar_weights(coefficients(shared))[0]
+        if np.all(np.isfinite(weights)) and explosive(weights, ctx.horizon):
+            raise FamilyError(f"{NAME}: the fitted autoregression is explosive (largest root "
+                              f"{float(largest_root(weights)):.4f}): its forecasts diverge within the "
+                              f"{ctx.horizon}-period horizon")
         if not (np.all(np.isfinite(centre)) and np.all(np.isfinite(variance))):
             raise FamilyError(f"{NAME}: too few observations ({y.size}) for an autoregression of order "
                               f"{candidate['order']}")
-        weights = ar_weights(coefficients(shared))[0]
         return Section(PATH, {**candidate, "weights": [round(float(w), 10) for w in weights]},
                        {"centre": centre[0], "variance": variance[0]})
