@@ -92,6 +92,10 @@ MUTATIONS = {
           "variance = residual_variance(own, c) * count / np.maximum(count - order, 1)",
           "variance = residual_variance(own, c)"),),
         ("tests/engine/test_global_ar.py",)),
+    "global-ar-explosive-served": Mutation(
+        "an explosive pooled autoregression forecasts its windows instead of failing them",
+        (("pipeline_code/engine/families/global_ar.py", " | explosive(np.nan_to_num(a), horizon or steps)", ""),),
+        ("tests/engine/test_global_ar.py",)),
 }
 
 
