@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_code.engine.settings import MAX_PERIODS_ENV, SETTINGS_CHANNEL
-from pipeline_code.entrypoints.sagemaker_paths import HYPERPARAMETERS_ENV
+from pipeline_code.entrypoints.sagemaker_paths import HYPERPARAMETERS_ENV, WHOLE_TRAIN_CHANNEL
 from pipeline_code.pipeline import layout
 from stacks import naming
 from stacks.asl import SAGEMAKER_SYNC, SDK, SNS_PUBLISH, States, initial_retries
@@ -367,7 +367,10 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
         },
         # Every instance gets the settings and the whole test part (small: the last horizon of each
         # series), and about 1/n of the train objects (processing writes one file per shard):
-        # "ShardedByS3Key ... downloading one shard of data to each processing instance".
+        # "ShardedByS3Key ... downloading one shard of data to each processing instance". It also gets
+        # every train object again, FullyReplicated ("distribute the data from Amazon S3 to all
+        # processing instances"; the same S3Uri at another LocalPath), to sum a pooled family's
+        # statistics over the whole panel, so all instances fit one global model.
         # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingS3Input.html
         # Each instance uploads its own output folder to the same S3Uri, so it writes under its host
         # name (/opt/ml/config/resourceconfig.json "current_host"), never a name another one uses.
@@ -379,6 +382,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 "panel_fit_job",
                 PANEL_FIT_ENTRYPOINT,
                 [processing_input("train", runs_uri(layout.TRAIN), "train", "ShardedByS3Key"),
+                 processing_input(WHOLE_TRAIN_CHANNEL, runs_uri(layout.TRAIN), WHOLE_TRAIN_CHANNEL),
                  processing_input("test", runs_uri(layout.TEST), "test"), settings_input],
                 [processing_output("shards", layout.SHARD_MODELS, "shards")],
                 instances="$.shards",

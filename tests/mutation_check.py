@@ -96,6 +96,10 @@ MUTATIONS = {
         "an explosive pooled autoregression forecasts its windows instead of failing them",
         (("pipeline_code/engine/families/global_ar.py", " | explosive(np.nan_to_num(a), horizon or steps)", ""),),
         ("tests/engine/test_global_ar.py",)),
+    "global-ar-pooled-per-shard": Mutation(
+        "a sharded fit pools the global AR over its own shard only (each shard a different model)",
+        (("pipeline_code/pipeline/panel_shards.py", "jobs=jobs, whole=pooled)", "jobs=jobs, whole=None)"),),
+        ("tests/integration/test_panel_stages.py",)),
 }
 
 

@@ -46,6 +46,7 @@ CALIBRATION_METHOD = ("pooled panel conformal: the rolling choice's log errors o
 ETS = AutoETS.name
 _PLAN: dict[str, Plan] = {}
 Task = tuple[str, np.ndarray, np.ndarray, int]
+Whole = tuple[Any, "dict[str, np.ndarray] | None"]  # a whole panel and its counterfactual series
 
 
 @dataclass
@@ -67,16 +68,18 @@ class PanelFit:
 
 
 def fit_panel(panel: Any, settings: Settings, *, choice: dict | None = None, jobs: int = 1,
-              counterfactual: dict[str, np.ndarray] | None = None) -> PanelFit:
-    """Choose and fit a model per series (see the module docstring for ``choice``)."""
+              counterfactual: dict[str, np.ndarray] | None = None, whole: Whole | None = None) -> PanelFit:
+    """Choose and fit a model per series (see the module docstring for ``choice``). ``whole``: when
+    ``panel`` is one shard of a larger panel, that panel and its counterfactual series, whose
+    statistics the pooled families sum (so every shard fits the same global model)."""
     started = time.perf_counter()
     choice = resolve_choice(settings, choice)
     step = cutoff_step(settings)
     cutoffs = panel_cutoffs(panel, horizon=settings.data.horizon, cutoffs=settings.series.cutoffs, step=step)
     if choice["family"] == PER_SERIES and settings.series.selection == "global":
-        scored, _, _ = run_panel(panel, settings, choice, [], jobs, counterfactual, fit=False)
+        scored, _, _ = run_panel(panel, settings, choice, [], jobs, counterfactual, fit=False, whole=whole)
         choice = {**choice, "family": best_global(scored)}
-    outcomes, axis, plan = run_panel(panel, settings, choice, [], jobs, counterfactual)
+    outcomes, axis, plan = run_panel(panel, settings, choice, [], jobs, counterfactual, whole=whole)
     pool = _pool(outcomes, -1, settings.data.horizon)
     cv = PanelCV({item: _item_cv(o.choices[-1].splits, o.choices[-1].key, pool, axis.dates)
                   for item, o in outcomes.items()}, settings.data.horizon, panel.freq)
@@ -209,6 +212,12 @@ def panel_candidates(settings: Settings, choice: dict[str, str]) -> tuple[dict[s
     return candidates, keys, fallback
 
 
+def pooled_families(settings: Settings) -> list[str]:
+    """The families of ``series.families`` (and the fallback) that a panel fits on every series at once."""
+    names = dict.fromkeys([*settings.series.families, settings.series.fallback])
+    return [name for name in names if getattr(family(name), "pooled", False)]
+
+
 def best_global(outcomes: dict[str, Outcome]) -> str:
     """The key with the lowest mean CV MASE over the series every key scored on."""
     keys = next(iter(outcomes.values())).scores.keys() if outcomes else []
@@ -237,10 +246,11 @@ class Axis:
 
 
 def run_panel(panel: Any, settings: Settings, choice: dict[str, str], evaluation: list[date], jobs: int,
-              counterfactual: dict[str, np.ndarray] | None, *, fit: bool = True
+              counterfactual: dict[str, np.ndarray] | None, *, fit: bool = True, whole: Whole | None = None
               ) -> tuple[dict[str, Outcome], Axis, Plan]:
     """Run every series with one plan: without ``evaluation`` cutoffs, the choice after the data (and
-    the final fit, if ``fit``); else a choice and a forecast at each evaluation cutoff."""
+    the final fit, if ``fit``); else a choice and a forecast at each evaluation cutoff. The pooled
+    families' statistics are summed over ``whole`` (as in ``fit_panel``), else over ``panel``."""
     final = not evaluation
     calendar = parse_freq(panel.freq)
     h, k, step = settings.data.horizon, settings.series.cutoffs, cutoff_step(settings)
@@ -251,7 +261,8 @@ def run_panel(panel: Any, settings: Settings, choice: dict[str, str], evaluation
     axis = Axis(start, panel.freq, dates)
     plan = _plan(settings, choice, axis, [] if final else whens, selections, fit=final and fit)
     tasks = _tasks(panel, axis, counterfactual or {})
-    plan = replace(plan, pooled=_pooled(plan, tasks))
+    pooling = tasks if whole is None or not pooled_families(settings) else _tasks(whole[0], axis, whole[1] or {})
+    plan = replace(plan, pooled=_pooled(plan, pooling))
     return _run_all(tasks, plan, jobs), axis, plan
 
 

@@ -1,8 +1,9 @@
 """SageMaker processing job, one instance of ``series.instances``: fit this instance's shard of a panel.
 
 Inputs under ``/opt/ml/processing/input/``: ``train/`` (ShardedByS3Key: some of processing's shard
-files), ``test/`` (every shard file; the ones named like this instance's train files are used) and
-``settings/`` (the run document). ``FORECAST_HYPERPARAMETERS``: the tuning job's best training job's
+files), ``panel/`` (every train shard file: the whole panel, whose statistics a pooled family such as
+``global_ar`` sums, so every instance fits the same global model), ``test/`` (every shard file; the
+ones named like this instance's train files are fitted) and ``settings/`` (the run document). ``FORECAST_HYPERPARAMETERS``: the tuning job's best training job's
 hyperparameters (JSON). Output: ``/opt/ml/processing/output/shards/<current_host>/``, this shard's
 partial panel (every instance uploads to the same S3 prefix, so each writes under its own host name);
 evaluation merges them (``pipeline.panel_shards.merged_shards``). An instance that received no shard
@@ -21,7 +22,7 @@ from pathlib import Path
 from pipeline_code.engine.dataset import DataValidationError
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
 from pipeline_code.entrypoints.sagemaker_paths import (
-    HYPERPARAMETERS_ENV, current_host, fail, processing_input, processing_output, unexpected,
+    HYPERPARAMETERS_ENV, WHOLE_TRAIN_CHANNEL, current_host, fail, processing_input, processing_output, unexpected,
 )
 from pipeline_code.entrypoints.training import parse_panel_hyperparameters
 from pipeline_code.pipeline.panel_shards import fit_panel_in_shards, shard_parts
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(json.dumps({"host": host, "series": 0}))
                 return
             metrics = fit_panel_in_shards(shard / "train", shard / "test", tuned, out / host, settings,
-                                          jobs=job_processes(shard / "train"))
+                                          jobs=job_processes(shard / "train"),
+                                          whole=(processing_input(WHOLE_TRAIN_CHANNEL), processing_input("test")))
     except (DataValidationError, ValueError) as err:
         fail(f"invalid panel shard: {err}", 2, out / "failure")
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason

@@ -20,6 +20,10 @@ def ml_root() -> Path:
     return Path(os.environ.get(ROOT_ENV, "/opt/ml"))
 
 
+# The sharded fit's channel holding every train shard file (fully replicated), besides its own ones.
+WHOLE_TRAIN_CHANNEL = "panel"
+
+
 def processing_input(name: str) -> Path:
     return ml_root() / "processing" / "input" / name
 

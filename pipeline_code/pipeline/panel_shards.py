@@ -7,7 +7,8 @@ of the ``train/`` files (ShardedByS3Key) and every ``test/`` file, fits the item
 (``shard_parts`` stages them with their test twins) and writes its partial panel under its host name.
 Evaluation merges the partial panels into the one model it evaluates and registers (``merged_shards``).
 ``fit_in_shards`` does the same on one machine, so the local pipeline and the cloud fit alike (a
-panel's pooled calibration errors are its shard's).
+panel's pooled calibration errors are its shard's; a pooled family's statistics are the whole
+panel's: each instance also receives every train file, fully replicated, to sum them).
 """
 
 from __future__ import annotations
@@ -95,15 +96,26 @@ def fit_in_shards(train: Path, test: Path, out: Path, fit: Callable[[Path, Path,
 
 
 def fit_panel_in_shards(train: Path, test: Path, hyperparameters: dict[str, Any], model_dir: Path,
-                        settings: Settings, report_dir: Path | None = None, *, jobs: int = 1) -> list[dict[str, Any]]:
+                        settings: Settings, report_dir: Path | None = None, *, jobs: int = 1,
+                        whole: tuple[Path, Path] | None = None) -> list[dict[str, Any]]:
     """A panel's final model with these global choices, fitted shard by shard (``fit_in_shards`` over
-    ``stages.run_training``): what the cloud's sharded fit computes, so the local pipeline and each
-    instance call this. Each shard's fit report goes to ``report_dir/<shard>/`` (several shards) or
-    ``report_dir``; returns each shard's CV metrics."""
-    from pipeline_code.pipeline.stages import run_training
+    ``panel_stages.train_panel``): what the cloud's sharded fit computes, so the local pipeline and
+    each instance call this. Each shard's fit report goes to ``report_dir/<shard>/`` (several shards)
+    or ``report_dir``; returns each shard's CV metrics.
+
+    ``whole``: the train and test folders of the whole panel (default ``train`` and ``test``). When it
+    holds more than one shard and a family is pooled (``global_ar``), every shard's fit sums the whole
+    panel's statistics, so all shards fit one global model: a reduce before the map, read once here."""
+    from pipeline_code.engine.panel_fit import pooled_families
+    from pipeline_code.pipeline.panel_stages import read_processed_panel, train_panel
+
+    whole_train, whole_test = whole or (train, test)
+    pooled = None
+    if len(shard_files(whole_train)) > 1 and pooled_families(settings):
+        pooled = read_processed_panel(whole_train, whole_test, freq=settings.data.freq)
 
     def fit(shard_train: Path, shard_test: Path, out: Path, shard: str) -> dict[str, Any]:
         reports = None if report_dir is None else (report_dir / shard if len(shard_files(train)) > 1 else report_dir)
-        return run_training(shard_train, shard_test, hyperparameters, out, settings, report_dir=reports, jobs=jobs)
+        return train_panel(shard_train, shard_test, hyperparameters, out, settings, reports, jobs=jobs, whole=pooled)
 
     return fit_in_shards(train, test, model_dir, fit)

@@ -300,17 +300,18 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
 
 def train_panel(
     train_dir: Path, test_dir: Path, hyperparameters: dict[str, Any], model_dir: Path, settings: Settings,
-    report_dir: Path | None = None, *, jobs: int = 1,
+    report_dir: Path | None = None, *, jobs: int = 1, whole=None,
 ) -> dict[str, Any]:
     """Fit every series of train + test with the global choices in ``hyperparameters`` (a model per
     series inside) and save one panel version to ``model_dir``; the fit's report (per item: family,
     CV MASE, fallback reason) goes to ``report_dir/panel_fit.json``. Returns the CV metrics, with
-    ``cv_mase`` the panel objective."""
+    ``cv_mase`` the panel objective. ``whole``: the whole panel when these folders hold one shard
+    of it (``panel_fit.fit_panel``)."""
     from pipeline_code.engine.panel_fit import choice_from_hyperparameters, fit_panel
 
     panel, counterfactual = read_processed_panel(train_dir, test_dir, freq=settings.data.freq)
     fitted = fit_panel(panel, settings, choice=choice_from_hyperparameters(hyperparameters), jobs=jobs,
-                       counterfactual=counterfactual)
+                       counterfactual=counterfactual, whole=whole)
     metrics = {**fitted.metadata["metrics"], "cv_mase": fitted.objective}
     save_fitted(model_dir, fitted, panel, metrics)
     if report_dir is not None:

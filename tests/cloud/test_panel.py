@@ -2,8 +2,8 @@
 
 Six monthly series with ``series.instances: 2``: processing writes two shard files, the tuning job
 scores the panel's global choices, the sharded fit runs as one processing job on two instances (each
-receives only its train shard file, ShardedByS3Key, and writes its partial panel under its own host
-name), evaluation merges the shards and gates, registration and the deploy machine serve the merged
+receives only its train shard file, ShardedByS3Key, and every train file for the pooled family's
+statistics, and writes its partial panel under its own host name), evaluation merges the shards and gates, registration and the deploy machine serve the merged
 model, and the endpoint answers an ``item_id`` request with the local pipeline's forecast.
 """
 
@@ -16,6 +16,7 @@ import pytest
 
 from pipeline_code.engine.core.panel_artifact import PanelModel
 from pipeline_code.engine.panel_data import shard_of
+from pipeline_code.entrypoints.sagemaker_paths import WHOLE_TRAIN_CHANNEL
 from pipeline_code.pipeline import layout
 from tests.cloud.scenario import request_for, serve_locally, upload_and_serve
 from tests.cloud.series import PANEL, PANEL_ITEMS, local_run
@@ -48,6 +49,9 @@ def test_a_panel_is_fitted_in_shards_merged_registered_and_served(world, tmp_pat
     assert sorted(f for files in train.values() for f in files) == [f"series-{k:05d}.csv" for k in range(SHARDS)]
     assert all(len(files) == 1 for files in train.values())
     assert all(len(inputs["test"]) == SHARDS for inputs in received.values())
+    # and every train file again, to sum the pooled family's statistics over the whole panel
+    assert all(sorted(inputs[WHOLE_TRAIN_CHANNEL]) == sorted(k for files in received.values() for k in files["train"])
+               for inputs in received.values())
     assert world.jobs.runner.overwritten == []
 
     # Each instance's partial panel holds exactly the items of its shard, under its own host name.

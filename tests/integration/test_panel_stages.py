@@ -248,3 +248,38 @@ def test_evaluation_merges_a_panel_fitted_in_shards(tmp_path, packed):
             (model_input / host).rmdir()
     merged = model_folder(model_input)
     assert PanelModel.load(merged).items == ["a", "b", "c"]
+
+
+def test_every_shard_fits_one_global_model(tmp_path):
+    """With a pooled family, each shard's fit sums the whole panel's statistics: every shard's items
+    share one global AR, the one a fit of the whole panel at once finds."""
+    from pipeline_code.engine.core.panel_artifact import PanelModel
+    from pipeline_code.pipeline.panel_shards import fit_panel_in_shards, shard_files
+
+    settings = SETTINGS.merged({"data": {"horizon": 6}, "series": {"families": ["seasonal_naive", "global_ar"],
+                                                                    "cutoffs": 3, "instances": 3},
+                                "search": {"histories": ["window"], "scales": ["log"]}})
+    lengths = {"a": 90, "b": 100, "c": 110, "d": 96, "e": 120, "f": 84}
+    process_panel(write_panel(tmp_path / "stores.csv", panel_rows(lengths)), tmp_path / "out", settings)
+    train, test = tmp_path / "out" / "train", tmp_path / "out" / "test"
+    assert len(shard_files(train)) == 3
+    choice = {"family": "global_ar", "history": "window", "scale": "log"}
+    fit_panel_in_shards(train, test, choice, tmp_path / "sharded", settings)
+    panel_stages.train_panel(train, test, choice, tmp_path / "whole", settings)
+
+    def weights(folder: Path) -> set[tuple[float, ...]]:
+        model = PanelModel.load(folder)
+        assert model.items == sorted(lengths)
+        return {tuple(model.artifact(item).spec["weights"]) for item in model.items}
+
+    assert len(weights(tmp_path / "sharded")) == 1
+    np.testing.assert_allclose(next(iter(weights(tmp_path / "sharded"))), next(iter(weights(tmp_path / "whole"))),
+                               rtol=1e-9)
+    # an instance that holds one shard file sums the whole panel's train files, received in full
+    one = tmp_path / "instance"
+    (one / "train").mkdir(parents=True)
+    (one / "train" / shard_files(train)[1].name).write_bytes(shard_files(train)[1].read_bytes())
+    fit_panel_in_shards(one / "train", test, choice, one / "model", settings, whole=(train, test))
+    instance = PanelModel.load(one / "model")
+    np.testing.assert_allclose(instance.artifact(instance.items[0]).spec["weights"],
+                               next(iter(weights(tmp_path / "whole"))), rtol=1e-9)
