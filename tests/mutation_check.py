@@ -94,7 +94,7 @@ MUTATIONS = {
         ("tests/engine/test_global_ar.py",)),
     "global-ar-explosive-served": Mutation(
         "an explosive pooled autoregression forecasts its windows instead of failing them",
-        (("pipeline_code/engine/families/global_ar.py", " | explosive(np.nan_to_num(a), horizon or steps)", ""),),
+        (("pipeline_code/engine/families/global_ar.py", "\n           | explosive(np.nan_to_num(a), horizon or steps))", ")"),),
         ("tests/engine/test_global_ar.py",)),
     "global-ar-pooled-per-shard": Mutation(
         "a sharded fit pools the global AR over its own shard only (each shard a different model)",

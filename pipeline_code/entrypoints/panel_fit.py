@@ -3,12 +3,13 @@
 Inputs under ``/opt/ml/processing/input/``: ``train/`` (ShardedByS3Key: some of processing's shard
 files), ``panel/`` (every train shard file: the whole panel, whose statistics a pooled family such as
 ``global_ar`` sums, so every instance fits the same global model), ``test/`` (every shard file; the
-ones named like this instance's train files are fitted) and ``settings/`` (the run document). ``FORECAST_HYPERPARAMETERS``: the tuning job's best training job's
-hyperparameters (JSON). Output: ``/opt/ml/processing/output/shards/<current_host>/``, this shard's
-partial panel (every instance uploads to the same S3 prefix, so each writes under its own host name);
-evaluation merges them (``pipeline.panel_shards.merged_shards``). An instance that received no shard
-file (more instances than files) writes nothing. The series are spread over the instance's cores.
-Exit 2 on bad input, 1 on other errors.
+ones named like this instance's train files are fitted) and ``settings/`` (the run document).
+``FORECAST_HYPERPARAMETERS``: the tuning job's best training job's hyperparameters (JSON). Output:
+``/opt/ml/processing/output/shards/<current_host>/``, this shard's partial panel (every instance
+uploads to the same S3 prefix, so each writes under its own host name); evaluation merges them
+(``pipeline.panel_shards.merged_shards``). An instance that received no shard file (more instances
+than files) writes nothing. The series are spread over the instance's cores. Exit 2 on bad input, 1
+on other errors.
 """
 
 from __future__ import annotations

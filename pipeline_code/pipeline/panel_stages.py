@@ -300,7 +300,7 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
 
 def train_panel(
     train_dir: Path, test_dir: Path, hyperparameters: dict[str, Any], model_dir: Path, settings: Settings,
-    report_dir: Path | None = None, *, jobs: int = 1, whole=None,
+    report_dir: Path | None = None, *, jobs: int = 1, whole: tuple[Any, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Fit every series of train + test with the global choices in ``hyperparameters`` (a model per
     series inside) and save one panel version to ``model_dir``; the fit's report (per item: family,

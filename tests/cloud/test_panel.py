@@ -3,8 +3,9 @@
 Six monthly series with ``series.instances: 2``: processing writes two shard files, the tuning job
 scores the panel's global choices, the sharded fit runs as one processing job on two instances (each
 receives only its train shard file, ShardedByS3Key, and every train file for the pooled family's
-statistics, and writes its partial panel under its own host name), evaluation merges the shards and gates, registration and the deploy machine serve the merged
-model, and the endpoint answers an ``item_id`` request with the local pipeline's forecast.
+statistics, and writes its partial panel under its own host name), evaluation merges the shards and
+gates, registration and the deploy machine serve the merged model, and the endpoint answers an
+``item_id`` request with the local pipeline's forecast.
 """
 
 from __future__ import annotations

@@ -175,7 +175,8 @@ def forecast(z: np.ndarray, origins: np.ndarray, pooled: np.ndarray, own: np.nda
     last = np.where(origins[:, None] >= order, z[index], np.nan)
     centre = recursive_forecast(last, np.nan_to_num(a), steps)
     variance = sigma2[:, None] * np.cumsum(psi_weights(np.nan_to_num(a), steps) ** 2, axis=-1)
-    bad = ~np.isfinite(c).all(axis=-1) | ~np.isfinite(sigma2) | (origins < order) | explosive(np.nan_to_num(a), horizon or steps)
+    bad = (~np.isfinite(c).all(axis=-1) | ~np.isfinite(sigma2) | (origins < order)
+           | explosive(np.nan_to_num(a), horizon or steps))
     centre[bad], variance[bad] = np.nan, np.nan
     return centre, variance
 
