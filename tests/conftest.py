@@ -20,6 +20,18 @@ BUNDLED = ROOT / "pipeline_code" / "data" / "us_gasoline.csv"
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# The files that take longest (`pytest --durations`: the local end-to-end runs, the emulated cloud,
+# the state machine, the parallel search) run first: `--dist loadfile` hands whole files to the
+# workers in the order collected, so a long file collected last would leave one worker running alone.
+LONGEST_FIRST = ("tests/integration/test_local_pipeline.py", "tests/cloud/", "tests/integration/test_state_machine.py",
+                 "tests/engine/test_tuning.py", "tests/serving/test_hostile_clients.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {prefix: k for k, prefix in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: next((k for prefix, k in rank.items() if item.nodeid.startswith(prefix)),
+                                     len(rank)))
+
 
 @pytest.fixture(scope="session")
 def gasoline() -> Series:
