@@ -20,11 +20,13 @@ FAST_SETTINGS = {
 }
 
 
-def fast_data(folder: Path, name: str = "gasoline", rows: int = 1335) -> Path:
-    """The bundled series' first ``rows`` weeks as ``<name>.csv`` with the fast settings beside it."""
+def fast_data(folder: Path, name: str = "gasoline", rows: int = 1335, *, fast: bool = True) -> Path:
+    """The bundled series' first ``rows`` weeks as ``<name>.csv`` with the fast settings beside it
+    (``fast=False``: none, so the run searches every default family and lasts a minute or so)."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = BUNDLED.read_text().splitlines()[: rows + 1]
-    (folder / f"{name}.settings.json").write_text(json.dumps(FAST_SETTINGS))
+    if fast:
+        (folder / f"{name}.settings.json").write_text(json.dumps(FAST_SETTINGS))
     data = folder / f"{name}.csv"
     data.write_text("\n".join(lines) + "\n")
     return data

@@ -183,7 +183,9 @@ def test_ctrl_c_during_a_run_leaves_nothing_half_written(tmp_path):
     folder, workdir = tmp_path / "drop", tmp_path / "work"
     folder.mkdir()
     watch = Watch(folder, workdir)
-    fast_data(folder)
+    # The default search runs for about a minute, so the interrupt surely lands while it runs, even on
+    # a busy machine (the fast search can end between the poll that sees it running and the signal).
+    fast_data(folder, fast=False)
     watch.wait_for(lambda: ("running", "gasoline.csv") in watch.states(), "the run")
     assert watch.stop() == 0
     [(state, data)] = watch.states()
