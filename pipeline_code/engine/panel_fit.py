@@ -261,7 +261,7 @@ def run_panel(panel: Any, settings: Settings, choice: dict[str, str], evaluation
     axis = Axis(start, panel.freq, dates)
     plan = _plan(settings, choice, axis, [] if final else whens, selections, fit=final and fit)
     tasks = _tasks(panel, axis, counterfactual or {})
-    pooling = tasks if whole is None or not pooled_families(settings) else _tasks(whole[0], axis, whole[1] or {})
+    pooling = tasks if whole is None else _tasks(whole[0], axis, whole[1] or {})
     plan = replace(plan, pooled=_pooled(plan, pooling))
     return _run_all(tasks, plan, jobs), axis, plan
 
