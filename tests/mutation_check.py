@@ -78,8 +78,8 @@ MUTATIONS = {
           "psi[..., j] = np.sum(phi[..., :k] * psi[..., j - 1::-1][..., :k], axis=-1)", "psi[..., j] = 1.0"),),
         ("tests/engine/test_global_ar.py",)),
     "global-ar-local-in-a-panel": Mutation(
-        "a panel's series fit the global AR on their own rows instead of the pooled ones",
-        (("pipeline_code/engine/families/global_ar.py", "own if pooled is None else pooled,", "own,"),),
+        "a panel's series fit the AR on their own rows, not shrunk toward the pooled fit",
+        (("pipeline_code/engine/families/global_ar.py", "own if pooled is None else shrunk(own, pooled),", "own,"),),
         ("tests/engine/test_global_ar.py",)),
     "global-ar-unweighted-pooling": Mutation(
         "a panel pools the global AR's series unweighted, a volatile series as much as a steady one",
@@ -91,6 +91,16 @@ MUTATIONS = {
         (("pipeline_code/engine/families/global_ar.py",
           "variance = residual_variance(own, c) * count / np.maximum(count - order, 1)",
           "variance = residual_variance(own, c)"),),
+        ("tests/engine/test_global_ar.py",)),
+    "global-ar-prior-by-total-rows": Mutation(
+        "the pooled prior enters a series' fit at its full size (every panel row), not as a few rows",
+        (("pipeline_code/engine/families/global_ar.py",
+          "per_row = pooled / np.maximum(pooled[..., -1:, -1:], 1.0)", "per_row = pooled"),),
+        ("tests/engine/test_global_ar.py",)),
+    "global-ar-prior-unweighted-own": Mutation(
+        "a series' own rows enter its shrunk fit unweighted, against the weighted pooled prior",
+        (("pipeline_code/engine/families/global_ar.py",
+          "return weighted(own) + PRIOR_ROWS_PER_LAG * order * per_row", "return own + PRIOR_ROWS_PER_LAG * order * per_row"),),
         ("tests/engine/test_global_ar.py",)),
     "global-ar-explosive-served": Mutation(
         "an explosive pooled autoregression forecasts its windows instead of failing them",

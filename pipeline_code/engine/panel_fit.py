@@ -71,7 +71,7 @@ def fit_panel(panel: Any, settings: Settings, *, choice: dict | None = None, job
               counterfactual: dict[str, np.ndarray] | None = None, whole: Whole | None = None) -> PanelFit:
     """Choose and fit a model per series (see the module docstring for ``choice``). ``whole``: when
     ``panel`` is one shard of a larger panel, that panel and its counterfactual series, whose
-    statistics the pooled families sum (so every shard fits the same global model)."""
+    statistics the pooled families sum (so every shard shrinks toward the same pooled model)."""
     started = time.perf_counter()
     choice = resolve_choice(settings, choice)
     step = cutoff_step(settings)

@@ -40,7 +40,7 @@ class Plan:
     ctx: Context  # ``window``: the longest CV window (each series' is capped by its length)
     fit: bool = True  # fit the final model (the final evaluation only)
     # the pooled families' statistics summed over the panel (family name -> one matrix per cutoff,
-    # then the final fit's): each series fits on these instead of its own (``families.global_ar``)
+    # then the final fit's): each series' fit is shrunk toward these (``families.global_ar``)
     pooled: dict[str, np.ndarray] = field(default_factory=dict)
 
     def pooled_at(self, positions: np.ndarray | None) -> dict[str, np.ndarray]:

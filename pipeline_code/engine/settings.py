@@ -228,8 +228,8 @@ class SeriesSettings:
     columns: tuple[str, ...] = AMAZON_FORECAST_COLUMNS
     # Model choice: a family (or combination) per series, or one global specification for all.
     selection: str = "per_series"
-    # Families each series chooses from (engine/families/registry.py); "global_ar" is one
-    # autoregression fitted on every series at once (engine/families/global_ar.py).
+    # Families each series chooses from (engine/families/registry.py); "global_ar" is an
+    # autoregression per series shrunk toward one fitted on every series (engine/families/global_ar.py).
     families: tuple[str, ...] = ("seasonal_naive", "ets", "theta", "global_ar")
     # Panel CV: cutoffs shared by every series (PanelSplit), ``cutoff_step`` periods apart.
     cutoffs: int = 4

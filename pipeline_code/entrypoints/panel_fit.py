@@ -2,7 +2,7 @@
 
 Inputs under ``/opt/ml/processing/input/``: ``train/`` (ShardedByS3Key: some of processing's shard
 files), ``panel/`` (every train shard file: the whole panel, whose statistics a pooled family such as
-``global_ar`` sums, so every instance fits the same global model), ``test/`` (every shard file; the
+``global_ar`` sums, so every instance shrinks toward the same pooled model), ``test/`` (every shard file; the
 ones named like this instance's train files are fitted) and ``settings/`` (the run document).
 ``FORECAST_HYPERPARAMETERS``: the tuning job's best training job's hyperparameters (JSON). Output:
 ``/opt/ml/processing/output/shards/<current_host>/``, this shard's partial panel (every instance

@@ -105,7 +105,7 @@ def fit_panel_in_shards(train: Path, test: Path, hyperparameters: dict[str, Any]
 
     ``whole``: the train and test folders of the whole panel (default ``train`` and ``test``). When it
     holds more than one shard and a family is pooled (``global_ar``), every shard's fit sums the whole
-    panel's statistics, so all shards fit one global model: a reduce before the map, read once here."""
+    panel's statistics, so all shards shrink toward one pooled model: a reduce before the map, read once here."""
     from pipeline_code.engine.panel_fit import pooled_families
     from pipeline_code.pipeline.panel_stages import read_processed_panel, train_panel
 

@@ -1,6 +1,7 @@
-"""The global autoregression: its least squares against NumPy's solver on the stacked rows, the
-recovery of a known AR process pooled over series of different levels, psi weights against
-statsmodels, no look-ahead, the window, failures, and the panel's pooling."""
+"""The partially pooled autoregression: its least squares against NumPy's solver on the stacked rows
+(pooled, weighted, and with the panel as a prior), the recovery of a known AR process pooled over
+series of different levels, psi weights against an independent recursion, no look-ahead, the window,
+failures, and the panel's pooling."""
 
 from __future__ import annotations
 
@@ -182,19 +183,67 @@ def test_candidates_follow_the_season_and_the_histories():
     assert [c["history"] for c in FAMILY.candidates(monthly.merged({"search": {"histories": ["all"]}}))] == ["all"]
 
 
+def test_a_series_fit_is_its_own_rows_with_the_panel_as_a_prior():
+    """The yardstick: weighted least squares on the series' own rows stacked with every panel row,
+    the panel's rows scaled to weigh ``PRIOR_ROWS_PER_LAG`` rows per coefficient in all."""
+    order = 4
+    ctx = Context(season_length=3.0, window=60, horizon=6, periods=6)
+    candidate = {"family": gar.NAME, "history": "all", "order": order}
+    series = [ar_process(n, np.array([0.1, -0.2, 0.3, 0.8]), level, seed=seed, noise=noise)
+              for n, level, seed, noise in ((200, 2.0, 1, 0.01), (150, 5.0, 2, 0.02), (90, 3.0, 3, 0.05))]
+    rows, weights = [], []
+    for v in series:
+        x, y = stacked_rows(np.log(v), order, range(order, v.size - 40))
+        residual = y - x @ ridge_lstsq(x, y, order)
+        rows.append((x, y)), weights.append((len(y) - order) / np.sum(residual ** 2))
+    count = sum(len(y) for _, y in rows)
+    panel_x = np.concatenate([x * np.sqrt(w) for (x, _), w in zip(rows, weights)])
+    panel_y = np.concatenate([y * np.sqrt(w) for (_, y), w in zip(rows, weights)])
+    prior = np.sqrt(gar.PRIOR_ROWS_PER_LAG * order / count)
+    pooled = sum(FAMILY.statistics(v, candidate, np.array([v.size - 40]), ctx) for v in series)
+    for v, (x, y), w in zip(series, rows, weights):
+        expected = ridge_lstsq(np.vstack([x * np.sqrt(w), panel_x * prior]),
+                               np.concatenate([y * np.sqrt(w), panel_y * prior]), order)
+        own = FAMILY.own(v, candidate, np.array([v.size - 40]), ctx)
+        np.testing.assert_allclose(gar.coefficients(gar.shrunk(own, pooled))[0], expected, rtol=1e-7, atol=1e-9)
+
+
+def test_a_short_series_leans_on_the_panel_and_a_long_one_on_its_own_rows():
+    shared, other = np.array([0.1, -0.2, 0.3, 0.8]), np.array([0.5, 0.3, 0.1, 0.1])
+    ctx = Context(season_length=3.0, window=400, horizon=6, periods=6)
+    candidate = {"family": gar.NAME, "history": "all", "order": 4}
+    panel = [ar_process(300, shared, 2.0 + k, seed=k) for k in range(6)]
+    pooled = sum(FAMILY.statistics(v, candidate, np.array([v.size]), ctx) for v in panel)
+    target = gar.ar_weights(gar.coefficients(pooled))[0]
+    fits = {}
+    for n in (8, 12, 400):  # the same odd process, seen briefly or for long
+        v = ar_process(n, other, 4.0, seed=9)
+        own = FAMILY.own(v, candidate, np.array([v.size]), ctx)
+        fits[n] = (gar.ar_weights(gar.coefficients(gar.shrunk(own, pooled)))[0],
+                   gar.ar_weights(gar.coefficients(own))[0])
+    def gap(a, b):
+        return np.abs(a - b).max()
+    # 4 rows cannot fit 4 coefficients alone (MIN_ROWS_PER_LAG), but can with the prior's 4 rows
+    assert np.isnan(fits[8][1]).all() and gap(fits[8][0], target) < 0.2
+    # 8 rows against a prior worth 4: pulled halfway and more toward the panel
+    assert gap(fits[12][0], target) < 0.5 * gap(fits[12][1], target)
+    # 396 rows: its own process, the prior nearly spent
+    assert gap(fits[400][0], fits[400][1]) < 0.02 and gap(fits[400][0], other) < 0.1 < gap(fits[400][0], target)
+
+
 def test_a_panel_pools_every_series_and_serves_each_with_its_own_variance():
     values = synthetic(8, length=72)
     conf = settings(families=("seasonal_naive", "global_ar"))
     fit = fit_panel(panel_of(values), conf, choice={"family": "global_ar"})
-    weights = {tuple(a.spec["weights"]) for a in fit.artifacts.values()}
-    assert len(weights) == 1  # one model for the panel
-    # the pooled coefficients are those of every series' rows, not any one series'
     candidate = next(iter(fit.artifacts.values())).metadata["hyperparameters"]
     ctx = Context.from_settings(conf)
     pooled = sum(FAMILY.statistics(v, candidate, np.array([v.size]), ctx) for v in values.values())
-    np.testing.assert_allclose(next(iter(weights)), gar.ar_weights(gar.coefficients(pooled))[0], atol=1e-9)
-    own = FAMILY.fit_final(values["s000"], candidate, ctx)
-    assert not np.allclose(own.spec["weights"], next(iter(weights)))
+    for item, v in values.items():  # each series shrunk toward the pooled fit of every series' rows
+        own = FAMILY.own(v, candidate, np.array([v.size]), ctx)
+        np.testing.assert_allclose(fit.artifacts[item].spec["weights"],
+                                   gar.ar_weights(gar.coefficients(gar.shrunk(own, pooled)))[0], atol=1e-9)
+        alone = FAMILY.fit_final(v, candidate, ctx)
+        assert not np.allclose(alone.spec["weights"], fit.artifacts[item].spec["weights"])
     variances = {round(a.parameters["variance"][0], 12) for a in fit.artifacts.values()}
     assert len(variances) == len(values)
     for item, artifact in fit.artifacts.items():
@@ -230,7 +279,8 @@ def test_a_panel_backtest_forecasts_each_series_with_the_pooled_coefficients():
     pooled = sum(FAMILY.statistics(v, candidate, origin, ctx) for v in values.values())
     for item, v in values.items():
         z = np.log(v)
-        centre, variance = gar.forecast(z, origin, pooled, FAMILY.own(v, candidate, origin, ctx), ctx.horizon)
+        own = FAMILY.own(v, candidate, origin, ctx)
+        centre, variance = gar.forecast(z, origin, gar.shrunk(own, pooled), own, ctx.horizon)
         np.testing.assert_allclose(cv.items[item].forecast[0], np.exp(centre + 0.5 * variance)[0], rtol=1e-9)
         local = FAMILY.fit_windows(v, candidate, origin, ctx)
         assert not np.allclose(cv.items[item].forecast[0], local.mean()[0], rtol=1e-6)

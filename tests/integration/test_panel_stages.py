@@ -250,9 +250,9 @@ def test_evaluation_merges_a_panel_fitted_in_shards(tmp_path, packed):
     assert PanelModel.load(merged).items == ["a", "b", "c"]
 
 
-def test_every_shard_fits_one_global_model(tmp_path):
-    """With a pooled family, each shard's fit sums the whole panel's statistics: every shard's items
-    share one global AR, the one a fit of the whole panel at once finds."""
+def test_every_shard_pools_the_whole_panel(tmp_path):
+    """With a pooled family, each shard's fit sums the whole panel's statistics: every shard shrinks
+    its series toward one pooled AR, so each series' weights are those of one fit of the whole panel."""
     from pipeline_code.engine.core.panel_artifact import PanelModel
     from pipeline_code.pipeline.panel_shards import fit_panel_in_shards, shard_files
 
@@ -267,19 +267,22 @@ def test_every_shard_fits_one_global_model(tmp_path):
     fit_panel_in_shards(train, test, choice, tmp_path / "sharded", settings)
     panel_stages.train_panel(train, test, choice, tmp_path / "whole", settings)
 
-    def weights(folder: Path) -> set[tuple[float, ...]]:
+    def weights(folder: Path) -> dict[str, np.ndarray]:
         model = PanelModel.load(folder)
         assert model.items == sorted(lengths)
-        return {tuple(model.artifact(item).spec["weights"]) for item in model.items}
+        return {item: np.array(model.artifact(item).spec["weights"]) for item in model.items}
 
-    assert len(weights(tmp_path / "sharded")) == 1
-    np.testing.assert_allclose(next(iter(weights(tmp_path / "sharded"))), next(iter(weights(tmp_path / "whole"))),
-                               rtol=1e-9)
+    sharded, whole = weights(tmp_path / "sharded"), weights(tmp_path / "whole")
+    for item in lengths:  # each series shrunk toward the same pooled fit as in one fit of the panel
+        np.testing.assert_allclose(sharded[item], whole[item], rtol=1e-9)
     # an instance that holds one shard file sums the whole panel's train files, received in full
     one = tmp_path / "instance"
-    (one / "train").mkdir(parents=True)
-    (one / "train" / shard_files(train)[1].name).write_bytes(shard_files(train)[1].read_bytes())
-    fit_panel_in_shards(one / "train", test, choice, one / "model", settings, whole=(train, test))
+    for channel in ("train", "test"):
+        (one / channel).mkdir(parents=True)
+        name = shard_files(train)[1].name
+        (one / channel / name).write_bytes((tmp_path / "out" / channel / name).read_bytes())
+    fit_panel_in_shards(one / "train", one / "test", choice, one / "model", settings, whole=(train, test))
     instance = PanelModel.load(one / "model")
-    np.testing.assert_allclose(instance.artifact(instance.items[0]).spec["weights"],
-                               next(iter(weights(tmp_path / "whole"))), rtol=1e-9)
+    assert 0 < len(instance.items) < len(lengths)
+    for item in instance.items:
+        np.testing.assert_allclose(instance.artifact(item).spec["weights"], whole[item], rtol=1e-9)

@@ -15,7 +15,7 @@ A family is an object with:
 A family fitted on many series at once (``global_ar``) also sets ``pooled = True`` and offers
 ``statistics(y, candidate, origins, ctx)``, each origin's sufficient statistics; a panel sums them over
 its series and passes the sum as ``pooled=`` to ``fit_windows`` and ``fit_final`` (without it, the
-family fits the series' own).
+family fits the series' own rows alone).
 
 Every family forecasts the log of a positive series: the centre ``z`` and a model variance ``v`` per
 step, the mean being ``exp(z + v / 2)``. Adding a family is its module plus one line in ``registry``.

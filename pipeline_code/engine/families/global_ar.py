@@ -1,20 +1,22 @@
-"""A global autoregression: one AR model of the log series, its coefficients fitted by least squares
-on the windows of every series of a panel at once (pooled), each series forecast with them from its
-own last values, with its own error variance.
+"""A partially pooled autoregression of the log series: each series' AR coefficients are its own
+least squares fit, shrunk toward one AR fitted on the windows of every series of a panel at once.
 
 Each training row predicts ``z[t]`` from the ``order`` values before it, all centred on their mean
 (so the model is invariant to the series' level: series of any size share it). As an AR model in
-``z``, its coefficients sum to one: a random-walk-like level with learned local dynamics. Pooling is
-the point (Montero-Manso and Hyndman, "Principles and algorithms for forecasting groups of time
-series: locality and globality", IJF 2021): a global AR of high order is as expressive as any set of
-local models and far less noisy to fit per series. On one series it is a local AR of the same shape.
+``z``, its coefficients sum to one: a random-walk-like level with learned local dynamics. Pooling
+borrows strength across series (Montero-Manso and Hyndman, "Principles and algorithms for
+forecasting groups of time series: locality and globality", IJF 2021): a global AR of high order is
+far less noisy to fit than a local one on a short window. Partial pooling keeps a long series' own
+dynamics: the panel's pooled statistics enter a series' fit as a prior worth ``PRIOR_ROWS_PER_LAG``
+rows per coefficient (conjugate pseudo-observations centred on the global fit), so a short series
+leans on the panel and a long one on its own rows. On one series it is a local AR of the same shape.
 
 The sufficient statistics of a set of rows, ``S = sum(u u')`` with ``u = [x, y, 1]``, add up over
 series, so a panel (``engine/panel_fit.py``) sums each series' statistics per cutoff and hands the sum
 to every series' fit (``pooled``); the last diagonal entry is the rows' count. Each series enters the
-sum weighted by the inverse of its own one-step residual variance (``weighted``): feasible weighted
-least squares, so a volatile series does not outweigh the steady ones, as the scale-free objective
-(MASE) weighs every series alike. Forecasts are recursive;
+sum, and its own fit, weighted by the inverse of its own one-step residual variance (``weighted``):
+feasible weighted least squares, so a volatile series does not outweigh the steady ones, as the
+scale-free objective (MASE) weighs every series alike. Forecasts are recursive;
 the variance of step h is ``sigma2 * sum(psi[:h] ** 2)`` with the AR's psi weights and ``sigma2`` the
 series' own mean squared one-step residual. The final fit stores the forecast path (``path`` core,
 as the statsforecast families), so serving needs no model code.
@@ -41,6 +43,10 @@ EXPLOSIVE_GROWTH = 2.0
 # The smallest residual variance a series' pooling weight divides by (log scale: a 0.01% error), so
 # a flat series cannot take over the pooled fit.
 MIN_VARIANCE = 1e-8
+# The weight of the pooled fit in a series' own fit, in rows per coefficient: its statistics per row
+# (the panel's weighted average), times this many rows per lag. Chosen on the us_employment tune
+# before the first cutoff (bench/results/panel_accuracy.notes.md, item 6): 1 beat 1/3, 2, 4 and 8.
+PRIOR_ROWS_PER_LAG = 1.0
 
 
 def order_for(period: int) -> int:
@@ -125,6 +131,14 @@ def weighted(own: np.ndarray) -> np.ndarray:
     return out
 
 
+def shrunk(own: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+    """A series' weighted statistics with the pooled statistics' average row added as a prior worth
+    ``PRIOR_ROWS_PER_LAG`` rows per coefficient (the row count grows by as many)."""
+    order = own.shape[-1] - 2
+    per_row = pooled / np.maximum(pooled[..., -1:, -1:], 1.0)
+    return weighted(own) + PRIOR_ROWS_PER_LAG * order * per_row
+
+
 def psi_weights(a: np.ndarray, steps: int) -> np.ndarray:
     """The MA(infinity) weights psi_0..psi_{steps-1} of the AR with weights ``a`` (oldest lag first),
     for each row of ``a``."""
@@ -162,13 +176,13 @@ def recursive_forecast(last: np.ndarray, a: np.ndarray, steps: int) -> np.ndarra
     return buffer[:, order:]
 
 
-def forecast(z: np.ndarray, origins: np.ndarray, pooled: np.ndarray, own: np.ndarray, steps: int,
+def forecast(z: np.ndarray, origins: np.ndarray, fitted: np.ndarray, own: np.ndarray, steps: int,
              horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and variance (origins, steps) with the coefficients of ``pooled`` and the variance of
-    each origin's own rows; NaN rows where either cannot be fitted, or the AR is explosive within
-    ``horizon`` steps (default ``steps``)."""
-    order = pooled.shape[-1] - 2
-    c = coefficients(pooled)
+    """Centre and variance (origins, steps) with the coefficients of the statistics ``fitted`` and
+    the variance of each origin's own rows; NaN rows where either cannot be fitted, or the AR is
+    explosive within ``horizon`` steps (default ``steps``)."""
+    order = fitted.shape[-1] - 2
+    c = coefficients(fitted)
     a = ar_weights(c)
     sigma2 = residual_variance(own, np.nan_to_num(c))
     index = np.clip(origins[:, None] - order + np.arange(order)[None, :], 0, max(z.size - 1, 0))
@@ -182,7 +196,8 @@ def forecast(z: np.ndarray, origins: np.ndarray, pooled: np.ndarray, own: np.nda
 
 
 class GlobalAR:
-    """The family: one candidate per history, order one season plus one."""
+    """The family: one candidate per history, order one season plus one. Alone, a series is fitted on
+    its own rows; in a panel (``pooled`` given), shrunk toward the panel's pooled fit."""
 
     name = NAME
     batched = True
@@ -208,8 +223,8 @@ class GlobalAR:
                     ) -> WindowForecasts:
         origins = np.asarray(origins, dtype=np.int64)
         own = self.own(y, candidate, origins, ctx)
-        centre, variance = forecast(np.log(np.asarray(y, float)), origins, own if pooled is None else pooled,
-                                    own, ctx.horizon)
+        centre, variance = forecast(np.log(np.asarray(y, float)), origins,
+                                    own if pooled is None else shrunk(own, pooled), own, ctx.horizon)
         return WindowForecasts.from_rows(origins, centre, variance,
                                          "too few rows to fit the autoregression, or an explosive fit")
 
@@ -217,9 +232,9 @@ class GlobalAR:
         y = np.asarray(y, float)
         end = np.array([y.size])
         own = self.own(y, candidate, end, ctx)
-        shared = own if pooled is None else np.asarray(pooled)[None]
-        centre, variance = forecast(np.log(y), end, shared, own, ctx.periods, ctx.horizon)
-        weights = ar_weights(coefficients(shared))[0]
+        fitted = own if pooled is None else shrunk(own, np.asarray(pooled)[None])
+        centre, variance = forecast(np.log(y), end, fitted, own, ctx.periods, ctx.horizon)
+        weights = ar_weights(coefficients(fitted))[0]
         if np.all(np.isfinite(weights)) and explosive(weights, ctx.horizon):
             raise FamilyError(f"{NAME}: the fitted autoregression is explosive (largest root "
                               f"{float(largest_root(weights)):.4f}): its forecasts diverge within the "
