@@ -11,17 +11,23 @@ data it was never chosen on:
 - fpp3 ``aus_accommodation``: 8 quarterly series of takings by state, 1998 Q1..2016 Q2.
 
 Protocol: horizon one season, ``CUTOFFS`` cutoffs one season apart ending one horizon before the
-panel's end; each variant is ``engine.panel_fit.backtest_panel`` with one global choice (family, all
-history, logs), so each cutoff re-runs the engine on the data before it. The MASE is the backtest's
-own (each series' in-window seasonal-naive scale, the same for every variant), averaged over series.
+panel's end; each variant is ``engine.panel_fit.backtest_panel`` with one global choice (family, a
+training history, logs: ``--history``, default all), so each cutoff re-runs the engine on the data
+before it. The MASE is the backtest's own (each series' in-window seasonal-naive scale, the same for
+every variant), averaged over series.
 
 Variants: the ``global_ar`` family's prior weight of the pooled fit (``PRIOR_ROWS_PER_LAG``; ``inf``:
 one pooled AR for every series, ``0``: each series on its own rows), alone and in the equal-weight
 pair with ETS. The panels are small, so the fits run in this process (``jobs`` 1: the variant's
 module setting is what the fits read).
 
-Run: ``python -m bench.panel_validation_bench`` (about two minutes on 2 cores); writes
-``bench/results/panel_validation.md``.
+With ``--tuned``, each panel runs the engine's whole procedure instead, for each given
+``series.families``: the global choice (family, history, scale) tuned by ``fit_panel``'s objective on
+the data before the first cutoff, then backtested, as ``bench/panel_accuracy_bench.py`` runs ours.
+
+Run: ``python -m bench.panel_validation_bench`` (about six minutes on 2 cores) writes
+``bench/results/panel_validation.md``; ``--tuned FAMILIES ... --name panel_validation_tuned`` the
+procedure's table.
 """
 
 from __future__ import annotations
@@ -37,10 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline_code.engine.settings import SeriesSettings
+
 from .machine import header, write_table
 
 CUTOFFS = 8
-FAMILIES = ["seasonal_naive", "ets", "theta", "global_ar"]  # the engine's panel defaults
 CHOICES = ("global_ar", "ets+global_ar")
 POOLED = 1e12  # the prior weight that stands for inf: the series' own rows count for nothing
 
@@ -81,28 +88,59 @@ def write_long_csv(path: Path, series: dict[str, tuple[list[date], np.ndarray]])
     return path
 
 
-def backtest(name: str, freq: str, season: int, series: dict, folder: Path, choices: tuple[str, ...]) -> dict:
-    """Each choice's panel metrics at the panel's cutoffs."""
+def setup(name: str, freq: str, season: int, series: dict, folder: Path, families: list[str]):
+    """The run document a panel upload gets (derived from the data before the first cutoff), the
+    panel as the pipeline reads it, and the cutoffs."""
     from pipeline_code.engine.panel_data import load_panel
-    from pipeline_code.engine.panel_fit import backtest_panel
     from pipeline_code.engine.settings import resolve
 
     stamps = max((s[0] for s in series.values()), key=len)
     first = len(stamps) - season * CUTOFFS
-    cutoffs = [stamps[first + season * k] for k in range(CUTOFFS)]
-    document = {"data": {"freq": freq, "horizon": season}, "series": {"families": FAMILIES}}
+    document = {"data": {"freq": freq, "horizon": season}, "series": {"families": list(families)}}
     settings = resolve([("bench", document)], timestamps=stamps[:first], observations=first).settings
     panel = load_panel(write_long_csv(folder / f"{name}.csv", series), settings=settings)
+    return settings, panel, [stamps[first + season * k] for k in range(CUTOFFS)]
+
+
+def backtest(name: str, freq: str, season: int, series: dict, folder: Path, choices: tuple[str, ...],
+             history: str) -> dict:
+    """Each choice's panel metrics at the panel's cutoffs."""
+    from pipeline_code.engine.panel_fit import backtest_panel
+
+    settings, panel, cutoffs = setup(name, freq, season, series, folder, list(SeriesSettings().families))
     out = {}
     for choice in choices:
         started = time.perf_counter()
-        cv = backtest_panel(panel, settings, choice={"family": choice, "history": "all", "scale": "log"},
+        cv = backtest_panel(panel, settings, choice={"family": choice, "history": history, "scale": "log"},
                             cutoffs=cutoffs, jobs=1)
         out[choice] = {**cv.panel, "seconds": time.perf_counter() - started}
     return out
 
 
-def run(priors: list[float], choices: tuple[str, ...]) -> dict:
+def tuned(name: str, freq: str, season: int, series: dict, folder: Path, families: list[str]) -> dict:
+    """The engine's whole procedure with ``series.families`` = ``families``: the global choice tuned by
+    ``fit_panel``'s objective on the data before the first cutoff (each history and scale), then
+    backtested at every cutoff; the metrics and the choice."""
+    from pipeline_code.engine.panel_data import Panel, load_panel
+    from pipeline_code.engine.panel_fit import backtest_panel, fit_panel
+
+    settings, panel, cutoffs = setup(name, freq, season, series, folder, families)
+    first = cutoffs[0]
+    before = Panel({item: s.head(sum(t < first for t in s.timestamps)) for item, s in panel.series.items()
+                    if s.timestamps[0] < first}, panel.freq, single=False)
+    objectives = {}
+    for history in ("window", "all"):
+        for scale in ("log", "raw"):
+            fit = fit_panel(before, settings, choice={"family": "per_series", "history": history, "scale": scale})
+            for family, value in fit.report["objectives"].items():
+                objectives[(family, history, scale)] = value
+    family, history, scale = min(objectives, key=lambda k: objectives[k] if np.isfinite(objectives[k]) else np.inf)
+    cv = backtest_panel(panel, settings, choice={"family": family, "history": history, "scale": scale},
+                        cutoffs=cutoffs, jobs=1)
+    return {**cv.panel, "choice": f"{family}/{history}/{scale}"}
+
+
+def run(priors: list[float], choices: tuple[str, ...], history: str = "all") -> dict:
     from pipeline_code.engine.families import global_ar
 
     default = global_ar.PRIOR_ROWS_PER_LAG
@@ -113,7 +151,8 @@ def run(priors: list[float], choices: tuple[str, ...]) -> dict:
                 results[name] = {"series": len(series), "freq": freq, "variants": {}}
                 for prior in priors:
                     global_ar.PRIOR_ROWS_PER_LAG = prior if math.isfinite(prior) else POOLED
-                    for choice, metrics in backtest(name, freq, season, series, Path(tmp), choices).items():
+                    for choice, metrics in backtest(name, freq, season, series, Path(tmp), choices,
+                                                            history).items():
                         results[name]["variants"][f"{choice}, prior {prior:g}"] = metrics
                         print(f"{name}: {choice}, prior {prior:g}: MASE {metrics['mase']:.4f}", flush=True)
     finally:
@@ -121,16 +160,29 @@ def run(priors: list[float], choices: tuple[str, ...]) -> dict:
     return results
 
 
-def markdown(results: dict, priors: list[float], command: str) -> list[str]:
+def run_tuned(family_sets: list[str]) -> dict:
+    """Each panel under the engine's whole procedure with each ``series.families`` (comma-separated)."""
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="panel-validation-") as tmp:
+        for name, freq, season, series in panels():
+            results[name] = {"series": len(series), "freq": freq, "variants": {}}
+            for families in family_sets:
+                metrics = tuned(name, freq, season, series, Path(tmp), families.split(","))
+                results[name]["variants"][f"tuned over {families}"] = metrics
+                print(f"{name}: tuned over {families}: {metrics['choice']}, MASE {metrics['mase']:.4f}", flush=True)
+    return results
+
+
+def markdown(results: dict, protocol: str, command: str) -> list[str]:
     lines = [header("Panel validation: engine choices on panels other than us_employment", command).rstrip(),
              f"- protocol: `bench/panel_validation_bench.py` docstring; {CUTOFFS} cutoffs one season apart, "
-             "horizon one season, all history, logs; mean MASE over series (in-window scale), 95% coverage",
-             "- prior: `global_ar.PRIOR_ROWS_PER_LAG` (inf: one pooled AR for every series; 0: each series "
-             "on its own rows alone)", ""]
+             f"horizon one season, {protocol}; each cell: mean MASE over series (in-window scale) and 95% "
+             "coverage", ""]
     variants = list(next(iter(results.values()))["variants"])
     lines += ["| panel | series | " + " | ".join(variants) + " |", "|---|---:|" + "---:|" * len(variants)]
     for name, r in results.items():
-        cells = [f"{r['variants'][v]['mase']:.4f} ({r['variants'][v]['coverage_95']:.2f})" for v in variants]
+        cells = [f"{r['variants'][v]['mase']:.4f} ({r['variants'][v]['coverage_95']:.2f})"
+                 + (f" {r['variants'][v]['choice']}" if "choice" in r["variants"][v] else "") for v in variants]
         lines.append(f"| {name} ({r['freq']}) | {r['series']} | " + " | ".join(cells) + " |")
     logs = {v: [math.log(r["variants"][v]["mase"]) for r in results.values()] for v in variants}
     lines.append("| geometric mean | | " + " | ".join(f"{math.exp(np.mean(logs[v])):.4f}" for v in variants) + " |")
@@ -142,12 +194,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--priors", type=float, nargs="+", default=[math.inf, 1.0, 0.0],
                         help="global_ar.PRIOR_ROWS_PER_LAG values to compare")
     parser.add_argument("--choices", nargs="+", default=list(CHOICES), help="global family choices")
+    parser.add_argument("--history", choices=["all", "window"], default="all",
+                        help="the training history of every variant")
+    parser.add_argument("--tuned", nargs="+", metavar="FAMILIES",
+                        help="instead: the whole procedure (the global choice tuned before the first cutoff "
+                             "over both histories and scales) with each comma-separated series.families")
     parser.add_argument("--name", default="panel_validation")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     command = " ".join([".venv/bin/python -m bench.panel_validation_bench", *argv])
-    results = run(args.priors, tuple(args.choices))
-    write_table(f"{args.name}.md", markdown(results, args.priors, command))
+    if args.tuned:
+        results = run_tuned(args.tuned)
+        write_table(f"{args.name}.md", markdown(results, "the global choice (family, history, scale) tuned "
+                                                         "before the first cutoff, shown after the cell", command))
+    else:
+        results = run(args.priors, tuple(args.choices), args.history)
+        write_table(f"{args.name}.md", markdown(results, f"history {args.history}, logs; prior: "
+                                                         "`global_ar.PRIOR_ROWS_PER_LAG` (inf: one pooled AR for "
+                                                         "every series; 0: each series on its own rows alone)",
+                                                command))
     return 0
 
 

@@ -102,6 +102,17 @@ MUTATIONS = {
         (("pipeline_code/engine/families/global_ar.py",
           "return weighted(own) + PRIOR_ROWS_PER_LAG * order * per_row", "return own + PRIOR_ROWS_PER_LAG * order * per_row"),),
         ("tests/engine/test_global_ar.py",)),
+    "global-ar-drift-not-added-back": Mutation(
+        "the drift family forecasts the detrended series without adding the trend back",
+        (("pipeline_code/engine/families/global_ar.py",
+          "centre = recursive_forecast(last, np.nan_to_num(a), steps) + mu[:, None] * np.arange(steps)",
+          "centre = recursive_forecast(last, np.nan_to_num(a), steps)"),),
+        ("tests/engine/test_global_ar.py",)),
+    "global-ar-drift-includes-the-origin": Mutation(
+        "the drift's growth reaches the value at the origin (look-ahead)",
+        (("pipeline_code/engine/families/global_ar.py", "end = np.clip(origins - 1, 0, z.size - 1)",
+          "end = np.clip(origins, 0, z.size - 1)"),),
+        ("tests/engine/test_global_ar.py",)),
     "global-ar-explosive-served": Mutation(
         "an explosive pooled autoregression forecasts its windows instead of failing them",
         (("pipeline_code/engine/families/global_ar.py", "\n           | explosive(np.nan_to_num(a), horizon or steps))", ")"),),

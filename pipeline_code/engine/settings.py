@@ -159,7 +159,7 @@ class SearchSpace:
 # The model families' names (engine/families/registry.py maps each to its module; a test checks they
 # agree), and the histories and scales the statsforecast families may fit on.
 FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima",
-                "global_ar")
+                "global_ar", "global_ar_drift")
 HISTORIES = ("window", "all")
 SCALES = ("log", "raw")
 # A panel's global family choice: each series chooses its own; the family name of a combination.
@@ -229,8 +229,9 @@ class SeriesSettings:
     # Model choice: a family (or combination) per series, or one global specification for all.
     selection: str = "per_series"
     # Families each series chooses from (engine/families/registry.py); "global_ar" is an
-    # autoregression per series shrunk toward one fitted on every series (engine/families/global_ar.py).
-    families: tuple[str, ...] = ("seasonal_naive", "ets", "theta", "global_ar")
+    # autoregression per series shrunk toward one fitted on every series (engine/families/global_ar.py),
+    # "global_ar_drift" the same on each series less its mean growth.
+    families: tuple[str, ...] = ("seasonal_naive", "ets", "theta", "global_ar", "global_ar_drift")
     # Panel CV: cutoffs shared by every series (PanelSplit), ``cutoff_step`` periods apart.
     cutoffs: int = 4
     cutoff_step: int = 0  # 0: the horizon

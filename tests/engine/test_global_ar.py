@@ -284,3 +284,44 @@ def test_a_panel_backtest_forecasts_each_series_with_the_pooled_coefficients():
         np.testing.assert_allclose(cv.items[item].forecast[0], np.exp(centre + 0.5 * variance)[0], rtol=1e-9)
         local = FAMILY.fit_windows(v, candidate, origin, ctx)
         assert not np.allclose(cv.items[item].forecast[0], local.mean()[0], rtol=1e-6)
+
+
+def test_detrended_statistics_are_those_of_the_detrended_series():
+    rng = np.random.default_rng(4)
+    z = np.cumsum(rng.normal(0.01, 0.02, 150)) + 0.2 * np.sin(np.arange(150) * np.pi / 6)
+    origins, mu = np.array([60, 100, 150]), np.array([0.012, -0.3, 0.0])
+    for history in ("window", "all"):
+        stats = gar.statistics(z, 13, origins, window=48, history=history)
+        for k, (origin, m) in enumerate(zip(origins, mu)):
+            expected = gar.statistics(z - m * np.arange(z.size), 13, np.array([origin]), window=48, history=history)[0]
+            np.testing.assert_allclose(gar.detrended(stats[k], m), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_growth_is_the_mean_change_over_the_rows_span():
+    z = np.array([1.0, 2.0, 4.0, 7.0, 11.0, 16.0])
+    np.testing.assert_allclose(gar.growth(z, np.array([6, 4, 1]), window=3, history="all"), [3.0, 2.0, 0.0])
+    np.testing.assert_allclose(gar.growth(z, np.array([6, 4]), window=3, history="window"), [4.5, 2.5])
+
+
+def test_the_drift_family_is_the_plain_ar_of_the_detrended_series_with_the_trend_added_back():
+    rng = np.random.default_rng(2)
+    z = np.cumsum(rng.normal(0.01, 0.03, 120)) + 0.1 * np.sin(2 * np.pi * np.arange(120) / 12) + 2.0
+    y = np.exp(z)
+    ctx = Context(season_length=12.0, window=96, horizon=12, periods=24)
+    drifting = gar.GlobalARDrift()
+    candidate = drifting.candidates(settings(families=("seasonal_naive", "global_ar_drift")))[0]
+    assert candidate["family"] == "global_ar_drift"
+    section = drifting.fit_final(y, candidate, ctx)
+    mu = (z[-1] - z[120 - 96]) / 95  # the window's mean growth
+    assert section.spec["drift"] == pytest.approx(mu, rel=1e-9)
+    t = np.arange(120)
+    plain = FAMILY.fit_final(np.exp(z - mu * t), {**candidate, "family": gar.NAME}, ctx)
+    np.testing.assert_allclose(section.parameters["centre"], plain.parameters["centre"] + mu * np.arange(120, 144),
+                               rtol=1e-9)
+    np.testing.assert_allclose(section.parameters["variance"], plain.parameters["variance"], rtol=1e-9)
+    np.testing.assert_allclose(section.spec["weights"], plain.spec["weights"], atol=1e-9)
+    # window forecasts detrend with each origin's own growth: nothing at or after the origin
+    changed = y.copy()
+    changed[100:] *= 3.0
+    before, after = (drifting.fit_windows(v, candidate, np.array([100]), ctx).mean() for v in (y, changed))
+    np.testing.assert_allclose(before, after, rtol=1e-12)

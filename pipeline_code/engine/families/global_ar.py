@@ -32,6 +32,7 @@ from pipeline_code.engine.families.base import ALL, PATH, WINDOW, Context, Famil
 from pipeline_code.engine.settings import Settings
 
 NAME = "global_ar"
+DRIFT_NAME = "global_ar_drift"
 # Ridge penalty on the centred lags, relative to their mean squared size: keeps the normal equations
 # well conditioned when neighbouring lags are nearly collinear (smooth series), shrinking little.
 RIDGE = 1e-3
@@ -85,6 +86,29 @@ def statistics(z: np.ndarray, order: int, origins: np.ndarray, window: int, hist
     else:
         raise ValueError(f"history must be {WINDOW!r} or {ALL!r}, got {history!r}")
     return cumulative[end] - cumulative[np.minimum(start, end)]
+
+
+def growth(z: np.ndarray, origins: np.ndarray, window: int, history: str) -> np.ndarray:
+    """Each origin's mean growth per period over the values its rows span (the window, or all history
+    before the origin); 0 where they span less than two values."""
+    origins = np.asarray(origins, dtype=np.int64)
+    if z.size < 2:
+        return np.zeros(origins.size)
+    end = np.clip(origins - 1, 0, z.size - 1)
+    start = np.zeros_like(end) if history == ALL else np.clip(origins - window, 0, end)
+    span = end - start
+    return np.where(span > 0, (z[end] - z[start]) / np.maximum(span, 1), 0.0)
+
+
+def detrended(stats: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """The statistics (..., order + 2, order + 2) of the same rows with the series less ``mu`` per
+    period: ``z[t] - mu * t`` shifts each centred lag by ``-mu * (k - (order - 1) / 2)`` and the centred
+    target by ``-mu * (order + 1) / 2``, a linear map ``T`` of ``u``, so the statistics become ``T S T'``."""
+    order = stats.shape[-1] - 2
+    t = np.broadcast_to(np.eye(order + 2), (*np.shape(mu), order + 2, order + 2)).copy()
+    shift = np.append(np.arange(order) - (order - 1) / 2, (order + 1) / 2)
+    t[..., :order + 1, order + 1] = -np.asarray(mu)[..., None] * shift
+    return t @ stats @ np.swapaxes(t, -1, -2)
 
 
 def coefficients(pooled: np.ndarray) -> np.ndarray:
@@ -177,17 +201,19 @@ def recursive_forecast(last: np.ndarray, a: np.ndarray, steps: int) -> np.ndarra
 
 
 def forecast(z: np.ndarray, origins: np.ndarray, fitted: np.ndarray, own: np.ndarray, steps: int,
-             horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+             horizon: int | None = None, mu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Centre and variance (origins, steps) with the coefficients of the statistics ``fitted`` and
     the variance of each origin's own rows; NaN rows where either cannot be fitted, or the AR is
-    explosive within ``horizon`` steps (default ``steps``)."""
+    explosive within ``horizon`` steps (default ``steps``). ``mu``: each origin's drift per period,
+    which the statistics were detrended by (``detrended``): the AR runs on the detrended values."""
     order = fitted.shape[-1] - 2
+    mu = np.zeros(origins.size) if mu is None else np.asarray(mu, float)
     c = coefficients(fitted)
     a = ar_weights(c)
     sigma2 = residual_variance(own, np.nan_to_num(c))
     index = np.clip(origins[:, None] - order + np.arange(order)[None, :], 0, max(z.size - 1, 0))
-    last = np.where(origins[:, None] >= order, z[index], np.nan)
-    centre = recursive_forecast(last, np.nan_to_num(a), steps)
+    last = np.where(origins[:, None] >= order, z[index] - mu[:, None] * (index - origins[:, None]), np.nan)
+    centre = recursive_forecast(last, np.nan_to_num(a), steps) + mu[:, None] * np.arange(steps)
     variance = sigma2[:, None] * np.cumsum(psi_weights(np.nan_to_num(a), steps) ** 2, axis=-1)
     bad = (~np.isfinite(c).all(axis=-1) | ~np.isfinite(sigma2) | (origins < order)
            | explosive(np.nan_to_num(a), horizon or steps))
@@ -202,17 +228,24 @@ class GlobalAR:
     name = NAME
     batched = True
     pooled = True  # a panel fits it on every series' statistics (engine/panel_fit.py)
+    drift = False  # GlobalARDrift: the AR of each series less its mean growth (``growth``)
 
     def candidates(self, settings: Settings) -> list[dict[str, Any]]:
         order = order_for(max(2, round(settings.data.season_length)))
-        return [{"family": NAME, "use_counterfactual_data": 1, "history": h, "order": order}
+        return [{"family": self.name, "use_counterfactual_data": 1, "history": h, "order": order}
                 for h in (WINDOW, ALL) if h in settings.search.histories]
 
-    @staticmethod
-    def own(y: np.ndarray, candidate: dict[str, Any], origins: np.ndarray, ctx: Context) -> np.ndarray:
-        """Each origin's training rows' statistics, unweighted."""
-        return statistics(np.log(np.asarray(y, float)), int(candidate["order"]), np.asarray(origins),
-                          ctx.window, candidate.get("history", WINDOW))
+    def growth(self, y: np.ndarray, candidate: dict[str, Any], origins: np.ndarray, ctx: Context) -> np.ndarray:
+        """Each origin's drift per period on the log scale: the mean growth over its rows, or 0."""
+        if not self.drift:
+            return np.zeros(np.size(origins))
+        return growth(np.log(np.asarray(y, float)), origins, ctx.window, candidate.get("history", WINDOW))
+
+    def own(self, y: np.ndarray, candidate: dict[str, Any], origins: np.ndarray, ctx: Context) -> np.ndarray:
+        """Each origin's training rows' statistics, unweighted (detrended by the drift, if any)."""
+        stats = statistics(np.log(np.asarray(y, float)), int(candidate["order"]), np.asarray(origins),
+                           ctx.window, candidate.get("history", WINDOW))
+        return detrended(stats, self.growth(y, candidate, origins, ctx)) if self.drift else stats
 
     def statistics(self, y: np.ndarray, candidate: dict[str, Any], origins: np.ndarray, ctx: Context
                    ) -> np.ndarray:
@@ -224,7 +257,8 @@ class GlobalAR:
         origins = np.asarray(origins, dtype=np.int64)
         own = self.own(y, candidate, origins, ctx)
         centre, variance = forecast(np.log(np.asarray(y, float)), origins,
-                                    own if pooled is None else shrunk(own, pooled), own, ctx.horizon)
+                                    own if pooled is None else shrunk(own, pooled), own, ctx.horizon,
+                                    mu=self.growth(y, candidate, origins, ctx))
         return WindowForecasts.from_rows(origins, centre, variance,
                                          "too few rows to fit the autoregression, or an explosive fit")
 
@@ -233,14 +267,26 @@ class GlobalAR:
         end = np.array([y.size])
         own = self.own(y, candidate, end, ctx)
         fitted = own if pooled is None else shrunk(own, np.asarray(pooled)[None])
-        centre, variance = forecast(np.log(y), end, fitted, own, ctx.periods, ctx.horizon)
+        mu = self.growth(y, candidate, end, ctx)
+        centre, variance = forecast(np.log(y), end, fitted, own, ctx.periods, ctx.horizon, mu=mu)
         weights = ar_weights(coefficients(fitted))[0]
         if np.all(np.isfinite(weights)) and explosive(weights, ctx.horizon):
-            raise FamilyError(f"{NAME}: the fitted autoregression is explosive (largest root "
+            raise FamilyError(f"{self.name}: the fitted autoregression is explosive (largest root "
                               f"{float(largest_root(weights)):.4f}): its forecasts diverge within the "
                               f"{ctx.horizon}-period horizon")
         if not (np.all(np.isfinite(centre)) and np.all(np.isfinite(variance))):
-            raise FamilyError(f"{NAME}: too few observations ({y.size}) for an autoregression of order "
+            raise FamilyError(f"{self.name}: too few observations ({y.size}) for an autoregression of order "
                               f"{candidate['order']}")
-        return Section(PATH, {**candidate, "weights": [round(float(w), 10) for w in weights]},
-                       {"centre": centre[0], "variance": variance[0]})
+        spec = {**candidate, "weights": [round(float(w), 10) for w in weights]}
+        if self.drift:
+            spec["drift"] = round(float(mu[0]), 12)
+        return Section(PATH, spec, {"centre": centre[0], "variance": variance[0]})
+
+
+class GlobalARDrift(GlobalAR):
+    """The same with a drift: each series' log less its mean growth per period over the rows it trains
+    on (the window, or all history), the AR fitted and pooled on what is left, the drift added back to
+    its forecasts (a trend that an AR whose weights sum to one does not extrapolate by itself)."""
+
+    name = DRIFT_NAME
+    drift = True

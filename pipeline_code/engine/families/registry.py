@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline_code.engine.families.base import Family
-from pipeline_code.engine.families.global_ar import GlobalAR
+from pipeline_code.engine.families.global_ar import GlobalAR, GlobalARDrift
 from pipeline_code.engine.families.harmonic import HarmonicArima
 from pipeline_code.engine.families.seasonal_naive import SeasonalNaive
 from pipeline_code.engine.families.sf import (
@@ -20,6 +20,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     AutoTBATS(),
     SeasonalArima(),
     GlobalAR(),
+    GlobalARDrift(),
 )}
 
 
