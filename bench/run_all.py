@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 BENCHMARKS = ("tuning_bench", "pipeline_bench", "accuracy_bench", "serving_bench", "synth_bench", "soak_bench",
-              "cloud_run_bench", "ops_bench", "rows_bench", "panel_accuracy_bench", "panel_scale_bench",
-              "serving_panel_bench")
+              "cloud_run_bench", "ops_bench", "rows_bench", "panel_accuracy_bench", "panel_validation_bench",
+              "panel_scale_bench", "serving_panel_bench")
 
 
 def main() -> int:
