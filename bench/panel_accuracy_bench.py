@@ -345,7 +345,8 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
     for history in args.histories:
         for scale in args.scales:
             started, key = time.perf_counter(), f"{history}/{scale}"
-            fit = fit_panel(before, settings, choice={"family": FAMILY_CHOICE, "history": history, "scale": scale},
+            fit = fit_panel(before, settings.tuning(), choice={"family": FAMILY_CHOICE, "history": history,
+                                                                "scale": scale},
                             jobs=args.jobs)
             fit_seconds[key] = time.perf_counter() - started
             tuning += [{"choice": {"family": family, "history": history, "scale": scale}, "objective_mase": objective}
@@ -378,7 +379,8 @@ def run_ours(task: Task, args: argparse.Namespace) -> dict:
         f" {settings.series.cutoffs} selection cutoffs"
         f" {settings.series.cutoff_step or settings.data.horizon} months apart before each evaluation cutoff).",
         "- Global choice tuned by `fit_panel`'s objectives (rolling-choice mean CV MASE of each `family`"
-        f" choice, one per-series fit per history and scale) on the data before {first}: "
+        f" choice, one per-series fit per history and scale, on {settings.tuning().series.cutoffs} cutoffs)"
+        f" on the data before {first}: "
         + "; ".join("/".join(t["choice"].values()) + f" {t['objective_mase']:.4f}" for t in tuning)
         + f". Chosen: {best['choice']}. Fits before the cutoff: "
         + ", ".join(f"{h} {s:.0f} s" for h, s in fit_seconds.items()) + ".",

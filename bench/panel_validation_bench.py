@@ -131,7 +131,8 @@ def tuned(name: str, freq: str, season: int, series: dict, folder: Path, familie
     objectives = {}
     for history in ("window", "all"):
         for scale in ("log", "raw"):
-            fit = fit_panel(before, settings, choice={"family": "per_series", "history": history, "scale": scale})
+            fit = fit_panel(before, settings.tuning(), choice={"family": "per_series", "history": history,
+                                                                "scale": scale})
             for family, value in fit.report["objectives"].items():
                 objectives[(family, history, scale)] = value
     family, history, scale = min(objectives, key=lambda k: objectives[k] if np.isfinite(objectives[k]) else np.inf)

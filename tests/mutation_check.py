@@ -121,6 +121,15 @@ MUTATIONS = {
         "a sharded fit pools the global AR over its own shard only (each shard a different model)",
         (("pipeline_code/pipeline/panel_shards.py", "jobs=jobs, whole=pooled)", "jobs=jobs, whole=None)"),),
         ("tests/integration/test_panel_stages.py",)),
+    "panel-trial-on-the-fits-cutoffs": Mutation(
+        "a tuning job's trial scores its choice on the fit's cutoffs, not the tuning's (the cloud and the "
+        "local search rank the choices differently)",
+        (("pipeline_code/pipeline/panel_tuning.py", "fit_panel(panel, settings.tuning(),", "fit_panel(panel, settings,"),),
+        ("tests/integration/test_panel_stages.py",)),
+    "panel-tune-on-the-fits-cutoffs": Mutation(
+        "the local search scores the global choices on the fit's few cutoffs",
+        (("pipeline_code/pipeline/panel_stages.py", "tuning = settings.tuning()", "tuning = settings"),),
+        ("tests/integration/test_panel_stages.py",)),
 }
 
 

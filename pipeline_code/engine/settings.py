@@ -235,6 +235,9 @@ class SeriesSettings:
     # Panel CV: cutoffs shared by every series (PanelSplit), ``cutoff_step`` periods apart.
     cutoffs: int = 4
     cutoff_step: int = 0  # 0: the horizon
+    # The tuning of the global choice (family, history, scale) scores each choice on at least this
+    # many cutoffs: on a few cutoffs the lowest score is a noisy pick (docs/panel.md, "Tuning").
+    tune_cutoffs: int = 8
     # The model of a series too short for the families, reported with the reason.
     fallback: str = "seasonal_naive"
     # The ETS models a panel's series choose among, as statsforecast's AutoETS ``model`` code (error,
@@ -326,6 +329,12 @@ class Settings:
         members = [n for n in names if n != self.series.fallback]
         return {PAIR.join(p): p for i, a in enumerate(members) for p in ((a, b) for b in members[i + 1:])
                 if set(p) != set(names)}
+
+    def tuning(self) -> "Settings":
+        """The settings a panel's tuning fits with (the local search and every tuning job's trial):
+        ``series.cutoffs`` raised to ``series.tune_cutoffs``."""
+        cutoffs = max(self.series.cutoffs, self.series.tune_cutoffs)
+        return replace(self, series=replace(self.series, cutoffs=cutoffs))
 
     def panel_parameter_ranges(self) -> dict[str, Any]:
         """The tuning job's ParameterRanges of a panel's global choices (categoricals: the family, and
@@ -470,6 +479,7 @@ class Settings:
              f"series.families: {len(m.families)} families make {len(self.panel_families())} global family "
              f"choices (with their pairs); the tuning job takes at most {MAX_CATEGORIES}"),
             (1 <= m.cutoffs <= 52, f"series.cutoffs: must be in 1..52, got {m.cutoffs}"),
+            (1 <= m.tune_cutoffs <= 52, f"series.tune_cutoffs: must be in 1..52, got {m.tune_cutoffs}"),
             (m.cutoff_step >= 0, f"series.cutoff_step: must be >= 0 (0: the horizon), got {m.cutoff_step}"),
             (m.fallback in FAMILY_NAMES, f"series.fallback: must be one of {list(FAMILY_NAMES)}, got {m.fallback!r}"),
             (1 <= m.instances <= 100, f"series.instances: must be in 1..100, got {m.instances}"),

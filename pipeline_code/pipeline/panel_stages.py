@@ -261,7 +261,8 @@ def global_candidates(settings: Settings) -> list[dict[str, str]]:
 def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: int = 1) -> dict[str, Any]:
     """The local search over the global choices on the train part: each candidate's panel objective
     (mean over series of the rolling choice's CV MASE, ``PanelFit.objective``, the tuning job's
-    objective too); the best, and every candidate's score in ``tuning.json``. One per-series fit per
+    objective too, on the tuning's cutoffs: ``Settings.tuning``); the best, and every candidate's score
+    in ``tuning.json``. One per-series fit per
     history and scale forecasts every candidate, so it scores every ``family`` choice at those
     (``report["objectives"]``: what a fit with that choice scores, as a test checks)."""
     from time import perf_counter
@@ -273,7 +274,8 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     panel, counterfactual = read_processed_panel(train_dir, freq=settings.data.freq)
     candidates = global_candidates(settings)
     fitting = dict.fromkeys((c["history"], c["scale"]) for c in candidates)
-    fits = {key: fit_panel(panel, settings, choice={"family": PER_SERIES, "history": key[0], "scale": key[1]},
+    tuning = settings.tuning()
+    fits = {key: fit_panel(panel, tuning, choice={"family": PER_SERIES, "history": key[0], "scale": key[1]},
                            jobs=jobs, counterfactual=counterfactual)
             for key in fitting}
     scored = []
@@ -288,7 +290,7 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     finite = [c for c in scored if np.isfinite(c["cv_mase"])]
     if not finite:
         raise ValueError("no global choice scored on the panel's cutoffs: the series are too short for "
-                         f"{settings.series.cutoffs} cutoffs of horizon {settings.data.horizon}")
+                         f"{tuning.series.cutoffs} cutoffs of horizon {settings.data.horizon}")
     best = min(finite, key=lambda c: c["cv_mase"])
     result = {"hyperparameters": best["hyperparameters"], "cv_mase": best["cv_mase"], "candidates": scored,
               "series": len(panel.items), "objective": "panel mean CV MASE (rolling choice)",

@@ -3,7 +3,7 @@
 The tuning job's training jobs and ``panel_stages.tune_panel`` must rank the global choices alike, or
 the cloud and the local pipeline serve different models for the same data: both score a candidate by
 the panel objective (``PanelFit.objective``, the mean over series of the rolling choice's CV MASE) on
-the **train** part only. The trial's model is that fit; the model a panel run registers is the
+the **train** part only, on the tuning's cutoffs (``Settings.tuning``: at least ``series.tune_cutoffs``). The trial's model is that fit; the model a panel run registers is the
 sharded fit's, on train + test (``panel_shards.fit_panel_in_shards``).
 """
 
@@ -23,7 +23,7 @@ def panel_trial(train_dir: Path, hyperparameters: dict[str, Any], model_dir: Pat
     from pipeline_code.pipeline.panel_stages import read_processed_panel, save_fitted
 
     panel, counterfactual = read_processed_panel(train_dir, freq=settings.data.freq)
-    fitted = fit_panel(panel, settings, choice=choice_from_hyperparameters(hyperparameters), jobs=jobs,
+    fitted = fit_panel(panel, settings.tuning(), choice=choice_from_hyperparameters(hyperparameters), jobs=jobs,
                        counterfactual=counterfactual)
     metrics = {**fitted.metadata["metrics"], "cv_mase": fitted.objective}
     save_fitted(model_dir, fitted, panel, metrics)

@@ -96,7 +96,8 @@ PANEL_ITEMS = {f"sku-{n}": (date(2010 + n % 3, 1, 1), 168 - 12 * (n % 3)) for n 
 PANEL = {"name": "skus.csv", "data": panel_csv(PANEL_ITEMS, seed=40),
          "settings": {"data": {"freq": "MS", "season_length": 12, "horizon": 12},
                       "gate": {"eval_origins": 4}, "search": {"histories": ["window"], "scales": ["log"]},
-                      "series": {"instances": 2, "families": ["seasonal_naive", "harmonic_arima"], "cutoffs": 2}},
+                      "series": {"instances": 2, "families": ["seasonal_naive", "harmonic_arima"], "cutoffs": 2,
+                                 "tune_cutoffs": 2}},
          "request": {"item_id": "sku-4", "periods": 12, "conf": 0.8}}
 
 

@@ -18,7 +18,8 @@ from pipeline_code.engine.core.panel_artifact import PanelModel, is_panel
 from pipeline_code.pipeline.registry import LocalRegistry
 
 # Cheap families and one history keep a run to seconds per fit (the engine's tests cover the rest).
-FAST_PANEL = {"data": {"horizon": 6}, "series": {"families": ["seasonal_naive", "theta"], "cutoffs": 3},
+FAST_PANEL = {"data": {"horizon": 6},
+              "series": {"families": ["seasonal_naive", "theta"], "cutoffs": 3, "tune_cutoffs": 3},
               "search": {"histories": ["window"], "scales": ["log"]}}
 MONTHLY = parse_freq("MS")
 END = date(2023, 12, 1)

@@ -286,3 +286,32 @@ def test_every_shard_pools_the_whole_panel(tmp_path):
     assert 0 < len(instance.items) < len(lengths)
     for item in instance.items:
         np.testing.assert_allclose(instance.artifact(item).spec["weights"], whole[item], rtol=1e-9)
+
+
+def test_the_tuning_scores_the_global_choices_on_the_tuning_cutoffs(processed, tmp_path):
+    """The local search and a tuning job's trial score a choice alike, on ``series.tune_cutoffs``
+    cutoffs (more than the fit's ``series.cutoffs``): the yardstick is a fit told that many cutoffs."""
+    from pipeline_code.engine.panel_fit import fit_panel
+    from pipeline_code.pipeline.panel_tuning import panel_trial
+
+    out, _, _ = processed
+    settings = SETTINGS.merged({"series": {"cutoffs": 2, "tune_cutoffs": 5}})
+    tuned = panel_stages.tune_panel(out / "train", tmp_path / "reports", settings)
+    panel, counterfactual = read_processed_panel(out / "train", freq="MS")
+    choice = {"family": "theta", "history": "window", "scale": "log"}
+    five = settings.merged({"series": {"cutoffs": 5}})
+    expected = fit_panel(panel, five, choice=choice, counterfactual=counterfactual)
+    assert len(expected.report["cutoffs"]) == 5
+    scored = next(c["cv_mase"] for c in tuned["candidates"] if c["hyperparameters"] == choice)
+    trial = panel_trial(out / "train", choice, tmp_path / "model", settings)
+    assert scored == pytest.approx(expected.objective, rel=1e-12)
+    assert trial["cv_mase"] == pytest.approx(expected.objective, rel=1e-12)
+    two = fit_panel(panel, settings, choice=choice, counterfactual=counterfactual)
+    assert two.objective != pytest.approx(expected.objective, rel=1e-6)  # the fit's own cutoffs differ
+
+
+def test_the_tuning_cutoffs_never_lower_the_fits():
+    assert SETTINGS.tuning().series.cutoffs == SETTINGS.series.tune_cutoffs == 8
+    more = SETTINGS.merged({"series": {"cutoffs": 12}})
+    assert more.tuning().series.cutoffs == 12 and more.tuning().series.tune_cutoffs == 8
+    assert SETTINGS.tuning().series.families == SETTINGS.series.families

@@ -141,10 +141,16 @@ def test_the_family_names_of_the_run_document_are_the_registrys():
     ({"search": {"families": ["prophet"]}}, "search.families: must be distinct names"),
     ({"search": {"histories": ["recent"]}}, "search.histories: must be a non-empty subset"),
     ({"data": {"max_rows": 100}}, "data.max_rows: 100 is below the minimum length 508"),
+    ({"series": {"tune_cutoffs": 0}}, "series.tune_cutoffs: must be in 1..52, got 0"),
+    ({"series": {"tune_cutoffs": 53}}, "series.tune_cutoffs: must be in 1..52, got 53"),
 ])
 def test_search_and_row_settings_are_validated(document, expected):
     with pytest.raises(ValueError, match=re.escape(expected)):
         Settings.from_dict(document)
+
+
+def test_the_tuning_cutoffs_bounds_are_accepted():
+    assert [Settings.from_dict({"series": {"tune_cutoffs": k}}).series.tune_cutoffs for k in (1, 52)] == [1, 52]
 
 
 def test_the_tuning_ranges_name_the_family_and_are_rendered_once():
