@@ -23,7 +23,8 @@ module setting is what the fits read).
 
 With ``--tuned``, each panel runs the engine's whole procedure instead, for each given
 ``series.families``: the global choice (family, history, scale) tuned by ``fit_panel``'s objective on
-the data before the first cutoff, then backtested, as ``bench/panel_accuracy_bench.py`` runs ours.
+the data before the first cutoff (on the tuning's cutoffs: ``Settings.tuning``), then backtested, as
+``bench/panel_accuracy_bench.py`` runs ours.
 
 Run: ``python -m bench.panel_validation_bench`` (about six minutes on 2 cores) writes
 ``bench/results/panel_validation.md``; ``--tuned FAMILIES ... --name panel_validation_tuned`` the
@@ -206,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([".venv/bin/python -m bench.panel_validation_bench", *argv])
     if args.tuned:
         results = run_tuned(args.tuned)
+        tuning = SeriesSettings().tune_cutoffs
         write_table(f"{args.name}.md", markdown(results, "the global choice (family, history, scale) tuned "
-                                                         "before the first cutoff, shown after the cell", command))
+                                                         f"before the first cutoff (on `series.tune_cutoffs` = "
+                                                         f"{tuning} cutoffs), shown after the cell", command))
     else:
         results = run(args.priors, tuple(args.choices), args.history)
         write_table(f"{args.name}.md", markdown(results, f"history {args.history}, logs; prior: "
