@@ -121,6 +121,10 @@ MUTATIONS = {
         "a sharded fit pools the global AR over its own shard only (each shard a different model)",
         (("pipeline_code/pipeline/panel_shards.py", "jobs=jobs, whole=pooled)", "jobs=jobs, whole=None)"),),
         ("tests/integration/test_panel_stages.py",)),
+    "ets-log-multiplicative-errors": Mutation(
+        "ETS on the log scale searches multiplicative errors too (unit-dependent noise on log values)",
+        (("pipeline_code/engine/families/sf.py", 'return "A" + code[1:] if', 'return "Z" + code[1:] if'),),
+        ("tests/engine/test_families.py",)),
     "panel-trial-on-the-fits-cutoffs": Mutation(
         "a tuning job's trial scores its choice on the fit's cutoffs, not the tuning's (the cloud and the "
         "local search rank the choices differently)",

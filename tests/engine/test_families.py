@@ -17,7 +17,7 @@ from pipeline_code.engine.estimator import HarmonicArimaForecaster, ModelEstimat
 from pipeline_code.engine.evaluation import gate
 from pipeline_code.engine.families import combination, registry
 from pipeline_code.engine.families.base import Context, WindowForecasts
-from pipeline_code.engine.families.sf import to_log_scale
+from pipeline_code.engine.families.sf import model_code, to_log_scale
 from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.tuning import TuningError, parameter_ranges, tune
 
@@ -198,6 +198,27 @@ def test_the_scale_is_a_tuned_choice_of_the_statsforecast_families():
     assert errors["raw"] < errors["log"]
     only_log = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search, scales=("log",)))
     assert {c.get("scale") for c in candidates_of("ets", only_log)} == {"log"}
+
+
+def test_ets_on_the_log_scale_has_additive_errors():
+    """An error left to the AICc is additive on logs; the raw scale and an explicit error keep theirs.
+    Yardstick: statsforecast's own AutoETS with the additive-error code, on the window's logs."""
+    assert model_code({"scale": "log"}) == "AZZ" and model_code({}) == "AZZ"
+    assert model_code({"scale": "raw", "model": "ZZZ"}) == "ZZZ"
+    assert model_code({"scale": "log", "model": "MZZ"}) == "MZZ"
+    assert model_code({"scale": "log", "model": "ZAN"}) == "AAN"
+    from statsforecast.models import AutoETS
+
+    t = np.arange(120.0)  # logs whose noise grows with their level: the AICc picks ETS(M,A,M) on them
+    noise = 1 + np.random.default_rng(0).normal(0, 0.08, 120)
+    y = np.exp((1 + 0.04 * t) * (1 + 0.1 * np.sin(2 * np.pi * t / 12)) * noise)
+    candidate = next(c for c in candidates_of("ets", MONTHLY_SETTINGS)
+                     if c["scale"] == "log" and c["history"] == "all")
+    out = registry.family("ets").fit_windows(y, candidate, np.array([108]), MONTHLY)
+    expected = AutoETS(season_length=12, model="AZZ").forecast(y=np.log(y[:108]), h=12)["mean"]
+    np.testing.assert_allclose(out.centre[0], expected, rtol=1e-9)
+    unrestricted = AutoETS(season_length=12, model="ZZZ").forecast(y=np.log(y[:108]), h=12)["mean"]
+    assert not np.allclose(unrestricted, expected, rtol=1e-6)  # the rule changes this fit
 
 
 def test_a_raw_scale_forecast_that_is_not_positive_fails_its_window_only():
