@@ -236,7 +236,7 @@ class SeriesSettings:
     cutoffs: int = 4
     cutoff_step: int = 0  # 0: the horizon
     # The tuning of the global choice (family, history, scale) scores each choice on at least this
-    # many cutoffs: on a few cutoffs the lowest score is a noisy pick (docs/panel.md, "Tuning").
+    # many cutoffs: on a few cutoffs the lowest score is a noisy pick (docs/panel.md, "Tuning cutoffs").
     tune_cutoffs: int = 8
     # The model of a series too short for the families, reported with the reason.
     fallback: str = "seasonal_naive"
