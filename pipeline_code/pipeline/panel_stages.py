@@ -268,7 +268,8 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     from time import perf_counter
 
     from pipeline_code.engine.panel_fit import fit_panel
-    from pipeline_code.engine.settings import PER_SERIES
+    from pipeline_code.engine.panel_series import MIN_SEASONS
+    from pipeline_code.pipeline.panel_tuning import UNSCORED, ranked
 
     started = perf_counter()
     panel, counterfactual = read_processed_panel(train_dir, freq=settings.data.freq)
@@ -282,19 +283,20 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     for candidate in candidates:
         fitted = fits[candidate["history"], candidate["scale"]]
         if candidate["family"] == PER_SERIES:
-            scored.append({"hyperparameters": candidate, "cv_mase": fitted.objective,
+            scored.append({"hyperparameters": candidate, "cv_mase": ranked(fitted.objective),
                            "families": fitted.report["families"], "seconds": fitted.report["seconds"]})
         else:  # read off the same fit
             scored.append({"hyperparameters": candidate, "seconds": 0.0,
-                           "cv_mase": fitted.report["objectives"][candidate["family"]]})
-    finite = [c for c in scored if np.isfinite(c["cv_mase"])]
-    if not finite:
-        raise ValueError("no global choice scored on the panel's cutoffs: the series are too short for "
-                         f"{tuning.series.cutoffs} cutoffs of horizon {settings.data.horizon}")
-    best = min(finite, key=lambda c: c["cv_mase"])
+                           "cv_mase": ranked(fitted.report["objectives"][candidate["family"]])})
+    best = min(scored, key=lambda c: c["cv_mase"])  # the first of equals: per_series leads the ranges
     result = {"hyperparameters": best["hyperparameters"], "cv_mase": best["cv_mase"], "candidates": scored,
               "series": len(panel.items), "objective": "panel mean CV MASE (rolling choice)",
               "seconds": round(perf_counter() - started, 3)}
+    if best["cv_mase"] == UNSCORED:
+        result["unscored"] = (f"no global choice scored on the panel's cutoffs (no series is long enough for a "
+                              f"split of {tuning.series.cutoffs} cutoffs of horizon {settings.data.horizon} "
+                              f"after {MIN_SEASONS} seasons, or every choice failed): every series gets "
+                              f"series.fallback ({settings.series.fallback})")
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "tuning.json").write_text(json.dumps(result, indent=1))
     return result

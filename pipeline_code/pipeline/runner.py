@@ -111,6 +111,8 @@ def run_pipeline(
         best = stage("tune", lambda: tune_panel(processed / "train", reports, settings, jobs=jobs or 1))
         log(f"  {len(best['candidates'])} global choice(s) in {best['seconds']:.1f}s;"
             f" best {best['hyperparameters']} panel CV MASE {best['cv_mase']:.4f}")
+        if best.get("unscored"):
+            log(f"  {best['unscored']}")
     else:
         tuning = stage("tune", do_tune)
         best = tuning.best

@@ -238,3 +238,20 @@ def test_one_series_after_a_panel_faces_seasonal_naive_only(first_run, tmp_path)
     assert (latest.model_dir / "model.json").is_file()
     assert not (workdir / "forecasts" / "latest" / "backtest.csv").exists()
     assert read_csv(workdir / "forecasts" / "latest" / "forecast.csv")[0].keys() >= {"timestamp", "mean"}
+
+
+def test_a_panel_of_series_too_short_to_score_still_serves_the_fallback(tmp_path):
+    """Every series shorter than two seasons plus a horizon: no global choice scores, yet the first
+    upload ends with every series on the fallback, approved and served (the tuning says why)."""
+    data = write_panel(tmp_path / "young.csv", panel_rows({"a": 30, "b": 28, "c": 26}))
+    workdir = tmp_path / "work"
+    assert pipeline(data, workdir) == 0
+    approved = LocalRegistry(workdir / "registry").approved()
+    run_dir = workdir / "runs" / approved.record["run_id"]
+    tuning = json.loads((run_dir / "reports" / "tuning.json").read_text())
+    assert "every series gets series.fallback (seasonal_naive)" in tuning["unscored"]
+    assert tuning["hyperparameters"]["family"] == "per_series"
+    fit = json.loads((run_dir / "reports" / "panel_fit.json").read_text())
+    assert set(fit["fallbacks"]) >= {"b", "c"}  # "a" has one split once its last horizon is in the fit
+    model = PanelModel.load(approved.model_dir)
+    assert model.items == ["a", "b", "c"]

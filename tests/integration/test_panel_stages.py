@@ -315,3 +315,16 @@ def test_the_tuning_cutoffs_never_lower_the_fits():
     more = SETTINGS.merged({"series": {"cutoffs": 12}})
     assert more.tuning().series.cutoffs == 12 and more.tuning().series.tune_cutoffs == 8
     assert SETTINGS.tuning().series.families == SETTINGS.series.families
+
+
+def test_an_unscored_choice_ranks_last_with_a_number_the_tuning_job_can_read(tmp_path):
+    """A trial on series too short for any split reports ``UNSCORED``, which the training job prints in
+    the form its metric definition reads (``nan`` would leave the tuning job without a best job)."""
+    from pipeline_code.pipeline.panel_tuning import UNSCORED, panel_trial, ranked
+
+    assert ranked(float("nan")) == ranked(float("inf")) == UNSCORED and ranked(0.5) == 0.5
+    data = write_panel(tmp_path / "young.csv", panel_rows({"a": 30, "b": 28}))
+    process_panel(data, tmp_path / "out", SETTINGS.merged({"series": {"instances": 1}}))
+    metrics = panel_trial(tmp_path / "out" / "train", {"family": "theta"}, tmp_path / "model", SETTINGS)
+    assert metrics["cv_mase"] == UNSCORED
+    assert re.fullmatch(r"cv_mase=([0-9.eE+-]+);", f"cv_mase={metrics['cv_mase']:.6f};")
