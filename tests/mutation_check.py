@@ -130,6 +130,14 @@ MUTATIONS = {
         "local search rank the choices differently)",
         (("pipeline_code/pipeline/panel_tuning.py", "fit_panel(panel, settings.tuning(),", "fit_panel(panel, settings,"),),
         ("tests/integration/test_panel_stages.py",)),
+    "panel-trial-reports-nan": Mutation(
+        "a trial that scored no series reports nan, which the tuning job's metric expression cannot read",
+        (("pipeline_code/pipeline/panel_tuning.py", '"cv_mase": ranked(fitted.objective)', '"cv_mase": fitted.objective'),),
+        ("tests/integration/test_panel_stages.py",)),
+    "panel-tune-refuses-unscored": Mutation(
+        "the local tune ranks unscored choices as nan, so a panel of short series gets no fallback note",
+        (("pipeline_code/pipeline/panel_stages.py", "    if best[\"cv_mase\"] == UNSCORED:", "    if False:"),),
+        ("tests/integration/test_panel_pipeline.py",)),
     "panel-tune-on-the-fits-cutoffs": Mutation(
         "the local search scores the global choices on the fit's few cutoffs",
         (("pipeline_code/pipeline/panel_stages.py", "tuning = settings.tuning()", "tuning = settings"),),
