@@ -262,9 +262,9 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     """The local search over the global choices on the train part: each candidate's panel objective
     (mean over series of the rolling choice's CV MASE, ``PanelFit.objective``, the tuning job's
     objective too, on the tuning's cutoffs: ``Settings.tuning``); the best, and every candidate's score
-    in ``tuning.json``. One per-series fit per
-    history and scale forecasts every candidate, so it scores every ``family`` choice at those
-    (``report["objectives"]``: what a fit with that choice scores, as a test checks)."""
+    in ``tuning.json``. One per-series fit per history and scale forecasts every candidate, so it
+    scores every ``family`` choice at those (``report["objectives"]``: what a fit with that choice
+    scores, as a test checks)."""
     from time import perf_counter
 
     from pipeline_code.engine.panel_fit import fit_panel

@@ -3,8 +3,10 @@
 The tuning job's training jobs and ``panel_stages.tune_panel`` must rank the global choices alike, or
 the cloud and the local pipeline serve different models for the same data: both score a candidate by
 the panel objective (``PanelFit.objective``, the mean over series of the rolling choice's CV MASE) on
-the **train** part only, on the tuning's cutoffs (``Settings.tuning``: at least ``series.tune_cutoffs``). The trial's model is that fit; the model a panel run registers is the
-sharded fit's, on train + test (``panel_shards.fit_panel_in_shards``).
+the **train** part only, on the tuning's cutoffs (``Settings.tuning``: at least
+``series.tune_cutoffs``), an unscored choice ranking last (``ranked``). The trial's model is that fit;
+the model a panel run registers is the sharded fit's, on train + test
+(``panel_shards.fit_panel_in_shards``).
 """
 
 from __future__ import annotations
