@@ -293,8 +293,8 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
               "series": len(panel.items), "objective": "panel mean CV MASE (rolling choice)",
               "seconds": round(perf_counter() - started, 3)}
     if best["cv_mase"] == UNSCORED:
-        result["unscored"] = (f"no global choice scored on the panel's cutoffs (no series is long enough for a "
-                              f"split of {tuning.series.cutoffs} cutoffs of horizon {settings.data.horizon} "
+        result["unscored"] = (f"no global choice scored on the panel's cutoffs (no series is long enough "
+                              f"for a split of {tuning.series.cutoffs} cutoffs of horizon {settings.data.horizon} "
                               f"after {MIN_SEASONS} seasons, or every choice failed): every series gets "
                               f"series.fallback ({settings.series.fallback})")
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,8 @@ def panel_trial(train_dir: Path, hyperparameters: dict[str, Any], model_dir: Pat
     from pipeline_code.pipeline.panel_stages import read_processed_panel, save_fitted
 
     panel, counterfactual = read_processed_panel(train_dir, freq=settings.data.freq)
-    fitted = fit_panel(panel, settings.tuning(), choice=choice_from_hyperparameters(hyperparameters), jobs=jobs,
-                       counterfactual=counterfactual)
+    fitted = fit_panel(panel, settings.tuning(), choice=choice_from_hyperparameters(hyperparameters),
+                       jobs=jobs, counterfactual=counterfactual)
     metrics = {**fitted.metadata["metrics"], "cv_mase": ranked(fitted.objective)}
     save_fitted(model_dir, fitted, panel, metrics)
     return metrics
