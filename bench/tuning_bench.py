@@ -89,7 +89,7 @@ def main() -> None:
              f"| largest objective difference, batched vs from scratch ({sample.size} sampled splits,"
              f" all {len(comparison)} candidates) | {worst['relative_difference']:.2e}"
              f" ({worst['hyperparameters']}) | <= 2% |",
-             f"| best candidate | {result.best['hyperparameters']}, CV MSE {result.best['cv_mse']:.1f} | |",
+             f"| best candidate | {result.best['hyperparameters']}, CV MASE {result.best['cv_mase']:.4f} | |",
              "",
              "Every split is a from-scratch fit of its own window (regression, KPSS differencing, the MA"
              " coefficient on its grid and the AR order by AICc, AR coefficients); the batched version shares the regression's normal"

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_code.engine.settings import MAX_PERIODS_ENV, SETTINGS_CHANNEL
+from pipeline_code.engine.settings import MAX_PERIODS_ENV, OBJECTIVE, SETTINGS_CHANNEL
 from pipeline_code.entrypoints.sagemaker_paths import HYPERPARAMETERS_ENV, WHOLE_TRAIN_CHANNEL
 from pipeline_code.pipeline import layout
 from stacks import naming
@@ -38,15 +38,14 @@ PROCESSING_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.processing"
 EXECUTION_LINK = "https://console.aws.amazon.com/states/home#/v2/executions/details/"
 EVALUATION_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.evaluation"]
 PANEL_FIT_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.panel_fit"]
-# The tuning job's objective, read from each training job's log with its regex: one series' CV MSE, or
-# a panel's mean CV MASE over series (a panel's training job prints only that); `Objective?` picks it.
-OBJECTIVE_METRIC = "cv_mse"
-PANEL_OBJECTIVE_METRIC = "cv_mase"
+# The tuning job's objective, read from each training job's log with its regex: one series' CV MASE, or
+# a panel's mean CV MASE over series, as the local search minimises; one series' CV MSE is logged too.
+OBJECTIVE_METRIC = OBJECTIVE
 # The challenger's metrics a model package carries (evaluation.json): one series', a panel's.
 SERIES_METRICS = ("mse", "mae", "mase", "coverage_80", "coverage_95")
 PANEL_METRICS = ("mase", "wape", "coverage_80", "coverage_95", "interval_score")
 METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"{name}=([0-9.eE+-]+);"}
-                      for name in (OBJECTIVE_METRIC, PANEL_OBJECTIVE_METRIC)]
+                      for name in (OBJECTIVE_METRIC, "cv_mse")]
 RUN_FORECAST_KEY = layout.run_forecast_key("{}")
 LATEST_FORECAST_KEY = layout.LATEST_FORECAST
 RUN_FORECAST_SOURCE = layout.run_key("{}", layout.FORECAST + layout.FORECAST_FILE)
@@ -272,24 +271,17 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     processing_output("report", layout.PROCESSING_REPORT, "report"),
                 ],
             ),
-            "Objective?",
+            "Tune",
             result_selector={"name.$": "$.ProcessingJobName"},
             result_path="$.preprocess",
         ),
-        "Objective?": {
-            "Type": "Choice",
-            "Choices": [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "PanelObjective"}],
-            "Default": "SeriesObjective",
-        },
-        "SeriesObjective": {"Type": "Pass", "Result": OBJECTIVE_METRIC, "ResultPath": "$.objective", "Next": "Tune"},
-        "PanelObjective": {"Type": "Pass", "Result": PANEL_OBJECTIVE_METRIC, "ResultPath": "$.objective", "Next": "Tune"},
         "Tune": task(
             SAGEMAKER_SYNC.format("createHyperParameterTuningJob"),
             {
                 "HyperParameterTuningJobName.$": naming.format_expr(s, "tuning_job"),
                 "HyperParameterTuningJobConfig": {
                     "Strategy": s.tuning.strategy,
-                    "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName.$": "$.objective"},
+                    "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": OBJECTIVE_METRIC},
                     "ResourceLimits": {
                         "MaxNumberOfTrainingJobs": s.tuning.max_jobs,
                         "MaxParallelTrainingJobs": s.tuning.max_parallel_jobs,

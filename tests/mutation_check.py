@@ -125,6 +125,16 @@ MUTATIONS = {
         "ETS on the log scale searches multiplicative errors too (unit-dependent noise on log values)",
         (("pipeline_code/engine/families/sf.py", 'return "A" + code[1:] if', 'return "Z" + code[1:] if'),),
         ("tests/engine/test_families.py",)),
+    "tune-picks-lowest-cv-mse": Mutation(
+        "the single-series tune serves the lowest CV MSE, not the objective (CV MASE)",
+        (("pipeline_code/engine/tuning.py", "return min(self.candidates, key=lambda c: c[OBJECTIVE])",
+          'return min(self.candidates, key=lambda c: c["cv_mse"])'),),
+        ("tests/engine/test_tuning.py", "tests/test_bench_selection_validation.py")),
+    "combinations-ranked-by-cv-mse": Mutation(
+        "combination members are ranked by CV MSE, not the objective",
+        (("pipeline_code/engine/families/combination.py", "sizes: tuple[int, ...], objective: str = OBJECTIVE)",
+          'sizes: tuple[int, ...], objective: str = "cv_mse")'),),
+        ("tests/engine/test_tuning.py",)),
     "panel-trial-on-the-fits-cutoffs": Mutation(
         "a tuning job's trial scores its choice on the fit's cutoffs, not the tuning's (the cloud and the "
         "local search rank the choices differently)",
@@ -147,7 +157,7 @@ MUTATIONS = {
 
 def copy_tree(target: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
-    for name in ("pipeline_code", "tests"):
+    for name in ("pipeline_code", "tests", "bench"):
         shutil.copytree(ROOT / name, target / name, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", target / "pyproject.toml")
 

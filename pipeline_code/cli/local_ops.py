@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_code.cli.views import ModelRow, Trial
+from pipeline_code.engine.settings import OBJECTIVE
 from pipeline_code.pipeline.registry import APPROVED, LocalRegistry
 from pipeline_code.pipeline.runs import (
     RunDetail, RunNotFound, RunSummary, flat_parameters, headline, local_run, local_runs, parse_time,
@@ -43,7 +44,7 @@ class LocalOps:
         document = json.loads(report.read_text())
         trials = []
         for order, candidate in enumerate(document.get("candidates", []), 1):
-            objective = candidate.get("cv_mse", candidate.get("cv_mase"))  # one series; a panel
+            objective = candidate.get(OBJECTIVE)  # one series' candidate or a panel's global choice
             finite = isinstance(objective, (int, float)) and math.isfinite(objective)
             trials.append(Trial(
                 order=order, objective=float(objective) if finite else None,

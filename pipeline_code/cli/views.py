@@ -134,7 +134,7 @@ def plot_trials(trials: list[Trial], path: Path, title: str) -> Path:
         best.append(running)
     ax.step([t.order for t in ordered], best, where="post", color="tab:red", label="best so far")
     ax.set_xlabel("trial")
-    ax.set_ylabel("objective (CV MSE)")
+    ax.set_ylabel("objective (CV MASE)")
     ax.legend(loc="upper right")
     for ax, name in zip(axes[1:], names):
         values = [t.parameters.get(name, "(none)") for t in scored]

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_code.engine.settings import OBJECTIVE
+
 
 def _pyplot():
     import matplotlib
@@ -59,7 +61,7 @@ def plot_cv(path: Path, timestamps: list[date], y: np.ndarray, cv: Any, *, windo
 
 def plot_tuning(path: Path, candidates: list[dict[str, Any]]) -> Path:
     """Three panels: every family's CV scores side by side (each candidate a dot, the family's best
-    a bar), each combination's weights, and the harmonic model's CV MSE by Fourier order."""
+    a bar), each combination's weights, and the harmonic model's CV MASE by Fourier order."""
     plt = _pyplot()
     fig, (families, weights, harmonic) = plt.subplots(1, 3, figsize=(16, 4.8),
                                                       gridspec_kw={"width_ratios": [1.3, 1, 1]})
@@ -76,8 +78,8 @@ def _family_scores(ax, candidates: list[dict[str, Any]]) -> None:
         name = c["hyperparameters"]["family"]
         if name == "combination":
             name = f"comb. {c['hyperparameters']['kind']}"
-        if np.isfinite(c["cv_mse"]):
-            by_family.setdefault(name, []).append(c["cv_mse"])
+        if np.isfinite(c[OBJECTIVE]):
+            by_family.setdefault(name, []).append(c[OBJECTIVE])
         else:
             failed[name] = failed.get(name, 0) + 1
             by_family.setdefault(name, [])
@@ -92,7 +94,7 @@ def _family_scores(ax, candidates: list[dict[str, Any]]) -> None:
             ax.annotate(f"{failed[name]} failed", (i, 0.03), xycoords=("data", "axes fraction"),
                         rotation=90, ha="center", va="bottom", fontsize=8, color="tab:red")
     ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("CV MSE (same splits for all)")
+    ax.set_ylabel("CV MASE (same splits for all)")
     finite = [v for vs in by_family.values() for v in vs]
     if finite:
         ax.set_ylim(0.8 * min(finite), min(max(finite), 3 * min(finite)) * 1.05)
@@ -115,7 +117,7 @@ def _combination_weights(ax, combos: list[dict[str, Any]]) -> None:
                     label=member["family"] if row == 0 or member["family"] not in
                     {m["family"] for c in combos[:row] for m in c["hyperparameters"]["members"]} else None)
             left += weight
-    ax.set_yticks(range(len(combos)), [f"{c['hyperparameters']['kind']}\nMSE {c['cv_mse']:,.0f}" for c in combos],
+    ax.set_yticks(range(len(combos)), [f"{c['hyperparameters']['kind']}\nMASE {c[OBJECTIVE]:.3f}" for c in combos],
                   fontsize=8)
     ax.set_xlabel("weight")
     ax.set_xlim(0, 1)
@@ -131,18 +133,18 @@ def _harmonic_orders(ax, candidates: list[dict[str, Any]]) -> None:
     for c in candidates:
         hp = c["hyperparameters"]
         key = (hp["use_counterfactual_data"], hp["detrend"], hp["deseasonalize"])
-        groups.setdefault(key, []).append((hp["fourier_k"], c["cv_mse"]))
+        groups.setdefault(key, []).append((hp["fourier_k"], c[OBJECTIVE]))
     for (cf, dt, ds), points in sorted(groups.items()):
         points.sort()
         ax.plot([k for k, _ in points], [m for _, m in points], marker="o", ms=3,
                 label=f"cf={cf} detrend={dt} deseason={ds}")
-    best = min(candidates, key=lambda c: c["cv_mse"])
-    ax.scatter([best["hyperparameters"]["fourier_k"]], [best["cv_mse"]], s=120, facecolors="none",
+    best = min(candidates, key=lambda c: c[OBJECTIVE])
+    ax.scatter([best["hyperparameters"]["fourier_k"]], [best[OBJECTIVE]], s=120, facecolors="none",
                edgecolors="red", label="best")
     ax.set_xlabel("Fourier pairs K")
-    ax.set_ylabel("CV MSE")
+    ax.set_ylabel("CV MASE")
     ax.set_yscale("log")
-    ax.set_title("Harmonic model: CV MSE by Fourier order")
+    ax.set_title("Harmonic model: CV MASE by Fourier order")
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
 

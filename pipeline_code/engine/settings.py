@@ -165,6 +165,11 @@ SCALES = ("log", "raw")
 # A panel's global family choice: each series chooses its own; the family name of a combination.
 PER_SERIES = "per_series"
 COMBINATION = "combination"
+# What every search minimises, one series' candidates and a panel's global choices alike: CV MASE, each
+# split scaled by its own in-window seasonal-naive MAE, so every split counts alike whatever the
+# series' level (CV MSE let the latest, largest splits of a growing series decide; chosen on the
+# selection validation suite, bench/results/selection_validation.md).
+OBJECTIVE = "cv_mase"
 PAIR = "+"  # joins the two families of a panel's pair choice ("ets+theta")
 # SageMaker's limit on a categorical hyperparameter's values (the panel's ``family`` choice):
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html

@@ -1,5 +1,5 @@
 """The search: every candidate of every model family cross-validated on the same splits with the same
-objective (CV MSE), in parallel; combinations of the best families compete too."""
+objective (``OBJECTIVE``, CV MASE), in parallel; combinations of the best families compete too."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.combination import build as build_combinations
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.settings import OBJECTIVE, Settings
 from pipeline_code.engine.workers import worker_pool
 
 _DATA: dict[str, Any] = {}
@@ -33,22 +33,24 @@ class TuningError(RuntimeError):
 
 @dataclass
 class TuningResult:
-    """Every candidate (and combination) with its objective; ``best`` has the lowest CV MSE."""
+    """Every candidate (and combination) with its objective; ``best`` has the lowest (``OBJECTIVE``)."""
 
     candidates: list[dict[str, Any]]
     seconds: float
     jobs: int
     splits: int
     family_seconds: dict[str, float] = field(default_factory=dict)  # per family: seconds per CV split
+    # each single candidate's CV point forecasts (splits, horizon), by its ``index``; not written
+    forecasts: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def best(self) -> dict[str, Any]:
-        return min(self.candidates, key=lambda c: c["cv_mse"])
+        return min(self.candidates, key=lambda c: c[OBJECTIVE])
 
     def best_spec(self, season_length: float) -> ModelSpec:
         """The best harmonic candidate's specification."""
         harmonic = [c for c in self.candidates if c["hyperparameters"]["family"] == HARMONIC]
-        return spec_from_hyperparameters(min(harmonic, key=lambda c: c["cv_mse"])["hyperparameters"],
+        return spec_from_hyperparameters(min(harmonic, key=lambda c: c[OBJECTIVE])["hyperparameters"],
                                          season_length)
 
     def failures(self) -> dict[str, str]:
@@ -61,7 +63,7 @@ class TuningResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "objective": "cv_mse",
+            "objective": OBJECTIVE,
             "seconds": self.seconds,
             "jobs": self.jobs,
             "splits_per_candidate": self.splits,
@@ -145,7 +147,7 @@ def tune(
             pool.shutdown()
         bar.close()
     singles = [results[i] for i in range(len(candidates))]
-    if not any(np.isfinite(c["cv_mse"]) for c in singles):
+    if not any(np.isfinite(c[OBJECTIVE]) for c in singles):
         reasons = "; ".join(f"{f}: {r}" for f, r in TuningResult(singles, 0, jobs, 0).failures().items())
         raise TuningError(f"every candidate of every family failed to fit ({reasons})")
     target = data[True]
@@ -158,7 +160,7 @@ def tune(
         combos.append(_scored(combo["hyperparameters"], accuracy(actual, mean, scale), origins.size,
                               sum(singles[i]["seconds"] for i in combo["indices"])))
     return TuningResult(singles + combos, time.perf_counter() - started, jobs, int(origins.size),
-                        _seconds_per_split(singles, origins.size))
+                        _seconds_per_split(singles, origins.size), forecasts)
 
 
 def _seconds_per_split(singles: list[dict[str, Any]], splits: int) -> dict[str, float]:

@@ -4,7 +4,7 @@ the objective ``cv_mase`` (the mean over series; docs/panel.md).
 
 The run document comes from the ``settings`` channel (``/opt/ml/input/data/settings/``); the tuned
 hyperparameters arrive as strings in ``/opt/ml/input/config/hyperparameters.json``; prints the
-objective line ``cv_mse=<value>;`` for the tuning job's metric regex; writes the artifact to
+objective line ``cv_mase=<value>;`` for the tuning job's metric regex (and one series' ``cv_mse``); writes the artifact to
 ``/opt/ml/model/``; a reason to ``/opt/ml/output/failure`` on error. A finished result is kept under
 ``/opt/ml/checkpoints/`` so a restarted spot job does not redo it.
 """
@@ -20,7 +20,7 @@ from typing import Any
 from pipeline_code.engine.dataset import DataValidationError
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
-from pipeline_code.engine.settings import SETTINGS_CHANNEL, TUNED_PARAMETERS, Settings
+from pipeline_code.engine.settings import OBJECTIVE, SETTINGS_CHANNEL, TUNED_PARAMETERS, Settings
 from pipeline_code.pipeline.panel_stages import is_panel_folder, job_processes
 from pipeline_code.pipeline.panel_tuning import panel_trial
 from pipeline_code.pipeline.settings_args import find_run_document
@@ -95,9 +95,9 @@ def main() -> None:
         fail(f"invalid training input: {err}", 2, paths["failure"])
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
         fail(unexpected(err), 1, paths["failure"])
-    if "cv_mse" in metrics:  # one series (a panel's objective is its mean MASE over series)
+    if "cv_mse" in metrics:  # one series, reported beside the objective
         print(f"cv_mse={metrics['cv_mse']:.6f};")
-    print(f"cv_mase={metrics['cv_mase']:.6f};")
+    print(f"{OBJECTIVE}={metrics[OBJECTIVE]:.6f};")
 
 
 def _train_or_resume(tuned: dict[str, int], settings: Settings, paths: dict[str, Path]) -> dict:

@@ -32,7 +32,8 @@ def test_parallel_search_equals_serial_and_writes_every_candidate(gasoline, smal
     serial = tune(y, cf, small_settings, jobs=1, progress=False)
     parallel = tune(y, cf, small_settings, jobs=2, progress=False)
     assert [c["cv_mse"] for c in serial.candidates] == [c["cv_mse"] for c in parallel.candidates]
-    assert serial.best["cv_mse"] == min(c["cv_mse"] for c in serial.candidates)
+    assert serial.best["cv_mase"] == min(c["cv_mase"] for c in serial.candidates)
+    assert json.loads(json.dumps(serial.to_dict(), default=str))["objective"] == "cv_mase"
     serial.write(tmp_path / "tuning.json")
     written = json.loads((tmp_path / "tuning.json").read_text())
     singles = [c for c in written["candidates"] if c["hyperparameters"]["family"] != "combination"]
@@ -40,16 +41,15 @@ def test_parallel_search_equals_serial_and_writes_every_candidate(gasoline, smal
     assert all({"hyperparameters", "cv_mse", "seconds"} <= set(c) for c in written["candidates"])
 
 
-def test_combinations_rank_each_family_and_history_apart():
+def test_combinations_rank_each_family_and_history_apart_by_cv_mase():
     """A family fitted on all history is a member beside the same family on the window; within one
-    (family, history) only the best candidate joins."""
-    singles = [
-        {"index": 0, "cv_mse": 1.0, "hyperparameters": {"family": "theta", "history": "window"}},
-        {"index": 1, "cv_mse": 2.0, "hyperparameters": {"family": "theta", "history": "all"}},
-        {"index": 2, "cv_mse": 3.0, "hyperparameters": {"family": "harmonic_arima", "fourier_k": 1}},
-        {"index": 3, "cv_mse": 4.0, "hyperparameters": {"family": "harmonic_arima", "fourier_k": 2}},
-        {"index": 4, "cv_mse": np.inf, "hyperparameters": {"family": "ets", "history": "all"}},
-    ]
+    (family, history) only the best candidate joins; the ranks are CV MASE's, not CV MSE's."""
+    scores = [(1.0, 4.0), (2.0, 3.0), (3.0, 2.0), (4.0, 1.0), (np.inf, np.inf)]  # (cv_mase, cv_mse)
+    families = [{"family": "theta", "history": "window"}, {"family": "theta", "history": "all"},
+                {"family": "harmonic_arima", "fourier_k": 1}, {"family": "harmonic_arima", "fourier_k": 2},
+                {"family": "ets", "history": "all"}]
+    singles = [{"index": i, "cv_mase": mase, "cv_mse": mse, "hyperparameters": hp}
+               for i, ((mase, mse), hp) in enumerate(zip(scores, families))]
     rng = np.random.default_rng(0)
     actual = 10 + rng.standard_normal((6, 3))
     forecasts = {i: actual + rng.standard_normal((6, 3)) for i in range(5)}

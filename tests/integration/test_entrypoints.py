@@ -19,7 +19,7 @@ from tests.conftest import BUNDLED
 ARGS = ["--cv-step", "4"]
 # The run document every job of these tests reads (as the starter writes it): the flags above, resolved.
 DOCUMENT = Settings.from_dict({"cv": {"step": 4}})
-OBJECTIVE = re.compile(r"cv_mse=([0-9.eE+-]+);")  # the tuning job's metric regex
+OBJECTIVE = re.compile(r"cv_mase=([0-9.eE+-]+);")  # the tuning job's metric regex
 
 
 def run(module: str, root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -73,7 +73,7 @@ def _training_root(tmp_path: Path, processed: Path, hyperparameters: dict) -> Pa
 
 HYPERPARAMETERS = {  # as a SageMaker tuning job passes them: all strings, its own entry included
     "use_counterfactual_data": "1", "detrend": "0", "deseasonalize": "0", "fourier_k": "6",
-    "_tuning_objective_metric": "cv_mse",
+    "_tuning_objective_metric": "cv_mase",
 }
 
 
@@ -85,7 +85,7 @@ def test_training_prints_the_objective_and_writes_the_model(tmp_path, processed)
     assert match and float(match.group(1)) > 0
     model = json.loads((root / "model" / "model.json").read_text())
     assert model["metadata"]["hyperparameters"]["fourier_k"] == 6
-    assert model["metadata"]["metrics"]["cv_mse"] == pytest.approx(float(match.group(1)), rel=1e-6)
+    assert model["metadata"]["metrics"]["cv_mase"] == pytest.approx(float(match.group(1)), rel=1e-6)
     assert model["metadata"]["diagnostics"]["ljung_box"]
     # a restarted (spot) job resumes from the checkpoint and reports the same objective
     shutil.rmtree(root / "model")

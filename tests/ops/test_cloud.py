@@ -185,13 +185,13 @@ def test_tuning_show_lists_every_training_job_sorted_by_objective(aws):
         "ObjectiveStatusCounters": {"Succeeded": 3, "Failed": 1}}]},
         {"NameContains": "-sales-6a1b2c3d4e-t", "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 10})
     jobs = []
-    for i, (k, objective) in enumerate(((1, 9.1e4), (4, 7.2e4), (2, None), (3, 8.0e4))):
+    for i, (k, objective) in enumerate(((1, 0.91), (4, 0.72), (2, None), (3, 0.80))):
         job = {"TrainingJobName": f"{name}-{i + 1:03d}-1a2b3c4d", "CreationTime": T0 + timedelta(minutes=i),
                "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}-{i + 1:03d}-1a2b3c4d",
                "TrainingJobStatus": "Failed" if objective is None else "Completed",
-               "TunedHyperParameters": {"fourier_k": str(k), "detrend": "1", "_tuning_objective_metric": "cv_mse"}}
+               "TunedHyperParameters": {"fourier_k": str(k), "detrend": "1", "_tuning_objective_metric": "cv_mase"}}
         if objective is not None:
-            job["FinalHyperParameterTuningJobObjectiveMetric"] = {"MetricName": "cv_mse", "Value": objective,
+            job["FinalHyperParameterTuningJobObjectiveMetric"] = {"MetricName": "cv_mase", "Value": objective,
                                                                   "Type": "Minimize"}
         jobs.append(job)
     sm.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": jobs[::-1]},

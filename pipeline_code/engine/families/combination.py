@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.families.base import Section, WindowForecasts
-from pipeline_code.engine.settings import COMBINATION
+from pipeline_code.engine.settings import COMBINATION, OBJECTIVE
 # Fitted weights are pulled this far toward equal weights: the CV errors they are fitted on are the
 # ones they are scored on, and shrinkage keeps that optimism small.
 SHRINKAGE = 0.5
@@ -57,13 +57,13 @@ def fitted_weights(forecasts: np.ndarray, actual: np.ndarray, shrinkage: float =
 
 
 def build(singles: list[dict[str, Any]], forecasts: dict[int, np.ndarray], actual: np.ndarray,
-          sizes: tuple[int, ...]) -> list[dict[str, Any]]:
-    """Combination candidates from scored single candidates (each with ``index``, ``hyperparameters``,
-    ``cv_mse``): the best candidate of each family and history, ranked; equal weights of the top k for
-    each k in ``sizes``, and fitted weights over all of them. Returns ``{"hyperparameters", "index"s}``
-    dicts."""
+          sizes: tuple[int, ...], objective: str = OBJECTIVE) -> list[dict[str, Any]]:
+    """Combination candidates from scored single candidates (each with ``index``, ``hyperparameters``
+    and its ``objective``): the best candidate of each family and history, ranked; equal weights of
+    the top k for each k in ``sizes``, and fitted weights over all of them. Returns
+    ``{"hyperparameters", "index"s}`` dicts."""
     best: dict[tuple[str, Any], dict[str, Any]] = {}
-    for c in sorted((c for c in singles if np.isfinite(c["cv_mse"])), key=lambda c: c["cv_mse"]):
+    for c in sorted((c for c in singles if np.isfinite(c[objective])), key=lambda c: c[objective]):
         best.setdefault((c["hyperparameters"]["family"], c["hyperparameters"].get("history")), c)
     ranked = list(best.values())
     out = []

