@@ -61,30 +61,46 @@ def test_equal_all_leaves_seasonal_naive_out_and_test_mase_scores_the_weighted_f
     assert np.isclose(bench.test_mase(a, w), np.mean(np.abs(a["test_actual"] - mean)))
 
 
-def test_the_adopted_rule_replays_the_tunes_choice():
-    """The bench's offline rule for the engine's objective picks what ``tune`` picked, on a growing
-    series where the lowest CV MSE would pick differently (its latest, largest splits decide)."""
+def _growing_series() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    t = np.arange(150)
+    return np.exp(4 + 0.015 * t + 0.2 * np.sin(2 * np.pi * t / 12) + np.cumsum(rng.normal(0, 0.03, t.size))
+                  + rng.normal(0, 0.05, t.size))
+
+
+def _replayed(serve: str):
+    """(the bench's offline weights for ``serve``'s rule, the tune's served weights, the lowest CV
+    MSE's weights) on a growing series with three families."""
     from dataclasses import replace
 
-    from pipeline_code.engine.settings import OBJECTIVE
     from pipeline_code.engine.tuning import tune
     from tests.engine.test_families import MONTHLY_SETTINGS
 
-    settings = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search,
-                                                        families=("harmonic_arima", "seasonal_naive", "theta")))
-    rng = np.random.default_rng(0)
-    t = np.arange(150)
-    y = np.exp(4 + 0.015 * t + 0.2 * np.sin(2 * np.pi * t / 12) + np.cumsum(rng.normal(0, 0.03, t.size))
-               + rng.normal(0, 0.05, t.size))
+    search = replace(MONTHLY_SETTINGS.search, families=("harmonic_arima", "seasonal_naive", "theta"),
+                     serve=serve)
+    settings = replace(MONTHLY_SETTINGS, search=search)
+    y = _growing_series()
     tuning = tune(y, y, settings, jobs=1, progress=False)
     cv, pool = bench.cv_arrays(tuning, y, settings)
     meta = {"pool": pool}
-    chosen = bench.lowest(OBJECTIVE)(meta, cv)
-    assert not np.allclose(chosen, bench.lowest("cv_mse")(meta, cv))
     best = tuning.best["hyperparameters"]
     members = best["members"] if best["family"] == "combination" else [best]
     weights = best["weights"] if best["family"] == "combination" else [1.0]
-    rows = [next(r for r, c in enumerate(pool) if c["hyperparameters"] == m) for m in members]
-    expected = np.zeros(len(pool))
-    expected[rows] = weights
-    assert np.allclose(chosen, expected, atol=1e-6)
+    served = np.zeros(len(pool))
+    served[[next(r for r, c in enumerate(pool) if c["hyperparameters"] == m) for m in members]] = weights
+    rule = bench.RULES[bench.ADOPTED if serve == "equal_top" else bench.LOWEST]
+    return rule(meta, cv), served, bench.lowest("cv_mse")(meta, cv)
+
+
+def test_the_adopted_rule_replays_the_tunes_choice():
+    """The bench's offline rule for the engine's default picks what ``tune`` serves."""
+    offline, served, _ = _replayed("equal_top")
+    assert np.count_nonzero(served) == 3 and np.allclose(offline, served, atol=1e-6)
+
+
+def test_the_lowest_rule_minimises_cv_mase_not_cv_mse():
+    """``search.serve: lowest`` serves the lowest CV MASE, which on a growing series is not the lowest
+    CV MSE (the latest, largest splits decide that one)."""
+    offline, served, lowest_mse = _replayed("lowest")
+    assert np.allclose(offline, served, atol=1e-6)
+    assert not np.allclose(served, lowest_mse)

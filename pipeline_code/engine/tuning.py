@@ -19,9 +19,10 @@ from pipeline_code.engine.cv import (
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.combination import build as build_combinations
+from pipeline_code.engine.families.combination import equal_top, ranked_members
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
-from pipeline_code.engine.settings import OBJECTIVE, Settings
+from pipeline_code.engine.settings import EQUAL_TOP, OBJECTIVE, Settings
 from pipeline_code.engine.workers import worker_pool
 
 _DATA: dict[str, Any] = {}
@@ -33,7 +34,8 @@ class TuningError(RuntimeError):
 
 @dataclass
 class TuningResult:
-    """Every candidate (and combination) with its objective; ``best`` has the lowest (``OBJECTIVE``)."""
+    """Every candidate (and combination) with its objective; ``best`` is the one served (``search.serve``:
+    equal weights of the best members, or the lowest ``OBJECTIVE``)."""
 
     candidates: list[dict[str, Any]]
     seconds: float
@@ -42,9 +44,13 @@ class TuningResult:
     family_seconds: dict[str, float] = field(default_factory=dict)  # per family: seconds per CV split
     # each single candidate's CV point forecasts (splits, horizon), by its ``index``; not written
     forecasts: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    served: int | None = None  # the candidate ``search.serve`` picks; None: the lowest objective
+    serve: str = "lowest"  # how it was picked, for the report
 
     @property
     def best(self) -> dict[str, Any]:
+        if self.served is not None:
+            return self.candidates[self.served]
         return min(self.candidates, key=lambda c: c[OBJECTIVE])
 
     def best_spec(self, season_length: float) -> ModelSpec:
@@ -64,6 +70,7 @@ class TuningResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "objective": OBJECTIVE,
+            "serve": self.serve,
             "seconds": self.seconds,
             "jobs": self.jobs,
             "splits_per_candidate": self.splits,
@@ -150,17 +157,31 @@ def tune(
     if not any(np.isfinite(c[OBJECTIVE]) for c in singles):
         reasons = "; ".join(f"{f}: {r}" for f, r in TuningResult(singles, 0, jobs, 0).failures().items())
         raise TuningError(f"every candidate of every family failed to fit ({reasons})")
-    target = data[True]
+    scored, served, rule = _with_combinations(singles, forecasts, data[True], origins, ctx, settings)
+    return TuningResult(scored, time.perf_counter() - started, jobs, int(origins.size),
+                        _seconds_per_split(singles, origins.size), forecasts, served, rule)
+
+
+def _with_combinations(singles: list[dict[str, Any]], forecasts: dict[int, np.ndarray], target: np.ndarray,
+                       origins: np.ndarray, ctx: Context, settings: Settings) -> tuple[list, int | None, str]:
+    """The singles and the scored combinations; the index of the one ``search.serve`` picks (None: the
+    lowest objective) and the rule's name."""
     actual = target[origins[:, None] + np.arange(ctx.horizon)[None, :]]
     scale = seasonal_naive_scale(target, origins, ctx.window, ctx.period)
+    served_k = min(settings.search.serve_top, len(ranked_members(singles)))
+    top = settings.search.serve == EQUAL_TOP and served_k >= 2
     combos = []
-    for combo in build_combinations(singles, forecasts, actual, settings.search.combination_sizes):
+    for combo in build_combinations(singles, forecasts, actual,
+                                    tuple(set(settings.search.combination_sizes) | ({served_k} if top else set()))):
         weights = np.asarray(combo["hyperparameters"]["weights"])
         mean = sum(w * forecasts[i] for w, i in zip(weights, combo["indices"]))
         combos.append(_scored(combo["hyperparameters"], accuracy(actual, mean, scale), origins.size,
                               sum(singles[i]["seconds"] for i in combo["indices"])))
-    return TuningResult(singles + combos, time.perf_counter() - started, jobs, int(origins.size),
-                        _seconds_per_split(singles, origins.size), forecasts)
+    scored = singles + combos
+    if not top:
+        return scored, None, "lowest"
+    kind = equal_top(served_k)
+    return scored, next(i for i, c in enumerate(scored) if c["hyperparameters"].get("kind") == kind), kind
 
 
 def _seconds_per_split(singles: list[dict[str, Any]], splits: int) -> dict[str, float]:

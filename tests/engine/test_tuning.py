@@ -4,7 +4,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline_code.engine.families.combination import build
+from pipeline_code.engine.families.combination import build, ranked_members
 from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.tuning import candidate_space, tune
 
@@ -32,8 +32,10 @@ def test_parallel_search_equals_serial_and_writes_every_candidate(gasoline, smal
     serial = tune(y, cf, small_settings, jobs=1, progress=False)
     parallel = tune(y, cf, small_settings, jobs=2, progress=False)
     assert [c["cv_mse"] for c in serial.candidates] == [c["cv_mse"] for c in parallel.candidates]
-    assert serial.best["cv_mase"] == min(c["cv_mase"] for c in serial.candidates)
-    assert json.loads(json.dumps(serial.to_dict(), default=str))["objective"] == "cv_mase"
+    ranked = ranked_members([c for c in serial.candidates if c["hyperparameters"]["family"] != "combination"])
+    assert serial.best["hyperparameters"]["kind"] == "equal top 3"  # search.serve's default
+    assert serial.best["hyperparameters"]["members"] == [c["hyperparameters"] for c in ranked[:3]]
+    assert json.loads(json.dumps(serial.to_dict(), default=str))["serve"] == "equal top 3"
     serial.write(tmp_path / "tuning.json")
     written = json.loads((tmp_path / "tuning.json").read_text())
     singles = [c for c in written["candidates"] if c["hyperparameters"]["family"] != "combination"]
@@ -58,3 +60,26 @@ def test_combinations_rank_each_family_and_history_apart_by_cv_mase():
     assert combos["equal top 3"]["indices"] == [0, 1, 2]
     assert combos["fitted weights"]["indices"] == [0, 1, 2]
     assert sum(combos["fitted weights"]["hyperparameters"]["weights"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("families, served", [
+    (("harmonic_arima", "seasonal_naive"), "equal top 2"),  # two members: all of them
+    (("harmonic_arima",), None),  # one member: the lowest objective
+])
+def test_equal_top_serves_as_many_members_as_fit(gasoline, small_settings, families, served):
+    settings = replace(small_settings, search=replace(small_settings.search, families=families,
+                                                      combination_sizes=()))
+    y = gasoline.values[:700]
+    result = tune(y, y, settings, jobs=1, progress=False)
+    assert result.best["hyperparameters"].get("kind") == served
+    if served is None:
+        assert result.best["cv_mase"] == min(c["cv_mase"] for c in result.candidates)
+
+
+def test_serve_lowest_serves_the_lowest_objective(gasoline, small_settings):
+    settings = replace(small_settings, search=replace(small_settings.search, serve="lowest"))
+    y = gasoline.values[:700]
+    result = tune(y, y, settings, jobs=1, progress=False)
+    assert result.best["cv_mase"] == min(c["cv_mase"] for c in result.candidates)
+    assert result.to_dict()["serve"] == "lowest"
+    assert not any(c["hyperparameters"].get("kind") == "equal top 4" for c in result.candidates)

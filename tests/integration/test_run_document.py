@@ -143,6 +143,8 @@ def test_the_family_names_of_the_run_document_are_the_registrys():
     ({"data": {"max_rows": 100}}, "data.max_rows: 100 is below the minimum length 508"),
     ({"series": {"tune_cutoffs": 0}}, "series.tune_cutoffs: must be in 1..52, got 0"),
     ({"series": {"tune_cutoffs": 53}}, "series.tune_cutoffs: must be in 1..52, got 53"),
+    ({"search": {"serve": "best"}}, "search.serve: must be one of ['equal_top', 'lowest']"),
+    ({"search": {"serve_top": 1}}, "search.serve_top: must be >= 2"),
 ])
 def test_search_and_row_settings_are_validated(document, expected):
     with pytest.raises(ValueError, match=re.escape(expected)):
@@ -151,6 +153,11 @@ def test_search_and_row_settings_are_validated(document, expected):
 
 def test_the_tuning_cutoffs_bounds_are_accepted():
     assert [Settings.from_dict({"series": {"tune_cutoffs": k}}).series.tune_cutoffs for k in (1, 52)] == [1, 52]
+
+
+def test_the_serve_rules_and_the_smallest_top_are_accepted():
+    assert Settings.from_dict({"search": {"serve": "lowest"}}).search.serve == "lowest"
+    assert Settings.from_dict({"search": {"serve_top": 2}}).search.serve_top == 2
 
 
 def test_the_tuning_ranges_name_the_family_and_are_rendered_once():

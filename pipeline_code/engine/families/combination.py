@@ -56,20 +56,30 @@ def fitted_weights(forecasts: np.ndarray, actual: np.ndarray, shrinkage: float =
     return (1 - shrinkage) * w + shrinkage / m
 
 
+def ranked_members(singles: list[dict[str, Any]], objective: str = OBJECTIVE) -> list[dict[str, Any]]:
+    """The best candidate of each family and history (those that fitted), best first."""
+    best: dict[tuple[str, Any], dict[str, Any]] = {}
+    for c in sorted((c for c in singles if np.isfinite(c[objective])), key=lambda c: c[objective]):
+        best.setdefault((c["hyperparameters"]["family"], c["hyperparameters"].get("history")), c)
+    return list(best.values())
+
+
+def equal_top(k: int) -> str:
+    """The ``kind`` of the combination of the best ``k`` members at equal weights."""
+    return f"equal top {k}"
+
+
 def build(singles: list[dict[str, Any]], forecasts: dict[int, np.ndarray], actual: np.ndarray,
           sizes: tuple[int, ...], objective: str = OBJECTIVE) -> list[dict[str, Any]]:
     """Combination candidates from scored single candidates (each with ``index``, ``hyperparameters``
     and its ``objective``): the best candidate of each family and history, ranked; equal weights of
     the top k for each k in ``sizes``, and fitted weights over all of them. Returns
     ``{"hyperparameters", "index"s}`` dicts."""
-    best: dict[tuple[str, Any], dict[str, Any]] = {}
-    for c in sorted((c for c in singles if np.isfinite(c[objective])), key=lambda c: c[objective]):
-        best.setdefault((c["hyperparameters"]["family"], c["hyperparameters"].get("history")), c)
-    ranked = list(best.values())
+    ranked = ranked_members(singles, objective)
     out = []
     for k in sorted(set(sizes)):
         if 2 <= k <= len(ranked):
-            out.append((ranked[:k], np.full(k, 1.0 / k), f"equal top {k}"))
+            out.append((ranked[:k], np.full(k, 1.0 / k), equal_top(k)))
     if len(ranked) >= 2:
         stack = np.stack([forecasts[c["index"]] for c in ranked])
         out.append((ranked, fitted_weights(stack, actual), "fitted weights"))
