@@ -130,6 +130,15 @@ MUTATIONS = {
         (("pipeline_code/engine/tuning.py", "return min(self.candidates, key=lambda c: c[OBJECTIVE])",
           'return min(self.candidates, key=lambda c: c["cv_mse"])'),),
         ("tests/engine/test_tuning.py", "tests/test_bench_selection_validation.py")),
+    "serve-lowest-by-default": Mutation(
+        "the tune serves the lowest objective by default, not equal weights of the best 3 members",
+        (("pipeline_code/engine/settings.py", 'serve: str = "equal_top"', 'serve: str = "lowest"'),),
+        ("tests/engine/test_tuning.py", "tests/test_bench_selection_validation.py")),
+    "serve-top-ignores-fewer-members": Mutation(
+        "with fewer members than search.serve_top, the lowest objective is served instead of them all",
+        (("pipeline_code/engine/tuning.py", "top = settings.search.serve == EQUAL_TOP and served_k >= 2",
+          "top = settings.search.serve == EQUAL_TOP and served_k >= settings.search.serve_top"),),
+        ("tests/engine/test_tuning.py",)),
     "combinations-ranked-by-cv-mse": Mutation(
         "combination members are ranked by CV MSE, not the objective",
         (("pipeline_code/engine/families/combination.py", "sizes: tuple[int, ...], objective: str = OBJECTIVE)",

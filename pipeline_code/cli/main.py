@@ -208,7 +208,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result.write(args.out / "tuning.json")
     best = result.best
     print(f"{len(result.candidates)} candidates x {result.splits} splits in {result.seconds:.1f}s"
-          f" on {result.jobs} worker(s); best {best['hyperparameters']} CV MASE {best['cv_mase']:.4f}")
+          f" on {result.jobs} worker(s); served ({result.serve}) {best['hyperparameters']} CV MASE {best['cv_mase']:.4f}")
     return 0
 
 

@@ -117,7 +117,7 @@ def run_pipeline(
         tuning = stage("tune", do_tune)
         best = tuning.best
         log(f"  {len(tuning.candidates)} candidates x {tuning.splits} splits in {tuning.seconds:.1f}s;"
-            f" best {best['hyperparameters']} CV MASE {best['cv_mase']:.4f}")
+            f" served ({tuning.serve}) {best['hyperparameters']} CV MASE {best['cv_mase']:.4f}")
     model_dir = run_dir / "models" / "best"
     # A panel's final model is fitted shard by shard, as the cloud's sharded fit does (panel_shards.py).
     fit = fit_panel_in_shards if report.get("panel") else run_training
