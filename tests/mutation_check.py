@@ -134,10 +134,12 @@ MUTATIONS = {
         "the tune serves the lowest objective by default, not equal weights of the best 3 members",
         (("pipeline_code/engine/settings.py", 'serve: str = "equal_top"', 'serve: str = "lowest"'),),
         ("tests/engine/test_tuning.py", "tests/test_bench_selection_validation.py")),
-    "serve-top-ignores-fewer-members": Mutation(
-        "with fewer members than search.serve_top, the lowest objective is served instead of them all",
-        (("pipeline_code/engine/tuning.py", "top = settings.search.serve == EQUAL_TOP and served_k >= 2",
-          "top = settings.search.serve == EQUAL_TOP and served_k >= settings.search.serve_top"),),
+    "serve-top-of-fewer-members": Mutation(
+        "with fewer members than search.serve_top, all of them are averaged (a poor one at an equal weight)",
+        (("pipeline_code/engine/tuning.py", "len(ranked_members(singles)) >= served_k",
+          "len(ranked_members(singles)) >= 2"),
+         ("pipeline_code/engine/tuning.py", "    served_k = settings.search.serve_top\n",
+          "    served_k = min(settings.search.serve_top, len(ranked_members(singles)))\n")),
         ("tests/engine/test_tuning.py",)),
     "combinations-ranked-by-cv-mse": Mutation(
         "combination members are ranked by CV MSE, not the objective",

@@ -114,8 +114,8 @@ class SearchSpace:
     # Combinations that compete: equal weights of the best k families' best candidates, for each k.
     combination_sizes: tuple[int, ...] = (2, 3)
     # What is served: "equal_top", equal weights of the best `serve_top` members (each family and
-    # history's best candidate, ranked by the objective; fewer if fewer fit), or "lowest", the lowest
-    # objective among every candidate and combination. On 51 public series outside the accuracy
+    # history's best candidate, ranked by the objective), or "lowest", the lowest objective among
+    # every candidate and combination (also what "equal_top" serves when fewer members fit). On 51 public series outside the accuracy
     # benchmark, equal top 3 scored a geometric mean test MASE 2% below "lowest"
     # (bench/results/selection_validation.md): picking among near-ties on ~25 CV splits is noise.
     serve: str = "equal_top"

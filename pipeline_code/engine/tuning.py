@@ -168,8 +168,9 @@ def _with_combinations(singles: list[dict[str, Any]], forecasts: dict[int, np.nd
     lowest objective) and the rule's name."""
     actual = target[origins[:, None] + np.arange(ctx.horizon)[None, :]]
     scale = seasonal_naive_scale(target, origins, ctx.window, ctx.period)
-    served_k = min(settings.search.serve_top, len(ranked_members(singles)))
-    top = settings.search.serve == EQUAL_TOP and served_k >= 2
+    served_k = settings.search.serve_top
+    # fewer members than that (a narrowed search.families): the lowest objective, combinations included
+    top = settings.search.serve == EQUAL_TOP and len(ranked_members(singles)) >= served_k
     combos = []
     for combo in build_combinations(singles, forecasts, actual,
                                     tuple(set(settings.search.combination_sizes) | ({served_k} if top else set()))):

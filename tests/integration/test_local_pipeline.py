@@ -91,7 +91,8 @@ def test_a_worse_candidate_is_registered_pending_and_the_approved_model_stays(fi
     settings = tmp_path / "bad-search.json"
     settings.write_text(json.dumps({"search": {"families": ["harmonic_arima"],
         "use_counterfactual_data": [1], "detrend": [1], "deseasonalize": [1], "fourier_k": [1]}}))
-    assert pipeline(root / "newer.csv", workdir, "--settings", str(settings)) == 0
+    newer = write(root / "newer.csv", rows())  # the full series (alone, or after the second run)
+    assert pipeline(newer, workdir, "--settings", str(settings)) == 0
     registry = LocalRegistry(workdir / "registry")
     latest = registry.versions()[-1]
     assert latest.status == "PendingManualApproval"
