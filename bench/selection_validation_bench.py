@@ -287,6 +287,13 @@ def _describe(meta: dict, w: np.ndarray) -> str:
     return ", ".join(parts)
 
 
+def _ratio(v: np.ndarray, base: np.ndarray) -> str:
+    """The geometric mean ratio, and the range of two standard errors of the mean log ratio."""
+    d = np.log(v / base)
+    se = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else 0.0
+    return f"{np.exp(d.mean()):.3f} ({np.exp(d.mean() - 2 * se):.3f}-{np.exp(d.mean() + 2 * se):.3f})"
+
+
 def markdown(rows: dict, command: str) -> str:
     names = list(rows)
     lines = [
@@ -301,16 +308,17 @@ def markdown(rows: dict, command: str) -> str:
         "",
         "## Geometric mean test MASE (and ratio to the rule before)",
         "",
-        "| rule | geometric mean MASE | / before | series better | series worse |",
-        "|---|---:|---:|---:|---:|",
+        "| rule | geometric mean MASE | / before (+-2 SE over series) | / adopted (+-2 SE) | series better "
+        "| series worse |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     base = np.array([rows[n]["rules"][BEFORE] for n in names])
+    adopted = np.array([rows[n]["rules"][ADOPTED] for n in names])
     for rule in RULES:
         v = np.array([rows[n]["rules"][rule] for n in names])
         g = float(np.exp(np.mean(np.log(v))))
-        ratio = float(np.exp(np.mean(np.log(v / base))))
-        lines.append(f"| {rule} | {g:.4f} | {ratio:.3f} | {int(np.sum(v < base - 1e-9))} | "
-                     f"{int(np.sum(v > base + 1e-9))} |")
+        lines.append(f"| {rule} | {g:.4f} | {_ratio(v, base)} | {_ratio(v, adopted)} | "
+                     f"{int(np.sum(v < base - 1e-9))} | {int(np.sum(v > base + 1e-9))} |")
     lines += ["", "## Per series (test MASE)", "",
               "| series | obs | freq | seasonal naive | " + " | ".join(RULES) + " |",
               "|---|---:|---|---:|" + "---:|" * len(RULES)]
