@@ -18,8 +18,7 @@ from pipeline_code.engine.cv import (
 )
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.families.base import Context
-from pipeline_code.engine.families.combination import build as build_combinations
-from pipeline_code.engine.families.combination import equal_top, ranked_members
+from pipeline_code.engine.families.combination import build as build_combinations, equal_top, ranked_members
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.settings import EQUAL_TOP, OBJECTIVE, Settings
