@@ -356,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.cache / f"{name}.json").write_text(json.dumps(meta, indent=1, default=float))
         print(f"{name}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
     names = [n for n in args.series if (args.cache / f"{n}.json").exists()]
-    text = markdown(report(args.cache, names), COMMAND + (" " + " ".join(argv or sys.argv[1:])).rstrip())
+    flags = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--cached-only"]
+    command = " ".join([COMMAND, *flags])
+    if args.cached_only:
+        command += f"`, then the table from its cache: `{COMMAND} --cached-only"
+    text = markdown(report(args.cache, names), command)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "selection_validation.md").write_text(text)
     print(text)
