@@ -104,3 +104,18 @@ def test_the_lowest_rule_minimises_cv_mase_not_cv_mse():
     offline, served, lowest_mse = _replayed("lowest")
     assert np.allclose(offline, served, atol=1e-6)
     assert not np.allclose(served, lowest_mse)
+
+
+def test_every_validation_series_is_a_regular_positive_series_outside_the_benchmark():
+    from bench.accuracy_bench import SERIES as BENCHMARK
+    from pipeline_code.engine.core.calendar import parse_freq
+
+    assert len(bench.SERIES) == 51 and not set(bench.SERIES) & set(BENCHMARK)
+    benchmark_items = {item for _, item, _, _ in BENCHMARK.values()}
+    for name, (_, item, _, origins) in bench.SERIES.items():
+        assert item not in benchmark_items, name
+        series, settings, _ = bench.load(name)
+        calendar = parse_freq(series.freq)
+        assert all(calendar.shift(a, 1) == b for a, b in zip(series.timestamps, series.timestamps[1:])), name
+        assert np.all(np.isfinite(series.values)) and np.all(series.values > 0), name
+        assert len(series) - settings.data.horizon - origins + 1 >= settings.min_observations(), name
