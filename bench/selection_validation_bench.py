@@ -37,7 +37,7 @@ from pipeline_code.engine.cv import cross_validate_candidate, seasonal_naive_sca
 from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.evaluation import backtest_origins
 from pipeline_code.engine.families.base import Context
-from pipeline_code.engine.families.combination import fitted_weights
+from pipeline_code.engine.families.combination import fitted_weights, ranked_members
 from pipeline_code.engine.preprocess import preprocess
 from pipeline_code.engine.settings import COMBINATION, OBJECTIVE, Settings
 from pipeline_code.engine.tuning import TuningResult, selection_grid, tune
@@ -138,9 +138,8 @@ def cv_arrays(tuning: TuningResult, target: np.ndarray, settings: Settings) -> t
     candidate of each family and history under CV MSE and under CV MASE (the union, in index order)."""
     ctx = Context.from_settings(settings)
     origins = selection_grid(target.size, settings)
-    singles = [c for c in tuning.candidates
-               if c["hyperparameters"]["family"] != COMBINATION and np.isfinite(c["cv_mse"])]
-    indices = sorted({c["index"] for objective in ("cv_mse", "cv_mase") for c in _best_per_key(singles, objective)})
+    singles = [c for c in tuning.candidates if c["hyperparameters"]["family"] != COMBINATION]
+    indices = sorted({c["index"] for objective in ("cv_mse", OBJECTIVE) for c in ranked_members(singles, objective)})
     return {
         "cv_actual": target[origins[:, None] + np.arange(ctx.horizon)[None, :]],
         "cv_scale": seasonal_naive_scale(target, origins, ctx.window, ctx.period),
@@ -148,27 +147,12 @@ def cv_arrays(tuning: TuningResult, target: np.ndarray, settings: Settings) -> t
     }, [tuning.candidates[i] for i in indices]
 
 
-def _best_per_key(singles: list[dict], objective: str) -> list[dict]:
-    best: dict[tuple, dict] = {}
-    for c in sorted(singles, key=lambda c: c[objective]):
-        best.setdefault((c["hyperparameters"]["family"], c["hyperparameters"].get("history")), c)
-    return list(best.values())
-
-
 # --- rules: (meta, arrays) -> weights over the pool -------------------------------------------------
-
-def _scores(a: dict[str, np.ndarray], objective: str) -> np.ndarray:
-    """Per member and CV split: the objective's split mean (MSE or MASE)."""
-    error = a["cv_forecasts"] - a["cv_actual"][None]
-    if objective == "cv_mse":
-        return np.mean(error**2, axis=2)
-    return np.mean(np.abs(error), axis=2) / a["cv_scale"][None]
-
 
 def _ranked(meta: dict, objective: str) -> list[int]:
     """Pool rows of the best candidate per family and history under ``objective``, best first."""
     rows = {c["index"]: r for r, c in enumerate(meta["pool"])}
-    return [rows[c["index"]] for c in _best_per_key(meta["pool"], objective)]
+    return [rows[c["index"]] for c in ranked_members(meta["pool"], objective)]
 
 
 def _choices(meta: dict, a: dict[str, np.ndarray], objective: str, sizes=(2, 3),

@@ -21,7 +21,7 @@ from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.combination import build as build_combinations, equal_top, ranked_members
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
-from pipeline_code.engine.settings import EQUAL_TOP, OBJECTIVE, Settings
+from pipeline_code.engine.settings import EQUAL_TOP, LOWEST, OBJECTIVE, Settings
 from pipeline_code.engine.workers import worker_pool
 
 _DATA: dict[str, Any] = {}
@@ -44,7 +44,7 @@ class TuningResult:
     # each single candidate's CV point forecasts (splits, horizon), by its ``index``; not written
     forecasts: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     served: int | None = None  # the candidate ``search.serve`` picks; None: the lowest objective
-    serve: str = "lowest"  # how it was picked, for the report
+    serve: str = LOWEST  # how it was picked, for the report
 
     @property
     def best(self) -> dict[str, Any]:
@@ -179,7 +179,7 @@ def _with_combinations(singles: list[dict[str, Any]], forecasts: dict[int, np.nd
                               sum(singles[i]["seconds"] for i in combo["indices"])))
     scored = singles + combos
     if not top:
-        return scored, None, "lowest"
+        return scored, None, LOWEST
     kind = equal_top(served_k)
     return scored, next(i for i, c in enumerate(scored) if c["hyperparameters"].get("kind") == kind), kind
 
