@@ -26,6 +26,7 @@ TEMPLATES: dict[str, str] = {
     "tuning_job": "{prefix}-{{}}-t{{}}",
     "evaluation_job": "{prefix}-{{}}-ev{{}}",
     "panel_fit_job": "{prefix}-{{}}-fit{{}}",
+    "selection_job": "{prefix}-{{}}-sel{{}}",
 }
 # The deploy state machine's names: the package's run id and version.
 DEPLOY_TEMPLATES: dict[str, str] = {

@@ -5,7 +5,8 @@ topic ARN); the construct renders it with `json.dumps`. Keeping the ASL as data 
 next to DESIGN.md, to validate (asl-validator), to execute (moto) and to audit against the role.
 
 Flow: Init -> SnapshotInput -> Preprocess(.sync) -> Tune(.sync) -> DescribeTuning -> DescribeBestTrainingJob
--> Panel? (a panel: FitShards(.sync) -> ShardsAsModel) -> EnsureRegistry (describe, create when absent)
+-> Panel? (a panel: FitShards(.sync) -> ShardsAsModel; one series: Select(.sync) -> SelectedAsModel)
+-> EnsureRegistry (describe, create when absent)
 -> FindChampion -> [DescribeChampion] -> Evaluate(.sync)
 -> ReadEvaluation (s3:getObject + States.StringToJson) -> Metadata? (the package's metadata) -> Gate
    passed (automatic mode): RegisterApproved; otherwise RegisterPending (PendingManualApproval)
@@ -27,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_code.engine.settings import MAX_PERIODS_ENV, OBJECTIVE, SETTINGS_CHANNEL
-from pipeline_code.entrypoints.sagemaker_paths import HYPERPARAMETERS_ENV, WHOLE_TRAIN_CHANNEL
+from pipeline_code.entrypoints.sagemaker_paths import (
+    HYPERPARAMETERS_ENV, SELECTED_MODEL_OUTPUT, SELECTION_OUTPUT, TRIALS_INPUT, WHOLE_TRAIN_CHANNEL,
+)
 from pipeline_code.pipeline import layout
 from stacks import naming
 from stacks.asl import SAGEMAKER_SYNC, SDK, SNS_PUBLISH, States, initial_retries
@@ -38,6 +41,7 @@ PROCESSING_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.processing"
 EXECUTION_LINK = "https://console.aws.amazon.com/states/home#/v2/executions/details/"
 EVALUATION_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.evaluation"]
 PANEL_FIT_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.panel_fit"]
+SELECTION_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.selection"]
 # The tuning job's objective, read from each training job's log with its regex: one series' CV MASE, or
 # a panel's mean CV MASE over series, as the local search minimises; one series' CV MSE is logged too.
 OBJECTIVE_METRIC = OBJECTIVE
@@ -355,7 +359,37 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
         "Panel?": {
             "Type": "Choice",
             "Choices": [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "FitShards"}],
-            "Default": "EnsureRegistry",
+            "Default": "Select",
+        },
+        # One series: the model to evaluate is what search.serve picks from the trials, as the local
+        # tune picks it (by default equal weights of the best members, fitted here), not the best
+        # single trial. It reads each trial's <job>/output/model.tar.gz under the run's models/ prefix.
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html
+        "Select": task(
+            SAGEMAKER_SYNC.format("createProcessingJob"),
+            processing_job(
+                "selection_job",
+                SELECTION_ENTRYPOINT,
+                [processing_input(TRIALS_INPUT, runs_uri(layout.MODELS), TRIALS_INPUT),
+                 processing_input("train", runs_uri(layout.TRAIN), "train"),
+                 processing_input("test", runs_uri(layout.TEST), "test"), settings_input],
+                [processing_output(SELECTED_MODEL_OUTPUT, layout.SELECTED_MODEL, SELECTED_MODEL_OUTPUT),
+                 processing_output(SELECTION_OUTPUT, layout.SELECTION_REPORT, SELECTION_OUTPUT)],
+            ),
+            "SelectedAsModel",
+            result_selector={"name.$": "$.ProcessingJobName"},
+            result_path="$.selection",
+        ),
+        "SelectedAsModel": {
+            "Type": "Pass",
+            "Comment": "Evaluation's model input is the selected model's folder.",
+            "Parameters": {
+                "trainingJob.$": "$.best.trainingJob",
+                "hyperParameters.$": "$.best.hyperParameters",
+                "modelData.$": runs_uri(layout.SELECTED_MODEL),
+            },
+            "ResultPath": "$.best",
+            "Next": "EnsureRegistry",
         },
         # Every instance gets the settings and the whole test part (small: the last horizon of each
         # series), and about 1/n of the train objects (processing writes one file per shard):

@@ -136,11 +136,20 @@ MUTATIONS = {
         ("tests/engine/test_tuning.py", "tests/test_bench_selection_validation.py")),
     "serve-top-of-fewer-members": Mutation(
         "with fewer members than search.serve_top, all of them are averaged (a poor one at an equal weight)",
-        (("pipeline_code/engine/tuning.py", "len(ranked_members(singles)) >= served_k",
+        (("pipeline_code/engine/tuning.py", "len(ranked_members(singles)) >= settings.search.serve_top",
           "len(ranked_members(singles)) >= 2"),
          ("pipeline_code/engine/tuning.py", "    served_k = settings.search.serve_top\n",
           "    served_k = min(settings.search.serve_top, len(ranked_members(singles)))\n")),
         ("tests/engine/test_tuning.py",)),
+    "cloud-serves-the-best-trial": Mutation(
+        "one series' cloud run serves the tuning job's best trial, not search.serve's pick",
+        (("pipeline_code/engine/tuning.py", "    if serves_top(scored, settings):\n", "    if False:\n"),),
+        ("tests/engine/test_tuning.py", "tests/integration/test_selection.py")),
+    "selection-ranks-trials-by-cv-mse": Mutation(
+        "the Select job ranks the trials by CV MSE, not the objective",
+        (("pipeline_code/pipeline/trials.py", "objective = float(metadata[\"metrics\"][OBJECTIVE])",
+          "objective = float(metadata[\"metrics\"][\"cv_mse\"])"),),
+        ("tests/integration/test_selection.py",)),
     "combinations-ranked-by-cv-mse": Mutation(
         "combination members are ranked by CV MSE, not the objective",
         (("pipeline_code/engine/families/combination.py", "sizes: tuple[int, ...], objective: str = OBJECTIVE)",

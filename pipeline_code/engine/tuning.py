@@ -18,7 +18,9 @@ from pipeline_code.engine.cv import (
 )
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.families.base import Context
-from pipeline_code.engine.families.combination import build as build_combinations, equal_top, ranked_members
+from pipeline_code.engine.families.combination import (
+    build as build_combinations, equal_top, equal_weights, ranked_members,
+)
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.settings import EQUAL_TOP, LOWEST, OBJECTIVE, Settings
@@ -168,8 +170,7 @@ def _with_combinations(singles: list[dict[str, Any]], forecasts: dict[int, np.nd
     actual = target[origins[:, None] + np.arange(ctx.horizon)[None, :]]
     scale = seasonal_naive_scale(target, origins, ctx.window, ctx.period)
     served_k = settings.search.serve_top
-    # fewer members than that (a narrowed search.families): the lowest objective, combinations included
-    top = settings.search.serve == EQUAL_TOP and len(ranked_members(singles)) >= served_k
+    top = serves_top(singles, settings)
     combos = []
     for combo in build_combinations(singles, forecasts, actual,
                                     tuple(set(settings.search.combination_sizes) | ({served_k} if top else set()))):
@@ -182,6 +183,27 @@ def _with_combinations(singles: list[dict[str, Any]], forecasts: dict[int, np.nd
         return scored, None, LOWEST
     kind = equal_top(served_k)
     return scored, next(i for i, c in enumerate(scored) if c["hyperparameters"].get("kind") == kind), kind
+
+
+def serves_top(singles: list[dict[str, Any]], settings: Settings) -> bool:
+    """Whether ``search.serve`` serves equal weights of the best members: its rule is ``equal_top`` and
+    ``search.serve_top`` members fitted (fewer, e.g. a narrowed ``search.families``: the lowest objective)."""
+    return settings.search.serve == EQUAL_TOP and len(ranked_members(singles)) >= settings.search.serve_top
+
+
+def served_of_trials(trials: list[dict[str, Any]], settings: Settings) -> tuple[dict[str, Any], str]:
+    """What ``search.serve`` serves from single candidates scored one at a time (a tuning job's trials,
+    each with its ``hyperparameters`` and ``OBJECTIVE``), and the rule's name: equal weights of the best
+    ``search.serve_top`` members, as the local tune serves; otherwise the lowest objective. (Locally,
+    ``lowest`` also weighs combinations, which need every candidate's CV forecasts.)"""
+    scored = [t for t in trials if np.isfinite(t[OBJECTIVE])]
+    if not scored:
+        raise TuningError(f"no trial has a finite {OBJECTIVE}")
+    if serves_top(scored, settings):
+        k = settings.search.serve_top
+        members = [c["hyperparameters"] for c in ranked_members(scored)[:k]]
+        return equal_weights(members, equal_top(k)), equal_top(k)
+    return min(scored, key=lambda t: t[OBJECTIVE])["hyperparameters"], LOWEST
 
 
 def _seconds_per_split(singles: list[dict[str, Any]], splits: int) -> dict[str, float]:

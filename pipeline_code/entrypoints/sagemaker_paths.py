@@ -22,6 +22,10 @@ def ml_root() -> Path:
 
 # The sharded fit's channel holding every train shard file (fully replicated), besides its own ones.
 WHOLE_TRAIN_CHANNEL = "panel"
+# One series' selection job (entrypoints/selection.py): its trials input, model and report outputs.
+TRIALS_INPUT = "trials"
+SELECTED_MODEL_OUTPUT = "model"
+SELECTION_OUTPUT = "selection"
 
 
 def processing_input(name: str) -> Path:

@@ -8,9 +8,10 @@ these names (docs/design.md, "S3 layout")::
     runs/<run-id>/input/settings.json                    the run document every job reads
     runs/<run-id>/run.json                               the run's record (e.g. refused at validation)
     runs/<run-id>/processed/{train,test}/                processing's output
-    runs/<run-id>/reports/{processing,evaluation}/       reports
+    runs/<run-id>/reports/{processing,selection,evaluation}/  reports
     runs/<run-id>/models/, checkpoints/, forecast/       training artifacts, spot checkpoints, the forecast
     runs/<run-id>/models/served/model.tar.gz             the model evaluation chose to serve (registered)
+    runs/<run-id>/models/selected/                       one series: the model picked from the trials
     runs/<run-id>/models/shards/<host>/                  a panel's partial models, one per fit instance
     forecasts/<run-id>/forecast.csv, forecasts/latest/forecast.csv
     forecasts/<run-id>/backtest.csv, forecasts/latest/backtest.csv   a panel's per-item backtest
@@ -36,6 +37,9 @@ MODELS = "models/"
 # The model evaluation chose to serve (the challenger, or on a first run a better baseline), packed as
 # SageMaker packs a training job's: what registration registers.
 SERVED_MODEL = "models/served/"
+# One series: the model picked from the tuning job's trials (search.serve; pipeline/trials.py), and why.
+SELECTED_MODEL = "models/selected/"
+SELECTION_REPORT = "reports/selection/"
 # A panel's sharded fit: each instance's partial panel under its host name (models/shards/algo-N/),
 # merged by evaluation into one model.
 SHARD_MODELS = "models/shards/"

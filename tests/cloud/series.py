@@ -78,7 +78,14 @@ MONTHLY = {"name": "monthly.csv", "data": monthly_data(),
 DAILY = {"name": "daily.csv", "data": synthetic_csv(date(2023, 1, 2), 3 * 365, timedelta(days=1), 7, seed=7),
          "settings": document(freq="D", season_length=7, horizon=14, window=365, step=21,
                               deseasonalize=[0, 1], fourier_k=[1, 2])}
-SERIES = {"weekly": WEEKLY, "monthly": MONTHLY, "daily": DAILY}
+# Four families of one candidate each (the tuning job's 4 trials are the local tuner's 4 candidates):
+# both paths serve equal weights of the best 3 (search.serve's default), fitted by the cloud's Select job.
+COMBINED_FAMILIES = ["harmonic_arima", "seasonal_naive", "ets", "theta"]
+COMBINED = {"name": "combined.csv", "data": monthly_data(),
+            "settings": {**MONTHLY["settings"],
+                         "search": search(families=COMBINED_FAMILIES, use_counterfactual_data=[1], detrend=[0],
+                                          deseasonalize=[1], fourier_k=[2])}}
+SERIES = {"weekly": WEEKLY, "monthly": MONTHLY, "daily": DAILY, "combined": COMBINED}
 
 
 def panel_csv(items: dict[str, tuple[date, int]], seed: int) -> bytes:

@@ -1,7 +1,8 @@
 """Upload to served forecast through the emulated cloud: the same model and numbers as the local pipeline.
 
-For each series (the bundled weekly data, a monthly and a daily series) the run document goes up as the
-settings file beside the data; the cloud run's registered artifact, its forecast file and the forecast
+For each series (the bundled weekly data, a monthly and a daily series, and the monthly one searched
+over four families, whose served model is a combination) the run document goes up as the settings
+file beside the data; the cloud run's registered artifact, its forecast file and the forecast
 the API serves must equal what `run_pipeline` produces locally for the same data and document.
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_code.pipeline import layout
+from pipeline_code.pipeline.trials import SELECTION_FILE
 from tests.cloud.scenario import request_for, serve_locally, upload_and_serve
 from tests.cloud.series import SERIES, local_run
 from tests.cloud.world import CloudWorld
@@ -75,6 +78,11 @@ def test_the_cloud_path_serves_the_local_pipelines_forecast(name, world, tmp_pat
     assert cloud.served()["model"]["version"] == str(world.packages()[-1]["ModelPackageVersion"])
 
     cloud_model = registered_model(world, tmp_path)
+    if name == "combined":  # search.serve's equal top 3, fitted by the Select job: not the best trial
+        assert json.loads((cloud_model / MODEL_JSON).read_text())["family"] == "combination"
+        selection = json.loads(world.read(f"runs/{cloud.run_id}/{layout.SELECTION_REPORT}{SELECTION_FILE}"))
+        assert selection["serve"] == "equal top 3" and selection["trials"] == 4
+        assert len(selection["members"]) == 3 and len(set(selection["members"])) == 3
     assert files(cloud_model) == files(local_model)
     for name in files(local_model):
         if name == MODEL_JSON:

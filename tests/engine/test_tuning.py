@@ -6,7 +6,7 @@ import pytest
 
 from pipeline_code.engine.families.combination import build, ranked_members
 from pipeline_code.engine.settings import Settings
-from pipeline_code.engine.tuning import candidate_space, tune
+from pipeline_code.engine.tuning import TuningError, candidate_space, served_of_trials, tune
 
 
 def test_search_space_is_the_full_grid():
@@ -80,3 +80,20 @@ def test_serve_lowest_serves_the_lowest_objective(gasoline, small_settings):
     assert result.best["cv_mase"] == min(c["cv_mase"] for c in result.candidates)
     assert result.to_dict()["serve"] == "lowest"
     assert not any(c["hyperparameters"].get("kind") == "equal top 4" for c in result.candidates)
+
+
+def test_trials_scored_one_at_a_time_serve_what_the_local_tune_serves(gasoline, small_settings):
+    """The cloud's Select job sees each trial's candidate and objective only (no CV forecasts): it
+    serves the same equal-weights combination as the local tune, or with `lowest` the lowest single."""
+    y = gasoline.values[:700]
+    result = tune(y, y, small_settings, jobs=1, progress=False)
+    trials = [{"hyperparameters": c["hyperparameters"], "cv_mase": c["cv_mase"]} for c in result.candidates
+              if c["hyperparameters"]["family"] != "combination"]
+    assert served_of_trials(trials, small_settings) == (result.best["hyperparameters"], "equal top 3")
+    lowest = replace(small_settings, search=replace(small_settings.search, serve="lowest"))
+    best_single = min(trials, key=lambda t: t["cv_mase"])["hyperparameters"]
+    assert served_of_trials(trials, lowest) == (best_single, "lowest")
+    assert served_of_trials(trials[:1] + [{**trials[1], "cv_mase": np.inf}], small_settings) == (
+        trials[0]["hyperparameters"], "lowest")  # one member fitted: fewer than search.serve_top
+    with pytest.raises(TuningError, match="no trial has a finite cv_mase"):
+        served_of_trials([{**trials[0], "cv_mase": np.nan}], small_settings)

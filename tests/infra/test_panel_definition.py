@@ -17,8 +17,9 @@ def test_a_panel_goes_through_the_sharded_fit_and_one_series_does_not(definition
     assert states["DescribeBestTrainingJob"]["Next"] == "Panel?"
     choice = states["Panel?"]
     assert choice["Choices"] == [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "FitShards"}]
-    assert choice["Default"] == "EnsureRegistry"
+    assert choice["Default"] == "Select"
     assert states["FitShards"]["Next"] == "ShardsAsModel" and states["ShardsAsModel"]["Next"] == "EnsureRegistry"
+    assert states["Select"]["Next"] == "SelectedAsModel" and states["SelectedAsModel"]["Next"] == "EnsureRegistry"
 
 
 def test_the_sharded_fit_is_one_processing_job_on_the_run_documents_instances(definition):

@@ -41,7 +41,7 @@ def test_job_names_include_the_retry_count_and_fit_sagemaker_limits(definition):
             renders = {template.replace("{}", "run", 1).replace("{}", str(n), 1) for n in range(10)}
             assert len(renders) == 10  # every retry has its own name
             checked += 1
-    assert checked == 4  # Preprocess, Tune, FitShards, Evaluate
+    assert checked == 5  # Preprocess, Tune, FitShards, Select, Evaluate
     # SageMaker names the tuning job's training jobs `<tuning job>-NNN-xxxxxxxx`: still <= 63.
     assert HPO_NAME_MAX + len("-001-abcdef12") <= SAGEMAKER_NAME_MAX
 

@@ -98,7 +98,7 @@ class JobWorld:
     """What the containers would do, per job kind; set by each test."""
 
     evaluation: dict[str, Any] = field(default_factory=lambda: evaluation_report(passed=True))
-    fail: set[str] = field(default_factory=set)  # "preprocess", "tuning", "evaluation"
+    fail: set[str] = field(default_factory=set)  # "preprocess", "tuning", "selection", "evaluation"
     throttle_once_after_create: set[str] = field(default_factory=set)  # same kinds
     created: list[tuple[str, str]] = field(default_factory=list)  # (kind, job name)
     inputs: dict[str, list[str]] = field(default_factory=dict)  # job name -> input names
@@ -108,7 +108,7 @@ class JobWorld:
         if action == "createHyperParameterTuningJob":
             return "tuning"
         entry = " ".join(params.get("AppSpecification", {}).get("ContainerEntrypoint", []))
-        return "evaluation" if entry.endswith("evaluation") else "preprocess"
+        return next((kind for kind in ("evaluation", "selection") if entry.endswith(kind)), "preprocess")
 
     # -- side effects ---------------------------------------------------------------------------
     def run(self, kind: str, name: str, params: dict[str, Any]) -> None:
@@ -128,6 +128,11 @@ class JobWorld:
                 else:
                     s3.put_object(Bucket=bucket, Key=key.rstrip("/") + "/forecast.csv",
                                   Body=b"timestamp,mean,lower,upper\n2024-01-12,3.2,3.0,3.4\n")
+        elif kind == "selection":  # the best trial's model, as the selection job writes it with one family
+            self.inputs[name] = [i["InputName"] for i in params.get("ProcessingInputs", [])]
+            for out in params["ProcessingOutputConfig"]["Outputs"]:
+                bucket, key = s3_uri(out["S3Output"]["S3Uri"])
+                s3.put_object(Bucket=bucket, Key=key.rstrip("/") + "/model.json", Body=b'{"spec": {"fourier_k": 3}}')
         elif kind == "tuning":
             definition = params["TrainingJobDefinition"]
             training_name = f"{name}-001-abcdef12"

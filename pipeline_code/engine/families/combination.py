@@ -69,6 +69,13 @@ def equal_top(k: int) -> str:
     return f"equal top {k}"
 
 
+def equal_weights(members: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The combination candidate of ``members`` (candidates, best first) at equal weights."""
+    k = len(members)
+    return {"family": COMBINATION, "kind": kind, "members": list(members),
+            "weights": [round(1.0 / k, 6)] * k}
+
+
 def build(singles: list[dict[str, Any]], forecasts: dict[int, np.ndarray], actual: np.ndarray,
           sizes: tuple[int, ...], objective: str = OBJECTIVE) -> list[dict[str, Any]]:
     """Combination candidates from scored single candidates (each with ``index``, ``hyperparameters``
@@ -83,8 +90,7 @@ def build(singles: list[dict[str, Any]], forecasts: dict[int, np.ndarray], actua
     if len(ranked) >= 2:
         stack = np.stack([forecasts[c["index"]] for c in ranked])
         out.append((ranked, fitted_weights(stack, actual), "fitted weights"))
-    return [{"hyperparameters": {"family": COMBINATION, "kind": kind,
-                                 "members": [c["hyperparameters"] for c in members],
+    return [{"hyperparameters": {**equal_weights([c["hyperparameters"] for c in members], kind),
                                  "weights": [round(float(w), 6) for w in weights]},
              "indices": [c["index"] for c in members]}
             for members, weights, kind in out]

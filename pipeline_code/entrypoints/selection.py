@@ -1,0 +1,48 @@
+"""SageMaker processing job (one series): the model to evaluate, picked from the tuning job's trials
+as the local tune picks it (``search.serve``; ``pipeline/trials.py``).
+
+Inputs under ``/opt/ml/processing/input/``: ``trials/`` (the run's ``models/`` prefix: each training
+job's ``<job>/output/model.tar.gz``), ``train/``, ``test/`` and ``settings/`` (the run document).
+Outputs: ``/opt/ml/processing/output/model/`` (the model: equal weights of the best members, fitted
+here, or the best trial's own) and ``/opt/ml/processing/output/selection/selection.json`` (the rule,
+the candidate and the trials it came from). Exit 2 on bad input, 1 on other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipeline_code.engine.dataset import DataValidationError
+from pipeline_code.engine.settings import SETTINGS_CHANNEL
+from pipeline_code.entrypoints.sagemaker_paths import (
+    SELECTED_MODEL_OUTPUT, SELECTION_OUTPUT, TRIALS_INPUT, fail, processing_input, processing_output, unexpected,
+)
+from pipeline_code.pipeline.panel_stages import job_processes
+from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
+from pipeline_code.pipeline.trials import SELECTION_FILE, select_served
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selection", description=__doc__)
+    add_settings_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = settings_from_args(build_parser().parse_args(argv), processing_input(SETTINGS_CHANNEL))
+    report = processing_output(SELECTION_OUTPUT)
+    try:
+        record = select_served(processing_input(TRIALS_INPUT), processing_input("train"), processing_input("test"),
+                               processing_output(SELECTED_MODEL_OUTPUT), settings,
+                               jobs=job_processes(processing_input("train")))
+        report.mkdir(parents=True, exist_ok=True)
+        (report / SELECTION_FILE).write_text(json.dumps(record, indent=1))
+    except (DataValidationError, ValueError) as err:
+        fail(f"invalid selection input: {err}", 2, report / "failure")
+    except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
+        fail(unexpected(err), 1, report / "failure")
+    print(json.dumps({"serve": record["serve"], "trials": record["trials"], "members": record["members"]}))
+
+
+if __name__ == "__main__":
+    main()
