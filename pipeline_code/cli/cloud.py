@@ -41,8 +41,10 @@ from pipeline_code.pipeline.runs import (
 
 CONFIG_VERSION = re.compile(r"-v(\d+)-c$")
 DECISION = re.compile(r"^(approve|reject|rollback) by (\S+): ?(.*)$", re.S)
-STATE_TIMINGS = {"Preprocess": "preprocess", "Tune": "tune", "Evaluate": "evaluate",
-                 "RegisterApproved": "register", "RegisterPending": "register", "ExportRunForecast": "export"}
+# The local stages' names: one series' Select job and a panel's sharded fit fit the model to evaluate.
+STATE_TIMINGS = {"Preprocess": "preprocess", "Tune": "tune", "Select": "train", "FitShards": "train",
+                 "Evaluate": "evaluate", "RegisterApproved": "register", "RegisterPending": "register",
+                 "ExportRunForecast": "export"}
 DESCRIPTION_MAX = 1024  # ApprovalDescription length limit (API_UpdateModelPackage.html)
 
 
@@ -175,6 +177,7 @@ class StackOps:
             "run document": root + layout.run_key(run_id, layout.RUN_DOCUMENT),
             "evaluation": root + layout.run_key(run_id, layout.EVALUATION_REPORT + layout.EVALUATION_FILE),
             "processing report": root + layout.run_key(run_id, layout.PROCESSING_REPORT),
+            "selection": root + layout.run_key(run_id, layout.SELECTION_REPORT),
             "models and plots": root + layout.run_key(run_id, layout.MODELS),
             "forecast": root + layout.run_forecast_key(run_id),
         }

@@ -1,7 +1,7 @@
 """Upload to served forecast through the emulated cloud: the same model and numbers as the local pipeline.
 
-For each series (the bundled weekly data, a monthly and a daily series, and the monthly one searched
-over four families, whose served model is a combination) the run document goes up as the settings
+For each series (the bundled weekly data, a daily series, and a monthly one searched over four
+families, whose served model is a combination) the run document goes up as the settings
 file beside the data; the cloud run's registered artifact, its forecast file and the forecast
 the API serves must equal what `run_pipeline` produces locally for the same data and document.
 """

@@ -148,7 +148,7 @@ def test_runs_show_timings_evaluation_and_links(aws):
     e = EXECUTIONS[3]
     aws.stubs["stepfunctions"].add_response("describe_execution", e, {"executionArn": e["executionArn"]})
     events, t, n = [], e["startDate"], 0
-    for state, seconds in (("Init", 0), ("Preprocess", 300), ("Tune", 1500), ("Evaluate", 400),
+    for state, seconds in (("Init", 0), ("Preprocess", 300), ("Tune", 1500), ("Select", 90), ("Evaluate", 400),
                            ("RegisterApproved", 2), ("ExportRunForecast", 1)):
         n += 1
         events.append({"timestamp": t, "type": "PassStateEntered" if state == "Init" else "TaskStateEntered",
@@ -160,9 +160,11 @@ def test_runs_show_timings_evaluation_and_links(aws):
     aws.stubs["stepfunctions"].add_response("get_execution_history", {"events": events},
                                             {"executionArn": e["executionArn"]})
     detail = ops(aws).run("sales-6a1b2c3d4e")
-    assert detail.timings == {"preprocess": 300, "tune": 1500, "evaluate": 400, "register": 2, "export": 1}
+    assert detail.timings == {"preprocess": 300, "tune": 1500, "train": 90, "evaluate": 400, "register": 2,
+                              "export": 1}
     assert detail.evaluation["gate"]["passed"] is True and detail.evaluation["challenger"]["mase"] == 0.81
     assert detail.links["evaluation"] == f"s3://{BUCKET}/runs/sales-6a1b2c3d4e/reports/evaluation/evaluation.json"
+    assert detail.links["selection"] == f"s3://{BUCKET}/runs/sales-6a1b2c3d4e/reports/selection/"
     assert detail.links["execution"].endswith(e["executionArn"])
     assert "timings per stage" in run_detail(detail)
 
