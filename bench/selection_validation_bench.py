@@ -227,6 +227,46 @@ def equal_top(k: int, objective: str) -> Callable:
     return rule
 
 
+def _one_hot(meta: dict, rows: list[int], weights: list[float] | None = None) -> np.ndarray:
+    w = np.zeros(len(meta["pool"]))
+    w[rows] = np.full(len(rows), 1 / len(rows)) if weights is None else np.asarray(weights) / np.sum(weights)
+    return w
+
+
+def equal_top_recent(k: int) -> Callable:
+    """Equal top k, the members (each family and history's best) ranked on the latest half of the splits."""
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> np.ndarray:
+        ranked = _ranked(meta, OBJECTIVE)
+        half = a["cv_actual"].shape[0] // 2
+        recent = {r: _split_scores(a, np.eye(len(meta["pool"]))[r], OBJECTIVE)[half:].mean() for r in ranked}
+        return _one_hot(meta, sorted(ranked, key=lambda r: recent[r])[:k])
+    return rule
+
+
+def equal_top_trimmed(k: int, ratio: float) -> Callable:
+    """Equal top k, without a member whose CV MASE is over ``ratio`` times the best member's."""
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> np.ndarray:
+        ranked = _ranked(meta, OBJECTIVE)[:k]
+        best = meta["pool"][ranked[0]][OBJECTIVE]
+        return _one_hot(meta, [r for r in ranked if meta["pool"][r][OBJECTIVE] <= ratio * best])
+    return rule
+
+
+def inverse_top(k: int) -> Callable:
+    """The top k weighted by 1 / CV MASE."""
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> np.ndarray:
+        ranked = _ranked(meta, OBJECTIVE)[:k]
+        return _one_hot(meta, ranked, [1 / meta["pool"][r][OBJECTIVE] for r in ranked])
+    return rule
+
+
+def equal_top_without_naive(k: int) -> Callable:
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> np.ndarray:
+        ranked = [r for r in _ranked(meta, OBJECTIVE) if meta["pool"][r]["hyperparameters"]["family"] != SEASONAL_NAIVE]
+        return _one_hot(meta, ranked[:k])
+    return rule
+
+
 BEFORE = "lowest CV MSE (before 2026-11-26)"
 LOWEST = "lowest CV MASE (search.serve lowest)"
 ADOPTED = "equal top 3 (MASE ranks; search.serve default)"
@@ -241,6 +281,13 @@ RULES: dict[str, Callable] = {
     "equal top 3 (MSE ranks)": equal_top(3, "cv_mse"),
     ADOPTED: equal_top(3, OBJECTIVE),
     "equal, every member but naive": equal_all("cv_mse"),
+    # variants of the adopted rule (pre-registered in the notes, 2026-11-26)
+    "equal top 3, ranked on the latest half": equal_top_recent(3),
+    "equal top 3, trimmed at 1.25 x best": equal_top_trimmed(3, 1.25),
+    "top 3 at 1 / CV MASE": inverse_top(3),
+    "equal top 4": equal_top(4, OBJECTIVE),
+    "equal top 5": equal_top(5, OBJECTIVE),
+    "equal top 3 but naive": equal_top_without_naive(3),
 }
 
 

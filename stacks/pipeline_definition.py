@@ -162,6 +162,20 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             params["ProcessingInputs"] = inputs
         return params
 
+    def as_model(suffix: str, comment: str) -> dict[str, Any]:
+        """A Pass pointing evaluation's model input (`$.best.modelData`) at the run's `suffix` folder."""
+        return {
+            "Type": "Pass",
+            "Comment": comment,
+            "Parameters": {
+                "trainingJob.$": "$.best.trainingJob",
+                "hyperParameters.$": "$.best.hyperParameters",
+                "modelData.$": runs_uri(suffix),
+            },
+            "ResultPath": "$.best",
+            "Next": "EnsureRegistry",
+        }
+
     # Every job reads the run's document (docs/design.md, "The run document"): processing and
     # evaluation from their "settings" input, training from its "settings" channel.
     settings_input = processing_input(SETTINGS_CHANNEL, runs_uri(layout.RUN_DOCUMENT), SETTINGS_CHANNEL)
@@ -380,17 +394,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             result_selector={"name.$": "$.ProcessingJobName"},
             result_path="$.selection",
         ),
-        "SelectedAsModel": {
-            "Type": "Pass",
-            "Comment": "Evaluation's model input is the selected model's folder.",
-            "Parameters": {
-                "trainingJob.$": "$.best.trainingJob",
-                "hyperParameters.$": "$.best.hyperParameters",
-                "modelData.$": runs_uri(layout.SELECTED_MODEL),
-            },
-            "ResultPath": "$.best",
-            "Next": "EnsureRegistry",
-        },
+        "SelectedAsModel": as_model(layout.SELECTED_MODEL, "Evaluation's model input is the selected model's folder."),
         # Every instance gets the settings and the whole test part (small: the last horizon of each
         # series), and about 1/n of the train objects (processing writes one file per shard):
         # "ShardedByS3Key ... downloading one shard of data to each processing instance". It also gets
@@ -421,17 +425,8 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             result_selector={"name.$": "$.ProcessingJobName"},
             result_path="$.fit",
         ),
-        "ShardsAsModel": {
-            "Type": "Pass",
-            "Comment": "Evaluation's model input is the shards' folder; it merges them into one panel.",
-            "Parameters": {
-                "trainingJob.$": "$.best.trainingJob",
-                "hyperParameters.$": "$.best.hyperParameters",
-                "modelData.$": runs_uri(layout.SHARD_MODELS),
-            },
-            "ResultPath": "$.best",
-            "Next": "EnsureRegistry",
-        },
+        "ShardsAsModel": as_model(layout.SHARD_MODELS,
+                                  "Evaluation's model input is the shards' folder; it merges them into one panel."),
         # The first run finds no group (any non-transient error): create it.
         "EnsureRegistry": task(
             SDK.format("sagemaker", "describeModelPackageGroup"),

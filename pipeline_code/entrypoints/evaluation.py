@@ -11,7 +11,6 @@ first run the better baseline).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tarfile
@@ -20,7 +19,7 @@ from pathlib import Path
 from pipeline_code.engine.core.artifact import MODEL_JSON
 from pipeline_code.engine.core.panel_artifact import PANEL_JSON, is_panel
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
-from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
+from pipeline_code.pipeline.settings_args import processing_settings
 from pipeline_code.pipeline.layout import MODEL_ARCHIVE
 from pipeline_code.pipeline.panel_shards import merged_shards
 from pipeline_code.pipeline.panel_stages import BACKTEST_FILE, job_processes
@@ -62,14 +61,8 @@ def pack_model(folder: Path, archive: Path) -> Path:
     return archive
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evaluation", description=__doc__)
-    add_settings_arguments(parser)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> None:
-    settings = settings_from_args(build_parser().parse_args(argv), processing_input(SETTINGS_CHANNEL))
+    settings = processing_settings("evaluation", __doc__, argv, processing_input(SETTINGS_CHANNEL))
     out = processing_output("evaluation")
     try:
         model = model_folder(processing_input("model"))

@@ -14,7 +14,6 @@ on other errors.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -28,7 +27,7 @@ from pipeline_code.entrypoints.sagemaker_paths import (
 from pipeline_code.entrypoints.training import parse_panel_hyperparameters
 from pipeline_code.pipeline.panel_shards import fit_panel_in_shards, shard_parts
 from pipeline_code.pipeline.panel_stages import job_processes
-from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
+from pipeline_code.pipeline.settings_args import processing_settings
 
 SHARDS_OUTPUT = "shards"
 
@@ -46,14 +45,8 @@ def hyperparameters(environ: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="panel_fit", description=__doc__)
-    add_settings_arguments(parser)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> None:
-    settings = settings_from_args(build_parser().parse_args(argv), processing_input(SETTINGS_CHANNEL))
+    settings = processing_settings("panel_fit", __doc__, argv, processing_input(SETTINGS_CHANNEL))
     out = processing_output(SHARDS_OUTPUT)
     try:
         host = current_host()

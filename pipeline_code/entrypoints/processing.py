@@ -7,25 +7,18 @@ Exits 2 with the rule and line on stderr when the data is refused, 1 on other er
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
 from pipeline_code.engine.dataset import DataValidationError
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
-from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
+from pipeline_code.pipeline.settings_args import processing_settings
 from pipeline_code.pipeline.stages import run_processing
 from pipeline_code.entrypoints.sagemaker_paths import fail, processing_input, processing_output, unexpected
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="processing", description=__doc__)
-    add_settings_arguments(parser)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> None:
-    settings = settings_from_args(build_parser().parse_args(argv), processing_input(SETTINGS_CHANNEL))
+    settings = processing_settings("processing", __doc__, argv, processing_input(SETTINGS_CHANNEL))
     try:
         # A panel's series are preprocessed on every core of the instance.
         report = run_processing(processing_input("raw"), processing_output(), settings, jobs=os.cpu_count() or 1)

@@ -10,7 +10,6 @@ the candidate and the trials it came from). Exit 2 on bad input, 1 on other erro
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from pipeline_code.engine.dataset import DataValidationError
@@ -19,17 +18,11 @@ from pipeline_code.entrypoints.sagemaker_paths import (
     SELECTED_MODEL_OUTPUT, SELECTION_OUTPUT, TRIALS_INPUT, fail, processing_input, processing_output, unexpected,
 )
 from pipeline_code.pipeline.panel_stages import job_processes
-from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_from_args
+from pipeline_code.pipeline.settings_args import processing_settings
 from pipeline_code.pipeline.trials import SELECTION_FILE, select_served
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selection", description=__doc__)
-    add_settings_arguments(parser)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> None:
-    settings = settings_from_args(build_parser().parse_args(argv), processing_input(SETTINGS_CHANNEL))
+    settings = processing_settings("selection", __doc__, argv, processing_input(SETTINGS_CHANNEL))
     report = processing_output(SELECTION_OUTPUT)
     try:
         record = select_served(processing_input(TRIALS_INPUT), processing_input("train"), processing_input("test"),

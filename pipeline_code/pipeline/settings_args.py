@@ -90,6 +90,15 @@ def settings_from_args(args: argparse.Namespace, run_document: Path | None = Non
     return resolve(layers).settings
 
 
+def processing_settings(prog: str, description: str | None, argv: list[str] | None,
+                        run_document: Path) -> Settings:
+    """A processing job's settings: the run document of its settings input, then its flags (local and
+    test use; ``prog --help`` lists them)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_settings_arguments(parser)
+    return settings_from_args(parser.parse_args(argv), run_document)
+
+
 def find_run_document(folder: Path) -> Path | None:
     """The one JSON document in a job's settings input folder, or None when the job has none."""
     if not Path(folder).is_dir():
