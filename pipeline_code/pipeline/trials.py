@@ -69,8 +69,8 @@ def select_served(trials_dir: Path, train_dir: Path, test_dir: Path, model_dir: 
                   *, jobs: int = 1) -> dict[str, Any]:
     """Write to ``model_dir`` the model ``search.serve`` picks from the trials under ``trials_dir``:
     equal weights of the best members, fitted here as the local train stage fits them (``run_training``),
-    or the best trial's own model, unpacked. Returns the record written beside it (``selection.json``
-    in the model's parent folder is the caller's)."""
+    or the best trial's own model, unpacked. Returns what the job reports (``selection.json``): the
+    rule, the number of trials, the candidate and its members' trials (and the fit's CV metrics)."""
     trials = read_trials(trials_dir)
     if not trials:
         raise TrialError(f"no trial's {TRIAL_OUTPUT}/{MODEL_ARCHIVE} under {Path(trials_dir).name}/")
