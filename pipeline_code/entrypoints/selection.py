@@ -21,6 +21,7 @@ from pipeline_code.pipeline.panel_stages import job_processes
 from pipeline_code.pipeline.settings_args import processing_settings
 from pipeline_code.pipeline.trials import SELECTION_FILE, select_served
 
+
 def main(argv: list[str] | None = None) -> None:
     settings = processing_settings("selection", __doc__, argv, processing_input(SETTINGS_CHANNEL))
     report = processing_output(SELECTION_OUTPUT)

@@ -36,13 +36,13 @@ def _model_json(archive: Path) -> dict[str, Any]:
         with tarfile.open(archive) as tar:
             member = next((m for m in tar.getmembers()
                            if m.isfile() and m.name.removeprefix("./") == MODEL_JSON), None)
-            if member is None:
-                raise TrialError(f"{archive.parent.parent.name}: no {MODEL_JSON} in {archive.name}")
-            return json.loads(tar.extractfile(member).read())
+            body = tar.extractfile(member).read() if member is not None else None
+        document = json.loads(body) if body is not None else None
     except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as err:  # truncated: EOFError
-        if isinstance(err, TrialError):
-            raise
         raise TrialError(f"{archive.parent.parent.name}: unreadable {archive.name} ({err})") from None
+    if document is None:
+        raise TrialError(f"{archive.parent.parent.name}: no {MODEL_JSON} in {archive.name}")
+    return document
 
 
 def read_trials(folder: Path) -> list[dict[str, Any]]:
@@ -78,9 +78,9 @@ def select_served(trials_dir: Path, train_dir: Path, test_dir: Path, model_dir: 
     record: dict[str, Any] = {"serve": rule, "trials": len(trials), "hyperparameters": candidate}
     if candidate["family"] == COMBINATION:
         record["metrics"] = run_training(train_dir, test_dir, candidate, model_dir, settings, jobs=jobs)
-        record["members"] = [
-            next(t["trial"] for t in sorted(trials, key=lambda t: t[OBJECTIVE]) if t["hyperparameters"] == m)
-            for m in candidate["members"]]
+        ranked = sorted(trials, key=lambda t: t[OBJECTIVE])
+        record["members"] = [next(t["trial"] for t in ranked if t["hyperparameters"] == m)
+                             for m in candidate["members"]]
         return record
     best = next(t for t in trials if t["hyperparameters"] == candidate)
     if model_dir.exists():
