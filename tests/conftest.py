@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -33,6 +34,13 @@ def pytest_collection_modifyitems(config, items) -> None:
                                      len(rank)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_folders_under_pytests_base(tmp_path_factory) -> None:
+    """Folders the helpers make with `tempfile` (emulated clouds, cdk outputs, local runs) land in
+    pytest's base temporary folder, which pytest prunes (it keeps the last three runs')."""
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempfile"))
+
+
 @pytest.fixture(scope="session")
 def gasoline() -> Series:
     return load_series(BUNDLED, freq="W-FRI")
@@ -48,9 +56,9 @@ def write_csv(path: Path, timestamps, values) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def small_settings() -> Settings:
-    """Settings for quick runs on the bundled data: a smaller window and search space."""
+    """Settings for quick runs on the bundled data: a smaller window and search space (frozen: shared)."""
     base = Settings()
     return replace(
         base,

@@ -149,10 +149,13 @@ class SearchSpace:
         categorical["scale"] = sorted(set(self.scales))
         integer = []
         ks = self.usable_fourier_k(season_length)
-        if list(ks) == list(range(ks[0], ks[-1] + 1)):
+        # An integer range for two or more consecutive orders; one order is a one-value categorical (a
+        # CategoricalParameterRange takes 1 to 30 values; the IntegerParameterRange reference does not
+        # say that MinValue may equal MaxValue): https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html
+        if len(ks) > 1 and list(ks) == list(range(ks[0], ks[-1] + 1)):
             integer.append({"Name": "fourier_k", "MinValue": str(ks[0]), "MaxValue": str(ks[-1]),
                             "ScalingType": "Auto"})
-        else:  # an integer range would add the orders in between
+        else:  # an integer range would add the orders in between, or hold one order
             categorical["fourier_k"] = list(ks)
         return {
             "CategoricalParameterRanges": [

@@ -15,6 +15,7 @@ does server-side, maximum lengths and sizes, enums and (where Python's `re` can 
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 import boto3
 import botocore.handlers
+import botocore.session
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 from botocore.validate import ParamValidator
@@ -112,9 +114,15 @@ def parameter_errors(operation_model, params: dict[str, Any]) -> list[str]:
     return errors + service_side_errors(shape, params) + (rule(params) if rule else [])
 
 
+@functools.lru_cache(maxsize=None)
+def service_model(service: str):
+    """botocore's model of `service` (loaded once: a fresh load reads its JSON, about 0.3 s)."""
+    return botocore.session.get_session().get_service_model(service)
+
+
 def sdk_operation(service: str, action: str):
     """The botocore operation of an ASL `aws-sdk:<service>:<camelCaseAction>` (None: no such API)."""
-    model = boto3.session.Session().client(service, region_name="us-east-1")._service_model
+    model = service_model(service)
     wanted = action[0].upper() + action[1:]
     return next((model.operation_model(op) for op in model.operation_names if op == wanted), None)
 

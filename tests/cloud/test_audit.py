@@ -3,10 +3,9 @@ parameter rules, and the tuning job's candidates (fast; no state machine)."""
 
 from __future__ import annotations
 
-import botocore.session
 import pytest
 
-from tests.cloud.audit import parameter_errors, sdk_operation
+from tests.cloud.audit import parameter_errors, sdk_operation, service_model
 from tests.cloud.jobs import candidates, metrics
 from tests.cloud.policy import Policy, Request, authorizations
 
@@ -54,7 +53,7 @@ def test_a_sagemaker_create_needs_add_tags_and_pass_role_for_what_it_sends():
 
 
 def operation(service: str, name: str):
-    return botocore.session.get_session().get_service_model(service).operation_model(name)
+    return service_model(service).operation_model(name)
 
 
 def test_parameters_are_checked_as_the_service_checks_them():

@@ -26,11 +26,31 @@ def test_monthly_season_limits_the_fourier_orders():
     assert max(c["fourier_k"] for c in candidate_space(settings) if "fourier_k" in c) == 5
 
 
-def test_parallel_search_equals_serial_and_writes_every_candidate(gasoline, small_settings, tmp_path):
+@pytest.mark.parametrize(("orders", "integer", "categorical"), [
+    ((2, 3, 4), [("2", "4")], None), ((2,), [], ["2"]), ((1, 3), [], ["1", "3"])])
+def test_the_fourier_orders_range_is_an_integer_range_only_for_consecutive_orders(orders, integer, categorical):
+    settings = replace(Settings(), search=replace(Settings().search, fourier_k=orders))
+    ranges = settings.parameter_ranges()
+    assert [(r["MinValue"], r["MaxValue"]) for r in ranges["IntegerParameterRanges"]] == integer
+    values = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
+    assert values.get("fourier_k") == categorical
+
+
+@pytest.fixture(scope="module")
+def gasoline_700(gasoline) -> tuple[np.ndarray, np.ndarray]:
+    """The first 700 weeks and a counterfactual copy that differs at every 97th."""
     y = gasoline.values[:700]
-    cf = y * np.where(np.arange(y.size) % 97 == 0, 1.01, 1.0)
-    serial = tune(y, cf, small_settings, jobs=1, progress=False)
-    parallel = tune(y, cf, small_settings, jobs=2, progress=False)
+    return y, y * np.where(np.arange(y.size) % 97 == 0, 1.01, 1.0)
+
+
+@pytest.fixture(scope="module")
+def serial(gasoline_700, small_settings):
+    """The whole local search in one process (the slowest step of this module: run once)."""
+    return tune(*gasoline_700, small_settings, jobs=1, progress=False)
+
+
+def test_parallel_search_equals_serial_and_writes_every_candidate(serial, gasoline_700, small_settings, tmp_path):
+    parallel = tune(*gasoline_700, small_settings, jobs=2, progress=False)
     assert [c["cv_mse"] for c in serial.candidates] == [c["cv_mse"] for c in parallel.candidates]
     ranked = ranked_members([c for c in serial.candidates if c["hyperparameters"]["family"] != "combination"])
     assert serial.best["hyperparameters"]["kind"] == "equal top 3"  # search.serve's default
@@ -73,20 +93,20 @@ def test_fewer_members_than_the_top_serve_the_lowest_objective(gasoline, small_s
     assert result.best["hyperparameters"].get("members", [{}])[-1].get("family") != "seasonal_naive"
 
 
-def test_serve_lowest_serves_the_lowest_objective(gasoline, small_settings):
-    settings = replace(small_settings, search=replace(small_settings.search, serve="lowest"))
-    y = gasoline.values[:700]
-    result = tune(y, y, settings, jobs=1, progress=False)
+def test_serve_lowest_serves_the_lowest_objective(gasoline_700, small_settings):
+    # the NumPy families only: enough members and combinations to choose among, in seconds
+    settings = replace(small_settings, search=replace(small_settings.search, serve="lowest",
+                                                      families=("harmonic_arima", "seasonal_naive")))
+    result = tune(*gasoline_700, settings, jobs=1, progress=False)
     assert result.best["cv_mase"] == min(c["cv_mase"] for c in result.candidates)
     assert result.to_dict()["serve"] == "lowest"
     assert not any(c["hyperparameters"].get("kind") == "equal top 4" for c in result.candidates)
 
 
-def test_trials_scored_one_at_a_time_serve_what_the_local_tune_serves(gasoline, small_settings):
+def test_trials_scored_one_at_a_time_serve_what_the_local_tune_serves(serial, small_settings):
     """The cloud's Select job sees each trial's candidate and objective only (no CV forecasts): it
     serves the same equal-weights combination as the local tune, or with `lowest` the lowest single."""
-    y = gasoline.values[:700]
-    result = tune(y, y, small_settings, jobs=1, progress=False)
+    result = serial
     trials = [{"hyperparameters": c["hyperparameters"], "cv_mase": c["cv_mase"]} for c in result.candidates
               if c["hyperparameters"]["family"] != "combination"]
     assert served_of_trials(trials, small_settings) == (result.best["hyperparameters"], "equal top 3")

@@ -45,3 +45,4 @@ def test_a_busy_port_is_a_clear_error_not_a_hang(tmp_path):
     assert result.returncode == 2
     assert f"is port {port} free?" in result.stderr and "address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "demo" / "registry").exists()  # refused before the pipeline ran
