@@ -172,6 +172,10 @@ MUTATIONS = {
         "the local search scores the global choices on the fit's few cutoffs",
         (("pipeline_code/pipeline/panel_stages.py", "tuning = settings.tuning()", "tuning = settings"),),
         ("tests/integration/test_panel_stages.py",)),
+    "interrupted-pool-runs-the-queue": Mutation(
+        "leaving a worker pool by Ctrl-C or an error waits for every queued task (ProcessPoolExecutor's exit)",
+        (("pipeline_code/engine/workers.py", "        if exc_type is None:\n", "        if True:\n"),),
+        ("tests/engine/test_workers.py",)),
 }
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,20 +141,17 @@ def tune(
     results: dict[int, dict[str, Any]] = {}
     forecasts: dict[int, np.ndarray] = {}
     tasks = [(i, candidates[i]) for i in order]
-    if jobs == 1:
-        _init(shared)
-        outputs = map(_evaluate, tasks)
-    else:
-        pool = worker_pool(jobs, _init, (shared,))  # workers end if this process is killed
-        outputs = pool.map(_evaluate, tasks)
-    try:
-        for index, result, forecast in outputs:
-            results[index], forecasts[index] = result, forecast
-            bar.update(1)
-    finally:
-        if jobs != 1:
-            pool.shutdown()
-        bar.close()
+    # workers end if this process is killed, and at once on Ctrl-C or an error
+    with nullcontext() if jobs == 1 else worker_pool(jobs, _init, (shared,)) as pool:
+        if pool is None:
+            _init(shared)
+        outputs = map(_evaluate, tasks) if pool is None else pool.map(_evaluate, tasks)
+        try:
+            for index, result, forecast in outputs:
+                results[index], forecasts[index] = result, forecast
+                bar.update(1)
+        finally:
+            bar.close()
     singles = [results[i] for i in range(len(candidates))]
     if not any(np.isfinite(c[OBJECTIVE]) for c in singles):
         reasons = "; ".join(f"{f}: {r}" for f, r in TuningResult(singles, 0, jobs, 0).failures().items())

@@ -8,6 +8,9 @@ closed queue, so each worker binds its life to the parent's when it starts:
 * everywhere, a daemon thread that checks once a second whether the worker has been orphaned
   (re-parented) or the parent is gone, and ends the worker.
 
+Leaving a pool's ``with`` block by an exception (Ctrl-C included) cancels the tasks not yet started and
+ends the workers at once: a plain ProcessPoolExecutor would first run every queued task.
+
 Standard library only.
 """
 
@@ -27,10 +30,28 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 WATCH_SECONDS = 1.0
 
 
-def worker_pool(jobs: int, initializer: Callable[..., None], initargs: tuple = ()) -> ProcessPoolExecutor:
-    """A ProcessPoolExecutor of ``jobs`` workers that run ``initializer(*initargs)`` and end with us."""
-    return ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker,
-                               initargs=(os.getpid(), initializer, initargs))
+class WorkerPool(ProcessPoolExecutor):
+    """A process pool whose ``with`` block, left by an exception, abandons the rest of the work."""
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            return super().__exit__(exc_type, exc, tb)
+        self.abandon()
+        return False
+
+    def abandon(self) -> None:
+        """Cancel the queued tasks and end the workers now, the running tasks included."""
+        processes = list((self._processes or {}).values())  # shutdown() forgets them
+        self.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
+
+
+def worker_pool(jobs: int, initializer: Callable[..., None], initargs: tuple = ()) -> WorkerPool:
+    """A pool of ``jobs`` workers that run ``initializer(*initargs)`` and end with us."""
+    return WorkerPool(max_workers=jobs, initializer=_start_worker, initargs=(os.getpid(), initializer, initargs))
 
 
 def _start_worker(parent: int, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import CancelledError
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,29 @@ def test_workers_end_when_their_parent_is_killed(mode):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def _mark(folder: str, index: int) -> int:
+    """A task: records that it started, then runs a while (a costly candidate; not for ever, so a pool
+    that waits for its queue fails this module's test rather than hanging it)."""
+    Path(folder, f"started-{index}").touch()
+    time.sleep(15)
+    return index
+
+
+def test_an_interrupt_cancels_the_queued_tasks_and_ends_the_running_ones(tmp_path):
+    """Ctrl-C in the loop that reads a pool's results leaves at once: the 4 queued tasks never start
+    and the 2 running ones are ended (a plain ProcessPoolExecutor would run all 6 before leaving)."""
+    from pipeline_code.engine import workers
+
+    with pytest.raises(KeyboardInterrupt):
+        with workers.worker_pool(2, time.sleep, (0,)) as pool:
+            results = pool.map(_mark, [str(tmp_path)] * 6, range(6))
+            while len(list(tmp_path.glob("started-*"))) < 2:
+                time.sleep(0.05)
+            pids = list(pool._processes)
+            raise KeyboardInterrupt
+    assert not any(running(p) for p in pids)  # joined before the block was left
+    assert len(list(tmp_path.glob("started-*"))) == 2
+    with pytest.raises((CancelledError, BrokenProcessPool)):  # nor are the abandoned results
+        next(results)
