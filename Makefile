@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# The environments are independent: built side by side (pip's installs run on one core each).
+MAKEFLAGS += --jobs=3
 
 .PHONY: demo test bench install clean
 
@@ -18,12 +22,17 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-install: $(STAMP) $(NODE_STAMP)
+$(CHECKOV_STAMP): tests/infra/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r tests/infra/checkov-requirements.txt
+	touch $(CHECKOV_STAMP)
+
+install: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/forecast-mlops demo
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP) $(NODE_STAMP)
@@ -31,4 +40,4 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m bench.run_all
 
 clean:
-	rm -rf $(VENV) node_modules .venv-checkov cdk.out
+	rm -rf $(VENV) node_modules $(CHECKOV_VENV) cdk.out

@@ -10,7 +10,9 @@ from typing import Any
 
 from tests.infra import synth
 
-CHECKOV_VERSION = "3.3.30"
+CHECKOV_REQUIREMENTS = Path(__file__).with_name("checkov-requirements.txt")
+CHECKOV_VERSION = next(line.split("==")[1].strip() for line in CHECKOV_REQUIREMENTS.read_text().splitlines()
+                       if line.startswith("checkov=="))
 CHECKOV_VENV = synth.REPO / ".venv-checkov"
 
 
@@ -54,11 +56,11 @@ def cfn_lint_ignored(template: dict[str, Any]) -> list[str]:
 
 
 def ensure_checkov() -> Path:
-    """checkov pins an old boto3, so it lives in its own virtual environment (created once)."""
+    """checkov's own virtual environment (`make test` builds it first; created here for a bare pytest)."""
     exe = CHECKOV_VENV / "bin" / "checkov"
     if not exe.exists():
         subprocess.run(["python3", "-m", "venv", str(CHECKOV_VENV)], check=True)
-        subprocess.run([str(CHECKOV_VENV / "bin" / "pip"), "install", "--quiet", f"checkov=={CHECKOV_VERSION}"],
+        subprocess.run([str(CHECKOV_VENV / "bin" / "pip"), "install", "--quiet", "-r", str(CHECKOV_REQUIREMENTS)],
                        check=True)
     return exe
 
