@@ -14,6 +14,7 @@ import pytest
 
 from pipeline_code.engine.dataset import Series, load_series
 from pipeline_code.engine.settings import Settings
+from tests.infra import synth
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "pipeline_code" / "data" / "us_gasoline.csv"
@@ -37,7 +38,10 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _temporary_folders_under_pytests_base(tmp_path_factory) -> None:
     """Folders the helpers make with `tempfile` (emulated clouds, cdk outputs, local runs) land in
-    pytest's base temporary folder, which pytest prunes (it keeps the last three runs')."""
+    pytest's base temporary folder, which pytest prunes (it keeps the last three runs'); what the test
+    processes of one run share (tests/infra/synth.py's assemblies) lands in the folder above theirs."""
+    base = tmp_path_factory.getbasetemp()
+    os.environ[synth.SHARED_ENV] = str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
     tempfile.tempdir = str(tmp_path_factory.mktemp("tempfile"))
 
 

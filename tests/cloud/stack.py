@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,11 +122,8 @@ def synthesize(context: dict[str, Any] | None = None) -> SynthesizedStack:
     """`cdk synth` with `-c forecast-mlops:<field>=<json>` per context entry (the default app: cached)."""
     if not context:
         return SynthesizedStack(synth.template(), synth.synth_dir())
-    outdir = Path(tempfile.mkdtemp(prefix="forecast-cloud-cdk-out-"))
     args: list[str] = []
     for key, value in context.items():
         args += ["-c", f"forecast-mlops:{key}={value if isinstance(value, str) else json.dumps(value)}"]
-    result = synth.cdk_synth(outdir, *args)
-    if result.returncode != 0:
-        raise RuntimeError(f"cdk synth {' '.join(args)} failed:\n{result.stderr[-6000:]}")
+    outdir = synth.synthesized(*args)
     return SynthesizedStack(json.loads((outdir / f"{synth.STACK}.template.json").read_text()), outdir)

@@ -15,9 +15,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 @pytest.fixture(scope="session")
 def cdk_out():
-    """The cloud assembly of one `cdk synth` by the pinned CLI (removed at the end of the session)."""
-    yield synth.synth_dir()
-    synth.cleanup_synth_dir()
+    """The cloud assembly of one `cdk synth` by the pinned CLI (in pytest's base folder, which pytest prunes)."""
+    return synth.synth_dir()
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,18 @@
 
 `synth_dir()` runs `node_modules/.bin/cdk synth` (the pinned aws-cdk@2.1148.1; `npm ci` first when
 node_modules is missing) into a temporary cloud assembly and caches it, so CDK assertions, cdk-nag,
-cfn-lint, checkov, asl-validator and the moto executions all read the same synthesized output.
+cfn-lint, checkov, asl-validator and the moto executions all read the same synthesized output. Within
+one pytest run, the test processes share each assembly (`synthesized()`): the first to ask synthesizes
+it, under a lock, and the others read it.
 `resolve()` renders CloudFormation intrinsics with fixed fake values (account, region, names) so the
 state machine definition becomes plain ASL.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -57,19 +61,37 @@ def cdk_synth(outdir: Path, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
-@functools.lru_cache(maxsize=1)
-def synth_dir() -> Path:
-    outdir = Path(tempfile.mkdtemp(prefix="forecast-cdk-out-"))
-    result = cdk_synth(outdir)
-    if result.returncode != 0:
-        raise RuntimeError(f"cdk synth failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+# A folder every process of one pytest run shares (tests/conftest.py sets it); unset, nothing is shared.
+SHARED_ENV = "FORECAST_MLOPS_TEST_SHARED"
+
+
+def synthesized(*extra: str) -> Path:
+    """The cloud assembly of `cdk synth <extra>`: made once per pytest run, whichever process asks first."""
+    shared = os.environ.get(SHARED_ENV)
+    if not shared:
+        return _synthesize(Path(tempfile.mkdtemp(prefix="forecast-cdk-out-")), extra)
+    key = hashlib.sha256("\0".join(extra).encode()).hexdigest()[:12]
+    outdir = Path(shared) / f"cdk-out-{key}"
+    with (Path(shared) / f"cdk-out-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (outdir / "manifest.json").is_file():
+            shutil.rmtree(outdir, ignore_errors=True)  # a synthesis that failed half-way
+            _synthesize(outdir, extra)
     return outdir
 
 
-def cleanup_synth_dir() -> None:
-    if synth_dir.cache_info().currsize:
-        shutil.rmtree(synth_dir(), ignore_errors=True)
-        synth_dir.cache_clear()
+def _synthesize(outdir: Path, extra: tuple[str, ...]) -> Path:
+    result = cdk_synth(outdir, *extra)
+    if result.returncode != 0:
+        raise RuntimeError(f"cdk synth {' '.join(extra)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n"
+                           f"{result.stderr[-8000:]}")
+    return outdir
+
+
+@functools.lru_cache(maxsize=1)
+def synth_dir() -> Path:
+    """The default app's assembly."""
+    return synthesized()
 
 
 @functools.lru_cache(maxsize=1)
