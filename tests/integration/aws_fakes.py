@@ -56,6 +56,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceCallback,
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.utils import camel_to_snake_case
 
 from tests.cloud.jobs import JobFailed
@@ -300,6 +302,23 @@ def _status(execution) -> str:
     return (execution.exec_status or sfn_execution.ExecutionStatus.RUNNING).value
 
 
+# ---- parsing ----------------------------------------------------------------------------------
+_SYNTAX_TREES: dict[str, Any] = {}  # definition -> its ANTLR tree (read only once built)
+_PARSE = AmazonStateLanguageParser.parse
+
+
+def _parse(definition: str) -> tuple[Any, Any]:
+    """moto's parse with the lexing and parsing (pure-Python ANTLR: about a second for this project's
+    definitions, at every CreateStateMachine and every execution) done once per definition; the
+    evaluation components are still built afresh each time, as they carry an execution's state."""
+    tree = _SYNTAX_TREES.get(definition)
+    if tree is None:
+        program, tree = _PARSE(definition)  # raises for a definition moto refuses: never cached
+        _SYNTAX_TREES[definition] = tree
+        return program, tree
+    return Preprocessor().visit(tree), tree
+
+
 def install(monkeypatch, world: Any = None) -> Any:
     """Install every extension for one test (undone by pytest's monkeypatch); returns the job world:
     a fresh stub `JobWorld` unless `world` (same interface; tests/cloud runs the jobs for real)."""
@@ -314,6 +333,7 @@ def install(monkeypatch, world: Any = None) -> Any:
         return original(service_name=service_name)
 
     monkeypatch.setattr(state_task_factory, "state_task_service_for", service_for)
+    monkeypatch.setattr(AmazonStateLanguageParser, "parse", staticmethod(_parse))
     monkeypatch.setattr(StateTaskServiceAwsSdk, "_eval_service_task", _aws_sdk_bodies_as_strings)
     monkeypatch.setattr(sfn_execution.Execution, "__deepcopy__", lambda self, memo: self, raising=False)
     monkeypatch.setattr(sfn_execution.Execution, "status", property(_status))
