@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         deploy_s = sum((d["stopDate"] - d["startDate"]).total_seconds() for d in deploys)
     lines = [header(f"Emulated cloud run: {title}, upload to served forecast", command), ""]
     lines += [
-        f"Run document: {document}; tuning job: {TUNING['max_jobs']} training "
-        f"jobs, {TUNING['max_parallel_jobs']} in parallel. Each SageMaker job is a local process (one per "
+        f"Run document: {document}; tuning job: at most {TUNING['max_jobs']} training "
+        f"jobs (one per candidate), {TUNING['max_parallel_jobs']} in parallel. Each SageMaker job is a local process (one per "
         "instance); moto runs the state machines.", "",
         "| part | seconds |", "|---|---:|",
         f"| `cdk synth` (once per session in the tests) | {synth_s:.1f} |",
