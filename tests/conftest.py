@@ -22,16 +22,11 @@ BUNDLED = ROOT / "pipeline_code" / "data" / "us_gasoline.csv"
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-# The files that take longest (`pytest --durations 0`, summed per file; longest first) run first:
-# `--dist loadfile` hands whole files to the workers in the order collected (`--no-loadscope-reorder`:
-# xdist would otherwise order files by their number of tests), so a long file collected last would
-# leave one worker running alone.
-LONGEST_FIRST = ("tests/integration/test_state_machine.py", "tests/cloud/test_same_forecast.py",
-                 "tests/cloud/test_paths.py", "tests/cloud/test_mutations.py", "tests/ops/test_watch.py",
-                 "tests/cloud/test_manual_approval.py", "tests/integration/test_local_pipeline.py",
-                 "tests/engine/test_tuning.py", "tests/integration/test_entrypoints.py",
-                 "tests/serving/test_hostile_clients.py", "tests/cloud/test_panel.py", "tests/integration/test_demo.py",
-                 "tests/infra/test_review_defects.py")
+# The files that take longest (`pytest --durations`: the local end-to-end runs, the emulated cloud,
+# the state machine, the parallel search) run first: `--dist loadfile` hands whole files to the
+# workers in the order collected, so a long file collected last would leave one worker running alone.
+LONGEST_FIRST = ("tests/integration/test_local_pipeline.py", "tests/cloud/", "tests/integration/test_state_machine.py",
+                 "tests/engine/test_tuning.py", "tests/serving/test_hostile_clients.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
