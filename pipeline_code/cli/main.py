@@ -223,7 +223,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     result.write(args.out / "tuning.json")
     best = result.best
-    print(f"{len(result.candidates)} candidates x {result.splits} splits in {result.seconds:.1f}s"
+    print(f"{result.scope()} in {result.seconds:.1f}s"
           f" on {result.jobs} worker(s); served ({result.serve}) {best['hyperparameters']} CV MASE {best['cv_mase']:.4f}")
     return 0
 

@@ -24,7 +24,7 @@ from pipeline_code.engine.families.combination import (
 )
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family
-from pipeline_code.engine.settings import EQUAL_TOP, LOWEST, OBJECTIVE, Settings
+from pipeline_code.engine.settings import COMBINATION, EQUAL_TOP, LOWEST, OBJECTIVE, Settings
 from pipeline_code.engine.workers import worker_pool
 
 _DATA: dict[str, Any] = {}
@@ -60,6 +60,12 @@ class TuningResult:
         harmonic = [c for c in self.candidates if c["hyperparameters"]["family"] == HARMONIC]
         return spec_from_hyperparameters(min(harmonic, key=lambda c: c[OBJECTIVE])["hyperparameters"],
                                          season_length)
+
+    def scope(self) -> str:
+        """What was scored, for logs: "93 candidates and 3 combinations x 30 splits"."""
+        combos = sum(c["hyperparameters"]["family"] == COMBINATION for c in self.candidates)
+        singles = f"{len(self.candidates) - combos} candidates"
+        return f"{singles}{f' and {combos} combinations' if combos else ''} x {self.splits} splits"
 
     def failures(self) -> dict[str, str]:
         """Why candidates failed, one reason per family (the report states them)."""

@@ -116,7 +116,7 @@ def run_pipeline(
     else:
         tuning = stage("tune", do_tune)
         best = tuning.best
-        log(f"  {len(tuning.candidates)} candidates x {tuning.splits} splits in {tuning.seconds:.1f}s;"
+        log(f"  {tuning.scope()} in {tuning.seconds:.1f}s;"
             f" served ({tuning.serve}) {best['hyperparameters']} CV MASE {best['cv_mase']:.4f}")
     model_dir = run_dir / "models" / "best"
     # A panel's final model is fitted shard by shard, as the cloud's sharded fit does (panel_shards.py).

@@ -61,6 +61,9 @@ def test_parallel_search_equals_serial_and_writes_every_candidate(serial, gasoli
     singles = [c for c in written["candidates"] if c["hyperparameters"]["family"] != "combination"]
     assert len(singles) == len(candidate_space(small_settings))
     assert all({"hyperparameters", "cv_mse", "seconds"} <= set(c) for c in written["candidates"])
+    combos = len(written["candidates"]) - len(singles)
+    assert combos >= 1
+    assert serial.scope() == f"{len(singles)} candidates and {combos} combinations x {serial.splits} splits"
 
 
 def test_combinations_rank_each_family_and_history_apart_by_cv_mase():
