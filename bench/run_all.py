@@ -7,7 +7,7 @@ import sys
 
 BENCHMARKS = ("tuning_bench", "pipeline_bench", "accuracy_bench", "serving_bench", "synth_bench", "soak_bench",
               "cloud_run_bench", "ops_bench", "rows_bench", "panel_accuracy_bench", "panel_validation_bench",
-              "panel_scale_bench", "serving_panel_bench")
+              "panel_scale_bench", "serving_panel_bench", "ci_bench")
 
 
 def main() -> int:
