@@ -106,6 +106,12 @@ def test_bad_folders(tmp_path, capsys):
         assert "cannot be read" in capsys.readouterr().err
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT handled by default in the child: a shell starts background jobs (`make test &`) with SIGINT
+    ignored, children inherit that, and Python then raises no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watch:
     """``forecast-mlops watch`` as a real process; its output collected line by line."""
 
@@ -115,7 +121,7 @@ class Watch:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline_code.cli.main", "watch", str(folder), "--workdir", str(workdir),
              "--settle", "0.3", "--jobs", "1", "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
         threading.Thread(target=self._read, daemon=True).start()
         self.wait_for(lambda: any("watching" in line for line in self.lines), "the banner")
 
