@@ -267,6 +267,20 @@ def equal_top_without_naive(k: int) -> Callable:
     return rule
 
 
+def equal_top_distinct(k: int) -> Callable:
+    """Equal top k in CV MASE order, one member per family (the first of each)."""
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> np.ndarray:
+        seen: set[str] = set()
+        rows = []
+        for r in _ranked(meta, OBJECTIVE):
+            name = meta["pool"][r]["hyperparameters"]["family"]
+            if name not in seen:
+                seen.add(name)
+                rows.append(r)
+        return _one_hot(meta, rows[:k])
+    return rule
+
+
 BEFORE = "lowest CV MSE (before 2026-11-26)"
 LOWEST = "lowest CV MASE (search.serve lowest)"
 ADOPTED = "equal top 3 (MASE ranks; search.serve default)"
@@ -288,6 +302,8 @@ RULES: dict[str, Callable] = {
     "equal top 4": equal_top(4, OBJECTIVE),
     "equal top 5": equal_top(5, OBJECTIVE),
     "equal top 3 but naive": equal_top_without_naive(3),
+    # pre-registered in the notes, 2026-11-27
+    "equal top 3 of distinct families": equal_top_distinct(3),
 }
 
 
