@@ -69,7 +69,7 @@ def main() -> None:
     runs = [one_run(commit) for _ in range(args.runs)]
     lines = [header("`make test` on a fresh clone, as CI runs it", COMMAND), "",
              f"Commit {commit[:12]}; PYTHONDONTWRITEBYTECODE "
-             f"{'set' if os.environ.get('PYTHONDONTWRITEBYTECODE') else 'not set'} (as on CI: set);"
+             f"{'set' if os.environ.get('PYTHONDONTWRITEBYTECODE') else 'not set'};"
              f" budget {BUDGET_SECONDS} s for the whole.", "",
              "| run | `make install` | `bash .ci/run` (of which pytest) | total | tests | within budget |",
              "| --- | ---: | ---: | ---: | --- | --- |"]
