@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -110,27 +111,53 @@ def collect(name: str, jobs: int) -> tuple[dict, dict[str, np.ndarray]]:
     horizon = settings.data.horizon
     origins = backtest_origins(len(series), horizon=horizon, origins=SERIES[name][3])
     first = int(origins[0])
-    season = settings.data.season_length
-    pre_train = preprocess(series.head(first), season, settings.preprocess)
-    pre_full = preprocess(series, season, settings.preprocess)
     started = time.perf_counter()
-    tuning = tune(pre_train.series.values, pre_train.counterfactual, settings, jobs=jobs, progress=False)
-    seconds = time.perf_counter() - started
-    ctx = Context.from_settings(settings, jobs=jobs)
-    cv, pool = cv_arrays(tuning, pre_train.counterfactual, settings)
-    data = {False: series.values, True: pre_full.counterfactual}
-    tests = [cross_validate_candidate(data, pre_full.counterfactual, c["hyperparameters"], origins, ctx) for c in pool]
+    tuning, cv, pool, tests = _tune_and_test(series, settings, origins, jobs)
     arrays = {**cv, "test_actual": tests[0].actual, "test_scale": tests[0].scale,
               "test_forecasts": np.stack([t.forecast for t in tests])}
     meta = {
         "series": name, "observations": len(series), "freq": settings.data.freq, "horizon": horizon,
         "window": settings.cv.window, "origins": int(origins.size), "cv_splits": int(cv["cv_actual"].shape[0]),
-        "derived_settings": derived, "tune_seconds": seconds,
+        "derived_settings": derived, "tune_seconds": time.perf_counter() - started,
         "first_origin": series.timestamps[first].isoformat(),
         "pool": pool,
         "engine_choice": tuning.best["hyperparameters"],
     }
     return meta, arrays
+
+
+def _tune_and_test(series: Series, settings: Settings, origins: np.ndarray, jobs: int):
+    """``tune`` on the data before the first origin; the member pool re-fitted at every test origin."""
+    season = settings.data.season_length
+    pre_train = preprocess(series.head(int(origins[0])), season, settings.preprocess)
+    pre_full = preprocess(series, season, settings.preprocess)
+    tuning = tune(pre_train.series.values, pre_train.counterfactual, settings, jobs=jobs, progress=False)
+    ctx = Context.from_settings(settings, jobs=jobs)
+    cv, pool = cv_arrays(tuning, pre_train.counterfactual, settings)
+    data = {False: series.values, True: pre_full.counterfactual}
+    tests = [cross_validate_candidate(data, pre_full.counterfactual, c["hyperparameters"], origins, ctx) for c in pool]
+    return tuning, cv, pool, tests
+
+
+# an added family's candidates are numbered from here in the extended pool (the cached ones are below)
+EXTRA_INDEX = 100_000
+
+
+def extend(name: str, meta: dict, arrays: dict[str, np.ndarray], extra: str,
+           jobs: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """The cached member pool with ``extra``'s members added: ``tune`` over that family alone on the same
+    selection splits, its best per history re-fitted at the same test origins."""
+    series, settings, _ = load(name)
+    only = replace(settings, search=replace(settings.search, families=(extra,)))
+    origins = backtest_origins(len(series), horizon=settings.data.horizon, origins=SERIES[name][3])
+    _, cv, pool, tests = _tune_and_test(series, only, origins, jobs)
+    for key in ("cv_actual", "cv_scale"):
+        if not np.allclose(cv[key], arrays[key]):
+            raise RuntimeError(f"{name}: the {extra} tune's {key} differs from the cache's: not the same splits")
+    pool = [{**c, "index": c["index"] + EXTRA_INDEX} for c in pool]
+    return ({**meta, "pool": meta["pool"] + pool, "extra_families": [*meta.get("extra_families", []), extra]},
+            {**arrays, "cv_forecasts": np.concatenate([arrays["cv_forecasts"], cv["cv_forecasts"]]),
+             "test_forecasts": np.concatenate([arrays["test_forecasts"], np.stack([t.forecast for t in tests])])})
 
 
 def cv_arrays(tuning: TuningResult, target: np.ndarray, settings: Settings) -> tuple[dict[str, np.ndarray], list[dict]]:
@@ -315,8 +342,7 @@ def test_mase(a: dict[str, np.ndarray], w: np.ndarray) -> float:
 def report(cache: Path, names: list[str]) -> dict:
     rows = {}
     for name in names:
-        meta = json.loads((cache / f"{name}.json").read_text())
-        a = dict(np.load(cache / f"{name}.npz"))
+        meta, a = _cached(cache, name)
         naive = [r for r, c in enumerate(meta["pool"]) if c["hyperparameters"]["family"] == SEASONAL_NAIVE]
         ref = test_mase(a, np.eye(len(meta["pool"]))[naive[0]]) if naive else np.nan
         rows[name] = {"meta": meta, "seasonal_naive": ref,
@@ -341,7 +367,7 @@ def _ratio(v: np.ndarray, base: np.ndarray) -> str:
     return f"{np.exp(d.mean()):.3f} ({np.exp(d.mean() - 2 * se):.3f}-{np.exp(d.mean() + 2 * se):.3f})"
 
 
-def markdown(rows: dict, command: str) -> str:
+def markdown(rows: dict, command: str, preface: list[str] = ()) -> str:
     names = list(rows)
     lines = [
         "# Selection validation: how the tune's choice is made, on series outside the accuracy benchmark",
@@ -353,6 +379,7 @@ def markdown(rows: dict, command: str) -> str:
         "- Protocol: `bench/selection_validation_bench.py`'s docstring. Test MASE per series at 24 rolling "
         "origins, horizon one season; each rule sees the CV before the first origin only.",
         "",
+        *preface,
         "## Geometric mean test MASE (and ratio to the rule before)",
         "",
         "| rule | geometric mean MASE | / before (+-2 SE over series) | / adopted (+-2 SE) | series better "
@@ -383,6 +410,32 @@ def markdown(rows: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def added_family(cached: Path, extended: Path, names: list[str], family_name: str) -> list[str]:
+    """The default rule on the extended pools against the cached pools: the lines of the table's section."""
+    rule = RULES[ADOPTED]
+    logs, member = [], 0
+    for name in names:
+        (m0, a0), (m1, a1) = _cached(cached, name), _cached(extended, name)
+        w = rule(m1, a1)
+        member += any(m1["pool"][r]["hyperparameters"]["family"] == family_name for r in np.flatnonzero(w))
+        logs.append(np.log(test_mase(a1, w) / test_mase(a0, rule(m0, a0))))
+    d = np.array(logs)
+    se = d.std(ddof=1) / np.sqrt(d.size)
+    return [f"## {ADOPTED}, with `{family_name}`'s members added to the pools", "",
+            f"Geometric mean ratio of test MASE, with / without: **{np.exp(d.mean()):.4f}** (two standard errors: "
+            f"{np.exp(d.mean() - 2 * se):.3f}-{np.exp(d.mean() + 2 * se):.3f}); {int(np.sum(d < 0))} series better, "
+            f"{int(np.sum(d > 0))} worse, {d.size} in all; `{family_name}` is a served member on {member}.", ""]
+
+
+def _cached(cache: Path, name: str) -> tuple[dict, dict[str, np.ndarray]]:
+    return json.loads((cache / f"{name}.json").read_text()), dict(np.load(cache / f"{name}.npz"))
+
+
+def _save(cache: Path, name: str, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    np.savez(cache / f"{name}.npz", **arrays)
+    (cache / f"{name}.json").write_text(json.dumps(meta, indent=1, default=float))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", nargs="+", default=list(SERIES), choices=list(SERIES))
@@ -391,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cached-only", action="store_true", help="report from the cache, fit nothing")
     parser.add_argument("--fresh", action="store_true", help="re-collect series already cached")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="selection_validation", help="the table's file name, without .md")
+    parser.add_argument("--extra-family", metavar="FAMILY",
+                        help="extend the cached pools with this family's members, into CACHE-FAMILY (the cache is "
+                             "read, not changed); the report is then of the extended pools")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
     for name in args.series:
@@ -398,18 +455,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.cached_only or (done and not args.fresh):
             continue
         started = time.perf_counter()
-        meta, arrays = collect(name, args.jobs)
-        np.savez(args.cache / f"{name}.npz", **arrays)
-        (args.cache / f"{name}.json").write_text(json.dumps(meta, indent=1, default=float))
+        _save(args.cache, name, *collect(name, args.jobs))
         print(f"{name}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    if args.extra_family:
+        extended = args.cache.with_name(f"{args.cache.name}-{args.extra_family}")
+        extended.mkdir(parents=True, exist_ok=True)
+        for name in args.series:
+            if args.cached_only or (extended / f"{name}.json").exists() or not (args.cache / f"{name}.json").exists():
+                continue
+            started = time.perf_counter()
+            _save(extended, name, *extend(name, *_cached(args.cache, name), args.extra_family, args.jobs))
+            print(f"{name} + {args.extra_family}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
+        added = added_family(args.cache, extended, [n for n in args.series if (extended / f"{n}.json").exists()],
+                             args.extra_family)
+        args.cache = extended
     names = [n for n in args.series if (args.cache / f"{n}.json").exists()]
     flags = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--cached-only"]
     command = " ".join([COMMAND, *flags])
     if args.cached_only:
-        command += f"`, then the table from its cache: `{COMMAND} --cached-only"
-    text = markdown(report(args.cache, names), command)
+        command += f"`, then the table from its cache: `{' '.join([COMMAND, *flags])} --cached-only"
+    text = markdown(report(args.cache, names), command, added if args.extra_family else [])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "selection_validation.md").write_text(text)
+    (args.out / f"{args.name}.md").write_text(text)
     print(text)
     return 0
 

@@ -119,3 +119,23 @@ def test_every_validation_series_is_a_regular_positive_series_outside_the_benchm
         assert all(calendar.shift(a, 1) == b for a, b in zip(series.timestamps, series.timestamps[1:])), name
         assert np.all(np.isfinite(series.values)) and np.all(series.values > 0), name
         assert len(series) - settings.data.horizon - origins + 1 >= settings.min_observations(), name
+
+
+def test_an_added_familys_members_are_scored_against_the_cached_pools(tmp_path):
+    """The extended pools' default rule against the cached pools', per series, as a geometric mean."""
+    cached, extended = tmp_path / "cached", tmp_path / "extended"
+    cached.mkdir(), extended.mkdir()
+    rule, ratios = bench.RULES[bench.ADOPTED], []
+    for seed in (0, 1):
+        meta, a = _pool(seed)
+        bench._save(cached, f"s{seed}", meta, a)
+        added = {"index": bench.EXTRA_INDEX, "hyperparameters": {"family": "ces", "history": "window"},
+                 "cv_mse": 0.0, "cv_mase": 0.0}  # ranks first: served
+        bench._save(extended, f"s{seed}", {"pool": [*meta["pool"], added]},
+                    {**a, "cv_forecasts": np.concatenate([a["cv_forecasts"], a["cv_actual"][None]]),
+                     "test_forecasts": np.concatenate([a["test_forecasts"], a["test_actual"][None] + 0.5])})
+        served = (a["test_forecasts"][:2].sum(axis=0) + a["test_actual"] + 0.5) / 3
+        ratios.append(np.mean(np.abs(a["test_actual"] - served)) / bench.test_mase(a, rule(meta, a)))
+    lines = bench.added_family(cached, extended, ["s0", "s1"], "ces")
+    assert f"**{np.exp(np.mean(np.log(ratios))):.4f}**" in lines[2]
+    assert "2 series better, 0 worse, 2 in all; `ces` is a served member on 2." in lines[2]

@@ -38,7 +38,7 @@ def candidates_of(name: str, settings: Settings) -> list[dict]:
 
 MONTHLY_SETTINGS = replace(Settings(), data=replace(Settings().data, season_length=12, horizon=12),
                            cv=replace(Settings().cv, window=72))
-FAST = ["harmonic_arima", "seasonal_naive", "theta", "mstl", "ets", "arima_fourier", "arima"]
+FAST = ["harmonic_arima", "seasonal_naive", "theta", "mstl", "ets", "arima_fourier", "arima", "ces"]
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -219,6 +219,22 @@ def test_ets_on_the_log_scale_has_additive_errors():
     np.testing.assert_allclose(out.centre[0], expected, rtol=1e-9)
     unrestricted = AutoETS(season_length=12, model="ZZZ").forecast(y=np.log(y[:108]), h=12)["mean"]
     assert not np.allclose(unrestricted, expected, rtol=1e-6)  # the rule changes this fit
+
+
+def test_ces_forecasts_what_statsforecasts_autoces_forecasts_on_the_window():
+    """Yardstick: statsforecast's AutoCES with the season length, on the window's logs and on the data."""
+    from statsforecast.models import AutoCES
+
+    y = monthly(150, seed=3)
+    for scale in ("log", "raw"):
+        candidate = next(c for c in candidates_of("ces", MONTHLY_SETTINGS)
+                         if c["scale"] == scale and c["history"] == "window")
+        out = registry.family("ces").fit_windows(y, candidate, np.array([120]), MONTHLY)
+        x = y[120 - MONTHLY.window:120]
+        expected = AutoCES(season_length=12).forecast(y=np.log(x) if scale == "log" else x, h=12, level=[95])
+        centre = expected["mean"] if scale == "log" else to_log_scale(
+            expected["mean"], ((expected["hi-95"] - expected["lo-95"]) / (2 * 1.959963984540054)) ** 2)[0]
+        np.testing.assert_allclose(out.centre[0], centre, rtol=1e-6)
 
 
 def test_a_raw_scale_forecast_that_is_not_positive_fails_its_window_only():

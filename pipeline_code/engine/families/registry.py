@@ -7,7 +7,7 @@ from pipeline_code.engine.families.global_ar import GlobalAR, GlobalARDrift
 from pipeline_code.engine.families.harmonic import HarmonicArima
 from pipeline_code.engine.families.seasonal_naive import SeasonalNaive
 from pipeline_code.engine.families.sf import (
-    MSTL, ArimaFourier, AutoETS, AutoTBATS, AutoTheta, SeasonalArima,
+    MSTL, ArimaFourier, AutoCES, AutoETS, AutoTBATS, AutoTheta, SeasonalArima,
 )
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -21,6 +21,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     SeasonalArima(),
     GlobalAR(),
     GlobalARDrift(),
+    AutoCES(),
 )}
 
 

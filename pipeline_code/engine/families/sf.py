@@ -183,6 +183,16 @@ class AutoTheta(StatsforecastFamily):
         return _statsforecast()[1].AutoTheta(season_length=ctx.period)
 
 
+class AutoCES(StatsforecastFamily):
+    """Complex exponential smoothing (Svetunkov and Kourentzes): level and trend as one complex-valued
+    state, the seasonal type (none, simple, partial, full) chosen by AIC. Opt-in (``search.families``)."""
+
+    name = "ces"
+
+    def model(self, candidate, ctx):
+        return _statsforecast()[1].AutoCES(season_length=ctx.period)
+
+
 class MSTL(StatsforecastFamily):
     """MSTL decomposition (seasonal components by STL, trend by AutoETS without season)."""
 
