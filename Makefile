@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+COMPILED := $(VENV)/.compiled
 NODE_STAMP := node_modules/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
@@ -12,16 +13,19 @@ MAKEFLAGS += --jobs=3
 
 .PHONY: demo test bench install clean
 
-# Bytecode is compiled here, on every core, instead of by pip on one (about 120 s on 2 cores). It must
-# be written once: where PYTHONDONTWRITEBYTECODE is set (as on CI), Python never caches what it
-# compiles, and every process (each job, server and test worker) compiles all it imports from source.
-# Files that Python 2 or templates left in some packages do not compile, as with pip: `-qq` keeps quiet.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile -e '.[serve,train,watch,client,lambdas,infra,dev]'
-	$(PY) -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $(STAMP)
+
+# Bytecode is compiled here, on every core, instead of by pip on one (about 120 s on 2 cores). It must
+# be written once: where PYTHONDONTWRITEBYTECODE is set (as on CI), Python never caches what it
+# compiles, and every process (each job, server and test worker) compiles all it imports from source.
+# Files that Python 2 or templates left in some packages do not compile, as with pip: `-qq` keeps quiet.
+$(COMPILED): $(STAMP)
+	$(PY) -m compileall -qq -j 0 $(VENV)/lib || true
+	touch $(COMPILED)
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -32,18 +36,18 @@ $(CHECKOV_STAMP): tests/infra/checkov-requirements.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet -r tests/infra/checkov-requirements.txt
 	touch $(CHECKOV_STAMP)
 
-install: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
+install: $(COMPILED) $(NODE_STAMP) $(CHECKOV_STAMP)
 
-demo: $(STAMP)
+demo: $(COMPILED)
 	$(PY) -m compileall -q -j 0 pipeline_code
 	$(VENV)/bin/forecast-mlops demo
 
-# The project's own modules are compiled at each run (only what changed): see $(STAMP).
-test: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
+# The project's own modules are compiled at each run (only what changed): see $(COMPILED).
+test: $(COMPILED) $(NODE_STAMP) $(CHECKOV_STAMP)
 	$(PY) -m compileall -q -j 0 pipeline_code stacks lambdas tests app.py
 	$(PY) -m pytest
 
-bench: $(STAMP) $(NODE_STAMP)
+bench: $(COMPILED) $(NODE_STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench.run_all
 
