@@ -413,18 +413,18 @@ def markdown(rows: dict, command: str, preface: list[str] = ()) -> str:
 def added_family(cached: Path, extended: Path, names: list[str], family_name: str) -> list[str]:
     """The default rule on the extended pools against the cached pools: the lines of the table's section."""
     rule = RULES[ADOPTED]
-    logs, member = [], 0
+    before, after, member = [], [], 0
     for name in names:
         (m0, a0), (m1, a1) = _cached(cached, name), _cached(extended, name)
         w = rule(m1, a1)
         member += any(m1["pool"][r]["hyperparameters"]["family"] == family_name for r in np.flatnonzero(w))
-        logs.append(np.log(test_mase(a1, w) / test_mase(a0, rule(m0, a0))))
-    d = np.array(logs)
-    se = d.std(ddof=1) / np.sqrt(d.size)
+        before.append(test_mase(a0, rule(m0, a0)))
+        after.append(test_mase(a1, w))
+    v, base = np.array(after), np.array(before)
     return [f"## {ADOPTED}, with `{family_name}`'s members added to the pools", "",
-            f"Geometric mean ratio of test MASE, with / without: **{np.exp(d.mean()):.4f}** (two standard errors: "
-            f"{np.exp(d.mean() - 2 * se):.3f}-{np.exp(d.mean() + 2 * se):.3f}); {int(np.sum(d < 0))} series better, "
-            f"{int(np.sum(d > 0))} worse, {d.size} in all; `{family_name}` is a served member on {member}.", ""]
+            f"Geometric mean ratio of test MASE, with / without (two standard errors): **{_ratio(v, base)}**; "
+            f"{int(np.sum(v < base))} series better, {int(np.sum(v > base))} worse, {v.size} in all; "
+            f"`{family_name}` is a served member on {member}.", ""]
 
 
 def _cached(cache: Path, name: str) -> tuple[dict, dict[str, np.ndarray]]:

@@ -137,5 +137,5 @@ def test_an_added_familys_members_are_scored_against_the_cached_pools(tmp_path):
         served = (a["test_forecasts"][:2].sum(axis=0) + a["test_actual"] + 0.5) / 3
         ratios.append(np.mean(np.abs(a["test_actual"] - served)) / bench.test_mase(a, rule(meta, a)))
     lines = bench.added_family(cached, extended, ["s0", "s1"], "ces")
-    assert f"**{np.exp(np.mean(np.log(ratios))):.4f}**" in lines[2]
+    assert f"**{np.exp(np.mean(np.log(ratios))):.3f} (" in lines[2]
     assert "2 series better, 0 worse, 2 in all; `ces` is a served member on 2." in lines[2]
