@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Bytecode is compiled here, on every core, instead of by pip on one (about 120 s on 2 cores). It must
-# be written once: where PYTHONDONTWRITEBYTECODE is set (as on CI), Python never caches what it
+# be written once: where PYTHONDONTWRITEBYTECODE is set (here, and by its timings on CI), Python never caches what it
 # compiles, and every process (each job, server and test worker) compiles all it imports from source.
 # Files that Python 2 or templates left in some packages do not compile, as with pip: `-qq` keeps quiet.
 $(COMPILED): $(STAMP)

@@ -17,7 +17,7 @@ from pipeline_code.engine.estimator import HarmonicArimaForecaster, ModelEstimat
 from pipeline_code.engine.evaluation import gate
 from pipeline_code.engine.families import combination, registry
 from pipeline_code.engine.families.base import Context, WindowForecasts
-from pipeline_code.engine.families.sf import model_code, to_log_scale
+from pipeline_code.engine.families.sf import Z95, model_code, to_log_scale
 from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.tuning import TuningError, parameter_ranges, tune
 
@@ -233,7 +233,7 @@ def test_ces_forecasts_what_statsforecasts_autoces_forecasts_on_the_window():
         x = y[120 - MONTHLY.window:120]
         expected = AutoCES(season_length=12).forecast(y=np.log(x) if scale == "log" else x, h=12, level=[95])
         centre = expected["mean"] if scale == "log" else to_log_scale(
-            expected["mean"], ((expected["hi-95"] - expected["lo-95"]) / (2 * 1.959963984540054)) ** 2)[0]
+            expected["mean"], ((expected["hi-95"] - expected["lo-95"]) / (2 * Z95)) ** 2)[0]
         np.testing.assert_allclose(out.centre[0], centre, rtol=1e-6)
 
 
