@@ -167,15 +167,15 @@ def parse_series(
 
 
 def decode_csv(raw: bytes) -> str:
-    """The text of an upload: not empty, UTF-8 without a byte-order mark."""
+    """The text of an upload: not empty, UTF-8. A UTF-8 byte-order mark (Excel's "CSV UTF-8" writes
+    one) is dropped; a UTF-16 one is refused, since the rows are then not UTF-8."""
     if not raw.strip():
         raise DataValidationError("empty", "the file is empty")
-    if raw.startswith(b"\xef\xbb\xbf") or raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
-        raise DataValidationError(
-            "encoding", "the file starts with a byte-order mark; save it as UTF-8 without BOM", 1
-        )
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataValidationError("encoding", "the file is UTF-16 (it starts with a UTF-16 byte-order mark);"
+                                  " save it as UTF-8", 1)
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataValidationError("encoding", f"the file is not UTF-8 ({err.reason})") from None
 

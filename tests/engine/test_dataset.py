@@ -28,7 +28,6 @@ def test_good_file_parses():
         ("timestamp,value\n", "empty", None),
         ("date,amount\n2020-01-03,1\n", "header", 1),
         ("timestamp;value\n2020-01-03;1\n", "delimiter", 1),
-        ("\ufefftimestamp,value\n2020-01-03,1\n", "encoding", 1),
         ("timestamp,value\n2020-13-03,1\n", "timestamp", 2),
         ("timestamp,value\n03/01/2020,1\n", "timestamp", 2),
         ("timestamp,value\n2020-01-03,abc\n", "value", 2),

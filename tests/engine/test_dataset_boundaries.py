@@ -202,12 +202,19 @@ def test_one_item_id_passes_even_with_surrounding_spaces_and_two_are_refused():
 @pytest.mark.parametrize("raw, rule, line", [
     (b"", "empty", None), (b" \n\n \n", "empty", None), (b"timestamp,value\n", "empty", None),
     (b"timestamp,value\n\n\n", "empty", None),
-    (b"\xef\xbb\xbftimestamp,value\n2020-01-03,1\n", "encoding", 1),
     (b"\xff\xfet\x00", "encoding", 1), (b"\xfe\xff\x00t", "encoding", 1),
     (b"timestamp,value\n2020-01-03,1\xff\n", "encoding", None),
 ])
 def test_empty_files_and_foreign_encodings_are_refused(raw, rule, line):
     refused(raw, rule, line)
+
+
+def test_a_utf8_byte_order_mark_is_dropped():
+    """Excel's "CSV UTF-8" starts the file with one; the header is read as if it were not there."""
+    text = "timestamp,value,item_id\n2020-01-03,1,Zürich\n2020-01-10,2,Zürich\n"
+    with_mark = parse(b"\xef\xbb\xbf" + text.encode())
+    assert with_mark.timestamps == parse(text.encode()).timestamps
+    np.testing.assert_array_equal(with_mark.values, [1, 2])
 
 
 def test_utf8_beyond_ascii_passes():

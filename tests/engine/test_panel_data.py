@@ -75,6 +75,12 @@ def test_a_headerless_file_follows_series_columns():
     assert panel.series["X"].timestamps[0] == START
 
 
+def test_a_utf8_byte_order_mark_before_a_header_or_a_first_row_is_dropped():
+    body = rows("X", [10, 11, 12])
+    for header in ("item_id,timestamp,value", None):
+        assert parse(b"\xef\xbb\xbf" + csv_bytes(body, header=header)).series["X"].values.tolist() == [10, 11, 12]
+
+
 def test_a_first_line_that_is_neither_a_header_nor_a_row_is_a_header_error():
     error = refused(csv_bytes(rows("X", [1, 2]), header="item_id,date,value"), "header", 1, None)
     assert "series.columns" in str(error) and "'date'" in str(error)

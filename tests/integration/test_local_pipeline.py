@@ -106,7 +106,6 @@ BAD_INPUTS = {
     "empty": ([], "empty"),
     "wrong-headers": (["date,amount", "2020-01-03,1"], "header"),
     "semicolons": (["timestamp;value", "2020-01-03;1"], "semicolons"),
-    "bom": (["\ufefftimestamp,value"] + rows()[1:], "byte-order mark"),
     "bad-date": (rows(600)[:300] + ["2001-13-01,8000"] + rows(600)[300:], "not an ISO date"),
     "bad-number": (rows(600)[:300] + ["2000-10-27,8k"] + rows(600)[301:], "not a number"),
     "duplicate": (rows(600) + [rows(600)[-1]], "appears twice"),
