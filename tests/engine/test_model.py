@@ -5,7 +5,7 @@ import pytest
 
 from pipeline_code.engine.cv import cross_validate, sliding_origins
 from pipeline_code.engine.model import reference
-from pipeline_code.engine.model.sliding import fit_windows
+from pipeline_code.engine.model.sliding import fit_windows, inverse_ma
 from pipeline_code.engine.core.spec import ModelSpec
 
 
@@ -71,6 +71,15 @@ def test_batched_fits_equal_the_statsmodels_yardstick_refitted_per_split(gasolin
         assert diff == batched.diff[i]
         np.testing.assert_allclose(batched.z_hat[i], z_hat, atol=5e-4)
         np.testing.assert_allclose(batched.variance[i], variance, rtol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 600), (37, 417)])
+@pytest.mark.parametrize("theta", [-0.95, -0.3, 0.5])
+def test_the_inverse_ma_filter_is_scipys_first_order_recursive_filter(shape, theta):
+    from scipy.signal import lfilter
+
+    errors = np.random.default_rng(7).normal(size=shape)
+    np.testing.assert_array_equal(inverse_ma(errors, theta), lfilter([1.0], [1.0, theta], errors, axis=1))
 
 
 def test_moving_average_term_shapes_the_forecast():
