@@ -133,10 +133,12 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             },
         }
 
-    def processing_job(kind: str, entrypoint: list[str], inputs: Any, outputs: list[dict[str, Any]], *,
-                       instances: int | str = 1, environment: dict[str, str] | None = None) -> dict[str, Any]:
-        """A processing job in the training image; it takes its settings from its "settings" input.
-        `instances`: a count, or a path to it in the state (the sharded fit's `$.shards`)."""
+    def processing_state(kind: str, entrypoint: list[str], inputs: Any, outputs: list[dict[str, Any]], nxt: str, *,
+                         result_path: str, instances: int | str = 1,
+                         environment: dict[str, str] | None = None) -> dict[str, Any]:
+        """A state running a processing job in the training image (its settings from its "settings"
+        input), then ``nxt``; the job's name goes to ``result_path``. `instances`: a count, or a path to
+        it in the state (the sharded fit's `$.shards`)."""
         params: dict[str, Any] = {
             "ProcessingJobName.$": naming.format_expr(s, kind),
             "RoleArn": refs.sagemaker_role_arn,
@@ -160,7 +162,8 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             params["ProcessingInputs.$"] = inputs
         else:
             params["ProcessingInputs"] = inputs
-        return params
+        return task(SAGEMAKER_SYNC.format("createProcessingJob"), params, nxt,
+                    result_selector={"name.$": "$.ProcessingJobName"}, result_path=result_path)
 
     def as_model(suffix: str, comment: str) -> dict[str, Any]:
         """A Pass pointing evaluation's model input (`$.best.modelData`) at the run's `suffix` folder."""
@@ -277,20 +280,16 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             },
             "Preprocess",
         ),
-        "Preprocess": task(
-            SAGEMAKER_SYNC.format("createProcessingJob"),
-            processing_job(
-                "preprocess_job",
-                PROCESSING_ENTRYPOINT,
-                [processing_input("raw", runs_uri(layout.INPUT_DATA), "raw"), settings_input],
-                [
-                    processing_output("train", layout.TRAIN, "train"),
-                    processing_output("test", layout.TEST, "test"),
-                    processing_output("report", layout.PROCESSING_REPORT, "report"),
-                ],
-            ),
+        "Preprocess": processing_state(
+            "preprocess_job",
+            PROCESSING_ENTRYPOINT,
+            [processing_input("raw", runs_uri(layout.INPUT_DATA), "raw"), settings_input],
+            [
+                processing_output("train", layout.TRAIN, "train"),
+                processing_output("test", layout.TEST, "test"),
+                processing_output("report", layout.PROCESSING_REPORT, "report"),
+            ],
             "Tune",
-            result_selector={"name.$": "$.ProcessingJobName"},
             result_path="$.preprocess",
         ),
         "Tune": task(
@@ -379,19 +378,15 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
         # tune picks it (by default equal weights of the best members, fitted here), not the best
         # single trial. It reads each trial's <job>/output/model.tar.gz under the run's models/ prefix.
         # https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html
-        "Select": task(
-            SAGEMAKER_SYNC.format("createProcessingJob"),
-            processing_job(
-                "selection_job",
-                SELECTION_ENTRYPOINT,
-                [processing_input(TRIALS_INPUT, runs_uri(layout.MODELS), TRIALS_INPUT),
-                 processing_input("train", runs_uri(layout.TRAIN), "train"),
-                 processing_input("test", runs_uri(layout.TEST), "test"), settings_input],
-                [processing_output(SELECTED_MODEL_OUTPUT, layout.SELECTED_MODEL, SELECTED_MODEL_OUTPUT),
-                 processing_output(SELECTION_OUTPUT, layout.SELECTION_REPORT, SELECTION_OUTPUT)],
-            ),
+        "Select": processing_state(
+            "selection_job",
+            SELECTION_ENTRYPOINT,
+            [processing_input(TRIALS_INPUT, runs_uri(layout.MODELS), TRIALS_INPUT),
+             processing_input("train", runs_uri(layout.TRAIN), "train"),
+             processing_input("test", runs_uri(layout.TEST), "test"), settings_input],
+            [processing_output(SELECTED_MODEL_OUTPUT, layout.SELECTED_MODEL, SELECTED_MODEL_OUTPUT),
+             processing_output(SELECTION_OUTPUT, layout.SELECTION_REPORT, SELECTION_OUTPUT)],
             "SelectedAsModel",
-            result_selector={"name.$": "$.ProcessingJobName"},
             result_path="$.selection",
         ),
         "SelectedAsModel": as_model(layout.SELECTED_MODEL, "Evaluation's model input is the selected model's folder."),
@@ -406,24 +401,20 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
         # name (/opt/ml/config/resourceconfig.json "current_host"), never a name another one uses.
         # https://docs.aws.amazon.com/sagemaker/latest/dg/build-your-own-processing-container.html
         # https://docs.aws.amazon.com/sagemaker/latest/dg/byoc-input-and-output.html
-        "FitShards": task(
-            SAGEMAKER_SYNC.format("createProcessingJob"),
-            processing_job(
-                "panel_fit_job",
-                PANEL_FIT_ENTRYPOINT,
-                [processing_input("train", runs_uri(layout.TRAIN), "train", "ShardedByS3Key"),
-                 processing_input(WHOLE_TRAIN_CHANNEL, runs_uri(layout.TRAIN), WHOLE_TRAIN_CHANNEL),
-                 processing_input("test", runs_uri(layout.TEST), "test"), settings_input],
-                [processing_output("shards", layout.SHARD_MODELS, "shards")],
-                instances="$.shards",
-                # A processing job has no hyperparameters: the best training job's, as JSON (an
-                # Environment value holds at most 256 characters).
-                # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateProcessingJob.html
-                environment={f"{HYPERPARAMETERS_ENV}.$": "States.JsonToString($.best.hyperParameters)"},
-            ),
+        "FitShards": processing_state(
+            "panel_fit_job",
+            PANEL_FIT_ENTRYPOINT,
+            [processing_input("train", runs_uri(layout.TRAIN), "train", "ShardedByS3Key"),
+             processing_input(WHOLE_TRAIN_CHANNEL, runs_uri(layout.TRAIN), WHOLE_TRAIN_CHANNEL),
+             processing_input("test", runs_uri(layout.TEST), "test"), settings_input],
+            [processing_output("shards", layout.SHARD_MODELS, "shards")],
             "ShardsAsModel",
-            result_selector={"name.$": "$.ProcessingJobName"},
             result_path="$.fit",
+            instances="$.shards",
+            # A processing job has no hyperparameters: the best training job's, as JSON (an
+            # Environment value holds at most 256 characters).
+            # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateProcessingJob.html
+            environment={f"{HYPERPARAMETERS_ENV}.$": "States.JsonToString($.best.hyperParameters)"},
         ),
         "ShardsAsModel": as_model(layout.SHARD_MODELS,
                                   "Evaluation's model input is the shards' folder; it merges them into one panel."),
@@ -501,20 +492,16 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             "ResultPath": "$.evaluation",
             "Next": "Evaluate",
         },
-        "Evaluate": task(
-            SAGEMAKER_SYNC.format("createProcessingJob"),
-            processing_job(
-                "evaluation_job",
-                EVALUATION_ENTRYPOINT,
-                "$.evaluation.inputs",
-                [
-                    processing_output("evaluation", layout.EVALUATION_REPORT, "evaluation"),
-                    processing_output("forecast", layout.FORECAST, "forecast"),
-                    processing_output("served", layout.SERVED_MODEL, "served"),
-                ],
-            ),
+        "Evaluate": processing_state(
+            "evaluation_job",
+            EVALUATION_ENTRYPOINT,
+            "$.evaluation.inputs",
+            [
+                processing_output("evaluation", layout.EVALUATION_REPORT, "evaluation"),
+                processing_output("forecast", layout.FORECAST, "forecast"),
+                processing_output("served", layout.SERVED_MODEL, "served"),
+            ],
             "ReadEvaluation",
-            result_selector={"name.$": "$.ProcessingJobName"},
             result_path="$.evaluation",
         ),
         "ReadEvaluation": task(
