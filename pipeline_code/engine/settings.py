@@ -169,7 +169,7 @@ class SearchSpace:
 # The model families' names (engine/families/registry.py maps each to its module; a test checks they
 # agree), and the histories and scales the statsforecast families may fit on.
 FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima",
-                "global_ar", "global_ar_drift", "ces")
+                "global_ar", "global_ar_drift", "ces", "thief")
 HISTORIES = ("window", "all")
 SCALES = ("log", "raw")
 # A panel's global family choice: each series chooses its own; the family name of a combination.

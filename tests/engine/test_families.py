@@ -38,19 +38,24 @@ def candidates_of(name: str, settings: Settings) -> list[dict]:
 
 MONTHLY_SETTINGS = replace(Settings(), data=replace(Settings().data, season_length=12, horizon=12),
                            cv=replace(Settings().cv, window=72))
-FAST = ["harmonic_arima", "seasonal_naive", "theta", "mstl", "ets", "arima_fourier", "arima", "ces"]
+FAST = ["harmonic_arima", "seasonal_naive", "theta", "mstl", "ets", "arima_fourier", "arima", "ces", "thief"]
+
+
+# Temporal hierarchies need a window of 7 seasons (families.thief.MIN_SEASONS).
+LONG_WINDOW = (replace(MONTHLY, window=84), replace(MONTHLY_SETTINGS, cv=replace(MONTHLY_SETTINGS.cv, window=84)))
 
 
 @pytest.mark.parametrize("name", FAST)
 def test_the_artifact_section_forecasts_what_the_cv_fit_forecasts(name):
     """Fit the last window both ways: the core's forecast from the section equals the CV forecast."""
     y = monthly()
-    candidate = candidates_of(name, MONTHLY_SETTINGS)[-1]
+    ctx, settings = LONG_WINDOW if name == "thief" else (MONTHLY, MONTHLY_SETTINGS)
+    candidate = candidates_of(name, settings)[-1]
     family = registry.family(name)
-    cv = family.fit_windows(y, candidate, np.array([y.size]), replace(MONTHLY, horizon=MONTHLY.periods)
+    cv = family.fit_windows(y, candidate, np.array([y.size]), replace(ctx, horizon=ctx.periods)
                             ) if name != "seasonal_naive" else None
-    section = family.fit_final(y, candidate, MONTHLY)
-    z, v = log_path(section.core, section.spec, section.parameters, y.size - 1, MONTHLY.periods)
+    section = family.fit_final(y, candidate, ctx)
+    z, v = log_path(section.core, section.spec, section.parameters, y.size - 1, ctx.periods)
     assert z.shape == v.shape == (MONTHLY.periods,) and np.all(np.isfinite(z)) and np.all(v >= 0)
     if cv is not None:
         np.testing.assert_allclose(z, cv.centre[0], rtol=1e-6)
