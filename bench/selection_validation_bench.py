@@ -39,6 +39,7 @@ from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.evaluation import backtest_origins
 from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.combination import fitted_weights, ranked_members
+from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.preprocess import preprocess
 from pipeline_code.engine.settings import COMBINATION, OBJECTIVE, Settings
 from pipeline_code.engine.tuning import TuningResult, selection_grid, tune
@@ -148,6 +149,9 @@ def extend(name: str, meta: dict, arrays: dict[str, np.ndarray], extra: str,
     """The cached member pool with ``extra``'s members added: ``tune`` over that family alone on the same
     selection splits, its best per history re-fitted at the same test origins."""
     series, settings, _ = load(name)
+    meta = {**meta, "extra_families": [*meta.get("extra_families", []), extra]}
+    if not family(extra).candidates(settings):  # not offered for this series (its season or window)
+        return meta, arrays
     only = replace(settings, search=replace(settings.search, families=(extra,)))
     origins = backtest_origins(len(series), horizon=settings.data.horizon, origins=SERIES[name][3])
     _, cv, pool, tests = _tune_and_test(series, only, origins, jobs)
@@ -155,7 +159,7 @@ def extend(name: str, meta: dict, arrays: dict[str, np.ndarray], extra: str,
         if not np.allclose(cv[key], arrays[key]):
             raise RuntimeError(f"{name}: the {extra} tune's {key} differs from the cache's: not the same splits")
     pool = [{**c, "index": c["index"] + EXTRA_INDEX} for c in pool]
-    return ({**meta, "pool": meta["pool"] + pool, "extra_families": [*meta.get("extra_families", []), extra]},
+    return ({**meta, "pool": meta["pool"] + pool},
             {**arrays, "cv_forecasts": np.concatenate([arrays["cv_forecasts"], cv["cv_forecasts"]]),
              "test_forecasts": np.concatenate([arrays["test_forecasts"], np.stack([t.forecast for t in tests])])})
 
@@ -413,18 +417,19 @@ def markdown(rows: dict, command: str, preface: list[str] = ()) -> str:
 def added_family(cached: Path, extended: Path, names: list[str], family_name: str) -> list[str]:
     """The default rule on the extended pools against the cached pools: the lines of the table's section."""
     rule = RULES[ADOPTED]
-    before, after, member = [], [], 0
+    before, after, member, offered = [], [], 0, 0
     for name in names:
         (m0, a0), (m1, a1) = _cached(cached, name), _cached(extended, name)
         w = rule(m1, a1)
         member += any(m1["pool"][r]["hyperparameters"]["family"] == family_name for r in np.flatnonzero(w))
+        offered += any(c["hyperparameters"]["family"] == family_name for c in m1["pool"])
         before.append(test_mase(a0, rule(m0, a0)))
         after.append(test_mase(a1, w))
     v, base = np.array(after), np.array(before)
     return [f"## {ADOPTED}, with `{family_name}`'s members added to the pools", "",
             f"Geometric mean ratio of test MASE, with / without (two standard errors): **{_ratio(v, base)}**; "
             f"{int(np.sum(v < base))} series better, {int(np.sum(v > base))} worse, {v.size} in all; "
-            f"`{family_name}` is a served member on {member}.", ""]
+            f"`{family_name}` is offered on {offered} (its rules: season, window) and a served member on {member}.", ""]
 
 
 def _cached(cache: Path, name: str) -> tuple[dict, dict[str, np.ndarray]]:

@@ -138,4 +138,4 @@ def test_an_added_familys_members_are_scored_against_the_cached_pools(tmp_path):
         ratios.append(np.mean(np.abs(a["test_actual"] - served)) / bench.test_mase(a, rule(meta, a)))
     lines = bench.added_family(cached, extended, ["s0", "s1"], "ces")
     assert f"**{np.exp(np.mean(np.log(ratios))):.3f} (" in lines[2]
-    assert "2 series better, 0 worse, 2 in all; `ces` is a served member on 2." in lines[2]
+    assert "2 series better, 0 worse, 2 in all; `ces` is offered on 2 (its rules: season, window) and a served member on 2." in lines[2]
