@@ -24,7 +24,9 @@ module setting is what the fits read).
 With ``--tuned``, each panel runs the engine's whole procedure instead, for each given
 ``series.families``: the global choice (family, history, scale) tuned by ``fit_panel``'s objective on
 the data before the first cutoff (on the tuning's cutoffs: ``Settings.tuning``), then backtested, as
-``bench/panel_accuracy_bench.py`` runs ours.
+``bench/panel_accuracy_bench.py`` runs ours. A family that offers no model for a panel's settings (its
+season or its CV window) is left out of that panel's families, as a default would have to be; the
+choice column says so.
 
 Run: ``python -m bench.panel_validation_bench`` (about six minutes on 2 cores) writes
 ``bench/results/panel_validation.md``; ``--tuned FAMILIES ... --name panel_validation_tuned`` the
@@ -125,7 +127,12 @@ def tuned(name: str, freq: str, season: int, series: dict, folder: Path, familie
     from pipeline_code.engine.panel_data import Panel, load_panel
     from pipeline_code.engine.panel_fit import backtest_panel, fit_panel
 
+    from pipeline_code.engine.families.registry import family as registered
+
     settings, panel, cutoffs = setup(name, freq, season, series, folder, families)
+    offered = [f for f in families if registered(f).candidates(settings)]
+    if offered != families:  # as a default would be: left out where its season or window rules it out
+        settings, panel, cutoffs = setup(name, freq, season, series, folder, offered)
     first = cutoffs[0]
     before = Panel({item: s.head(sum(t < first for t in s.timestamps)) for item, s in panel.series.items()
                     if s.timestamps[0] < first}, panel.freq, single=False)
@@ -139,7 +146,8 @@ def tuned(name: str, freq: str, season: int, series: dict, folder: Path, familie
     family, history, scale = min(objectives, key=lambda k: objectives[k] if np.isfinite(objectives[k]) else np.inf)
     cv = backtest_panel(panel, settings, choice={"family": family, "history": history, "scale": scale},
                         cutoffs=cutoffs, jobs=1)
-    return {**cv.panel, "choice": f"{family}/{history}/{scale}"}
+    left_out = [f for f in families if f not in offered]
+    return {**cv.panel, "choice": f"{family}/{history}/{scale}" + (f" ({', '.join(left_out)} not offered)" if left_out else "")}
 
 
 def run(priors: list[float], choices: tuple[str, ...], history: str = "all") -> dict:

@@ -38,7 +38,7 @@ from pipeline_code.engine.panel_cv import (
     LEVELS, ItemBacktest, PanelCV, cutoffs_before, interval, panel_cutoffs, pooled,
 )
 from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run, series_context
-from pipeline_code.engine.settings import CHOICE_KEYS, HISTORIES, PER_SERIES, SCALES, Settings
+from pipeline_code.engine.settings import CHOICE_KEYS, HISTORIES, PER_SERIES, SCALES, Settings, SettingsError
 from pipeline_code.engine.workers import worker_pool
 
 CALIBRATION_METHOD = ("pooled panel conformal: the rolling choice's log errors over each series' one-step "
@@ -182,6 +182,17 @@ def panel_parameter_ranges(settings: Settings) -> dict[str, Any]:
     (the objective is the panel's rolling-choice mean CV MASE): ``Settings.panel_parameter_ranges``,
     which the starter Lambda renders with the standard library only."""
     return settings.panel_parameter_ranges()
+
+
+def check_families(settings: Settings) -> None:
+    """Refuse, naming the key, a ``series.families`` entry that offers no model for these settings (its
+    season or its window), before any series is fitted."""
+    problems = [f"series.families: {name!r} offers no model for data.season_length {settings.data.season_length:g}"
+                f" and cv.window {settings.cv.window}" + (f"; it needs {family(name).requires}"
+                                                           if getattr(family(name), "requires", "") else "")
+                for name in settings.series.families if not family(name).candidates(settings)]
+    if problems:
+        raise SettingsError(problems)
 
 
 def family_candidate(name: str, settings: Settings, history: str, scale: str) -> dict[str, Any]:

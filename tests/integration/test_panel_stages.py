@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline_code.engine.panel_data import shard_of
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.settings import Settings, SettingsError
 from pipeline_code.entrypoints.training import parse_panel_hyperparameters
 from pipeline_code.pipeline import panel_stages
 from pipeline_code.pipeline.panel_stages import (
@@ -93,6 +93,19 @@ def test_the_per_series_rules_run_and_are_reported(processed):
     assert list(report["too_short"]) == ["short"]
     assert report["too_short"]["short"].startswith("14 observations; a CV split needs 30 (2 seasons of 12")
     assert not is_panel_folder(Path(__file__).parent)  # no CSV with item_id here
+
+
+def test_a_family_that_offers_no_model_is_refused_before_any_series_is_read(tmp_path):
+    data = write_panel(tmp_path / "stores.csv", panel_rows({"a": 40, "b": 50}))
+    short = SETTINGS.merged({"series": {"families": ["seasonal_naive", "thief", "arima"]}, "cv": {"window": 83}})
+    with pytest.raises(SettingsError) as info:
+        process_panel(data, tmp_path / "out", short)
+    assert info.value.problems == [
+        "series.families: 'thief' offers no model for data.season_length 12 and cv.window 83; it needs a whole "
+        "season of 2 to 24 periods and a cv.window of at least 7 seasons"]
+    assert not (tmp_path / "out").exists()
+    process_panel(data, tmp_path / "out", SETTINGS.merged({"series": {"families": ["seasonal_naive", "thief"]},
+                                                            "cv": {"window": 84}}))
 
 
 def test_series_preprocess_off_keeps_every_series_as_observed(tmp_path):

@@ -100,6 +100,7 @@ class StatsforecastFamily:
     name = ""
     batched = False
     histories: tuple[str, ...] = (WINDOW, ALL)
+    requires = ""  # what the settings need for ``options`` to offer a candidate, when it may offer none
 
     def model(self, candidate: dict[str, Any], ctx: Context) -> Any:
         raise NotImplementedError
@@ -227,6 +228,7 @@ class ArimaFourier(StatsforecastFamily):
     name = "arima_fourier"
     histories = (WINDOW,)
     MAX_K = 10
+    requires = "a season long enough for one Fourier pair"
 
     def options(self, settings):
         from pipeline_code.engine.core.spec import max_fourier_k
@@ -251,6 +253,7 @@ class SeasonalArima(StatsforecastFamily):
     name = "arima"
     histories = (WINDOW,)
     MAX_SEASON = 24
+    requires = f"a season of at most {MAX_SEASON} periods"
 
     def options(self, settings):
         return [{}] if round(settings.data.season_length) <= self.MAX_SEASON else []

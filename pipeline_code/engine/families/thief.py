@@ -67,6 +67,7 @@ class ThiefETS(StatsforecastFamily):
 
     name = "thief"
     histories = (WINDOW, ALL)
+    requires = f"a whole season of 2 to {MAX_SEASON} periods and a cv.window of at least {MIN_SEASONS} seasons"
 
     def options(self, settings):
         m = settings.data.season_length
