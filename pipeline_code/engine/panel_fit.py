@@ -32,7 +32,7 @@ from pipeline_code.engine.core.calendar import parse_freq
 from pipeline_code.engine.estimator import HISTORY_POINTS
 from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.combination import COMBINATION
-from pipeline_code.engine.families.registry import family
+from pipeline_code.engine.families.registry import family, unavailable
 from pipeline_code.engine.families.sf import AutoETS
 from pipeline_code.engine.panel_cv import (
     LEVELS, ItemBacktest, PanelCV, cutoffs_before, interval, panel_cutoffs, pooled,
@@ -187,12 +187,9 @@ def panel_parameter_ranges(settings: Settings) -> dict[str, Any]:
 def check_families(settings: Settings) -> None:
     """Refuse, naming the key, a ``series.families`` entry that offers no model for these settings (its
     season or its window), before any series is fitted."""
-    problems = [f"series.families: {name!r} offers no model for data.season_length {settings.data.season_length:g}"
-                f" and cv.window {settings.cv.window}" + (f"; it needs {family(name).requires}"
-                                                           if getattr(family(name), "requires", "") else "")
-                for name in settings.series.families if not family(name).candidates(settings)]
+    problems = unavailable(settings.series.families, settings)
     if problems:
-        raise SettingsError(problems)
+        raise SettingsError([f"series.families: {p}" for p in problems])
 
 
 def family_candidate(name: str, settings: Settings, history: str, scale: str) -> dict[str, Any]:

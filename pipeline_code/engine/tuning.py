@@ -23,8 +23,8 @@ from pipeline_code.engine.families.combination import (
     build as build_combinations, equal_top, equal_weights, ranked_members,
 )
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
-from pipeline_code.engine.families.registry import family
-from pipeline_code.engine.settings import COMBINATION, EQUAL_TOP, LOWEST, OBJECTIVE, Settings
+from pipeline_code.engine.families.registry import family, unavailable
+from pipeline_code.engine.settings import COMBINATION, EQUAL_TOP, LOWEST, OBJECTIVE, Settings, SettingsError
 from pipeline_code.engine.workers import worker_pool
 
 _DATA: dict[str, Any] = {}
@@ -106,6 +106,15 @@ def candidate_space(settings: Settings) -> list[dict[str, Any]]:
     return [c for name in settings.search.families for c in family(name).candidates(settings)]
 
 
+def check_search(settings: Settings) -> None:
+    """Refuse, naming the key, a ``search.families`` of which no family offers a model for these
+    settings. (A family that offers none is left out otherwise: the defaults list ``arima``, which
+    weekly data does not get.)"""
+    if not candidate_space(settings):
+        raise SettingsError(["search.families: no family offers a model for these settings: "
+                             + "; ".join(unavailable(settings.search.families, settings))])
+
+
 def parameter_ranges(settings: Settings) -> dict[str, Any]:
     """The SageMaker tuning job's ParameterRanges: rendered by the run document itself
     (`Settings.parameter_ranges`, standard library only), so the starter Lambda renders the same."""
@@ -135,6 +144,7 @@ def tune(
     failed (infinite objective) with the reason; if every one fails, ``TuningError``.
     """
     jobs = jobs or os.cpu_count() or 1
+    check_search(settings)
     candidates = candidate_space(settings)
     data = {False: np.asarray(observed, float), True: np.asarray(counterfactual, float)}
     origins = selection_grid(data[True].size, settings)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from pipeline_code.engine.families.combination import build, ranked_members
-from pipeline_code.engine.settings import Settings
-from pipeline_code.engine.tuning import TuningError, candidate_space, served_of_trials, tune
+from pipeline_code.engine.settings import Settings, SettingsError
+from pipeline_code.engine.tuning import TuningError, candidate_space, check_search, served_of_trials, tune
 
 
 def test_search_space_is_the_full_grid():
@@ -120,3 +120,16 @@ def test_trials_scored_one_at_a_time_serve_what_the_local_tune_serves(serial, sm
         trials[0]["hyperparameters"], "lowest")  # one member fitted: fewer than search.serve_top
     with pytest.raises(TuningError, match="no trial has a finite cv_mase"):
         served_of_trials([{**trials[0], "cv_mase": np.nan}], small_settings)
+
+
+def test_a_search_no_family_of_which_offers_a_model_is_refused_naming_what_each_needs():
+    weekly = Settings.from_dict({"search": {"families": ["thief", "arima"]}}, "test")
+    with pytest.raises(SettingsError) as info:
+        tune(np.ones(600), np.ones(600), weekly, jobs=1, progress=False)
+    assert info.value.problems == [
+        "search.families: no family offers a model for these settings: 'thief' offers no model for "
+        "data.season_length 52.1786 and cv.window 417; it needs a whole season of 2 to 24 periods and a "
+        "cv.window of at least 7 seasons; 'arima' offers no model for data.season_length 52.1786 and "
+        "cv.window 417; it needs a season of at most 24 periods"]
+    # one family that offers a model is enough: the others are left out, as arima is by default
+    check_search(Settings.from_dict({"search": {"families": ["thief", "seasonal_naive"]}}, "test"))

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline_code.cli.main import main
 from pipeline_code.engine.core.forecaster import Forecaster
-from pipeline_code.engine.settings import SETTINGS_FILE, Settings
+from pipeline_code.engine.settings import SETTINGS_FILE, Settings, SettingsError
 from pipeline_code.pipeline.stages import run_evaluation, run_processing, run_training
 from tests.conftest import BUNDLED
 from tests.run_documents import BAD_SETTINGS
@@ -170,3 +170,13 @@ def test_the_tuning_ranges_name_the_family_and_are_rendered_once():
     categorical = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
     assert categorical["family"] == list(settings.search.families)
     assert ranges["IntegerParameterRanges"][0]["MaxValue"] == "5"
+
+
+def test_processing_refuses_a_search_whose_families_offer_no_model_before_reading_the_data(tmp_path):
+    source = tmp_path / "raw" / "sales.csv"
+    source.parent.mkdir()
+    source.write_text("not,even,a,series\n")  # never read: the settings are refused first
+    weekly = Settings.from_dict({"search": {"families": ["thief"]}}, "test")
+    with pytest.raises(SettingsError, match=r"search.families: no family offers a model .*'thief'"):
+        run_processing(source.parent, tmp_path / "processed", weekly)
+    assert not (tmp_path / "processed").exists()

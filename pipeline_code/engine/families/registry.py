@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline_code.engine.families.base import Family
+from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.families.global_ar import GlobalAR, GlobalARDrift
 from pipeline_code.engine.families.harmonic import HarmonicArima
 from pipeline_code.engine.families.seasonal_naive import SeasonalNaive
@@ -32,3 +33,16 @@ def family(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise ValueError(f"unknown model family {name!r}; choose from {sorted(FAMILIES)}") from None
+
+
+def unavailable(names, settings: Settings) -> list[str]:
+    """Why each of ``names`` that offers no model for these settings (its season or its window) does
+    not; empty when every one offers one."""
+    out = []
+    for name in names:
+        found = family(name)
+        if not found.candidates(settings):
+            needs = getattr(found, "requires", "")
+            out.append(f"{name!r} offers no model for data.season_length {settings.data.season_length:g} and cv.window"
+                       f" {settings.cv.window}" + (f"; it needs {needs}" if needs else ""))
+    return out
