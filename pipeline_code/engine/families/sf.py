@@ -117,25 +117,30 @@ class StatsforecastFamily:
         return [{"family": self.name, "use_counterfactual_data": 1, "history": h, "scale": s, **o}
                 for h in histories for s in settings.search.scales for o in self.options(settings)]
 
+    def forecast_rows(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int,
+                      candidate: dict[str, Any], ctx: Context, jobs: int, scale: str) -> tuple[np.ndarray, np.ndarray]:
+        """Log-scale centre and variance (n, horizon) of the model fitted on each ``x[starts[i]:ends[i]]``
+        (``x`` on ``scale``): one StatsForecast call."""
+        return _fit(self.model(candidate, ctx), x, starts, ends, horizon, jobs, self.exog(candidate, ctx), scale)
+
     def fit_windows(self, y, candidate, origins, ctx: Context) -> WindowForecasts:
         x, scale = _scaled(y, candidate)
         starts = history_starts(origins, ctx.window, candidate.get("history", WINDOW))
-        model, exog = self.model(candidate, ctx), self.exog(candidate, ctx)
         try:
-            centre, variance = _fit(model, x, starts, origins, ctx.horizon, ctx.jobs, exog, scale)
+            centre, variance = self.forecast_rows(x, starts, origins, ctx.horizon, candidate, ctx, ctx.jobs, scale)
             return WindowForecasts.from_rows(origins, centre, variance)
         except FamilyError:
             raise
         except Exception:  # noqa: BLE001 - one bad window fails the batch: retry window by window
-            return self._one_by_one(model, x, starts, origins, ctx, exog, scale)
+            return self._one_by_one(x, starts, origins, candidate, ctx, scale)
 
-    def _one_by_one(self, model, x, starts, origins, ctx: Context, exog, scale) -> WindowForecasts:
+    def _one_by_one(self, x, starts, origins, candidate, ctx: Context, scale) -> WindowForecasts:
         centre = np.full((origins.size, ctx.horizon), np.nan)
         variance = np.full_like(centre, np.nan)
         reason = None
         for i in range(origins.size):
             try:
-                c, v = _fit(model, x, starts[i:i + 1], origins[i:i + 1], ctx.horizon, 1, exog, scale)
+                c, v = self.forecast_rows(x, starts[i:i + 1], origins[i:i + 1], ctx.horizon, candidate, ctx, 1, scale)
                 centre[i], variance[i] = c[0], v[0]
             except Exception as err:  # noqa: BLE001 - scored as a failed window
                 reason = reason or f"{type(err).__name__}: {err}"
@@ -145,8 +150,7 @@ class StatsforecastFamily:
         x, scale = _scaled(y, candidate)
         end = np.array([x.size])
         start = history_starts(end, min(ctx.window, x.size), candidate.get("history", WINDOW))
-        centre, variance = _fit(self.model(candidate, ctx), x, start, end, ctx.periods, ctx.jobs,
-                                self.exog(candidate, ctx), scale)
+        centre, variance = self.forecast_rows(x, start, end, ctx.periods, candidate, ctx, ctx.jobs, scale)
         if not (np.all(np.isfinite(centre)) and np.all(np.isfinite(variance))):
             raise FamilyError(f"{self.name}: the final fit's forecast is not finite")
         return Section(PATH, dict(candidate), {"centre": centre[0], "variance": variance[0]})

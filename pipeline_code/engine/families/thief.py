@@ -23,12 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.families.base import (
-    ALL, PATH, WINDOW, Context, FamilyError, Section, WindowForecasts, history_starts,
-)
-from pipeline_code.engine.families.sf import (
-    LOG, StatsforecastFamily, _forecast, _scaled, _statsforecast, model_code, to_log_scale,
-)
+from pipeline_code.engine.families.base import ALL, WINDOW, Context
+from pipeline_code.engine.families.sf import LOG, StatsforecastFamily, _forecast, _statsforecast, model_code, to_log_scale
 
 MAX_SEASON = 24
 # The top level's series is this many values at least: statsforecast's AutoETS refuses a series of
@@ -74,37 +70,8 @@ class ThiefETS(StatsforecastFamily):
         usable = abs(m - round(m)) < 1e-9 and 2 <= round(m) <= MAX_SEASON
         return [{}] if usable and settings.cv.window >= MIN_SEASONS * round(m) else []
 
-    def fit_windows(self, y, candidate, origins, ctx: Context) -> WindowForecasts:
-        x, scale = _scaled(y, candidate)
-        starts = history_starts(origins, ctx.window, candidate.get("history", WINDOW))
-        try:
-            centre, variance = self._fit(x, starts, origins, ctx.horizon, candidate, ctx, ctx.jobs, scale)
-            return WindowForecasts.from_rows(origins, centre, variance)
-        except FamilyError:
-            raise
-        except Exception:  # noqa: BLE001 - one bad window fails the batch: retry window by window
-            centre = np.full((origins.size, ctx.horizon), np.nan)
-            variance = np.full_like(centre, np.nan)
-            reason = None
-            for i in range(origins.size):
-                try:
-                    c, v = self._fit(x, starts[i:i + 1], origins[i:i + 1], ctx.horizon, candidate, ctx, 1, scale)
-                    centre[i], variance[i] = c[0], v[0]
-                except Exception as err:  # noqa: BLE001 - scored as a failed window
-                    reason = reason or f"{type(err).__name__}: {err}"
-            return WindowForecasts.from_rows(origins, centre, variance, reason)
-
-    def fit_final(self, y, candidate, ctx: Context) -> Section:
-        x, scale = _scaled(y, candidate)
-        end = np.array([x.size])
-        start = history_starts(end, min(ctx.window, x.size), candidate.get("history", WINDOW))
-        centre, variance = self._fit(x, start, end, ctx.periods, candidate, ctx, ctx.jobs, scale)
-        if not (np.all(np.isfinite(centre)) and np.all(np.isfinite(variance))):
-            raise FamilyError(f"{self.name}: the final fit's forecast is not finite")
-        return Section(PATH, dict(candidate), {"centre": centre[0], "variance": variance[0]})
-
-    def _fit(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int, candidate: dict[str, Any],
-             ctx: Context, jobs: int, scale: str) -> tuple[np.ndarray, np.ndarray]:
+    def forecast_rows(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int,
+                      candidate: dict[str, Any], ctx: Context, jobs: int, scale: str) -> tuple[np.ndarray, np.ndarray]:
         """Log-scale centre and variance (n, horizon): every level's AutoETS (one StatsForecast call per
         level over all windows), reconciled."""
         m = ctx.period
