@@ -209,17 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuned", nargs="+", metavar="FAMILIES",
                         help="instead: the whole procedure (the global choice tuned before the first cutoff "
                              "over both histories and scales) with each comma-separated series.families")
-    parser.add_argument("--per-series-pairs", action="store_true",
-                        help="with --tuned: each series' own choice may take a pair of families too "
-                             "(panel_fit.PER_SERIES_PAIRS)")
     parser.add_argument("--name", default="panel_validation")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     command = " ".join([".venv/bin/python -m bench.panel_validation_bench", *argv])
-    if args.per_series_pairs:
-        from pipeline_code.engine import panel_fit
-
-        panel_fit.PER_SERIES_PAIRS = True
     if args.tuned:
         results = run_tuned(args.tuned)
         tuning = SeriesSettings().tune_cutoffs

@@ -41,10 +41,6 @@ from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run, series
 from pipeline_code.engine.settings import CHOICE_KEYS, HISTORIES, PER_SERIES, SCALES, Settings, SettingsError
 from pipeline_code.engine.workers import worker_pool
 
-# Whether each series' own choice (``per_series``) may also take a pair of families (``"ets+theta"``), not
-# only one family or the combination of all: an experiment of bench/panel_validation_bench.py
-# (``--per-series-pairs``; bench/results/panel_accuracy.notes.md, item 12), off.
-PER_SERIES_PAIRS = False
 CALIBRATION_METHOD = ("pooled panel conformal: the rolling choice's log errors over each series' one-step "
                       "model standard deviation")
 ETS = AutoETS.name
@@ -218,8 +214,7 @@ def panel_candidates(settings: Settings, choice: dict[str, str]) -> tuple[dict[s
         candidates[key] = {"family": COMBINATION, "kind": "equal", "members": [candidates[n] for n in group],
                            "weights": [round(1.0 / len(group), 12)] * len(group)}
     if choice["family"] == PER_SERIES:
-        keys = tuple([*names, *([COMBINATION] if len(names) > 1 else []),
-                      *(settings.panel_pairs() if PER_SERIES_PAIRS else [])])
+        keys = tuple([*names, *([COMBINATION] if len(names) > 1 else [])])
     else:
         keys = (choice["family"],)
     return candidates, keys, fallback
