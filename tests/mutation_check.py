@@ -125,6 +125,21 @@ MUTATIONS = {
         "ETS on the log scale searches multiplicative errors too (unit-dependent noise on log values)",
         (("pipeline_code/engine/families/sf.py", 'return "A" + code[1:] if', 'return "Z" + code[1:] if'),),
         ("tests/engine/test_families.py",)),
+    "ma-filter-lagged-wrongly": Mutation(
+        "the inverse MA filter feeds back the error instead of the filtered value (x[t] = e[t] - theta e[t-1])",
+        (("pipeline_code/engine/model/sliding.py", "previous = column - theta * previous\n        out[t] = previous",
+          "out[t] = column - theta * previous\n        previous = column"),),
+        ("tests/engine/test_model.py",)),
+    "thief-blocks-start-aligned": Mutation(
+        "temporal hierarchy blocks start at the window's start, so the last block does not end at the origin",
+        (("pipeline_code/engine/families/thief.py",
+          "blocks = [x[e - u:e].reshape(-1, k).sum(axis=1) for e, u in zip(ends, used)]",
+          "blocks = [x[b:b + u].reshape(-1, k).sum(axis=1) for b, u in zip(starts, used)]"),),
+        ("tests/engine/test_thief.py",)),
+    "thief-unscaled-reconciliation": Mutation(
+        "temporal hierarchy reconciliation by OLS (every level weighted alike), not structural scaling",
+        (("pipeline_code/engine/families/thief.py", "np.full(m // k, 1.0 / k)", "np.full(m // k, 1.0)"),),
+        ("tests/engine/test_thief.py",)),
     "tune-picks-lowest-cv-mse": Mutation(
         "the single-series tune serves the lowest CV MSE, not the objective (CV MASE)",
         (("pipeline_code/engine/tuning.py", "return min(self.candidates, key=lambda c: c[OBJECTIVE])",
