@@ -6,7 +6,9 @@ import pytest
 
 from pipeline_code.engine.families.combination import build, ranked_members
 from pipeline_code.engine.settings import Settings, SettingsError
-from pipeline_code.engine.tuning import TuningError, candidate_space, check_search, served_of_trials, tune
+from pipeline_code.engine.tuning import (
+    TuningError, TuningResult, candidate_space, check_search, served_of_trials, tune,
+)
 
 
 def test_search_space_is_the_full_grid():
@@ -104,6 +106,14 @@ def test_serve_lowest_serves_the_lowest_objective(gasoline_700, small_settings):
     assert result.best["cv_mase"] == min(c["cv_mase"] for c in result.candidates)
     assert result.to_dict()["serve"] == "lowest"
     assert not any(c["hyperparameters"].get("kind") == "equal top 4" for c in result.candidates)
+
+
+def test_the_lowest_is_by_the_objective_when_cv_mse_ranks_otherwise():
+    """CV MSE lets the latest, largest splits of a growing series decide; the objective is CV MASE."""
+    small_errors_late = {"hyperparameters": {"family": "ets"}, "cv_mse": 4.0, "cv_mase": 0.9}
+    small_errors_scaled = {"hyperparameters": {"family": "theta"}, "cv_mse": 9.0, "cv_mase": 0.7}
+    result = TuningResult([small_errors_late, small_errors_scaled], seconds=0.0, jobs=1, splits=30)
+    assert result.best is small_errors_scaled
 
 
 def test_trials_scored_one_at_a_time_serve_what_the_local_tune_serves(serial, small_settings):
