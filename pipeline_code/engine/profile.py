@@ -44,7 +44,7 @@ class Profile:
 def profile_csv(raw: bytes, columns: Sequence[str] = AMAZON_FORECAST_COLUMNS) -> Profile:
     """What the upload implies; ``columns`` is the column order of a headerless panel
     (``series.columns``)."""
-    rows = csv.reader(io.StringIO(raw.decode("utf-8", errors="replace")))
+    rows = csv.reader(io.StringIO(raw.decode("utf-8-sig", errors="replace")))  # a BOM dropped, as parsing does
     try:
         first = next(rows)
     except (csv.Error, StopIteration):

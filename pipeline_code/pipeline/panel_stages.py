@@ -48,7 +48,7 @@ def is_panel_upload(path: Path, settings: Settings) -> bool:
     with Path(path).open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
     try:
-        first = next(csv.reader(io.StringIO(head.decode("utf-8", errors="replace"))), [])
+        first = next(csv.reader(io.StringIO(head.decode("utf-8-sig", errors="replace"))), [])  # as parsing reads it
     except csv.Error:
         return False
     cells = [cell.strip() for cell in first]

@@ -30,6 +30,7 @@ def test_a_panel_sorted_by_date_gives_the_longest_series_and_an_items_frequency(
     profile = profile_csv(("\n".join(lines) + "\n").encode())
     assert (profile.observations, profile.items, profile.panel) == (60, 500, True)
     assert infer_freq(profile.timestamps) == "MS" and len(profile.timestamps) == 60
+    assert profile_csv(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode()) == profile  # a BOM is dropped
     settings = resolve([], timestamps=profile.timestamps, observations=profile.observations).settings
     assert (settings.data.freq, settings.data.season_length) == ("MS", 12.0)
 
