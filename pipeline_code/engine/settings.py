@@ -618,7 +618,7 @@ def parse_document(raw: bytes, source: str = "settings", max_bytes: int = SETTIN
     if len(raw) > max_bytes:
         raise SettingsError([f"document is {len(raw)} bytes; the limit is {max_bytes}"], source)
     try:
-        document = json.loads(raw.decode("utf-8"))
+        document = json.loads(raw.decode("utf-8-sig"))  # a byte-order mark is ignored (RFC 8259 §8.1 allows it), as for the CSV
     except UnicodeDecodeError as err:
         raise SettingsError([f"not UTF-8 text (byte {err.start})"], source) from err
     except json.JSONDecodeError as err:

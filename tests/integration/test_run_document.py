@@ -180,3 +180,10 @@ def test_processing_refuses_a_search_whose_families_offer_no_model_before_readin
     with pytest.raises(SettingsError, match=r"search.families: no family offers a model .*'thief'"):
         run_processing(source.parent, tmp_path / "processed", weekly)
     assert not (tmp_path / "processed").exists()
+
+
+def test_a_settings_file_with_a_utf8_byte_order_mark_reads_as_without():
+    from pipeline_code.engine.settings import parse_document
+
+    body = json.dumps({"data": {"horizon": 12}}).encode()
+    assert parse_document(b"\xef\xbb\xbf" + body) == parse_document(body) == {"data": {"horizon": 12}}
