@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pipeline_code.engine.families.base import Family
-from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.families.global_ar import GlobalAR, GlobalARDrift
 from pipeline_code.engine.families.harmonic import HarmonicArima
 from pipeline_code.engine.families.seasonal_naive import SeasonalNaive
 from pipeline_code.engine.families.thief import ThiefETS
+from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.families.sf import (
     MSTL, ArimaFourier, AutoCES, AutoETS, AutoTBATS, AutoTheta, SeasonalArima,
 )
@@ -35,7 +37,7 @@ def family(name: str) -> Family:
         raise ValueError(f"unknown model family {name!r}; choose from {sorted(FAMILIES)}") from None
 
 
-def unavailable(names, settings: Settings) -> list[str]:
+def unavailable(names: Iterable[str], settings: Settings) -> list[str]:
     """Why each of ``names`` that offers no model for these settings (its season or its window) does
     not; empty when every one offers one."""
     out = []
