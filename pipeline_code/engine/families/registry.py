@@ -8,11 +8,11 @@ from pipeline_code.engine.families.base import Family
 from pipeline_code.engine.families.global_ar import GlobalAR, GlobalARDrift
 from pipeline_code.engine.families.harmonic import HarmonicArima
 from pipeline_code.engine.families.seasonal_naive import SeasonalNaive
-from pipeline_code.engine.families.thief import ThiefETS
-from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.families.sf import (
     MSTL, ArimaFourier, AutoCES, AutoETS, AutoTBATS, AutoTheta, SeasonalArima,
 )
+from pipeline_code.engine.families.thief import ThiefETS
+from pipeline_code.engine.settings import Settings
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     HarmonicArima(),
