@@ -16,6 +16,12 @@ BAD_SETTINGS = {
     "season length the search cannot use": (json.dumps({"data": {"season_length": 2}}),
                                              "search.fourier_k: no value fits data.season_length 2"),
     "JSON that does not parse": ('{"data": {"horizon": 12,}}', "invalid JSON at line 1, column 25"),
+    "a number JSON does not have": ('{"cv": {"window": Infinity}}', "invalid JSON: Infinity is not a JSON number"),
+    "NaN": ('{"cv": {"window": NaN}}', "invalid JSON: NaN is not a JSON number"),
+    "a number too large for a float": ('{"cv": {"window": 1e400}}', "cv.window: expected an integer, got a number inf"),
+    "a key twice": ('{"search": {"families": ["theta"]}, "search": {}}',
+                    "invalid JSON: key 'search' appears twice in one object"),
+    "nesting deeper than the parser goes": ("[" * 30000 + "]" * 30000, "invalid JSON: nested too deeply"),
     "file over the size limit": (json.dumps({"data": {}, "pad": "x" * SETTINGS_MAX_BYTES}),
                                  f"the limit is {SETTINGS_MAX_BYTES}"),
 }

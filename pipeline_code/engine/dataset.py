@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -236,11 +237,15 @@ def parse_date(cell: str, line: int) -> date:
     return stamp
 
 
+# A number as written in CSV: ASCII digits, an optional sign, point and exponent (or inf/nan, refused
+# below as not finite). Python's float() also takes "1_100" and non-ASCII digits, which a file means otherwise.
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE | re.ASCII)
+
+
 def parse_value(cell: str, line: int, require_positive: bool) -> float:
-    try:
-        value = float(cell.strip())
-    except ValueError:
-        raise DataValidationError("value", f"{excerpt(cell)} is not a number", line) from None
+    if not _NUMBER.fullmatch(cell.strip()):
+        raise DataValidationError("value", f"{excerpt(cell)} is not a number", line)
+    value = float(cell.strip())
     if not math.isfinite(value):
         raise DataValidationError("value", f"{excerpt(cell.strip())} is not a finite number", line)
     if value != 0 and not MIN_ABS_VALUE <= abs(value) <= MAX_ABS_VALUE:

@@ -217,8 +217,8 @@ class _Rows:
                 if day is None:
                     day = self.new_date(row[stamp_col], line)
                 text = row[value_col]
-                try:
-                    value = float(text)
+                try:  # float() also reads "1_100" and non-ASCII digits: those go to parse_value's rule
+                    value = float(text) if text.isascii() and "_" not in text else 0.0
                 except ValueError:
                     value = 0.0
                 if not MIN_ABS_VALUE <= value <= MAX_ABS_VALUE:  # zero, negative, nan, inf or not a number

@@ -618,14 +618,35 @@ def parse_document(raw: bytes, source: str = "settings", max_bytes: int = SETTIN
     if len(raw) > max_bytes:
         raise SettingsError([f"document is {len(raw)} bytes; the limit is {max_bytes}"], source)
     try:
-        document = json.loads(raw.decode("utf-8-sig"))  # a byte-order mark is ignored (RFC 8259 §8.1 allows it), as for the CSV
+        # a byte-order mark is ignored (RFC 8259 §8.1 allows it), as for the CSV
+        document = json.loads(raw.decode("utf-8-sig"), parse_constant=_not_json, object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as err:
         raise SettingsError([f"not UTF-8 text (byte {err.start})"], source) from err
     except json.JSONDecodeError as err:
         raise SettingsError([f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"], source) from err
+    except _Refused as err:
+        raise SettingsError([f"invalid JSON: {err}"], source) from None
+    except RecursionError:
+        raise SettingsError(["invalid JSON: nested too deeply"], source) from None
     if not isinstance(document, dict):
         raise SettingsError([f"the document must be a JSON object, got {_kind(document)}"], source)
     return document
+
+
+class _Refused(ValueError):
+    """What strict JSON refuses that Python's parser takes."""
+
+
+def _not_json(constant: str) -> Any:
+    raise _Refused(f"{constant} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise _Refused(f"key {repeated[0]!r} appears twice in one object")
+    return dict(pairs)
 
 
 def settings_file_for(data_name: str) -> str:
@@ -658,7 +679,8 @@ def _coerce(value: Any, hint: Any) -> Any:
             raise TypeError(f"expected true or false, got {_kind(value)}")
         return value
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or value != int(value)):
             raise TypeError(f"expected an integer, got {_kind(value)} {value!r}")
         return int(value)
     if hint is float:

@@ -73,6 +73,9 @@ def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -
             raise DataValidationError(
                 err.rule, f"{err.message}; the run settings need {settings.min_observations_rule()}") from err
         raise
+    if np.all(series.values == series.values[0]):  # a panel's constant series get the fallback instead
+        raise DataValidationError("constant", f"every value is {series.values[0]:g}: a constant series has no"
+                                  " variation to forecast, nor to scale the errors by (MASE)")
     pre = preprocess(series, settings.data.season_length, settings.preprocess)
     train, test = pre.split(settings.data.horizon)
     for part, name, folder in ((train, TRAIN_FILE, "train"), (test, TEST_FILE, "test")):

@@ -31,6 +31,8 @@ def test_good_file_parses():
         ("timestamp,value\n2020-13-03,1\n", "timestamp", 2),
         ("timestamp,value\n03/01/2020,1\n", "timestamp", 2),
         ("timestamp,value\n2020-01-03,abc\n", "value", 2),
+        ("timestamp,value\n2020-01-03,1_100\n", "value", 2),  # float() reads 1100
+        ("timestamp,value\n2020-01-03,\uff11\n", "value", 2),  # a full-width digit one
         ("timestamp,value\n2020-01-03,1\n2020-01-10,nan\n", "value", 3),
         ("timestamp,value\n2020-01-03,1\n2020-01-10,inf\n", "value", 3),
         ("timestamp,value\n2020-01-03,-4\n", "value", 2),

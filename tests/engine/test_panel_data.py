@@ -325,3 +325,9 @@ def test_shard_of_is_stable_across_processes_and_spreads_items():
     assert {shard_of(item, 1) for item in items} == {0}
     with pytest.raises(ValueError):
         shard_of("a", 0)
+
+
+@pytest.mark.parametrize("cell", ["1_100", "\uff11100"])
+def test_numbers_float_reads_but_a_csv_does_not_mean_are_refused(cell):
+    """The fast path (float) passes them to the value rule, which names the line and the item."""
+    refused(csv_bytes(rows("A", [1, 2]) + [f"A,{month(2)},{cell}"]), "value", 4, "A")
