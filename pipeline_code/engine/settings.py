@@ -562,6 +562,10 @@ def resolve(
     horizon = derived.get("data.horizon", data.horizon)
     if observations is not None:
         observations = min(observations, settings.data.max_rows)  # only the latest max_rows are used
+        if "data.season_length" in given and season * WINDOW_MIN_SEASONS > observations:  # a short series
+            # with a derived season is refused as too short instead, naming the minimum length
+            raise SettingsError([f"data.season_length: {season:g} periods is too long for the series: its "
+                                 f"{observations} observations hold fewer than {WINDOW_MIN_SEASONS} seasons"], "data")
         origins = settings.gate.eval_origins
         if "gate.eval_origins" not in given:
             origins = derived["gate.eval_origins"] = max(ORIGINS_MIN, min(ORIGINS_MAX, observations // 10))

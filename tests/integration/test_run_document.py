@@ -187,3 +187,13 @@ def test_a_settings_file_with_a_utf8_byte_order_mark_reads_as_without():
 
     body = json.dumps({"data": {"horizon": 12}}).encode()
     assert parse_document(b"\xef\xbb\xbf" + body) == parse_document(body) == {"data": {"horizon": 12}}
+
+
+def test_a_given_season_longer_than_a_third_of_the_series_is_refused_naming_it():
+    from pipeline_code.engine.settings import resolve
+
+    months = [date(2000 + k // 12, k % 12 + 1, 1) for k in range(180)]
+    with pytest.raises(SettingsError, match=re.escape(
+            "data.season_length: 1e+300 periods is too long for the series: its 180 observations hold fewer than 3")):
+        resolve([("s.json", {"data": {"season_length": 1e300}})], timestamps=months, observations=180)
+    assert resolve([("s.json", {"data": {"season_length": 60}})], timestamps=months, observations=180).settings
