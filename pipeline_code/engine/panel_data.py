@@ -286,7 +286,14 @@ class _Rows:
         parts = [(self.names[item[start]], position[start:stop], value[start:stop], line[start:stop])
                  for start, stop in zip(starts, stops)]
         for name, *part in parts:  # duplicates and frequencies of every item before any fill
-            _naming(name, fill.check, *part)
+            try:
+                _naming(name, fill.check, *part)
+            except DataValidationError as err:
+                spellings = sorted(cell for cell, index in self.by_cell.items() if index == self.by_name[name])
+                if err.rule != "duplicate" or len(spellings) < 2:
+                    raise
+                raise DataValidationError(err.rule, f"{err.message}; the file spells the item {spellings}, one item"
+                                          " once surrounding spaces are dropped", err.line, item=name) from None
         series, fills, lines = {}, {}, {}
         for name, *part in parts:
             values, filled = _naming(name, fill.series, *part)

@@ -331,3 +331,10 @@ def test_shard_of_is_stable_across_processes_and_spreads_items():
 def test_numbers_float_reads_but_a_csv_does_not_mean_are_refused(cell):
     """The fast path (float) passes them to the value rule, which names the line and the item."""
     refused(csv_bytes(rows("A", [1, 2]) + [f"A,{month(2)},{cell}"]), "value", 4, "A")
+
+
+def test_a_duplicate_from_two_spellings_of_one_item_says_so():
+    error = refused(csv_bytes(rows("a", [1, 2]) + rows(" a", [3])), "duplicate", 4, "a")
+    assert "the file spells the item [' a', 'a'], one item once surrounding spaces are dropped" in str(error)
+    plain = refused(csv_bytes(rows("a", [1, 2]) + rows("a", [3])), "duplicate", 4, "a")
+    assert "spells" not in str(plain)
