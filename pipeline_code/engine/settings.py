@@ -646,11 +646,12 @@ def _not_json(constant: str) -> Any:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise _Refused(f"key {repeated[0]!r} appears twice in one object")
-    return dict(pairs)
+    document = dict(pairs)
+    if len(document) < len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _Refused(f"key {repeated!r} appears twice in one object")
+    return document
 
 
 def settings_file_for(data_name: str) -> str:
