@@ -80,7 +80,7 @@ class ThiefETS(StatsforecastFamily):
         if np.any(used < MIN_SEASONS * m):
             raise ValueError(f"{self.name}: a window holds fewer than {MIN_SEASONS} whole seasons of {m}")
         models = _statsforecast()[1]
-        base, variance = [], None
+        base, variances = [], []
         for k in levels(m):
             blocks = [x[e - u:e].reshape(-1, k).sum(axis=1) for e, u in zip(ends, used)]
             series = np.concatenate(blocks)
@@ -89,7 +89,7 @@ class ThiefETS(StatsforecastFamily):
             model = models.AutoETS(season_length=max(1, m // k), model=model_code(candidate))
             mu, var = _forecast(model, series, level_ends - lengths, level_ends, seasons * (m // k), jobs, None)
             base.append(mu)
-            variance = var if k == 1 else variance
+            variances.append(var)
         centre = reconcile(base, m, horizon)
-        variance = variance[:, :horizon]
+        variance = variances[0][:, :horizon]  # the bottom level's (levels start at 1)
         return (centre, variance) if scale == LOG else to_log_scale(centre, variance)
