@@ -27,7 +27,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -312,6 +312,29 @@ def equal_top_distinct(k: int) -> Callable:
     return rule
 
 
+@dataclass(frozen=True)
+class MedianOf:
+    """A rule's choice that is not a weighted mean: the per-step median of these pool rows' forecasts."""
+    rows: tuple[int, ...]
+
+
+def median_top(k: int) -> Callable:
+    """The per-step median of the top k members by CV MASE."""
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> MedianOf:
+        return MedianOf(tuple(_ranked(meta, OBJECTIVE)[:k]))
+    return rule
+
+
+def median_of_families(names: tuple[str, ...]) -> Callable:
+    """The per-step median of the best member by CV MASE of each of ``names`` that offers one."""
+    def rule(meta: dict, a: dict[str, np.ndarray]) -> MedianOf:
+        best: dict[str, int] = {}
+        for r in _ranked(meta, OBJECTIVE):
+            best.setdefault(meta["pool"][r]["hyperparameters"]["family"], r)
+        return MedianOf(tuple(best[n] for n in names if n in best))
+    return rule
+
+
 BEFORE = "lowest CV MSE (before 2026-11-26)"
 LOWEST = "lowest CV MASE (search.serve lowest)"
 ADOPTED = "equal top 3 (MASE ranks; search.serve default)"
@@ -335,12 +358,20 @@ RULES: dict[str, Callable] = {
     "equal top 3 but naive": equal_top_without_naive(3),
     # pre-registered in the notes, 2026-11-27
     "equal top 3 of distinct families": equal_top_distinct(3),
+    "median of top 5": median_top(5),
+    "median of the best ETS, ARIMA, Theta": median_of_families(("ets", "arima", "theta")),
 }
 
 
-def test_mase(a: dict[str, np.ndarray], w: np.ndarray) -> float:
-    mean = np.tensordot(w, a["test_forecasts"], axes=1)
-    return float(np.mean(np.abs(a["test_actual"] - mean) / a["test_scale"][:, None]))
+def combine(forecasts: np.ndarray, choice: np.ndarray | MedianOf) -> np.ndarray:
+    """The forecast a rule's choice makes of the pool's (members, splits, steps) forecasts."""
+    if isinstance(choice, MedianOf):
+        return np.median(forecasts[list(choice.rows)], axis=0)
+    return np.tensordot(choice, forecasts, axes=1)
+
+
+def test_mase(a: dict[str, np.ndarray], w: np.ndarray | MedianOf) -> float:
+    return float(np.mean(np.abs(a["test_actual"] - combine(a["test_forecasts"], w)) / a["test_scale"][:, None]))
 
 
 def report(cache: Path, names: list[str]) -> dict:
@@ -355,13 +386,13 @@ def report(cache: Path, names: list[str]) -> dict:
     return rows
 
 
-def _describe(meta: dict, w: np.ndarray) -> str:
-    parts = []
-    for r in np.flatnonzero(w):
+def _describe(meta: dict, w: np.ndarray | MedianOf) -> str:
+    def label(r: int) -> str:
         hp = meta["pool"][r]["hyperparameters"]
-        label = "/".join(str(hp[k]) for k in ("family", "history", "scale") if k in hp)
-        parts.append(f"{label} {w[r]:.2f}")
-    return ", ".join(parts)
+        return "/".join(str(hp[k]) for k in ("family", "history", "scale") if k in hp)
+    if isinstance(w, MedianOf):
+        return "median of " + ", ".join(label(r) for r in w.rows)
+    return ", ".join(f"{label(r)} {w[r]:.2f}" for r in np.flatnonzero(w))
 
 
 def _ratio(v: np.ndarray, base: np.ndarray) -> str:

@@ -139,3 +139,19 @@ def test_an_added_familys_members_are_scored_against_the_cached_pools(tmp_path):
     lines = bench.added_family(cached, extended, ["s0", "s1"], "ces")
     assert f"**{np.exp(np.mean(np.log(ratios))):.3f} (" in lines[2]
     assert "2 series better, 0 worse, 2 in all; `ces` is offered on 2 (its rules: season, window) and a served member on 2." in lines[2]
+
+
+def test_median_rules_take_the_per_step_median_of_their_members():
+    meta, a = _pool()
+    top = bench.median_top(3)(meta, a)
+    assert top.rows == tuple(bench._ranked(meta, "cv_mase")[:3])
+    expected = np.median(a["test_forecasts"][list(top.rows)], axis=0)
+    assert bench.test_mase(a, top) == np.mean(np.abs(a["test_actual"] - expected))
+    # one outlying member carries the mean of three away; their median stays between the other two
+    a["test_forecasts"][top.rows[2]] += 1e6
+    others = a["test_forecasts"][list(top.rows[:2])]
+    assert np.array_equal(bench.combine(a["test_forecasts"], top), others.max(axis=0))
+    assert bench.test_mase(a, bench.equal_top(3, "cv_mase")(meta, a)) > 1e5
+    families = bench.median_of_families(("ets", "arima", "missing", "theta"))(meta, a)
+    assert [meta["pool"][r]["hyperparameters"]["family"] for r in families.rows] == ["ets", "arima", "theta"]
+    assert bench._describe(meta, families) == "median of ets/all, arima/window, theta/window"
