@@ -264,8 +264,10 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     "fileName.$": "$.fileName",
                 },
                 "retries": initial_retries(s),
-                # Rendered by the starter from the run document's candidate space (season-length clipped).
+                # Rendered by the starter from the run document: the tuning job's ranges, and its strategy
+                # and limits (one series: a Grid over the families; a panel: the deployment's tuning).
                 "parameterRanges.$": "$.parameterRanges",
+                "tuning.$": "$.tuning",
                 # Instances of the sharded fit: series.instances for a panel, 0 for one series.
                 "shards.$": "$.shards",
             },
@@ -297,11 +299,11 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             {
                 "HyperParameterTuningJobName.$": naming.format_expr(s, "tuning_job"),
                 "HyperParameterTuningJobConfig": {
-                    "Strategy": s.tuning.strategy,
+                    "Strategy.$": "$.tuning.strategy",
                     "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": OBJECTIVE_METRIC},
                     "ResourceLimits": {
-                        "MaxNumberOfTrainingJobs": s.tuning.max_jobs,
-                        "MaxParallelTrainingJobs": s.tuning.max_parallel_jobs,
+                        "MaxNumberOfTrainingJobs.$": "$.tuning.maxJobs",
+                        "MaxParallelTrainingJobs.$": "$.tuning.maxParallelJobs",
                     },
                     "ParameterRanges.$": "$.parameterRanges",
                     "TrainingJobEarlyStoppingType": "Off",

@@ -54,6 +54,11 @@ class TuningSettings:
     max_runtime_seconds: int = 3600
     max_wait_seconds: int = 7200
 
+    def limits(self) -> dict[str, Any]:
+        """What the starter renders into each run's tuning job (a panel's search; one series' is a Grid
+        over its families, at most ``max_parallel_jobs`` at once): lambdas/start_run/app.py."""
+        return {"strategy": self.strategy, "maxJobs": self.max_jobs, "maxParallelJobs": self.max_parallel_jobs}
+
 
 @dataclass(frozen=True, kw_only=True)
 class InfraSettings:

@@ -31,7 +31,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline_code.cli.views import ModelRow, Trial
+from pipeline_code.cli.views import ModelRow, Trial, report_trials
 from pipeline_code.pipeline import layout
 from pipeline_code.pipeline.registry import APPROVED, PENDING, REJECTED, SUPERSEDED, RegistryError, check_decision
 from pipeline_code.pipeline.runs import (
@@ -226,6 +226,14 @@ class StackOps:
     # --- tuning ----------------------------------------------------------------------------------
 
     def trials(self, run_id: str) -> tuple[str, list[Trial]]:
+        """One series' run: every candidate and combination, from the Select job's ``tuning.json`` (the
+        tuning job's trials are whole families); a panel's: each training job of its tuning job."""
+        s3 = self._client("s3")
+        key = layout.run_key(run_id, layout.SELECTION_REPORT + layout.TUNING_FILE)
+        try:
+            return run_id, report_trials(_json(s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()))
+        except s3.exceptions.NoSuchKey:
+            pass
         sm = self._client("sagemaker")
         jobs = sm.list_hyper_parameter_tuning_jobs(NameContains=f"-{run_id}-t", SortBy="CreationTime",
                                                    SortOrder="Descending", MaxResults=10)

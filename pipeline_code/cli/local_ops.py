@@ -4,15 +4,14 @@ tuning report and the local registry."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from pipeline_code.cli.views import ModelRow, Trial
-from pipeline_code.engine.settings import OBJECTIVE
+from pipeline_code.cli.views import ModelRow, Trial, report_trials
+from pipeline_code.pipeline.layout import TUNING_FILE
 from pipeline_code.pipeline.registry import APPROVED, LocalRegistry
 from pipeline_code.pipeline.runs import (
-    RunDetail, RunNotFound, RunSummary, flat_parameters, headline, local_run, local_runs, parse_time,
+    RunDetail, RunNotFound, RunSummary, headline, local_run, local_runs, parse_time,
 )
 
 
@@ -37,20 +36,11 @@ class LocalOps:
     def trials(self, run_id: str) -> tuple[str, list[Trial]]:
         """(the run id, its candidates in trial order) from ``reports/tuning.json``."""
         detail = self.run(run_id)
-        report = self.workdir / "runs" / detail.summary.run_id / "reports" / "tuning.json"
+        report = self.workdir / "runs" / detail.summary.run_id / "reports" / TUNING_FILE
         if not report.is_file():
             raise RunNotFound(f"run {detail.summary.run_id} has no tuning report ({detail.summary.state};"
                               f" {report} is missing)")
-        document = json.loads(report.read_text())
-        trials = []
-        for order, candidate in enumerate(document.get("candidates", []), 1):
-            objective = candidate.get(OBJECTIVE)  # one series' candidate or a panel's global choice
-            finite = isinstance(objective, (int, float)) and math.isfinite(objective)
-            trials.append(Trial(
-                order=order, objective=float(objective) if finite else None,
-                parameters=flat_parameters(candidate.get("hyperparameters") or {}),
-                status="Completed" if finite else "Failed"))
-        return detail.summary.run_id, trials
+        return detail.summary.run_id, report_trials(json.loads(report.read_text()))
 
     def models(self) -> list[ModelRow]:
         latest: dict[str, dict[str, Any]] = {}

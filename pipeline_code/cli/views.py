@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline_code.pipeline.runs import RunDetail, RunSummary
+from pipeline_code.engine.settings import OBJECTIVE
+from pipeline_code.pipeline.runs import RunDetail, RunSummary, flat_parameters
 
 PLOT_MAX_CATEGORIES = 12
 
@@ -23,6 +24,19 @@ class Trial:
     parameters: dict[str, str]
     status: str = "Completed"
     name: str | None = None
+
+
+def report_trials(document: dict[str, Any]) -> list[Trial]:
+    """The candidates of a tuning report (``tuning.json``: the local run's, or the cloud Select job's), in
+    scoring order; one without a finite objective failed."""
+    trials = []
+    for order, candidate in enumerate(document.get("candidates", []), 1):
+        objective = candidate.get(OBJECTIVE)  # one series' candidate or a panel's global choice
+        finite = isinstance(objective, (int, float)) and math.isfinite(objective)
+        trials.append(Trial(order=order, objective=float(objective) if finite else None,
+                            parameters=flat_parameters(candidate.get("hyperparameters") or {}),
+                            status="Completed" if finite else "Failed"))
+    return trials
 
 
 @dataclass(frozen=True)

@@ -135,35 +135,15 @@ class SearchSpace:
             for k in self.usable_fourier_k(season_length)
         ]
 
-    def parameter_ranges(self, season_length: float) -> dict[str, Any]:
-        """The SageMaker tuning job's ParameterRanges for this space, clipped to the season length.
-
-        https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ParameterRanges.html
+    def parameter_ranges(self) -> dict[str, Any]:
+        """The SageMaker tuning job's ParameterRanges for one series: one categorical, the family. A trial
+        scores every candidate of its family on the selection splits (``engine.tuning.score_candidates``)
+        and the Select job merges the trials as the local tune does, so a Grid search over the family
+        covers the whole space, one training job per family; every range a Grid search takes is
+        categorical. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ParameterRanges.html
         """
-        categorical: dict[str, list[Any]] = {name: sorted(set(getattr(self, name))) for name in TUNED_FLAGS}
-        # The family and the statsforecast families' history are categoricals too (a training job ignores
-        # what its family does not use); combinations are searched locally only (they need every
-        # candidate's CV forecasts).
-        categorical["family"] = list(self.families)
-        categorical["history"] = sorted(set(self.histories))
-        categorical["scale"] = sorted(set(self.scales))
-        integer = []
-        ks = self.usable_fourier_k(season_length)
-        # An integer range for two or more consecutive orders; one order is a one-value categorical (a
-        # CategoricalParameterRange takes 1 to 30 values; the IntegerParameterRange reference does not
-        # say that MinValue may equal MaxValue): https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html
-        if len(ks) > 1 and list(ks) == list(range(ks[0], ks[-1] + 1)):
-            integer.append({"Name": "fourier_k", "MinValue": str(ks[0]), "MaxValue": str(ks[-1]),
-                            "ScalingType": "Auto"})
-        else:  # an integer range would add the orders in between, or hold one order
-            categorical["fourier_k"] = list(ks)
-        return {
-            "CategoricalParameterRanges": [
-                {"Name": name, "Values": [str(v) for v in values]} for name, values in categorical.items()
-            ],
-            "IntegerParameterRanges": integer,
-            "ContinuousParameterRanges": [],
-        }
+        return {"CategoricalParameterRanges": [{"Name": "family", "Values": list(self.families)}],
+                "IntegerParameterRanges": [], "ContinuousParameterRanges": []}
 
 
 # The model families' names (engine/families/registry.py maps each to its module; a test checks they
@@ -191,9 +171,8 @@ MAX_CATEGORIES = 30
 # A panel's global choices (each a categorical of the tuning job): the family, and the history and scale
 # of the statsforecast families.
 CHOICE_KEYS = ("family", "history", "scale")
-# The tuned hyperparameters' names (what the tuning job sends a training job), declared once.
+# The harmonic model's tuned flags (each a 0/1 choice of its search space).
 TUNED_FLAGS = ("use_counterfactual_data", "detrend", "deseasonalize")
-TUNED_PARAMETERS = (*TUNED_FLAGS, "fourier_k")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,6 +250,8 @@ class SeriesSettings:
     preprocess: bool = True
 
 
+# The deployment's tuning job limits, as the starter Lambda reads them (stacks/settings.py TuningSettings).
+TUNING_LIMITS_ENV = "TUNING_LIMITS"
 # The serving limit's environment variable (the endpoint's and the invoke Lambda's) and its range.
 MAX_PERIODS_ENV = "FORECAST_MAX_PERIODS"
 MAX_PERIODS_LIMIT = 10_000
@@ -332,7 +313,7 @@ class Settings:
         return self.search.candidates(self.data.season_length)
 
     def parameter_ranges(self) -> dict[str, Any]:
-        return self.search.parameter_ranges(self.data.season_length)
+        return self.search.parameter_ranges()
 
     def panel_families(self) -> list[str]:
         """A panel's global ``family`` choice (engine/panel_fit.py): each series its own

@@ -20,7 +20,7 @@ from pipeline_code.engine.cv import (
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.combination import (
-    build as build_combinations, equal_top, equal_weights, ranked_members,
+    build as build_combinations, equal_top, ranked_members,
 )
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.registry import family, unavailable
@@ -115,12 +115,6 @@ def check_search(settings: Settings) -> None:
                              + "; ".join(unavailable(settings.search.families, settings))])
 
 
-def parameter_ranges(settings: Settings) -> dict[str, Any]:
-    """The SageMaker tuning job's ParameterRanges: rendered by the run document itself
-    (`Settings.parameter_ranges`, standard library only), so the starter Lambda renders the same."""
-    return settings.parameter_ranges()
-
-
 def selection_grid(n: int, settings: Settings) -> np.ndarray:
     """The CV splits every candidate is scored on (series of length ``n``)."""
     grid = sliding_origins(n, window=settings.cv.window, horizon=settings.data.horizon,
@@ -143,20 +137,36 @@ def tune(
     how well they forecast normal behaviour. A candidate whose fit fails on any split is scored
     failed (infinite objective) with the reason; if every one fails, ``TuningError``.
     """
+    started = time.perf_counter()
+    singles, forecasts = score_candidates(observed, counterfactual, settings, jobs=jobs, progress=progress)
+    return select(singles, forecasts, counterfactual, settings, seconds=time.perf_counter() - started,
+                  jobs=jobs or os.cpu_count() or 1)
+
+
+def score_candidates(
+    observed: np.ndarray,
+    counterfactual: np.ndarray,
+    settings: Settings,
+    *,
+    family_name: str | None = None,
+    jobs: int | None = None,
+    progress: bool = False,
+) -> tuple[list[dict[str, Any]], dict[int, np.ndarray]]:
+    """Every candidate of ``candidate_space(settings)`` (or ``family_name``'s only: a cloud trial), scored
+    on the selection splits: their records, each with its ``index`` in that space, in index order, and
+    their CV point forecasts by index (None where the fit failed)."""
     jobs = jobs or os.cpu_count() or 1
     check_search(settings)
     candidates = candidate_space(settings)
     data = {False: np.asarray(observed, float), True: np.asarray(counterfactual, float)}
     origins = selection_grid(data[True].size, settings)
-    ctx = Context.from_settings(settings)
-    shared = {"data": data, "origins": origins, "ctx": ctx}
+    shared = {"data": data, "origins": origins, "ctx": Context.from_settings(settings)}
+    chosen = [i for i, c in enumerate(candidates) if family_name in (None, c["family"])]
     # the costly families first, one candidate per task, so the two workers finish together
-    order = sorted(range(len(candidates)), key=lambda i: family(candidates[i]["family"]).batched)
-    started = time.perf_counter()
-    bar = _progress(len(candidates), progress)
+    tasks = [(i, candidates[i]) for i in sorted(chosen, key=lambda i: family(candidates[i]["family"]).batched)]
+    bar = _progress(len(tasks), progress)
     results: dict[int, dict[str, Any]] = {}
     forecasts: dict[int, np.ndarray] = {}
-    tasks = [(i, candidates[i]) for i in order]
     # workers end if this process is killed, and at once on Ctrl-C or an error
     with nullcontext() if jobs == 1 else worker_pool(jobs, _init, (shared,)) as pool:
         if pool is None:
@@ -168,13 +178,23 @@ def tune(
                 bar.update(1)
         finally:
             bar.close()
-    singles = [results[i] for i in range(len(candidates))]
+    return [results[i] for i in chosen], forecasts
+
+
+def select(singles: list[dict[str, Any]], forecasts: dict[int, np.ndarray], counterfactual: np.ndarray,
+           settings: Settings, *, seconds: float, jobs: int) -> TuningResult:
+    """The tune's result from every scored single (``score_candidates``' records, all of the candidate
+    space in index order, locally or merged from the cloud's trials): the combinations scored too, and
+    ``search.serve``'s pick. ``TuningError`` if every single failed."""
     if not any(np.isfinite(c[OBJECTIVE]) for c in singles):
         reasons = "; ".join(f"{f}: {r}" for f, r in TuningResult(singles, 0, jobs, 0).failures().items())
         raise TuningError(f"every candidate of every family failed to fit ({reasons})")
-    scored, served, rule = _with_combinations(singles, forecasts, data[True], origins, ctx, settings)
-    return TuningResult(scored, time.perf_counter() - started, jobs, int(origins.size),
-                        _seconds_per_split(singles, origins.size), forecasts, served, rule)
+    target = np.asarray(counterfactual, float)
+    origins = selection_grid(target.size, settings)
+    ctx = Context.from_settings(settings)
+    scored, served, rule = _with_combinations(singles, forecasts, target, origins, ctx, settings)
+    return TuningResult(scored, seconds, jobs, int(origins.size), _seconds_per_split(singles, origins.size),
+                        forecasts, served, rule)
 
 
 def _with_combinations(singles: list[dict[str, Any]], forecasts: dict[int, np.ndarray], target: np.ndarray,
@@ -203,21 +223,6 @@ def serves_top(singles: list[dict[str, Any]], settings: Settings) -> bool:
     """Whether ``search.serve`` serves equal weights of the best members: its rule is ``equal_top`` and
     ``search.serve_top`` members fitted (fewer, e.g. a narrowed ``search.families``: the lowest objective)."""
     return settings.search.serve == EQUAL_TOP and len(ranked_members(singles)) >= settings.search.serve_top
-
-
-def served_of_trials(trials: list[dict[str, Any]], settings: Settings) -> tuple[dict[str, Any], str]:
-    """What ``search.serve`` serves from single candidates scored one at a time (a tuning job's trials,
-    each with its ``hyperparameters`` and ``OBJECTIVE``), and the rule's name: equal weights of the best
-    ``search.serve_top`` members, as the local tune serves; otherwise the lowest objective. (Locally,
-    ``lowest`` also weighs combinations, which need every candidate's CV forecasts.)"""
-    scored = [t for t in trials if np.isfinite(t[OBJECTIVE])]
-    if not scored:
-        raise TuningError(f"no trial has a finite {OBJECTIVE}")
-    if serves_top(scored, settings):
-        k = settings.search.serve_top
-        members = [c["hyperparameters"] for c in ranked_members(scored)[:k]]
-        return equal_weights(members, equal_top(k)), equal_top(k)
-    return min(scored, key=lambda t: t[OBJECTIVE])["hyperparameters"], LOWEST
 
 
 def _seconds_per_split(singles: list[dict[str, Any]], splits: int) -> dict[str, float]:

@@ -1,11 +1,12 @@
 """SageMaker processing job (one series): the model to evaluate, picked from the tuning job's trials
-as the local tune picks it (``search.serve``; ``pipeline/trials.py``).
+(one per family) as the local tune picks it (``search.serve``; ``pipeline/trials.py``).
 
 Inputs under ``/opt/ml/processing/input/``: ``trials/`` (the run's ``models/`` prefix: each training
 job's ``<job>/output/model.tar.gz``), ``train/``, ``test/`` and ``settings/`` (the run document).
-Outputs: ``/opt/ml/processing/output/model/`` (the model: equal weights of the best members, fitted
-here, or the best trial's own) and ``/opt/ml/processing/output/selection/selection.json`` (the rule,
-the candidate and the trials it came from). Exit 2 on bad input, 1 on other errors.
+Outputs: ``/opt/ml/processing/output/model/`` (the model search.serve picks from the merged trials,
+fitted here) and ``/opt/ml/processing/output/selection/``: ``selection.json`` (the rule, the candidate
+and the trials it came from), ``tuning.json`` and ``tuning.png`` (every candidate and combination, as
+the local run's) and ``cv.png``. Exit 2 on bad input, 1 on other errors.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         record = select_served(processing_input(TRIALS_INPUT), processing_input("train"), processing_input("test"),
                                processing_output(SELECTED_MODEL_OUTPUT), settings,
-                               jobs=job_processes(processing_input("train")))
-        report.mkdir(parents=True, exist_ok=True)
+                               jobs=job_processes(processing_input("train")), report_dir=report)
         (report / SELECTION_FILE).write_text(json.dumps(record, indent=1))
     except (DataValidationError, ValueError) as err:
         fail(f"invalid selection input: {err}", 2, report / "failure")

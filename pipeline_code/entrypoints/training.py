@@ -1,11 +1,15 @@
-"""SageMaker training job (one HPO candidate): CV objective on ``train``, final fit on train + test.
-For a panel (processed shard files with ``item_id``), the candidate is the panel's global choices and
-the objective ``cv_mase`` (the mean over series; docs/panel.md).
+"""SageMaker training job: one trial of the tuning job.
+
+- One series: the hyperparameter is a ``family``; the trial scores every candidate of that family on
+  ``train``'s selection splits and writes them (``pipeline/trials.py``); the Select job merges the trials
+  and fits the served model. The objective is the family's lowest CV MASE.
+- A panel (processed shard files with ``item_id``): the hyperparameters are the panel's global choices,
+  fitted on ``train``; the objective is ``cv_mase``, the mean over series (docs/panel.md).
 
 The run document comes from the ``settings`` channel (``/opt/ml/input/data/settings/``); the tuned
 hyperparameters arrive as strings in ``/opt/ml/input/config/hyperparameters.json``; prints the
-objective line ``cv_mase=<value>;`` for the tuning job's metric regex (and one series' ``cv_mse``); writes the artifact to
-``/opt/ml/model/``; a reason to ``/opt/ml/output/failure`` on error. A finished result is kept under
+objective line ``cv_mase=<value>;`` for the tuning job's metric regex (and ``cv_mse`` beside it); writes
+to ``/opt/ml/model/``; a reason to ``/opt/ml/output/failure`` on error. A finished result is kept under
 ``/opt/ml/checkpoints/`` so a restarted spot job does not redo it.
 """
 
@@ -18,62 +22,45 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_code.engine.dataset import DataValidationError
-from pipeline_code.engine.families.harmonic import NAME as HARMONIC
-from pipeline_code.engine.families.registry import family
-from pipeline_code.engine.settings import OBJECTIVE, SETTINGS_CHANNEL, TUNED_PARAMETERS, Settings
+from pipeline_code.engine.settings import OBJECTIVE, SETTINGS_CHANNEL, Settings
 from pipeline_code.pipeline.panel_stages import is_panel_folder, job_processes
 from pipeline_code.pipeline.panel_tuning import panel_trial
 from pipeline_code.pipeline.settings_args import find_run_document
-from pipeline_code.pipeline.stages import run_training
+from pipeline_code.pipeline.trials import run_trial
 from pipeline_code.entrypoints.sagemaker_paths import fail, training_paths, unexpected
 
-# Categorical hyperparameters: the model family (default: the harmonic model), and the history and
-# scale its statsforecast families fit on; a family ignores what it does not use.
-CATEGORICAL = ("family", "history", "scale")
 # SageMaker's own entries in hyperparameters.json (e.g. `_tuning_objective_metric` in tuning jobs).
 RESERVED_PREFIXES = ("_", "sagemaker_")
 
 
-def parse_hyperparameters(raw: dict[str, str], settings: Settings) -> dict[str, Any]:
-    """The candidate a tuning job's strings name, exactly as the local search space has it.
-
-    The run document carries everything else, so any other name (a renamed range, a stray static
-    value) is an error. The tuning job sends every range to every job; a family's candidate keeps what
-    that family varies and its own values for the rest (a harmonic job carries no ``history``).
-    """
+def _tuned(raw: dict[str, str], ranges: dict[str, Any], *, complete: bool) -> dict[str, str]:
+    """The tuning job's strings, each name and value one of the run document's ranges (``ranges``, a
+    ParameterRanges of categoricals), all of them if ``complete``; anything else is an error: the
+    settings come from the run document."""
     values = {name: str(value).strip('"') for name, value in raw.items() if not name.startswith(RESERVED_PREFIXES)}
-    unknown = sorted(set(values) - set(TUNED_PARAMETERS) - set(CATEGORICAL))
+    allowed = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
+    unknown = sorted(set(values) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown}: a training job takes "
-                         f"{sorted((*TUNED_PARAMETERS, *CATEGORICAL))}; its settings come from the run document")
-    name = values.setdefault("family", HARMONIC)
-    candidates = family(name).candidates(settings)  # an unknown family is a ValueError naming them
-    varying = sorted({key for key in candidates[0] if len({str(c[key]) for c in candidates}) > 1})
-    missing = [key for key in varying if key not in values]
-    if missing:
+        raise ValueError(f"unknown hyperparameter(s) {unknown}: a training job takes {sorted(allowed)}; "
+                         "its settings come from the run document")
+    missing = sorted(set(allowed) - set(values))
+    if complete and missing:
         raise ValueError(f"missing hyperparameter(s) {missing}")
-    for key in varying:
-        if key in TUNED_PARAMETERS and not values[key].lstrip("-").isdigit():
-            raise ValueError(f"hyperparameters must be numbers: {key}={values[key]!r}")
-    match = [c for c in candidates if all(str(c[key]) == values[key] for key in varying)]
-    if not match:
-        raise ValueError(f"{ {key: values[key] for key in varying} } is not a candidate of family {name!r} "
-                         "for this run document")
-    return dict(match[0])
+    for name, value in values.items():
+        if value not in allowed[name]:
+            raise ValueError(f"hyperparameter {name}={value!r} is not one of {allowed[name]} for this run document")
+    return values
+
+
+def parse_hyperparameters(raw: dict[str, str], settings: Settings) -> dict[str, str]:
+    """One series' trial: ``{"family": name}``, one of the run document's ``search.families``."""
+    return _tuned(raw, settings.parameter_ranges(), complete=True)
 
 
 def parse_panel_hyperparameters(raw: dict[str, str], settings: Settings) -> dict[str, str]:
-    """A panel's global choices from a tuning job's strings: each name and value one of the run
-    document's panel ranges (``Settings.panel_parameter_ranges``); anything else is an error."""
-    values = {name: str(value).strip('"') for name, value in raw.items() if not name.startswith(RESERVED_PREFIXES)}
-    ranges = {r["Name"]: r["Values"] for r in settings.panel_parameter_ranges()["CategoricalParameterRanges"]}
-    unknown = sorted(set(values) - set(ranges))
-    if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown}: a panel's training job takes {sorted(ranges)}")
-    for name, value in values.items():
-        if value not in ranges[name]:
-            raise ValueError(f"hyperparameter {name}={value!r} is not one of {ranges[name]} for this run document")
-    return values
+    """A panel's global choices, each one of the run document's panel ranges (what it leaves out takes
+    its default in the panel fit)."""
+    return _tuned(raw, settings.panel_parameter_ranges(), complete=False)
 
 
 def job_settings(paths: dict[str, Path]) -> Settings:
@@ -100,7 +87,7 @@ def main() -> None:
     print(f"{OBJECTIVE}={metrics[OBJECTIVE]:.6f};")
 
 
-def _train_or_resume(tuned: dict[str, int], settings: Settings, paths: dict[str, Path]) -> dict:
+def _train_or_resume(tuned: dict[str, str], settings: Settings, paths: dict[str, Path]) -> dict:
     key = hashlib.sha256(json.dumps([tuned, settings.to_dict()], sort_keys=True).encode()).hexdigest()[:16]
     checkpoint = paths["checkpoints"] / key
     if (checkpoint / "metrics.json").is_file():
@@ -109,10 +96,8 @@ def _train_or_resume(tuned: dict[str, int], settings: Settings, paths: dict[str,
     if is_panel_folder(paths["train"]):  # scored on train as the local tuner does (panel_tuning.py)
         metrics = panel_trial(paths["train"], tuned, paths["model"], settings, jobs=job_processes(paths["train"]))
     else:
-        metrics = run_training(
-            paths["train"], paths["test"], tuned, paths["model"], settings, report_dir=paths["output_data"],
-            jobs=job_processes(paths["train"]),
-        )
+        metrics = run_trial(paths["train"], tuned["family"], paths["model"], settings,
+                            jobs=job_processes(paths["train"]))
     if paths["checkpoints"].is_dir():
         shutil.copytree(paths["model"], checkpoint / "model", dirs_exist_ok=True)
         (checkpoint / "metrics.json").write_text(json.dumps(metrics))

@@ -48,6 +48,7 @@ CHECKPOINTS = "checkpoints/"
 FORECAST = "forecast/"
 
 EVALUATION_FILE = "evaluation.json"
+TUNING_FILE = "tuning.json"  # every candidate's CV scores: the local tune's, or the cloud Select job's
 FORECAST_FILE = "forecast.csv"
 # A panel's per-item backtest (each origin's forecast and actual), exported beside its forecast.
 BACKTEST_FILE = "backtest.csv"

@@ -25,6 +25,7 @@ import numpy as np
 from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.preprocess import min_history, preprocess
 from pipeline_code.engine.settings import COMBINATION, PAIR, PER_SERIES, Settings
+from pipeline_code.pipeline.layout import TUNING_FILE
 
 # Processed shard files: train/series-00000.csv, ... (one per series.instances), the same names
 # under test/, so shard k of both channels holds the same items.
@@ -300,7 +301,7 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
                               f"after {MIN_SEASONS} seasons, or every choice failed): every series gets "
                               f"series.fallback ({settings.series.fallback})")
     report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "tuning.json").write_text(json.dumps(result, indent=1))
+    (report_dir / TUNING_FILE).write_text(json.dumps(result, indent=1))
     return result
 
 

@@ -16,6 +16,7 @@ from pipeline_code.pipeline.registry import APPROVED, PENDING, LocalRegistry, Re
 from pipeline_code.pipeline.uploads import UploadError, receive_upload
 from pipeline_code.engine.settings import SETTINGS_FILE, Settings
 from pipeline_code.pipeline.panel_shards import fit_panel_in_shards
+from pipeline_code.pipeline.layout import TUNING_FILE
 from pipeline_code.pipeline.panel_stages import BACKTEST_FILE
 from pipeline_code.pipeline.stages import (
     EVALUATION_FILE, FORECAST_FILE, run_evaluation, run_processing, run_training, served_model_dir,
@@ -101,7 +102,7 @@ def run_pipeline(
 
         train = read_processed(processed / "train", settings.data.freq)
         result = tune(train.series.values, train.counterfactual, settings, jobs=jobs, progress=progress)
-        result.write(reports / "tuning.json")
+        result.write(reports / TUNING_FILE)
         plot_tuning(reports / "tuning.png", result.candidates)
         return result
 

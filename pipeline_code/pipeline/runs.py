@@ -189,7 +189,7 @@ def local_run(workdir: Path, run_id: str) -> RunDetail:
     links = {name: str(target) for name, target in (
         ("run document", path / layout.RUN_DOCUMENT),
         ("evaluation", reports / "evaluation" / layout.EVALUATION_FILE),
-        ("tuning", reports / "tuning.json"),
+        ("tuning", reports / layout.TUNING_FILE),
         ("forecast", reports / "evaluation" / layout.FORECAST_FILE),
     ) if target.is_file()}
     for plot in sorted(reports.rglob("*.png")) if reports.is_dir() else ():

@@ -1,92 +1,151 @@
-"""A tuning job's trials read back from their model archives, and the model ``search.serve`` serves
-from them: the cloud's counterpart of the local tune's pick for one series (docs/design.md, "Select").
+"""One series' cloud tuning: a trial per family, and the model ``search.serve`` serves from them (the
+cloud's counterpart of the local tune; docs/design.md, "Select").
 
-SageMaker writes each training job's ``/opt/ml/model`` to ``<S3OutputPath>/<job>/output/model.tar.gz``
-(https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html); each
-archive's ``model.json`` carries the trial's candidate (``metadata.hyperparameters``) and its CV
-metrics (``metadata.metrics``), so the choice needs no SageMaker API, only the run's ``models/`` prefix.
+The tuning job is a Grid search over the family (``Settings.parameter_ranges``). Each trial scores every
+candidate of its family on the train part's selection splits, as the local tune scores them
+(``engine.tuning.score_candidates``), and writes them to ``/opt/ml/model``: ``trial.json`` (each
+candidate's record, with its index in the run document's candidate space) and ``forecasts.npz`` (its CV
+point forecasts). SageMaker packs that folder to ``<S3OutputPath>/<job>/output/model.tar.gz``
+(https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html). The Select
+job reads every trial under the run's ``models/`` prefix, merges them into the whole space and picks as
+the local tune picks (``engine.tuning.select``, combinations included), then fits that model as the
+local train stage does: the same data and run document give the same model both ways.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
+import math
 import tarfile
 import zlib
 from pathlib import Path
 from typing import Any
 
-from pipeline_code.engine.core.artifact import MODEL_JSON
+import numpy as np
+
 from pipeline_code.engine.settings import COMBINATION, OBJECTIVE, Settings
-from pipeline_code.engine.tuning import served_of_trials
-from pipeline_code.pipeline.layout import MODEL_ARCHIVE
-from pipeline_code.pipeline.stages import run_training
+from pipeline_code.engine.tuning import TuningResult, candidate_space, score_candidates, select
+from pipeline_code.pipeline.layout import MODEL_ARCHIVE, TUNING_FILE
+from pipeline_code.pipeline.panel_tuning import UNSCORED
+from pipeline_code.pipeline.stages import read_processed, run_training
 
 TRIAL_OUTPUT = "output"  # <job>/output/model.tar.gz; the served model (models/served/) is no trial
+TRIAL_JSON = "trial.json"
+TRIAL_FORECASTS = "forecasts.npz"
+TRIAL_FORMAT = "forecast-mlops.trial"
 SELECTION_FILE = "selection.json"
+# A candidate of the space that no trial scored (its family's training job failed): scored failed.
+NOT_SCORED = "not scored: its family's trial wrote no result (the training job failed)"
 
 
 class TrialError(ValueError):
-    """A trial's archive is unreadable or carries no candidate and objective."""
+    """A trial's archive is unreadable, or is not a trial of this run document."""
 
 
-def _model_json(archive: Path) -> dict[str, Any]:
-    """``model.json`` read from the archive without extracting anything."""
+def run_trial(train_dir: Path, family_name: str, model_dir: Path, settings: Settings, *,
+              jobs: int = 1) -> dict[str, float]:
+    """Score every candidate of ``family_name`` on the train part; write the trial to ``model_dir``.
+    Returns its metrics: the family's lowest objective (``UNSCORED`` when none fitted, or when the family
+    offers no candidate for these settings, e.g. ``arima`` on weekly data)."""
+    train = read_processed(train_dir, settings.data.freq)
+    singles, forecasts = score_candidates(train.series.values, train.counterfactual, settings,
+                                          family_name=family_name, jobs=jobs)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / TRIAL_JSON).write_text(json.dumps(
+        {"format": TRIAL_FORMAT, "family": family_name, "candidates": singles}, indent=1))
+    np.savez(model_dir / TRIAL_FORECASTS, **{str(i): f for i, f in forecasts.items() if f is not None})
+    scores = [c[OBJECTIVE] for c in singles if math.isfinite(c[OBJECTIVE])]
+    best = min(scores, default=UNSCORED)
+    return {OBJECTIVE: best, "cv_mse": min((c["cv_mse"] for c in singles if c[OBJECTIVE] == best), default=UNSCORED)}
+
+
+def _members(archive: Path) -> dict[str, bytes]:
+    """The trial files of ``archive``, read without extracting anything."""
+    names = {TRIAL_JSON, TRIAL_FORECASTS}
     try:
         with tarfile.open(archive) as tar:
-            member = next((m for m in tar.getmembers()
-                           if m.isfile() and m.name.removeprefix("./") == MODEL_JSON), None)
-            body = tar.extractfile(member).read() if member is not None else None
-        document = json.loads(body) if body is not None else None
-    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as err:  # truncated: EOFError
+            return {m.name.removeprefix("./"): tar.extractfile(m).read() for m in tar.getmembers()
+                    if m.isfile() and m.name.removeprefix("./") in names}
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # truncated: EOFError
         raise TrialError(f"{archive.parent.parent.name}: unreadable {archive.name} ({err})") from None
-    if document is None:
-        raise TrialError(f"{archive.parent.parent.name}: no {MODEL_JSON} in {archive.name}")
-    return document
+
+
+def _trial(archive: Path) -> dict[str, Any]:
+    job = archive.parent.parent.name
+    files = _members(archive)
+    if TRIAL_JSON not in files:
+        raise TrialError(f"{job}: no {TRIAL_JSON} in {archive.name}")
+    try:
+        document = json.loads(files[TRIAL_JSON])
+        if document.get("format") != TRIAL_FORMAT:
+            raise ValueError(f"format {document.get('format')!r}, not {TRIAL_FORMAT!r}")
+        candidates = [{**c, "index": int(c["index"]), OBJECTIVE: float(c[OBJECTIVE]),
+                       "hyperparameters": dict(c["hyperparameters"])} for c in document["candidates"]]
+        stored = np.load(io.BytesIO(files.get(TRIAL_FORECASTS, b"")), allow_pickle=False) if candidates else {}
+        forecasts = {int(name): np.asarray(stored[name], float) for name in stored}
+    except (ValueError, KeyError, TypeError, AttributeError, OSError, zlib.error) as err:
+        raise TrialError(f"{job}: not a trial ({type(err).__name__}: {err})") from None
+    return {"trial": job, "family": document.get("family"), "candidates": candidates, "forecasts": forecasts}
 
 
 def read_trials(folder: Path) -> list[dict[str, Any]]:
-    """Every trial under ``folder`` (``<job>/output/model.tar.gz``, at any depth): its ``trial`` (the
-    training job's name), ``archive``, ``hyperparameters`` and ``OBJECTIVE``, in job-name order. A
-    failed trial wrote no archive and is not here."""
-    trials = []
-    for archive in sorted(Path(folder).rglob(MODEL_ARCHIVE)):
-        if archive.parent.name != TRIAL_OUTPUT:
-            continue
-        metadata = _model_json(archive).get("metadata", {})
-        try:
-            candidate = dict(metadata["hyperparameters"])
-            objective = float(metadata["metrics"][OBJECTIVE])
-        except (KeyError, TypeError, ValueError) as err:
-            raise TrialError(f"{archive.parent.parent.name}: model.json has no candidate and "
-                             f"{OBJECTIVE} ({type(err).__name__}: {err})") from None
-        trials.append({"trial": archive.parent.parent.name, "archive": archive,
-                       "hyperparameters": candidate, OBJECTIVE: objective})
-    return trials
+    """Every trial under ``folder`` (``<job>/output/model.tar.gz``, at any depth), in job-name order: its
+    ``trial`` (the training job's name), ``family``, ``candidates`` (records with their ``index``) and
+    ``forecasts`` (CV point forecasts by index). A failed trial wrote no archive and is not here."""
+    return [_trial(archive) for archive in sorted(Path(folder).rglob(MODEL_ARCHIVE))
+            if archive.parent.name == TRIAL_OUTPUT]
+
+
+def merge_trials(trials: list[dict[str, Any]], settings: Settings, counterfactual: np.ndarray, *,
+                 jobs: int = 1) -> tuple[TuningResult, dict[int, str]]:
+    """The tune's result from the trials, as the local tune would have it, and the trial that scored each
+    candidate. A candidate no trial scored is scored failed; one that is not this run document's
+    candidate at its index is refused (a trial of another run)."""
+    space = candidate_space(settings)
+    found: dict[int, dict[str, Any]] = {}
+    source: dict[int, str] = {}
+    forecasts: dict[int, np.ndarray] = {}
+    for t in trials:
+        for c in t["candidates"]:
+            i = c["index"]
+            if not 0 <= i < len(space) or c["hyperparameters"] != space[i]:
+                raise TrialError(f"{t['trial']}: candidate {i} {c['hyperparameters']} is not this run "
+                                 "document's candidate")
+            found[i], source[i] = c, t["trial"]
+            if i in t["forecasts"]:
+                forecasts[i] = t["forecasts"][i]
+    inf = float("inf")
+    singles = [found.get(i) or {"hyperparameters": c, "cv_mse": inf, "cv_mae": inf, OBJECTIVE: inf, "splits": 0,
+                                "seconds": 0.0, "failed": NOT_SCORED, "index": i}
+               for i, c in enumerate(space)]
+    result = select(singles, forecasts, counterfactual, settings,
+                    seconds=sum(c["seconds"] for c in found.values()), jobs=jobs)
+    return result, source
 
 
 def select_served(trials_dir: Path, train_dir: Path, test_dir: Path, model_dir: Path, settings: Settings,
-                  *, jobs: int = 1) -> dict[str, Any]:
-    """Write to ``model_dir`` the model ``search.serve`` picks from the trials under ``trials_dir``:
-    equal weights of the best members, fitted here as the local train stage fits them (``run_training``),
-    or the best trial's own model, unpacked. Returns what the job reports (``selection.json``): the
-    rule, the number of trials, the candidate and its members' trials (and the fit's CV metrics)."""
+                  *, jobs: int = 1, report_dir: Path | None = None) -> dict[str, Any]:
+    """Write to ``model_dir`` the model ``search.serve`` picks from the trials under ``trials_dir``, fitted
+    as the local train stage fits it (``run_training``), and the tune's result to ``report_dir`` (as the
+    local run's ``tuning.json``). Returns what the job reports (``selection.json``): the rule, the
+    number of trials, the candidate, the trials its members came from, and the fit's CV metrics."""
     trials = read_trials(trials_dir)
     if not trials:
         raise TrialError(f"no trial's {TRIAL_OUTPUT}/{MODEL_ARCHIVE} under {Path(trials_dir).name}/")
-    candidate, rule = served_of_trials(trials, settings)
-    record: dict[str, Any] = {"serve": rule, "trials": len(trials), "hyperparameters": candidate}
-    if candidate["family"] == COMBINATION:
-        record["metrics"] = run_training(train_dir, test_dir, candidate, model_dir, settings, jobs=jobs)
-        ranked = sorted(trials, key=lambda t: t[OBJECTIVE])
-        record["members"] = [next(t["trial"] for t in ranked if t["hyperparameters"] == m)
-                             for m in candidate["members"]]
-        return record
-    best = next(t for t in trials if t["hyperparameters"] == candidate)
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    model_dir.mkdir(parents=True)
-    with tarfile.open(best["archive"]) as tar:
-        tar.extractall(model_dir, filter="data")  # refuses absolute paths, links out, devices
-    record["members"] = [best["trial"]]
-    return record
+    train = read_processed(train_dir, settings.data.freq)
+    result, source = merge_trials(trials, settings, train.counterfactual, jobs=jobs)
+    best = result.best
+    if report_dir is not None:
+        from pipeline_code.engine.plots import plot_tuning
+
+        report_dir.mkdir(parents=True, exist_ok=True)
+        result.write(report_dir / TUNING_FILE)
+        plot_tuning(report_dir / "tuning.png", result.candidates)
+    candidate = best["hyperparameters"]
+    metrics = run_training(train_dir, test_dir, candidate, model_dir, settings, report_dir=report_dir, jobs=jobs)
+    by_candidate = {json.dumps(c["hyperparameters"], sort_keys=True): source[i]
+                    for i, c in enumerate(result.candidates) if i in source}
+    members = candidate["members"] if candidate["family"] == COMBINATION else [candidate]
+    return {"serve": result.serve, "trials": len(trials), "hyperparameters": candidate, "metrics": metrics,
+            "members": [by_candidate[json.dumps(m, sort_keys=True)] for m in members]}

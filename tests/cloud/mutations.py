@@ -59,8 +59,8 @@ def upload_read_to_runs(stack: SynthesizedStack, document: dict[str, Any]) -> Sy
 
 
 def tuned_range_renamed(stack: SynthesizedStack, document: dict[str, Any]) -> SynthesizedStack:
-    """The tuning job's `deseasonalize` range named `deseasonalise` (literal ranges, or the ones the
-    run document renders when the definition takes them from the execution input)."""
+    """The tuning job's `family` range named `model_family` (literal ranges, or the ones the run
+    document renders when the definition takes them from the execution input)."""
     def edit(definition: dict[str, Any]) -> int:
         count = 0
         for state in tasks(definition, "createHyperParameterTuningJob.sync"):
@@ -70,8 +70,8 @@ def tuned_range_renamed(stack: SynthesizedStack, document: dict[str, Any]) -> Sy
                 config["ParameterRanges"] = Settings().merged(document, "run document").parameter_ranges()
             for ranges in config["ParameterRanges"].values():
                 for r in ranges:
-                    if r["Name"] == "deseasonalize":
-                        r["Name"] = "deseasonalise"
+                    if r["Name"] == "family":
+                        r["Name"] = "model_family"
                         count += 1
         return count
 
@@ -126,7 +126,7 @@ class Mutation:
 
 MUTATIONS = [
     Mutation("upload read raw/* -> runs/*", upload_read_to_runs),
-    Mutation("tuned range deseasonalize -> deseasonalise", tuned_range_renamed),
+    Mutation("tuned range family -> model_family", tuned_range_renamed),
     Mutation("static hyperparameter cv_window -> cv-window", static_hyperparameter_renamed),
     Mutation("CreateModelPackage without an image", package_without_image),
     Mutation("CustomerMetadataProperties value over 256 characters", metadata_value_too_long),

@@ -1,8 +1,9 @@
 """The series and run documents the emulated cloud tests use, and the local pipeline's answer for them.
 
-Each run document keeps the run small (few CV splits, few evaluation origins) and limits the search to
-what one SageMaker tuning job enumerates within `TUNING["max_jobs"]` (one model family, no
-combinations), so the local tuner and the emulated tuning job score the same candidates.
+Each run document keeps the run small: few CV splits, few evaluation origins, and a small search (one
+model family unless said otherwise). One series' tuning job is a Grid over the document's families, one
+trial each, whose Select job merges them as the local tune does (pipeline_code/pipeline/trials.py); a
+panel's draws at most `TUNING["max_jobs"]` global choices.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pipeline_code.engine.settings import SearchSpace, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "pipeline_code" / "data" / "us_gasoline.csv"
-# The deployment's tuning job (cdk context `forecast-mlops:tuning`): at most this many training jobs.
+# The deployment's tuning job (cdk context `forecast-mlops:tuning`): a panel's limits.
 TUNING = {"max_jobs": 4, "max_parallel_jobs": 2, "strategy": "Bayesian", "use_spot": False}
 ONE_FAMILY = {"families": ["harmonic_arima"], "histories": ["window"], "scales": ["log"], "combination_sizes": [],
               "selection_splits": 10}
@@ -35,8 +36,8 @@ def search(**space: Any) -> dict[str, Any]:
 
 def document(*, freq: str, season_length: float, horizon: int, window: int, step: int,
              deseasonalize: list[int], fourier_k: list[int]) -> dict[str, Any]:
-    """A run document with at most 4 tuning candidates (two each below: the tuning job's two trials run
-    at once; the cloud tests upload a series some twenty times between them)."""
+    """A run document with at most 4 tuning candidates (two each below; the cloud tests upload a series
+    some twenty times between them)."""
     return {
         "data": {"freq": freq, "season_length": season_length, "horizon": horizon},
         "cv": {"window": window, "step": step},
@@ -79,8 +80,8 @@ MONTHLY = {"name": "monthly.csv", "data": monthly_data(),
 DAILY = {"name": "daily.csv", "data": synthetic_csv(date(2023, 1, 2), 3 * 365, timedelta(days=1), 7, seed=7),
          "settings": document(freq="D", season_length=7, horizon=14, window=365, step=21,
                               deseasonalize=[0, 1], fourier_k=[2])}
-# Four families of one candidate each (the tuning job's 4 trials are the local tuner's 4 candidates):
-# both paths serve equal weights of the best 3 (search.serve's default), fitted by the cloud's Select job.
+# Four families of one candidate each (the tuning job's 4 trials, one per family): both paths serve equal
+# weights of the best 3 (search.serve's default), fitted by the cloud's Select job.
 COMBINED_FAMILIES = ["harmonic_arima", "seasonal_naive", "ets", "theta"]
 COMBINED = {"name": "combined.csv", "data": monthly_data(),
             "settings": {**MONTHLY["settings"],

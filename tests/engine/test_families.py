@@ -19,7 +19,7 @@ from pipeline_code.engine.families import combination, registry
 from pipeline_code.engine.families.base import Context, WindowForecasts
 from pipeline_code.engine.families.sf import Z95, model_code, to_log_scale
 from pipeline_code.engine.settings import Settings
-from pipeline_code.engine.tuning import TuningError, parameter_ranges, tune
+from pipeline_code.engine.tuning import TuningError, tune
 
 from ..conftest import weekly_series
 
@@ -173,12 +173,11 @@ def test_tuning_searches_every_family_and_combinations():
     assert set(result.family_seconds) == {"harmonic_arima", "seasonal_naive", "theta"}
 
 
-def test_parameter_ranges_add_the_family_as_a_categorical():
-    ranges = parameter_ranges(Settings())
-    categorical = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
-    assert categorical["family"] == list(Settings().search.families)
-    assert categorical["history"] == ["all", "window"]
-    assert categorical["scale"] == ["log", "raw"]
+def test_the_tuning_jobs_one_range_is_the_family():
+    """A trial scores a whole family (pipeline/trials.py): a Grid over the family covers the space."""
+    assert Settings().parameter_ranges() == {
+        "CategoricalParameterRanges": [{"Name": "family", "Values": list(Settings().search.families)}],
+        "IntegerParameterRanges": [], "ContinuousParameterRanges": []}
 
 
 def test_a_raw_scale_forecast_becomes_the_log_normal_with_its_mean_and_variance():

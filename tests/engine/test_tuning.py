@@ -7,7 +7,7 @@ import pytest
 from pipeline_code.engine.families.combination import build, ranked_members
 from pipeline_code.engine.settings import Settings, SettingsError
 from pipeline_code.engine.tuning import (
-    TuningError, TuningResult, candidate_space, check_search, served_of_trials, tune,
+    TuningError, TuningResult, candidate_space, check_search, score_candidates, select, tune,
 )
 
 
@@ -26,16 +26,6 @@ def test_monthly_season_limits_the_fourier_orders():
     settings = Settings()
     settings = replace(settings, data=replace(settings.data, season_length=12))
     assert max(c["fourier_k"] for c in candidate_space(settings) if "fourier_k" in c) == 5
-
-
-@pytest.mark.parametrize(("orders", "integer", "categorical"), [
-    ((2, 3, 4), [("2", "4")], None), ((2,), [], ["2"]), ((1, 3), [], ["1", "3"])])
-def test_the_fourier_orders_range_is_an_integer_range_only_for_consecutive_orders(orders, integer, categorical):
-    settings = replace(Settings(), search=replace(Settings().search, fourier_k=orders))
-    ranges = settings.parameter_ranges()
-    assert [(r["MinValue"], r["MaxValue"]) for r in ranges["IntegerParameterRanges"]] == integer
-    values = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
-    assert values.get("fourier_k") == categorical
 
 
 @pytest.fixture(scope="module")
@@ -116,20 +106,28 @@ def test_the_lowest_is_by_the_objective_when_cv_mse_ranks_otherwise():
     assert result.best is small_errors_scaled
 
 
-def test_trials_scored_one_at_a_time_serve_what_the_local_tune_serves(serial, small_settings):
-    """The cloud's Select job sees each trial's candidate and objective only (no CV forecasts): it
-    serves the same equal-weights combination as the local tune, or with `lowest` the lowest single."""
-    result = serial
-    trials = [{"hyperparameters": c["hyperparameters"], "cv_mase": c["cv_mase"]} for c in result.candidates
-              if c["hyperparameters"]["family"] != "combination"]
-    assert served_of_trials(trials, small_settings) == (result.best["hyperparameters"], "equal top 3")
+def test_families_scored_apart_and_merged_give_the_local_tunes_result(serial, gasoline_700, small_settings):
+    """The cloud's trials score one family each (score_candidates with family_name); merged in index
+    order, select gives what the one local tune gives: every score, the combinations and the pick."""
+    singles, forecasts = [], {}
+    for name in small_settings.search.families:
+        part, part_forecasts = score_candidates(*gasoline_700, small_settings, family_name=name, jobs=1)
+        assert {c["hyperparameters"]["family"] for c in part} == {name}
+        singles += part
+        forecasts.update(part_forecasts)
+    singles.sort(key=lambda c: c["index"])
+    assert [c["index"] for c in singles] == list(range(len(candidate_space(small_settings))))
+    merged = select(singles, forecasts, gasoline_700[1], small_settings, seconds=0.0, jobs=1)
+    assert [c["hyperparameters"] for c in merged.candidates] == [c["hyperparameters"] for c in serial.candidates]
+    assert [c["cv_mase"] for c in merged.candidates] == [c["cv_mase"] for c in serial.candidates]
+    assert merged.best["hyperparameters"] == serial.best["hyperparameters"]
+    assert merged.serve == serial.serve == "equal top 3"
     lowest = replace(small_settings, search=replace(small_settings.search, serve="lowest"))
-    best_single = min(trials, key=lambda t: t["cv_mase"])["hyperparameters"]
-    assert served_of_trials(trials, lowest) == (best_single, "lowest")
-    assert served_of_trials(trials[:1] + [{**trials[1], "cv_mase": np.inf}], small_settings) == (
-        trials[0]["hyperparameters"], "lowest")  # one member fitted: fewer than search.serve_top
-    with pytest.raises(TuningError, match="no trial has a finite cv_mase"):
-        served_of_trials([{**trials[0], "cv_mase": np.nan}], small_settings)
+    assert (select(singles, forecasts, gasoline_700[1], lowest, seconds=0.0, jobs=1).best["hyperparameters"]
+            == min(serial.candidates, key=lambda c: c["cv_mase"])["hyperparameters"])
+    failed = [{**c, "cv_mase": np.inf} for c in singles]
+    with pytest.raises(TuningError, match="every candidate of every family failed"):
+        select(failed, forecasts, gasoline_700[1], small_settings, seconds=0.0, jobs=1)
 
 
 def test_a_search_no_family_of_which_offers_a_model_is_refused_naming_what_each_needs():

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipeline_code.engine.settings import Settings
-from stacks.settings import RUN_ID_MAX
+from pipeline_code.engine.settings import TUNING_LIMITS_ENV, Settings
+from stacks.settings import RUN_ID_MAX, TuningSettings
 from tests.infra.lambdas import load
 from tests.run_documents import BAD_SETTINGS
 
@@ -56,6 +56,10 @@ class World:
         return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
+# the deployment's tuning limits, with more trials at once than the default families' Grid has
+LIMITS = TuningSettings(max_jobs=30, max_parallel_jobs=8, strategy="Random").limits()
+
+
 @pytest.fixture
 def world(monkeypatch):
     for var, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
@@ -65,6 +69,7 @@ def world(monkeypatch):
         monkeypatch.setenv("STATE_MACHINE_ARN", w.arn)
         monkeypatch.setenv("TOPIC_ARN", w.topic)
         monkeypatch.setenv("RUN_DEFAULTS", "{}")
+        monkeypatch.setenv(TUNING_LIMITS_ENV, json.dumps(LIMITS))
         yield w
 
 
@@ -108,10 +113,12 @@ def test_the_run_document_is_written_once_and_the_ranges_come_from_it(world):
     assert (settings.data.freq, settings.data.season_length, settings.data.horizon) == ("MS", 12.0, 12)
     assert settings.gate.min_improvement == 0.05 and settings.min_observations() <= 240
     described = world.sfn.describe_execution(executionArn=execution["executionArn"])
-    ranges = json.loads(described["input"])["parameterRanges"]
-    assert ranges == settings.parameter_ranges()
-    # fourier_k is clipped to what a season of 12 carries: (12 - 1) // 2 = 5.
-    assert ranges["IntegerParameterRanges"] == [{"Name": "fourier_k", "MinValue": "1", "MaxValue": "5", "ScalingType": "Auto"}]
+    started = json.loads(described["input"])
+    assert started["parameterRanges"] == settings.parameter_ranges()
+    # one series: a Grid over the document's families, one trial each, never more at once than the deployment's
+    families = list(settings.search.families)
+    assert started["parameterRanges"]["CategoricalParameterRanges"] == [{"Name": "family", "Values": families}]
+    assert started["tuning"] == {"strategy": "Grid", "maxJobs": len(families), "maxParallelJobs": len(families)}
 
 
 def test_the_deployment_layer_applies_under_the_uploaded_file(world, monkeypatch):
@@ -231,6 +238,7 @@ def test_a_panel_is_fitted_on_the_documents_instances_with_its_global_choices_tu
     assert started["shards"] == 3
     assert started["parameterRanges"] == settings.panel_parameter_ranges()
     assert [r["Name"] for r in started["parameterRanges"]["CategoricalParameterRanges"]] == ["family", "history", "scale"]
+    assert started["tuning"] == LIMITS  # a panel's global choices are drawn as the deployment says
 
 
 def test_a_panel_never_gets_more_instances_than_series(world):

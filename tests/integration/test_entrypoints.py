@@ -11,14 +11,22 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline_code.engine.settings import SETTINGS_FILE, Settings
+from pipeline_code.engine.tuning import candidate_space, tune
+from pipeline_code.pipeline.panel_tuning import UNSCORED
+from pipeline_code.pipeline.stages import read_processed
 from tests.conftest import BUNDLED
 
 ARGS = ["--cv-step", "4"]
-# The run document every job of these tests reads (as the starter writes it): the flags above, resolved.
-DOCUMENT = Settings.from_dict({"cv": {"step": 4}})
+# The run document the training and selection jobs of these tests read (as the starter writes it): the
+# flags above, and a small search of the NumPy families (8 harmonic candidates; ARIMA offers none for
+# weekly data), serving equal weights of its two members.
+DOCUMENT = Settings.from_dict({"cv": {"step": 4}, "search": {
+    "fourier_k": [2, 6], "use_counterfactual_data": [1], "families": ["harmonic_arima", "seasonal_naive", "arima"],
+    "serve_top": 2}})
 OBJECTIVE = re.compile(r"cv_mase=([0-9.eE+-]+);")  # the tuning job's metric regex
 
 
@@ -71,46 +79,84 @@ def _training_root(tmp_path: Path, processed: Path, hyperparameters: dict) -> Pa
     return root
 
 
-HYPERPARAMETERS = {  # as a SageMaker tuning job passes them: all strings, its own entry included
-    "use_counterfactual_data": "1", "detrend": "0", "deseasonalize": "0", "fourier_k": "6",
-    "_tuning_objective_metric": "cv_mase",
-}
+def trial_of(family: str) -> dict[str, str]:
+    """A trial's hyperparameters as the Grid tuning job passes them: strings, its own entry included."""
+    return {"family": f'"{family}"', "_tuning_objective_metric": "cv_mase"}
 
 
-def test_training_prints_the_objective_and_writes_the_model(tmp_path, processed):
-    root = _training_root(tmp_path, processed, HYPERPARAMETERS)
+def test_a_trial_scores_every_candidate_of_its_family_and_resumes(tmp_path, processed):
+    root = _training_root(tmp_path, processed, trial_of("harmonic_arima"))
     result = run("training", root)
     assert result.returncode == 0, result.stderr
-    match = OBJECTIVE.search(result.stdout)
-    assert match and float(match.group(1)) > 0
-    model = json.loads((root / "model" / "model.json").read_text())
-    assert model["metadata"]["hyperparameters"]["fourier_k"] == 6
-    assert model["metadata"]["metrics"]["cv_mase"] == pytest.approx(float(match.group(1)), rel=1e-6)
-    assert model["metadata"]["diagnostics"]["ljung_box"]
+    objective = float(OBJECTIVE.search(result.stdout).group(1))
+    trial = json.loads((root / "model" / "trial.json").read_text())
+    harmonic = [i for i, c in enumerate(candidate_space(DOCUMENT)) if c["family"] == "harmonic_arima"]
+    assert [c["index"] for c in trial["candidates"]] == harmonic and len(harmonic) == 8
+    assert objective == pytest.approx(min(c["cv_mase"] for c in trial["candidates"]), rel=1e-6)
+    with np.load(root / "model" / "forecasts.npz") as forecasts:
+        assert sorted(map(int, forecasts.files)) == harmonic
     # a restarted (spot) job resumes from the checkpoint and reports the same objective
     shutil.rmtree(root / "model")
     again = run("training", root)
-    assert OBJECTIVE.search(again.stdout).group(1) == match.group(1)
-    assert (root / "model" / "model.json").is_file()
+    assert OBJECTIVE.search(again.stdout).group(1) == OBJECTIVE.search(result.stdout).group(1)
+    assert (root / "model" / "trial.json").is_file()
 
 
-def test_training_failure_writes_the_failure_file(tmp_path, processed):
-    root = _training_root(tmp_path, processed, {**HYPERPARAMETERS, "fourier_k": "eleven"})
+def test_a_family_that_offers_nothing_here_is_an_unscored_trial_not_a_failure(tmp_path, processed):
+    root = _training_root(tmp_path, processed, trial_of("arima"))  # seasonal ARIMA: no 52-week season
     result = run("training", root)
-    assert result.returncode == 2
-    assert "must be numbers" in (root / "output" / "failure").read_text()
+    assert result.returncode == 0, result.stderr
+    assert float(OBJECTIVE.search(result.stdout).group(1)) == UNSCORED
+    assert json.loads((root / "model" / "trial.json").read_text())["candidates"] == []
 
 
-def test_evaluation_reads_a_model_tarball_and_gates(tmp_path, processed):
-    root = _training_root(tmp_path, processed, HYPERPARAMETERS)
-    assert run("training", root).returncode == 0
+@pytest.mark.parametrize("hyperparameters, message", [
+    ({"family": "prophet"}, "hyperparameter family='prophet' is not one of ['harmonic_arima', 'seasonal_naive', "
+                            "'arima'] for this run document"),
+    ({"family": "ets"}, "hyperparameter family='ets' is not one of"),  # not one of the document's families
+    ({}, "missing hyperparameter(s) ['family']"),
+    ({"family": "seasonal_naive", "cv_window": "417"}, "unknown hyperparameter(s) ['cv_window']"),
+    ({"family": "harmonic_arima", "fourier_k": "6"}, "unknown hyperparameter(s) ['fourier_k']"),
+])
+def test_a_trial_takes_only_a_family_of_the_run_document(tmp_path, processed, hyperparameters, message):
+    """Settings reach a training job only through the run document: any other name is refused."""
+    root = _training_root(tmp_path, processed, hyperparameters)
+    result = run("training", root)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in (root / "output" / "failure").read_text()
+
+
+def test_the_trials_selection_and_evaluation_serve_what_the_local_tune_serves(tmp_path, processed):
+    """The cloud's chain for one series: a trial per family, the Select job, then evaluation."""
+    select_root = tmp_path / "select"
+    inputs = select_root / "processing" / "input"
+    for name in DOCUMENT.search.families:
+        root = _training_root(tmp_path / name, processed, trial_of(name))
+        assert run("training", root).returncode == 0
+        with tarfile.open(_mkdir(inputs / "trials" / f"t-{name}" / "output") / "model.tar.gz", "w:gz") as archive:
+            for item in (root / "model").iterdir():  # as SageMaker packs /opt/ml/model
+                archive.add(item, arcname=item.name)
+    for channel in ("train", "test"):
+        shutil.copytree(processed / channel, inputs / channel)
+    _mkdir(inputs / "settings").joinpath(SETTINGS_FILE).write_text(DOCUMENT.to_json())
+    result = run("selection", select_root)
+    assert result.returncode == 0, result.stderr
+    output = select_root / "processing" / "output"
+    selection = json.loads((output / "selection" / "selection.json").read_text())
+    train = read_processed(processed / "train", DOCUMENT.data.freq)
+    local = tune(train.series.values, train.counterfactual, DOCUMENT, jobs=1, progress=False)
+    assert selection["hyperparameters"] == local.best["hyperparameters"] and selection["trials"] == 3
+    assert selection["serve"] == "equal top 2"
+    assert selection["members"] == [f"t-{c['family']}" for c in local.best["hyperparameters"]["members"]]
+    written = json.loads((output / "selection" / "tuning.json").read_text())
+    assert [c["cv_mase"] for c in written["candidates"]] == [c["cv_mase"] for c in local.candidates]
+
     eval_root = tmp_path / "eval"
     inputs = eval_root / "processing" / "input"
     for channel in ("train", "test"):
         shutil.copytree(processed / channel, inputs / channel)
-    (inputs / "model").mkdir(parents=True)
-    with tarfile.open(inputs / "model" / "model.tar.gz", "w:gz") as archive:  # as SageMaker packs it
-        for item in (root / "model").iterdir():
+    with tarfile.open(_mkdir(inputs / "model") / "model.tar.gz", "w:gz") as archive:
+        for item in (output / "model").iterdir():
             archive.add(item, arcname=item.name)
     result = run("evaluation", eval_root, *ARGS)
     assert result.returncode == 0, result.stderr
@@ -122,7 +168,7 @@ def test_evaluation_reads_a_model_tarball_and_gates(tmp_path, processed):
     assert forecast[1].startswith("2017-01-27") and len(forecast) == 27
 
     # the same model as champion: a re-run on the same data is not newer, so it is not promoted
-    shutil.copytree(root / "model", inputs / "champion")
+    shutil.copytree(output / "model", inputs / "champion")
     shutil.rmtree(eval_root / "processing" / "output")
     result = run("evaluation", eval_root, *ARGS)
     evaluation = json.loads((eval_root / "processing/output/evaluation/evaluation.json").read_text())
@@ -130,17 +176,13 @@ def test_evaluation_reads_a_model_tarball_and_gates(tmp_path, processed):
     assert evaluation["gate"]["passed"] is False
 
 
-@pytest.mark.parametrize("extra", [{"cv_window": "417"}, {"cv-window": "417"}, {"deseasonalise": "0"}])
-def test_training_takes_only_the_tuned_hyperparameters(tmp_path, processed, extra):
-    """Settings reach a training job only through the run document: any other name is refused."""
-    root = _training_root(tmp_path, processed, {**HYPERPARAMETERS, **extra})
-    result = run("training", root)
-    assert result.returncode == 2
-    assert f"unknown hyperparameter(s) {sorted(extra)}" in (root / "output" / "failure").read_text()
+def _mkdir(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def test_training_without_the_settings_channel_fails_clearly(tmp_path, processed):
-    root = _training_root(tmp_path, processed, HYPERPARAMETERS)
+    root = _training_root(tmp_path, processed, trial_of("seasonal_naive"))
     shutil.rmtree(root / "input" / "data" / "settings")
     assert run("training", root).returncode == 2
     assert "no run document" in (root / "output" / "failure").read_text()

@@ -177,7 +177,29 @@ def test_runs_show_unknown(aws, capsys):
         ops(aws).run("nope")
 
 
-def test_tuning_show_lists_every_training_job_sorted_by_objective(aws):
+def test_tuning_show_lists_one_series_candidates_from_the_select_jobs_report(aws):
+    """One series' trials are whole families: its candidates and combinations are in the Select job's
+    tuning.json, as in the local run's."""
+    report = {"candidates": [
+        {"hyperparameters": {"family": "theta", "history": "all", "scale": "log"}, "cv_mase": 0.82},
+        {"hyperparameters": {"family": "ets", "history": "window", "scale": "raw"}, "cv_mase": float("inf")},
+        {"hyperparameters": {"family": "combination", "kind": "equal top 2", "weights": [0.5, 0.5],
+                             "members": [{"family": "theta"}, {"family": "mstl"}]}, "cv_mase": 0.79}]}
+    aws.stubs["s3"].add_response(
+        "get_object", {"Body": body(report)},
+        {"Bucket": BUCKET, "Key": "runs/sales-6a1b2c3d4e/reports/selection/tuning.json"})
+    run_id, trials = ops(aws).trials("sales-6a1b2c3d4e")
+    assert run_id == "sales-6a1b2c3d4e"
+    assert [(t.parameters["family"], t.objective, t.status) for t in trials] == [
+        ("theta", 0.82, "Completed"), ("ets", None, "Failed"), ("combination", 0.79, "Completed")]
+    rows = trials_table(trials).splitlines()[1:]
+    assert [row.split()[1] for row in rows] == ["3", "1", "2"]  # by objective, the failed one last
+
+
+def test_tuning_show_lists_a_panels_training_jobs_sorted_by_objective(aws):
+    aws.stubs["s3"].add_client_error(  # a panel's run has no Select job
+        "get_object", "NoSuchKey", http_status_code=404,
+        expected_params={"Bucket": BUCKET, "Key": "runs/sales-6a1b2c3d4e/reports/selection/tuning.json"})
     sm = aws.stubs["sagemaker"]
     name = "fcst-sales-6a1b2c3d4e-t0"
     sm.add_response("list_hyper_parameter_tuning_jobs", {"HyperParameterTuningJobSummaries": [{
