@@ -157,13 +157,23 @@ MUTATIONS = {
           "    served_k = min(settings.search.serve_top, len(ranked_members(singles)))\n")),
         ("tests/engine/test_tuning.py",)),
     "cloud-serves-the-best-trial": Mutation(
-        "one series' cloud run serves the tuning job's best trial, not search.serve's pick",
-        (("pipeline_code/engine/tuning.py", "    if serves_top(scored, settings):\n", "    if False:\n"),),
-        ("tests/engine/test_tuning.py", "tests/integration/test_selection.py")),
-    "selection-ranks-trials-by-cv-mse": Mutation(
-        "the Select job ranks the trials by CV MSE, not the objective",
-        (("pipeline_code/pipeline/trials.py", "objective = float(metadata[\"metrics\"][OBJECTIVE])",
-          "objective = float(metadata[\"metrics\"][\"cv_mse\"])"),),
+        "one series' cloud run serves the best single trial candidate, not search.serve's pick",
+        (("pipeline_code/pipeline/trials.py", "    best = result.best\n",
+          '    best = min((c for c in result.candidates if c["hyperparameters"]["family"] != COMBINATION), '
+          'key=lambda c: c[OBJECTIVE])\n'),),
+        ("tests/integration/test_entrypoints.py",)),
+    "trials-merged-without-unscored-candidates": Mutation(
+        "the Select job merges only the candidates the trials scored (a failed family's trial shifts every "
+        "later candidate's index), not the whole space with the unscored ones failed",
+        (("pipeline_code/pipeline/trials.py", "    singles = [found.get(i) or {",
+          "    singles = [found[i] for i in sorted(found)] or [{"),),
+        ("tests/integration/test_selection.py",)),
+    "trial-forecasts-not-stored": Mutation(
+        "a trial writes its candidates' scores but not their CV forecasts (the Select job cannot weigh a "
+        "combination as the local tune does)",
+        (("pipeline_code/pipeline/trials.py",
+          "np.savez(model_dir / TRIAL_FORECASTS, **{str(i): f for i, f in forecasts.items() if f is not None})",
+          "np.savez(model_dir / TRIAL_FORECASTS)"),),
         ("tests/integration/test_selection.py",)),
     "combinations-ranked-by-cv-mse": Mutation(
         "combination members are ranked by CV MSE, not the objective",
