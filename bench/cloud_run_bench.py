@@ -5,13 +5,17 @@ docs/emulated-cloud.md) uploads the bundled series with its run document, waits 
 pipeline and the deploy state machine, and asks the API for a forecast. Reports the wall time of each
 part, each state (from the execution histories) and each SageMaker job (its process), in
 bench/results/cloud_run.md. With ``--panel``: the emulated cloud tests' panel (six monthly series,
-the fit sharded over two instances), in bench/results/cloud_run_panel.md.
+the fit sharded over two instances), in bench/results/cloud_run_panel.md. With ``--default-search``: the
+weekly run with the engine's default search (every default family and combination: one tuning trial per
+family), checked against the local pipeline's forecast for the same data and document, in
+bench/results/cloud_run_default_search.md.
 
-    python -m bench.cloud_run_bench [--panel]
+    python -m bench.cloud_run_bench [--panel | --default-search]
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import defaultdict
@@ -21,8 +25,11 @@ import boto3
 import pytest
 
 from bench.machine import RESULTS, header
+from pipeline_code.engine.settings import Settings
+from pipeline_code.pipeline import layout
+from pipeline_code.pipeline.trials import SELECTION_FILE
 from tests.cloud.scenario import upload_and_serve
-from tests.cloud.series import PANEL, TUNING, WEEKLY
+from tests.cloud.series import PANEL, TUNING, WEEKLY, local_run
 from tests.cloud.stack import synthesize
 from tests.cloud.world import CloudWorld
 
@@ -45,20 +52,46 @@ def state_seconds(execution_arn: str) -> list[tuple[str, float]]:
     return out
 
 
-# (the data's description, its run document's summary, the results file) per run.
+WEEKLY_DOCUMENT = (f"CV window {WEEKLY['settings']['cv']['window']}, step {WEEKLY['settings']['cv']['step']}, "
+                   f"{WEEKLY['settings']['gate']['eval_origins']} evaluation origins")
+DEFAULT_SEARCH = {**WEEKLY, "settings": {k: v for k, v in WEEKLY["settings"].items() if k != "search"}}
+# flag: (the data, its description, the results file, its run document's summary)
 RUNS = {
-    False: (WEEKLY, "bundled weekly data", "cloud_run.md",
-            f"CV window {WEEKLY['settings']['cv']['window']}, step {WEEKLY['settings']['cv']['step']}, "
-            f"{WEEKLY['settings']['gate']['eval_origins']} evaluation origins"),
-    True: (PANEL, "a panel of six monthly series, the fit sharded over two instances", "cloud_run_panel.md",
-           f"series {PANEL['settings']['series']}"),
+    "": (WEEKLY, "bundled weekly data", "cloud_run.md",
+         f"{WEEKLY_DOCUMENT}, search: two harmonic candidates"),
+    "--panel": (PANEL, "a panel of six monthly series, the fit sharded over two instances", "cloud_run_panel.md",
+                f"series {PANEL['settings']['series']}"),
+    "--default-search": (DEFAULT_SEARCH, "bundled weekly data, the engine's default search", "cloud_run_default_search.md",
+                         f"{WEEKLY_DOCUMENT}, search: the engine's defaults"),
 }
 
 
+def tuning_job(data: dict) -> str:
+    """What the tuning job ran: a Grid over one series' families, or a panel's draws."""
+    if "series" in data["settings"]:
+        return (f"tuning job: at most {TUNING['max_jobs']} training jobs (one global choice each), "
+                f"{TUNING['max_parallel_jobs']} in parallel")
+    families = len(Settings().merged(data["settings"], "run document").search.families)
+    jobs = "1 training job" if families == 1 else f"{families} training jobs"
+    return f"tuning job: a Grid of {jobs} (one family each), {min(TUNING['max_parallel_jobs'], families)} at once"
+
+
+def same_as_local(world: CloudWorld, data: dict, run_id: str) -> list[str]:
+    """The served model and whether the local pipeline forecasts the same for the same data and document."""
+    local = local_run(data)
+    workdir = local.run_dir.parents[1]
+    same = world.read(f"forecasts/{run_id}/forecast.csv") == (workdir / "forecasts" / local.run_id / "forecast.csv").read_bytes()
+    selection = json.loads(world.read(layout.run_key(run_id, layout.SELECTION_REPORT + SELECTION_FILE)))
+    return ["", f"Served: {json.dumps(selection['hyperparameters'])} ({selection['serve']}, from "
+            f"{selection['trials']} trials). The local pipeline on the same data and document "
+            f"{'writes the same forecast file, byte for byte' if same else 'writes a DIFFERENT forecast file'}."]
+
+
 def main(argv: list[str] | None = None) -> int:
-    panel = "--panel" in (sys.argv[1:] if argv is None else argv)
-    data, title, results, document = RUNS[panel]
-    command = COMMAND + (" --panel" if panel else "")
+    args = sys.argv[1:] if argv is None else argv
+    flag = next((a for a in args if a in RUNS), "")
+    data, title, results, document = RUNS[flag]
+    command = " ".join([COMMAND, flag]).strip()
     started = time.perf_counter()
     stack = synthesize({"tuning": TUNING})
     synth_s = time.perf_counter() - started
@@ -74,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         total = run.seconds
         pipeline_s = (pipeline["stopDate"] - pipeline["startDate"]).total_seconds()
         deploy_s = sum((d["stopDate"] - d["startDate"]).total_seconds() for d in deploys)
+        compared = same_as_local(world, data, run.run_id) if flag == "--default-search" else []
     lines = [header(f"Emulated cloud run: {title}, upload to served forecast", command), ""]
     lines += [
-        f"Run document: {document}; tuning job: at most {TUNING['max_jobs']} training "
-        f"jobs (one per candidate), {TUNING['max_parallel_jobs']} in parallel. Each SageMaker job is a local process (one per "
-        "instance); moto runs the state machines.", "",
+        f"Run document: {document}; {tuning_job(data)}. Each SageMaker job is a local process (one per "
+        "instance); moto runs the state machines.", *compared, "",
         "| part | seconds |", "|---|---:|",
         f"| `cdk synth` (once per session in the tests) | {synth_s:.1f} |",
         f"| upload to served forecast (total) | {total:.1f} |",
