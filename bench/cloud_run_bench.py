@@ -67,13 +67,12 @@ RUNS = {
 
 
 def tuning_job(data: dict) -> str:
-    """What the tuning job ran: a Grid over one series' families, or a panel's draws."""
-    if "series" in data["settings"]:
-        return (f"tuning job: at most {TUNING['max_jobs']} training jobs (one global choice each), "
-                f"{TUNING['max_parallel_jobs']} in parallel")
-    families = len(Settings().merged(data["settings"], "run document").search.families)
-    jobs = "1 training job" if families == 1 else f"{families} training jobs"
-    return f"tuning job: a Grid of {jobs} (one family each), {min(TUNING['max_parallel_jobs'], families)} at once"
+    """What the tuning job ran: a Grid over one series' families, or a panel's histories and scales."""
+    panel = "series" in data["settings"]
+    trials = Settings().merged(data["settings"], "run document").tuning_grid(panel=panel)
+    jobs = "1 training job" if trials == 1 else f"{trials} training jobs"
+    each = "one history and scale each" if panel else "one family each"
+    return f"tuning job: a Grid of {jobs} ({each}), {min(TUNING['max_parallel_jobs'], trials)} at once"
 
 
 def same_as_local(world: CloudWorld, data: dict, run_id: str) -> list[str]:

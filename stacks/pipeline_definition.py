@@ -29,7 +29,7 @@ from typing import Any
 
 from pipeline_code.engine.settings import MAX_PERIODS_ENV, OBJECTIVE, SETTINGS_CHANNEL
 from pipeline_code.entrypoints.sagemaker_paths import (
-    HYPERPARAMETERS_ENV, SELECTED_MODEL_OUTPUT, SELECTION_OUTPUT, TRIALS_INPUT, WHOLE_TRAIN_CHANNEL,
+    SELECTED_MODEL_OUTPUT, SELECTION_OUTPUT, TRIALS_INPUT, WHOLE_TRAIN_CHANNEL,
 )
 from pipeline_code.pipeline import layout
 from stacks import naming
@@ -264,10 +264,10 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     "fileName.$": "$.fileName",
                 },
                 "retries": initial_retries(s),
-                # Rendered by the starter from the run document: the tuning job's ranges, and its strategy
-                # and limits (one series: a Grid over the families; a panel: the deployment's tuning).
+                # Rendered by the starter from the run document: the tuning job's ranges (one series: the
+                # family; a panel: the history and the scale) and its Grid's size and parallelism.
                 "parameterRanges.$": "$.parameterRanges",
-                "tuning.$": "$.tuning",
+                "grid.$": "$.grid",
                 # Instances of the sharded fit: series.instances for a panel, 0 for one series.
                 "shards.$": "$.shards",
             },
@@ -299,11 +299,16 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             {
                 "HyperParameterTuningJobName.$": naming.format_expr(s, "tuning_job"),
                 "HyperParameterTuningJobConfig": {
-                    "Strategy.$": "$.tuning.strategy",
+                    # Every combination of the categorical ranges, one training job each (each scores a whole
+                    # family, or a panel's every choice at one history and scale): the whole space. A Grid
+                    # takes categorical ranges only; its job count is the number of combinations.
+                    # https://docs.aws.amazon.com/sagemaker/latest/dg/automatic-model-tuning-how-it-works.html
+                    "Strategy": "Grid",
                     "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": OBJECTIVE_METRIC},
+                    # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceLimits.html
                     "ResourceLimits": {
-                        "MaxNumberOfTrainingJobs.$": "$.tuning.maxJobs",
-                        "MaxParallelTrainingJobs.$": "$.tuning.maxParallelJobs",
+                        "MaxNumberOfTrainingJobs.$": "$.grid.maxJobs",
+                        "MaxParallelTrainingJobs.$": "$.grid.maxParallelJobs",
                     },
                     "ParameterRanges.$": "$.parameterRanges",
                     "TrainingJobEarlyStoppingType": "Off",
@@ -408,15 +413,14 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             PANEL_FIT_ENTRYPOINT,
             [processing_input("train", runs_uri(layout.TRAIN), "train", "ShardedByS3Key"),
              processing_input(WHOLE_TRAIN_CHANNEL, runs_uri(layout.TRAIN), WHOLE_TRAIN_CHANNEL),
-             processing_input("test", runs_uri(layout.TEST), "test"), settings_input],
+             processing_input("test", runs_uri(layout.TEST), "test"), settings_input,
+             # the tuning job's trials (each <job>/output/model.tar.gz): every instance takes their best
+             # global choice as the local search does (pipeline/panel_tuning.py)
+             processing_input(TRIALS_INPUT, runs_uri(layout.MODELS), TRIALS_INPUT)],
             [processing_output("shards", layout.SHARD_MODELS, "shards")],
             "ShardsAsModel",
             result_path="$.fit",
             instances="$.shards",
-            # A processing job has no hyperparameters: the best training job's, as JSON (an
-            # Environment value holds at most 256 characters).
-            # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateProcessingJob.html
-            environment={f"{HYPERPARAMETERS_ENV}.$": "States.JsonToString($.best.hyperParameters)"},
         ),
         "ShardsAsModel": as_model(layout.SHARD_MODELS,
                                   "Evaluation's model input is the shards' folder; it merges them into one panel."),

@@ -32,7 +32,6 @@ MAX_TRANSIENT_RETRIES = 9
 
 ApprovalMode = Literal["automatic", "manual"]
 _SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
-_HPO_STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOWER_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
 
@@ -46,18 +45,11 @@ class TuningSettings:
     says which) for faster tuning.
     """
 
-    max_jobs: int = 20
     max_parallel_jobs: int = 2
-    strategy: str = "Bayesian"
     use_spot: bool = False
     # Per training job: run time limit and, with spot, the total wait (>= run time).
     max_runtime_seconds: int = 3600
     max_wait_seconds: int = 7200
-
-    def limits(self) -> dict[str, Any]:
-        """What the starter renders into each run's tuning job (a panel's search; one series' is a Grid
-        over its families, at most ``max_parallel_jobs`` at once): lambdas/start_run/app.py."""
-        return {"strategy": self.strategy, "maxJobs": self.max_jobs, "maxParallelJobs": self.max_parallel_jobs}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,9 +199,7 @@ class InfraSettings:
         except SettingsError as err:
             errors.extend(f"run.{problem}" for problem in err.problems)
         t = self.tuning
-        check(1 <= t.max_jobs <= 500, "tuning.max_jobs must be in 1..500")
-        check(1 <= t.max_parallel_jobs <= min(t.max_jobs, 100), "tuning.max_parallel_jobs must be in 1..max_jobs")
-        check(t.strategy in _HPO_STRATEGIES, f"tuning.strategy must be one of {_HPO_STRATEGIES}")
+        check(1 <= t.max_parallel_jobs <= 100, "tuning.max_parallel_jobs must be in 1..100")
         check(t.max_runtime_seconds >= 60, "tuning.max_runtime_seconds must be >= 60")
         check(not t.use_spot or t.max_wait_seconds >= t.max_runtime_seconds,
               "tuning.max_wait_seconds must be >= max_runtime_seconds with spot")

@@ -27,7 +27,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from pipeline_code.engine.settings import TUNING_LIMITS_ENV
+from pipeline_code.engine.settings import TUNING_PARALLEL_ENV
 from pipeline_code.pipeline import layout
 from stacks.compliance import acknowledge, arn_of
 from stacks.functions import PythonFunction
@@ -98,7 +98,7 @@ class Trigger(Construct):
                 "TOPIC_ARN": topic.topic_arn,
                 # The deployment's layer of the run document (validated at synth by InfraSettings).
                 "RUN_DEFAULTS": json.dumps(settings.run, separators=(",", ":"), sort_keys=True),
-                TUNING_LIMITS_ENV: json.dumps(settings.tuning.limits(), separators=(",", ":"), sort_keys=True),
+                TUNING_PARALLEL_ENV: str(settings.tuning.max_parallel_jobs),
             },
         )
         # Reads uploads and their settings files; writes only each run's document and record.

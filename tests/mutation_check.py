@@ -180,9 +180,9 @@ MUTATIONS = {
         (("pipeline_code/engine/families/combination.py", "sizes: tuple[int, ...], objective: str = OBJECTIVE)",
           'sizes: tuple[int, ...], objective: str = "cv_mse")'),),
         ("tests/engine/test_tuning.py",)),
-    "panel-trial-on-the-fits-cutoffs": Mutation(
-        "a tuning job's trial scores its choice on the fit's cutoffs, not the tuning's (the cloud and the "
-        "local search rank the choices differently)",
+    "panel-choices-on-the-fits-cutoffs": Mutation(
+        "the global choices (the local search's and each tuning trial's) are scored on the fit's few "
+        "cutoffs, not the tuning's",
         (("pipeline_code/pipeline/panel_tuning.py", "fit_panel(panel, settings.tuning(),", "fit_panel(panel, settings,"),),
         ("tests/integration/test_panel_stages.py",)),
     "panel-trial-reports-nan": Mutation(
@@ -193,9 +193,11 @@ MUTATIONS = {
         "the local tune ranks unscored choices as nan, so a panel of short series gets no fallback note",
         (("pipeline_code/pipeline/panel_stages.py", "    if best[\"cv_mase\"] == UNSCORED:", "    if False:"),),
         ("tests/integration/test_panel_pipeline.py",)),
-    "panel-tune-on-the-fits-cutoffs": Mutation(
-        "the local search scores the global choices on the fit's few cutoffs",
-        (("pipeline_code/pipeline/panel_stages.py", "tuning = settings.tuning()", "tuning = settings"),),
+    "panel-fit-takes-one-trials-best": Mutation(
+        "the sharded fit takes the first trial's best choice, not the best of every trial",
+        (("pipeline_code/pipeline/panel_tuning.py",
+          "for job, document, _ in read_archives(folder, PANEL_TRIAL_FORMAT):",
+          "for job, document, _ in read_archives(folder, PANEL_TRIAL_FORMAT)[:1]:"),),
         ("tests/integration/test_panel_stages.py",)),
     "interrupted-pool-runs-the-queue": Mutation(
         "leaving a worker pool by Ctrl-C or an error waits for every queued task (ProcessPoolExecutor's exit)",

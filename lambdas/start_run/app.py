@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError
 from pipeline_code.engine.profile import profile_csv
 from pipeline_code.pipeline import layout
 from pipeline_code.engine.settings import (
-    SETTINGS_MAX_BYTES, SETTINGS_SUFFIX, TUNING_LIMITS_ENV, Settings, SettingsError, check_length, parse_document,
+    SETTINGS_MAX_BYTES, SETTINGS_SUFFIX, TUNING_PARALLEL_ENV, Settings, SettingsError, check_length, parse_document,
     resolve, settings_file_for,
 )
 
@@ -119,23 +119,20 @@ class RunPlan(NamedTuple):
     panel: bool  # many series (an item_id column, or Amazon Forecast's layout)
     items: int  # series in the upload (1 for one series)
 
-    def execution_fields(self, limits: dict[str, Any]) -> dict[str, Any]:
-        """The tuning job's ranges and limits, and the sharded fit's instance count (0: one series, no
+    def execution_fields(self, max_parallel: int) -> dict[str, Any]:
+        """The tuning job's ranges and Grid, and the sharded fit's instance count (0: one series, no
         sharded fit; never more instances than series: an instance without a shard would idle).
 
-        ``limits`` are the deployment's (``strategy``, ``maxJobs``, ``maxParallelJobs``): a panel's search
-        draws its global choices with them. One series' search is a Grid over its families, one trial
-        each (pipeline_code/pipeline/trials.py): a Grid takes categorical ranges only and runs every
-        combination of them, so its job count is the number of families.
-        https://docs.aws.amazon.com/sagemaker/latest/dg/automatic-model-tuning-how-it-works.html
-        https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceLimits.html
+        The tuning job is a Grid over the ranges (one series: the family; a panel: the history and the
+        scale), whose job count is the number of their combinations; at most ``max_parallel`` (the
+        deployment's) at once. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceLimits.html
         """
+        trials = self.settings.tuning_grid(panel=self.panel)
+        grid = {"maxJobs": trials, "maxParallelJobs": min(max_parallel, trials)}
         if self.panel:
             shards = max(1, min(self.settings.series.instances, self.items))
-            return {"parameterRanges": self.settings.panel_parameter_ranges(), "tuning": limits, "shards": shards}
-        trials = len(self.settings.search.families)
-        grid = {"strategy": "Grid", "maxJobs": trials, "maxParallelJobs": min(limits["maxParallelJobs"], trials)}
-        return {"parameterRanges": self.settings.parameter_ranges(), "tuning": grid, "shards": 0}
+            return {"parameterRanges": self.settings.panel_parameter_ranges(), "grid": grid, "shards": shards}
+        return {"parameterRanges": self.settings.parameter_ranges(), "grid": grid, "shards": 0}
 
 
 def run_document(bucket: str, key: str, version: str | None) -> RunPlan:
@@ -225,7 +222,7 @@ def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
             stateMachineArn=state_machine_arn,
             name=name,
             input=json.dumps({**execution_input(bucket, key, obj.get("version-id")),
-                              **plan.execution_fields(json.loads(os.environ[TUNING_LIMITS_ENV]))}),
+                              **plan.execution_fields(int(os.environ[TUNING_PARALLEL_ENV]))}),
         )
     except ClientError as err:
         if err.response["Error"]["Code"] == "ExecutionAlreadyExists":

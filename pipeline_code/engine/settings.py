@@ -165,11 +165,7 @@ EQUAL_TOP = "equal_top"
 LOWEST = "lowest"
 SERVE_RULES = (EQUAL_TOP, LOWEST)
 PAIR = "+"  # joins the two families of a panel's pair choice ("ets+theta")
-# SageMaker's limit on a categorical hyperparameter's values (the panel's ``family`` choice):
-# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html
-MAX_CATEGORIES = 30
-# A panel's global choices (each a categorical of the tuning job): the family, and the history and scale
-# of the statsforecast families.
+# A panel's global choices: the family, and the history and scale of the statsforecast families.
 CHOICE_KEYS = ("family", "history", "scale")
 # The harmonic model's tuned flags (each a 0/1 choice of its search space).
 TUNED_FLAGS = ("use_counterfactual_data", "detrend", "deseasonalize")
@@ -250,8 +246,9 @@ class SeriesSettings:
     preprocess: bool = True
 
 
-# The deployment's tuning job limits, as the starter Lambda reads them (stacks/settings.py TuningSettings).
-TUNING_LIMITS_ENV = "TUNING_LIMITS"
+# The deployment's training jobs at once in a tuning job, as the starter Lambda reads it
+# (stacks/settings.py TuningSettings.max_parallel_jobs).
+TUNING_PARALLEL_ENV = "TUNING_MAX_PARALLEL_JOBS"
 # The serving limit's environment variable (the endpoint's and the invoke Lambda's) and its range.
 MAX_PERIODS_ENV = "FORECAST_MAX_PERIODS"
 MAX_PERIODS_LIMIT = 10_000
@@ -336,21 +333,31 @@ class Settings:
         cutoffs = max(self.series.cutoffs, self.series.tune_cutoffs)
         return replace(self, series=replace(self.series, cutoffs=cutoffs))
 
+    def panel_histories(self) -> list[str]:
+        return [h for h in HISTORIES if h in self.search.histories]
+
+    def panel_scales(self) -> list[str]:
+        return [s for s in SCALES if s in self.search.scales]
+
     def panel_parameter_ranges(self) -> dict[str, Any]:
-        """The tuning job's ParameterRanges of a panel's global choices (categoricals: the family, and
-        the statsforecast families' history and scale); the starter Lambda renders them (standard library only).
+        """The tuning job's ParameterRanges for a panel: the history and the scale, categoricals (a Grid
+        over them; each trial scores every ``family`` choice at its history and scale off one per-series
+        fit, pipeline/panel_tuning.py); the starter Lambda renders them (standard library only).
 
         https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CategoricalParameterRange.html
         """
         return {
-            "CategoricalParameterRanges": [
-                {"Name": "family", "Values": self.panel_families()},
-                {"Name": "history", "Values": [h for h in HISTORIES if h in self.search.histories]},
-                {"Name": "scale", "Values": [s for s in SCALES if s in self.search.scales]},
-            ],
+            "CategoricalParameterRanges": [{"Name": "history", "Values": self.panel_histories()},
+                                           {"Name": "scale", "Values": self.panel_scales()}],
             "IntegerParameterRanges": [],
             "ContinuousParameterRanges": [],
         }
+
+    def tuning_grid(self, *, panel: bool) -> int:
+        """The number of trials of the tuning job's Grid: one series' families, or a panel's histories x
+        scales (every combination of the categorical ranges)."""
+        ranges = (self.panel_parameter_ranges() if panel else self.parameter_ranges())["CategoricalParameterRanges"]
+        return math.prod(len(r["Values"]) for r in ranges)
 
     # ---- documents -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -477,9 +484,6 @@ class Settings:
             (m.selection in SELECTIONS, f"series.selection: must be one of {list(SELECTIONS)}, got {m.selection!r}"),
             (bool(m.families) and len(set(m.families)) == len(m.families) and set(m.families) <= set(FAMILY_NAMES),
              f"series.families: must be distinct names from {list(FAMILY_NAMES)}, got {list(m.families)}"),
-            (len(self.panel_families()) <= MAX_CATEGORIES,
-             f"series.families: {len(m.families)} families make {len(self.panel_families())} global family "
-             f"choices (with their pairs); the tuning job takes at most {MAX_CATEGORIES}"),
             (1 <= m.cutoffs <= 52, f"series.cutoffs: must be in 1..52, got {m.cutoffs}"),
             (1 <= m.tune_cutoffs <= 52, f"series.tune_cutoffs: must be in 1..52, got {m.tune_cutoffs}"),
             (m.cutoff_step >= 0, f"series.cutoff_step: must be >= 0 (0: the horizon), got {m.cutoff_step}"),

@@ -3,8 +3,9 @@
 Inputs under ``/opt/ml/processing/input/``: ``train/`` (ShardedByS3Key: some of processing's shard
 files), ``panel/`` (every train shard file: the whole panel, whose statistics a pooled family such as
 ``global_ar`` sums, so every instance shrinks toward the same pooled model), ``test/`` (every shard file; the
-ones named like this instance's train files are fitted) and ``settings/`` (the run document).
-``FORECAST_HYPERPARAMETERS``: the tuning job's best training job's hyperparameters (JSON). Output:
+ones named like this instance's train files are fitted), ``settings/`` (the run document) and
+``trials/`` (the run's ``models/`` prefix: the tuning job's trials, whose best global choice, taken as the
+local search takes it, every instance fits: ``panel_tuning.best_of_trials``). Output:
 ``/opt/ml/processing/output/shards/<current_host>/``, this shard's partial panel (every instance
 uploads to the same S3 prefix, so each writes under its own host name); evaluation merges them
 (``pipeline.panel_shards.merged_shards``). An instance that received no shard file (more instances
@@ -15,34 +16,20 @@ on other errors.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
 from pipeline_code.engine.dataset import DataValidationError
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
 from pipeline_code.entrypoints.sagemaker_paths import (
-    HYPERPARAMETERS_ENV, WHOLE_TRAIN_CHANNEL, current_host, fail, processing_input, processing_output, unexpected,
+    TRIALS_INPUT, WHOLE_TRAIN_CHANNEL, current_host, fail, processing_input, processing_output, unexpected,
 )
-from pipeline_code.entrypoints.training import parse_panel_hyperparameters
 from pipeline_code.pipeline.panel_shards import fit_panel_in_shards, shard_parts
 from pipeline_code.pipeline.panel_stages import job_processes
+from pipeline_code.pipeline.panel_tuning import best_of_trials
 from pipeline_code.pipeline.settings_args import processing_settings
 
 SHARDS_OUTPUT = "shards"
-
-
-def hyperparameters(environ: dict[str, str]) -> dict[str, str]:
-    """The best training job's hyperparameters from the job's environment (a JSON object of strings,
-    as DescribeTrainingJob gives them)."""
-    raw = environ.get(HYPERPARAMETERS_ENV, "")
-    try:
-        values = json.loads(raw)
-    except ValueError:
-        values = None
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise ValueError(f"{HYPERPARAMETERS_ENV} must be a JSON object of strings, got {raw[:80]!r}")
-    return values
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     out = processing_output(SHARDS_OUTPUT)
     try:
         host = current_host()
-        tuned = parse_panel_hyperparameters(hyperparameters(dict(os.environ)), settings)
+        tuned = best_of_trials(processing_input(TRIALS_INPUT), settings)["hyperparameters"]
         with tempfile.TemporaryDirectory() as tmp:
             shard = shard_parts(processing_input("train"), processing_input("test"), Path(tmp))
             if shard is None:

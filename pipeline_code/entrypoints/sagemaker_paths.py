@@ -11,9 +11,6 @@ import traceback
 from pathlib import Path
 
 ROOT_ENV = "FORECAST_MLOPS_ML_ROOT"
-# A panel's sharded fit (a processing job, which has no hyperparameters): the best training job's
-# hyperparameters as JSON (stacks/pipeline_definition.py sets it; entrypoints/panel_fit.py reads it).
-HYPERPARAMETERS_ENV = "FORECAST_HYPERPARAMETERS"
 
 
 def ml_root() -> Path:
@@ -22,7 +19,8 @@ def ml_root() -> Path:
 
 # The sharded fit's channel holding every train shard file (fully replicated), besides its own ones.
 WHOLE_TRAIN_CHANNEL = "panel"
-# One series' selection job (entrypoints/selection.py): its trials input, model and report outputs.
+# The tuning job's trials (the run's models/ prefix), an input of one series' selection job
+# (entrypoints/selection.py, with its model and report outputs) and of a panel's sharded fit.
 TRIALS_INPUT = "trials"
 SELECTED_MODEL_OUTPUT = "model"
 SELECTION_OUTPUT = "selection"

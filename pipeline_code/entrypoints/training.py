@@ -3,8 +3,9 @@
 - One series: the hyperparameter is a ``family``; the trial scores every candidate of that family on
   ``train``'s selection splits and writes them (``pipeline/trials.py``); the Select job merges the trials
   and fits the served model. The objective is the family's lowest CV MASE.
-- A panel (processed shard files with ``item_id``): the hyperparameters are the panel's global choices,
-  fitted on ``train``; the objective is ``cv_mase``, the mean over series (docs/panel.md).
+- A panel (processed shard files with ``item_id``): the hyperparameters are a history and a scale; the
+  trial scores every family choice at those on ``train`` (``pipeline/panel_tuning.py``); the objective
+  is its best choice's ``cv_mase``, the mean over series (docs/panel.md).
 
 The run document comes from the ``settings`` channel (``/opt/ml/input/data/settings/``); the tuned
 hyperparameters arrive as strings in ``/opt/ml/input/config/hyperparameters.json``; prints the
@@ -33,10 +34,9 @@ from pipeline_code.entrypoints.sagemaker_paths import fail, training_paths, unex
 RESERVED_PREFIXES = ("_", "sagemaker_")
 
 
-def _tuned(raw: dict[str, str], ranges: dict[str, Any], *, complete: bool) -> dict[str, str]:
-    """The tuning job's strings, each name and value one of the run document's ranges (``ranges``, a
-    ParameterRanges of categoricals), all of them if ``complete``; anything else is an error: the
-    settings come from the run document."""
+def _tuned(raw: dict[str, str], ranges: dict[str, Any]) -> dict[str, str]:
+    """The tuning job's strings: a value of each of the run document's ranges (``ranges``, a
+    ParameterRanges of categoricals); anything else is an error: the settings come from the run document."""
     values = {name: str(value).strip('"') for name, value in raw.items() if not name.startswith(RESERVED_PREFIXES)}
     allowed = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
     unknown = sorted(set(values) - set(allowed))
@@ -44,7 +44,7 @@ def _tuned(raw: dict[str, str], ranges: dict[str, Any], *, complete: bool) -> di
         raise ValueError(f"unknown hyperparameter(s) {unknown}: a training job takes {sorted(allowed)}; "
                          "its settings come from the run document")
     missing = sorted(set(allowed) - set(values))
-    if complete and missing:
+    if missing:
         raise ValueError(f"missing hyperparameter(s) {missing}")
     for name, value in values.items():
         if value not in allowed[name]:
@@ -54,13 +54,12 @@ def _tuned(raw: dict[str, str], ranges: dict[str, Any], *, complete: bool) -> di
 
 def parse_hyperparameters(raw: dict[str, str], settings: Settings) -> dict[str, str]:
     """One series' trial: ``{"family": name}``, one of the run document's ``search.families``."""
-    return _tuned(raw, settings.parameter_ranges(), complete=True)
+    return _tuned(raw, settings.parameter_ranges())
 
 
 def parse_panel_hyperparameters(raw: dict[str, str], settings: Settings) -> dict[str, str]:
-    """A panel's global choices, each one of the run document's panel ranges (what it leaves out takes
-    its default in the panel fit)."""
-    return _tuned(raw, settings.panel_parameter_ranges(), complete=False)
+    """A panel's trial: ``{"history": h, "scale": s}``, each one of the run document's."""
+    return _tuned(raw, settings.panel_parameter_ranges())
 
 
 def job_settings(paths: dict[str, Path]) -> Settings:
@@ -93,7 +92,7 @@ def _train_or_resume(tuned: dict[str, str], settings: Settings, paths: dict[str,
     if (checkpoint / "metrics.json").is_file():
         shutil.copytree(checkpoint / "model", paths["model"], dirs_exist_ok=True)
         return json.loads((checkpoint / "metrics.json").read_text())
-    if is_panel_folder(paths["train"]):  # scored on train as the local tuner does (panel_tuning.py)
+    if is_panel_folder(paths["train"]):  # scored on train as the local search scores (panel_tuning.py)
         metrics = panel_trial(paths["train"], tuned, paths["model"], settings, jobs=job_processes(paths["train"]))
     else:
         metrics = run_trial(paths["train"], tuned["family"], paths["model"], settings,

@@ -251,51 +251,27 @@ def read_processed_panel(*folders: Path, freq: str):
 
 # --- tuning and training ----------------------------------------------------------------------
 
-def global_candidates(settings: Settings) -> list[dict[str, str]]:
-    """Every combination of the panel's global choices, as the SageMaker tuning job's ranges have
-    them (``Settings.panel_parameter_ranges``): the same search locally and in the cloud."""
-    from itertools import product
-
-    ranges = settings.panel_parameter_ranges()["CategoricalParameterRanges"]
-    names = [r["Name"] for r in ranges]
-    return [dict(zip(names, values)) for values in product(*(r["Values"] for r in ranges))]
-
-
 def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: int = 1) -> dict[str, Any]:
-    """The local search over the global choices on the train part: each candidate's panel objective
-    (mean over series of the rolling choice's CV MASE, ``PanelFit.objective``, the tuning job's
-    objective too, on the tuning's cutoffs: ``Settings.tuning``); the best, and every candidate's score
-    in ``tuning.json``. One per-series fit per history and scale forecasts every candidate, so it
-    scores every ``family`` choice at those (``report["objectives"]``: what a fit with that choice
-    scores, as a test checks)."""
+    """The local search over the global choices on the train part (``panel_tuning``: every family choice
+    at each history and scale, scored off one per-series fit, as the cloud's trials score them); the
+    best, and every candidate's score in ``tuning.json``."""
     from time import perf_counter
 
-    from pipeline_code.engine.panel_fit import fit_panel
     from pipeline_code.engine.panel_series import MIN_SEASONS
-    from pipeline_code.pipeline.panel_tuning import UNSCORED, ranked
+    from pipeline_code.pipeline.panel_tuning import best_choice, score_choices
+    from pipeline_code.pipeline.trial_files import UNSCORED
 
     started = perf_counter()
     panel, counterfactual = read_processed_panel(train_dir, freq=settings.data.freq)
-    candidates = global_candidates(settings)
-    fitting = dict.fromkeys((c["history"], c["scale"]) for c in candidates)
-    tuning = settings.tuning()
-    fits = {key: fit_panel(panel, tuning, choice={"family": PER_SERIES, "history": key[0], "scale": key[1]},
-                           jobs=jobs, counterfactual=counterfactual)
-            for key in fitting}
-    scored = []
-    for candidate in candidates:
-        fitted = fits[candidate["history"], candidate["scale"]]
-        if candidate["family"] == PER_SERIES:
-            scored.append({"hyperparameters": candidate, "cv_mase": ranked(fitted.objective),
-                           "families": fitted.report["families"], "seconds": fitted.report["seconds"]})
-        else:  # read off the same fit
-            scored.append({"hyperparameters": candidate, "seconds": 0.0,
-                           "cv_mase": ranked(fitted.report["objectives"][candidate["family"]])})
-    best = min(scored, key=lambda c: c["cv_mase"])  # the first of equals: per_series leads the ranges
-    result = {"hyperparameters": best["hyperparameters"], "cv_mase": best["cv_mase"], "candidates": scored,
+    scored = [c for history in settings.panel_histories() for scale in settings.panel_scales()
+              for c in score_choices(panel, counterfactual, settings, history, scale, jobs=jobs)]
+    chosen = best_choice(scored, settings)
+    best = chosen["best"]
+    result = {"hyperparameters": best["hyperparameters"], "cv_mase": best["cv_mase"], "candidates": chosen["candidates"],
               "series": len(panel.items), "objective": "panel mean CV MASE (rolling choice)",
               "seconds": round(perf_counter() - started, 3)}
     if best["cv_mase"] == UNSCORED:
+        tuning = settings.tuning()
         result["unscored"] = (f"no global choice scored on the panel's cutoffs (no series is long enough "
                               f"for a split of {tuning.series.cutoffs} cutoffs of horizon {settings.data.horizon} "
                               f"after {MIN_SEASONS} seasons, or every choice failed): every series gets "

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import tarfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -26,21 +25,15 @@ import numpy as np
 
 from pipeline_code.engine.settings import COMBINATION, OBJECTIVE, Settings
 from pipeline_code.engine.tuning import TuningResult, candidate_space, score_candidates, select
-from pipeline_code.pipeline.layout import MODEL_ARCHIVE, TUNING_FILE
-from pipeline_code.pipeline.panel_tuning import UNSCORED
+from pipeline_code.pipeline.layout import TUNING_FILE
 from pipeline_code.pipeline.stages import read_processed, run_training
+from pipeline_code.pipeline.trial_files import TRIAL_JSON, UNSCORED, TrialError, no_trials, read_archives
 
-TRIAL_OUTPUT = "output"  # <job>/output/model.tar.gz; the served model (models/served/) is no trial
-TRIAL_JSON = "trial.json"
 TRIAL_FORECASTS = "forecasts.npz"
 TRIAL_FORMAT = "forecast-mlops.trial"
 SELECTION_FILE = "selection.json"
 # A candidate of the space that no trial scored (its family's training job failed): scored failed.
 NOT_SCORED = "not scored: its family's trial wrote no result (the training job failed)"
-
-
-class TrialError(ValueError):
-    """A trial's archive is unreadable, or is not a trial of this run document."""
 
 
 def run_trial(train_dir: Path, family_name: str, model_dir: Path, settings: Settings, *,
@@ -60,41 +53,22 @@ def run_trial(train_dir: Path, family_name: str, model_dir: Path, settings: Sett
     return {OBJECTIVE: best, "cv_mse": min((c["cv_mse"] for c in singles if c[OBJECTIVE] == best), default=UNSCORED)}
 
 
-def _members(archive: Path) -> dict[str, bytes]:
-    """The trial files of ``archive``, read without extracting anything."""
-    names = {TRIAL_JSON, TRIAL_FORECASTS}
-    try:
-        with tarfile.open(archive) as tar:
-            return {m.name.removeprefix("./"): tar.extractfile(m).read() for m in tar.getmembers()
-                    if m.isfile() and m.name.removeprefix("./") in names}
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # truncated: EOFError
-        raise TrialError(f"{archive.parent.parent.name}: unreadable {archive.name} ({err})") from None
-
-
-def _trial(archive: Path) -> dict[str, Any]:
-    job = archive.parent.parent.name
-    files = _members(archive)
-    if TRIAL_JSON not in files:
-        raise TrialError(f"{job}: no {TRIAL_JSON} in {archive.name}")
-    try:
-        document = json.loads(files[TRIAL_JSON])
-        if document.get("format") != TRIAL_FORMAT:
-            raise ValueError(f"format {document.get('format')!r}, not {TRIAL_FORMAT!r}")
-        candidates = [{**c, "index": int(c["index"]), OBJECTIVE: float(c[OBJECTIVE]),
-                       "hyperparameters": dict(c["hyperparameters"])} for c in document["candidates"]]
-        stored = np.load(io.BytesIO(files.get(TRIAL_FORECASTS, b"")), allow_pickle=False) if candidates else {}
-        forecasts = {int(name): np.asarray(stored[name], float) for name in stored}
-    except (ValueError, KeyError, TypeError, AttributeError, OSError, zlib.error) as err:
-        raise TrialError(f"{job}: not a trial ({type(err).__name__}: {err})") from None
-    return {"trial": job, "family": document.get("family"), "candidates": candidates, "forecasts": forecasts}
-
-
 def read_trials(folder: Path) -> list[dict[str, Any]]:
-    """Every trial under ``folder`` (``<job>/output/model.tar.gz``, at any depth), in job-name order: its
-    ``trial`` (the training job's name), ``family``, ``candidates`` (records with their ``index``) and
-    ``forecasts`` (CV point forecasts by index). A failed trial wrote no archive and is not here."""
-    return [_trial(archive) for archive in sorted(Path(folder).rglob(MODEL_ARCHIVE))
-            if archive.parent.name == TRIAL_OUTPUT]
+    """Every trial under ``folder`` (``trial_files.read_archives``), in job-name order: its ``trial`` (the
+    training job's name), ``family``, ``candidates`` (records with their ``index``) and ``forecasts`` (CV
+    point forecasts by index)."""
+    trials = []
+    for job, document, files in read_archives(folder, TRIAL_FORMAT, (TRIAL_FORECASTS,)):
+        try:
+            candidates = [{**c, "index": int(c["index"]), OBJECTIVE: float(c[OBJECTIVE]),
+                           "hyperparameters": dict(c["hyperparameters"])} for c in document["candidates"]]
+            stored = np.load(io.BytesIO(files.get(TRIAL_FORECASTS, b"")), allow_pickle=False) if candidates else {}
+            forecasts = {int(name): np.asarray(stored[name], float) for name in stored}
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, zlib.error) as err:
+            raise TrialError(f"{job}: not a trial ({type(err).__name__}: {err})") from None
+        trials.append({"trial": job, "family": document.get("family"), "candidates": candidates,
+                       "forecasts": forecasts})
+    return trials
 
 
 def merge_trials(trials: list[dict[str, Any]], settings: Settings, counterfactual: np.ndarray, *,
@@ -132,7 +106,7 @@ def select_served(trials_dir: Path, train_dir: Path, test_dir: Path, model_dir: 
     number of trials, the candidate, the trials its members came from, and the fit's CV metrics."""
     trials = read_trials(trials_dir)
     if not trials:
-        raise TrialError(f"no trial's {TRIAL_OUTPUT}/{MODEL_ARCHIVE} under {Path(trials_dir).name}/")
+        raise no_trials(trials_dir)
     train = read_processed(train_dir, settings.data.freq)
     result, source = merge_trials(trials, settings, train.counterfactual, jobs=jobs)
     best = result.best

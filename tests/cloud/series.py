@@ -1,9 +1,9 @@
 """The series and run documents the emulated cloud tests use, and the local pipeline's answer for them.
 
 Each run document keeps the run small: few CV splits, few evaluation origins, and a small search (one
-model family unless said otherwise). One series' tuning job is a Grid over the document's families, one
-trial each, whose Select job merges them as the local tune does (pipeline_code/pipeline/trials.py); a
-panel's draws at most `TUNING["max_jobs"]` global choices.
+model family unless said otherwise). The tuning job is a Grid, one trial per family (one series: the Select
+job merges them as the local tune does, pipeline_code/pipeline/trials.py) or per history and scale (a
+panel: the sharded fit takes the trials' best choice, pipeline_code/pipeline/panel_tuning.py).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pipeline_code.engine.settings import SearchSpace, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "pipeline_code" / "data" / "us_gasoline.csv"
-# The deployment's tuning job (cdk context `forecast-mlops:tuning`): a panel's limits.
-TUNING = {"max_jobs": 4, "max_parallel_jobs": 2, "strategy": "Bayesian", "use_spot": False}
+# The deployment's tuning job (cdk context `forecast-mlops:tuning`).
+TUNING = {"max_parallel_jobs": 2, "use_spot": False}
 ONE_FAMILY = {"families": ["harmonic_arima"], "histories": ["window"], "scales": ["log"], "combination_sizes": [],
               "selection_splits": 10}
 

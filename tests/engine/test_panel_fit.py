@@ -147,22 +147,22 @@ def test_backtest_coverage_over_a_panel():
     assert got["coverage_80"] < got["coverage_95"]
 
 
-def test_tuning_ranges_of_the_global_choices():
-    ranges = panel_parameter_ranges(settings(families=("seasonal_naive", "ets", "theta")))
-    assert set(ranges) == {"CategoricalParameterRanges", "IntegerParameterRanges", "ContinuousParameterRanges"}
-    by_name = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
-    assert by_name == {"family": ["per_series", "seasonal_naive", "ets", "theta", "combination", "ets+theta"],
-                       "history": ["window", "all"], "scale": ["log", "raw"]}
-    with_ar = panel_parameter_ranges(settings(families=("seasonal_naive", "ets", "theta", "global_ar")))
-    assert with_ar["CategoricalParameterRanges"][0]["Values"][-3:] == ["ets+theta", "ets+global_ar",
-                                                                       "theta+global_ar"]
+def test_the_global_choices_and_the_tuning_jobs_ranges():
+    three = settings(families=("seasonal_naive", "ets", "theta"))
+    assert three.panel_families() == ["per_series", "seasonal_naive", "ets", "theta", "combination", "ets+theta"]
+    assert settings(families=("seasonal_naive", "ets", "theta", "global_ar")).panel_families()[-3:] == [
+        "ets+theta", "ets+global_ar", "theta+global_ar"]
     # no pair of the fallback; no pair that is the whole combination
-    assert panel_parameter_ranges(settings(families=("ets", "theta")))["CategoricalParameterRanges"][0]["Values"] \
-        == ["per_series", "ets", "theta", "combination"]
-    with pytest.raises(SettingsError, match="the tuning job takes at most 30"):
-        settings(families=("seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima",
-                           "harmonic_arima", "global_ar"))
-    assert all(isinstance(v, str) for values in by_name.values() for v in values)
+    assert settings(families=("ets", "theta")).panel_families() == ["per_series", "ets", "theta", "combination"]
+    # the tuning job: a Grid over the history and the scale; each trial scores every family choice
+    ranges = panel_parameter_ranges(three)
+    assert set(ranges) == {"CategoricalParameterRanges", "IntegerParameterRanges", "ContinuousParameterRanges"}
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "history", "Values": ["window", "all"]},
+                                                    {"Name": "scale", "Values": ["log", "raw"]}]
+    assert three.tuning_grid(panel=True) == 4 and three.tuning_grid(panel=False) == len(three.search.families)
+    many = settings(families=("seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima",
+                              "harmonic_arima", "global_ar"))
+    assert len(many.panel_families()) > 30  # no categorical holds the families any more: no limit of 30
     assert choice_from_hyperparameters({"family": "ets", "history": "all", "scale": "raw", "other": "1"}) == \
         {"family": "ets", "history": "all", "scale": "raw"}
 

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipeline_code.engine.settings import TUNING_LIMITS_ENV, Settings
-from stacks.settings import RUN_ID_MAX, TuningSettings
+from pipeline_code.engine.settings import TUNING_PARALLEL_ENV, Settings
+from stacks.settings import RUN_ID_MAX
 from tests.infra.lambdas import load
 from tests.run_documents import BAD_SETTINGS
 
@@ -56,8 +56,8 @@ class World:
         return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
-# the deployment's tuning limits, with more trials at once than the default families' Grid has
-LIMITS = TuningSettings(max_jobs=30, max_parallel_jobs=8, strategy="Random").limits()
+# the deployment's training jobs at once: more than the default families' Grid has
+MAX_PARALLEL = 8
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def world(monkeypatch):
         monkeypatch.setenv("STATE_MACHINE_ARN", w.arn)
         monkeypatch.setenv("TOPIC_ARN", w.topic)
         monkeypatch.setenv("RUN_DEFAULTS", "{}")
-        monkeypatch.setenv(TUNING_LIMITS_ENV, json.dumps(LIMITS))
+        monkeypatch.setenv(TUNING_PARALLEL_ENV, str(MAX_PARALLEL))
         yield w
 
 
@@ -118,7 +118,7 @@ def test_the_run_document_is_written_once_and_the_ranges_come_from_it(world):
     # one series: a Grid over the document's families, one trial each, never more at once than the deployment's
     families = list(settings.search.families)
     assert started["parameterRanges"]["CategoricalParameterRanges"] == [{"Name": "family", "Values": families}]
-    assert started["tuning"] == {"strategy": "Grid", "maxJobs": len(families), "maxParallelJobs": len(families)}
+    assert started["grid"] == {"maxJobs": len(families), "maxParallelJobs": len(families)}
 
 
 def test_the_deployment_layer_applies_under_the_uploaded_file(world, monkeypatch):
@@ -237,8 +237,9 @@ def test_a_panel_is_fitted_on_the_documents_instances_with_its_global_choices_tu
     assert settings.min_observations() > 30 and settings.data.freq == "MS"
     assert started["shards"] == 3
     assert started["parameterRanges"] == settings.panel_parameter_ranges()
-    assert [r["Name"] for r in started["parameterRanges"]["CategoricalParameterRanges"]] == ["family", "history", "scale"]
-    assert started["tuning"] == LIMITS  # a panel's global choices are drawn as the deployment says
+    # a Grid over the history and the scale: each trial scores every family choice at its pair
+    assert [r["Name"] for r in started["parameterRanges"]["CategoricalParameterRanges"]] == ["history", "scale"]
+    assert started["grid"] == {"maxJobs": 4, "maxParallelJobs": 4}
 
 
 def test_a_panel_never_gets_more_instances_than_series(world):

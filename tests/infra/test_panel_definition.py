@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline_code.entrypoints.sagemaker_paths import HYPERPARAMETERS_ENV, WHOLE_TRAIN_CHANNEL
+from pipeline_code.entrypoints.sagemaker_paths import TRIALS_INPUT, WHOLE_TRAIN_CHANNEL
 from pipeline_code.pipeline import layout
 from stacks.pipeline_definition import PANEL_FIT_ENTRYPOINT
 
@@ -32,15 +32,17 @@ def test_the_sharded_fit_is_one_processing_job_on_the_run_documents_instances(de
     found = inputs(fit)
     # Only the train shards are split between instances; each gets every test file and the document.
     # The whole train part too, for a pooled family's statistics over every series.
+    # And the tuning job's trials, whose best global choice every instance fits.
     assert {name: source["S3DataDistributionType"] for name, source in found.items()} == {
         "train": "ShardedByS3Key", WHOLE_TRAIN_CHANNEL: "FullyReplicated", "test": "FullyReplicated",
-        "settings": "FullyReplicated"}
+        "settings": "FullyReplicated", TRIALS_INPUT: "FullyReplicated"}
+    assert found[TRIALS_INPUT]["S3Uri.$"].endswith(f"{layout.MODELS}', $.runId)")
     assert layout.TRAIN in found["train"]["S3Uri.$"] and layout.TEST in found["test"]["S3Uri.$"]
     assert found[WHOLE_TRAIN_CHANNEL]["S3Uri.$"] == found["train"]["S3Uri.$"]
     (output,) = params["ProcessingOutputConfig"]["Outputs"]
     assert layout.SHARD_MODELS in output["S3Output"]["S3Uri.$"]
     assert output["S3Output"]["LocalPath"] == "/opt/ml/processing/output/shards"
-    assert params["Environment"][f"{HYPERPARAMETERS_ENV}.$"] == "States.JsonToString($.best.hyperParameters)"
+    assert set(params["Environment"]) == {"FORECAST_RUN_ID.$"}  # the choice comes from the trials
 
 
 def test_evaluation_reads_the_shards_as_its_model(definition):

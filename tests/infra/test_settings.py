@@ -24,7 +24,6 @@ def test_the_deployment_layer_is_a_run_document_over_the_engine_defaults():
     monthly = InfraSettings.from_mapping({"run": {"data": {"freq": "MS", "season_length": 12, "horizon": 12},
                                                   "serve": {"max_periods": 36}}})
     assert (monthly.run_defaults.data.freq, monthly.run_defaults.data.horizon, monthly.max_periods) == ("MS", 12, 36)
-    assert s.tuning.max_jobs == 20 and s.tuning.strategy == "Bayesian"
     # A new account can run it: few parallel jobs, no spot (spot quotas start at 0).
     assert s.tuning.max_parallel_jobs == 2 and s.tuning.use_spot is False
 
@@ -43,20 +42,21 @@ def test_cdk_json_context_matches_the_defaults(repo_root):
 
 def test_command_line_overrides_are_typed():
     s = InfraSettings.from_context(Node({
-        "forecast-mlops": {"tuning": {"max_jobs": 8, "max_parallel_jobs": 4}},
+        "forecast-mlops": {"tuning": {"max_parallel_jobs": 4}},
         "forecast-mlops:approval_mode": "manual",
         "forecast-mlops:alarm_email": "ops@example.com",
         "forecast-mlops:serverless_memory_mb": "3072",
         "forecast-mlops:retain_data": "false",
     }))
     assert (s.approval_mode, s.alarm_email, s.serverless_memory_mb, s.retain_data) == ("manual", "ops@example.com", 3072, False)
-    assert s.tuning.max_jobs == 8
+    assert s.tuning.max_parallel_jobs == 4
 
 
 @pytest.mark.parametrize("bad", [
     {"approval_mode": "sometimes"},
     {"serverless_memory_mb": 1500},
-    {"tuning": {"max_jobs": 5, "max_parallel_jobs": 10}},
+    {"tuning": {"max_parallel_jobs": 0}},
+    {"tuning": {"max_jobs": 20}},  # the Grid's size is the run document's, not a setting
     {"tuning": {"use_spot": True, "max_runtime_seconds": 7200, "max_wait_seconds": 3600}},
     {"resource_prefix": "Way-Too-Long"},
     {"endpoint_name": "Upper"},

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline_code.engine.settings import SETTINGS_FILE, Settings
 from pipeline_code.engine.tuning import candidate_space, tune
-from pipeline_code.pipeline.panel_tuning import UNSCORED
+from pipeline_code.pipeline.trial_files import UNSCORED
 from pipeline_code.pipeline.stages import read_processed
 from tests.conftest import BUNDLED
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_code.engine.core.panel_artifact import PanelModel
-from pipeline_code.entrypoints import panel_fit
-from pipeline_code.entrypoints.sagemaker_paths import HYPERPARAMETERS_ENV, ROOT_ENV, current_host
+from pipeline_code.entrypoints.sagemaker_paths import ROOT_ENV, current_host
 from pipeline_code.pipeline.panel_shards import ShardError, fit_in_shards, merged_shards, shard_parts
 from tests.serving.panel_models import panel
 
@@ -72,7 +71,7 @@ def test_fitting_in_shards_fits_each_shard_alone_and_merges(tmp_path):
     assert PanelModel.load(tmp_path / "model").items == ["a", "b", "c"]
 
 
-def test_the_job_reads_its_host_and_the_best_jobs_hyperparameters(tmp_path, monkeypatch):
+def test_the_job_reads_its_host(tmp_path, monkeypatch):
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     with pytest.raises(ValueError, match="current_host"):
         current_host()
@@ -82,8 +81,3 @@ def test_the_job_reads_its_host_and_the_best_jobs_hyperparameters(tmp_path, monk
         current_host()
     (tmp_path / "config" / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-2"}))
     assert current_host() == "algo-2"
-    best = {"family": '"ets"', "history": "window", "_tuning_objective_metric": "cv_mase"}
-    assert panel_fit.hyperparameters({HYPERPARAMETERS_ENV: json.dumps(best)}) == best
-    for bad in ("", "[1]", '{"a": 1}'):
-        with pytest.raises(ValueError, match=HYPERPARAMETERS_ENV):
-            panel_fit.hyperparameters({HYPERPARAMETERS_ENV: bad})

@@ -16,9 +16,9 @@ from pipeline_code.engine.settings import Settings, SettingsError
 from pipeline_code.entrypoints.training import parse_panel_hyperparameters
 from pipeline_code.pipeline import panel_stages
 from pipeline_code.pipeline.panel_stages import (
-    SHARD_FILE, global_candidates, is_panel_folder, is_panel_upload, process_panel, read_processed_panel,
-    settings_for,
+    SHARD_FILE, is_panel_folder, is_panel_upload, process_panel, read_processed_panel, settings_for,
 )
+from pipeline_code.pipeline.panel_tuning import global_candidates
 from tests.integration.test_panel_pipeline import panel_rows, write_panel
 
 SETTINGS = Settings.from_dict({"data": {"freq": "MS", "season_length": 12, "horizon": 6},
@@ -125,11 +125,14 @@ def test_reports_cut_long_item_lists(monkeypatch):
     assert panel_stages._listed(["a", "b", "c"]) == {"count": 3, "first": ["a", "b"]}
 
 
-def test_global_candidates_are_the_tuning_jobs_ranges():
+def test_global_candidates_are_every_family_choice_at_each_of_the_tuning_jobs_trials():
     candidates = global_candidates(SETTINGS)
     assert {c["family"] for c in candidates} == {"per_series", "seasonal_naive", "theta", "combination"}
     assert len(candidates) == 4 * len(SETTINGS.search.histories) * len(SETTINGS.search.scales)
-    assert all(parse_panel_hyperparameters(c, SETTINGS) == c for c in candidates)
+    trials = {(c["history"], c["scale"]) for c in candidates}
+    assert len(trials) == SETTINGS.tuning_grid(panel=True)
+    assert all(parse_panel_hyperparameters({"history": h, "scale": s}, SETTINGS) == {"history": h, "scale": s}
+               for h, s in trials)
 
 
 def test_one_family_for_every_series_runs_that_family_alone():
@@ -148,9 +151,10 @@ def test_one_family_for_every_series_runs_that_family_alone():
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"family": "per_series", "fourier_k": "3"}, "unknown hyperparameter(s) ['fourier_k']"),
-    ({"family": "arima_fourier"}, "family='arima_fourier' is not one of"),
-    ({"family": "per_series", "history": "forever"}, "history='forever' is not one of"),
+    ({"history": "all", "scale": "log", "fourier_k": "3"}, "unknown hyperparameter(s) ['fourier_k']"),
+    ({"history": "all", "scale": "log", "family": "theta"}, "unknown hyperparameter(s) ['family']"),
+    ({"history": "forever", "scale": "log"}, "history='forever' is not one of"),
+    ({"history": "all"}, "missing hyperparameter(s) ['scale']"),
 ])
 def test_a_panel_training_job_refuses_what_its_ranges_lack(raw, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -158,13 +162,14 @@ def test_a_panel_training_job_refuses_what_its_ranges_lack(raw, message):
 
 
 def test_sagemaker_entries_are_ignored_in_a_panel_training_job():
-    raw = {"family": '"theta"', "history": "window", "_tuning_objective_metric": "cv_mase"}
-    assert parse_panel_hyperparameters(raw, SETTINGS) == {"family": "theta", "history": "window"}
+    raw = {"scale": '"raw"', "history": "window", "_tuning_objective_metric": "cv_mase"}
+    assert parse_panel_hyperparameters(raw, SETTINGS) == {"scale": "raw", "history": "window"}
 
 
 def test_the_sagemaker_jobs_run_a_panel(tmp_path):
-    """Processing, a tuning job's training job and evaluation as SageMaker runs them (the /opt/ml layout
-    in a folder, the run document in each job's settings input): shards, a panel model, the exports."""
+    """Processing, a tuning job's trial, the sharded fit and evaluation as SageMaker runs them (the /opt/ml
+    layout in a folder, the run document in each job's settings input): shards, the trial's scores, a
+    panel model, the exports."""
     import shutil
     import tarfile
 
@@ -194,20 +199,38 @@ def test_the_sagemaker_jobs_run_a_panel(tmp_path):
     (train_root / "input" / "data" / "settings" / SETTINGS_FILE).write_text(document)
     (train_root / "input" / "config").mkdir(parents=True)
     (train_root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(
-        {"family": '"per_series"', "history": "window", "_tuning_objective_metric": "cv_mase"}))
+        {"history": '"window"', "scale": "log", "_tuning_objective_metric": "cv_mase"}))
     result = run("training", train_root)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^cv_mase=[0-9.]+;$", result.stdout, re.M) and "cv_mse=" not in result.stdout
-    assert PanelModel.load(train_root / "model").items == ["a", "b", "c"]
+    objective = float(re.search(r"^cv_mase=([0-9.]+);$", result.stdout, re.M).group(1))
+    assert "cv_mse=" not in result.stdout
+    scored = json.loads((train_root / "model" / "trial.json").read_text())["candidates"]
+    assert objective == pytest.approx(min(c["cv_mase"] for c in scored), abs=1e-6)
+    assert {c["hyperparameters"]["family"] for c in scored} == set(Settings.from_dict(json.loads(document)).panel_families())
+
+    fit_root = tmp_path / "fit"  # one instance of the sharded fit, given both shard files
+    fit_inputs = fit_root / "processing" / "input"
+    for channel, source in (("train", processed / "train"), ("panel", processed / "train"),
+                            ("test", processed / "test"), ("settings", inputs / "settings")):
+        shutil.copytree(source, fit_inputs / channel)
+    (fit_inputs / "trials" / "t0-001-aa" / "output").mkdir(parents=True)
+    with tarfile.open(fit_inputs / "trials" / "t0-001-aa" / "output" / "model.tar.gz", "w:gz") as archive:
+        for item in (train_root / "model").iterdir():  # as SageMaker packs /opt/ml/model
+            archive.add(item, arcname=item.name)
+    (fit_root / "config").mkdir()
+    (fit_root / "config" / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1"}))
+    result = run("panel_fit", fit_root)
+    assert result.returncode == 0, result.stderr
+    shard = fit_root / "processing" / "output" / "shards" / "algo-1"
+    assert PanelModel.load(shard).items == ["a", "b", "c"]
+    assert PanelModel.load(shard).metadata["hyperparameters"] == min(scored, key=lambda c: c["cv_mase"])[
+        "hyperparameters"]
 
     eval_root = tmp_path / "eval"
     eval_inputs = eval_root / "processing" / "input"
     for channel in ("train", "test", "settings"):
         shutil.copytree(inputs / channel if channel == "settings" else processed / channel, eval_inputs / channel)
-    (eval_inputs / "model").mkdir()
-    with tarfile.open(eval_inputs / "model" / "model.tar.gz", "w:gz") as archive:  # as SageMaker packs it
-        for item in (train_root / "model").iterdir():
-            archive.add(item, arcname=item.name)
+    shutil.copytree(fit_root / "processing" / "output" / "shards", eval_inputs / "model")
     result = run("evaluation", eval_root)
     assert result.returncode == 0, result.stderr
     output = eval_root / "processing" / "output"
@@ -317,11 +340,48 @@ def test_the_tuning_scores_the_global_choices_on_the_tuning_cutoffs(processed, t
     expected = fit_panel(panel, five, choice=choice, counterfactual=counterfactual)
     assert len(expected.report["cutoffs"]) == 5
     scored = next(c["cv_mase"] for c in tuned["candidates"] if c["hyperparameters"] == choice)
-    trial = panel_trial(out / "train", choice, tmp_path / "model", settings)
+    trial = panel_trial(out / "train", {"history": "window", "scale": "log"}, tmp_path / "model", settings)
+    written = json.loads((tmp_path / "model" / "trial.json").read_text())["candidates"]
+    assert [c["hyperparameters"]["family"] for c in written] == settings.panel_families()
     assert scored == pytest.approx(expected.objective, rel=1e-12)
-    assert trial["cv_mase"] == pytest.approx(expected.objective, rel=1e-12)
+    assert next(c["cv_mase"] for c in written if c["hyperparameters"] == choice) == scored
+    assert trial["cv_mase"] == min(c["cv_mase"] for c in written)
     two = fit_panel(panel, settings, choice=choice, counterfactual=counterfactual)
     assert two.objective != pytest.approx(expected.objective, rel=1e-6)  # the fit's own cutoffs differ
+
+
+def test_the_sharded_fit_takes_the_trials_best_choice_as_the_local_search_does(processed, tmp_path):
+    """The tuning job's trials (one per history and scale, packed as SageMaker packs them) read back by
+    the sharded fit give the local search's choice; a failed trial's choices are simply absent, and a
+    trial of another run document is refused."""
+    import tarfile
+
+    from pipeline_code.pipeline.panel_tuning import best_of_trials, panel_trial
+    from pipeline_code.pipeline.trial_files import TrialError
+
+    out, _, _ = processed
+    tuned = panel_stages.tune_panel(out / "train", tmp_path / "reports", SETTINGS)
+    trials = tmp_path / "models"
+    for i, pair in enumerate({(c["history"], c["scale"]) for c in global_candidates(SETTINGS)}):
+        model = tmp_path / "trial" / str(i)
+        panel_trial(out / "train", {"history": pair[0], "scale": pair[1]}, model, SETTINGS)
+        (trials / f"t0-{i:03d}" / "output").mkdir(parents=True)
+        with tarfile.open(trials / f"t0-{i:03d}" / "output" / "model.tar.gz", "w:gz") as tar:
+            tar.add(model / "trial.json", arcname="trial.json")
+    best = best_of_trials(trials, SETTINGS)
+    assert best["hyperparameters"] == tuned["hyperparameters"] and best["cv_mase"] == tuned["cv_mase"]
+    others = [c for c in tuned["candidates"] if (c["hyperparameters"]["history"], c["hyperparameters"]["scale"])
+              != (best["hyperparameters"]["history"], best["hyperparameters"]["scale"])]
+    def scored_in(trial: Path) -> list[dict]:
+        with tarfile.open(trial / "output" / "model.tar.gz") as tar:
+            return json.loads(tar.extractfile("trial.json").read())["candidates"]
+
+    winner = next(p for p in trials.iterdir() if best in scored_in(p))
+    (winner / "output" / "model.tar.gz").unlink()  # its training job failed
+    assert best_of_trials(trials, SETTINGS)["hyperparameters"] == min(others, key=lambda c: c["cv_mase"])[
+        "hyperparameters"]
+    with pytest.raises(TrialError, match="is not a global choice of this run document"):
+        best_of_trials(trials, SETTINGS.merged({"series": {"families": ["seasonal_naive", "ets"]}}))
 
 
 def test_the_tuning_cutoffs_never_lower_the_fits():
@@ -334,11 +394,13 @@ def test_the_tuning_cutoffs_never_lower_the_fits():
 def test_an_unscored_choice_ranks_last_with_a_number_the_tuning_job_can_read(tmp_path):
     """A trial on series too short for any split reports ``UNSCORED``, which the training job prints in
     the form its metric definition reads (``nan`` would leave the tuning job without a best job)."""
-    from pipeline_code.pipeline.panel_tuning import UNSCORED, panel_trial, ranked
+    from pipeline_code.pipeline.panel_tuning import panel_trial
+    from pipeline_code.pipeline.trial_files import UNSCORED, ranked
 
     assert ranked(float("nan")) == ranked(float("inf")) == UNSCORED and ranked(0.5) == 0.5
     data = write_panel(tmp_path / "young.csv", panel_rows({"a": 30, "b": 28}))
     process_panel(data, tmp_path / "out", SETTINGS.merged({"series": {"instances": 1}}))
-    metrics = panel_trial(tmp_path / "out" / "train", {"family": "theta"}, tmp_path / "model", SETTINGS)
+    metrics = panel_trial(tmp_path / "out" / "train", {"history": "window", "scale": "log"}, tmp_path / "model",
+                          SETTINGS)
     assert metrics["cv_mase"] == UNSCORED
     assert re.fullmatch(r"cv_mase=([0-9.eE+-]+);", f"cv_mase={metrics['cv_mase']:.6f};")

@@ -24,7 +24,7 @@ import pytest
 from moto import mock_aws
 from moto.events.models import EventPattern
 
-from pipeline_code.engine.settings import TUNING_LIMITS_ENV
+from pipeline_code.engine.settings import TUNING_PARALLEL_ENV
 from stacks.deploy_definition import APPROVED_EVENT_DETAIL_TYPE, build_deploy_definition
 from stacks.pipeline_definition import Refs, build_definition
 from stacks.settings import InfraSettings
@@ -80,7 +80,7 @@ class Pipeline:
 
     def deliver(self, event: dict[str, Any], message_id: str = "m-1") -> dict[str, Any]:
         os.environ["STATE_MACHINE_ARN"] = self.arn
-        os.environ[TUNING_LIMITS_ENV] = json.dumps(InfraSettings().tuning.limits())
+        os.environ[TUNING_PARALLEL_ENV] = str(InfraSettings().tuning.max_parallel_jobs)
         return start_run.handler({"Records": [{"messageId": message_id, "body": json.dumps(event)}]})
 
     def run(self, **world: Any) -> dict[str, Any]:
