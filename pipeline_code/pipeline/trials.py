@@ -48,9 +48,8 @@ def run_trial(train_dir: Path, family_name: str, model_dir: Path, settings: Sett
     (model_dir / TRIAL_JSON).write_text(json.dumps(
         {"format": TRIAL_FORMAT, "family": family_name, "candidates": singles}, indent=1))
     np.savez(model_dir / TRIAL_FORECASTS, **{str(i): f for i, f in forecasts.items() if f is not None})
-    scores = [c[OBJECTIVE] for c in singles if math.isfinite(c[OBJECTIVE])]
-    best = min(scores, default=UNSCORED)
-    return {OBJECTIVE: best, "cv_mse": min((c["cv_mse"] for c in singles if c[OBJECTIVE] == best), default=UNSCORED)}
+    best = min((c for c in singles if math.isfinite(c[OBJECTIVE])), key=lambda c: c[OBJECTIVE], default=None)
+    return {OBJECTIVE: best[OBJECTIVE], "cv_mse": best["cv_mse"]} if best else {OBJECTIVE: UNSCORED, "cv_mse": UNSCORED}
 
 
 def read_trials(folder: Path) -> list[dict[str, Any]]:
@@ -118,8 +117,7 @@ def select_served(trials_dir: Path, train_dir: Path, test_dir: Path, model_dir: 
         plot_tuning(report_dir / "tuning.png", result.candidates)
     candidate = best["hyperparameters"]
     metrics = run_training(train_dir, test_dir, candidate, model_dir, settings, report_dir=report_dir, jobs=jobs)
-    by_candidate = {json.dumps(c["hyperparameters"], sort_keys=True): source[i]
-                    for i, c in enumerate(result.candidates) if i in source}
     members = candidate["members"] if candidate["family"] == COMBINATION else [candidate]
     return {"serve": result.serve, "trials": len(trials), "hyperparameters": candidate, "metrics": metrics,
-            "members": [by_candidate[json.dumps(m, sort_keys=True)] for m in members]}
+            "members": [source[next(i for i in source if result.candidates[i]["hyperparameters"] == m)]
+                        for m in members]}
