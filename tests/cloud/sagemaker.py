@@ -47,6 +47,7 @@ class SageMakerJobs:
     # Runs harness-internal calls (SageMaker's own bookkeeping) without a principal.
     as_service: Callable[[], Any]
     fail: set[str] = field(default_factory=set)  # job kinds forced to fail ("processing", "tuning")
+    fail_trials: set[str] = field(default_factory=set)  # a tuning job's trials with any of these values fail
     throttle_once_after_create: set[str] = field(default_factory=set)
     created: list[tuple[str, str]] = field(default_factory=list)  # (kind, job name)
     inputs: dict[str, list[str]] = field(default_factory=dict)  # processing job -> input names
@@ -116,6 +117,8 @@ class SageMakerJobs:
                 with self.as_service():
                     boto3.client("sagemaker", region_name=REGION).create_training_job(**copy.deepcopy(job_params))
                 try:
+                    if self.fail_trials & set(tuned.values()):
+                        raise JobFailed("AlgorithmError: failed on purpose by the test")
                     found = self._training(job, job_params)
                 except JobFailed as failed:
                     self.fail_job("training", job, failed.reason)
