@@ -29,7 +29,7 @@ from typing import Any
 
 from pipeline_code.engine.settings import MAX_PERIODS_ENV, OBJECTIVE, SETTINGS_CHANNEL
 from pipeline_code.entrypoints.sagemaker_paths import (
-    SELECTED_MODEL_OUTPUT, SELECTION_OUTPUT, TRIALS_INPUT, WHOLE_TRAIN_CHANNEL,
+    SELECTED_MODEL_OUTPUT, SELECTION_OUTPUT, TRIALS_INPUT, TUNING_JOB_ENV, WHOLE_TRAIN_CHANNEL,
 )
 from pipeline_code.pipeline import layout
 from stacks import naming
@@ -182,6 +182,8 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
     # Every job reads the run's document (docs/design.md, "The run document"): processing and
     # evaluation from their "settings" input, training from its "settings" channel.
     settings_input = processing_input(SETTINGS_CHANNEL, runs_uri(layout.RUN_DOCUMENT), SETTINGS_CHANNEL)
+    # The jobs that read the trials read only this tuning job's (a retried one leaves older trials).
+    tuning_job_env = {f"{TUNING_JOB_ENV}.$": "$.tuning.name"}
     model_env = {MAX_PERIODS_ENV: str(s.max_periods)}
     evaluation_report = layout.EVALUATION_REPORT + layout.EVALUATION_FILE
     eval_key = f"States.Format('{layout.run_key('{}', evaluation_report)}', $.runId)"
@@ -395,6 +397,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
              processing_output(SELECTION_OUTPUT, layout.SELECTION_REPORT, SELECTION_OUTPUT)],
             "SelectedAsModel",
             result_path="$.selection",
+            environment=tuning_job_env,
         ),
         "SelectedAsModel": as_model(layout.SELECTED_MODEL, "Evaluation's model input is the selected model's folder."),
         # Every instance gets the settings and the whole test part (small: the last horizon of each
@@ -421,6 +424,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
             "ShardsAsModel",
             result_path="$.fit",
             instances="$.shards",
+            environment=tuning_job_env,
         ),
         "ShardsAsModel": as_model(layout.SHARD_MODELS,
                                   "Evaluation's model input is the shards' folder; it merges them into one panel."),

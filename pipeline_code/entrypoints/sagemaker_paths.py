@@ -22,6 +22,10 @@ WHOLE_TRAIN_CHANNEL = "panel"
 # The tuning job's trials (the run's models/ prefix), an input of one series' selection job
 # (entrypoints/selection.py, with its model and report outputs) and of a panel's sharded fit.
 TRIALS_INPUT = "trials"
+# Their tuning job's name: only its training jobs' trials are read (a retried tuning job leaves the
+# earlier attempt's trials under the same prefix). SageMaker names a tuning job's training jobs
+# "<tuning job>-<number>-<id>".
+TUNING_JOB_ENV = "FORECAST_TUNING_JOB"
 SELECTED_MODEL_OUTPUT = "model"
 SELECTION_OUTPUT = "selection"
 

@@ -72,16 +72,17 @@ def panel_trial(train_dir: Path, hyperparameters: dict[str, Any], model_dir: Pat
     return {"cv_mase": min((c["cv_mase"] for c in scored), default=UNSCORED)}
 
 
-def best_of_trials(folder: Path, settings: Settings) -> dict[str, Any]:
-    """The best global choice of the panel trials under ``folder``, as the local search takes it; a
-    choice that is not one of this run document's is refused (a trial of another run)."""
+def best_of_trials(folder: Path, settings: Settings, tuning_job: str | None = None) -> dict[str, Any]:
+    """The best global choice of the panel trials under ``folder`` (of ``tuning_job``, when given), as the
+    local search takes it; a choice that is not one of this run document's is refused (a trial of
+    another run)."""
     known = {json.dumps(c, sort_keys=True) for c in global_candidates(settings)}
     scored = []
-    for job, document, _ in read_archives(folder, PANEL_TRIAL_FORMAT):
+    for job, document, _ in read_archives(folder, PANEL_TRIAL_FORMAT, tuning_job=tuning_job):
         for c in document.get("candidates", []):
             if json.dumps(c.get("hyperparameters"), sort_keys=True) not in known:
                 raise TrialError(f"{job}: {c.get('hyperparameters')} is not a global choice of this run document")
             scored.append(c)
     if not scored:
-        raise no_trials(folder)
+        raise no_trials(folder, tuning_job)
     return best_choice(scored, settings)["best"]

@@ -45,15 +45,17 @@ def _members(archive: Path, names: set[str]) -> dict[str, bytes]:
         raise TrialError(f"{archive.parent.parent.name}: unreadable {archive.name} ({err})") from None
 
 
-def read_archives(folder: Path, fmt: str, extra: tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
-    """Every trial under ``folder`` (``<job>/output/model.tar.gz``, at any depth), in job-name order: the
-    training job's name, its ``trial.json`` (whose ``format`` must be ``fmt``) and the ``extra`` files it
-    holds. A failed trial wrote no archive and is not here."""
+def read_archives(folder: Path, fmt: str, extra: tuple[str, ...] = (), *,
+                  tuning_job: str | None = None) -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
+    """Every trial under ``folder`` (``<job>/output/model.tar.gz``, at any depth; only ``tuning_job``'s
+    training jobs, ``<tuning job>-...``, when it is given), in job-name order: the training job's name,
+    its ``trial.json`` (whose ``format`` must be ``fmt``) and the ``extra`` files it holds. A failed
+    trial wrote no archive and is not here."""
     out = []
     for archive in sorted(Path(folder).rglob(MODEL_ARCHIVE)):
-        if archive.parent.name != TRIAL_OUTPUT:
-            continue
         job = archive.parent.parent.name
+        if archive.parent.name != TRIAL_OUTPUT or (tuning_job and not job.startswith(f"{tuning_job}-")):
+            continue
         files = _members(archive, {TRIAL_JSON, *extra})
         if TRIAL_JSON not in files:
             raise TrialError(f"{job}: no {TRIAL_JSON} in {archive.name}")
@@ -68,5 +70,6 @@ def read_archives(folder: Path, fmt: str, extra: tuple[str, ...] = ()) -> list[t
     return out
 
 
-def no_trials(folder: Path) -> TrialError:
-    return TrialError(f"no trial's {TRIAL_OUTPUT}/{MODEL_ARCHIVE} under {Path(folder).name}/")
+def no_trials(folder: Path, tuning_job: str | None = None) -> TrialError:
+    of = f" of tuning job {tuning_job}" if tuning_job else ""
+    return TrialError(f"no trial's {TRIAL_OUTPUT}/{MODEL_ARCHIVE}{of} under {Path(folder).name}/")

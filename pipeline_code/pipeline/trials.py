@@ -52,12 +52,12 @@ def run_trial(train_dir: Path, family_name: str, model_dir: Path, settings: Sett
     return {OBJECTIVE: best[OBJECTIVE], "cv_mse": best["cv_mse"]} if best else {OBJECTIVE: UNSCORED, "cv_mse": UNSCORED}
 
 
-def read_trials(folder: Path) -> list[dict[str, Any]]:
-    """Every trial under ``folder`` (``trial_files.read_archives``), in job-name order: its ``trial`` (the
-    training job's name), ``family``, ``candidates`` (records with their ``index``) and ``forecasts`` (CV
-    point forecasts by index)."""
+def read_trials(folder: Path, tuning_job: str | None = None) -> list[dict[str, Any]]:
+    """Every trial under ``folder`` (of ``tuning_job``, when given: ``trial_files.read_archives``), in
+    job-name order: its ``trial`` (the training job's name), ``family``, ``candidates`` (records with
+    their ``index``) and ``forecasts`` (CV point forecasts by index)."""
     trials = []
-    for job, document, files in read_archives(folder, TRIAL_FORMAT, (TRIAL_FORECASTS,)):
+    for job, document, files in read_archives(folder, TRIAL_FORMAT, (TRIAL_FORECASTS,), tuning_job=tuning_job):
         try:
             candidates = [{**c, "index": int(c["index"]), OBJECTIVE: float(c[OBJECTIVE]),
                            "hyperparameters": dict(c["hyperparameters"])} for c in document["candidates"]]
@@ -98,14 +98,14 @@ def merge_trials(trials: list[dict[str, Any]], settings: Settings, counterfactua
 
 
 def select_served(trials_dir: Path, train_dir: Path, test_dir: Path, model_dir: Path, settings: Settings,
-                  *, jobs: int = 1, report_dir: Path | None = None) -> dict[str, Any]:
+                  *, jobs: int = 1, report_dir: Path | None = None, tuning_job: str | None = None) -> dict[str, Any]:
     """Write to ``model_dir`` the model ``search.serve`` picks from the trials under ``trials_dir``, fitted
     as the local train stage fits it (``run_training``), and the tune's result to ``report_dir`` (as the
     local run's ``tuning.json``). Returns what the job reports (``selection.json``): the rule, the
     number of trials, the candidate, the trials its members came from, and the fit's CV metrics."""
-    trials = read_trials(trials_dir)
+    trials = read_trials(trials_dir, tuning_job)
     if not trials:
-        raise no_trials(trials_dir)
+        raise no_trials(trials_dir, tuning_job)
     train = read_processed(train_dir, settings.data.freq)
     result, source = merge_trials(trials, settings, train.counterfactual, jobs=jobs)
     best = result.best

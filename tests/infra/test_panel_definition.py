@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline_code.entrypoints.sagemaker_paths import TRIALS_INPUT, WHOLE_TRAIN_CHANNEL
+from pipeline_code.entrypoints.sagemaker_paths import TRIALS_INPUT, TUNING_JOB_ENV, WHOLE_TRAIN_CHANNEL
 from pipeline_code.pipeline import layout
 from stacks.pipeline_definition import PANEL_FIT_ENTRYPOINT
 
@@ -42,7 +42,9 @@ def test_the_sharded_fit_is_one_processing_job_on_the_run_documents_instances(de
     (output,) = params["ProcessingOutputConfig"]["Outputs"]
     assert layout.SHARD_MODELS in output["S3Output"]["S3Uri.$"]
     assert output["S3Output"]["LocalPath"] == "/opt/ml/processing/output/shards"
-    assert set(params["Environment"]) == {"FORECAST_RUN_ID.$"}  # the choice comes from the trials
+    # the choice comes from the trials of this run's tuning job
+    assert params["Environment"][f"{TUNING_JOB_ENV}.$"] == "$.tuning.name"
+    assert definition["States"]["Select"]["Parameters"]["Environment"][f"{TUNING_JOB_ENV}.$"] == "$.tuning.name"
 
 
 def test_evaluation_reads_the_shards_as_its_model(definition):

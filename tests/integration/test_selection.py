@@ -16,7 +16,7 @@ import pytest
 
 from pipeline_code.engine.settings import SETTINGS_FILE, Settings
 from pipeline_code.engine.tuning import candidate_space, selection_grid
-from pipeline_code.pipeline.trials import NOT_SCORED, TrialError, merge_trials, read_trials, run_trial
+from pipeline_code.pipeline.trials import NOT_SCORED, TrialError, merge_trials, read_trials, run_trial, select_served
 
 # A small search of the NumPy families: 4 harmonic candidates and seasonal naive, on 700 weeks.
 SETTINGS = Settings.from_dict({"cv": {"window": 260, "step": 4}, "search": {
@@ -61,6 +61,20 @@ def test_trials_are_read_from_each_jobs_output_archive_and_nothing_else(trials):
     assert [c["index"] for t in found for c in t["candidates"]] == list(range(len(space)))
     splits = selection_grid(700, SETTINGS).size
     assert all(f.shape == (splits, SETTINGS.data.horizon) for t in found for f in t["forecasts"].values())
+
+
+def test_only_the_named_tuning_jobs_trials_are_read(trials, tmp_path):
+    """A retried tuning job leaves the earlier attempt's trials under the same prefix."""
+    import shutil
+
+    for name in ("t0-harmonic_arima", "t0-seasonal_naive"):
+        shutil.copytree(trials / "models" / name, tmp_path / name.replace("t0-", "t1-"))
+        shutil.copytree(trials / "models" / name, tmp_path / name)
+    shutil.copytree(trials / "models" / "t0-seasonal_naive", tmp_path / "t10-seasonal_naive")
+    assert [t["trial"] for t in read_trials(tmp_path, "t1")] == ["t1-harmonic_arima", "t1-seasonal_naive"]
+    assert len(read_trials(tmp_path)) == 5
+    with pytest.raises(TrialError, match="no trial's output/model.tar.gz of tuning job t2 under"):
+        select_served(tmp_path, tmp_path, tmp_path, tmp_path / "model", SETTINGS, tuning_job="t2")
 
 
 def test_merged_trials_are_the_local_tune(trials, gasoline):
