@@ -23,8 +23,9 @@ WHOLE_TRAIN_CHANNEL = "panel"
 # (entrypoints/selection.py, with its model and report outputs) and of a panel's sharded fit.
 TRIALS_INPUT = "trials"
 # Their tuning job's name: only its training jobs' trials are read (a retried tuning job leaves the
-# earlier attempt's trials under the same prefix). SageMaker names a tuning job's training jobs
-# "<tuning job>-<number>-<id>".
+# earlier attempt's trials under the same prefix). "This name is the prefix for the names of all
+# training jobs that this tuning job launches" ("<tuning job>-<number>-<id>"):
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateHyperParameterTuningJob.html
 TUNING_JOB_ENV = "FORECAST_TUNING_JOB"
 SELECTED_MODEL_OUTPUT = "model"
 SELECTION_OUTPUT = "selection"
