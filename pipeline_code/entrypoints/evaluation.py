@@ -1,8 +1,8 @@
 """SageMaker processing job: evaluate the tuned model against seasonal naive and the approved model.
 
-Inputs under ``/opt/ml/processing/input/``: ``train/``, ``test/``, ``model/`` (the best training job's
-``model.tar.gz`` or its files; for a panel fitted in shards, every instance's partial panel, merged
-here into one) and, when a model is approved, ``champion/``. Outputs
+Inputs under ``/opt/ml/processing/input/``: ``train/``, ``test/``, ``model/`` (one series: the Select
+job's model, as files or a ``model.tar.gz``; a panel fitted in shards: every instance's partial panel,
+merged here into one) and, when a model is approved, ``champion/``. Outputs
 ``/opt/ml/processing/output/evaluation/evaluation.json`` (with the gate decision),
 ``/opt/ml/processing/output/forecast/forecast.csv`` (and a panel's ``backtest.csv``) and
 ``/opt/ml/processing/output/served/model.tar.gz`` (the model to register: the challenger, or on a
