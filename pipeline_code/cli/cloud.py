@@ -9,7 +9,8 @@ Where the answers come from:
   the output carries the evaluation report and the package) and the run records in the bucket
   (``runs/<id>/run.json``: refused at validation, no execution); uploads under ``raw/`` newer than the
   newest execution are ``queued`` (the starter starts one run at a time, oldest first);
-* tuning: the run's HPO job (ListHyperParameterTuningJobs by name, ListTrainingJobsForHyperParameterTuningJob).
+* tuning: one series' every candidate from the Select job's ``reports/selection/tuning.json``; a panel's
+  trials from the run's HPO job (ListHyperParameterTuningJobs by name, ListTrainingJobsForHyperParameterTuningJob).
   **boto3, not the sagemaker SDK**: v3's ``sagemaker-core`` wraps the same two calls in resource classes and
   the v2 ``HyperparameterTuningJobAnalytics`` builds a pandas frame from them; either would add a heavy
   dependency (pydantic models of every SageMaker shape, rich, ...) to the client for two paginated calls;
