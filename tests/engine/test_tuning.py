@@ -106,28 +106,32 @@ def test_the_lowest_is_by_the_objective_when_cv_mse_ranks_otherwise():
     assert result.best is small_errors_scaled
 
 
-def test_families_scored_apart_and_merged_give_the_local_tunes_result(serial, gasoline_700, small_settings):
+def test_families_scored_apart_and_merged_give_the_local_tunes_result(gasoline_700, small_settings):
     """The cloud's trials score one family each (score_candidates with family_name); merged in index
     order, select gives what the one local tune gives: every score, the combinations and the pick."""
+    # the NumPy families, serving equal weights of their two members: the same paths, in seconds
+    settings = replace(small_settings, search=replace(small_settings.search, serve_top=2,
+                                                      families=("harmonic_arima", "seasonal_naive")))
+    local = tune(*gasoline_700, settings, jobs=1, progress=False)
     singles, forecasts = [], {}
-    for name in small_settings.search.families:
-        part, part_forecasts = score_candidates(*gasoline_700, small_settings, family_name=name, jobs=1)
+    for name in settings.search.families:
+        part, part_forecasts = score_candidates(*gasoline_700, settings, family_name=name, jobs=1)
         assert {c["hyperparameters"]["family"] for c in part} == {name}
         singles += part
         forecasts.update(part_forecasts)
     singles.sort(key=lambda c: c["index"])
-    assert [c["index"] for c in singles] == list(range(len(candidate_space(small_settings))))
-    merged = select(singles, forecasts, gasoline_700[1], small_settings, seconds=0.0, jobs=1)
-    assert [c["hyperparameters"] for c in merged.candidates] == [c["hyperparameters"] for c in serial.candidates]
-    assert [c["cv_mase"] for c in merged.candidates] == [c["cv_mase"] for c in serial.candidates]
-    assert merged.best["hyperparameters"] == serial.best["hyperparameters"]
-    assert merged.serve == serial.serve == "equal top 3"
-    lowest = replace(small_settings, search=replace(small_settings.search, serve="lowest"))
+    assert [c["index"] for c in singles] == list(range(len(candidate_space(settings))))
+    merged = select(singles, forecasts, gasoline_700[1], settings, seconds=0.0, jobs=1)
+    assert [c["hyperparameters"] for c in merged.candidates] == [c["hyperparameters"] for c in local.candidates]
+    assert [c["cv_mase"] for c in merged.candidates] == [c["cv_mase"] for c in local.candidates]
+    assert merged.best["hyperparameters"] == local.best["hyperparameters"]
+    assert merged.serve == local.serve == "equal top 2"
+    lowest = replace(settings, search=replace(settings.search, serve="lowest"))
     assert (select(singles, forecasts, gasoline_700[1], lowest, seconds=0.0, jobs=1).best["hyperparameters"]
-            == min(serial.candidates, key=lambda c: c["cv_mase"])["hyperparameters"])
+            == min(local.candidates, key=lambda c: c["cv_mase"])["hyperparameters"])
     failed = [{**c, "cv_mase": np.inf} for c in singles]
     with pytest.raises(TuningError, match="every candidate of every family failed"):
-        select(failed, forecasts, gasoline_700[1], small_settings, seconds=0.0, jobs=1)
+        select(failed, forecasts, gasoline_700[1], settings, seconds=0.0, jobs=1)
 
 
 def test_a_search_no_family_of_which_offers_a_model_is_refused_naming_what_each_needs():
