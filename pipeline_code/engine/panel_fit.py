@@ -5,7 +5,8 @@ on its own; what is panel-wide is the calibration pool (at most ``panel_cv.POOL_
 pooled families' statistics (``global_ar``: one small matrix per cutoff, summed over the series
 before the workers start).
 
-The global choices, a plain dict the tuning job may tune (``panel_parameter_ranges``):
+The global choices, a plain dict (the local tune and the tuning job's trials score every one of them:
+``pipeline/panel_tuning.py``):
 
 - ``family``: ``"per_series"`` (each series chooses among ``series.families`` and their equal-weight
   combination), or one of those (``"combination"`` included) for every series, or the equal-weight
@@ -175,13 +176,6 @@ def choice_families(settings: Settings) -> list[str]:
 def choice_from_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, str]:
     """The global choices from a training job's hyperparameters (strings; other keys ignored)."""
     return {k: str(hyperparameters[k]) for k in CHOICE_KEYS if k in hyperparameters}
-
-
-def panel_parameter_ranges(settings: Settings) -> dict[str, Any]:
-    """The SageMaker tuning job's ParameterRanges for the panel's global choices, each a categorical
-    (the objective is the panel's rolling-choice mean CV MASE): ``Settings.panel_parameter_ranges``,
-    which the starter Lambda renders with the standard library only."""
-    return settings.panel_parameter_ranges()
 
 
 def check_families(settings: Settings) -> None:

@@ -9,7 +9,7 @@ import pytest
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.families import registry
 from pipeline_code.engine.panel_fit import (
-    backtest_panel, choice_from_hyperparameters, family_candidate, fit_panel, panel_parameter_ranges,
+    backtest_panel, choice_from_hyperparameters, family_candidate, fit_panel,
 )
 from pipeline_code.engine.settings import SettingsError
 from pipeline_code.engine.panel_cv import panel_cutoffs
@@ -155,7 +155,7 @@ def test_the_global_choices_and_the_tuning_jobs_ranges():
     # no pair of the fallback; no pair that is the whole combination
     assert settings(families=("ets", "theta")).panel_families() == ["per_series", "ets", "theta", "combination"]
     # the tuning job: a Grid over the history and the scale; each trial scores every family choice
-    ranges = panel_parameter_ranges(three)
+    ranges = three.panel_parameter_ranges()
     assert set(ranges) == {"CategoricalParameterRanges", "IntegerParameterRanges", "ContinuousParameterRanges"}
     assert ranges["CategoricalParameterRanges"] == [{"Name": "history", "Values": ["window", "all"]},
                                                     {"Name": "scale", "Values": ["log", "raw"]}]
