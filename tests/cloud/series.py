@@ -82,7 +82,7 @@ DAILY = {"name": "daily.csv", "data": synthetic_csv(date(2023, 1, 2), 3 * 365, t
                               deseasonalize=[0, 1], fourier_k=[2])}
 # Four families of one candidate each (the tuning job's 4 trials, one per family): both paths serve equal
 # weights of the best 3 (search.serve's default), fitted by the cloud's Select job.
-COMBINED_FAMILIES = ["harmonic_arima", "seasonal_naive", "ets", "theta"]
+COMBINED_FAMILIES = ["harmonic_arima", "seasonal_naive", "mstl", "theta"]
 COMBINED = {"name": "combined.csv", "data": monthly_data(),
             "settings": {**MONTHLY["settings"],
                          "search": search(families=COMBINED_FAMILIES, use_counterfactual_data=[1], detrend=[0],
