@@ -196,8 +196,8 @@ MUTATIONS = {
     "panel-fit-takes-one-trials-best": Mutation(
         "the sharded fit takes the first trial's best choice, not the best of every trial",
         (("pipeline_code/pipeline/panel_tuning.py",
-          "for job, document, _ in read_archives(folder, PANEL_TRIAL_FORMAT):",
-          "for job, document, _ in read_archives(folder, PANEL_TRIAL_FORMAT)[:1]:"),),
+          "for job, document, _ in read_archives(folder, PANEL_TRIAL_FORMAT, tuning_job=tuning_job):",
+          "for job, document, _ in read_archives(folder, PANEL_TRIAL_FORMAT, tuning_job=tuning_job)[:1]:"),),
         ("tests/integration/test_panel_stages.py",)),
     "interrupted-pool-runs-the-queue": Mutation(
         "leaving a worker pool by Ctrl-C or an error waits for every queued task (ProcessPoolExecutor's exit)",
