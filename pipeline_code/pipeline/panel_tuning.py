@@ -53,8 +53,8 @@ def score_choices(panel: Any, counterfactual: Any, settings: Settings, history: 
 def best_choice(scored: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
     """The scored choices in ``global_candidates`` order (what is missing, e.g. a failed trial's, is left
     out), and the best: the lowest objective, the first of equals."""
-    order = {json.dumps(c, sort_keys=True): i for i, c in enumerate(global_candidates(settings))}
-    ordered = sorted(scored, key=lambda c: order[json.dumps(c["hyperparameters"], sort_keys=True)])
+    order = global_candidates(settings)
+    ordered = sorted(scored, key=lambda c: order.index(c["hyperparameters"]))
     return {"candidates": ordered, "best": min(ordered, key=lambda c: c["cv_mase"])}
 
 
@@ -76,12 +76,13 @@ def best_of_trials(folder: Path, settings: Settings, tuning_job: str | None = No
     """The best global choice of the panel trials under ``folder`` (of ``tuning_job``, when given), as the
     local search takes it; a choice that is not one of this run document's is refused (a trial of
     another run)."""
-    known = {json.dumps(c, sort_keys=True) for c in global_candidates(settings)}
+    known = global_candidates(settings)
     scored = []
     for job, document, _ in read_archives(folder, PANEL_TRIAL_FORMAT, tuning_job=tuning_job):
         for c in document.get("candidates", []):
-            if json.dumps(c.get("hyperparameters"), sort_keys=True) not in known:
-                raise TrialError(f"{job}: {c.get('hyperparameters')} is not a global choice of this run document")
+            choice = c.get("hyperparameters") if isinstance(c, dict) else c
+            if choice not in known:
+                raise TrialError(f"{job}: {choice} is not a global choice of this run document")
             scored.append(c)
     if not scored:
         raise no_trials(folder, tuning_job)
