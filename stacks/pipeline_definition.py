@@ -4,7 +4,7 @@
 topic ARN); the construct renders it with `json.dumps`. Keeping the ASL as data makes it easy to read
 next to DESIGN.md, to validate (asl-validator), to execute (moto) and to audit against the role.
 
-Flow: Init -> SnapshotInput -> Preprocess(.sync) -> Tune(.sync) -> DescribeTuning -> DescribeBestTrainingJob
+Flow: Init -> SnapshotInput -> Preprocess(.sync) -> Tune(.sync)
 -> Panel? (a panel: FitShards(.sync) -> ShardsAsModel; one series: Select(.sync) -> SelectedAsModel)
 -> EnsureRegistry (describe, create when absent)
 -> FindChampion -> [DescribeChampion] -> Evaluate(.sync)
@@ -17,7 +17,7 @@ deploy state machine (stacks/deploy_definition.py). That is the one deploy path.
 Many series (docs/panel.md): the starter sets `shards` in the execution input (the run document's
 `series.instances` for a panel upload, 0 for one series). Tuning scores the panel's global choices;
 FitShards is one processing job on `shards` instances whose train input is ShardedByS3Key, so each
-instance fits only its shard files with the best job's choices and writes its partial panel under its
+instance fits only its shard files with the trials' best choice and writes its partial panel under its
 own host name; evaluation merges the shards into the one model that is registered. One series skips it.
 Errors: throttling/transient errors loop back (stacks/asl.py); any other error -> NotifyFailure -> Fail.
 """
@@ -166,16 +166,12 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     result_selector={"name.$": "$.ProcessingJobName"}, result_path=result_path)
 
     def as_model(suffix: str, comment: str) -> dict[str, Any]:
-        """A Pass pointing evaluation's model input (`$.best.modelData`) at the run's `suffix` folder."""
+        """A Pass pointing evaluation's model input (`$.model.modelData`) at the run's `suffix` folder."""
         return {
             "Type": "Pass",
             "Comment": comment,
-            "Parameters": {
-                "trainingJob.$": "$.best.trainingJob",
-                "hyperParameters.$": "$.best.hyperParameters",
-                "modelData.$": runs_uri(suffix),
-            },
-            "ResultPath": "$.best",
+            "Parameters": {"modelData.$": runs_uri(suffix)},
+            "ResultPath": "$.model",
             "Next": "EnsureRegistry",
         }
 
@@ -223,13 +219,14 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
         )
 
     def package_metadata(metrics: tuple[str, ...]) -> dict[str, Any]:
-        """The package's CustomerMetadataProperties (strings): the run, the training job, the gate and
+        """The package's CustomerMetadataProperties (strings): the run, the tuning job, the gate and
         the challenger's backtest metrics (a panel's report has no MSE: series' scales differ)."""
         return {
             "Type": "Pass",
             "Parameters": {
                 "run_id.$": "$.runId",
-                "training_job.$": "$.best.trainingJob",
+                # the served model comes from all of its trials (Select or FitShards), not one of them
+                "tuning_job.$": "$.tuning.name",
                 "gate_passed.$": f"States.Format('{{}}', {report}.gate.passed)",
                 # the deploy machine exports a panel's backtest beside its forecast when this is not "0"
                 "series_shards.$": "States.Format('{}', $.shards)",
@@ -335,9 +332,9 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                                 }
                             },
                         }
+                        # a trial scores on train only (the Select job and the sharded fit read test)
                         for channel, suffix, content_type in (
                             ("train", layout.TRAIN, "text/csv"),
-                            ("test", layout.TEST, "text/csv"),
                             (SETTINGS_CHANNEL, layout.RUN_DOCUMENT, "application/json"),
                         )
                     ],
@@ -356,27 +353,9 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                 },
                 "Tags": tags,
             },
-            "DescribeTuning",
+            "Panel?",
             result_selector={"name.$": "$.HyperParameterTuningJobName"},
             result_path="$.tuning",
-        ),
-        "DescribeTuning": task(
-            SDK.format("sagemaker", "describeHyperParameterTuningJob"),
-            {"HyperParameterTuningJobName.$": "$.tuning.name"},
-            "DescribeBestTrainingJob",
-            result_selector={"trainingJob.$": "$.BestTrainingJob.TrainingJobName"},
-            result_path="$.bestJob",
-        ),
-        "DescribeBestTrainingJob": task(
-            SDK.format("sagemaker", "describeTrainingJob"),
-            {"TrainingJobName.$": "$.bestJob.trainingJob"},
-            "Panel?",
-            result_selector={
-                "trainingJob.$": "$.TrainingJobName",
-                "modelData.$": "$.ModelArtifacts.S3ModelArtifacts",
-                "hyperParameters.$": "$.HyperParameters",
-            },
-            result_path="$.best",
         ),
         "Panel?": {
             "Type": "Choice",
@@ -481,7 +460,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     processing_input("train", runs_uri(layout.TRAIN), "train"),
                     processing_input("test", runs_uri(layout.TEST), "test"),
                     settings_input,
-                    processing_input("model", "$.best.modelData", "model"),
+                    processing_input("model", "$.model.modelData", "model"),
                     processing_input("champion", "$.champion.container.ModelDataUrl", "champion"),
                 ]
             },
@@ -496,7 +475,7 @@ def build_definition(settings: InfraSettings, refs: Refs) -> dict[str, Any]:
                     processing_input("train", runs_uri(layout.TRAIN), "train"),
                     processing_input("test", runs_uri(layout.TEST), "test"),
                     settings_input,
-                    processing_input("model", "$.best.modelData", "model"),
+                    processing_input("model", "$.model.modelData", "model"),
                 ]
             },
             "ResultPath": "$.evaluation",

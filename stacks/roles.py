@@ -140,11 +140,6 @@ class PipelineRoles(Construct):
                 resources=[scoped("hyper-parameter-tuning-job")],
             ),
             iam.PolicyStatement(
-                sid="TrainingJobsOfTuning",
-                actions=["sagemaker:DescribeTrainingJob"],
-                resources=[scoped("training-job")],
-            ),
-            iam.PolicyStatement(
                 sid="Registry",
                 actions=["sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup",
                          "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],

@@ -58,10 +58,8 @@ def training_paths() -> dict[str, Path]:
     return {
         "hyperparameters": root / "input" / "config" / "hyperparameters.json",
         "train": root / "input" / "data" / "train",
-        "test": root / "input" / "data" / "test",
         "settings": root / "input" / "data" / "settings",
         "model": root / "model",
-        "output_data": root / "output" / "data",
         "failure": root / "output" / "failure",
         "checkpoints": root / "checkpoints",
     }

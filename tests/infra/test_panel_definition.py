@@ -14,7 +14,7 @@ def inputs(state: dict) -> dict[str, dict]:
 def test_a_panel_goes_through_the_sharded_fit_and_one_series_does_not(definition):
     states = definition["States"]
     assert states["Init"]["Parameters"]["shards.$"] == "$.shards"
-    assert states["DescribeBestTrainingJob"]["Next"] == "Panel?"
+    assert states["Tune"]["Next"] == "Panel?"
     choice = states["Panel?"]
     assert choice["Choices"] == [{"Variable": "$.shards", "NumericGreaterThan": 0, "Next": "FitShards"}]
     assert choice["Default"] == "Select"
@@ -50,12 +50,12 @@ def test_the_sharded_fit_is_one_processing_job_on_the_run_documents_instances(de
 def test_evaluation_reads_the_shards_as_its_model(definition):
     states = definition["States"]
     shards_as_model = states["ShardsAsModel"]
-    assert shards_as_model["ResultPath"] == "$.best"
+    assert shards_as_model["ResultPath"] == "$.model"
+    assert set(shards_as_model["Parameters"]) == {"modelData.$"}
     assert layout.SHARD_MODELS in shards_as_model["Parameters"]["modelData.$"]
-    assert set(shards_as_model["Parameters"]) == {"trainingJob.$", "hyperParameters.$", "modelData.$"}
     for name in ("InputsWithChampion", "InputsWithoutChampion"):
         (model,) = [i for i in states[name]["Parameters"]["inputs"] if i["InputName"] == "model"]
-        assert model["S3Input"]["S3Uri.$"] == "$.best.modelData"
+        assert model["S3Input"]["S3Uri.$"] == "$.model.modelData"
 
 
 def test_a_panels_per_item_backtest_is_exported_beside_its_forecast(definition):
