@@ -130,6 +130,7 @@ class InfraSettings:
             "use_spot": self.tuning.use_spot,
             "serverless_max_concurrency": self.serverless_max_concurrency,
             "api_gateway_cloudwatch_role": self.api_gateway_cloudwatch_role,
+            "series_instances": self.run_defaults.series.instances,
         }
 
     @property

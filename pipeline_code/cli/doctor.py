@@ -11,8 +11,9 @@ What the deployment needs:
     against "<type> for training job usage" (or "... for spot training job usage" with spot), since
     every training job of a tuning job counts against the account's training instances
     (https://docs.aws.amazon.com/sagemaker/latest/dg/automatic-model-tuning-limits.html);
-  * processing and evaluation: one ``processing_instance_type`` instance at a time, "<type> for
-    processing job usage";
+  * processing and evaluation: one ``processing_instance_type`` instance at a time, and a panel's
+    sharded fit ``series.instances`` at once (the deployment's default; an upload's settings file may ask
+    for more), "<type> for processing job usage";
   * the serverless endpoint: ``serverless_max_concurrency`` against "Maximum total concurrency that
     can be allocated across all serverless endpoints"
     (https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html);
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,14 +53,17 @@ class Deployment:
     use_spot: bool
     serverless_max_concurrency: int
     api_gateway_cloudwatch_role: bool
+    # a panel's sharded fit: one processing job on this many instances (absent from stacks deployed
+    # before it was published: 1)
+    series_instances: int = 1
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any], source: str) -> "Deployment":
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(raw))
+        missing = sorted({f.name for f in fields(cls) if f.default is MISSING} - set(raw))
         if missing:
             raise DoctorError(f"{source}: missing {', '.join(missing)}")
-        return cls(**{name: raw[name] for name in names})
+        return cls(**{name: raw[name] for name in names & set(raw)})
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,10 @@ def needs(deployment: Deployment) -> list[Need]:
         Need(f"{deployment.training_instance_type} for {training} job usage", deployment.max_parallel_jobs,
              f"tuning runs {deployment.max_parallel_jobs} training job(s) at once on "
              f"{deployment.training_instance_type}{' (managed spot)' if deployment.use_spot else ''}"),
-        Need(f"{deployment.processing_instance_type} for processing job usage", 1,
-             f"preprocessing and evaluation run one {deployment.processing_instance_type} job at a time"),
+        Need(f"{deployment.processing_instance_type} for processing job usage", deployment.series_instances,
+             f"preprocessing and evaluation run one {deployment.processing_instance_type} job at a time"
+             + (f"; a panel's sharded fit runs on series.instances = {deployment.series_instances} at once"
+                if deployment.series_instances > 1 else "")),
         Need(SERVERLESS_CONCURRENCY_QUOTA, deployment.serverless_max_concurrency,
              f"the endpoint's MaxConcurrency is {deployment.serverless_max_concurrency}"),
     ]

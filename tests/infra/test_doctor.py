@@ -87,6 +87,19 @@ def test_the_old_defaults_name_the_quota_to_raise_and_by_how_much():
     assert "is 0, needs 1" in bad["quota 'ml.m5.large for processing job usage'"]  # applied value wins
 
 
+def test_a_panels_sharded_fit_needs_series_instances_processing_instances():
+    with FakeSession() as session:
+        stub_quotas(session, NEW_ACCOUNT, [])
+        session.stubs["apigateway"].add_response("get_account", {})
+        findings = doctor.diagnose(deployment(series_instances=4), session)
+    (bad,) = [f for f in findings if not f.ok]
+    assert bad.check == "quota 'ml.m5.large for processing job usage'"
+    assert "is 1, needs 4: raise it by 3" in bad.detail and "series.instances = 4" in bad.detail
+    # a stack deployed before the key was published: one instance, as its runs' default
+    older = {k: v for k, v in DEFAULTS.preflight().items() if k != "series_instances"}
+    assert doctor.Deployment.from_mapping(older, "older stack").series_instances == 1
+
+
 def test_an_instance_type_without_a_quota_here_is_named():
     with FakeSession() as session:
         stub_quotas(session, NEW_ACCOUNT, [])
