@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline_code.engine.families.combination import build, ranked_members
-from pipeline_code.engine.settings import Settings, SettingsError
+from pipeline_code.engine.settings import FAMILY_NAMES, Settings, SettingsError
 from pipeline_code.engine.tuning import (
     TuningError, TuningResult, candidate_space, check_search, score_candidates, select, tune,
 )
@@ -145,3 +145,14 @@ def test_a_search_no_family_of_which_offers_a_model_is_refused_naming_what_each_
         "cv.window 417; it needs a season of at most 24 periods"]
     # one family that offers a model is enough: the others are left out, as arima is by default
     check_search(Settings.from_dict({"search": {"families": ["thief", "seasonal_naive"]}}, "test"))
+
+
+@pytest.mark.parametrize("season_length, window", [(52.1786, 417), (12, 96), (4, 32)])
+def test_every_familys_candidates_survive_a_trials_json_unchanged(season_length, window):
+    """The Select job compares a trial's candidates, read back from JSON, with the run document's space
+    (``trials.merge_trials``): a tuple or a float that JSON changed would refuse a valid trial."""
+    settings = Settings.from_dict({"data": {"season_length": season_length}, "cv": {"window": window},
+                                   "search": {"families": list(FAMILY_NAMES)}}, "test")
+    space = candidate_space(settings)
+    assert {c["family"] for c in space} >= {"harmonic_arima", "ets", "theta", "mstl", "ces"}
+    assert json.loads(json.dumps(space)) == space
