@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_code.engine.profile import profile_csv
 from pipeline_code.pipeline import layout
@@ -214,6 +214,16 @@ def start(event_body: dict[str, Any], state_machine_arn: str) -> str:
         plan = run_document(bucket, key, obj.get("version-id"))
     except SettingsError as err:
         refuse(bucket, key, name, err)
+        return "refused"
+    except (ClientError, BotoCoreError):
+        raise  # S3 may answer next time: the message is retried
+    except Exception as err:  # noqa: BLE001 - reading the same upload again would fail again
+        # Refused, not retried: a retry would hold every later upload of the FIFO group behind this one
+        # until the message is dead-lettered (maxReceiveCount receives, one visibility timeout apart).
+        LOG.exception("reading the run document of s3://%s/%s failed", bucket, key)
+        refuse(bucket, key, name, SettingsError(
+            [f"the upload or its settings could not be read ({type(err).__name__}: {str(err)[:300]})"],
+            f"s3://{bucket}/{key}"))
         return "refused"
     _s3().put_object(Bucket=bucket, Key=layout.run_key(name, layout.RUN_DOCUMENT),
                      Body=plan.settings.to_json().encode(), ContentType="application/json")

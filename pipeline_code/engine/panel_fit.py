@@ -179,11 +179,12 @@ def choice_from_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, st
 
 
 def check_families(settings: Settings) -> None:
-    """Refuse, naming the key, a ``series.families`` entry that offers no model for these settings (its
-    season or its window), before any series is fitted."""
-    problems = unavailable(settings.series.families, settings)
+    """Refuse, naming the key, a ``series.families`` entry or a ``series.fallback`` that offers no model
+    for these settings (its season or its window), before any series is fitted."""
+    problems = [f"series.families: {p}" for p in unavailable(settings.series.families, settings)]
+    problems += [f"series.fallback: {p}" for p in unavailable((settings.series.fallback,), settings)]
     if problems:
-        raise SettingsError([f"series.families: {p}" for p in problems])
+        raise SettingsError(problems)
 
 
 def family_candidate(name: str, settings: Settings, history: str, scale: str) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from pipeline_code.engine.core.spec import max_fourier_k
 WEEKS_PER_YEAR = 365.25 / 7
 # Largest settings file accepted (a document is about 1.5 KB).
 SETTINGS_MAX_BYTES = 64 * 1024
+# Digits of a settings file's integer read as an int; a longer one is read as a float (parse_document).
+MAX_INT_DIGITS = 18
 # Local error scales: the RMS of this many previous one-step CV errors (engine/core/calibration.py) ...
 SCALE_WINDOW = 26
 # ... defined once at least this many errors are behind a split (`local_scales`: window // 2).
@@ -437,16 +439,16 @@ class Settings:
         check(cv.step >= 1, f"cv.step: must be >= 1, got {cv.step}")
         for key in TUNED_FLAGS:
             values = getattr(self.search, key)
-            check(bool(values) and set(values) <= {0, 1}, f"search.{key}: must be a non-empty subset of [0, 1]")
+            check(_distinct_subset(values, (0, 1)), f"search.{key}: must be a non-empty subset of [0, 1], no repeats")
         check(bool(self.search.fourier_k) and min(self.search.fourier_k) >= 1,
               "search.fourier_k: must be a non-empty list of integers >= 1")
         families = self.search.families
         check(bool(families) and len(set(families)) == len(families) and set(families) <= set(FAMILY_NAMES),
               f"search.families: must be distinct names from {list(FAMILY_NAMES)}, got {list(families)}")
-        check(bool(self.search.histories) and set(self.search.histories) <= set(HISTORIES),
-              f"search.histories: must be a non-empty subset of {list(HISTORIES)}")
-        check(bool(self.search.scales) and set(self.search.scales) <= set(SCALES),
-              f"search.scales: must be a non-empty subset of {list(SCALES)}")
+        check(_distinct_subset(self.search.histories, HISTORIES),
+              f"search.histories: must be a non-empty subset of {list(HISTORIES)}, no repeats")
+        check(_distinct_subset(self.search.scales, SCALES),
+              f"search.scales: must be a non-empty subset of {list(SCALES)}, no repeats")
         check(self.search.selection_splits >= 5, "search.selection_splits: must be >= 5")
         check(all(k >= 2 for k in self.search.combination_sizes), "search.combination_sizes: each must be >= 2")
         check(self.search.serve in SERVE_RULES, f"search.serve: must be one of {list(SERVE_RULES)}")
@@ -608,7 +610,8 @@ def parse_document(raw: bytes, source: str = "settings", max_bytes: int = SETTIN
         raise SettingsError([f"document is {len(raw)} bytes; the limit is {max_bytes}"], source)
     try:
         # a byte-order mark is ignored (RFC 8259 §8.1 allows it), as for the CSV
-        document = json.loads(raw.decode("utf-8-sig"), parse_constant=_not_json, object_pairs_hook=_unique_keys)
+        document = json.loads(raw.decode("utf-8-sig"), parse_constant=_not_json, parse_int=_json_int,
+                              object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as err:
         raise SettingsError([f"not UTF-8 text (byte {err.start})"], source) from err
     except json.JSONDecodeError as err:
@@ -628,6 +631,13 @@ class _Refused(ValueError):
 
 def _not_json(constant: str) -> Any:
     raise _Refused(f"{constant} is not a JSON number")
+
+
+def _json_int(text: str) -> int | float:
+    """A JSON integer; one of more than ``MAX_INT_DIGITS`` digits is read as a float (``inf`` past its
+    range), which the key's own check then refuses by name, as it does ``1e400``. (Python refuses to
+    convert more than 4300 digits to an int at all.)"""
+    return int(text) if len(text.lstrip("-")) <= MAX_INT_DIGITS else float(text)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -669,19 +679,31 @@ def _coerce(value: Any, hint: Any) -> Any:
             raise TypeError(f"expected true or false, got {_kind(value)}")
         return value
     if hint is int:
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or value != int(value)):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if not isinstance(value, float) or not math.isfinite(value) or value != int(value):
             raise TypeError(f"expected an integer, got {_kind(value)} {value!r}")
         return int(value)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"expected a number, got {_kind(value)} {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past float's range
+            raise TypeError("expected a number, got an integer out of range") from None
+        if not math.isfinite(number):
+            raise TypeError(f"expected a number, got {_kind(value)} {value!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise TypeError(f"expected a string, got {_kind(value)}")
         return value
     raise TypeError(f"unsupported setting type {hint}")
+
+
+def _distinct_subset(values: Sequence[Any], allowed: Sequence[Any]) -> bool:
+    """Non-empty, each value allowed, none twice (a repeat would score the same candidates twice)."""
+    return bool(values) and set(values) <= set(allowed) and len(set(values)) == len(values)
 
 
 def _is_iso_date(text: str) -> bool:

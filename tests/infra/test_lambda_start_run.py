@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from pipeline_code.engine.settings import TUNING_PARALLEL_ENV, Settings
@@ -210,6 +211,26 @@ def test_events_outside_raw_are_ignored(world):
 def test_an_unexpected_error_leaves_the_message_for_a_retry(world, monkeypatch):
     monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:missing")
     assert start_run.handler(world.upload("raw/g.csv")) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+
+
+def test_a_fault_in_reading_one_upload_refuses_it_instead_of_holding_the_queue(world, monkeypatch):
+    """Reading the same upload again would fail again: a retry would hold every later upload of the FIFO
+    group until the message is dead-lettered. A fault of S3's is retried."""
+    def overflow(*args, **kwargs):
+        raise OverflowError("int too large to convert to float")
+
+    monkeypatch.setattr(start_run, "profile_csv", overflow)
+    assert start_run.handler(world.upload("raw/g.csv")) == {"batchItemFailures": []}
+    assert world.executions() == []
+    (note,) = world.notifications()
+    assert "could not be read (OverflowError: int too large to convert to float)" in note
+
+    def throttled(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "GetObject")
+
+    monkeypatch.setattr(start_run, "profile_csv", throttled)
+    assert start_run.handler(world.upload("raw/h.csv")) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert world.notifications() == []
 
 
 def panel_csv(items: int, months: int) -> bytes:

@@ -107,6 +107,12 @@ def test_a_family_that_offers_no_model_is_refused_before_any_series_is_read(tmp_
     assert not (tmp_path / "out").exists()
     process_panel(data, tmp_path / "out", SETTINGS.merged({"series": {"families": ["seasonal_naive", "thief"]},
                                                             "cv": {"window": 84}}))
+    # the fallback too: every series too short for the panel's CV would get it
+    with pytest.raises(SettingsError) as info:
+        process_panel(data, tmp_path / "out2", SETTINGS.merged({"series": {"fallback": "thief"}, "cv": {"window": 83}}))
+    assert info.value.problems == [
+        "series.fallback: 'thief' offers no model for data.season_length 12 and cv.window 83; it needs a whole "
+        "season of 2 to 24 periods and a cv.window of at least 7 seasons"]
 
 
 def test_series_preprocess_off_keeps_every_series_as_observed(tmp_path):
