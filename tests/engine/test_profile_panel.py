@@ -2,6 +2,8 @@
 
 from datetime import date, timedelta
 
+import pytest
+
 from pipeline_code.engine.core.calendar import infer_freq, parse_freq
 from pipeline_code.engine.profile import CANDIDATES, SAMPLE_ROWS, profile_csv
 from pipeline_code.engine.settings import resolve
@@ -57,3 +59,11 @@ def test_malformed_rows_stop_the_scan_without_failing():
     raw = b'item_id,timestamp,value\nA,2020-01-01,1\nA,2020-02-01,2\n"B,2020-03-01,3\n'
     profile = profile_csv(raw)
     assert profile.panel and profile.items >= 1 and profile.timestamps[:2] == [date(2020, 1, 1), date(2020, 2, 1)]
+
+
+def test_half_hourly_data_is_refused_as_outside_the_calendar_not_as_an_unknown_frequency():
+    rows = [f"2014-01-01T{h // 2:02d}:{30 * (h % 2):02d}:00,{h + 1}" for h in range(48)]
+    profile = profile_csv(("\n".join(["timestamp,value", *rows]) + "\n").encode())
+    with pytest.raises(ValueError, match=r"hourly and minute data are outside this platform's calendar, which is "
+                                         r"daily to yearly"):
+        infer_freq(profile.timestamps)

@@ -97,6 +97,11 @@ def infer_freq(days: list[date]) -> str:
         raise ValueError(f"{len(days)} timestamps are too few to infer the frequency")
     steps = sorted((b - a).days for a, b in zip(days, days[1:]))
     typical = steps[len(steps) // 2]
+    if typical == 0:
+        raise ValueError(
+            f"most timestamps share their day with another (e.g. {days[0].isoformat()}): hourly and minute "
+            "data are outside this platform's calendar, which is daily to yearly (D, W-MON..W-SUN, MS, ME, "
+            "QS, QE, YS, YE); give one timestamp per period")
     names = {v: k for k, v in _WEEKDAYS.items()}
     weekday = days[0].weekday()
     candidates = ["D"] if typical == 1 else [f"W-{names[weekday]}"] if typical == 7 else (
