@@ -211,8 +211,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             document = post(url, key, request_body(args, history), timeout=args.timeout)
         except ClientError as err:
-            # An API that does not know the optional "history" field: ask again without it.
-            if not (history and err.status == 400 and "history" in str(err)):
+            # An API that does not know the optional "history" field: ask again without it (unless the
+            # user asked for that history: then its refusal is the answer).
+            if not (history and args.history is None and err.status == 400 and "history" in str(err)):
                 raise
             document = post(url, key, request_body(args, 0), timeout=args.timeout)
     except ClientError as err:

@@ -175,7 +175,8 @@ def deployment_from_stack(stack: str, session) -> Deployment:
 def deployment_from_cdk_json(path: Path) -> Deployment:
     """The CDK app's settings (cdk.json context over the app's defaults); needs the repository's `stacks`."""
     if not path.is_file():
-        raise DoctorError(f"{path}: no such file (run from the repository, or give --stack NAME)")
+        what = "a folder" if path.is_dir() else "no such file"
+        raise DoctorError(f"{path}: {what} (run from the repository, or give --stack NAME)")
     root = str(path.resolve().parent)
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -199,13 +200,14 @@ def add_doctor_command(sub) -> None:
 
 def cmd_doctor(args, session=None) -> int:
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     session = session or boto3.session.Session(region_name=args.region)
     try:
         deployment = (deployment_from_stack(args.stack, session) if args.stack
                       else deployment_from_cdk_json(args.cdk_json))
         findings = diagnose(deployment, session)
-    except DoctorError as err:
+    except (DoctorError, BotoCoreError, ClientError) as err:  # no region or credentials; access denied
         print(f"doctor: {err}", file=sys.stderr)
         return 2
     for finding in findings:

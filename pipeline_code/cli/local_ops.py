@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline_code.cli.views import ModelRow, Trial, report_trials
 from pipeline_code.pipeline.layout import TUNING_FILE
-from pipeline_code.pipeline.registry import APPROVED, LocalRegistry
+from pipeline_code.pipeline.registry import APPROVED, LocalRegistry, RegistryError
 from pipeline_code.pipeline.runs import (
     RunDetail, RunNotFound, RunSummary, headline, local_run, local_runs, parse_time,
 )
@@ -52,7 +52,10 @@ class LocalOps:
         """approve / reject / rollback through the registry; returns what happened, in a sentence."""
         if version.isdigit():  # "3" as in the cloud: v0003
             version = f"v{int(version):04d}"
-        before = self.registry.approved()
+        try:
+            before = self.registry.approved()
+        except RegistryError:
+            before = None  # an unreadable approved.json, which an approval or a rollback repairs
         decided = self.registry.decide(action, version, reason=reason)
         if action == "reject":
             return f"{decided.name} rejected; it stays undeployed (served: {before.name if before else 'none'})"

@@ -12,6 +12,7 @@ from pathlib import Path
 from pipeline_code.cli.doctor import add_doctor_command
 from pipeline_code.cli.ops import add_ops_commands
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_for_data
+from pipeline_code.serving.cli import port_number, positive_int
 
 BUNDLED_DATA = "us_gasoline.csv"
 DEFAULT_DEMO_DIR = Path(".local") / "demo"
@@ -50,29 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     tune = sub.add_parser("tune", help="the hyperparameter search alone; writes tuning.json")
     tune.add_argument("--data", type=Path, required=True)
     tune.add_argument("--out", type=Path, required=True)
-    tune.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    tune.add_argument("--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
     add_settings_arguments(tune)
     tune.set_defaults(func=cmd_tune)
 
     backtest = sub.add_parser("backtest", help="rolling-origin evaluation; writes backtest.json")
     backtest.add_argument("--data", type=Path, required=True)
     backtest.add_argument("--out", type=Path, required=True)
-    backtest.add_argument("--origins", type=int, default=52, help="number of forecast origins (default 52)")
+    backtest.add_argument("--origins", type=positive_int, default=52, help="number of forecast origins (default 52)")
     backtest.add_argument("--baselines", action="store_true",
                           help="also statsforecast AutoTheta, AutoTBATS, MSTL, AutoARIMA+Fourier")
-    backtest.add_argument("--jobs", type=int, default=None)
+    backtest.add_argument("--jobs", type=positive_int, default=None)
     add_settings_arguments(backtest)
     backtest.set_defaults(func=cmd_backtest)
-
-    registry = sub.add_parser("registry", help="list or approve versions of the local registry")
-    rsub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
-    listing = rsub.add_parser("list", help="versions, status and backtest MASE")
-    listing.add_argument("--workdir", type=Path, required=True)
-    listing.set_defaults(func=cmd_registry_list)
-    approve = rsub.add_parser("approve", help="approve a pending version (manual approval)")
-    approve.add_argument("--workdir", type=Path, required=True)
-    approve.add_argument("version")
-    approve.set_defaults(func=cmd_registry_approve)
 
     _add_serving_commands(sub)
     add_ops_commands(sub)
@@ -81,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pipeline_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--jobs", type=int, default=None, help="tuning workers (default: all cores)")
-    parser.add_argument("--port", type=int, default=8080, help="local serving port (default 8080)")
+    parser.add_argument("--jobs", type=positive_int, default=None, help="tuning workers (default: all cores)")
+    parser.add_argument("--port", type=port_number, default=8080, help="local serving port (default 8080)")
     parser.add_argument("--manual-approval", action="store_true",
                         help="register as PendingManualApproval even past the gate")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -240,32 +231,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_registry_list(args: argparse.Namespace) -> int:
-    from pipeline_code.pipeline.registry import LocalRegistry
-
-    registry = LocalRegistry(args.workdir / "registry")
-    approved = registry.approved()
-    for version in registry.versions():
-        mark = "*" if approved and approved.name == version.name else " "
-        mase = (version.record.get("metrics") or {}).get("mase")
-        print(f"{mark} {version.name}  {version.status:<22} MASE {mase if mase is None else round(mase, 4)}"
-              f"  run {version.record.get('run_id')}")
-    return 0
-
-
-def cmd_registry_approve(args: argparse.Namespace) -> int:
-    from pipeline_code.pipeline.registry import LocalRegistry
-
-    version = LocalRegistry(args.workdir / "registry").approve(args.version)
-    print(f"{version.name} approved")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:  # DataValidationError, RegistryError, PipelineError
+    except (OSError, ValueError, RuntimeError) as err:  # DataValidationError, RegistryError, PipelineError; a
+        # path that is missing, a file where a folder is expected or the reverse
         # Only the commands that run stages import the runner (and SciPy): the others start without it.
         runner = sys.modules.get("pipeline_code.pipeline.runner")
         if runner is not None and isinstance(err, runner.PipelineError):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline_code.cli import views
+from pipeline_code.serving.cli import plot_file, positive_int
 
 
 def add_ops_commands(sub) -> None:
@@ -17,7 +18,7 @@ def add_ops_commands(sub) -> None:
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     listing = rsub.add_parser("list", help="one line per run, newest first")
     _target(listing)
-    listing.add_argument("--limit", type=int, default=100, help="at most this many runs (default 100)")
+    listing.add_argument("--limit", type=positive_int, default=100, help="at most this many runs (default 100)")
     listing.set_defaults(func=_guarded(cmd_runs_list))
     show = rsub.add_parser("show", help="one run: timings per stage, evaluation, reports and plots")
     _target(show)
@@ -29,7 +30,7 @@ def add_ops_commands(sub) -> None:
     tshow = tsub.add_parser("show", help="candidates sorted by objective; a PNG over trial order and parameters")
     _target(tshow)
     tshow.add_argument("run")
-    tshow.add_argument("--plot", type=Path, help="PNG path (default: tuning-<run>.png in the current folder)")
+    tshow.add_argument("--plot", type=plot_file, help="plot file (default: tuning-<run>.png in the current folder)")
     tshow.set_defaults(func=_guarded(cmd_tuning_show))
 
     models = sub.add_parser("models", help="list, approve, reject or roll back model versions")
@@ -85,8 +86,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
         try:
             return command(args)
-        except (RunNotFound, RegistryError, StackError, FileNotFoundError, NotADirectoryError,
-                PermissionError) as err:
+        except (RunNotFound, RegistryError, StackError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
 

@@ -597,11 +597,12 @@ def read_document(path: str | Path, max_bytes: int = SETTINGS_MAX_BYTES) -> dict
     path = Path(path)
     try:
         size = path.stat().st_size
-    except OSError as err:
+        if size > max_bytes:
+            raise SettingsError([f"file is {size} bytes; the limit is {max_bytes}"], str(path))
+        raw = path.read_bytes()
+    except OSError as err:  # missing, a folder, unreadable
         raise SettingsError([f"cannot read: {err.strerror or err}"], str(path)) from err
-    if size > max_bytes:
-        raise SettingsError([f"file is {size} bytes; the limit is {max_bytes}"], str(path))
-    return parse_document(path.read_bytes(), str(path), max_bytes)
+    return parse_document(raw, str(path), max_bytes)
 
 
 def parse_document(raw: bytes, source: str = "settings", max_bytes: int = SETTINGS_MAX_BYTES) -> dict[str, Any]:

@@ -166,11 +166,18 @@ class LocalRegistry:
         * ``rollback`` to a version approved before: it serves again.
 
         A version to serve must have a loadable artifact; any refusal is a RegistryError, nothing changed.
+        An unreadable ``approved.json`` is rewritten by an approval or a rollback (its history is lost;
+        the audit line says what was unreadable); a rejection then waits for that repair.
         """
         if action not in DECISIONS:
             raise ValueError(f"action must be one of {', '.join(DECISIONS)}")
         with self._locked():
-            pointer = self._pointer()
+            try:
+                pointer, unreadable = self._pointer(), None
+            except RegistryError as err:  # an unreadable approved.json: approving repairs it
+                if action == "reject":
+                    raise
+                pointer, unreadable = _Pointer(None, (), self._rejected()), str(err)
             version = self._version(name, pointer)
             check_decision(action, version.name, version.status)
             if action != "reject":
@@ -181,6 +188,7 @@ class LocalRegistry:
             self._append_audit({
                 "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "action": action,
                 "version": name, "by": by or _who(), "reason": reason, "approved_before": pointer.version,
+                **({"repaired": unreadable} if unreadable else {}),
             })
             return self.get(name)
 
@@ -289,7 +297,11 @@ class LocalRegistry:
         path = self.root / APPROVED_FILE
         if not path.is_file():
             return _Pointer(None, (), self._rejected())
-        document = _read_json(path)
+        repair = "approve or roll back to a version to rewrite it (forecast-mlops models approve|rollback vNNNN --workdir DIR)"
+        try:
+            document = _read_json(path)
+        except RegistryError as err:
+            raise RegistryError(f"{err}; {repair}") from None
         name, history = document.get("version"), document.get("history", [])
         problem = None
         if not isinstance(name, str) or not VERSION_NAME.fullmatch(name):
@@ -302,8 +314,7 @@ class LocalRegistry:
         elif not (self.root / "versions" / name / RECORD_FILE).is_file():
             problem = f"it approves {name}, which is not in the registry"
         if problem:
-            raise RegistryError(f"{path}: {problem}; approve a version to rewrite it"
-                                f" (forecast-mlops registry approve vNNNN)")
+            raise RegistryError(f"{path}: {problem}; {repair}")
         return _Pointer(name, tuple(history), self._rejected())
 
 

@@ -175,7 +175,7 @@ def local_run(workdir: Path, run_id: str) -> RunDetail:
     """One run in full; ``run_id`` may be a unique prefix. Raises RunNotFound."""
     runs_dir = Path(workdir) / layout.RUNS.rstrip("/")
     path = runs_dir / run_id
-    if not (path.is_dir() and run_id not in (".", "..") and "/" not in run_id):
+    if not (run_id and path.is_dir() and run_id not in (".", "..") and "/" not in run_id):
         matches = [p for p in _run_dirs(runs_dir) if p.name.startswith(run_id)] if run_id else []
         if len(matches) != 1:
             why = "matches several runs" if matches else "is not a run"

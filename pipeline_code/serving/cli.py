@@ -18,21 +18,34 @@ from pipeline_code.serving.gateway import DEFAULT_BURST, DEFAULT_RATE, default_k
 from pipeline_code.serving.request import MAX_ITEMS, MAX_LIST_LIMIT
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError("must be a positive number")
     return value
 
 
-def _port(text: str) -> int:
+# What --plot writes (matplotlib picks the format by the file's suffix).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def plot_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name such as forecast.png")
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"give a file name ending in {', '.join(PLOT_SUFFIXES)}; got {text!r}")
+    return path
+
+
+def port_number(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError("must be a port number 0..65535")
@@ -46,20 +59,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a model artifact folder (with model.json) or a registry folder (serves its "
                              "approved version)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=ServeSettings().port, help="port (default 8080)")
-    parser.add_argument("--max-periods", type=_positive_int, default=None,
+    parser.add_argument("--port", type=port_number, default=ServeSettings().port, help="port (default 8080)")
+    parser.add_argument("--max-periods", type=positive_int, default=None,
                         help="largest accepted 'periods' (default $FORECAST_MAX_PERIODS or 104)")
     defaults = ConnectionLimits()
     guard = parser.add_argument_group("limits against slow or hostile clients")
-    guard.add_argument("--request-timeout", type=_positive_float, default=defaults.request_timeout, metavar="S",
+    guard.add_argument("--request-timeout", type=positive_float, default=defaults.request_timeout, metavar="S",
                        help=f"seconds a client has to send a whole request, head and body (default "
                             f"{defaults.request_timeout:g}; then 408 and close)")
-    guard.add_argument("--max-header-bytes", type=_positive_int, default=defaults.max_header_bytes, metavar="N",
+    guard.add_argument("--max-header-bytes", type=positive_int, default=defaults.max_header_bytes, metavar="N",
                        help=f"largest request line + headers (default {defaults.max_header_bytes}; then 431 and close)")
-    guard.add_argument("--max-connections", type=_positive_int, default=defaults.max_connections, metavar="N",
+    guard.add_argument("--max-connections", type=positive_int, default=defaults.max_connections, metavar="N",
                        help=f"open connections; past it the oldest waiting or idle one is closed "
                             f"(default {defaults.max_connections})")
-    guard.add_argument("--backlog", type=_positive_int, default=defaults.backlog, metavar="N",
+    guard.add_argument("--backlog", type=positive_int, default=defaults.backlog, metavar="N",
                        help=f"listen queue, and connections accepted at once (default {defaults.backlog})")
     keys = parser.add_argument_group("API key gateway (POST /forecast and /invocations behind x-api-key)")
     keys.add_argument("--api-key-file", type=Path, nargs="?", const=default_key_file(), default=None,
@@ -68,7 +81,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                            f"when absent; without FILE: {default_key_file()})")
     keys.add_argument("--rate-limit", type=float, default=DEFAULT_RATE,
                       help=f"per-key steady rate, requests/second (default {DEFAULT_RATE:g})")
-    keys.add_argument("--burst", type=_positive_int, default=DEFAULT_BURST,
+    keys.add_argument("--burst", type=positive_int, default=DEFAULT_BURST,
                       help=f"per-key burst, the token bucket's size (default {DEFAULT_BURST})")
     admin = keys.add_mutually_exclusive_group()
     admin.add_argument("--issue-key", action="store_true", help="add a new key to the key file, print it, exit")
@@ -112,7 +125,10 @@ def run_serve(args: argparse.Namespace) -> int:
     max_periods = args.max_periods or max_periods_from_env(os.environ)
     print(f"Serving {args.model} on http://{args.host}:{args.port} (GET /ping, POST /invocations"
           f"{', POST /forecast' if guard else ''}); Ctrl-C stops.", flush=True)
-    serve(args.model, host=args.host, port=args.port, max_periods=max_periods, api_keys=guard, limits=limits)
+    try:
+        serve(args.model, host=args.host, port=args.port, max_periods=max_periods, api_keys=guard, limits=limits)
+    except KeyboardInterrupt:  # Ctrl-C: the stop the banner offers
+        print("stopped", file=sys.stderr)
     return 0
 
 
@@ -148,7 +164,7 @@ def _key_admin(args: argparse.Namespace, key_file: Path) -> int:
 def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     from pipeline_code.cli.client import DEFAULT_URL
 
-    parser.add_argument("--periods", type=_positive_int, help="periods to forecast (required unless --list-items)")
+    parser.add_argument("--periods", type=positive_int, help="periods to forecast (required unless --list-items)")
     parser.add_argument("--conf", type=float, default=0.9, help="prediction interval level in (0, 1) (default 0.9)")
     parser.add_argument("--quantiles", type=_quantiles, metavar="Q,Q,...",
                         help="forecast these quantiles instead of a --conf interval, e.g. 0.1,0.5,0.9 (p10, p50, p90)")
@@ -166,7 +182,8 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"read the key from this file (default {default_key_file()})")
     target.add_argument("--stack", help="a deployed CloudFormation stack: URL and key from its ApiUrl/ApiKeyId outputs")
     target.add_argument("--region", help="AWS region of --stack (default: the AWS configuration's)")
-    parser.add_argument("--plot", type=Path, metavar="FILE", help="save a PNG of history, forecast and interval")
+    parser.add_argument("--plot", type=plot_file, metavar="FILE",
+                        help="save a plot (.png, .svg or .pdf) of history, forecast and interval")
     parser.add_argument("--history", type=int, default=None,
                         help="recent observations to fetch for the plot (default 104 with --plot, else 0)")
     parser.add_argument("--json", action="store_true", help="print the raw JSON response instead of a table")

@@ -97,9 +97,9 @@ def test_a_worse_candidate_is_registered_pending_and_the_approved_model_stays(fi
     latest = registry.versions()[-1]
     assert latest.status == "PendingManualApproval"
     assert registry.approved().name == before.name
-    assert main(["registry", "approve", "--workdir", str(workdir), latest.name]) == 0
+    assert main(["models", "approve", latest.name, "--workdir", str(workdir)]) == 0
     assert LocalRegistry(workdir / "registry").approved().name == latest.name
-    assert main(["registry", "approve", "--workdir", str(workdir), before.name]) == 0
+    assert main(["models", "rollback", before.name, "--workdir", str(workdir)]) == 0
 
 
 BAD_INPUTS = {

@@ -70,7 +70,7 @@ def test_version_arguments_name_this_registrys_versions_only(registry, model, tm
     other.register(model, status=APPROVED, run_id="o-1", evaluation={})
     other.register(model, status=PENDING, run_id="o-2", evaluation={})
     before = {p: p.read_bytes() for p in other.root.rglob("*.json")}
-    assert main(["registry", "approve", "--workdir", str(registry.root.parent), name]) == 2
+    assert main(["models", "approve", name, "--workdir", str(registry.root.parent)]) == 2
     assert "not a version name" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in other.root.rglob("*.json")} == before
     assert registry.approved().name == "v0001"
@@ -92,14 +92,19 @@ CORRUPT_POINTERS = {
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPT_POINTERS))
-def test_a_corrupted_approved_json_is_named_with_its_problem(registry, capsys, case):
+def test_a_corrupted_approved_json_is_named_with_its_problem(registry, capsys, monkeypatch, case):
+    monkeypatch.setattr("pipeline_code.pipeline.registry._check_artifact", lambda version: None)  # a stand-in model
     text, message = CORRUPT_POINTERS[case]
     (registry.root / "approved.json").write_text(text)
-    assert main(["registry", "list", "--workdir", str(registry.root.parent)]) == 2
+    assert main(["models", "list", "--workdir", str(registry.root.parent)]) == 2
     err = capsys.readouterr().err
     assert message in err and str(registry.root / "approved.json") in err and "Traceback" not in err
-    assert main(["registry", "approve", "--workdir", str(registry.root.parent), "v0002"]) == 0  # the repair
+    assert "models approve|rollback" in err
+    assert main(["models", "reject", "v0002", "--workdir", str(registry.root.parent)]) == 2  # waits for the repair
+    assert main(["models", "approve", "v0002", "--workdir", str(registry.root.parent)]) == 0  # the repair
     assert registry.approved().name == "v0002"
+    (repair,) = registry.audit()
+    assert repair["action"] == "approve" and repair["approved_before"] is None and message in repair["repaired"]
 
 
 def test_a_corrupted_version_json_is_named(registry):

@@ -1,0 +1,46 @@
+"""Bad command-line input: a one-line error and exit code 2, before any work, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline_code.cli.main import main
+
+DATA = "pipeline_code/data/us_gasoline.csv"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["pipeline", "run", "--data", DATA, "--workdir", "w", "--port", "99999"], "must be a port number 0..65535"),
+    (["pipeline", "run", "--data", DATA, "--workdir", "w", "--jobs", "-3"], "must be a positive integer"),
+    (["backtest", "--data", DATA, "--out", "bt", "--origins", "0"], "must be a positive integer"),
+    (["runs", "list", "--workdir", "w", "--limit", "-1"], "must be a positive integer"),
+    (["forecast", "--periods", "3", "--plot", "."], "is a folder; give a file name such as forecast.png"),
+    (["forecast", "--periods", "3", "--plot", "noext"], "give a file name ending in .png, .svg, .pdf"),
+    (["tuning", "show", "r", "--workdir", "w", "--plot", "t.xyz"], "give a file name ending in .png"),
+])
+def test_arguments_are_checked_when_parsed(argv, expected, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_paths_of_the_wrong_kind_are_one_line_errors(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert main(["pipeline", "run", "--data", DATA, "--workdir", str(tmp_path / "w"), "--settings", str(tmp_path),
+                 "--no-serve"]) == 2
+    assert f"{tmp_path}: cannot read: Is a directory" in capsys.readouterr().err
+    assert main(["models", "list", "--workdir", str(a_file)]) == 2
+    assert main(["runs", "show", "", "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "'' is not a run" in err
+
+
+def test_the_preflight_without_credentials_says_so(tmp_path, monkeypatch, capsys):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    assert main(["doctor", "--stack", "ForecastMlops"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("doctor: ") and "region" in err and "Traceback" not in err
