@@ -2,12 +2,13 @@
 scale uses only errors observed before it, and scaling is what keeps coverage in calm and volatile
 spells alike."""
 
+import math
 from statistics import NormalDist
 
 import numpy as np
 import pytest
 
-from pipeline_code.engine.core.calibration import bounds, current_scale, local_scales, normalised
+from pipeline_code.engine.core.calibration import bounds, current_scale, local_scales, normalised, t_quantile
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.cv import cross_validate
 from pipeline_code.engine.estimator import HarmonicArimaForecaster, ModelEstimator
@@ -181,3 +182,25 @@ def test_a_backtest_origin_is_calibrated_as_the_model_served_from_it(oracle, cos
             low, high = backtest.intervals[level]
             np.testing.assert_allclose(forecast.lower, low[row], rtol=1e-6)
             np.testing.assert_allclose(forecast.upper, high[row], rtol=1e-6)
+
+
+@pytest.mark.parametrize("df, rtol", [(3, 0.008), (5, 0.001), (12, 1e-4), (38, 1e-6), (200, 1e-8)])
+def test_the_t_quantile_matches_scipys(df, rtol):
+    from scipy import stats
+
+    levels = np.linspace(0.005, 0.995, 41)
+    ours = np.array([t_quantile(p, df) for p in levels])
+    assert np.allclose(ours, stats.t.ppf(levels, df), rtol=rtol, atol=0)
+    assert np.all(np.diff(ours) > 0)  # increasing: quantiles never cross
+
+
+def test_a_tail_beyond_the_sample_is_a_t_prediction_interval_for_a_new_draw():
+    rng = np.random.default_rng(3)
+    errors = np.sort(rng.normal(0.1, 0.5, size=(20, 2)), axis=0)  # 20 errors: the 95% ranks are outside
+    low, high = bounds(errors, 0.95)
+    half = t_quantile(0.975, 19) * np.sqrt(1 + 1 / 20) * errors.std(axis=0, ddof=1)
+    assert np.allclose(high, errors.mean(axis=0) + half) and np.allclose(low, errors.mean(axis=0) - half)
+    # wider than the normal with the sample's mean and spread taken as known, by 9% here
+    assert np.all(half > 1.09 * NormalDist().inv_cdf(0.975) * errors.std(axis=0, ddof=1))
+    low80, high80 = bounds(errors, 0.8)  # inside the sample: the order statistics, as before
+    assert np.array_equal(high80, errors[math.ceil(21 * 0.9) - 1]) and np.array_equal(low80, errors[math.floor(21 * 0.1) - 1])

@@ -30,17 +30,19 @@ def test_p5_and_p95_are_the_90_percent_interval(forecaster):
 
 
 def test_the_normal_tail_cannot_cross_the_order_statistics():
-    """Few calibration rows: the extreme quantiles come from the normal tail, which an outlier among the
+    """Few calibration rows: the extreme quantiles come from the t tail, which an outlier among the
     errors puts beyond the order statistics; the running maximum keeps the paths ordered."""
     artifact = fit_item(5)
-    errors = np.zeros((15, artifact.calibration_errors.shape[1]))
-    errors[0] = -1.0  # one outlier: the normal tail at p0.1 (mean - 3.09 sd = -0.86) sits above it
+    errors = np.zeros((30, artifact.calibration_errors.shape[1]))
+    # one outlier, the order statistic of p5; the tail at p0.1 (mean - t quantile x sd x sqrt(1 + 1/n)
+    # = -0.66) sits above it
+    errors[0] = -1.0
     artifact.calibration_errors = errors
     raw = Forecaster(artifact)
     low, _ = raw.error_quantiles(1 - 2 * 0.001, np.ones(3))
-    order_statistic, _ = raw.error_quantiles(1 - 2 * 0.1, np.ones(3))
+    order_statistic, _ = raw.error_quantiles(1 - 2 * 0.05, np.ones(3))
     assert np.all(low > order_statistic)  # the crossing exists before the fix
-    values = quantile_forecast(raw, 3, (0.001, 0.1, 0.5)).values
+    values = quantile_forecast(raw, 3, (0.001, 0.05, 0.5)).values
     assert np.all(np.diff(values, axis=0) >= 0)
 
 

@@ -58,7 +58,9 @@ def normalised(log_errors: np.ndarray, scales: np.ndarray, keep: int = CALIBRATI
 def bounds(sorted_errors: np.ndarray, conf: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-column conformal lower/upper order statistics for a central ``conf`` interval.
 
-    Tails finer than the sample resolves fall back to a normal with the column's mean and spread.
+    Tails finer than the sample resolves fall back to a normal prediction interval for a new draw, from
+    the column's mean and spread: mean + t(n-1) quantile x s x sqrt(1 + 1/n) (Student's t: the mean and
+    spread are estimates; bench/results/calibration_validation.notes.md).
     """
     n = sorted_errors.shape[0]
     alpha = 1.0 - conf
@@ -70,5 +72,16 @@ def _order_statistic(sorted_errors: np.ndarray, level: float, n: int, *, upper: 
     rank = math.ceil((n + 1) * level) if upper else math.floor((n + 1) * level)
     if 1 <= rank <= n:
         return sorted_errors[rank - 1]
+    t = t_quantile(level, n - 1) * math.sqrt(1 + 1 / n)
+    return sorted_errors.mean(axis=0) + t * sorted_errors.std(axis=0, ddof=1)
+
+
+def t_quantile(level: float, df: int) -> float:
+    """Student's t quantile, by Fisher's expansion in the normal quantile (Abramowitz and Stegun 26.7.5,
+    five terms): NumPy-free, for serving, and increasing in ``level`` as quantiles must be. Against the
+    exact value at levels 0.5% to 99.5%: within 0.01% from 10 degrees of freedom, 0.1% at 5, 0.8% at 3."""
     z = NormalDist().inv_cdf(level)
-    return sorted_errors.mean(axis=0) + z * sorted_errors.std(axis=0, ddof=1)
+    v = float(max(df, 1))
+    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4))
