@@ -3,7 +3,7 @@
 Quantile ``q`` is the lower bound of the central ``1 - 2q`` interval when ``q < 0.5`` and the upper
 bound of the central ``2q - 1`` interval otherwise (the median is the centre of the empty interval),
 so ``p5`` and ``p95`` are exactly the bounds of the 90% interval. Order statistics of the calibration
-errors are monotone in ``q``, but the normal tail used past what the sample resolves need not meet
+errors are monotone in ``q``, but the t tail used past what the sample resolves need not meet
 them in order; a running maximum over the sorted quantiles makes the paths never cross.
 """
 
