@@ -433,6 +433,9 @@ class Settings:
         for key in ("break_start", "break_end"):
             value = getattr(p, key)
             check(value is None or _is_iso_date(value), f"preprocess.{key}: expected an ISO date (YYYY-MM-DD) or null")
+        if p.break_start and p.break_end and _is_iso_date(p.break_start) and _is_iso_date(p.break_end):
+            check(p.break_start <= p.break_end,  # ISO dates order as text
+                  f"preprocess.break_end: {p.break_end} is before preprocess.break_start {p.break_start}")
         check(p.episode_gap >= 1 and p.min_episode_points >= 1,
               "preprocess.episode_gap and preprocess.min_episode_points: must be >= 1")
         check(cv.window >= 8, f"cv.window: must be >= 8, got {cv.window}")

@@ -8,6 +8,7 @@ on its own too.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -187,14 +188,17 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", type=int, default=None,
                         help="recent observations to fetch for the plot (default 104 with --plot, else 0)")
     parser.add_argument("--json", action="store_true", help="print the raw JSON response instead of a table")
-    parser.add_argument("--timeout", type=float, default=30.0, help="request timeout in seconds (default 30)")
+    parser.add_argument("--timeout", type=positive_float, default=30.0, help="request timeout in seconds (default 30)")
 
 
 def _quantiles(text: str) -> list[float]:
     try:
-        return [float(part) for part in text.split(",") if part.strip()]
+        levels = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
+        levels = []
+    if not levels or not all(math.isfinite(q) for q in levels):
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, such as 0.1,0.5,0.9; got {text!r}")
+    return levels
 
 
 def run_forecast(args: argparse.Namespace) -> int:

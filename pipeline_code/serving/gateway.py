@@ -162,7 +162,7 @@ class KeyStore:
             keys = [
                 ApiKey(
                     id=str(item["id"]), key=str(item["key"]), created=str(item.get("created", "")),
-                    revoked=bool(item.get("revoked", False)), revoked_at=item.get("revoked_at"),
+                    revoked=_flag(item.get("revoked", False)), revoked_at=item.get("revoked_at"),
                 )
                 for item in document["keys"]
             ]
@@ -228,3 +228,10 @@ def _write(path: Path, keys: list[ApiKey]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _flag(value: object) -> bool:
+    """A key's ``revoked``: true or false (a string such as "false" would read as revoked)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"'revoked' must be true or false, found {value!r}")
+    return value

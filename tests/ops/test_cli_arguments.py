@@ -17,6 +17,9 @@ DATA = "pipeline_code/data/us_gasoline.csv"
     (["forecast", "--periods", "3", "--plot", "."], "is a folder; give a file name such as forecast.png"),
     (["forecast", "--periods", "3", "--plot", "noext"], "give a file name ending in .png, .svg, .pdf"),
     (["tuning", "show", "r", "--workdir", "w", "--plot", "t.xyz"], "give a file name ending in .png"),
+    (["forecast", "--periods", "3", "--quantiles", ","], "expected numbers separated by commas"),
+    (["forecast", "--periods", "3", "--quantiles", "nan"], "expected numbers separated by commas"),
+    (["forecast", "--periods", "3", "--timeout", "0"], "must be a positive number"),
 ])
 def test_arguments_are_checked_when_parsed(argv, expected, capsys):
     with pytest.raises(SystemExit) as info:
@@ -44,3 +47,12 @@ def test_the_preflight_without_credentials_says_so(tmp_path, monkeypatch, capsys
     assert main(["doctor", "--stack", "ForecastMlops"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("doctor: ") and "region" in err and "Traceback" not in err
+
+
+def test_tune_and_backtest_name_a_panel_as_such(tmp_path, capsys):
+    rows = [f"{item},{2015 + k // 12}-{k % 12 + 1:02d}-01,{10 + k % 12}" for item in "ab" for k in range(120)]
+    panel = tmp_path / "stores.csv"
+    panel.write_text("\n".join(["item_id,timestamp,value", *rows]) + "\n")
+    for command in (["tune", "--out", str(tmp_path / "t")], ["backtest", "--out", str(tmp_path / "b")]):
+        assert main([*command, "--data", str(panel)]) == 2
+        assert "takes one series (timestamp,value); this file is a panel" in capsys.readouterr().err

@@ -177,6 +177,10 @@ def test_a_corrupted_key_file_stops_start_up_with_a_clear_error(model_dir, tmp_p
     key_file.write_text('{"keys": [{"key": "fmk_x"}]}')
     with pytest.raises(KeyFileError, match="missing field 'id'"):
         KeyStore(key_file)
+    key_file.write_text('{"keys": [{"id": "k1", "key": "fmk_x", "revoked": "false"}]}')  # a string, not false
+    with pytest.raises(KeyFileError, match="'revoked' must be true or false, found 'false'"):
+        KeyStore(key_file)
+    key_file.write_text('{"keys": [{"key": "fmk_x"}]}')
     srv = start_server(["serve", "--model", str(model_dir), "--api-key-file", str(key_file)], tmp_path)
     assert srv.process.wait(timeout=60) == 2
     assert f"serve: API key file {str(key_file)!r} is malformed (missing field 'id')" in srv.logs()
