@@ -63,6 +63,11 @@ MUTATIONS = {
         (("pipeline_code/engine/estimator.py", "np.concatenate([step1, self._recent_step1_errors(data, target, cv)])",
           "step1"),),
         ("tests/engine/test_calibration.py",)),
+    "tail-as-a-known-normal": Mutation(
+        "a tail beyond the calibration sample takes the errors' mean and spread as known (a normal)",
+        (("pipeline_code/engine/core/calibration.py", "t = t_quantile(level, n - 1) * math.sqrt(1 + 1 / n)",
+          "t = NormalDist().inv_cdf(level)"),),
+        ("tests/engine/test_calibration.py",)),
     "gap-off-by-one": Mutation(
         "a single missing period passes the gap rule",
         (("pipeline_code/engine/dataset.py", "if steps - 1 > max_gap:", "if steps - 2 > max_gap:"),),
