@@ -91,7 +91,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from pipeline_code.serving.gateway import ApiKeyGuard, KeyFileError, KeyStore, UsagePlan
+    from pipeline_code.serving.gateway import ApiKeyGuard, KeyFileError, KeyStore, UsagePlan, exposure_warning
 
     admin = getattr(args, "issue_key", False) or getattr(args, "revoke_key", None) or getattr(args, "list_keys", False)
     key_file = getattr(args, "api_key_file", None)
@@ -111,6 +111,9 @@ def run_serve(args: argparse.Namespace) -> int:
         if new_key is not None:
             print(f"Created {key_file} (mode 0600) with API key {new_key.id}; the key is shown once:\n"
                   f"  {new_key.key}", flush=True)
+        exposed = exposure_warning(key_file)
+        if exposed:
+            print(f"serve: warning: {exposed}", file=sys.stderr, flush=True)
         active = store.active_key()
         print(f"POST /forecast and /invocations need x-api-key: keys from {key_file} "
               f"(active: {active.id if active else 'none'}; {args.rate_limit:g} req/s, burst {args.burst})",

@@ -214,6 +214,15 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
+def exposure_warning(path: Path) -> str | None:
+    """A warning when the key file may be read by other users than its owner (it is written 0600)."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        return (f"API key file {path} has mode {mode:04o}: other users may read the keys; "
+                f"chmod 600 {path}")
+    return None
+
+
 def _write(path: Path, keys: list[ApiKey]) -> None:
     """Atomically replace the key file, created with mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)

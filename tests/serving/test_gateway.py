@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pipeline_code.serving.gateway import KeyFileError, KeyStore, UsagePlan
+from pipeline_code.serving.gateway import KeyFileError, KeyStore, UsagePlan, exposure_warning
 
 from .conftest import ROOT, gateway_server, http, post_json, start_server
 
@@ -194,3 +194,12 @@ def test_forecast_route_only_with_a_key_file(server, model_dir, tmp_path):
         assert http("POST", f"{srv.url}/forecast", b"{}", {"content-type": "application/json"})[0] == 404
     finally:
         srv.stop()
+
+
+def test_a_key_file_others_may_read_is_named_with_the_fix(tmp_path):
+    store, _ = KeyStore.open_or_create(tmp_path / "keys.json")
+    assert exposure_warning(tmp_path / "keys.json") is None  # written 0600
+    (tmp_path / "keys.json").chmod(0o644)
+    assert exposure_warning(tmp_path / "keys.json") == (
+        f"API key file {tmp_path / 'keys.json'} has mode 0644: other users may read the keys; "
+        f"chmod 600 {tmp_path / 'keys.json'}")
