@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline_code.cli.doctor import add_doctor_command
 from pipeline_code.cli.ops import add_ops_commands
 from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_for_data
-from pipeline_code.serving.cli import port_number, positive_int
+from pipeline_code.serving.cli import check_port_free, port_number, positive_int
 
 BUNDLED_DATA = "us_gasoline.csv"
 DEFAULT_DEMO_DIR = Path(".local") / "demo"
@@ -105,7 +105,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     resolved = settings_for_data(args)
     settings = resolved.settings
     if not args.no_serve:
-        _check_port_free(args.port)  # before the pipeline's minutes, not after
+        check_port_free(args.port)  # before the pipeline's minutes, not after
     for key, value in resolved.derived.items():
         print(f"  {key} = {value:g}" if isinstance(value, float) else f"  {key} = {value}", "(from the data)")
     started = time.perf_counter()
@@ -154,20 +154,6 @@ def serve_and_show(workdir: Path, *, port: int, once: bool, horizon: int) -> int
         if server.poll() is None:
             server.terminate()
             server.wait(timeout=15)
-
-
-def _check_port_free(port: int) -> None:
-    """Refuse a port that is already taken on 127.0.0.1 (the server's default bind address)."""
-    import socket
-
-    with socket.socket() as probe:
-        # as uvicorn binds: a port left in TIME_WAIT by a stopped server is free, a listening one is not
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError as err:
-            reason = (err.strerror or str(err)).lower()
-            raise RuntimeError(f"cannot serve on 127.0.0.1:{port}: {reason} (is port {port} free? see --port)") from None
 
 
 def _first_item(registry: Path) -> list[str]:

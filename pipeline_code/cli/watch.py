@@ -24,6 +24,7 @@ from pathlib import Path
 from pipeline_code.cli import views
 from pipeline_code.pipeline.runs import local_runs
 from pipeline_code.pipeline.watch_queue import WatchQueue
+from pipeline_code.serving.cli import check_port_free
 
 WORKDIR_NAME = ".forecast-mlops"
 TICK_MS = 200  # how often the loop wakes without events, to settle files and check the run
@@ -51,6 +52,8 @@ def watch_folder(args: argparse.Namespace, stop: threading.Event | None = None) 
     from watchfiles import Change, watch
 
     folder = check_folder(Path(args.folder))
+    if args.serve:
+        check_port_free(args.port)  # before announcing a server that could not start
     workdir = Path(args.workdir) if args.workdir else folder / WORKDIR_NAME
     workdir.mkdir(parents=True, exist_ok=True)
     queue = WatchQueue(workdir, settle=args.settle)

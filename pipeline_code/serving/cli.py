@@ -53,6 +53,20 @@ def port_number(text: str) -> int:
     return value
 
 
+def check_port_free(port: int) -> None:
+    """Refuse a port that is already taken on 127.0.0.1 (the server's default bind address)."""
+    import socket
+
+    with socket.socket() as probe:
+        # as uvicorn binds: a port left in TIME_WAIT by a stopped server is free, a listening one is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as err:
+            reason = (err.strerror or str(err)).lower()
+            raise RuntimeError(f"cannot serve on 127.0.0.1:{port}: {reason} (is port {port} free? see --port)") from None
+
+
 # --- serve ----------------------------------------------------------------------------------------
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:

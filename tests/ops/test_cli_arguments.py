@@ -56,3 +56,15 @@ def test_tune_and_backtest_name_a_panel_as_such(tmp_path, capsys):
     for command in (["tune", "--out", str(tmp_path / "t")], ["backtest", "--out", str(tmp_path / "b")]):
         assert main([*command, "--data", str(panel)]) == 2
         assert "takes one series (timestamp,value); this file is a panel" in capsys.readouterr().err
+
+
+def test_watch_refuses_to_serve_on_a_busy_port_before_it_starts(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["watch", str(tmp_path), "--serve", "--port", str(port)]) == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not (tmp_path / ".forecast-mlops").exists()  # nothing started, nothing written
