@@ -107,7 +107,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from pipeline_code.serving.gateway import ApiKeyGuard, KeyFileError, KeyStore, UsagePlan, exposure_warning
 
-    admin = getattr(args, "issue_key", False) or getattr(args, "revoke_key", None) or getattr(args, "list_keys", False)
+    admin = (getattr(args, "issue_key", False) or getattr(args, "revoke_key", None) is not None
+             or getattr(args, "list_keys", False))
     key_file = getattr(args, "api_key_file", None)
     if admin:
         return _key_admin(args, key_file or default_key_file())
@@ -160,13 +161,15 @@ def _key_admin(args: argparse.Namespace, key_file: Path) -> int:
             print(f"New API key {key.id} in {key_file} (shown once):\n  {key.key}")
             return 0
         store = KeyStore(key_file)
-        if args.revoke_key:
+        if args.revoke_key is not None:
+            was = {k.id: k.revoked_at for k in store.keys() if k.revoked}
             try:
                 key = store.revoke(args.revoke_key)
             except KeyError:
                 print(f"serve: no key {args.revoke_key!r} in {key_file}", file=sys.stderr)
                 return 1
-            print(f"Revoked {key.id} (a running server refuses it from its next request).")
+            print(f"{key.id} was already revoked at {was[key.id]}." if key.id in was
+                  else f"Revoked {key.id} (a running server refuses it from its next request).")
             return 0
         for key in store.keys():
             status = f"revoked {key.revoked_at}" if key.revoked else "active"

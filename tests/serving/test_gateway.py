@@ -66,6 +66,10 @@ def test_revoked_key_is_refused_by_the_running_server(gateway):
     assert post_json(f"{gateway.url}/forecast", BODY, {"x-api-key": first.key})[0] == 403
     assert post_json(f"{gateway.url}/forecast", BODY, {"x-api-key": second.key})[0] == 200
     assert key_cli("--api-key-file", str(key_file), "--revoke-key", "key-nope").returncode == 1
+    again = key_cli("--api-key-file", str(key_file), "--revoke-key", first.id)
+    assert again.returncode == 0 and f"{first.id} was already revoked at " in again.stdout
+    empty = key_cli("--api-key-file", str(key_file), "--revoke-key", "")
+    assert empty.returncode == 1 and "no key ''" in empty.stderr
 
 
 def test_rate_limit_per_key(gateway):
