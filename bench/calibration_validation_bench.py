@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", nargs="*", default=list(SERIES))
     parser.add_argument("--name", default="calibration_validation")
     args = parser.parse_args(argv)
+    missing = [name for name in args.series if not (args.cache / f"{name}.json").is_file()]
+    if missing:
+        parser.error(f"no cached choice of {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} under"
+                     f" {args.cache}: run `python -m bench.selection_validation_bench --cache {args.cache}` first")
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(coverage_of, args.series, [args.cache] * len(args.series)))
     for r in rows:
