@@ -234,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (OSError, ValueError, RuntimeError) as err:  # DataValidationError, RegistryError, PipelineError; a
-        # path that is missing, a file where a folder is expected or the reverse
+    # DataValidationError, RegistryError, PipelineError; OSError: a path that is missing, or a file where
+    # a folder is expected (or the reverse)
+    except (OSError, ValueError, RuntimeError) as err:
         # Only the commands that run stages import the runner (and SciPy): the others start without it.
         runner = sys.modules.get("pipeline_code.pipeline.runner")
         if runner is not None and isinstance(err, runner.PipelineError):

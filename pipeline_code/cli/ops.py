@@ -52,7 +52,7 @@ def add_ops_commands(sub) -> None:
     watch.add_argument("--workdir", type=Path, default=None, help="work folder (default: FOLDER/.forecast-mlops)")
     watch.add_argument("--serve", action="store_true", help="also serve the approved model (it reloads on approval)")
     watch.add_argument("--port", type=port_number, default=8080, help="serving port with --serve (default 8080)")
-    watch.add_argument("--jobs", type=int, default=None, help="tuning workers (default: all cores)")
+    watch.add_argument("--jobs", type=positive_int, default=None, help="tuning workers (default: all cores)")
     watch.add_argument("--settle", type=float, default=1.0,
                        help="seconds a file must stay unchanged and closed before it starts a run (default 1)")
     watch.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -297,7 +297,8 @@ class LocalRegistry:
         path = self.root / APPROVED_FILE
         if not path.is_file():
             return _Pointer(None, (), self._rejected())
-        repair = "approve or roll back to a version to rewrite it (forecast-mlops models approve|rollback vNNNN --workdir DIR)"
+        repair = ("approve or roll back to a version to rewrite it"
+                  " (forecast-mlops models approve|rollback vNNNN --workdir DIR)")
         try:
             document = _read_json(path)
         except RegistryError as err:
