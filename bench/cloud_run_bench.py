@@ -28,12 +28,15 @@ from bench.machine import RESULTS, header
 from pipeline_code.engine.settings import Settings
 from pipeline_code.pipeline import layout
 from pipeline_code.pipeline.trials import SELECTION_FILE
+from stacks.settings import TuningSettings
 from tests.cloud.scenario import upload_and_serve
-from tests.cloud.series import PANEL, TUNING, WEEKLY, local_run
+from tests.cloud.series import PANEL, WEEKLY, local_run
 from tests.cloud.stack import synthesize
 from tests.cloud.world import CloudWorld
 
 COMMAND = "python -m bench.cloud_run_bench"
+# The default app's tuning job (the stack's `forecast-mlops:tuning` defaults).
+PARALLEL = TuningSettings().max_parallel_jobs
 
 
 def state_seconds(execution_arn: str) -> list[tuple[str, float]]:
@@ -72,7 +75,7 @@ def tuning_job(data: dict) -> str:
     trials = Settings().merged(data["settings"], "run document").tuning_grid(panel=panel)
     jobs = "1 training job" if trials == 1 else f"{trials} training jobs"
     each = "one history and scale each" if panel else "one family each"
-    return f"tuning job: a Grid of {jobs} ({each}), {min(TUNING['max_parallel_jobs'], trials)} at once"
+    return f"tuning job: a Grid of {jobs} ({each}), {min(PARALLEL, trials)} at once"
 
 
 def same_as_local(world: CloudWorld, data: dict, run_id: str) -> list[str]:
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     data, title, results, document = RUNS[flag]
     command = " ".join([COMMAND, flag]).strip()
     started = time.perf_counter()
-    stack = synthesize({"tuning": TUNING})
+    stack = synthesize()
     synth_s = time.perf_counter() - started
     with pytest.MonkeyPatch.context() as mp, CloudWorld(stack, mp) as world:
         run = upload_and_serve(world, data)
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "## Per SageMaker job (the container process)", "", "| kind | job | seconds |", "|---|---|---:|"]
     lines += [f"| {kind} | {name} | {s:.1f} |" for kind, name, s in jobs]
     lines += ["", f"Jobs: {sum(s for _, _, s in jobs):.1f} s of process time in {len(jobs)} jobs "
-              f"(training jobs run {TUNING['max_parallel_jobs']} at a time)."]
+              f"(training jobs run {PARALLEL} at a time)."]
     (RESULTS / results).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -22,8 +22,6 @@ from pipeline_code.engine.settings import SearchSpace, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "pipeline_code" / "data" / "us_gasoline.csv"
-# The deployment's tuning job (cdk context `forecast-mlops:tuning`).
-TUNING = {"max_parallel_jobs": 2, "use_spot": False}
 ONE_FAMILY = {"families": ["harmonic_arima"], "histories": ["window"], "scales": ["log"], "combination_sizes": [],
               "selection_splits": 10}
 

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tests.cloud.scenario import upload_and_serve
-from tests.cloud.series import MONTHLY, TUNING
+from tests.cloud.series import MONTHLY
 from tests.cloud.stack import synthesize
 from tests.cloud.world import CloudWorld
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_manual_approval_deploys_on_approval_only(monkeypatch):
-    manual = synthesize({"tuning": TUNING, "approval_mode": "manual"})
+    manual = synthesize({"approval_mode": "manual"})
     with CloudWorld(manual, monkeypatch) as world:
         run = upload_and_serve(world, MONTHLY)
         assert run.pipeline["status"] == "SUCCEEDED", run.problems()

@@ -103,6 +103,7 @@ class CloudWorld:
         self.machines: dict[str, str] = {}  # state machine ARN -> its role
         self._deliveries: list[threading.Thread] = []
         self.delivery_errors: list[str] = []  # events EventBridge could not deliver
+        self._finished: dict[str, dict[str, Any]] = {}  # execution ARN -> its record, once it has ended
         self._exit = ExitStack()
 
     # ---- set-up -------------------------------------------------------------------------------------
@@ -312,13 +313,20 @@ class CloudWorld:
         out = []
         for arn in [machine_arn] if machine_arn else list(self.machines):
             for e in reversed(sfn.list_executions(stateMachineArn=arn)["executions"]):
-                events = sfn.get_execution_history(executionArn=e["executionArn"], maxResults=1000)["events"]
-                failures = [d for x in events for k, d in x.items() if k.endswith("FailedEventDetails")]
-                out.append({**sfn.describe_execution(executionArn=e["executionArn"]), "machine": arn,
-                            "states": [x["stateEnteredEventDetails"]["name"] for x in events
-                                       if "stateEnteredEventDetails" in x],
-                            "failures": [f"{d.get('error', '')}: {str(d.get('cause', ''))[:500]}" for d in failures]})
+                out.append(self._finished.get(e["executionArn"]) or self._execution(sfn, arn, e["executionArn"]))
         return out
+
+    def _execution(self, sfn: Any, machine_arn: str, arn: str) -> dict[str, Any]:
+        """One execution's record; an ended one is kept (its history no longer changes, and moto's
+        serialization of a long history is the slowest call the tests make)."""
+        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        failures = [d for x in events for k, d in x.items() if k.endswith("FailedEventDetails")]
+        record = {**sfn.describe_execution(executionArn=arn), "machine": machine_arn,
+                  "states": [x["stateEnteredEventDetails"]["name"] for x in events if "stateEnteredEventDetails" in x],
+                  "failures": [f"{d.get('error', '')}: {str(d.get('cause', ''))[:500]}" for d in failures]}
+        if record["status"] != "RUNNING":
+            self._finished[arn] = record
+        return record
 
     def endpoint(self, name: str | None = None) -> dict[str, Any] | None:
         name = name or self.invoke_fn.environment["ENDPOINT_NAME"]
