@@ -188,12 +188,15 @@ def check_families(settings: Settings) -> None:
 
 
 def family_candidate(name: str, settings: Settings, history: str, scale: str) -> dict[str, Any]:
-    """A family's candidate for a panel: the first of its search space training on the chosen history
-    and scale and the counterfactual series (or simply its first); ETS with ``series.ets_model``."""
+    """A family's candidate for a panel: the first of its search space training on the counterfactual
+    series and on the chosen history and scale, where the family offers them (ARIMA fits the window
+    alone: its candidate for all history is the window's, on the chosen scale); or simply its first.
+    ETS with ``series.ets_model``."""
     found = family(name).candidates(settings)
     if not found:
         raise ValueError(f"family {name!r} has no candidate for these settings")
-    candidate = next((c for c in found if c.get("history", history) == history and c.get("scale", scale) == scale
+    wanted = {k: v for k, v in (("history", history), ("scale", scale)) if any(c.get(k) == v for c in found)}
+    candidate = next((c for c in found if all(c.get(k, v) == v for k, v in wanted.items())
                       and int(c.get("use_counterfactual_data", 1)) == 1), found[0])
     return {**candidate, "model": settings.series.ets_model} if name == ETS else candidate
 

@@ -148,10 +148,17 @@ class SearchSpace:
                 "IntegerParameterRanges": [], "ContinuousParameterRanges": []}
 
 
-# The model families' names (engine/families/registry.py maps each to its module; a test checks they
-# agree), and the histories and scales the statsforecast families may fit on.
-FAMILY_NAMES = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima_fourier", "tbats", "arima",
-                "global_ar", "global_ar_drift", "ces", "thief")
+# The model families (engine/families/registry.py maps each name to its module; a test checks they
+# agree), each with the global choices its candidates vary along: a panel's tuning searches a history or
+# a scale only where some family of the panel varies along it (tests/engine/test_families.py checks these
+# against every family's candidates).
+FAMILY_CHOICES: dict[str, tuple[str, ...]] = {
+    "harmonic_arima": (), "seasonal_naive": (), "ets": ("history", "scale"), "theta": ("history", "scale"),
+    "mstl": ("history", "scale"), "arima_fourier": ("scale",), "tbats": ("scale",), "arima": ("scale",),
+    "global_ar": ("history",), "global_ar_drift": ("history",), "ces": ("history", "scale"),
+    "thief": ("history", "scale")}
+FAMILY_NAMES = tuple(FAMILY_CHOICES)
+# The histories and scales a family may fit on.
 HISTORIES = ("window", "all")
 SCALES = ("log", "raw")
 # A panel's global family choice: each series chooses its own; the family name of a combination.
@@ -336,10 +343,17 @@ class Settings:
         return replace(self, series=replace(self.series, cutoffs=cutoffs))
 
     def panel_histories(self) -> list[str]:
-        return [h for h in HISTORIES if h in self.search.histories]
+        """The histories a panel's tuning searches: ``search.histories``, or its first alone where no
+        family of the panel varies along it (the others would score the same fits again)."""
+        return self._panel_values("history", [h for h in HISTORIES if h in self.search.histories])
 
     def panel_scales(self) -> list[str]:
-        return [s for s in SCALES if s in self.search.scales]
+        """The scales a panel's tuning searches (as ``panel_histories``)."""
+        return self._panel_values("scale", [s for s in SCALES if s in self.search.scales])
+
+    def _panel_values(self, key: str, allowed: list[str]) -> list[str]:
+        names = {*self.series.families, self.series.fallback}
+        return allowed if any(key in FAMILY_CHOICES.get(n, ()) for n in names) else allowed[:1]
 
     def panel_parameter_ranges(self) -> dict[str, Any]:
         """The tuning job's ParameterRanges for a panel: the history and the scale, categoricals (a Grid

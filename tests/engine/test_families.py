@@ -18,7 +18,7 @@ from pipeline_code.engine.evaluation import gate
 from pipeline_code.engine.families import combination, registry
 from pipeline_code.engine.families.base import Context, WindowForecasts
 from pipeline_code.engine.families.sf import Z95, model_code, to_log_scale
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.settings import FAMILY_CHOICES, Settings
 from pipeline_code.engine.tuning import TuningError, tune
 
 from ..conftest import weekly_series
@@ -203,6 +203,15 @@ def test_the_scale_is_a_tuned_choice_of_the_statsforecast_families():
     only_log = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search, scales=("log",)))
     assert {c.get("scale") for c in candidates_of("ets", only_log)} == {"log"}
 
+
+
+@pytest.mark.parametrize("name", registry.FAMILIES)
+def test_each_family_varies_along_the_global_choices_it_declares(name):
+    """``settings.FAMILY_CHOICES`` (what a panel's tuning searches) says what the family's candidates
+    vary along, on a monthly series of ten years' window with both histories and both scales searched."""
+    ten_years = replace(MONTHLY_SETTINGS, cv=replace(MONTHLY_SETTINGS.cv, window=120))
+    varying = {key for key in ("history", "scale") if len({c.get(key) for c in candidates_of(name, ten_years)}) > 1}
+    assert varying == set(FAMILY_CHOICES[name])
 
 def test_ets_on_the_log_scale_has_additive_errors():
     """An error left to the AICc is additive on logs; the raw scale and an explicit error keep theirs.

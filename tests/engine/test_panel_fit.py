@@ -3,6 +3,8 @@ calibration, fallbacks with reasons, failures scored as failed, processes, the t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -166,6 +168,28 @@ def test_the_global_choices_and_the_tuning_jobs_ranges():
     assert choice_from_hyperparameters({"family": "ets", "history": "all", "scale": "raw", "other": "1"}) == \
         {"family": "ets", "history": "all", "scale": "raw"}
 
+
+
+def test_the_grid_searches_only_what_the_panels_families_vary_along():
+    """Seasonal naive and harmonic regression fit neither history nor scale: one trial, not four;
+    the global AR varies the history alone; the fallback counts as a family of the panel."""
+    assert settings(families=("seasonal_naive", "harmonic_arima")).panel_parameter_ranges()[
+        "CategoricalParameterRanges"] == [{"Name": "history", "Values": ["window"]}, {"Name": "scale", "Values": ["log"]}]
+    assert settings(families=("seasonal_naive", "harmonic_arima")).tuning_grid(panel=True) == 1
+    global_ar = settings(families=("seasonal_naive", "global_ar"))
+    assert (global_ar.panel_histories(), global_ar.panel_scales()) == (["window", "all"], ["log"])
+    arima = settings(families=("seasonal_naive", "arima"))
+    assert (arima.panel_histories(), arima.panel_scales()) == (["window"], ["log", "raw"])
+    with_fallback = replace(arima, series=replace(arima.series, families=("harmonic_arima",), fallback="theta"))
+    assert with_fallback.tuning_grid(panel=True) == 4
+
+
+def test_a_familys_panel_candidate_keeps_the_scale_where_it_has_no_such_history():
+    """ARIMA fits the window alone: asked for all history on the raw scale, it fits the window, raw."""
+    monthly = settings(families=("seasonal_naive", "arima"))
+    assert {k: family_candidate("arima", monthly, "all", "raw")[k] for k in ("history", "scale")} == \
+        {"history": "window", "scale": "raw"}
+    assert family_candidate("ets", monthly, "all", "raw")["history"] == "all"
 
 def test_the_ets_model_space_of_a_panel_is_a_setting():
     assert family_candidate("ets", settings(), "window", "log")["model"] == "ZZZ"
