@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline_code.cli.views import ModelRow, Trial, report_trials
+from pipeline_code.cli.views import UNREADABLE, ModelRow, Trial, report_trials
 from pipeline_code.pipeline.layout import TUNING_FILE
 from pipeline_code.pipeline.registry import APPROVED, LocalRegistry, RegistryError
 from pipeline_code.pipeline.runs import (
@@ -46,7 +46,11 @@ class LocalOps:
         latest: dict[str, dict[str, Any]] = {}
         for record in self.registry.audit():
             latest[str(record.get("version"))] = record
-        return [_row(v, latest.get(v.name, {})) for v in self.registry.versions()]
+        versions, unreadable = self.registry.survey()
+        rows = [_row(v, latest.get(v.name, {})) for v in versions]
+        rows += [ModelRow(version=name, status=UNREADABLE, serving=False, problem=problem)
+                 for name, problem in unreadable.items()]
+        return sorted(rows, key=lambda r: r.version)
 
     def decide(self, action: str, version: str, reason: str | None) -> str:
         """approve / reject / rollback through the registry; returns what happened, in a sentence."""

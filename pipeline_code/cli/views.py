@@ -39,6 +39,9 @@ def report_trials(document: dict[str, Any]) -> list[Trial]:
     return trials
 
 
+UNREADABLE = "Unreadable"  # a local version whose record does not read (ModelRow.problem says why)
+
+
 @dataclass(frozen=True)
 class ModelRow:
     """One registry version (a model package in the cloud) and the latest decision about it."""
@@ -50,6 +53,7 @@ class ModelRow:
     registered_at: datetime | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)  # action, by, at, reason
+    problem: str | None = None  # why the version cannot be read (status UNREADABLE)
 
 
 def _when(value: datetime | None) -> str:
@@ -174,6 +178,8 @@ def models_table(rows: list[ModelRow]) -> str:
         d = m.decision
         decided = (f"{d.get('action')} by {d.get('by') or '?'} at {d.get('at') or '?'}"
                    + (f": {d['reason']}" if d.get("reason") else "")) if d else "-"
+        if m.problem:
+            decided = m.problem
         lines.append(f"{'*' if m.serving else ' '} {m.version:<10} {m.status:<22} {_when(m.registered_at):<19}"
                      f" {_cut(m.run_id, 28):<28} {_metrics(m.metrics):<32} {decided}")
     lines.append("(* = the version served)")

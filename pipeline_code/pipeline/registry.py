@@ -104,6 +104,19 @@ class LocalRegistry:
         pointer = self._pointer()
         return [self._version(name, pointer) for name in self._names()]
 
+    def survey(self) -> tuple[list[Version], dict[str, str]]:
+        """Every version that reads, and what is wrong with each that does not (an unreadable
+        ``version.json`` is listed, not an end to the listing); an unreadable pointer still raises."""
+        pointer = self._pointer()
+        versions: list[Version] = []
+        unreadable: dict[str, str] = {}
+        for name in self._names():
+            try:
+                versions.append(self._version(name, pointer))
+            except RegistryError as err:
+                unreadable[name] = str(err)
+        return versions, unreadable
+
     def get(self, name: str) -> Version:
         return self._version(name, self._pointer())
 
@@ -360,7 +373,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise RegistryError(f"{path} is not UTF-8 text ({err.reason})") from None
     except json.JSONDecodeError as err:
-        raise RegistryError(f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+        raise RegistryError(f"{path} is not valid JSON: {err.msg.removesuffix(' at')} at line {err.lineno}"
+                            f" column {err.colno}") from None
     if not isinstance(document, dict):
         raise RegistryError(f"{path} must hold a JSON object, found {type(document).__name__}")
     return document

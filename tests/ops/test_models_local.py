@@ -45,6 +45,22 @@ def test_list_marks_the_served_version(workdir, capsys):
     assert lines[3].split()[:3] == ["*", "v0003", APPROVED]
 
 
+
+def test_list_shows_a_version_whose_record_does_not_read_and_the_rest(workdir, capsys):
+    """A broken version.json is one Unreadable row with the reason, not the end of the listing; it
+    cannot be approved, and the served version is untouched."""
+    registry = three_versions(workdir)
+    (registry.root / "versions" / "v0002" / "version.json").write_text('{"broken')
+    assert models(workdir, "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["v0001", SUPERSEDED]
+    assert lines[2].split()[:2] == ["v0002", "Unreadable"]
+    assert "v0002/version.json is not valid JSON: Unterminated string starting at line 1 column 2" in lines[2]
+    assert lines[3].split()[:3] == ["*", "v0003", APPROVED]
+    assert models(workdir, "approve", "v0002") == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    assert registry.approved().name == "v0003"
+
 def test_approve_reject_rollback_are_recorded_with_who_when_why(workdir, capsys):
     registry = three_versions(workdir)
     assert models(workdir, "reject", "v0002", "--reason", "coverage too low") == 0
