@@ -15,6 +15,10 @@ BAD_SETTINGS = {
                                            "data.freq: the data does not follow MS"),
     "season length the search cannot use": (json.dumps({"data": {"season_length": 2}}),
                                              "search.fourier_k: no value fits data.season_length 2"),
+    "families none of which fits the data's season": (
+        json.dumps({"search": {"families": ["arima"]}}),
+        "search.families: no family offers a model for these settings: 'arima' offers no model for "
+        "data.season_length 52.1786"),
     "JSON that does not parse": ('{"data": {"horizon": 12,}}', "invalid JSON at line 1, column 25"),
     "a number JSON does not have": ('{"cv": {"window": Infinity}}', "invalid JSON: Infinity is not a JSON number"),
     "NaN": ('{"cv": {"window": NaN}}', "invalid JSON: NaN is not a JSON number"),

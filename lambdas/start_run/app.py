@@ -37,8 +37,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline_code.engine.profile import profile_csv
 from pipeline_code.pipeline import layout
 from pipeline_code.engine.settings import (
-    SETTINGS_MAX_BYTES, SETTINGS_SUFFIX, TUNING_PARALLEL_ENV, Settings, SettingsError, check_length, parse_document,
-    resolve, settings_file_for,
+    SETTINGS_MAX_BYTES, SETTINGS_SUFFIX, TUNING_PARALLEL_ENV, Settings, SettingsError, check_length, check_offered,
+    parse_document, resolve, settings_file_for,
 )
 
 LOG = logging.getLogger()
@@ -160,6 +160,7 @@ def run_document(bucket: str, key: str, version: str | None) -> RunPlan:
     # fallback model (docs/panel.md), so its length refuses nothing here.
     if profile.timestamps and not profile.panel:
         check_length(settings, profile.observations)
+    check_offered(settings, panel=profile.panel)  # families that offer no model for the data's season
     return RunPlan(settings, profile.panel, profile.items)
 
 

@@ -33,13 +33,15 @@ from pipeline_code.engine.core.calendar import parse_freq
 from pipeline_code.engine.estimator import HISTORY_POINTS
 from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.combination import COMBINATION
-from pipeline_code.engine.families.registry import family, unavailable
+from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.families.sf import AutoETS
 from pipeline_code.engine.panel_cv import (
     LEVELS, ItemBacktest, PanelCV, cutoffs_before, interval, panel_cutoffs, pooled,
 )
 from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run, series_context
-from pipeline_code.engine.settings import CHOICE_KEYS, HISTORIES, PER_SERIES, SCALES, Settings, SettingsError
+from pipeline_code.engine.settings import (
+    CHOICE_KEYS, HISTORIES, PER_SERIES, SCALES, Settings, check_offered,
+)
 from pipeline_code.engine.workers import worker_pool
 
 CALIBRATION_METHOD = ("pooled panel conformal: the rolling choice's log errors over each series' one-step "
@@ -180,11 +182,9 @@ def choice_from_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, st
 
 def check_families(settings: Settings) -> None:
     """Refuse, naming the key, a ``series.families`` entry or a ``series.fallback`` that offers no model
-    for these settings (its season or its window), before any series is fitted."""
-    problems = [f"series.families: {p}" for p in unavailable(settings.series.families, settings)]
-    problems += [f"series.fallback: {p}" for p in unavailable((settings.series.fallback,), settings)]
-    if problems:
-        raise SettingsError(problems)
+    for these settings (its season or its window), before any series is fitted
+    (``settings.check_offered``; the starter Lambda refuses the same before any job)."""
+    check_offered(settings, panel=True)
 
 
 def family_candidate(name: str, settings: Settings, history: str, scale: str) -> dict[str, Any]:

@@ -158,6 +158,12 @@ FAMILY_CHOICES: dict[str, tuple[str, ...]] = {
     "global_ar": ("history",), "global_ar_drift": ("history",), "ces": ("history", "scale"),
     "thief": ("history", "scale")}
 FAMILY_NAMES = tuple(FAMILY_CHOICES)
+# What some families need of the season and the CV window to offer a candidate (``family_needs``): seasonal
+# ARIMA up to monthly seasons; temporal hierarchies (thief) of whole seasons, their top level at least 7
+# values (statsforecast's AutoETS refuses n <= 6).
+ARIMA_MAX_SEASON = 24
+THIEF_MAX_SEASON = 24
+THIEF_MIN_SEASONS = 7
 # The histories and scales a family may fit on.
 HISTORIES = ("window", "all")
 SCALES = ("log", "raw")
@@ -319,7 +325,15 @@ class Settings:
         return self.search.candidates(self.data.season_length)
 
     def parameter_ranges(self) -> dict[str, Any]:
-        return self.search.parameter_ranges()
+        """The tuning job's ranges for one series: the families that offer a model for this season and
+        CV window (``offered_families``; a trial of another would score nothing)."""
+        ranges = self.search.parameter_ranges()
+        ranges["CategoricalParameterRanges"][0]["Values"] = self.offered_families()
+        return ranges
+
+    def offered_families(self) -> list[str]:
+        """``search.families`` but those that offer no model for this season and CV window."""
+        return [name for name in self.search.families if not family_needs(name, self)]
 
     def panel_families(self) -> list[str]:
         """A panel's global ``family`` choice (engine/panel_fit.py): each series its own
@@ -584,6 +598,48 @@ def resolve(
         section, name = key.split(".")
         overrides.setdefault(section, {})[name] = value
     return Resolved(settings.merged(overrides, "settings"), derived)
+
+
+def family_needs(name: str, settings: Settings) -> str:
+    """What family ``name`` needs of ``settings`` to offer a candidate, or "" when it offers one (the
+    families ask it too, so the starter Lambda, standard library only, knows what they will offer)."""
+    m, window = settings.data.season_length, settings.cv.window
+    season = round(m)
+    needs = {
+        "harmonic_arima": ("a season long enough for one of search.fourier_k's Fourier orders",
+                           bool(settings.candidates())),
+        "arima_fourier": ("a season long enough for one Fourier pair", max_fourier_k(m) >= 1),
+        "arima": (f"a season of at most {ARIMA_MAX_SEASON} periods", season <= ARIMA_MAX_SEASON),
+        "thief": (f"a whole season of 2 to {THIEF_MAX_SEASON} periods and a cv.window of at least "
+                  f"{THIEF_MIN_SEASONS} seasons", abs(m - season) < 1e-9 and 2 <= season <= THIEF_MAX_SEASON
+                  and window >= THIEF_MIN_SEASONS * season),
+    }
+    text, offered = needs.get(name, ("", True))
+    return "" if offered else text
+
+
+def unoffered(names: Sequence[str], settings: Settings) -> list[str]:
+    """Why each of ``names`` that offers no model for these settings (its season or its window) does not."""
+    return [f"{name!r} offers no model for data.season_length {settings.data.season_length:g} and cv.window "
+            f"{settings.cv.window}; it needs {family_needs(name, settings)}"
+            for name in names if family_needs(name, settings)]
+
+
+def check_offered(settings: Settings, *, panel: bool) -> None:
+    """Refuse, naming the key, families that offer no model for these settings, before any job runs:
+    one series, when no family of ``search.families`` offers one (the others are left out: the defaults
+    list ``arima``, which weekly data does not get); a panel, any of ``series.families`` or
+    ``series.fallback`` that offers none."""
+    if panel:
+        problems = [f"series.families: {p}" for p in unoffered(settings.series.families, settings)]
+        problems += [f"series.fallback: {p}" for p in unoffered((settings.series.fallback,), settings)]
+    elif not settings.offered_families():
+        problems = ["search.families: no family offers a model for these settings: "
+                    + "; ".join(unoffered(settings.search.families, settings))]
+    else:
+        problems = []
+    if problems:
+        raise SettingsError(problems)
 
 
 def check_length(settings: Settings, observations: int) -> None:

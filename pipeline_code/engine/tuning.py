@@ -23,8 +23,10 @@ from pipeline_code.engine.families.combination import (
     build as build_combinations, equal_top, ranked_members,
 )
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
-from pipeline_code.engine.families.registry import family, unavailable
-from pipeline_code.engine.settings import COMBINATION, EQUAL_TOP, LOWEST, OBJECTIVE, Settings, SettingsError
+from pipeline_code.engine.families.registry import family
+from pipeline_code.engine.settings import (
+    COMBINATION, EQUAL_TOP, LOWEST, OBJECTIVE, Settings, check_offered,
+)
 from pipeline_code.engine.workers import worker_pool
 
 _DATA: dict[str, Any] = {}
@@ -108,11 +110,8 @@ def candidate_space(settings: Settings) -> list[dict[str, Any]]:
 
 def check_search(settings: Settings) -> None:
     """Refuse, naming the key, a ``search.families`` of which no family offers a model for these
-    settings. (A family that offers none is left out otherwise: the defaults list ``arima``, which
-    weekly data does not get.)"""
-    if not candidate_space(settings):
-        raise SettingsError(["search.families: no family offers a model for these settings: "
-                             + "; ".join(unavailable(settings.search.families, settings))])
+    settings (``settings.check_offered``; the starter Lambda refuses the same before any job)."""
+    check_offered(settings, panel=False)
 
 
 def selection_grid(n: int, settings: Settings) -> np.ndarray:

@@ -10,7 +10,9 @@ from typing import Any
 
 from pipeline_code.engine.profile import profile_csv
 from pipeline_code.pipeline.uploads import check_upload
-from pipeline_code.engine.settings import Resolved, Settings, SettingsError, read_document, resolve, settings_file_for
+from pipeline_code.engine.settings import (
+    Resolved, Settings, SettingsError, check_offered, read_document, resolve, settings_file_for,
+)
 
 # flag -> (section, key); only the flags a user gives become part of the document.
 FLAGS = {
@@ -70,7 +72,9 @@ def resolve_for_data(layers: list[tuple[str, dict[str, Any]]], data: Path) -> Re
     check_upload(Path(data), limit.data.max_file_bytes)  # no symlink, FIFO or device is read
     # For a panel: one item's timestamps, and the longest series' length (docs/panel.md).
     profile = profile_csv(Path(data).read_bytes(), limit.series.columns)
-    return resolve(layers, timestamps=profile.timestamps, observations=profile.observations)
+    resolved = resolve(layers, timestamps=profile.timestamps, observations=profile.observations)
+    check_offered(resolved.settings, panel=profile.panel)  # as the starter Lambda does
+    return resolved
 
 
 def settings_for_data(args: argparse.Namespace) -> Resolved:

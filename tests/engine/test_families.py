@@ -18,7 +18,7 @@ from pipeline_code.engine.evaluation import gate
 from pipeline_code.engine.families import combination, registry
 from pipeline_code.engine.families.base import Context, WindowForecasts
 from pipeline_code.engine.families.sf import Z95, model_code, to_log_scale
-from pipeline_code.engine.settings import FAMILY_CHOICES, Settings
+from pipeline_code.engine.settings import FAMILY_CHOICES, Settings, family_needs
 from pipeline_code.engine.tuning import TuningError, tune
 
 from ..conftest import weekly_series
@@ -174,10 +174,26 @@ def test_tuning_searches_every_family_and_combinations():
 
 
 def test_the_tuning_jobs_one_range_is_the_family():
-    """A trial scores a whole family (pipeline/trials.py): a Grid over the family covers the space."""
-    assert Settings().parameter_ranges() == {
-        "CategoricalParameterRanges": [{"Name": "family", "Values": list(Settings().search.families)}],
+    """A trial scores a whole family (pipeline/trials.py): a Grid over the families that offer a model
+    covers the space; seasonal ARIMA offers none for a 52-week season, so weekly data gets no trial of it."""
+    weekly = Settings()
+    assert weekly.parameter_ranges() == {
+        "CategoricalParameterRanges": [{"Name": "family", "Values": [
+            f for f in weekly.search.families if f != "arima"]}],
         "IntegerParameterRanges": [], "ContinuousParameterRanges": []}
+    assert weekly.tuning_grid(panel=False) == len(weekly.search.families) - 1
+    assert MONTHLY_SETTINGS.parameter_ranges()["CategoricalParameterRanges"][0]["Values"] == list(
+        MONTHLY_SETTINGS.search.families)
+
+
+@pytest.mark.parametrize("name", registry.FAMILIES)
+@pytest.mark.parametrize("season, window", [(52.1786, 417), (12, 96), (12, 72), (4, 32), (7, 365), (2, 40), (1.5, 30)])
+def test_what_a_family_needs_is_what_it_offers(name, season, window):
+    """``settings.family_needs`` (which the starter Lambda asks, standard library only) is empty exactly
+    when the family offers a candidate."""
+    settings = replace(Settings(), data=replace(Settings().data, season_length=season),
+                       cv=replace(Settings().cv, window=window))
+    assert (family_needs(name, settings) == "") == bool(candidates_of(name, settings))
 
 
 def test_a_raw_scale_forecast_becomes_the_log_normal_with_its_mean_and_variance():

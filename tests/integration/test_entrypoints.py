@@ -16,7 +16,6 @@ import pytest
 
 from pipeline_code.engine.settings import SETTINGS_FILE, Settings
 from pipeline_code.engine.tuning import candidate_space, tune
-from pipeline_code.pipeline.trial_files import UNSCORED
 from pipeline_code.pipeline.stages import read_processed
 from tests.conftest import BUNDLED
 
@@ -102,17 +101,21 @@ def test_a_trial_scores_every_candidate_of_its_family_and_resumes(tmp_path, proc
     assert (root / "model" / "trial.json").is_file()
 
 
-def test_a_family_that_offers_nothing_here_is_an_unscored_trial_not_a_failure(tmp_path, processed):
-    root = _training_root(tmp_path, processed, trial_of("arima"))  # seasonal ARIMA: no 52-week season
+def test_a_family_that_offers_nothing_here_gets_no_trial(tmp_path, processed):
+    """Seasonal ARIMA offers no model for a 52-week season: the run document's Grid leaves it out, and
+    a training job that names it anyway is refused (it would score nothing)."""
+    assert "arima" in DOCUMENT.search.families and "arima" not in DOCUMENT.offered_families()
+    assert DOCUMENT.parameter_ranges()["CategoricalParameterRanges"][0]["Values"] == DOCUMENT.offered_families()
+    root = _training_root(tmp_path, processed, trial_of("arima"))
     result = run("training", root)
-    assert result.returncode == 0, result.stderr
-    assert float(OBJECTIVE.search(result.stdout).group(1)) == UNSCORED
-    assert json.loads((root / "model" / "trial.json").read_text())["candidates"] == []
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "hyperparameter family='arima' is not one of ['harmonic_arima', 'seasonal_naive']" in (
+        root / "output" / "failure").read_text()
 
 
 @pytest.mark.parametrize("hyperparameters, message", [
-    ({"family": "prophet"}, "hyperparameter family='prophet' is not one of ['harmonic_arima', 'seasonal_naive', "
-                            "'arima'] for this run document"),
+    ({"family": "prophet"}, "hyperparameter family='prophet' is not one of ['harmonic_arima', 'seasonal_naive']"
+                            " for this run document"),
     ({"family": "ets"}, "hyperparameter family='ets' is not one of"),  # not one of the document's families
     ({}, "missing hyperparameter(s) ['family']"),
     ({"family": "seasonal_naive", "cv_window": "417"}, "unknown hyperparameter(s) ['cv_window']"),
@@ -130,7 +133,7 @@ def test_the_trials_selection_and_evaluation_serve_what_the_local_tune_serves(tm
     """The cloud's chain for one series: a trial per family, the Select job, then evaluation."""
     select_root = tmp_path / "select"
     inputs = select_root / "processing" / "input"
-    for name in DOCUMENT.search.families:
+    for name in DOCUMENT.offered_families():  # the Grid's trials
         root = _training_root(tmp_path / name, processed, trial_of(name))
         assert run("training", root).returncode == 0
         with tarfile.open(_mkdir(inputs / "trials" / f"t-{name}" / "output") / "model.tar.gz", "w:gz") as archive:
@@ -145,7 +148,7 @@ def test_the_trials_selection_and_evaluation_serve_what_the_local_tune_serves(tm
     selection = json.loads((output / "selection" / "selection.json").read_text())
     train = read_processed(processed / "train", DOCUMENT.data.freq)
     local = tune(train.series.values, train.counterfactual, DOCUMENT, jobs=1, progress=False)
-    assert selection["hyperparameters"] == local.best["hyperparameters"] and selection["trials"] == 3
+    assert selection["hyperparameters"] == local.best["hyperparameters"] and selection["trials"] == 2
     assert selection["serve"] == "equal top 2"
     assert selection["members"] == [f"t-{c['family']}" for c in local.best["hyperparameters"]["members"]]
     written = json.loads((output / "selection" / "tuning.json").read_text())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from pipeline_code.engine.families.base import Family
 from pipeline_code.engine.families.global_ar import GlobalAR, GlobalARDrift
 from pipeline_code.engine.families.harmonic import HarmonicArima
@@ -36,15 +34,3 @@ def family(name: str) -> Family:
     except KeyError:
         raise ValueError(f"unknown model family {name!r}; choose from {sorted(FAMILIES)}") from None
 
-
-def unavailable(names: Iterable[str], settings: Settings) -> list[str]:
-    """Why each of ``names`` that offers no model for these settings (its season or its window) does
-    not; empty when every one offers one."""
-    out = []
-    for name in names:
-        found = family(name)
-        if not found.candidates(settings):
-            needs = getattr(found, "requires", "")
-            out.append(f"{name!r} offers no model for data.season_length {settings.data.season_length:g} and cv.window"
-                       f" {settings.cv.window}" + (f"; it needs {needs}" if needs else ""))
-    return out

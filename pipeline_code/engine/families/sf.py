@@ -20,7 +20,7 @@ import numpy as np
 from pipeline_code.engine.families.base import (
     ALL, PATH, WINDOW, Context, FamilyError, Section, WindowForecasts, history_starts,
 )
-from pipeline_code.engine.settings import SCALES, Settings
+from pipeline_code.engine.settings import SCALES, Settings, family_needs
 
 Z95 = 1.959963984540054
 LOG, RAW = SCALES  # the series' log, or the series itself (settings.SCALES)
@@ -100,8 +100,6 @@ class StatsforecastFamily:
     name = ""
     batched = False
     histories: tuple[str, ...] = (WINDOW, ALL)
-    requires = ""  # what the settings need for ``options`` to offer a candidate, when it may offer none
-
     def model(self, candidate: dict[str, Any], ctx: Context) -> Any:
         raise NotImplementedError
 
@@ -232,13 +230,13 @@ class ArimaFourier(StatsforecastFamily):
     name = "arima_fourier"
     histories = (WINDOW,)
     MAX_K = 10
-    requires = "a season long enough for one Fourier pair"
 
     def options(self, settings):
         from pipeline_code.engine.core.spec import max_fourier_k
 
-        top = min(self.MAX_K, max_fourier_k(settings.data.season_length))
-        return [{"fourier_k": top}] if top >= 1 else []
+        if family_needs(self.name, settings):
+            return []
+        return [{"fourier_k": min(self.MAX_K, max_fourier_k(settings.data.season_length))}]
 
     def model(self, candidate, ctx):
         return _statsforecast()[1].AutoARIMA(season_length=1)
@@ -250,17 +248,15 @@ class ArimaFourier(StatsforecastFamily):
 
 class SeasonalArima(StatsforecastFamily):
     """Seasonal AutoARIMA (statsforecast's stepwise Hyndman-Khandakar search, seasonal period the
-    integer season). Offered for seasons up to ``MAX_SEASON`` (monthly, quarterly): a 52-week seasonal
+    integer season). Offered for seasons up to ``ARIMA_MAX_SEASON`` (monthly, quarterly): a 52-week seasonal
     ARIMA is slow and approximate, which ``arima_fourier`` and ``harmonic_arima`` cover. Fitted on the
     CV window only: all history costs about 9 s per fit on a long monthly series."""
 
     name = "arima"
     histories = (WINDOW,)
-    MAX_SEASON = 24
-    requires = f"a season of at most {MAX_SEASON} periods"
 
     def options(self, settings):
-        return [{}] if round(settings.data.season_length) <= self.MAX_SEASON else []
+        return [] if family_needs(self.name, settings) else [{}]
 
     def model(self, candidate, ctx):
         return _statsforecast()[1].AutoARIMA(season_length=ctx.period)

@@ -11,7 +11,7 @@ and the monthly one the detail; the reconciled forecast borrows from both.
 The aggregation is linear on the candidate's scale (the series, or its log: summing logs is as
 coherent a hierarchy as summing values). Each step's model variance is the bottom level's ETS variance
 (reconciliation moves the centre, and the served intervals are calibrated on CV errors anyway).
-Offered for integer seasons of 2 to ``MAX_SEASON`` periods (monthly, quarterly, daily with a week);
+Offered for integer seasons of 2 to ``THIEF_MAX_SEASON`` periods (engine/settings.py) (monthly, quarterly, daily with a week);
 a window needs ``MIN_SEASONS`` whole seasons. Opt-in (``search.families``).
 """
 
@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.families.base import ALL, WINDOW, Context
+from pipeline_code.engine.settings import THIEF_MIN_SEASONS, family_needs
 from pipeline_code.engine.families.sf import LOG, StatsforecastFamily, _forecast, _statsforecast, model_code, to_log_scale
 
-MAX_SEASON = 24
 # The top level's series is this many values at least: statsforecast's AutoETS refuses a series of
 # n <= 6 values ("tiny datasets": n <= its 2 parameters + 4).
-MIN_SEASONS = 7
+MIN_SEASONS = THIEF_MIN_SEASONS
 
 
 def levels(m: int) -> list[int]:
@@ -63,12 +63,8 @@ class ThiefETS(StatsforecastFamily):
 
     name = "thief"
     histories = (WINDOW, ALL)
-    requires = f"a whole season of 2 to {MAX_SEASON} periods and a cv.window of at least {MIN_SEASONS} seasons"
-
     def options(self, settings):
-        m = settings.data.season_length
-        usable = abs(m - round(m)) < 1e-9 and 2 <= round(m) <= MAX_SEASON
-        return [{}] if usable and settings.cv.window >= MIN_SEASONS * round(m) else []
+        return [] if family_needs(self.name, settings) else [{}]
 
     def forecast_rows(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int,
                       candidate: dict[str, Any], ctx: Context, jobs: int, scale: str) -> tuple[np.ndarray, np.ndarray]:
