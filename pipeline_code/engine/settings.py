@@ -485,7 +485,9 @@ class Settings:
         check(self.search.serve in SERVE_RULES, f"search.serve: must be one of {list(SERVE_RULES)}")
         check(self.search.serve_top >= 2, "search.serve_top: must be >= 2")
         check(d.max_rows >= self.min_observations(),
-              f"data.max_rows: {d.max_rows} is below the minimum length {self.min_observations()}")
+              f"data.max_rows: {d.max_rows} rows are used at most, but these settings need "
+              f"{self.min_observations_rule()}; lower cv.window, data.horizon or gate.eval_origins, or raise "
+              "data.max_rows")
         if "harmonic_arima" in families and self.search.fourier_k and math.isfinite(d.season_length) \
                 and d.season_length > 1:
             check(bool(self.search.usable_fourier_k(d.season_length)),

@@ -144,7 +144,8 @@ def test_the_family_names_of_the_run_document_are_the_registrys():
      "preprocess.break_end: 2020-01-01 is before preprocess.break_start 2020-03-01"),
     ({"search": {"scales": ["log", "log"]}}, "search.scales: must be a non-empty subset of ['log', 'raw'], no repeats"),
     ({"search": {"detrend": [0, 0]}}, "search.detrend: must be a non-empty subset of [0, 1], no repeats"),
-    ({"data": {"max_rows": 100}}, "data.max_rows: 100 is below the minimum length 508"),
+    ({"data": {"max_rows": 100}}, "data.max_rows: 100 rows are used at most, but these settings need at least 508 "
+                                  "observations: CV window 417"),
     ({"series": {"tune_cutoffs": 0}}, "series.tune_cutoffs: must be in 1..52, got 0"),
     ({"series": {"tune_cutoffs": 53}}, "series.tune_cutoffs: must be in 1..52, got 53"),
     ({"search": {"serve": "best"}}, "search.serve: must be one of ['equal_top', 'lowest']"),
