@@ -267,3 +267,16 @@ def test_a_panel_never_gets_more_instances_than_series(world):
     world.s3.put_object(Bucket=BUCKET, Key="raw/p.settings.json", Body=json.dumps({"series": {"instances": 8}}))
     start_run.handler(world.upload("raw/p.csv", panel_csv(items=2, months=60)))
     assert started_input(world)["shards"] == 2
+
+
+def test_a_panel_family_that_fits_no_series_is_refused_before_any_job(world):
+    """A 52-week season offers no seasonal ARIMA: named with what it needs, and nothing starts."""
+    world.s3.put_object(Bucket=BUCKET, Key="raw/w.settings.json", Body=json.dumps({
+        "data": {"freq": "W-FRI"}, "series": {"families": ["seasonal_naive", "arima"]}}))
+    weeks = ["item_id,timestamp,value"] + [f"s{k},{date(2015, 1, 2) + timedelta(weeks=i)},{50 + k + i % 52}"
+                                           for k in range(2) for i in range(600)]
+    start_run.handler(world.upload("raw/w.csv", ("\n".join(weeks) + "\n").encode()))
+    assert world.executions() == []
+    (note,) = world.notifications()
+    assert "series.families: 'arima' offers no model for data.season_length 52.1786" in note
+    assert "it needs a season of at most 24 periods" in note
