@@ -605,19 +605,19 @@ def resolve(
 def family_needs(name: str, settings: Settings) -> str:
     """What family ``name`` needs of ``settings`` to offer a candidate, or "" when it offers one (the
     families ask it too, so the starter Lambda, standard library only, knows what they will offer)."""
-    m, window = settings.data.season_length, settings.cv.window
+    m = settings.data.season_length
     season = round(m)
-    needs = {
-        "harmonic_arima": ("a season long enough for one of search.fourier_k's Fourier orders",
-                           bool(settings.candidates())),
-        "arima_fourier": ("a season long enough for one Fourier pair", max_fourier_k(m) >= 1),
-        "arima": (f"a season of at most {ARIMA_MAX_SEASON} periods", season <= ARIMA_MAX_SEASON),
-        "thief": (f"a whole season of 2 to {THIEF_MAX_SEASON} periods and a cv.window of at least "
-                  f"{THIEF_MIN_SEASONS} seasons", abs(m - season) < 1e-9 and 2 <= season <= THIEF_MAX_SEASON
-                  and window >= THIEF_MIN_SEASONS * season),
-    }
-    text, offered = needs.get(name, ("", True))
-    return "" if offered else text
+    if name == "harmonic_arima" and not settings.search.usable_fourier_k(m):
+        return "a season long enough for one of search.fourier_k's Fourier orders"
+    if name == "arima_fourier" and max_fourier_k(m) < 1:
+        return "a season long enough for one Fourier pair"
+    if name == "arima" and season > ARIMA_MAX_SEASON:
+        return f"a season of at most {ARIMA_MAX_SEASON} periods"
+    if name == "thief" and not (abs(m - season) < 1e-9 and 2 <= season <= THIEF_MAX_SEASON
+                                and settings.cv.window >= THIEF_MIN_SEASONS * season):
+        return (f"a whole season of 2 to {THIEF_MAX_SEASON} periods and a cv.window of at least "
+                f"{THIEF_MIN_SEASONS} seasons")
+    return ""
 
 
 def unoffered(names: Sequence[str], settings: Settings) -> list[str]:

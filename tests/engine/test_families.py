@@ -41,7 +41,7 @@ MONTHLY_SETTINGS = replace(Settings(), data=replace(Settings().data, season_leng
 FAST = ["harmonic_arima", "seasonal_naive", "theta", "mstl", "ets", "arima_fourier", "arima", "ces", "thief"]
 
 
-# Temporal hierarchies need a window of 7 seasons (families.thief.MIN_SEASONS).
+# Temporal hierarchies need a window of 7 seasons (settings.THIEF_MIN_SEASONS).
 LONG_WINDOW = (replace(MONTHLY, window=84), replace(MONTHLY_SETTINGS, cv=replace(MONTHLY_SETTINGS.cv, window=84)))
 
 

@@ -100,6 +100,7 @@ class StatsforecastFamily:
     name = ""
     batched = False
     histories: tuple[str, ...] = (WINDOW, ALL)
+
     def model(self, candidate: dict[str, Any], ctx: Context) -> Any:
         raise NotImplementedError
 

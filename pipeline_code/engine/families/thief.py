@@ -11,8 +11,9 @@ and the monthly one the detail; the reconciled forecast borrows from both.
 The aggregation is linear on the candidate's scale (the series, or its log: summing logs is as
 coherent a hierarchy as summing values). Each step's model variance is the bottom level's ETS variance
 (reconciliation moves the centre, and the served intervals are calibrated on CV errors anyway).
-Offered for integer seasons of 2 to ``THIEF_MAX_SEASON`` periods (engine/settings.py) (monthly, quarterly, daily with a week);
-a window needs ``MIN_SEASONS`` whole seasons. Opt-in (``search.families``).
+Offered for integer seasons of 2 to ``THIEF_MAX_SEASON`` periods (monthly, quarterly, daily with a
+week) and windows of ``THIEF_MIN_SEASONS`` whole seasons (``settings.family_needs``). Opt-in
+(``search.families``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,8 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.families.base import ALL, WINDOW, Context
-from pipeline_code.engine.settings import THIEF_MIN_SEASONS, family_needs
 from pipeline_code.engine.families.sf import LOG, StatsforecastFamily, _forecast, _statsforecast, model_code, to_log_scale
-
-# The top level's series is this many values at least: statsforecast's AutoETS refuses a series of
-# n <= 6 values ("tiny datasets": n <= its 2 parameters + 4).
-MIN_SEASONS = THIEF_MIN_SEASONS
+from pipeline_code.engine.settings import THIEF_MIN_SEASONS, family_needs
 
 
 def levels(m: int) -> list[int]:
@@ -63,6 +60,7 @@ class ThiefETS(StatsforecastFamily):
 
     name = "thief"
     histories = (WINDOW, ALL)
+
     def options(self, settings):
         return [] if family_needs(self.name, settings) else [{}]
 
@@ -73,8 +71,8 @@ class ThiefETS(StatsforecastFamily):
         m = ctx.period
         seasons = math.ceil(horizon / m)
         used = (ends - starts) // m * m  # whole seasons, ending at the origin
-        if np.any(used < MIN_SEASONS * m):
-            raise ValueError(f"{self.name}: a window holds fewer than {MIN_SEASONS} whole seasons of {m}")
+        if np.any(used < THIEF_MIN_SEASONS * m):
+            raise ValueError(f"{self.name}: a window holds fewer than {THIEF_MIN_SEASONS} whole seasons of {m}")
         models = _statsforecast()[1]
         base, variances = [], []
         for k in levels(m):
