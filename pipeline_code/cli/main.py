@@ -184,15 +184,15 @@ def _wait_for_ping(url: str, server: subprocess.Popen, timeout: float = 30.0) ->
     raise RuntimeError(f"the server did not answer /ping within {timeout:.0f}s")
 
 
-def _one_series(data: Path, command: str) -> None:
-    """``tune`` and ``backtest`` take one series; a panel (an ``item_id`` column) is named as such."""
-    from pipeline_code.engine.panel_data import ITEM
+def _one_series(data: Path, settings, command: str) -> None:
+    """``tune`` and ``backtest`` take one series; a panel is named as such (as processing tells them
+    apart: ``panel_stages.is_panel_upload``)."""
+    from pipeline_code.pipeline.panel_stages import is_panel_upload
 
-    with Path(data).open(encoding="utf-8-sig", errors="replace") as handle:
-        header = [name.strip().lower() for name in handle.readline().split(",")]
-    if ITEM in header:
-        raise ValueError(f"{data}: {command} takes one series (timestamp,value); this file is a panel"
-                         f" ({ITEM} column): `forecast-mlops pipeline run` tunes and backtests a panel")
+    if is_panel_upload(data, settings):
+        raise ValueError(f"{data}: {command} takes one series (timestamp,value); this file is a panel (an"
+                         " item_id column, or Amazon Forecast's layout): `forecast-mlops pipeline run` tunes and"
+                         " backtests a panel")
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -201,7 +201,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from pipeline_code.engine.tuning import tune
 
     settings = settings_for_data(args).settings
-    _one_series(args.data, "tune")
+    _one_series(args.data, settings, "tune")
     series = load_series(args.data, freq=settings.data.freq,
                          min_length=settings.min_observations(),
                          max_bytes=settings.data.max_file_bytes,
@@ -221,7 +221,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from pipeline_code.engine.backtesting import run_backtest
 
     settings = settings_for_data(args).settings
-    _one_series(args.data, "backtest")
+    _one_series(args.data, settings, "backtest")
     report = run_backtest(args.data, args.out, settings, origins=args.origins,
                           baselines=args.baselines, jobs=args.jobs)
     for name, metrics in report["models"].items():

@@ -474,7 +474,7 @@ class Settings:
         check(bool(self.search.fourier_k) and min(self.search.fourier_k) >= 1,
               "search.fourier_k: must be a non-empty list of integers >= 1")
         families = self.search.families
-        check(bool(families) and len(set(families)) == len(families) and set(families) <= set(FAMILY_NAMES),
+        check(_distinct_subset(families, FAMILY_NAMES),
               f"search.families: must be distinct names from {list(FAMILY_NAMES)}, got {list(families)}")
         check(_distinct_subset(self.search.histories, HISTORIES),
               f"search.histories: must be a non-empty subset of {list(HISTORIES)}, no repeats")
@@ -517,7 +517,7 @@ class Settings:
             (sorted(m.columns) == sorted(AMAZON_FORECAST_COLUMNS),
              f"series.columns: must order {list(AMAZON_FORECAST_COLUMNS)}, got {list(m.columns)}"),
             (m.selection in SELECTIONS, f"series.selection: must be one of {list(SELECTIONS)}, got {m.selection!r}"),
-            (bool(m.families) and len(set(m.families)) == len(m.families) and set(m.families) <= set(FAMILY_NAMES),
+            (_distinct_subset(m.families, FAMILY_NAMES),
              f"series.families: must be distinct names from {list(FAMILY_NAMES)}, got {list(m.families)}"),
             (1 <= m.cutoffs <= 52, f"series.cutoffs: must be in 1..52, got {m.cutoffs}"),
             (1 <= m.tune_cutoffs <= 52, f"series.tune_cutoffs: must be in 1..52, got {m.tune_cutoffs}"),
