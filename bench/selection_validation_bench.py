@@ -41,7 +41,7 @@ from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.combination import fitted_weights, ranked_members
 from pipeline_code.engine.families.registry import family
 from pipeline_code.engine.preprocess import preprocess
-from pipeline_code.engine.settings import COMBINATION, OBJECTIVE, Settings
+from pipeline_code.engine.settings import COMBINATION, HISTORIES, OBJECTIVE, Settings
 from pipeline_code.engine.tuning import TuningResult, selection_grid, tune
 
 from .accuracy_bench import load_spec, machine, plain_run, versions
@@ -144,15 +144,17 @@ def _tune_and_test(series: Series, settings: Settings, origins: np.ndarray, jobs
 EXTRA_INDEX = 100_000
 
 
-def extend(name: str, meta: dict, arrays: dict[str, np.ndarray], extra: str,
-           jobs: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """The cached member pool with ``extra``'s members added: ``tune`` over that family alone on the same
-    selection splits, its best per history re-fitted at the same test origins."""
+def extend(name: str, meta: dict, arrays: dict[str, np.ndarray], extra: str, jobs: int,
+           histories: tuple[str, ...] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """The cached member pool with ``extra``'s members added (on ``histories`` only, when given):
+    ``tune`` over that family alone on the same selection splits, its best per history re-fitted at the
+    same test origins."""
     series, settings, _ = load(name)
     meta = {**meta, "extra_families": [*meta.get("extra_families", []), extra]}
-    if not family(extra).candidates(settings):  # not offered for this series (its season or window)
+    search = replace(settings.search, families=(extra,), histories=histories or settings.search.histories)
+    only = replace(settings, search=search)
+    if not family(extra).candidates(only):  # not offered for this series (its season or window)
         return meta, arrays
-    only = replace(settings, search=replace(settings.search, families=(extra,)))
     origins = backtest_origins(len(series), horizon=settings.data.horizon, origins=SERIES[name][3])
     _, cv, pool, tests = _tune_and_test(series, only, origins, jobs)
     for key in ("cv_actual", "cv_scale"):
@@ -452,8 +454,9 @@ def added_family(cached: Path, extended: Path, names: list[str], family_name: st
     for name in names:
         (m0, a0), (m1, a1) = _cached(cached, name), _cached(extended, name)
         w = rule(m1, a1)
-        member += any(m1["pool"][r]["hyperparameters"]["family"] == family_name for r in np.flatnonzero(w))
-        offered += any(c["hyperparameters"]["family"] == family_name for c in m1["pool"])
+        added = {c["index"] for c in m1["pool"] if c["index"] >= EXTRA_INDEX}
+        member += any(m1["pool"][r]["index"] in added for r in np.flatnonzero(w))
+        offered += bool(added)
         before.append(test_mase(a0, rule(m0, a0)))
         after.append(test_mase(a1, w))
     v, base = np.array(after), np.array(before)
@@ -484,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-family", metavar="FAMILY",
                         help="extend the cached pools with this family's members, into CACHE-FAMILY (the cache is "
                              "read, not changed); the report is then of the extended pools")
+    parser.add_argument("--extra-histories", nargs="+", choices=HISTORIES, metavar="HISTORY",
+                        help="with --extra-family: add its members on these histories only (CACHE-FAMILY-HISTORY)")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
     for name in args.series:
@@ -494,16 +499,18 @@ def main(argv: list[str] | None = None) -> int:
         _save(args.cache, name, *collect(name, args.jobs))
         print(f"{name}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
     if args.extra_family:
-        extended = args.cache.with_name(f"{args.cache.name}-{args.extra_family}")
+        label = "-".join([args.extra_family, *(args.extra_histories or [])])
+        extended = args.cache.with_name(f"{args.cache.name}-{label}")
         extended.mkdir(parents=True, exist_ok=True)
         for name in args.series:
             if args.cached_only or (extended / f"{name}.json").exists() or not (args.cache / f"{name}.json").exists():
                 continue
             started = time.perf_counter()
-            _save(extended, name, *extend(name, *_cached(args.cache, name), args.extra_family, args.jobs))
-            print(f"{name} + {args.extra_family}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
+            _save(extended, name, *extend(name, *_cached(args.cache, name), args.extra_family, args.jobs,
+                                          tuple(args.extra_histories or ()) or None))
+            print(f"{name} + {label}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
         added = added_family(args.cache, extended, [n for n in args.series if (extended / f"{n}.json").exists()],
-                             args.extra_family)
+                             label)
         args.cache = extended
     names = [n for n in args.series if (args.cache / f"{n}.json").exists()]
     flags = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--cached-only"]

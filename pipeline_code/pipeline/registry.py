@@ -262,6 +262,10 @@ class LocalRegistry:
             raise RegistryError(
                 f"registry {self.root} is locked by another run (waited {LOCK_TIMEOUT_SECONDS:.0f}s on"
                 f" {self._lock_path.name})") from None
+        except OSError as err:  # e.g. a folder, or a file this user may not open, in the lock's place
+            raise RegistryError(
+                f"registry {self.root}: its lock file {self._lock_path.name} cannot be opened"
+                f" ({err.strerror or err}); remove or fix it, nothing was changed") from None
         try:
             yield
         finally:

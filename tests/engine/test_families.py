@@ -84,6 +84,26 @@ def test_windows_are_fitted_only_on_data_before_their_origin():
         np.testing.assert_allclose(before.centre, after.centre)
 
 
+def test_the_harmonic_family_fits_all_history_when_asked():
+    """``search.harmonic_histories`` adds the whole search on all history: its CV fit uses the data
+    before the window (the window's does not), and its section forecasts what its last CV fit does."""
+    both = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search, harmonic_histories=("window", "all")))
+    window_only, everything = candidates_of("harmonic_arima", MONTHLY_SETTINGS), candidates_of("harmonic_arima", both)
+    assert {c["history"] for c in window_only} == {"window"}
+    assert everything == window_only + [{**c, "history": "all"} for c in window_only]
+    family, y, origins = registry.family("harmonic_arima"), monthly(), np.array([100, 120])
+    poked = y.copy()
+    poked[:origins[0] - MONTHLY.window] *= 1.5  # before every window
+    for candidate, moves in ((window_only[3], False), ({**window_only[3], "history": "all"}, True)):
+        before, after = (family.fit_windows(v, candidate, origins, MONTHLY).centre for v in (y, poked))
+        assert np.allclose(before, after) != moves
+    candidate = everything[-1]
+    cv = family.fit_windows(y, candidate, np.array([y.size]), replace(MONTHLY, horizon=MONTHLY.periods))
+    section = family.fit_final(y, candidate, MONTHLY)
+    np.testing.assert_allclose(log_path(section.core, section.spec, section.parameters, y.size - 1,
+                                        MONTHLY.periods)[0], cv.centre[0], rtol=1e-9)
+
+
 def test_a_stored_path_refuses_more_periods_than_it_holds():
     with pytest.raises(ValueError, match="stores a forecast of 3 periods; 4 were asked"):
         log_path("path", {}, {"centre": [1.0, 1.0, 1.0], "variance": [0.1, 0.1, 0.1]}, 10, 4)
@@ -224,10 +244,13 @@ def test_the_scale_is_a_tuned_choice_of_the_statsforecast_families():
 @pytest.mark.parametrize("name", registry.FAMILIES)
 def test_each_family_varies_along_the_global_choices_it_declares(name):
     """``settings.FAMILY_CHOICES`` (what a panel's tuning searches) says what the family's candidates
-    vary along, on a monthly series of ten years' window with both histories and both scales searched."""
+    may vary along, on a monthly series of ten years' window with every history and both scales searched;
+    ``Settings.family_choices`` says what they vary along under the defaults."""
     ten_years = replace(MONTHLY_SETTINGS, cv=replace(MONTHLY_SETTINGS.cv, window=120))
-    varying = {key for key in ("history", "scale") if len({c.get(key) for c in candidates_of(name, ten_years)}) > 1}
-    assert varying == set(FAMILY_CHOICES[name])
+    everything = replace(ten_years, search=replace(ten_years.search, harmonic_histories=("window", "all")))
+    for settings, declared in ((everything, FAMILY_CHOICES[name]), (ten_years, ten_years.family_choices(name))):
+        varying = {key for key in ("history", "scale") if len({c.get(key) for c in candidates_of(name, settings)}) > 1}
+        assert varying == set(declared)
 
 def test_ets_on_the_log_scale_has_additive_errors():
     """An error left to the AICc is additive on logs; the raw scale and an explicit error keep theirs.

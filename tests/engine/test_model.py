@@ -73,6 +73,38 @@ def test_batched_fits_equal_the_statsmodels_yardstick_refitted_per_split(gasolin
         np.testing.assert_allclose(batched.variance[i], variance, rtol=1e-3)
 
 
+@pytest.mark.parametrize("spec", SPECS)
+def test_windows_of_different_lengths_fit_in_one_batch_as_one_at_a_time(gasoline, spec):
+    """All history before each origin (lengths 417 to 1300 here, right-aligned and zero-padded in one
+    batch): every row is the fit of its own window alone, decisions and forecasts."""
+    z = np.log(gasoline.values)
+    origins = np.array([WINDOW, 600, 601, 950, 1300])
+    batched = fit_windows(z, spec, window=WINDOW, horizon=HORIZON, origins=origins, starts=np.zeros(5, int))
+    for i, origin in enumerate(origins):
+        alone = fit_windows(z, spec, window=int(origin), horizon=HORIZON, origins=origins[i:i + 1])
+        assert (batched.diff[i], batched.theta[i]) == (alone.diff[0], alone.theta[0])
+        np.testing.assert_array_equal(batched.phi[i] != 0, alone.phi[0] != 0)
+        np.testing.assert_allclose(batched.z_hat[i], alone.z_hat[0], atol=1e-9)
+        np.testing.assert_allclose(batched.variance[i], alone.variance[0], rtol=1e-9)
+
+
+def test_an_all_history_fit_equals_the_statsmodels_yardstick(gasoline):
+    """A row of a mixed-length batch against the independent yardstick on its own (all) history."""
+    z = np.log(gasoline.values)
+    spec, origins = SPECS[0], np.array([500, 1100])
+    batched = fit_windows(z, spec, window=WINDOW, horizon=HORIZON, origins=origins, starts=np.array([0, 0]))
+    z_hat, variance, diff = reference.fit_forecast_one(z, spec, origin=1100, window=1100, horizon=HORIZON)
+    assert diff == batched.diff[1]
+    np.testing.assert_allclose(batched.z_hat[1], z_hat, atol=5e-4)
+    np.testing.assert_allclose(batched.variance[1], variance, rtol=1e-3)
+
+
+def test_a_window_starting_before_the_series_is_refused(gasoline):
+    z = np.log(gasoline.values)
+    with pytest.raises(ValueError, match="full window"):
+        fit_windows(z, SPECS[0], window=WINDOW, horizon=HORIZON, origins=np.array([400]))
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 600), (37, 417)])
 @pytest.mark.parametrize("theta", [-0.95, -0.3, 0.5])
 def test_the_inverse_ma_filter_is_scipys_first_order_recursive_filter(shape, theta):

@@ -117,6 +117,18 @@ def test_a_corrupted_version_json_is_named(registry):
         registry.get("v0002")
 
 
+def test_a_lock_that_cannot_be_opened_is_named_and_changes_nothing(registry, model, capsys):
+    lock = registry.root / ".lock"
+    lock.unlink(missing_ok=True)  # the lock file the registrations left (released; the kernel lock is gone)
+    lock.mkdir()
+    with pytest.raises(RegistryError, match=r"its lock file .lock cannot be opened \(Is a directory\)"):
+        registry.register(model, status=PENDING, run_id="run-3", evaluation={})
+    assert [v.name for v in registry.versions()] == ["v0001", "v0002"]
+    assert main(["models", "approve", "v0002", "--workdir", str(registry.root.parent)]) == 2
+    assert "cannot be opened" in capsys.readouterr().err
+    assert registry.approved().name == "v0001"
+
+
 def test_a_run_with_a_corrupted_registry_stops_before_any_work(registry, capsys):
     from tests.conftest import BUNDLED
 

@@ -1,5 +1,7 @@
 """Harmonic regression with ARIMA errors on the log scale (the seed model), batched over windows by
-``model.sliding``; its 80-candidate search is ``SearchSpace.candidates``."""
+``model.sliding``. Its search is ``SearchSpace.candidates`` (80 candidates on weekly data) on each
+training history of ``search.harmonic_histories``: the CV window (the default), or all history before
+the origin."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.core.spec import ModelSpec
-from pipeline_code.engine.families.base import Context, Section, WindowForecasts
+from pipeline_code.engine.families.base import (
+    ALL, WINDOW, Context, Section, WindowForecasts, history_starts,
+)
 from pipeline_code.engine.model.sliding import fit_windows
 from pipeline_code.engine.settings import Settings
 
@@ -24,18 +28,22 @@ class HarmonicArima:
     batched = True
 
     def candidates(self, settings: Settings) -> list[dict[str, Any]]:
-        return [{"family": NAME, **c} for c in settings.search.candidates(settings.data.season_length)]
+        histories = [h for h in (WINDOW, ALL) if h in settings.search.harmonic_histories]
+        return [{"family": NAME, **c, "history": h} for h in histories
+                for c in settings.search.candidates(settings.data.season_length)]
 
     def fit_windows(self, y, candidate, origins, ctx: Context) -> WindowForecasts:
+        starts = history_starts(origins, ctx.window, candidate.get("history", WINDOW))
         fits = fit_windows(np.log(y), model_spec(candidate, ctx.season_length), window=ctx.window,
-                           horizon=ctx.horizon, origins=origins)
+                           horizon=ctx.horizon, origins=origins, starts=starts)
         return WindowForecasts.from_rows(origins, fits.z_hat, fits.variance)
 
     def fit_final(self, y, candidate, ctx: Context) -> Section:
         spec = model_spec(candidate, ctx.season_length)
         z = np.log(y)
-        window = min(ctx.window, z.size)
-        final = fit_windows(z, spec, window=window, horizon=1, origins=np.array([z.size]))
+        end = np.array([z.size])
+        start = history_starts(end, min(ctx.window, z.size), candidate.get("history", WINDOW))
+        final = fit_windows(z, spec, window=ctx.window, horizon=1, origins=end, starts=start)
         return Section(NAME, spec.to_dict(), {
             "beta": final.beta[0],
             "phi": final.phi[0],

@@ -1,9 +1,13 @@
-"""Fit the model on many sliding windows at once and forecast from each.
+"""Fit the model on many windows at once and forecast from each.
 
 Every window is a from-scratch fit (regression, differencing by KPSS, the ARMA(p, 1) error model's
 MA coefficient on a grid and AR order by AICc, AR coefficients by least squares), but the windows
-share work: the regression's normal equations come
-from prefix sums of the design's outer products, so a window costs O(q^2) instead of O(window q^2).
+share work: the regression's normal equations are differences of the design's running sums of outer
+products, taken once over the series, so a window costs O(q^2) instead of O(window q^2).
+
+Windows may differ in length (all history before each origin, or a fixed window): the error series of
+each window is right-aligned in one array and padded on the left with zeros, which every later step
+(the MA filter, the lag sums, KPSS) either leaves at zero or excludes by the row's own length.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline_code.engine.core.arima import error_forecast, forecast_variance
 from pipeline_code.engine.core.design import design_matrix
@@ -45,22 +48,24 @@ class WindowFits:
 
 
 def fit_windows(
-    z: np.ndarray, spec: ModelSpec, *, window: int, horizon: int, origins: np.ndarray
+    z: np.ndarray, spec: ModelSpec, *, window: int, horizon: int, origins: np.ndarray,
+    starts: np.ndarray | None = None,
 ) -> WindowFits:
-    """Fit on z[o - window : o] for each origin o and forecast z[o : o + horizon]."""
+    """Fit on z[s : o] for each origin o and forecast z[o : o + horizon]; s is ``o - window``, or
+    ``starts`` when given (e.g. zeros: all history before each origin)."""
     z = np.asarray(z, dtype=float)
     origins = np.asarray(origins, dtype=np.int64)
-    if origins.min() < window or origins.max() > z.size:
+    starts = origins - window if starts is None else np.asarray(starts, dtype=np.int64)
+    if starts.min() < 0 or origins.max() > z.size:
         raise ValueError("every origin needs a full window of data before it")
     t = np.arange(z.size + horizon, dtype=float)
-    level = _Branch.fit(z, t, spec, window=window, origins=origins, diff=0)
+    rows = _Rows(starts, origins)
+    level = _Branch.fit(z, t, spec, rows=rows, diff=0)
     if spec.diff is None:
-        differenced = _Branch.fit(z, t, spec, window=window, origins=origins, diff=1)
+        differenced = _Branch.fit(z, t, spec, rows=rows, diff=1)
         use_diff = level.kpss() > KPSS_CRITICAL[spec.detrend]
     else:
-        differenced = level if spec.diff == 0 else _Branch.fit(
-            z, t, spec, window=window, origins=origins, diff=1
-        )
+        differenced = level if spec.diff == 0 else _Branch.fit(z, t, spec, rows=rows, diff=1)
         use_diff = np.full(origins.size, spec.diff == 1)
     pick = use_diff[:, None]
     z_hat = np.where(pick, differenced.forecast(t, horizon), level.forecast(t, horizon))
@@ -80,6 +85,35 @@ def _pad_to(beta: np.ndarray, width: int) -> np.ndarray:
     return np.hstack([np.zeros((beta.shape[0], width - beta.shape[1])), beta])
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """The windows [starts, ends), right-aligned in arrays ``width`` wide: row i's values occupy its
+    last ``lengths[i]`` columns and ``offsets[i]`` zeros come first."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.ends - self.starts
+
+    @property
+    def width(self) -> int:
+        return int(self.lengths.max())
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return self.width - self.lengths
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """Each row's window of ``values`` (1-d, or one series per row), zeros before it."""
+        columns = self.ends[:, None] - self.width + np.arange(self.width)[None, :]
+        inside = columns >= self.starts[:, None]
+        columns = np.where(inside, columns, 0)
+        taken = values[columns] if values.ndim == 1 else np.take_along_axis(values, columns, axis=1)
+        return np.where(inside, taken, 0.0)
+
+
 @dataclass
 class _Branch:
     """One error model (levels or differences) fitted on every window."""
@@ -87,26 +121,32 @@ class _Branch:
     spec: ModelSpec
     diff: int
     origins: np.ndarray
+    rows: _Rows
     beta: np.ndarray
-    residuals: np.ndarray  # (n, window) error levels u
+    residuals: np.ndarray  # (n, width) error levels u, right-aligned (zeros before each window)
     phi: np.ndarray
     theta: np.ndarray
     sigma2: np.ndarray
     x_tail: np.ndarray
 
     @classmethod
-    def fit(cls, z, t, spec: ModelSpec, *, window: int, origins: np.ndarray, diff: int) -> "_Branch":
+    def fit(cls, z, t, spec: ModelSpec, *, rows: _Rows, diff: int) -> "_Branch":
         n_obs = z.size
         X = design_matrix(t[:n_obs], spec, intercept=diff == 0)
-        starts = origins - window
         if diff:
-            beta = _window_ols(np.diff(z), np.diff(X, axis=0), starts, origins - 1)
+            beta = _window_ols(np.diff(z), np.diff(X, axis=0), rows.starts, rows.ends - 1)
         else:
-            beta = _window_ols(z, X, starts, origins)
-        residuals = _window_residuals(z, X, beta, starts, window)
-        errors = np.diff(residuals, axis=1) if diff else residuals
-        phi, theta, sigma2, x_tail = _arma_select(errors, spec.ar_order_max)
-        return cls(spec, diff, origins, beta, residuals, phi, theta, sigma2, x_tail)
+            beta = _window_ols(z, X, rows.starts, rows.ends)
+        last = int(rows.ends.max())
+        residuals = rows.gather(z[:last] - beta @ X[:last].T) if X.shape[1] else rows.gather(z)
+        if diff:  # the differences inside each window: the first one, against the padding, is not
+            errors = np.diff(residuals, axis=1)
+            errors[np.arange(errors.shape[1])[None, :] < rows.offsets[:, None]] = 0.0
+            offsets = rows.offsets
+        else:
+            errors, offsets = residuals, rows.offsets
+        phi, theta, sigma2, x_tail = _arma_select(errors, offsets, spec.ar_order_max)
+        return cls(spec, diff, rows.ends, rows, beta, residuals, phi, theta, sigma2, x_tail)
 
     @property
     def u_last(self) -> np.ndarray:
@@ -121,47 +161,49 @@ class _Branch:
         return deterministic + errors
 
     def kpss(self) -> np.ndarray:
-        """KPSS statistic of each window's residuals (Newey-West long-run variance)."""
-        u = self.residuals - self.residuals.mean(axis=1, keepdims=True)
-        n = u.shape[1]
+        """KPSS statistic of each window's residuals (Newey-West long-run variance, lags by length)."""
+        n = self.rows.lengths
+        inside = np.arange(self.rows.width)[None, :] >= self.rows.offsets[:, None]
+        u = np.where(inside, self.residuals - (self.residuals.sum(axis=1) / n)[:, None], 0.0)
         partial = np.cumsum(u, axis=1)
-        lags = int(np.floor(4 * (n / 100.0) ** 0.25))
-        long_run = np.mean(u * u, axis=1)
-        for j in range(1, lags + 1):
+        lags = np.floor(4 * (n / 100.0) ** 0.25).astype(int)
+        long_run = np.sum(u * u, axis=1) / n
+        for j in range(1, int(lags.max()) + 1):
             gamma = np.sum(u[:, j:] * u[:, :-j], axis=1) / n
-            long_run += 2 * (1 - j / (lags + 1)) * gamma
-        return np.sum(partial**2, axis=1) / (n**2 * long_run)
+            long_run += np.where(j <= lags, 2 * (1 - j / (lags + 1)) * gamma, 0.0)
+        return np.sum(partial**2, axis=1) / (n.astype(float) ** 2 * long_run)
 
 
 def _window_ols(y: np.ndarray, X: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Least squares of y on X over rows [start, end) for each window, via prefix sums."""
+    """Least squares of y on X over rows [start, end) for each window: the normal equations are
+    running sums of X'X and X'y, taken at the windows' bounds only (one pass over the series, by
+    matrix products between consecutive bounds)."""
     q = X.shape[1]
     if q == 0:
         return np.zeros((starts.size, 0))
-    outer = np.zeros((X.shape[0] + 1, q, q))
-    np.cumsum(X[:, :, None] * X[:, None, :], axis=0, out=outer[1:])
-    cross = np.zeros((X.shape[0] + 1, q))
-    np.cumsum(X * y[:, None], axis=0, out=cross[1:])
-    gram = outer[ends] - outer[starts]
-    rhs = cross[ends] - cross[starts]
+    bounds = np.unique(np.concatenate([starts, ends]))
+    outer = np.zeros((bounds.size, q, q))
+    cross = np.zeros((bounds.size, q))
+    previous = 0
+    for i, bound in enumerate(bounds):
+        block = X[previous:bound]
+        outer[i] = block.T @ block
+        cross[i] = block.T @ y[previous:bound]
+        previous = bound
+    np.cumsum(outer, axis=0, out=outer)
+    np.cumsum(cross, axis=0, out=cross)
+    at_start, at_end = np.searchsorted(bounds, starts), np.searchsorted(bounds, ends)
+    gram = outer[at_end] - outer[at_start]
+    rhs = cross[at_end] - cross[at_start]
     scale = np.einsum("nii->n", gram) / q
     gram = gram + (RIDGE * scale)[:, None, None] * np.eye(q)
     return np.linalg.solve(gram, rhs[..., None])[..., 0]
 
 
-def _window_residuals(
-    z: np.ndarray, X: np.ndarray, beta: np.ndarray, starts: np.ndarray, window: int
-) -> np.ndarray:
-    """u = z - X beta on each window (column by column, never materialising window x q x n)."""
-    fitted = np.zeros((starts.size, window))
-    for j in range(X.shape[1]):
-        fitted += sliding_window_view(X[:, j], window)[starts] * beta[:, j, None]
-    return sliding_window_view(z, window)[starts] - fitted
-
-
-def _arma_select(errors: np.ndarray, p_max: int):
+def _arma_select(errors: np.ndarray, offsets: np.ndarray, p_max: int):
     """ARMA(p, 1) by conditional least squares: for each theta of the grid, AR(p) of the filtered
-    series x = e / (1 + theta B); keep the (theta, p) with the lowest AICc per row.
+    series x = e / (1 + theta B); keep the (theta, p) with the lowest AICc per row. Row i's errors
+    start at column ``offsets[i]`` (zeros before: the filter starts from x = 0 there).
 
     Returns phi (n, p_max), theta (n,), sigma2 (n,), x_tail (n, p_max + 1).
     """
@@ -171,7 +213,7 @@ def _arma_select(errors: np.ndarray, p_max: int):
     best_sigma2, best_tail = np.zeros(n), np.zeros((n, p_max + 1))
     for theta in THETA_GRID:
         x = inverse_ma(errors, theta) if theta else errors
-        phi, sigma2, aicc = _ar_select(x, p_max, extra_params=int(theta != 0))
+        phi, sigma2, aicc = _ar_select(x, offsets, p_max, extra_params=int(theta != 0))
         better = aicc < best_aicc
         best_aicc = np.where(better, aicc, best_aicc)
         best_phi = np.where(better[:, None], phi, best_phi)
@@ -198,15 +240,16 @@ def inverse_ma(errors: np.ndarray, theta: float) -> np.ndarray:
 
 
 def _ar_select(
-    errors: np.ndarray, p_max: int, extra_params: int = 0
+    errors: np.ndarray, offsets: np.ndarray, p_max: int, extra_params: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """AR(p) by least squares for p = 0..p_max on a common sample; keep the lowest AICc per row.
+    """AR(p) by least squares for p = 0..p_max on a common sample (each row's values after its first
+    p_max); keep the lowest AICc per row.
 
     Returns phi (n, p_max), sigma2 (n,) and the AICc (n,) of the kept order.
     """
-    n, length = errors.shape
-    m = length - p_max
-    gram, rhs, total = _lag_moments(errors, p_max)
+    n, width = errors.shape
+    m = width - offsets - p_max
+    gram, rhs, total = _lag_moments(errors, offsets, p_max)
     best_phi = np.zeros((n, p_max))
     best_sigma2 = total / m
     best_aicc = _aicc(best_sigma2, m, extra_params)
@@ -225,24 +268,32 @@ def _ar_select(
     return best_phi, best_sigma2, best_aicc
 
 
-def _lag_moments(x: np.ndarray, p_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normal equations of the AR(p_max) regression of x_t on x_{t-1..t-p_max}, t = p_max..L-1.
+def _lag_moments(
+    x: np.ndarray, offsets: np.ndarray, p_max: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal equations of the AR(p_max) regression of x_t on x_{t-1..t-p_max}, for t from each row's
+    offset + p_max to its end.
 
-    Every entry is a sum of x_s x_{s-k} over almost the whole window, so each lag's full sum, less a
-    few terms at either end, gives them all: p_max + 1 passes over the data instead of p_max^2 / 2.
+    Every entry is a sum of x_s x_{s-k} over almost the whole row, so each lag's full sum, less a few
+    terms at either end, gives them all: p_max + 1 passes over the data instead of p_max^2 / 2. The
+    zeros before a row's offset add nothing to a full sum.
     """
     n, length = x.shape
     edge = p_max + 2
+    head_width = int(offsets.max()) + edge
+    row = np.arange(n)
     full, head, tail = [], [], []
     for k in range(p_max + 1):
         product = x[:, k:] * x[:, : length - k]  # column j is x_{j+k} x_j
         full.append(product.sum(axis=1))
-        head.append(np.concatenate([np.zeros((n, 1)), np.cumsum(product[:, :edge], axis=1)], axis=1))
+        head.append(np.concatenate(
+            [np.zeros((n, 1)), np.cumsum(product[:, :head_width], axis=1)], axis=1))
         tail.append(np.concatenate(
             [np.zeros((n, 1)), np.cumsum(product[:, ::-1][:, :edge], axis=1)], axis=1))
 
-    def lagged_sum(k: int, start: int, stop: int) -> np.ndarray:  # sum of x_s x_{s-k}, s in [start, stop)
-        return full[k] - head[k][:, start - k] - tail[k][:, length - stop]
+    def lagged_sum(k: int, start: int, stop: int) -> np.ndarray:
+        """Sum of x_s x_{s-k} for s in [offset + start, stop)."""
+        return full[k] - head[k][row, offsets + start - k] - tail[k][:, length - stop]
 
     gram = np.empty((n, p_max, p_max))
     rhs = np.empty((n, p_max))
@@ -253,6 +304,6 @@ def _lag_moments(x: np.ndarray, p_max: int) -> tuple[np.ndarray, np.ndarray, np.
     return gram, rhs, lagged_sum(0, p_max, length)
 
 
-def _aicc(sigma2: np.ndarray, m: int, p: int) -> np.ndarray:
+def _aicc(sigma2: np.ndarray, m: np.ndarray, p: int) -> np.ndarray:
     k = p + 1
-    return m * np.log(sigma2) + 2 * k + 2 * k * (k + 1) / max(m - k - 1, 1)
+    return m * np.log(sigma2) + 2 * k + 2 * k * (k + 1) / np.maximum(m - k - 1, 1)
