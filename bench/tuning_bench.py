@@ -98,8 +98,8 @@ def main() -> None:
              "",
              "Every split is a from-scratch fit of its own window (regression, KPSS differencing, the MA"
              " coefficient on its grid and the AR order by AICc, AR coefficients); the batched version shares the regression's normal"
-             " equations through prefix sums over the design's outer products and vectorises the rest"
-             " over splits. The objectives agree to rounding except where the seasonal dummies + Fourier"
+             " equations (running sums of the design's outer products, taken once over the series at the"
+             " windows' bounds) and vectorises the rest over splits. The objectives agree to rounding except where the seasonal dummies + Fourier"
              " design is nearly collinear: there a 1e-8 ridge term (batched) and lstsq's minimum-norm"
              " solution (from scratch) differ slightly, which can tip an AICc order choice in a few splits.", ""]
     (RESULTS / "tuning.md").write_text("\n".join(lines))
