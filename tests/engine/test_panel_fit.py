@@ -171,11 +171,16 @@ def test_the_global_choices_and_the_tuning_jobs_ranges():
 
 
 def test_the_grid_searches_only_what_the_panels_families_vary_along():
-    """Seasonal naive and harmonic regression fit neither history nor scale: one trial, not four;
+    """Seasonal naive and harmonic regression (on its default window) fit neither history nor scale: one
+    trial, not four;
     the global AR varies the history alone; the fallback counts as a family of the panel."""
     assert settings(families=("seasonal_naive", "harmonic_arima")).panel_parameter_ranges()[
         "CategoricalParameterRanges"] == [{"Name": "history", "Values": ["window"]}, {"Name": "scale", "Values": ["log"]}]
     assert settings(families=("seasonal_naive", "harmonic_arima")).tuning_grid(panel=True) == 1
+    harmonic_all = settings(families=("seasonal_naive", "harmonic_arima")).merged(
+        {"search": {"harmonic_histories": ["window", "all"]}})  # its search on all history too: two trials
+    assert (harmonic_all.panel_histories(), harmonic_all.panel_scales()) == (["window", "all"], ["log"])
+    assert family_candidate("harmonic_arima", harmonic_all, "all", "log")["history"] == "all"
     global_ar = settings(families=("seasonal_naive", "global_ar"))
     assert (global_ar.panel_histories(), global_ar.panel_scales()) == (["window", "all"], ["log"])
     arima = settings(families=("seasonal_naive", "arima"))
