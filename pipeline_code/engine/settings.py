@@ -103,13 +103,15 @@ class SearchSpace:
     # errors, batched over the splits. "arima" (seasonal ARIMA) offers candidates for seasons up to 24
     # only (monthly, quarterly: about a second per split), none for weekly data.
     families: tuple[str, ...] = ("harmonic_arima", "seasonal_naive", "ets", "theta", "mstl", "arima")
-    # Training history of the statsforecast families and the global AR, itself tuned: the CV window, or
-    # all history before the origin (ARIMA, TBATS and ARIMA+Fourier fit the window only).
+    # Training history of every family that fits one, itself tuned: the CV window, or all history before
+    # the origin (each family's whole search on each).
     histories: tuple[str, ...] = ("window", "all")
-    # Training histories of the harmonic family, each with its whole search. All history is offered but
-    # not searched by default: on 51 public series outside the accuracy benchmark it made the default
-    # rule's test MASE 0.9% worse (bench/results/selection_validation_harmonic_all.md).
-    harmonic_histories: tuple[str, ...] = ("window",)
+    # Families fitted on the CV window only, whatever `histories` holds (an empty list: none). Seasonal
+    # ARIMA, ARIMA+Fourier and TBATS for their cost (all history costs about 9 s per seasonal ARIMA fit on
+    # a long monthly series); the harmonic family because on 51 public series outside the accuracy
+    # benchmark its all-history fits made the default rule's test MASE 0.9% worse
+    # (bench/results/selection_validation_harmonic_all.md).
+    window_only: tuple[str, ...] = ("harmonic_arima", "arima_fourier", "tbats", "arima")
     # The scale the statsforecast families fit on, itself tuned: the log of the series, or the series
     # itself ("raw"; its forecast is mapped to the log scale by matching a log-normal's mean and
     # variance, see engine/families/sf.py). Neither wins everywhere: a level that moves additively
@@ -155,12 +157,13 @@ class SearchSpace:
 
 # The model families (engine/families/registry.py maps each name to its module; a test checks they
 # agree), each with the global choices its candidates may vary along (``Settings.family_choices``: the
-# harmonic family's history only under two ``search.harmonic_histories``): a panel's tuning searches a
-# history or a scale only where some family of the panel varies along it (tests/engine/test_families.py
-# checks these against every family's candidates).
+# history only outside ``search.window_only``): a panel's tuning searches a history or a scale only where
+# some family of the panel varies along it (tests/engine/test_families.py checks these against every
+# family's candidates).
 FAMILY_CHOICES: dict[str, tuple[str, ...]] = {
     "harmonic_arima": ("history",), "seasonal_naive": (), "ets": ("history", "scale"), "theta": ("history", "scale"),
-    "mstl": ("history", "scale"), "arima_fourier": ("scale",), "tbats": ("scale",), "arima": ("scale",),
+    "mstl": ("history", "scale"), "arima_fourier": ("history", "scale"), "tbats": ("history", "scale"),
+    "arima": ("history", "scale"),
     "global_ar": ("history",), "global_ar_drift": ("history",), "ces": ("history", "scale"),
     "thief": ("history", "scale")}
 FAMILY_NAMES = tuple(FAMILY_CHOICES)
@@ -377,11 +380,16 @@ class Settings:
 
     def family_choices(self, name: str) -> tuple[str, ...]:
         """What a family's candidates vary along under these settings: ``FAMILY_CHOICES``, but the
-        harmonic family's history only where ``search.harmonic_histories`` holds more than one."""
+        history only for a family outside ``search.window_only``."""
         choices = FAMILY_CHOICES.get(name, ())
-        if name == "harmonic_arima" and len(self.search.harmonic_histories) < 2:
-            return tuple(c for c in choices if c != "history")
-        return choices
+        return tuple(c for c in choices if c != "history") if name in self.search.window_only else choices
+
+    def family_histories(self, name: str) -> tuple[str, ...]:
+        """The training histories a family's candidates fit on: ``search.histories``, or the window alone
+        for a family of ``search.window_only``."""
+        if name in self.search.window_only:
+            return (HISTORIES[0],)
+        return tuple(h for h in HISTORIES if h in self.search.histories)
 
     def panel_parameter_ranges(self) -> dict[str, Any]:
         """The tuning job's ParameterRanges for a panel: the history and the scale, categoricals (a Grid
@@ -492,8 +500,8 @@ class Settings:
               f"search.families: must be distinct names from {list(FAMILY_NAMES)}, got {list(families)}")
         check(_distinct_subset(self.search.histories, HISTORIES),
               f"search.histories: must be a non-empty subset of {list(HISTORIES)}, no repeats")
-        check(_distinct_subset(self.search.harmonic_histories, HISTORIES),
-              f"search.harmonic_histories: must be a non-empty subset of {list(HISTORIES)}, no repeats")
+        check(not self.search.window_only or _distinct_subset(self.search.window_only, FAMILY_NAMES),
+              f"search.window_only: must be distinct family names of {list(FAMILY_NAMES)}, or empty")
         check(_distinct_subset(self.search.scales, SCALES),
               f"search.scales: must be a non-empty subset of {list(SCALES)}, no repeats")
         check(self.search.selection_splits >= 5, "search.selection_splits: must be >= 5")

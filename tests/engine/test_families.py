@@ -85,9 +85,9 @@ def test_windows_are_fitted_only_on_data_before_their_origin():
 
 
 def test_the_harmonic_family_fits_all_history_when_asked():
-    """``search.harmonic_histories`` adds the whole search on all history: its CV fit uses the data
+    """Out of ``search.window_only``, its whole search is on all history too: its CV fit uses the data
     before the window (the window's does not), and its section forecasts what its last CV fit does."""
-    both = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search, harmonic_histories=("window", "all")))
+    both = replace(MONTHLY_SETTINGS, search=replace(MONTHLY_SETTINGS.search, window_only=()))
     window_only, everything = candidates_of("harmonic_arima", MONTHLY_SETTINGS), candidates_of("harmonic_arima", both)
     assert {c["history"] for c in window_only} == {"window"}
     assert everything == window_only + [{**c, "history": "all"} for c in window_only]
@@ -247,7 +247,7 @@ def test_each_family_varies_along_the_global_choices_it_declares(name):
     may vary along, on a monthly series of ten years' window with every history and both scales searched;
     ``Settings.family_choices`` says what they vary along under the defaults."""
     ten_years = replace(MONTHLY_SETTINGS, cv=replace(MONTHLY_SETTINGS.cv, window=120))
-    everything = replace(ten_years, search=replace(ten_years.search, harmonic_histories=("window", "all")))
+    everything = replace(ten_years, search=replace(ten_years.search, window_only=()))
     for settings, declared in ((everything, FAMILY_CHOICES[name]), (ten_years, ten_years.family_choices(name))):
         varying = {key for key in ("history", "scale") if len({c.get(key) for c in candidates_of(name, settings)}) > 1}
         assert varying == set(declared)

@@ -233,7 +233,7 @@ class GlobalAR:
     def candidates(self, settings: Settings) -> list[dict[str, Any]]:
         order = order_for(max(2, round(settings.data.season_length)))
         return [{"family": self.name, "use_counterfactual_data": 1, "history": h, "order": order}
-                for h in (WINDOW, ALL) if h in settings.search.histories]
+                for h in settings.family_histories(self.name)]
 
     def growth(self, y: np.ndarray, candidate: dict[str, Any], origins: np.ndarray, ctx: Context) -> np.ndarray:
         """Each origin's drift per period on the log scale: the mean growth over its rows, or 0."""

@@ -1,7 +1,7 @@
 """Harmonic regression with ARIMA errors on the log scale (the seed model), batched over windows by
 ``model.sliding``. Its search is ``SearchSpace.candidates`` (80 candidates on weekly data) on each
-training history of ``search.harmonic_histories``: the CV window (the default), or all history before
-the origin."""
+training history ``Settings.family_histories`` gives it: the CV window (by default, ``search.window_only``),
+or all history before the origin too."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.families.base import (
-    ALL, WINDOW, Context, Section, WindowForecasts, history_starts,
+    WINDOW, Context, Section, WindowForecasts, history_starts,
 )
 from pipeline_code.engine.model.sliding import fit_windows
 from pipeline_code.engine.settings import Settings
@@ -28,8 +28,7 @@ class HarmonicArima:
     batched = True
 
     def candidates(self, settings: Settings) -> list[dict[str, Any]]:
-        histories = [h for h in (WINDOW, ALL) if h in settings.search.harmonic_histories]
-        return [{"family": NAME, **c, "history": h} for h in histories
+        return [{"family": NAME, **c, "history": h} for h in settings.family_histories(NAME)
                 for c in settings.search.candidates(settings.data.season_length)]
 
     def fit_windows(self, y, candidate, origins, ctx: Context) -> WindowForecasts:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.families.base import (
-    ALL, PATH, WINDOW, Context, FamilyError, Section, WindowForecasts, history_starts,
+    PATH, WINDOW, Context, FamilyError, Section, WindowForecasts, history_starts,
 )
 from pipeline_code.engine.settings import SCALES, Settings, family_needs
 
@@ -99,7 +99,6 @@ class StatsforecastFamily:
 
     name = ""
     batched = False
-    histories: tuple[str, ...] = (WINDOW, ALL)
 
     def model(self, candidate: dict[str, Any], ctx: Context) -> Any:
         raise NotImplementedError
@@ -112,9 +111,8 @@ class StatsforecastFamily:
         return [{}]
 
     def candidates(self, settings: Settings) -> list[dict[str, Any]]:
-        histories = [h for h in self.histories if h in settings.search.histories]
         return [{"family": self.name, "use_counterfactual_data": 1, "history": h, "scale": s, **o}
-                for h in histories for s in settings.search.scales for o in self.options(settings)]
+                for h in settings.family_histories(self.name) for s in settings.search.scales for o in self.options(settings)]
 
     def forecast_rows(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int,
                       candidate: dict[str, Any], ctx: Context, jobs: int, scale: str) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +209,6 @@ class AutoTBATS(StatsforecastFamily):
     so it is not among the default families (``search.families`` adds it)."""
 
     name = "tbats"
-    histories = (WINDOW,)
 
     def model(self, candidate, ctx):
         return _statsforecast()[1].AutoTBATS(season_length=ctx.period)
@@ -229,7 +226,6 @@ class ArimaFourier(StatsforecastFamily):
     searched here: it is the largest usable order up to ``MAX_K`` (the harmonic family searches K)."""
 
     name = "arima_fourier"
-    histories = (WINDOW,)
     MAX_K = 10
 
     def options(self, settings):
@@ -251,10 +247,10 @@ class SeasonalArima(StatsforecastFamily):
     """Seasonal AutoARIMA (statsforecast's stepwise Hyndman-Khandakar search, seasonal period the
     integer season). Offered for seasons up to ``ARIMA_MAX_SEASON`` (monthly, quarterly): a 52-week seasonal
     ARIMA is slow and approximate, which ``arima_fourier`` and ``harmonic_arima`` cover. Fitted on the
-    CV window only: all history costs about 9 s per fit on a long monthly series."""
+    CV window only by default (``search.window_only``): all history costs about 9 s per fit on a long
+    monthly series."""
 
     name = "arima"
-    histories = (WINDOW,)
 
     def options(self, settings):
         return [] if family_needs(self.name, settings) else [{}]

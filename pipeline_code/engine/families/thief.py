@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.families.base import ALL, WINDOW, Context
+from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.sf import LOG, StatsforecastFamily, _forecast, _statsforecast, model_code, to_log_scale
 from pipeline_code.engine.settings import THIEF_MIN_SEASONS, family_needs
 
@@ -59,7 +59,6 @@ class ThiefETS(StatsforecastFamily):
     """Temporal hierarchy of AutoETS forecasts (module docstring)."""
 
     name = "thief"
-    histories = (WINDOW, ALL)
 
     def options(self, settings):
         return [] if family_needs(self.name, settings) else [{}]
