@@ -3,7 +3,8 @@
 Every window is a from-scratch fit (regression, differencing by KPSS, the ARMA(p, 1) error model's
 MA coefficient on a grid and AR order by AICc, AR coefficients by least squares), but the windows
 share work: the regression's normal equations are differences of the design's running sums of outer
-products, taken once over the series, so a window costs O(q^2) instead of O(window q^2).
+products, taken once over the series at the windows' bounds, so a window costs O(q^2) instead of
+O(window q^2).
 
 Windows may differ in length (all history before each origin, or a fixed window): the error series of
 each window is right-aligned in one array and padded on the left with zeros, which every later step
@@ -13,6 +14,7 @@ each window is right-aligned in one array and padded on the left with zeros, whi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -21,6 +23,8 @@ from pipeline_code.engine.core.design import design_matrix
 from pipeline_code.engine.core.spec import ModelSpec
 
 RIDGE = 1e-8
+# Bounds of windows closer than one per this many rows are summed over every row (``_running_sums``).
+DENSE_BOUNDS = 8
 KPSS_CRITICAL = {False: 0.463, True: 0.146}  # 5% level; level vs trend stationarity
 # MA(1) coefficients tried for the errors (0 = pure AR); negative values smooth the level, like
 # exponential smoothing (theta = alpha - 1 for ARIMA(0,1,1)).
@@ -105,13 +109,18 @@ class _Rows:
     def offsets(self) -> np.ndarray:
         return self.width - self.lengths
 
-    def gather(self, values: np.ndarray) -> np.ndarray:
-        """Each row's window of ``values`` (1-d, or one series per row), zeros before it."""
+    @cached_property
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
         columns = self.ends[:, None] - self.width + np.arange(self.width)[None, :]
-        inside = columns >= self.starts[:, None]
-        columns = np.where(inside, columns, 0)
-        taken = values[columns] if values.ndim == 1 else np.take_along_axis(values, columns, axis=1)
-        return np.where(inside, taken, 0.0)
+        before = columns < self.starts[:, None]
+        return np.where(before, 0, columns), before
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """Each row's window of the series ``values``, zeros before it."""
+        columns, before = self._index
+        taken = values[columns]
+        taken[before] = 0.0
+        return taken
 
 
 @dataclass
@@ -137,8 +146,9 @@ class _Branch:
             beta = _window_ols(np.diff(z), np.diff(X, axis=0), rows.starts, rows.ends - 1)
         else:
             beta = _window_ols(z, X, rows.starts, rows.ends)
-        last = int(rows.ends.max())
-        residuals = rows.gather(z[:last] - beta @ X[:last].T) if X.shape[1] else rows.gather(z)
+        residuals = rows.gather(z)
+        for j in range(X.shape[1]):  # u = z - X beta inside each window, never wider than the windows
+            residuals -= rows.gather(X[:, j]) * beta[:, j, None]
         if diff:  # the differences inside each window: the first one, against the padding, is not
             errors = np.diff(residuals, axis=1)
             errors[np.arange(errors.shape[1])[None, :] < rows.offsets[:, None]] = 0.0
@@ -176,28 +186,37 @@ class _Branch:
 
 def _window_ols(y: np.ndarray, X: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Least squares of y on X over rows [start, end) for each window: the normal equations are
-    running sums of X'X and X'y, taken at the windows' bounds only (one pass over the series, by
-    matrix products between consecutive bounds)."""
+    differences of running sums of X'X and X'y, needed at the windows' bounds only."""
     q = X.shape[1]
     if q == 0:
         return np.zeros((starts.size, 0))
     bounds = np.unique(np.concatenate([starts, ends]))
-    outer = np.zeros((bounds.size, q, q))
-    cross = np.zeros((bounds.size, q))
-    previous = 0
-    for i, bound in enumerate(bounds):
-        block = X[previous:bound]
-        outer[i] = block.T @ block
-        cross[i] = block.T @ y[previous:bound]
-        previous = bound
-    np.cumsum(outer, axis=0, out=outer)
-    np.cumsum(cross, axis=0, out=cross)
+    outer, cross = _running_sums(y, X, bounds)
     at_start, at_end = np.searchsorted(bounds, starts), np.searchsorted(bounds, ends)
     gram = outer[at_end] - outer[at_start]
     rhs = cross[at_end] - cross[at_start]
     scale = np.einsum("nii->n", gram) / q
     gram = gram + (RIDGE * scale)[:, None, None] * np.eye(q)
     return np.linalg.solve(gram, rhs[..., None])[..., 0]
+
+
+def _running_sums(y: np.ndarray, X: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of X'X and X'y over rows [0, b) for each bound b (sorted, distinct): by matrix products
+    between consecutive bounds when they are sparse (a few windows on a long series, where the rows'
+    outer products would cost O(n q^2) memory), else one cumulative sum over the rows."""
+    q, last = X.shape[1], int(bounds[-1])
+    if bounds.size * DENSE_BOUNDS < last:
+        outer, cross = np.empty((bounds.size, q, q)), np.empty((bounds.size, q))
+        previous = 0
+        for i, bound in enumerate(bounds):
+            block = X[previous:bound]
+            outer[i], cross[i] = block.T @ block, block.T @ y[previous:bound]
+            previous = bound
+        return np.cumsum(outer, axis=0), np.cumsum(cross, axis=0)
+    outer, cross = np.zeros((last + 1, q, q)), np.zeros((last + 1, q))
+    np.cumsum(X[:last, :, None] * X[:last, None, :], axis=0, out=outer[1:])
+    np.cumsum(X[:last] * y[:last, None], axis=0, out=cross[1:])
+    return outer[bounds], cross[bounds]
 
 
 def _arma_select(errors: np.ndarray, offsets: np.ndarray, p_max: int):
