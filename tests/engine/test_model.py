@@ -88,6 +88,18 @@ def test_windows_of_different_lengths_fit_in_one_batch_as_one_at_a_time(gasoline
         np.testing.assert_allclose(batched.variance[i], alone.variance[0], rtol=1e-9)
 
 
+def test_consecutive_windows_fit_as_each_window_alone(gasoline):
+    """Step-1 windows (their bounds dense: one running sum over every row) against each alone (sparse
+    bounds: products between them)."""
+    z = np.log(gasoline.values)
+    origins = np.arange(WINDOW, WINDOW + 100)
+    batched = fit_windows(z, SPECS[2], window=WINDOW, horizon=HORIZON, origins=origins)
+    for i in range(0, 100, 33):
+        alone = fit_windows(z, SPECS[2], window=WINDOW, horizon=HORIZON, origins=origins[i:i + 1])
+        np.testing.assert_allclose(batched.z_hat[i], alone.z_hat[0], atol=1e-9)
+        np.testing.assert_allclose(batched.beta[i], alone.beta[0], rtol=1e-6, atol=1e-9)
+
+
 def test_an_all_history_fit_equals_the_statsmodels_yardstick(gasoline):
     """A row of a mixed-length batch against the independent yardstick on its own (all) history."""
     z = np.log(gasoline.values)
