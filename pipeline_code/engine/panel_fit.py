@@ -189,8 +189,9 @@ def check_families(settings: Settings) -> None:
 
 def family_candidate(name: str, settings: Settings, history: str, scale: str) -> dict[str, Any]:
     """A family's candidate for a panel: the first of its search space training on the counterfactual
-    series and on the chosen history and scale, where the family offers them (ARIMA fits the window
-    alone: its candidate for all history is the window's, on the chosen scale); or simply its first.
+    series and on the chosen history and scale, where the family offers them (a family of
+    ``search.window_only`` fits the window alone: its candidate for all history is the window's, on the
+    chosen scale); or simply its first.
     ETS with ``series.ets_model``."""
     found = family(name).candidates(settings)
     if not found:
