@@ -19,6 +19,8 @@ BAD_SETTINGS = {
         json.dumps({"search": {"families": ["arima"]}}),
         "search.families: no family offers a model for these settings: 'arima' offers no model for "
         "data.season_length 52.1786"),
+    "a window-only family that is not a family": (json.dumps({"search": {"window_only": ["prophet"]}}),
+                                                   "search.window_only: must be distinct family names of"),
     "JSON that does not parse": ('{"data": {"horizon": 12,}}', "invalid JSON at line 1, column 25"),
     "a number JSON does not have": ('{"cv": {"window": Infinity}}', "invalid JSON: Infinity is not a JSON number"),
     "NaN": ('{"cv": {"window": NaN}}', "invalid JSON: NaN is not a JSON number"),
