@@ -149,13 +149,10 @@ class _Branch:
         residuals = rows.gather(z)
         for j in range(X.shape[1]):  # u = z - X beta inside each window, never wider than the windows
             residuals -= rows.gather(X[:, j]) * beta[:, j, None]
-        if diff:  # the differences inside each window: the first one, against the padding, is not
-            errors = np.diff(residuals, axis=1)
+        errors = np.diff(residuals, axis=1) if diff else residuals
+        if diff:  # a padded row's first difference is against the padding, not inside its window
             errors[np.arange(errors.shape[1])[None, :] < rows.offsets[:, None]] = 0.0
-            offsets = rows.offsets
-        else:
-            errors, offsets = residuals, rows.offsets
-        phi, theta, sigma2, x_tail = _arma_select(errors, offsets, spec.ar_order_max)
+        phi, theta, sigma2, x_tail = _arma_select(errors, rows.offsets, spec.ar_order_max)
         return cls(spec, diff, rows.ends, rows, beta, residuals, phi, theta, sigma2, x_tail)
 
     @property
