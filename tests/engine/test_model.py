@@ -100,6 +100,20 @@ def test_consecutive_windows_fit_as_each_window_alone(gasoline):
         np.testing.assert_allclose(batched.beta[i], alone.beta[0], rtol=1e-6, atol=1e-9)
 
 
+def test_many_long_windows_are_fitted_in_batches_with_the_same_result(gasoline, monkeypatch):
+    """Past ``MAX_CELLS`` (windows x the longest window) the windows are fitted in batches: memory stays
+    bounded, and every window's fit is unchanged."""
+    from pipeline_code.engine.model import sliding
+
+    z = np.log(gasoline.values)
+    origins = np.arange(900, 1300, 7)
+    whole = fit_windows(z, SPECS[0], window=WINDOW, horizon=HORIZON, origins=origins, starts=np.zeros_like(origins))
+    monkeypatch.setattr(sliding, "MAX_CELLS", 5 * 1300)  # batches of 5 windows
+    batched = fit_windows(z, SPECS[0], window=WINDOW, horizon=HORIZON, origins=origins, starts=np.zeros_like(origins))
+    for name in ("z_hat", "variance", "beta", "phi", "theta", "diff", "x_tail"):
+        np.testing.assert_allclose(getattr(batched, name), getattr(whole, name), rtol=1e-8, atol=1e-10)
+
+
 def test_an_all_history_fit_equals_the_statsmodels_yardstick(gasoline):
     """A row of a mixed-length batch against the independent yardstick on its own (all) history."""
     z = np.log(gasoline.values)

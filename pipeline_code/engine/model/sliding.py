@@ -13,7 +13,7 @@ each window is right-aligned in one array and padded on the left with zeros, whi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
@@ -25,6 +25,9 @@ from pipeline_code.engine.core.spec import ModelSpec
 RIDGE = 1e-8
 # Bounds of windows closer than one per this many rows are summed over every row (``_running_sums``).
 DENSE_BOUNDS = 8
+# At most this many cells (windows x the longest window) in one batch, about 16 MB per array: more
+# windows are fitted in batches (thousands of all-history windows on a long daily series).
+MAX_CELLS = 2_000_000
 KPSS_CRITICAL = {False: 0.463, True: 0.146}  # 5% level; level vs trend stationarity
 # MA(1) coefficients tried for the errors (0 = pure AR); negative values smooth the level, like
 # exponential smoothing (theta = alpha - 1 for ARIMA(0,1,1)).
@@ -62,6 +65,11 @@ def fit_windows(
     starts = origins - window if starts is None else np.asarray(starts, dtype=np.int64)
     if starts.min() < 0 or origins.max() > z.size:
         raise ValueError("every origin needs a full window of data before it")
+    batch = max(1, MAX_CELLS // int((origins - starts).max()))
+    if origins.size > batch:
+        parts = [fit_windows(z, spec, window=window, horizon=horizon, origins=origins[i:i + batch],
+                             starts=starts[i:i + batch]) for i in range(0, origins.size, batch)]
+        return WindowFits(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(WindowFits)))
     t = np.arange(z.size + horizon, dtype=float)
     rows = _Rows(starts, origins)
     level = _Branch.fit(z, t, spec, rows=rows, diff=0)
