@@ -151,7 +151,9 @@ def extend(name: str, meta: dict, arrays: dict[str, np.ndarray], extra: str, job
     same test origins."""
     series, settings, _ = load(name)
     meta = {**meta, "extra_families": [*meta.get("extra_families", []), extra]}
-    search = replace(settings.search, families=(extra,), histories=histories or settings.search.histories)
+    search = replace(settings.search, families=(extra,))
+    if histories:  # exactly these, even for a family of search.window_only
+        search = replace(search, histories=histories, window_only=tuple(f for f in search.window_only if f != extra))
     only = replace(settings, search=search)
     if not family(extra).candidates(only):  # not offered for this series (its season or window)
         return meta, arrays

@@ -112,7 +112,8 @@ class StatsforecastFamily:
 
     def candidates(self, settings: Settings) -> list[dict[str, Any]]:
         return [{"family": self.name, "use_counterfactual_data": 1, "history": h, "scale": s, **o}
-                for h in settings.family_histories(self.name) for s in settings.search.scales for o in self.options(settings)]
+                for h in settings.family_histories(self.name) for s in settings.search.scales
+                for o in self.options(settings)]
 
     def forecast_rows(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int,
                       candidate: dict[str, Any], ctx: Context, jobs: int, scale: str) -> tuple[np.ndarray, np.ndarray]:
