@@ -39,9 +39,7 @@ from pipeline_code.engine.panel_cv import (
     LEVELS, ItemBacktest, PanelCV, cutoffs_before, interval, panel_cutoffs, pooled,
 )
 from pipeline_code.engine.panel_series import Outcome, Plan, Splits, run, series_context
-from pipeline_code.engine.settings import (
-    CHOICE_KEYS, HISTORIES, PER_SERIES, SCALES, Settings, check_offered,
-)
+from pipeline_code.engine.settings import CHOICE_KEYS, HISTORIES, PER_SERIES, SCALES, Settings
 from pipeline_code.engine.workers import worker_pool
 
 CALIBRATION_METHOD = ("pooled panel conformal: the rolling choice's log errors over each series' one-step "
@@ -180,19 +178,11 @@ def choice_from_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, st
     return {k: str(hyperparameters[k]) for k in CHOICE_KEYS if k in hyperparameters}
 
 
-def check_families(settings: Settings) -> None:
-    """Refuse, naming the key, a ``series.families`` entry or a ``series.fallback`` that offers no model
-    for these settings (its season or its window), before any series is fitted
-    (``settings.check_offered``; the starter Lambda refuses the same before any job)."""
-    check_offered(settings, panel=True)
-
-
 def family_candidate(name: str, settings: Settings, history: str, scale: str) -> dict[str, Any]:
     """A family's candidate for a panel: the first of its search space training on the counterfactual
     series and on the chosen history and scale, where the family offers them (a family of
     ``search.window_only`` fits the window alone: its candidate for all history is the window's, on the
-    chosen scale); or simply its first.
-    ETS with ``series.ets_model``."""
+    chosen scale); or simply its first. ETS with ``series.ets_model``."""
     found = family(name).candidates(settings)
     if not found:
         raise ValueError(f"family {name!r} has no candidate for these settings")

@@ -108,12 +108,6 @@ def candidate_space(settings: Settings) -> list[dict[str, Any]]:
     return [c for name in settings.search.families for c in family(name).candidates(settings)]
 
 
-def check_search(settings: Settings) -> None:
-    """Refuse, naming the key, a ``search.families`` of which no family offers a model for these
-    settings (``settings.check_offered``; the starter Lambda refuses the same before any job)."""
-    check_offered(settings, panel=False)
-
-
 def selection_grid(n: int, settings: Settings) -> np.ndarray:
     """The CV splits every candidate is scored on (series of length ``n``)."""
     grid = sliding_origins(n, window=settings.cv.window, horizon=settings.data.horizon,
@@ -155,7 +149,7 @@ def score_candidates(
     on the selection splits: their records, each with its ``index`` in that space, in index order, and
     their CV point forecasts by index (None where the fit failed)."""
     jobs = jobs or os.cpu_count() or 1
-    check_search(settings)
+    check_offered(settings, panel=False)  # search.families offers a model for the data's season
     candidates = candidate_space(settings)
     data = {False: np.asarray(observed, float), True: np.asarray(counterfactual, float)}
     origins = selection_grid(data[True].size, settings)

@@ -89,9 +89,9 @@ def process_panel(source: Path, out: Path, settings: Settings, *, jobs: int = 1)
     """Validate the panel, run the outlier and break rules per series, split each series' last
     ``horizon`` periods off as test, write the shards under ``train/`` and ``test/`` and the report."""
     from pipeline_code.engine.panel_data import load_panel
-    from pipeline_code.engine.panel_fit import check_families
+    from pipeline_code.engine.settings import check_offered
 
-    check_families(settings)
+    check_offered(settings, panel=True)  # series.families and series.fallback offer a model
     panel = load_panel(source, settings=settings)
     cleaned = preprocess_panel(panel, settings, jobs=jobs)
     horizon = settings.data.horizon

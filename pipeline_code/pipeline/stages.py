@@ -25,8 +25,8 @@ from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.seasonal_naive import NAME as SEASONAL_NAIVE
 from pipeline_code.engine.preprocess import preprocess
-from pipeline_code.engine.settings import Settings
-from pipeline_code.engine.tuning import check_search, selection_grid
+from pipeline_code.engine.settings import Settings, check_offered
+from pipeline_code.engine.tuning import selection_grid
 
 TRAIN_FILE = "train.csv"
 TEST_FILE = "test.csv"
@@ -58,7 +58,7 @@ def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -
 
     if panel_stages.is_panel_upload(source, settings):
         return panel_stages.process_panel(source, out, settings, jobs=jobs)
-    check_search(settings)
+    check_offered(settings, panel=False)  # before any work, as the starter Lambda
     try:
         series = load_series(
             source,

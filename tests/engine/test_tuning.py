@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from pipeline_code.engine.families.combination import build, ranked_members
-from pipeline_code.engine.settings import FAMILY_NAMES, Settings, SettingsError
+from pipeline_code.engine.settings import FAMILY_NAMES, Settings, SettingsError, check_offered
 from pipeline_code.engine.tuning import (
-    TuningError, TuningResult, candidate_space, check_search, score_candidates, select, tune,
+    TuningError, TuningResult, candidate_space, score_candidates, select, tune,
 )
 
 
@@ -150,7 +150,7 @@ def test_a_search_no_family_of_which_offers_a_model_is_refused_naming_what_each_
         "cv.window of at least 7 seasons; 'arima' offers no model for data.season_length 52.1786 and "
         "cv.window 417; it needs a season of at most 24 periods"]
     # one family that offers a model is enough: the others are left out, as arima is by default
-    check_search(Settings.from_dict({"search": {"families": ["thief", "seasonal_naive"]}}, "test"))
+    check_offered(Settings.from_dict({"search": {"families": ["thief", "seasonal_naive"]}}, "test"), panel=False)
 
 
 @pytest.mark.parametrize("season_length, window", [(52.1786, 417), (12, 96), (4, 32)])
