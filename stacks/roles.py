@@ -146,9 +146,12 @@ class PipelineRoles(Construct):
                 resources=[group_arn, package_arn],
             ),
             iam.PolicyStatement(sid="RegistryList", actions=["sagemaker:ListModelPackages"], resources=["*"]),
+            # Step Functions' policy for every SageMaker integration includes sagemaker:ListTags (the docs'
+            # template grants it on "*"; here, on what the machine creates):
+            # https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
             iam.PolicyStatement(
                 sid="TagWhatWeCreate",
-                actions=["sagemaker:AddTags"],
+                actions=["sagemaker:AddTags", "sagemaker:ListTags"],
                 resources=[scoped("processing-job"), scoped("hyper-parameter-tuning-job"), scoped("training-job"),
                            group_arn],
             ),

@@ -104,6 +104,13 @@ class Trigger(Construct):
         # Reads uploads and their settings files; writes only each run's document and record.
         self.starter.role.add_to_policy(iam.PolicyStatement(
             actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[bucket.arn_for_objects(f"{RAW_PREFIX}*")]))
+        # Most uploads come without a settings file. Without s3:ListBucket, S3 answers a missing key with
+        # 403 AccessDenied instead of 404 NoSuchKey, and the starter could not tell "no settings file" from
+        # a denied read (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, Permissions;
+        # the same for HeadObject). S3 evaluates that check with the key as s3:prefix.
+        self.starter.role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{RAW_PREFIX}*"]}}))
         self.starter.role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject"],
             resources=[bucket.arn_for_objects(layout.run_key("*", part)) for part in (layout.RUN_DOCUMENT, layout.RUN_RECORD)],

@@ -53,7 +53,9 @@ def asl_actions(definition: dict[str, Any]) -> dict[str, set[str]]:
         if m:
             api, sync = m.groups()
             noun = _camel(api)[len("Create"):]
-            actions |= {f"sagemaker:{_camel(api)}", f"sagemaker:Describe{noun}"}
+            # Step Functions' policy for every SageMaker integration includes sagemaker:ListTags:
+            # https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
+            actions |= {f"sagemaker:{_camel(api)}", f"sagemaker:Describe{noun}", "sagemaker:ListTags"}
             if sync:
                 actions |= {f"sagemaker:Stop{noun}"} | SYNC_EVENTS
         if resource == "arn:aws:states:::sns:publish":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,31 @@ def test_state_machine_sagemaker_resources_are_name_prefixed(infra_settings):
         for r in resources:
             text = json.dumps(r)
             assert f"/{infra_settings.resource_prefix}-*" in text or f"endpoint/{infra_settings.endpoint_name}" in text, text
+
+
+
+def _expects_missing_keys(module: str) -> bool:
+    return "NoSuchKey" in (Path(__file__).parents[2] / "lambdas" / module / "app.py").read_text()
+
+
+@pytest.mark.parametrize("module,role", sorted({(m, r) for m, _, r in LAMBDAS if _expects_missing_keys(m)}))
+def test_a_lambda_that_expects_a_missing_key_may_list_its_prefix(module, role):
+    """Without s3:ListBucket, S3 answers a missing key with 403 AccessDenied, not 404 NoSuchKey
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, Permissions): a Lambda that
+    treats NoSuchKey as "absent" (the starter, for the optional settings file) must be allowed to list
+    the prefixes it reads."""
+    statements = iam.role_statements(role)
+    reads = [s for s in statements if "s3:GetObject" in json.dumps(s["Action"])]
+    lists = [s for s in statements if "s3:ListBucket" in json.dumps(s["Action"])]
+    assert reads and lists, f"{module} reads objects and expects NoSuchKey, but may not list the bucket"
+    # Object ARNs are Fn::Join [bucket ARN, "/<prefix>*"]; ListBucket is on the bucket ARN itself.
+    read_prefixes = {s["Resource"]["Fn::Join"][1][1].lstrip("/").rstrip("*") for s in reads}
+    bucket = reads[0]["Resource"]["Fn::Join"][1][0]
+    assert all(s["Resource"] == bucket for s in lists), lists
+    listed = [p.rstrip("*") for s in lists for p in s.get("Condition", {}).get("StringLike", {}).get("s3:prefix", ["*"])]
+    for prefix in read_prefixes:
+        assert any(prefix.startswith(p) for p in listed), (prefix, listed)
+
+
+def test_the_starter_is_among_the_lambdas_that_expect_missing_keys():
+    assert _expects_missing_keys("start_run")
