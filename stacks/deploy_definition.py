@@ -15,6 +15,7 @@ Flow: Init -> DescribePackage -> StillApproved? -> CreateModel -> CreateEndpoint
    Failed -> DeleteEndpoint, wait until it is gone, CreateEndpoint (UpdateEndpoint is refused on a Failed
    endpoint: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateEndpoint.html);
    Creating/Updating/SystemUpdating/RollingBack/Deleting -> wait and look again (bounded);
+   a create, update or delete refused because another deploy of the package got there first -> the same;
    OutOfService/UpdateRollbackFailed -> fail.
 -> poll until InService on the new config; every other status ends the wait with a named error, and the
    wait is bounded by `endpoint_max_polls` (endpoint statuses:
@@ -48,6 +49,8 @@ ENDPOINT_BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 # "Could not find endpoint ..."); matched on the cause so every naming of the error works.
 ENDPOINT_MISSING_CAUSE = "*Could not find endpoint*"
 ALREADY_EXISTS_CAUSE = "*already exist*"
+# How SageMaker refuses to change an endpoint that another call is changing (ValidationException).
+ENDPOINT_IN_PROGRESS_CAUSE = "*in-progress endpoint*"
 
 
 def approval_event_pattern(group_name: str) -> dict[str, Any]:
@@ -55,7 +58,10 @@ def approval_event_pattern(group_name: str) -> dict[str, Any]:
     return {
         "source": ["aws.sagemaker"],
         "detail-type": [APPROVED_EVENT_DETAIL_TYPE],
-        "detail": {"ModelPackageGroupName": [group_name], "ModelApprovalStatus": ["Approved"]},
+        # SageMaker sends an event at each status change of a package (Pending, InProgress, Completed):
+        # a package created Approved deploys once, when it is Completed.
+        "detail": {"ModelPackageGroupName": [group_name], "ModelApprovalStatus": ["Approved"],
+                   "ModelPackageStatus": ["Completed"]},
     }
 
 
@@ -88,11 +94,12 @@ def build_deploy_definition(settings: InfraSettings, refs: Refs) -> dict[str, An
                 result_selector={"status.$": "$.EndpointStatus", "configName.$": "$.EndpointConfigName"},
                 result_path="$.endpoint", on_error=on_error)
 
-    def exists_choice(name: str, cause: str, found: str) -> None:
-        """After a failed call: `found` when the cause matches, else the failure notification."""
+    def exists_choice(name: str, cause: str, found: str, *more: tuple[str, str]) -> None:
+        """After a failed call: `found` when the cause matches (or the next state of the first of `more`'s
+        (cause, next) pairs that matches), else the failure notification."""
         st.add(name, {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.error.Cause", "StringMatches": cause, "Next": found}],
+            "Choices": [{"Variable": "$.error.Cause", "StringMatches": c, "Next": n} for c, n in ((cause, found), *more)],
             "Default": "NotifyFailure",
         })
 
@@ -201,7 +208,10 @@ def build_deploy_definition(settings: InfraSettings, refs: Refs) -> dict[str, An
 
     # ---- a Failed endpoint is deleted and created again ---------------------------------------------
     st.task("DeleteFailedEndpoint", SDK.format("sagemaker", "deleteEndpoint"), {"EndpointName": endpoint},
-            "WaitForDeletion")
+            "WaitForDeletion", on_error="DeletedMeanwhile?")
+    # Another deploy of the same package deleted it first (see CreateEndpoint below).
+    exists_choice("DeletedMeanwhile?", ENDPOINT_IN_PROGRESS_CAUSE, "WaitForDeletion",
+                  (ENDPOINT_MISSING_CAUSE, "CreateEndpoint"))
     st.add("WaitForDeletion", {"Type": "Wait", "Seconds": s.endpoint_poll_seconds, "Next": "CheckDeleted"})
     describe_endpoint("CheckDeleted", "StillDeleting", on_error="EndpointGone?")
     exists_choice("EndpointGone?", ENDPOINT_MISSING_CAUSE, "CreateEndpoint")
@@ -213,11 +223,19 @@ def build_deploy_definition(settings: InfraSettings, refs: Refs) -> dict[str, An
     poll_again("DeletionPoll", "WaitForDeletion", "EndpointTimedOut")
 
     # ---- create or update, then wait for InService on the new config --------------------------------
+    # SageMaker may send one state change more than once, so two deploys of one package can run at
+    # once (https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html).
+    # The one that loses the race to create or update the endpoint is refused ("Cannot create already
+    # existing endpoint", "Cannot update in-progress endpoint"): it waits and looks again, and then
+    # finds the endpoint serving its config (AlreadyServing) or free to update.
     st.task("CreateEndpoint", SDK.format("sagemaker", "createEndpoint"),
             {"EndpointName": endpoint, "EndpointConfigName.$": "$.names.config", "Tags": tags[:1]},
-            "WaitForEndpoint")
+            "WaitForEndpoint", on_error="CreatedMeanwhile?")
+    exists_choice("CreatedMeanwhile?", ALREADY_EXISTS_CAUSE, "EndpointBusy")
     st.task("UpdateEndpoint", SDK.format("sagemaker", "updateEndpoint"),
-            {"EndpointName": endpoint, "EndpointConfigName.$": "$.names.config"}, "WaitForEndpoint")
+            {"EndpointName": endpoint, "EndpointConfigName.$": "$.names.config"}, "WaitForEndpoint",
+            on_error="UpdatedMeanwhile?")
+    exists_choice("UpdatedMeanwhile?", ENDPOINT_IN_PROGRESS_CAUSE, "EndpointBusy")
     st.add("WaitForEndpoint", {"Type": "Wait", "Seconds": s.endpoint_poll_seconds, "Next": "CheckEndpoint"})
     describe_endpoint("CheckEndpoint", "EndpointReady?")
     st.add("EndpointReady?", {

@@ -503,3 +503,78 @@ def test_manual_approval_mode_registers_pending_and_approval_deploys(aws_env, sy
     (deploy,) = pipeline.registry_events()
     assert deploy["status"] == "SUCCEEDED", deploy
     assert pipeline.endpoint()["EndpointStatus"] == "InService"
+
+
+def test_only_a_completed_approved_package_starts_a_deploy(pipeline):
+    """SageMaker sends an event at each status change of a package: one created Approved deploys once."""
+    pattern = EventPattern.load(pipeline.approval_pattern)
+    event = {"source": "aws.sagemaker", "detail-type": APPROVED_EVENT_DETAIL_TYPE,
+             "detail": {"ModelPackageGroupName": json.loads(pipeline.approval_pattern)["detail"]["ModelPackageGroupName"][0],
+                        "ModelApprovalStatus": "Approved", "ModelPackageStatus": "InProgress"}}
+    assert not pattern.matches_event(event)
+    event["detail"]["ModelPackageStatus"] = "Completed"
+    assert pattern.matches_event(event)
+
+
+def _lose_race(monkeypatch, method: str, message: str) -> list[str]:
+    """The first `method` call meets another deploy's change of the endpoint: that deploy's call
+    goes through, this one is refused with SageMaker's message."""
+    calls: list[str] = []
+    original = getattr(aws_fakes.sm_models.SageMakerModelBackend, method)
+
+    def racing(self, *args, **kwargs):
+        calls.append(method)
+        result = original(self, *args, **kwargs)
+        if len(calls) == 1:
+            raise aws_fakes.sm_models.ValidationError(message=message)
+        return result
+
+    monkeypatch.setattr(aws_fakes.sm_models.SageMakerModelBackend, method, racing)
+    return calls
+
+
+def test_a_deploy_that_loses_the_race_to_create_the_endpoint_finds_it_serving_its_package(pipeline, monkeypatch):
+    calls = _lose_race(monkeypatch, "create_endpoint",
+                       f'Cannot create already existing endpoint "arn:aws:sagemaker:{synth.REGION}:{synth.ACCOUNT}:'
+                       f'endpoint/{SETTINGS.endpoint_name}".')
+    deploy = deployed(pipeline.run())
+    assert deploy["status"] == "SUCCEEDED", deploy
+    after = deploy["states"][deploy["states"].index("CreateEndpoint") + 1:]
+    assert after[after.index("CreatedMeanwhile?"):] == [
+        "CreatedMeanwhile?", "EndpointBusy", "EndpointBusy.Count", "WaitWhileBusy", "FindEndpoint", "EndpointFound",
+        "AlreadyServing"]
+    assert calls == ["create_endpoint"] and pipeline.endpoint()["EndpointStatus"] == "InService"
+
+
+def test_a_deploy_whose_update_meets_another_update_waits_and_updates(pipeline, monkeypatch):
+    assert pipeline.run()["status"] == "SUCCEEDED"
+    calls = _lose_race(monkeypatch, "update_endpoint",
+                       f'Cannot update in-progress endpoint "arn:aws:sagemaker:{synth.REGION}:{synth.ACCOUNT}:'
+                       f'endpoint/{SETTINGS.endpoint_name}".')
+    deploy = pipeline.approve_another()
+    assert deploy["status"] == "SUCCEEDED", deploy
+    states = deploy["states"]
+    assert "UpdatedMeanwhile?" in states and "NotifyFailure" not in states
+    # The other update served the same config meanwhile, so this deploy finds it served.
+    assert states[-1] == "AlreadyServing" and calls == ["update_endpoint"]
+
+
+def test_a_refused_update_that_is_not_a_race_still_fails(pipeline, monkeypatch):
+    assert pipeline.run()["status"] == "SUCCEEDED"
+    _lose_race(monkeypatch, "update_endpoint", "The endpoint config is invalid")
+    deploy = pipeline.approve_another()
+    assert deploy["status"] == "FAILED"
+    assert deploy["states"][-3:] == ["UpdatedMeanwhile?", "NotifyFailure", "DeployFailed"]
+
+
+def test_a_deploy_whose_delete_of_a_failed_endpoint_meets_another_waits_and_creates(pipeline, monkeypatch):
+    assert pipeline.run()["status"] == "SUCCEEDED"
+    endpoint_backend().endpoints[SETTINGS.endpoint_name].endpoint_status = "Failed"
+    _lose_race(monkeypatch, "delete_endpoint",
+               f'Cannot update in-progress endpoint "arn:aws:sagemaker:{synth.REGION}:{synth.ACCOUNT}:'
+               f'endpoint/{SETTINGS.endpoint_name}".')
+    deploy = pipeline.approve_another()
+    assert deploy["status"] == "SUCCEEDED", deploy
+    states = deploy["states"]
+    assert states.index("DeletedMeanwhile?") < states.index("WaitForDeletion") < states.index("CreateEndpoint")
+    assert pipeline.endpoint()["EndpointStatus"] == "InService"
