@@ -21,6 +21,9 @@ BAD_SETTINGS = {
         "data.season_length 52.1786"),
     "a window-only family that is not a family": (json.dumps({"search": {"window_only": ["prophet"]}}),
                                                    "search.window_only: must be distinct family names of"),
+    "a fill value outside the data's range": (
+        json.dumps({"series": {"fill_middle": "value", "fill_value": 1e300}}),
+        "series.fill_value: a number in [1e-100, 1e+100] (the data's range) is needed"),
     "JSON that does not parse": ('{"data": {"horizon": 12,}}', "invalid JSON at line 1, column 25"),
     "a number JSON does not have": ('{"cv": {"window": Infinity}}', "invalid JSON: Infinity is not a JSON number"),
     "NaN": ('{"cv": {"window": NaN}}', "invalid JSON: NaN is not a JSON number"),

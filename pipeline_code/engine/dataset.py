@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_code.engine.core.calendar import Calendar, parse_freq
+from pipeline_code.engine.settings import MAX_ABS_VALUE, MIN_ABS_VALUE
 
 REQUIRED_COLUMNS = ("timestamp", "value")
-MAX_ABS_VALUE = 1e100
-MIN_ABS_VALUE = 1e-100
 MAX_DATE = date(2200, 12, 31)
 EXCERPT = 40
 OPTIONAL_COLUMNS = ("item_id",)

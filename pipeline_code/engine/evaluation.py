@@ -9,6 +9,8 @@ coverage is out of sample.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +145,7 @@ def backtest_seasonal_naive(
 
 def gate(
     challenger: dict[str, float], champion: dict[str, float] | None, baseline: dict[str, float],
-    *, min_improvement: float, same_spec: bool,
+    *, min_improvement: float, same_spec: bool, other_kind_approved: bool = False,
 ) -> dict[str, Any]:
     """Whether the challenger may replace the approved model, and why; ``serve`` names what to approve.
 
@@ -151,9 +153,22 @@ def gate(
     naive (``serve``: "challenger" or "seasonal_naive"). After that the gate guards against
     regressions: the challenger must beat seasonal naive, and beat the approved model's backtest
     MASE by ``min_improvement`` unless it is a refresh (``same_spec``: the approved candidate refitted
-    on newer data), which may not be worse.
+    on newer data), which may not be worse. When the approved model is of another kind (a panel's,
+    for one series, or the reverse: ``other_kind_approved``, ``champion`` None), the challenger must
+    beat seasonal naive. A contender whose backtest MASE is not finite is never approved.
     """
-    beats_naive = challenger["mase"] < baseline["mase"]
+    # A finite MASE beats one that is not (inf: a zero scale or a blown-up forecast; nan: no score).
+    beats_naive = math.isfinite(challenger["mase"]) and not challenger["mase"] >= baseline["mase"]
+    if not math.isfinite(challenger["mase"]) and not math.isfinite(baseline["mase"]):
+        return {"passed": False, "serve": None, "reason": (
+            f"neither the challenger (MASE {challenger['mase']}) nor seasonal naive ({baseline['mase']}) has a "
+            "finite backtest MASE; nothing is approved")}
+    if champion is None and other_kind_approved:
+        if beats_naive:
+            return {"passed": True, "serve": "challenger", "reason": (
+                f"the challenger (MASE {challenger['mase']:.4f}) beats seasonal naive ({baseline['mase']:.4f})")}
+        return {"passed": False, "serve": None, "reason": (
+            f"challenger MASE {challenger['mase']:.4f} does not beat seasonal naive {baseline['mase']:.4f}")}
     if champion is None:
         if beats_naive:
             return {"passed": True, "serve": "challenger", "reason": (

@@ -27,6 +27,10 @@ from pipeline_code.engine.core.calendar import infer_freq, parse_freq, season_le
 from pipeline_code.engine.core.spec import max_fourier_k
 
 WEEKS_PER_YEAR = 365.25 / 7
+# The data's accepted magnitudes (checked by ``engine.dataset``): squares and sums of squared errors
+# over any series stay finite in float64. A fill value (``series.fill_value``) is held to them too.
+MAX_ABS_VALUE = 1e100
+MIN_ABS_VALUE = 1e-100
 # Largest settings file accepted (a document is about 1.5 KB).
 SETTINGS_MAX_BYTES = 64 * 1024
 # Digits of a settings file's integer read as an int; a longer one is read as a float (parse_document).
@@ -536,8 +540,10 @@ class Settings:
             (1 <= m.max_series <= 10_000_000, f"series.max_series: must be in 1..10000000, got {m.max_series}"),
             (m.fill_middle in FILL_METHODS, f"series.fill_middle: must be one of {list(FILL_METHODS)}, got {m.fill_middle!r}"),
             (m.fill_end in FILL_METHODS, f"series.fill_end: must be one of {list(FILL_METHODS)}, got {m.fill_end!r}"),
-            ("value" not in (m.fill_middle, m.fill_end) or (m.fill_value is not None and m.fill_value > 0),
-             "series.fill_value: a positive number is needed when a fill method is \"value\""),
+            ("value" not in (m.fill_middle, m.fill_end)
+             or (m.fill_value is not None and MIN_ABS_VALUE <= m.fill_value <= MAX_ABS_VALUE),
+             f"series.fill_value: a number in [{MIN_ABS_VALUE:g}, {MAX_ABS_VALUE:g}] (the data's range) is needed "
+             f"when a fill method is \"value\", got {m.fill_value}"),
             (sorted(m.columns) == sorted(AMAZON_FORECAST_COLUMNS),
              f"series.columns: must order {list(AMAZON_FORECAST_COLUMNS)}, got {list(m.columns)}"),
             (m.selection in SELECTIONS, f"series.selection: must be one of {list(SELECTIONS)}, got {m.selection!r}"),

@@ -360,6 +360,7 @@ def evaluate_panel(
         min_improvement=settings.gate.min_improvement,
         same_spec=champion is not None and champion.metadata.get("hyperparameters") == spec
         and str(challenger.metadata.get("end", "")) > str(champion.metadata.get("end", "")),
+        other_kind_approved=champion_dir is not None and champion is None,
     )
     if champion_dir is not None and champion is None:
         decision["reason"] += "; the approved model holds one series, so this panel is compared with seasonal naive only"

@@ -239,6 +239,7 @@ def run_evaluation(
         min_improvement=settings.gate.min_improvement,
         same_spec=champion is not None and champion.hyperparameters == challenger.hyperparameters
         and _trained_until(challenger) > _trained_until(champion),
+        other_kind_approved=other_kind,
     )
     if other_kind:
         decision["reason"] += "; the approved model is a panel, so this series is compared with seasonal naive only"

@@ -41,3 +41,20 @@ def test_gate(challenger, champion, same_spec, passed):
                     min_improvement=0.01, same_spec=same_spec)
     assert decision["passed"] is passed
     assert decision["reason"]
+
+
+@pytest.mark.parametrize("challenger, passed, serve", [(0.8, True, "challenger"), (1.1, False, None)])
+def test_with_a_model_of_another_kind_approved_the_challenger_must_beat_seasonal_naive(challenger, passed, serve):
+    """A panel after an approved single series (or the reverse) is no first run: nothing to fall back on."""
+    decision = gate({"mase": challenger}, None, BASE, min_improvement=0.01, same_spec=False,
+                    other_kind_approved=True)
+    assert (decision["passed"], decision["serve"]) == (passed, serve)
+
+
+@pytest.mark.parametrize("challenger, naive, serve", [
+    (float("inf"), float("inf"), None), (float("nan"), float("inf"), None),
+    (float("inf"), 1.0, "seasonal_naive"), (0.9, float("nan"), "challenger"),
+])
+def test_a_contender_without_a_finite_mase_is_never_served(challenger, naive, serve):
+    decision = gate({"mase": challenger}, None, {"mase": naive}, min_improvement=0.01, same_spec=False)
+    assert decision["serve"] == serve and decision["passed"] is (serve is not None)

@@ -250,6 +250,17 @@ def test_fill_middle_methods(method, expected):
     assert panel.fills == {"A": {"middle": 2, "end": 0}}
 
 
+def test_a_fill_value_holds_to_the_datas_range():
+    """A fill value is data: outside [MIN_ABS_VALUE, MAX_ABS_VALUE] it could blow up every score."""
+    from pipeline_code.engine.settings import MAX_ABS_VALUE, MIN_ABS_VALUE, SettingsError
+
+    for value in (MIN_ABS_VALUE, MAX_ABS_VALUE):
+        settings(series={"fill_middle": "value", "fill_value": value})
+    for value in (np.nextafter(MIN_ABS_VALUE, 0), np.nextafter(MAX_ABS_VALUE, np.inf), 0.0, -1.0):
+        with pytest.raises(SettingsError, match=r"series\.fill_value: a number in \[1e-100, 1e\+100\]"):
+            settings(series={"fill_end": "value", "fill_value": float(value)})
+
+
 def test_tolerated_runs_are_interpolated_whatever_the_fill_method():
     raw = csv_bytes(rows("A", [10, 20, "NA", 80, "NA", "NA", 80]))
     panel = parse(raw, data={"max_gap_periods": 1}, series={"fill_middle": "value", "fill_value": 1})
