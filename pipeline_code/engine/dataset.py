@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_code.engine.core.calendar import Calendar, parse_freq
+from pipeline_code.engine.core.calendar import Calendar, iso_date, parse_freq
 from pipeline_code.engine.settings import MAX_ABS_VALUE, MIN_ABS_VALUE
 
 REQUIRED_COLUMNS = ("timestamp", "value")
@@ -226,7 +226,7 @@ def _check_header(header: list[str]) -> None:
 
 def parse_date(cell: str, line: int) -> date:
     try:
-        stamp = date.fromisoformat(cell.strip())
+        stamp = iso_date(cell.strip())
     except ValueError:
         raise DataValidationError("timestamp", f"{excerpt(cell)} is not an ISO date (YYYY-MM-DD)", line) from None
     if stamp > MAX_DATE:

@@ -12,8 +12,8 @@ stage.
 - A panel (a header with ``item_id`` and ``timestamp``, or no header: Amazon Forecast's layout with the
   columns in the order ``columns``): every row is scanned once; ``observations`` is the row count of the
   longest series, ``items`` the number of distinct item ids, and ``timestamps`` (sorted) those of the
-  item with the most rows among the first :data:`CANDIDATES` items, so the frequency is inferred
-  from one item.
+  item with the most rows among those of the most common frequency of the first :data:`CANDIDATES`
+  items, so the frequency is inferred from one item and an odd item out is the one named.
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from typing import Sequence
 
+from pipeline_code.engine.core.calendar import infer_freq, iso_date
 from pipeline_code.engine.settings import AMAZON_FORECAST_COLUMNS
 
 # Timestamps read for inference: enough to see a calendar, few enough to stay instant.
 SAMPLE_ROWS = 400
-# Items whose timestamps are kept while scanning a panel; the longest of them is the sample.
+# Items whose timestamps are kept while scanning a panel; the longest of the most common frequency
+# is the sample.
 CANDIDATES = 8
 
 
@@ -44,7 +47,8 @@ class Profile:
 def profile_csv(raw: bytes, columns: Sequence[str] = AMAZON_FORECAST_COLUMNS) -> Profile:
     """What the upload implies; ``columns`` is the column order of a headerless panel
     (``series.columns``)."""
-    rows = csv.reader(io.StringIO(raw.decode("utf-8-sig", errors="replace")))  # a BOM dropped, as parsing does
+    text = raw.decode("utf-8-sig", errors="replace")  # a BOM dropped, as parsing does
+    rows = csv.reader(io.StringIO(text))
     try:
         first = next(rows)
     except (csv.Error, StopIteration):
@@ -55,8 +59,16 @@ def profile_csv(raw: bytes, columns: Sequence[str] = AMAZON_FORECAST_COLUMNS) ->
     item, stamp = list(columns).index("item_id"), list(columns).index("timestamp")
     if "timestamp" not in header and len(first) == len(columns) and _date(first[stamp]) is not None:
         return _panel(rows, item, stamp, first)  # headerless: line 1 is a row
-    observations = max(sum(1 for line in raw.splitlines() if line.strip()) - 1, 0)
+    observations = max(_filled_rows(text) - 1, 0)
     return Profile(observations, _leading(rows, header.index("timestamp")) if "timestamp" in header else [])
+
+
+def _filled_rows(text: str) -> int:
+    """Rows with a non-blank cell, as the input contract counts them (it skips ``,`` rows)."""
+    try:
+        return sum(1 for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row))
+    except csv.Error:  # the input contract names the line; until then, count the non-blank lines
+        return sum(1 for line in text.splitlines() if line.strip())
 
 
 def _leading(rows, column: int) -> list[date]:
@@ -68,7 +80,7 @@ def _leading(rows, column: int) -> list[date]:
                 continue
             if len(stamps) >= SAMPLE_ROWS or len(row) <= column:
                 break
-            stamps.append(date.fromisoformat(row[column].strip()[:10]))
+            stamps.append(iso_date(row[column].strip()[:10]))
     except (csv.Error, ValueError):
         pass  # the input contract names the line; inference uses what parsed
     return stamps
@@ -94,13 +106,31 @@ def _panel(rows, item: int, stamp: int, first: list[str] | None = None) -> Profi
     merged: dict[str, int] = {}
     for key, n in counts.items():  # ids differing only by surrounding spaces are one item
         merged[key.strip()] = merged.get(key.strip(), 0) + n
-    cells = max(sampled.values(), key=len, default=[])
-    stamps = sorted({day for day in map(_date, cells) if day is not None})
-    return Profile(max(merged.values(), default=0), stamps, items=len(merged), panel=True)
+    return Profile(max(merged.values(), default=0), _sample(sampled.values()), items=len(merged), panel=True)
+
+
+def _sample(items) -> list[date]:
+    """The sorted timestamps of the longest item of the most common frequency among ``items`` (so one
+    item of another frequency is the one the input contract names, not the others)."""
+    stamps = [sorted({day for day in map(_date, cells) if day is not None}) for cells in items]
+    freqs = [_freq(days) for days in stamps]
+    counts = Counter(f for f in freqs if f is not None)
+    if not counts:
+        return max(stamps, key=len, default=[])
+    top = max(counts.values())
+    common = [days for days, f in zip(stamps, freqs) if f is not None and counts[f] == top]
+    return max(common, key=len)
+
+
+def _freq(days: list[date]) -> str | None:
+    try:
+        return infer_freq(days)
+    except ValueError:
+        return None
 
 
 def _date(cell: str) -> date | None:
     try:
-        return date.fromisoformat(cell.strip()[:10])
+        return iso_date(cell.strip()[:10])
     except ValueError:
         return None

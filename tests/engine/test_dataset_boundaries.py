@@ -128,7 +128,8 @@ def test_iso_dates_pass(cell):
     assert parse(f"timestamp,value\n{cell},1\n").timestamps == [FRIDAY]
 
 
-@pytest.mark.parametrize("cell", ["2020-01-32", "2021-02-29", "2020/01/03", "03/01/2020", ""])
+@pytest.mark.parametrize("cell", ["2020-01-32", "2021-02-29", "2020/01/03", "03/01/2020", "",
+                                  "20200103", "2020-W01-5", "2020-003"])  # fromisoformat's other forms
 def test_impossible_or_foreign_dates_are_refused(cell):
     refused(f"timestamp,value\n2019-12-27,1\n{cell},1\n", "timestamp", 3)
 

@@ -55,6 +55,23 @@ def test_the_sample_is_the_longest_of_the_first_items():
     assert (profile.items, profile.observations, len(profile.timestamps)) == (CANDIDATES + 1, 50, 20)
 
 
+def test_the_sample_follows_the_frequency_most_items_share():
+    """A longer item of another frequency is the odd one out: the sample (and so data.freq) follows
+    the others, and the input contract then names that item."""
+    monthly = [f"{item},{month(k)},1" for item in "ABC" for k in range(60)]
+    daily = [f"DY,{(date(2007, 1, 1) + timedelta(days=k)).isoformat()},1" for k in range(300)]
+    profile = profile_csv(("\n".join(["item_id,timestamp,value", *monthly, *daily]) + "\n").encode())
+    assert infer_freq(profile.timestamps) == "MS" and len(profile.timestamps) == 60
+    assert profile.observations == 300  # the longest series, whatever its frequency
+
+
+def test_blank_rows_are_not_observations():
+    """Spreadsheets export empty rows as ",": the input contract skips them, and so does the count."""
+    rows = [f"{month(k)},{k + 1}" for k in range(100)]
+    raw = ("\n".join(["timestamp,value", *rows, *[","] * 30, ' , ', '"",""']) + "\n").encode()
+    assert profile_csv(raw).observations == 100
+
+
 def test_malformed_rows_stop_the_scan_without_failing():
     raw = b'item_id,timestamp,value\nA,2020-01-01,1\nA,2020-02-01,2\n"B,2020-03-01,3\n'
     profile = profile_csv(raw)

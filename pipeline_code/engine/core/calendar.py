@@ -8,8 +8,21 @@ so serving stays free of pandas.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+
+# Python 3.11's date.fromisoformat also takes "19960701" and week dates ("1996-W27-1"), which the input
+# contract (yyyy-MM-dd) does not.
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+def iso_date(text: str) -> date:
+    """The date written ``yyyy-MM-dd`` (ValueError for any other form)."""
+    if not _ISO_DATE.fullmatch(text):
+        raise ValueError(f"{text!r} is not a yyyy-MM-dd date")
+    return date.fromisoformat(text)
+
 
 _WEEKDAYS = {"MON": 0, "TUE": 1, "WED": 2, "THU": 3, "FRI": 4, "SAT": 5, "SUN": 6}
 _ALIASES = {"W": "W-SUN", "M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "AS": "YS", "YS": "YS"}
