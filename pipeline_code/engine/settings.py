@@ -330,9 +330,10 @@ class Settings:
                 + (SCALE_MIN_ERRORS + 1) * self.cv.step - 1)
 
     def min_observations_rule(self) -> str:
+        scaling = (SCALE_MIN_ERRORS + 1) * self.cv.step - 1
         return (f"at least {self.min_observations()} observations: CV window {self.cv.window} + 2 x horizon "
-                f"{self.data.horizon} + {self.gate.eval_origins} evaluation origins + "
-                f"{SCALE_MIN_ERRORS} CV steps of {self.cv.step} to scale the first errors")
+                f"{self.data.horizon} + {self.gate.eval_origins} evaluation origins + {scaling} rows to scale "
+                f"the first errors ({SCALE_MIN_ERRORS + 1} CV steps of {self.cv.step}, less one)")
 
     def candidates(self) -> list[dict[str, int]]:
         return self.search.candidates(self.data.season_length)
@@ -587,10 +588,11 @@ def resolve(
     from the data (frequency from the timestamps, season length from the frequency, horizon, CV
     window and evaluation origins from the season and the length); validate once."""
     settings = Settings()
-    given: set[str] = set()
+    origin: dict[str, str] = {}  # key -> the last layer that set it
     for source, document in layers:
         settings = settings.merged(document, source, validate=False)
-        given |= {f"{section}.{key}" for section, values in document.items() for key in values}
+        origin |= {f"{section}.{key}": source for section, values in document.items() for key in values}
+    given = set(origin)
     derived: dict[str, Any] = {}
     data = settings.data
     if "data.freq" not in given and timestamps:
@@ -629,7 +631,17 @@ def resolve(
     for key, value in derived.items():
         section, name = key.split(".")
         overrides.setdefault(section, {})[name] = value
-    return Resolved(settings.merged(overrides, "settings"), derived)
+    try:
+        return Resolved(settings.merged(overrides, "settings"), derived)
+    except SettingsError as err:  # name the layer behind each refused key
+        origin |= {key: "derived from the data" for key in derived}
+        raise SettingsError([_with_origin(problem, origin) for problem in err.problems], err.source) from None
+
+
+def _with_origin(problem: str, origin: Mapping[str, str]) -> str:
+    """``problem`` ("section.key: ...") followed by where its key's value came from, when a layer set it."""
+    key = problem.split(":", 1)[0]
+    return f"{problem} ({key} from {origin[key]})" if key in origin else problem
 
 
 def family_needs(name: str, settings: Settings) -> str:

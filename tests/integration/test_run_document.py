@@ -61,6 +61,28 @@ def test_a_settings_file_beside_the_data_is_a_layer_and_flags_override_it(tmp_pa
     assert resolved.derived["data.freq"] == "W-FRI" and "cv.window" not in resolved.derived
 
 
+@pytest.mark.parametrize("step", [1, 26])
+def test_the_minimum_length_message_adds_up(step):
+    settings = Settings().merged({"cv": {"step": step}})
+    total, window, horizon, origins, scaling = map(int, re.findall(
+        r"least (\d+) observations: CV window (\d+) \+ 2 x horizon (\d+) \+ (\d+) evaluation origins \+ (\d+) rows",
+        settings.min_observations_rule())[0])
+    assert total == window + 2 * horizon + origins + scaling == settings.min_observations()
+
+
+def test_a_refused_range_names_the_layer_that_set_the_key():
+    """Type errors name their file as it is read; range rules run on the merged document, so each
+    refused key says which layer set it (or that it was derived from the data)."""
+    from pipeline_code.engine.settings import resolve
+
+    layers = [("local defaults", {"gate": {"eval_origins": 12}}), ("gas.settings.json", {"data": {"horizon": 500}}),
+              ("flags", {"gate": {"min_improvement": 1.5}})]
+    with pytest.raises(SettingsError) as info:
+        resolve(layers)
+    assert "data.horizon: 500 exceeds serve.max_periods 104 (data.horizon from gas.settings.json)" in str(info.value)
+    assert "gate.min_improvement: must be in [0, 1), got 1.5 (gate.min_improvement from flags)" in str(info.value)
+
+
 def test_a_monthly_series_needs_no_flags(tmp_path):
     """Frequency, season, horizon, window and origins come from the data when no layer sets them."""
     from pipeline_code.engine.profile import profile_csv
