@@ -133,6 +133,7 @@ def parse_series(
     stamps: list[date] = []
     values: list[float] = []
     items: set[str] = set()
+    gap: DataValidationError | None = None  # raised at the next row, unless that row is the one out of order
     while (row := next_row(reader)) is not None:
         line = reader.line_num
         if not row or all(not cell.strip() for cell in row):
@@ -149,8 +150,19 @@ def parse_series(
             raise DataValidationError(
                 "calendar", f"{stamps[-1].isoformat()} is not a {freq} timestamp", line
             )
+        if gap is not None:  # two swapped rows look like a gap, then a step back: name the step back
+            if stamps[-1] < stamps[-2]:
+                _check_order(stamps[-2], stamps[-1], line, calendar, max_gap_periods)
+            raise gap
         if len(stamps) > 1:
-            _check_order(stamps[-2], stamps[-1], line, calendar, max_gap_periods)
+            try:
+                _check_order(stamps[-2], stamps[-1], line, calendar, max_gap_periods)
+            except DataValidationError as err:
+                if err.rule != "gap":
+                    raise
+                gap = err
+    if gap is not None:
+        raise gap
     if len(items) > 1:
         raise DataValidationError("item_id", f"one series per file; found {len(items)} item_id values")
     if not stamps:

@@ -107,6 +107,16 @@ def test_consecutive_periods_pass_a_repeat_is_a_duplicate_and_a_step_back_is_out
     refused(csv_text([FRIDAY, FRIDAY - timedelta(weeks=1)]), "order", 3)
 
 
+def test_two_swapped_rows_are_out_of_order_not_a_gap():
+    """Swapped rows look like a gap, then a step back: the step back is what the user must fix."""
+    stamps = weeks(6)
+    stamps[2], stamps[3] = stamps[3], stamps[2]
+    refused(csv_text(stamps), "order", 5)
+    gap = weeks(6)
+    refused(csv_text(gap[:2] + gap[3:]), "gap", 4)  # a real gap, followed by the next period
+    refused(csv_text(gap[:2] + gap[3:4]), "gap", 4)  # a gap on the last row
+
+
 @pytest.mark.parametrize("freq, on, off", [
     ("W-FRI", date(2020, 1, 3), [date(2020, 1, 2), date(2020, 1, 4)]),
     ("MS", date(2020, 2, 1), [date(2020, 1, 31), date(2020, 2, 2)]),
