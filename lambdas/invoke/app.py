@@ -4,7 +4,8 @@ The request rules are the serving app's own (``pipeline_code`` here links to the
 asset follows the link and keeps only its standard-library modules, ``serving/request.py`` and the run
 document's), so the Lambda and the container cannot disagree on what is valid, nor on the periods limit. Error mapping, always ``{"error": ..., "request_id": ...}`` and never a stack trace:
 
-* invalid request -> 400 (413 oversize body, 415 non-JSON content type), without calling the endpoint;
+* invalid request -> 400 (413 oversize body, 415 non-JSON content type), as is an event that is not a
+  proxy event (a body that is not a string, ...), without calling the endpoint;
 * ``ModelError`` (the container answered 4xx) -> that status (400, or 404 for an unknown item of a
   panel model) with the container's message;
   ``ModelError`` with a 5xx (or no) status from the container -> 502;
@@ -173,6 +174,29 @@ def configured_max_periods() -> int:
     return max_periods_from_env(os.environ)
 
 
+# The proxy event's fields this reads, and the JSON types each may have (or be absent or null).
+EVENT_FIELDS = {"requestContext": (dict, "an object"), "headers": (dict, "an object"),
+                "body": (str, "a string"), "isBase64Encoded": (bool, "true or false")}
+
+
+def _check_event(event: Any) -> None:
+    """Refuse an event that is not an API Gateway proxy event (a RequestError naming the field)."""
+    if not isinstance(event, dict):
+        raise RequestError("the event must be an API Gateway proxy event (a JSON object)")
+    for name, (kind, described) in EVENT_FIELDS.items():
+        if event.get(name) is not None and not isinstance(event[name], kind):
+            raise RequestError(f"the event's {name} must be {described}, got {type(event[name]).__name__}")
+    if not all(isinstance(value, str) for value in (event.get("headers") or {}).values()):
+        raise RequestError("the event's headers must map names to strings")
+
+
+def _request_id(event: Any, context: Any) -> str:
+    """API Gateway's request id, else the Lambda's."""
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    found = request_context.get("requestId") if isinstance(request_context, dict) else None
+    return found if isinstance(found, str) and found else getattr(context, "aws_request_id", "unknown")
+
+
 def _body_bytes(event: APIGatewayProxyEvent) -> bytes:
     body = event.body or ""
     if event.is_base64_encoded:
@@ -187,11 +211,12 @@ def _body_bytes(event: APIGatewayProxyEvent) -> bytes:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     start = time.perf_counter()
-    proxy = APIGatewayProxyEvent(event)
-    request_id = (proxy.get("requestContext") or {}).get("requestId") or getattr(context, "aws_request_id", "unknown")
+    request_id = _request_id(event, context)
     summary: dict[str, Any] = {"request_id": request_id}
     try:
         try:
+            _check_event(event)
+            proxy = APIGatewayProxyEvent(event)
             check_content_type(proxy.headers.get("content-type") if proxy.headers else None)
             parsed = parse_request(_body_bytes(proxy), max_periods=configured_max_periods())
         except SettingsError as err:

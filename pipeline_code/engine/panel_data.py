@@ -29,8 +29,8 @@ log scale. Beyond them:
 - ``header``: a header that does not name item_id, timestamp and value (or target_value) once each,
   or, without a header, a line 1 that cannot be a row in the order ``series.columns``.
 
-- ``item_id``: empty, longer than :data:`MAX_ITEM_ID` characters, or holding control characters
-  (surrounding spaces are dropped).
+- ``item_id``: empty, longer than :data:`MAX_ITEM_ID` characters, or holding control or invisible
+  characters (``engine.settings.item_id_problem``; surrounding spaces are dropped).
 - ``max-series``: more distinct items than ``series.max_series``; ``oversize``: a file over
   ``data.max_file_bytes``.
 - ``duplicate``: one ``(item_id, timestamp)`` twice (the later line is named).
@@ -74,7 +74,6 @@ import csv
 import hashlib
 import io
 import itertools
-import unicodedata
 from array import array
 from dataclasses import dataclass, field
 from datetime import date
@@ -87,12 +86,12 @@ from pipeline_code.engine.dataset import (
     MAX_ABS_VALUE, MIN_ABS_VALUE, DataValidationError, Series, csv_problem, decode_csv, excerpt, fmt, interpolate,
     next_row, parse_date, parse_series, parse_value, read_upload,
 )
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.settings import MAX_ITEM_ID_LENGTH, Settings, item_id_problem
 
 ITEM, TIMESTAMP, VALUE = "item_id", "timestamp", "value"
 # Amazon Forecast's name of the target column (CUSTOM domain), read as ``value``.
 TARGET_VALUE = "target_value"
-MAX_ITEM_ID = 256
+MAX_ITEM_ID = MAX_ITEM_ID_LENGTH
 MISSING_CELLS = frozenset({"", "na", "nan"})
 # The time of day a timestamp may carry (daily and coarser frequencies).
 MIDNIGHT = "00:00:00"
@@ -256,8 +255,8 @@ class _Rows:
         if len(name) > MAX_ITEM_ID:
             raise DataValidationError(
                 "item_id", f"the item_id is {len(name)} characters long; at most {MAX_ITEM_ID}", line, item=name)
-        if any(unicodedata.category(c) == "Cc" for c in name):
-            raise DataValidationError("item_id", "the item_id holds control characters", line, item=name)
+        if problem := item_id_problem(name):  # characters: the one rule of data, artifact and API
+            raise DataValidationError("item_id", problem, line, item=name)
         limit = self.settings.series.max_series
         if len(self.names) >= limit:
             raise DataValidationError(

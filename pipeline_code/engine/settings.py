@@ -217,7 +217,14 @@ AMAZON_FORECAST_COLUMNS = ("item_id", "timestamp", "target_value")
 # An item id (a series' key in a panel upload, an artifact and a request): 1..256 characters, no
 # control characters (Amazon Forecast's item_id is a string of at most 256 characters).
 MAX_ITEM_ID_LENGTH = 256
-_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+# Characters an item id must not hold, as a regular-expression class in \\u escapes (Python's and JSON
+# Schema's alike): C0, DEL and C1 controls, and the invisible ones that make two ids look the same or
+# reorder what is shown (zero-width, direction marks, embeddings and isolates, line and paragraph
+# separators, word joiners, the byte-order mark).
+ITEM_ID_INVISIBLE = ("\\u0000-\\u001f\\u007f-\\u009f\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064"
+                     "\\u2066-\\u2069\\ufeff")
+_INVISIBLE = re.compile(f"[{ITEM_ID_INVISIBLE}]")
+_SURROGATES = re.compile("[\\ud800-\\udfff]")  # lone surrogates (JSON \\ud800 escapes): not UTF-8
 
 
 def item_id_problem(value: object) -> str | None:
@@ -228,8 +235,11 @@ def item_id_problem(value: object) -> str | None:
         return "an item id must not be empty"
     if len(value) > MAX_ITEM_ID_LENGTH:
         return f"an item id has at most {MAX_ITEM_ID_LENGTH} characters, got {len(value)}"
-    if _CONTROL_CHARACTERS.search(value):
-        return f"an item id must not hold control characters, got {value[:40]!r}"
+    if _INVISIBLE.search(value):
+        return (f"an item id must not hold control or invisible characters (zero-width, direction marks, "
+                f"separators), got {value[:40]!r}")
+    if _SURROGATES.search(value):
+        return f"an item id must be valid Unicode, without surrogates (U+D800..U+DFFF), got {value[:40]!r}"
     return None
 
 

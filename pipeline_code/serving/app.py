@@ -24,11 +24,12 @@ import asyncio
 import functools
 import json
 import math
+import re
 import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -215,6 +216,7 @@ def create_app(
         description="Forecasts with prediction intervals from the approved model. See docs/serving.md.",
         lifespan=lifespan,
         redoc_url=None,
+        redirect_slashes=False,  # "/ping/" is an unknown route (404), not a redirect to the Host header
     )
     app.state.holder = holder
     # Middleware added last runs first: the request log wraps the fast path, which wraps FastAPI.
@@ -239,6 +241,8 @@ def create_app(
             return JSONResponse({"status": "unavailable", "error": holder.public_error}, status_code=503)
         return JSONResponse({"status": "ok", "model": {"name": loaded.info.get("name"),
                                                        "version": loaded.info.get("version")}})
+
+    app.add_api_route("/ping", ping, methods=["HEAD"], include_in_schema=False)  # uvicorn sends no body
 
     handler = ForecastHandler(holder, max_periods=max_periods, api_keys=api_keys)
     app.state.forecast_handler = handler
@@ -455,12 +459,16 @@ def _check_forecasts(forecaster: Forecaster, max_periods: int) -> None:
                         f"{bad[0] + 1} of {max_periods} with conf {conf:g}")
 
 
+# An absolute path in a message: a "/" at its start or after a space, quote, bracket, "=", ":" or ",".
+_ABSOLUTE_PATH = re.compile(r"""(?:^|(?<=[\s'"(\[=:,]))/[^\s'"()\[\],]*""")
+
+
 def _public_reason(err: Exception) -> str:
     """Why there is no model, for clients: without server paths."""
     if isinstance(err, ModelSourceError):
         return err.public
-    if isinstance(err, (ArtifactError, ModelCheckError)):  # built from file names, never full paths
-        return str(err)
+    if isinstance(err, (ArtifactError, ModelCheckError)):  # built from file names; a path is cut to its name
+        return _ABSOLUTE_PATH.sub(lambda m: PurePosixPath(m.group()).name or m.group(), str(err))
     return "the model could not be loaded (the server log says why)"
 
 
@@ -513,13 +521,21 @@ class RequestLogMiddleware:
             )
 
 
+# A request id taken from the caller: 1 to 128 printable ASCII characters.
+_REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,128}")
+
+
 def _request_id(scope: dict) -> str:
+    """The caller's ``x-request-id``, else the ``request-id=`` of SageMaker's custom attributes (set by
+    the invoke Lambda), else a new one."""
+    found: dict[bytes, bytes] = {}  # header name -> its first usable id
     for name, value in scope.get("headers", ()):
-        if name == b"x-request-id" and 0 < len(value) <= 128:
-            return value.decode("latin-1")
         if name == b"x-amzn-sagemaker-custom-attributes":
-            for item in value.decode("latin-1").split(","):
-                key, _, val = item.strip().partition("=")
-                if key == "request-id" and 0 < len(val) <= 128:
-                    return val
-    return uuid.uuid4().hex
+            value = next((val for key, _, val in (item.strip().partition(b"=") for item in value.split(b","))
+                          if key == b"request-id"), b"")
+        elif name != b"x-request-id":
+            continue
+        if _REQUEST_ID.fullmatch(value):
+            found.setdefault(name, value)
+    chosen = found.get(b"x-request-id") or found.get(b"x-amzn-sagemaker-custom-attributes")
+    return chosen.decode("ascii") if chosen else uuid.uuid4().hex

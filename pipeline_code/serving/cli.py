@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline_code.engine.settings import ServeSettings, max_periods_from_env
+from pipeline_code.engine.settings import MAX_PERIODS_LIMIT, ServeSettings, max_periods_from_env
 from pipeline_code.serving.connections import ConnectionLimits
 from pipeline_code.serving.gateway import DEFAULT_BURST, DEFAULT_RATE, default_key_file
 from pipeline_code.serving.request import MAX_ITEMS, MAX_LIST_LIMIT
@@ -23,6 +23,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def periods_limit(text: str) -> int:
+    """--max-periods: the range FORECAST_MAX_PERIODS and the run document allow."""
+    value = int(text) if text.strip().isdigit() else 0
+    if not 1 <= value <= MAX_PERIODS_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_PERIODS_LIMIT}, got {text!r}")
     return value
 
 
@@ -75,7 +83,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "approved version)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=ServeSettings().port, help="port (default 8080)")
-    parser.add_argument("--max-periods", type=positive_int, default=None,
+    parser.add_argument("--max-periods", type=periods_limit, default=None,
                         help="largest accepted 'periods' (default $FORECAST_MAX_PERIODS or 104)")
     defaults = ConnectionLimits()
     guard = parser.add_argument_group("limits against slow or hostile clients")

@@ -9,8 +9,11 @@ connections fill it. So :func:`guarded_protocol` subclasses uvicorn's HTTP proto
 * **request deadline**: a request (head and body) must have arrived within ``request_timeout``
   seconds of the connection opening, or of the first byte of a later request on a keep-alive
   connection; past it the server answers 408 and closes;
-* **head size**: more than ``max_header_bytes`` without a complete head is answered 431 and closed
-  (memory stays bounded by one socket read, 256 KiB, per connection);
+* **head size**: a head (request line and headers, up to the blank line that ends it) of more than
+  ``max_header_bytes`` is answered 431 and closed before the parser sees it, however its bytes are
+  split into socket reads (memory stays bounded by one socket read, 256 KiB, per connection);
+* **malformed requests**: uvicorn's plain-text 400 for what its parser refuses (an unknown method, a
+  bad chunk size, Content-Length with Transfer-Encoding, ...) is a JSON ``{"error": ...}`` instead;
 * **connection cap**: past ``max_connections`` open connections, a new connection evicts the oldest
   connection that is waiting for its first request head, else the oldest idle keep-alive one; when
   every connection is busy with a request, the new one is closed. Slow or silent clients are shed
@@ -31,8 +34,10 @@ import array
 import asyncio
 import fcntl
 import json
+import re
 import resource
 import termios
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
@@ -87,10 +92,17 @@ def raise_open_file_limit(limits: ConnectionLimits) -> ConnectionLimits:
     return lowered
 
 
-def _refusal(status: int, reason: str, message: str) -> bytes:
+def _refusal(status: int, reason: str, message: str, request_id: str) -> bytes:
     body = json.dumps({"error": message}).encode()
     return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+            f"content-length: {len(body)}\r\nx-request-id: {request_id}\r\n"
+            f"connection: close\r\n\r\n").encode() + body
+
+
+# The blank line that ends a head (parsers accept bare LF line ends too), and the bytes of it that can
+# end one read and start the next.
+_HEAD_END = re.compile(rb"\n\r?\n")
+_HEAD_END_SPAN = 2
 
 
 # How many of the oldest waiting connections eviction looks at for one with nothing unread.
@@ -142,14 +154,15 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     pool = _Pool()
-    timeout_response = _refusal(408, "Request Timeout",
-                                f"request not received within {limits.request_timeout:g} s")
-    too_large_response = _refusal(431, "Request Header Fields Too Large",
-                                  f"request line and headers exceed {limits.max_header_bytes} bytes")
+    timeout = (408, "Request Timeout", f"request not received within {limits.request_timeout:g} s")
+    too_large = (431, "Request Header Fields Too Large",
+                 f"request line and headers exceed {limits.max_header_bytes} bytes")
+    malformed = (400, "Bad Request", "invalid HTTP request")
 
     class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         _deadline: asyncio.TimerHandle | None = None  # armed while a request is arriving
-        _head_bytes = 0
+        _head_bytes = 0  # of the head arriving, without its end if that has arrived
+        _head_tail = b""  # its last bytes, where its end may begin
         _busy = False  # a request head is complete and its response is not
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -171,30 +184,46 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            waiting = not self._busy
-            if waiting:
+            if not self._busy:
                 if self._deadline is None:
                     self._start_deadline()
-                self._head_bytes += len(data)
+                if self._head_size(data) > limits.max_header_bytes:
+                    self._refuse(too_large, "header_too_large")
+                    return
             before = self.cycle
             super().data_received(data)
             if self.cycle is not before:  # a request head is complete
                 self._busy = True
                 pool.discard(self)
-            if self._busy:
-                if not self.cycle.more_body:  # and its body too
-                    self._cancel_deadline()
-            elif self._head_bytes > limits.max_header_bytes:
-                self._refuse(too_large_response, "header_too_large")
+            if self._busy and not self.cycle.more_body:  # and its body too
+                self._cancel_deadline()
+
+        def send_400_response(self, msg: str) -> None:
+            """What uvicorn answers when its parser refuses a request: JSON, not plain text."""
+            self._refuse(malformed, "invalid_http_request")
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
-                self._busy, self._head_bytes = False, 0
+                self._busy, self._head_bytes, self._head_tail = False, 0, b""
                 self._cancel_deadline()  # armed again by the next request's first byte
                 pool.idle[self] = None  # the keep-alive timer (timeout_keep_alive) bounds the idle time
 
         # --- internals -------------------------------------------------------------------------
+        def _head_size(self, data: bytes) -> int:
+            """The size of the head arriving, with ``data``: up to its end when ``data`` holds it (the
+            rest is a body), else all of it. Empty lines before a request line (skipped by the parsers)
+            do not count."""
+            if not self._head_bytes and not self._head_tail:
+                data = data.lstrip(b"\r\n")
+            window = self._head_tail + data
+            end = _HEAD_END.search(window)
+            if end is not None:
+                return self._head_bytes + end.end() - len(self._head_tail)
+            self._head_bytes += len(data)
+            self._head_tail = window[-_HEAD_END_SPAN:]
+            return self._head_bytes
+
         def _start_deadline(self) -> None:
             self._deadline = self.loop.call_later(limits.request_timeout, self._deadline_passed)
 
@@ -206,13 +235,16 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         def _deadline_passed(self) -> None:
             self._deadline = None
             if not self._busy or (self.cycle.more_body and not self.cycle.response_started):
-                self._refuse(timeout_response, "request_timeout")
+                self._refuse(timeout, "request_timeout")
 
-        def _refuse(self, response: bytes, event: str) -> None:
+        def _refuse(self, refusal: tuple[int, str, str], event: str) -> None:
+            """Answer ``refusal`` (status, reason, message) with a new request id, and close."""
             if self.transport.is_closing():
                 return
-            log.warning("request refused", extra={"event": event, "client": self.client})
-            self.transport.write(response)
+            request_id = uuid.uuid4().hex
+            log.warning("request refused", extra={"event": event, "client": self.client, "status": refusal[0],
+                                                  "request_id": request_id})
+            self.transport.write(_refusal(*refusal, request_id))
             self.transport.close()
 
     return GuardedHTTPProtocol

@@ -97,11 +97,12 @@ class KeyStore:
         return active[-1] if active else None
 
     def authenticate(self, presented: str | None) -> ApiKey | None:
-        """The active key matching ``presented``, or None (missing, unknown or revoked); raises
-        KeyFileError while the key file is unusable."""
+        """The active key matching ``presented`` (surrounding whitespace ignored), or None (missing,
+        unknown or revoked); raises KeyFileError while the key file is unusable."""
         self._refresh()
         if self.error is not None:
             raise KeyFileError(self.error)
+        presented = (presented or "").strip()  # HTTP parsers trim only leading whitespace
         if not presented:
             return None
         key = self._by_digest.get(_digest(presented))

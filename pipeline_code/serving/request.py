@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_code.engine.settings import MAX_ITEM_ID_LENGTH, ServeSettings, item_id_problem
+from pipeline_code.engine.settings import ITEM_ID_INVISIBLE, MAX_ITEM_ID_LENGTH, ServeSettings, item_id_problem
 
 DEFAULT_MAX_PERIODS = ServeSettings().max_periods
 MAX_HISTORY = 156
@@ -42,7 +42,8 @@ MAX_QUANTILES = 9
 QUANTILE_RANGE = (0.001, 0.999)
 MAX_LIST_LIMIT = 1000  # item ids in one listing page
 MAX_OFFSET = 10_000_000
-# 100 item ids of 256 characters fit (unescaped), with room for the rest.
+# 100 ASCII item ids of 256 characters fit, with room for the rest; multi-byte (UTF-8) or \u-escaped
+# ids can exceed it.
 MAX_BODY_BYTES = 64 * 1024
 # The largest conf the engine can turn into finite quantiles (1 - 2**-53 rounds 1 - alpha/2 to 1.0).
 CONF_CEILING = 1.0 - 2.0**-52
@@ -56,8 +57,9 @@ _MAX_STRING = 64
 FORECAST_FIELDS = ("periods", "conf", "quantiles", "history", "item_id", "item_ids")
 LIST_FIELDS = ("list_items", "offset", "limit")
 FIELDS = FORECAST_FIELDS + LIST_FIELDS
-# Item ids as a JSON Schema pattern (the same rule as item_id_problem: no C0/C1 control characters).
-ITEM_ID_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+# Item ids as a JSON Schema pattern (item_id_problem's characters; its surrogate rule is the server's:
+# a JSON body that is UTF-8 cannot carry them, only \\ud800 escapes can).
+ITEM_ID_PATTERN = f"^[^{ITEM_ID_INVISIBLE}]+$"
 
 
 class RequestError(ValueError):

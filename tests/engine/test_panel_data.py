@@ -140,8 +140,10 @@ def test_an_empty_item_id_is_refused(cell):
     refused(csv_bytes(rows("A", [1, 2]) + [f"{cell},{month(0)},1"]), "item_id", 4, None)
 
 
-@pytest.mark.parametrize("name", ["a\x07b", '"a\tb"', "a\x7fb", '"a\nb"'])
-def test_an_item_id_with_control_characters_is_refused(name):
+@pytest.mark.parametrize("name", ["a\x07b", '"a\tb"', "a\x7fb", '"a\nb"',
+                                  "A\u200b", "\ufeffA", "\u202eevil", "x\u2028y", "a\u2066b"])
+def test_an_item_id_with_control_or_invisible_characters_is_refused(name):
+    """Invisible characters make two ids look alike ("A" and "A" + zero-width space) or reorder what is shown."""
     with pytest.raises(DataValidationError) as info:
         parse(csv_bytes(rows(name, [1, 2])))
     assert info.value.rule == "item_id" and "control" in str(info.value)

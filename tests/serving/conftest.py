@@ -47,6 +47,26 @@ def http(method: str, url: str, body: bytes | str | None = None, headers: dict[s
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
+def raw_request(port: int, method: str, path: str, headers: list[tuple[str, str | bytes]] = (),
+                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """A request as sent, with repeated headers and no redirects followed: (status, lower-cased
+    headers, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest(method, path)
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("content-length", str(len(body)))
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
 def post_json(url: str, document, headers: dict[str, str] | None = None):
     status, hdrs, body = http("POST", url, json.dumps(document),
                               {"content-type": "application/json", **(headers or {})})

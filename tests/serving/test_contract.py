@@ -12,7 +12,7 @@ import pytest
 
 from pipeline_code.serving.request import MAX_BODY_BYTES
 
-from .conftest import http, post_json, start_server
+from .conftest import http, post_json, raw_request, start_server
 
 MAX_PERIODS = 104
 
@@ -172,6 +172,54 @@ def test_request_id_and_one_log_line_per_request(open_server):
     assert line["method"] == "POST" and line["path"] == "/invocations" and line["status"] == 200
     assert isinstance(line["duration_ms"], float) and line["level"] == "info"
     assert "Traceback" not in open_server.logs()
+
+
+SAGEMAKER_ID = ("x-amzn-sagemaker-custom-attributes", "trace=1, request-id=from-sagemaker")
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ([("x-request-id", "from-caller"), SAGEMAKER_ID], "from-caller"),
+    ([SAGEMAKER_ID, ("x-request-id", "from-caller")], "from-caller"),  # whatever the order
+    ([SAGEMAKER_ID], "from-sagemaker"),
+    ([("x-request-id", "caf\u00e9"), SAGEMAKER_ID], "from-sagemaker"),  # latin-1 bytes: not ASCII
+    ([("x-request-id", "caf\u00e9".encode())], None),  # UTF-8 bytes: not ASCII either
+    ([("x-request-id", "x" * 129)], None),
+])
+def test_request_id_precedence_and_ascii_only(open_server, headers, expected):
+    status, answer, _ = raw_request(open_server.port, "GET", "/ping", headers)
+    assert status == 200
+    if expected is None:  # a new one
+        assert len(answer["x-request-id"]) == 32 and answer["x-request-id"].isalnum()
+    else:
+        assert answer["x-request-id"] == expected
+
+
+@pytest.mark.parametrize(("method", "path"),
+                         [("POST", "/invocations/"), ("GET", "/ping/"), ("POST", "/forecast/")])
+def test_a_trailing_slash_is_an_unknown_route_not_a_redirect(server, method, path):
+    """No redirect (built from the client's Host header, past the API key check): the JSON 404."""
+    status, headers, body = raw_request(server.port, method, path, [("host", "evil.example")],
+                                        json.dumps({"periods": 1, "conf": 0.9}).encode())
+    assert status == 404 and "location" not in headers and json.loads(body) == {"error": "Not Found"}
+
+
+def test_head_ping(open_server):
+    status, headers, body = raw_request(open_server.port, "HEAD", "/ping")
+    assert status == 200 and body == b"" and headers["content-type"] == "application/json"
+
+
+def test_serve_max_periods_has_the_environment_variables_range(capsys):
+    import argparse
+
+    from pipeline_code.serving.cli import add_serve_arguments
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert parser.parse_args(["--max-periods", "10000"]).max_periods == 10000
+    for bad in ("1000000", "0", "abc"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--max-periods", bad])
+        assert f"--max-periods: expected an integer in 1..10000, got '{bad}'" in capsys.readouterr().err
 
 
 def test_openapi_documents_the_contract(server):

@@ -54,6 +54,14 @@ def test_missing_wrong_and_valid_key(gateway):
     assert status == 400 and "periods" in doc["error"]
 
 
+def test_whitespace_around_the_key_is_ignored(server):
+    key = KeyStore(server.extra["key_file"]).active_key().key
+    for presented in (f" {key}", f"{key} ", f"\t{key}\t "):
+        status, _, doc = post_json(f"{server.url}/forecast", BODY, {"x-api-key": presented})
+        assert status == 200, (presented, doc)
+    assert KeyStore(server.extra["key_file"]).authenticate(f"{key} \t").key == key
+
+
 def test_revoked_key_is_refused_by_the_running_server(gateway):
     key_file = gateway.extra["key_file"]
     first = KeyStore(key_file).active_key()

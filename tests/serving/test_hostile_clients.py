@@ -8,6 +8,7 @@ import json
 import logging
 import select
 import socket
+import time
 
 import pytest
 
@@ -89,6 +90,77 @@ def test_an_oversized_head_gets_431_without_buffering_it(guarded):
         answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 431 ") and b"16384 bytes" in answer
     assert http("GET", f"{guarded.url}/ping")[0] == 200
+
+
+def exchange(port: int, *parts: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``parts`` as separate writes (a short pause between them, so they tend to arrive as separate
+    reads; the outcome must not depend on it) and parse the answer, read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        for i, part in enumerate(parts):
+            if i:
+                time.sleep(0.05)
+            sock.sendall(part)
+        answer = read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, body
+
+
+JSON = "application/json"
+
+
+def ping_head(*headers: bytes) -> bytes:
+    return b"GET /ping HTTP/1.1\r\nhost: x\r\n" + b"".join(headers) + b"connection: close\r\n\r\n"
+
+
+ONE_LARGE_HEADER = ping_head(b"x-filler: " + b"a" * 17_000 + b"\r\n")
+MANY_SMALL_HEADERS = ping_head(*(b"x-filler-%d: %s\r\n" % (i, b"a" * 40) for i in range(400)))
+
+
+@pytest.mark.parametrize("parts", [
+    (ONE_LARGE_HEADER,),
+    (MANY_SMALL_HEADERS,),
+    (ONE_LARGE_HEADER[:9000], ONE_LARGE_HEADER[9000:]),  # the limit is crossed by the read that ends the head
+    (ONE_LARGE_HEADER[:17000], ONE_LARGE_HEADER[17000:]),  # by a read before it
+    (b"\r\n\r\n" + ONE_LARGE_HEADER,),  # after empty lines (which parsers skip)
+], ids=["one-send", "many-small-headers", "split-ending-read", "split-earlier-read", "empty-lines"])
+def test_a_head_over_the_limit_gets_431_however_it_arrives(open_server, parts):
+    status, headers, body = exchange(open_server.port, *parts)
+    assert status == 431 and headers["content-type"] == JSON and len(headers["x-request-id"]) == 32
+    assert json.loads(body) == {"error": "request line and headers exceed 16384 bytes"}
+
+
+@pytest.mark.parametrize("split", [None, -2], ids=["one-send", "end-of-head-split"])
+def test_a_head_under_the_limit_with_a_body_in_the_same_read_is_served(open_server, split):
+    """Only the head counts: a 15 KiB head and a body that brings the read past 16 KiB, also when the
+    blank line that ends the head is split across reads."""
+    body = json.dumps({"periods": 3, "conf": 0.9, "history": 0}).encode() + b" " * 4000
+    head = (b"POST /invocations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"x-filler: " + b"a" * 15_000 + b"\r\nconnection: close\r\n"
+            b"content-length: %d\r\n\r\n" % len(body))
+    assert len(head) < 16 * 1024 < len(head + body)
+    parts = (head + body,) if split is None else (head[:split], head[split:] + body)
+    status, _, answer = exchange(open_server.port, *parts)
+    assert status == 200 and len(json.loads(answer)["forecasts"]) == 3
+    assert exchange(open_server.port, ping_head())[0] == 200
+
+
+MALFORMED = {
+    "unknown-method": b"FOO /invocations HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+    "bad-chunk-size": b"POST /invocations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                      b"transfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "length-and-chunked": b"POST /invocations HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n"
+                          b"transfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    "negative-length": b"POST /invocations HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_http_gets_a_json_400(open_server, request_bytes):
+    status, headers, body = exchange(open_server.port, request_bytes)
+    assert status == 400 and headers["content-type"] == JSON and len(headers["x-request-id"]) == 32
+    assert json.loads(body) == {"error": "invalid HTTP request"}
 
 
 def test_more_connections_than_file_descriptors(model_dir, tmp_path):

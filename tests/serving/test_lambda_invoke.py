@@ -290,3 +290,36 @@ def test_the_handler_refuses_what_the_app_refuses_with_the_same_status_and_messa
         evt = event(base64.b64encode(raw).decode(), content_type=content_type)
     status, _, body = call(lam, evt)
     assert (status, body["error"]) == outcome_app(raw, content_type)
+
+
+# --- events that are not API Gateway proxy events: 400, never a 500 or an exception ----------------
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    ({"body": {"periods": 2, "conf": 0.9}}, "the event's body must be a string, got dict"),
+    ({"body": 7}, "the event's body must be a string, got int"),
+    ({"requestContext": "req-1"}, "the event's requestContext must be an object, got str"),
+    ({"headers": ["content-type"]}, "the event's headers must be an object, got list"),
+    ({"headers": {"content-type": 3}}, "the event's headers must map names to strings"),
+    ({"isBase64Encoded": "yes"}, "the event's isBase64Encoded must be true or false, got str"),
+])
+def test_a_malformed_event_is_a_400(lam, change, fragment):
+    evt = {**event({"periods": 2, "conf": 0.9}), **change}
+    _, stubber = stubbed(lam)  # no responses queued: a call would fail the test
+    with stubber:
+        status, headers, doc = call(lam, evt)
+    assert status == 400 and doc["error"] == fragment
+    expected_id = "lambda-req-1" if "requestContext" in change else "apigw-req-1"
+    assert doc["request_id"] == headers["x-request-id"] == expected_id
+
+
+def test_a_surrogate_item_id_is_a_400_and_the_request_is_logged(lam, caplog):
+    """A lone surrogate ("\\ud800" in JSON) is no Unicode scalar value: refused, and the summary line
+    (which could not be encoded as UTF-8 with it) is written."""
+    _, stubber = stubbed(lam)  # no responses queued: a call would fail the test
+    with stubber:
+        status, _, doc = call(lam, event('{"item_id": "\\ud800", "periods": 2, "conf": 0.9}'))
+    assert status == 400 and "item_id: an item id must be valid Unicode" in doc["error"]
+    assert "U+D800" in doc["error"]
+    summary = next(r for r in caplog.records if r.getMessage() == "forecast request")
+    assert summary.status == 400
+    lam.logger.registered_formatter.format(summary).encode("utf-8")  # the line as the Lambda writes it

@@ -89,3 +89,34 @@ def test_no_server_path_in_response_bodies(model_dir, tmp_path):
         assert any(str(root) in reason for reason in reasons)
     finally:
         srv.stop()
+
+
+def test_an_unreadable_arrays_file_is_named_without_its_path(model_dir, tmp_path):
+    """arrays.npz that cannot be opened (a directory): the 503 bodies say so by file name only."""
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    (folder / "arrays.npz").unlink()
+    (folder / "arrays.npz").mkdir()
+    srv = start_server(["serve", "--model", str(folder)], tmp_path)
+    try:
+        srv.wait_until(lambda: any(r.get("event") == "model_unavailable" for r in srv.log_records()),
+                       "the load to fail")
+        for status, body in (http("GET", f"{srv.url}/ping")[::2],
+                             http("POST", f"{srv.url}/invocations", json.dumps(BODY),
+                                  {"content-type": "application/json"})[::2]):
+            text = json.loads(body)["error"]
+            assert status == 503 and "arrays.npz: is not a readable .npz archive (Is a directory)" in text
+            assert "/" not in text, text
+    finally:
+        srv.stop()
+
+
+def test_a_path_in_an_artifact_error_is_cut_to_its_file_name():
+    """Defence in depth: should an artifact error ever hold a path, clients get the file name only."""
+    from pipeline_code.engine.core.artifact import ArtifactError
+    from pipeline_code.serving.app import ModelCheckError, _public_reason
+
+    reason = _public_reason(ArtifactError("arrays.npz: unreadable (Is a directory: '/srv/m/arrays.npz')"))
+    assert reason == "arrays.npz: unreadable (Is a directory: 'arrays.npz')"
+    assert _public_reason(ModelCheckError("/abs/model.json at step 3 of 5, ratio 1/2")) == \
+        "model.json at step 3 of 5, ratio 1/2"

@@ -114,7 +114,7 @@ def _rewrite_manifest(folder, change):
     (lambda f: _rewrite_manifest(f, lambda m: m.update(format_version=9)), "unsupported panel format"),
     (lambda f: _rewrite_manifest(f, lambda m: m.update(items=["A", "B", "C"])), "4 positions"),
     (lambda f: _rewrite_manifest(f, lambda m: m.update(items=["B", "A", "C", "D"])), "sorted and distinct"),
-    (lambda f: _rewrite_manifest(f, lambda m: m.update(items=["A", "B", "C\x07", "D"])), "control characters"),
+    (lambda f: _rewrite_manifest(f, lambda m: m.update(items=["A", "B", "C\x07", "D"])), "control or invisible characters"),
     (lambda f: _rewrite_manifest(f, lambda m: m.update(freq="fortnightly")), PANEL_JSON),
 ])
 def test_a_damaged_folder_is_refused_naming_the_file_and_problem(folder, damage, fragment):

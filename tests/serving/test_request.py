@@ -58,6 +58,9 @@ def test_panel_forms():
     assert parse_request(b'{"list_items": true}') == ItemsRequest(0, 1000)
     assert parse_request(b'{"list_items": true, "offset": "20", "limit": 5}') == ItemsRequest(20, 5)
     assert parse_request(json.dumps({"item_id": "\u00e9" * 256, "periods": 1, "conf": 0.5}).encode()).item_ids
+    # A surrogate pair escape is one character (U+1F600), not a lone surrogate.
+    pair = parse_request(b'{"item_id": "\\ud83d\\ude00", "periods": 1, "conf": 0.5}')
+    assert pair.item_ids == ("\U0001f600",)
 
 
 @pytest.mark.parametrize(("document", "fragment"), [
@@ -69,7 +72,10 @@ def test_panel_forms():
     ({"periods": 3, "quantiles": 0.5}, "a list of 1 to 9"),
     ({"periods": 3, "conf": 0.9, "item_id": ""}, "item_id: an item id must not be empty"),
     ({"periods": 3, "conf": 0.9, "item_id": "x" * 257}, "at most 256 characters"),
-    ({"periods": 3, "conf": 0.9, "item_id": "a\tb"}, "control characters"),
+    ({"periods": 3, "conf": 0.9, "item_id": "a\tb"}, "control or invisible characters"),
+    ({"periods": 3, "conf": 0.9, "item_id": "a\u200bb"}, "control or invisible characters"),
+    ({"periods": 3, "conf": 0.9, "item_id": "a\ud800"}, "item_id: an item id must be valid Unicode, without"),
+    ({"periods": 3, "conf": 0.9, "item_ids": ["a", "\udfff"]}, "item_ids[1]: an item id must be valid"),
     ({"periods": 3, "conf": 0.9, "item_ids": ["a", 3]}, "item_ids[1]: an item id must be a string"),
     ({"periods": 3, "conf": 0.9, "item_ids": ["a", "b", "a"]}, "item_ids repeats 'a'"),
     ({"periods": 3, "conf": 0.9, "item_ids": [str(i) for i in range(101)]}, "1 to 100 item ids, got 101 ids"),

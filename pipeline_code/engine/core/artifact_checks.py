@@ -87,8 +87,14 @@ def load_calibration_errors(path: Path) -> np.ndarray:
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
         if isinstance(err, ArtifactProblem):
             raise
-        raise ArtifactProblem(path.name, f"is not a readable .npz archive ({err})") from None
+        raise unreadable_archive(path.name, err) from None
     return check_calibration_errors(errors, path.name)
+
+
+def unreadable_archive(file: str, err: Exception) -> ArtifactProblem:
+    """``file`` is not a readable .npz archive, saying why without a path (an OSError's text holds it)."""
+    reason = (err.strerror or type(err).__name__) if isinstance(err, OSError) else err
+    return ArtifactProblem(file, f"is not a readable .npz archive ({reason})")
 
 
 def check_calibration_errors(errors: np.ndarray, file: str) -> np.ndarray:

@@ -41,6 +41,7 @@ from pipeline_code.engine.core.artifact_checks import (
     ArtifactProblem,
     check_calibration_errors,
     check_document,
+    unreadable_archive,
 )
 from pipeline_code.engine.core.calendar import Calendar, parse_freq
 from pipeline_code.engine.core.forecaster import Forecaster
@@ -434,7 +435,7 @@ def _arrays(data: bytes, items: int, section_bytes: int) -> dict[str, np.ndarray
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in ("values", "offsets", "lines") if name in archive.files}
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
-        raise ArtifactProblem(ARRAYS, f"is not a readable .npz archive ({err})") from None
+        raise unreadable_archive(ARRAYS, err) from None
     missing = sorted({"values", "offsets", "lines"} - set(arrays))
     if missing:
         raise ArtifactProblem(ARRAYS, f"lacks the array(s) {missing}")
