@@ -18,13 +18,15 @@ from pathlib import Path
 
 from pipeline_code.engine.core.artifact import MODEL_JSON
 from pipeline_code.engine.core.panel_artifact import PANEL_JSON, is_panel
-from pipeline_code.engine.settings import SETTINGS_CHANNEL
+from pipeline_code.engine.settings import SETTINGS_CHANNEL, SettingsError
 from pipeline_code.pipeline.settings_args import processing_settings
 from pipeline_code.pipeline.layout import MODEL_ARCHIVE
 from pipeline_code.pipeline.panel_shards import merged_shards
 from pipeline_code.pipeline.panel_stages import BACKTEST_FILE, job_processes
 from pipeline_code.pipeline.stages import FORECAST_FILE, run_evaluation, served_model_dir
-from pipeline_code.entrypoints.sagemaker_paths import fail, processing_input, processing_output, unexpected
+from pipeline_code.entrypoints.sagemaker_paths import (
+    fail, processing_input, processing_message, processing_output, unexpected,
+)
 
 
 def model_folder(path: Path) -> Path | None:
@@ -62,9 +64,9 @@ def pack_model(folder: Path, archive: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = processing_settings("evaluation", __doc__, argv, processing_input(SETTINGS_CHANNEL))
     out = processing_output("evaluation")
     try:
+        settings = processing_settings("evaluation", __doc__, argv, processing_input(SETTINGS_CHANNEL))
         model = model_folder(processing_input("model"))
         if model is None:
             raise FileNotFoundError("no model under input/model/")
@@ -79,8 +81,10 @@ def main(argv: list[str] | None = None) -> None:
             if (out / name).is_file():
                 shutil.move(str(out / name), forecast_dir / name)
         pack_model(served_model_dir(model, out, evaluation), processing_output("served") / MODEL_ARCHIVE)
+    except SettingsError as err:
+        fail(f"invalid run document: {err}", 2, processing_message())
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
-        fail(unexpected(err), 1, out / "failure")
+        fail(unexpected(err), 1, processing_message())
     print(json.dumps({"gate": evaluation["gate"], "mase": evaluation["challenger"]["mase"]}))
 
 

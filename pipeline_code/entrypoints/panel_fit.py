@@ -24,8 +24,8 @@ from pathlib import Path
 from pipeline_code.engine.dataset import DataValidationError
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
 from pipeline_code.entrypoints.sagemaker_paths import (
-    TRIALS_INPUT, TUNING_JOB_ENV, WHOLE_TRAIN_CHANNEL, current_host, fail, processing_input, processing_output,
-    unexpected,
+    TRIALS_INPUT, TUNING_JOB_ENV, WHOLE_TRAIN_CHANNEL, current_host, fail, processing_input,
+    processing_message, processing_output, unexpected,
 )
 from pipeline_code.pipeline.panel_shards import fit_panel_in_shards, shard_parts
 from pipeline_code.pipeline.panel_stages import job_processes
@@ -36,9 +36,9 @@ SHARDS_OUTPUT = "shards"
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = processing_settings("panel_fit", __doc__, argv, processing_input(SETTINGS_CHANNEL))
     out = processing_output(SHARDS_OUTPUT)
     try:
+        settings = processing_settings("panel_fit", __doc__, argv, processing_input(SETTINGS_CHANNEL))
         host = current_host()
         tuned = best_of_trials(processing_input(TRIALS_INPUT), settings,
                                os.environ.get(TUNING_JOB_ENV))["hyperparameters"]
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> None:
                                           jobs=job_processes(shard / "train"),
                                           whole=(processing_input(WHOLE_TRAIN_CHANNEL), processing_input("test")))
     except (DataValidationError, ValueError) as err:
-        fail(f"invalid panel shard: {err}", 2, out / "failure")
+        fail(f"invalid panel shard: {err}", 2, processing_message())
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
-        fail(unexpected(err), 1, out / "failure")
+        fail(unexpected(err), 1, processing_message())
     print(json.dumps({"host": host, "shards": [{k: v for k, v in m.items() if isinstance(v, (int, float, str))}
                                                 for m in metrics]}))
 

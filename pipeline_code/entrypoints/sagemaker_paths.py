@@ -65,12 +65,26 @@ def training_paths() -> dict[str, Path]:
     }
 
 
-def fail(reason: str, code: int, failure_file: Path | None = None) -> "NoReturn":  # noqa: F821
-    """Print the reason on stderr (and to SageMaker's failure file) and exit non-zero."""
+# SageMaker keeps the first 1 KB of a job's reason (FailureReason, ExitMessage: at most 1024 characters).
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingJobSummary.html
+REASON_BYTES = 1024
+
+
+def processing_message() -> Path:
+    """Where a processing container says why it failed: DescribeProcessingJob's ExitMessage holds the
+    first 1 KB of ``/opt/ml/output/message`` (UTF-8); the ``.sync`` task's error cause carries it.
+    https://docs.aws.amazon.com/sagemaker/latest/dg/byoc-metadata.html"""
+    return ml_root() / "output" / "message"
+
+
+def fail(reason: str, code: int, reason_file: Path | None = None) -> "NoReturn":  # noqa: F821
+    """Print the reason on stderr, write it where SageMaker reads it (a training job's
+    ``output/failure``, a processing job's ``processing_message()``; its first 1 KB, whole UTF-8
+    characters) and exit non-zero."""
     print(f"ERROR: {reason}", file=sys.stderr)
-    if failure_file is not None:
-        failure_file.parent.mkdir(parents=True, exist_ok=True)
-        failure_file.write_text(reason[:1000])
+    if reason_file is not None:
+        reason_file.parent.mkdir(parents=True, exist_ok=True)
+        reason_file.write_bytes(reason.encode()[:REASON_BYTES].decode(errors="ignore").encode())
     sys.exit(code)
 
 

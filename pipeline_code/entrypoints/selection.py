@@ -18,7 +18,7 @@ from pipeline_code.engine.dataset import DataValidationError
 from pipeline_code.engine.settings import SETTINGS_CHANNEL
 from pipeline_code.entrypoints.sagemaker_paths import (
     SELECTED_MODEL_OUTPUT, SELECTION_OUTPUT, TRIALS_INPUT, TUNING_JOB_ENV, fail, processing_input,
-    processing_output, unexpected,
+    processing_message, processing_output, unexpected,
 )
 from pipeline_code.pipeline.panel_stages import job_processes
 from pipeline_code.pipeline.settings_args import processing_settings
@@ -26,18 +26,18 @@ from pipeline_code.pipeline.trials import SELECTION_FILE, select_served
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = processing_settings("selection", __doc__, argv, processing_input(SETTINGS_CHANNEL))
     report = processing_output(SELECTION_OUTPUT)
     try:
+        settings = processing_settings("selection", __doc__, argv, processing_input(SETTINGS_CHANNEL))
         record = select_served(processing_input(TRIALS_INPUT), processing_input("train"), processing_input("test"),
                                processing_output(SELECTED_MODEL_OUTPUT), settings,
                                jobs=job_processes(processing_input("train")), report_dir=report,
                                tuning_job=os.environ.get(TUNING_JOB_ENV))
         (report / SELECTION_FILE).write_text(json.dumps(record, indent=1))
     except (DataValidationError, ValueError) as err:
-        fail(f"invalid selection input: {err}", 2, report / "failure")
+        fail(f"invalid selection input: {err}", 2, processing_message())
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
-        fail(unexpected(err), 1, report / "failure")
+        fail(unexpected(err), 1, processing_message())
     print(json.dumps({"serve": record["serve"], "trials": record["trials"], "members": record["members"]}))
 
 

@@ -187,10 +187,10 @@ def run_process(argv: list[str], env: dict[str, str], root: Path, log_name: str)
 
 
 def failure_reason(outcome: Outcome, failure_file: Path | None) -> str:
-    """SageMaker's FailureReason: the failure file if the container wrote one, else the exit code."""
+    """SageMaker's FailureReason: the reason file if the container wrote one, else only the exit code
+    (the logs are not read: a container that writes no reason tells the failure notification nothing)."""
     text = failure_file.read_text().strip() if failure_file and failure_file.is_file() else ""
-    tail = outcome.stderr.strip().splitlines()[-1:] or [""]
-    detail = text or tail[0] or f"exit code {outcome.code}"
+    detail = text or f"See job logs for more information (exit code {outcome.code})"
     return f"AlgorithmError: {detail}"[:1024]
 
 
@@ -259,8 +259,9 @@ class JobRunner:
         for host, outcome in zip(hosts, outcomes):
             self.timings.append(("processing", name if count == 1 else f"{name}/{host}", outcome.seconds))
             if outcome.code != 0:
-                failure = next((p for p in roots[host].rglob("failure") if p.is_file()), None)
-                raise JobFailed(failure_reason(outcome, failure))
+                # A processing container's reason is its ExitMessage: the first 1 KB of output/message.
+                # https://docs.aws.amazon.com/sagemaker/latest/dg/byoc-metadata.html
+                raise JobFailed(failure_reason(outcome, roots[host] / "output" / "message"))
         written: dict[str, str] = {}
         for host, root in roots.items():  # S3UploadMode EndOfJob: every instance to the same S3Uri
             for out in outputs:

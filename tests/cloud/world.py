@@ -213,7 +213,8 @@ class CloudWorld:
             "detail": {"ModelPackageGroupName": package.model_package_group_name,
                        "ModelPackageVersion": package.model_package_version, "ModelPackageArn": arn,
                        "ModelPackageName": package.model_package_name,
-                       "ModelApprovalStatus": package.model_approval_status},
+                       "ModelApprovalStatus": package.model_approval_status,
+                       "ModelPackageStatus": package.model_package_status},
         }
 
     def _emit_package_event(self, arn: str) -> None:

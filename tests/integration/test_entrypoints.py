@@ -63,6 +63,31 @@ def test_processing_refuses_bad_data_with_the_reason_on_stderr(tmp_path):
     assert result.returncode == 2
     assert "semicolons" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "processing" / "output" / "train").exists()
+    # SageMaker's ExitMessage: the first 1 KB of output/message, which the failure notification carries.
+    assert "semicolons" in (tmp_path / "output" / "message").read_text()
+
+
+@pytest.mark.parametrize("module", ["processing", "evaluation", "selection", "panel_fit"])
+def test_a_processing_job_refuses_a_bad_run_document_with_a_reason(tmp_path, module):
+    """Version skew between the starter and the image: the document reaches the job, which says why
+    it cannot use it instead of crashing."""
+    settings = tmp_path / "processing" / "input" / "settings"
+    settings.mkdir(parents=True)
+    (settings / SETTINGS_FILE).write_text(json.dumps({"cv": {"step": "x"}}))
+    result = run(module, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = (tmp_path / "output" / "message").read_text()
+    assert "cv.step: expected an integer" in message
+
+
+def test_a_reason_is_cut_to_1_kb_on_a_character_boundary(tmp_path, monkeypatch):
+    from pipeline_code.entrypoints.sagemaker_paths import REASON_BYTES, fail
+
+    target = tmp_path / "output" / "message"
+    with pytest.raises(SystemExit):
+        fail("é" * 2000, 2, target)
+    text = target.read_bytes().decode("utf-8")  # whole characters: still UTF-8
+    assert text == "é" * (REASON_BYTES // 2)
 
 
 def _training_root(tmp_path: Path, processed: Path, hyperparameters: dict) -> Path:

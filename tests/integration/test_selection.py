@@ -139,5 +139,5 @@ def test_the_job_with_no_trial_fails_with_the_reason_and_writes_no_model(tmp_pat
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "no trial's output/model.tar.gz under trials/" in result.stderr
     output = tmp_path / "processing" / "output"
-    assert "no trial" in (output / "selection" / "failure").read_text()
+    assert "no trial" in (tmp_path / "output" / "message").read_text()  # the job's ExitMessage
     assert not (output / "model").exists()
