@@ -82,8 +82,8 @@ def main() -> None:
     except Exception as err:  # noqa: BLE001 - any failure must end the job with a reason
         fail(unexpected(err), 1, paths["failure"])
     if "cv_mse" in metrics:  # one series, reported beside the objective
-        print(f"cv_mse={metrics['cv_mse']:.6f};")
-    print(f"{OBJECTIVE}={metrics[OBJECTIVE]:.6f};")
+        print(f"cv_mse={metrics['cv_mse']:.9g};")  # 9 significant digits: small values stay apart
+    print(f"{OBJECTIVE}={metrics[OBJECTIVE]:.9g};")
 
 
 def _train_or_resume(tuned: dict[str, str], settings: Settings, paths: dict[str, Path]) -> dict:
