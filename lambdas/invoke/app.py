@@ -9,8 +9,8 @@ document's), so the Lambda and the container cannot disagree on what is valid, n
 * ``ModelError`` (the container answered 4xx) -> that status (400, or 404 for an unknown item of a
   panel model) with the container's message;
   ``ModelError`` with a 5xx (or no) status from the container -> 502;
-* ``ValidationError`` -> 400 with the message, except "endpoint ... not found" -> 503 (not deployed yet;
-  the message, which names the account, is not passed on);
+* ``ValidationError`` -> 400 with the message (ARNs and account ids redacted), except "endpoint ... not
+  found" -> 503 (not deployed yet; the message, which names the account, is not passed on);
 * ``ThrottlingException`` and other throttling codes -> 429 (with Retry-After);
 * ``ModelNotReadyException``, ``ServiceUnavailable``, connection failures and timeouts -> 503;
 * any other endpoint or SDK failure -> 502; a bug here -> 500.
@@ -131,12 +131,21 @@ def _map_client_error(err: ClientError) -> EndpointFailure:
     if code == "ValidationError":
         if "not found" in message.lower():
             return EndpointFailure(503, "the model endpoint is not available (not deployed yet?)", code)
-        return EndpointFailure(400, message[:500] or "invalid request", code)
+        return EndpointFailure(400, _without_account(message)[:500] or "invalid request", code)
     if code in THROTTLING:
         return EndpointFailure(429, "too many requests to the model endpoint; retry later", code)
     if code in UNAVAILABLE:
         return EndpointFailure(503, "the model endpoint is starting or unavailable; retry later", code)
     return EndpointFailure(502, "the model endpoint failed", code)
+
+
+# What identifies the deployment in a service message: ARNs and 12-digit account ids.
+_ACCOUNT_DETAILS = re.compile(r"arn:aws[\w-]*:[^\s\"']*|\b\d{12}\b")
+
+
+def _without_account(message: str) -> str:
+    """A service message for the client, without ARNs or account ids."""
+    return _ACCOUNT_DETAILS.sub("<redacted>", message)
 
 
 def _container_message(err: ClientError, fallback: str) -> str:
