@@ -240,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         # Only the commands that run stages import the runner (and SciPy): the others start without it.
         runner = sys.modules.get("pipeline_code.pipeline.runner")
         if runner is not None and isinstance(err, runner.PipelineError):
-            print(f"error: {err}\nnothing was registered; the approved model is unchanged", file=sys.stderr)
+            print(f"error: {err}\n{err.outcome()}", file=sys.stderr)
         else:
             print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a run's record says where it stopped; workers are gone (engine/workers.py)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

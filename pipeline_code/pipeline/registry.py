@@ -50,6 +50,8 @@ STATUSES = (APPROVED, PENDING, SUPERSEDED, REJECTED)
 DECISIONS = ("approve", "reject", "rollback")
 VERSION_NAME = re.compile(r"v\d{4}")
 APPROVED_FILE = "approved.json"
+# ``register``'s default: approve whatever the approved version is now.
+ANY_CHAMPION = object()
 RECORD_FILE = "version.json"
 AUDIT_FILE = "audit.jsonl"
 LOCK_TIMEOUT_SECONDS = 120.0
@@ -126,8 +128,15 @@ class LocalRegistry:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def register(self, model_dir: Path, *, status: str, run_id: str, evaluation: dict[str, Any]) -> Version:
-        """Copy an artifact in as the next version; approve it when ``status`` is Approved."""
+    def register(self, model_dir: Path, *, status: str, run_id: str, evaluation: dict[str, Any],
+                 gated_against: str | None | object = ANY_CHAMPION) -> Version:
+        """Copy an artifact in as the next version; approve it when ``status`` is Approved.
+
+        ``gated_against`` is the approved version the gate compared with (None: none was approved).
+        When the approved version is another by now (a run that finished meanwhile, or a rollback),
+        that comparison no longer holds: the version is registered Pending instead, for a person to
+        decide (or a new run to gate against the model that serves now).
+        """
         if status not in (APPROVED, PENDING):
             raise ValueError(f"status must be {APPROVED} or {PENDING}")
         versions = self.root / "versions"
@@ -135,12 +144,17 @@ class LocalRegistry:
         with self._locked():
             self._sweep_staging(versions)
             _checkpoint("register:swept")
-            names = self._names()
-            number = int(names[-1][1:]) + 1 if names else 1
+            if status == APPROVED and gated_against is not ANY_CHAMPION and self._pointer().version != gated_against:
+                status = PENDING
+            # Past names too (the audit log, the pointer's history): a deleted version's number is never
+            # reused, so no new version inherits an old decision.
+            number = max((int(n[1:]) for n in (*self._names(), *self._known_names())), default=0) + 1
             if number > 9999:
                 raise RegistryError(f"registry {self.root} is full (v9999 is the last version name)")
             name = f"v{number:04d}"
             staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=versions))
+            # mkdtemp's 0700 would hide the version from other readers: the versions folder's mode instead
+            staging.chmod(versions.stat().st_mode & 0o777)
             shutil.copytree(model_dir, staging / "model")
             _checkpoint("register:copied")
             _stamp_version(staging / "model", name)
@@ -270,6 +284,16 @@ class LocalRegistry:
             yield
         finally:
             lock.release()
+
+    def _known_names(self) -> set[str]:
+        """Version names the audit log or the approved pointer's history mention (readable ones)."""
+        names = {r["version"] for r in self.audit() if isinstance(r.get("version"), str)}
+        try:
+            pointer = self._pointer()
+            names |= {*pointer.history, *([pointer.version] if pointer.version else [])}
+        except RegistryError:
+            pass
+        return {n for n in names if VERSION_NAME.fullmatch(n)}
 
     def _names(self) -> list[str]:
         folder = self.root / "versions"

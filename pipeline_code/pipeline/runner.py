@@ -24,12 +24,18 @@ from pipeline_code.pipeline.stages import (
 
 
 class PipelineError(RuntimeError):
-    """A run that stopped at a stage; nothing was registered and the approved model is untouched."""
+    """A run that stopped at a stage. Before registration nothing was registered and the approved model
+    is untouched; ``registered`` says what was (a failed export after registration)."""
 
-    def __init__(self, stage: str, reason: str) -> None:
+    def __init__(self, stage: str, reason: str, *, registered: str | None = None) -> None:
         self.stage = stage
         self.reason = reason
+        self.registered = registered
         super().__init__(f"{stage} failed: {reason}")
+
+    def outcome(self) -> str:
+        """What the run left behind, for the user."""
+        return self.registered or "nothing was registered; the approved model is unchanged"
 
 
 @dataclass
@@ -134,7 +140,14 @@ def run_pipeline(
     status = APPROVED if passed and not manual_approval else PENDING
     version = stage("register", lambda: registry.register(
         served_model_dir(model_dir, reports / "evaluation", evaluation), status=status, run_id=run_id,
-        evaluation=evaluation))
+        evaluation=evaluation, gated_against=champion.name if champion else None))
+    if status == APPROVED and version.status != APPROVED:  # another run or a rollback changed it meanwhile
+        now = registry.approved()
+        log(f"  the approved model changed during this run ({champion.name if champion else 'none'} -> "
+            f"{now.name if now else 'none'}): the gate's comparison no longer holds, so {version.name} waits "
+            f"for a decision (forecast-mlops models approve {version.name}) or a new run")
+        status, champion = PENDING, now
+        evaluation["gate"]["reason"] += "; the approved model changed during the run, so it waits for a decision"
     promoted = status == APPROVED
 
     def export() -> None:
@@ -148,7 +161,12 @@ def run_pipeline(
             if BACKTEST_FILE not in names:  # a single series after a panel: no stale backtest in latest/
                 (target / BACKTEST_FILE).unlink(missing_ok=True)
 
-    stage("export", export)
+    try:
+        stage("export", export)
+    except PipelineError as err:
+        raise PipelineError(err.stage, err.reason, registered=(
+            f"{version.name} was registered as {status}" + (" and serves" if promoted else "")
+            + f"; its forecast is in runs/{run_id}/reports/evaluation/")) from err
     log(f"  registered {version.name} as {status}"
         + (" (now serving)" if promoted else f"; the approved model stays {champion.name if champion else 'none'}"))
     runs.finish_record(

@@ -309,3 +309,58 @@ def test_daily_series_with_weekly_season_runs_end_to_end(tmp_path):
     lines = next((workdir / "forecasts").glob("*/forecast.csv")).read_text().splitlines()
     last = date(2024, 1, 1) + timedelta(days=n - 1)
     assert lines[1].startswith((last + timedelta(days=1)).isoformat()) and len(lines) == 15
+
+
+def test_a_failed_export_after_registration_says_what_was_registered(tmp_path, capsys):
+    """The export runs after the registry changed: its failure must not claim nothing was registered."""
+    data = write(tmp_path / "one.csv", rows(700))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "forecasts").write_text("a file where the forecasts folder goes")
+    assert main(["pipeline", "run", "--data", str(data), "--workdir", str(workdir), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "export failed" in err and "v0001 was registered as Approved and serves" in err
+    assert "nothing was registered" not in err
+    assert LocalRegistry(workdir / "registry").approved().name == "v0001"
+
+
+def test_a_run_whose_champion_changed_meanwhile_registers_pending(tmp_path, monkeypatch, capsys):
+    """Two runs on one work folder: the later one's gate compared with a model that no longer serves."""
+    import pipeline_code.pipeline.runner as runner
+
+    data = write(tmp_path / "one.csv", rows(700))
+    workdir = tmp_path / "work"
+    assert pipeline(data, workdir) == 0
+    registry = LocalRegistry(workdir / "registry")
+    evaluate = runner.run_evaluation
+
+    def evaluate_while_another_run_registers(*args, **kwargs):
+        evaluation = evaluate(*args, **kwargs)
+        version = registry.register(registry.approved().model_dir, status="Approved", run_id="other", evaluation={})
+        assert version.name == "v0002"
+        return {**evaluation, "gate": {**evaluation["gate"], "passed": True}}
+
+    monkeypatch.setattr(runner, "run_evaluation", evaluate_while_another_run_registers)
+    capsys.readouterr()
+    assert main(["pipeline", "run", "--data", str(data), "--workdir", str(workdir),
+                 *[a for a in FAST if a != "--quiet"]]) == 0
+    assert "the approved model changed during this run (v0001 -> v0002)" in capsys.readouterr().out
+    statuses = {v.name: v.status for v in registry.versions()}
+    assert statuses == {"v0001": "Superseded", "v0002": "Approved", "v0003": "PendingManualApproval"}
+
+
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130(monkeypatch, capsys):
+    import argparse
+
+    import pipeline_code.cli.main as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    class Parser:
+        def parse_args(self, argv):
+            return argparse.Namespace(func=interrupted)
+
+    monkeypatch.setattr(cli, "build_parser", Parser)
+    assert cli.main(["pipeline", "run"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"  # no traceback

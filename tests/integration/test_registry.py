@@ -140,3 +140,33 @@ def test_a_run_with_a_corrupted_registry_stops_before_any_work(registry, capsys)
     err = capsys.readouterr().err
     assert "registry failed:" in err and "approved.json is not valid JSON" in err
     assert not (workdir / "runs").exists() and not (workdir / "raw").exists()
+
+
+def test_an_approval_gated_against_a_model_no_longer_approved_waits_for_a_decision(registry, model):
+    """Two runs at once: each gated against v0001; the second to register finds another approved by
+    then, so its comparison no longer holds and it is registered pending."""
+    first = registry.register(model, status=APPROVED, run_id="run-3", evaluation={}, gated_against="v0001")
+    second = registry.register(model, status=APPROVED, run_id="run-4", evaluation={}, gated_against="v0001")
+    assert (first.status, second.status) == (APPROVED, PENDING)
+    assert registry.approved().name == first.name
+    # against the version that does serve (or none, on a first run), approval goes through
+    assert registry.register(model, status=APPROVED, run_id="run-5", evaluation={},
+                             gated_against=first.name).status == APPROVED
+    empty = LocalRegistry(registry.root.parent / "other")
+    assert empty.register(model, status=APPROVED, run_id="run-1", evaluation={}, gated_against=None).status == APPROVED
+
+
+def test_a_deleted_versions_number_is_never_reused(registry, model):
+    """A new version must not inherit the decision recorded for a deleted one (audit log, history)."""
+    registry.decide("reject", "v0002", reason="bad data")
+    shutil.rmtree(registry.root / "versions" / "v0002")
+    version = registry.register(model, status=PENDING, run_id="run-3", evaluation={})
+    assert (version.name, version.status) == ("v0003", PENDING)
+
+
+def test_a_version_folder_is_as_readable_as_the_versions_folder(registry):
+    """mkdtemp's staging folder is 0700: a registered version takes the versions folder's mode."""
+    versions = registry.root / "versions"
+    assert sorted(p.name for p in versions.iterdir()) == ["v0001", "v0002"]
+    for version in versions.iterdir():
+        assert version.stat().st_mode & 0o777 == versions.stat().st_mode & 0o777
