@@ -126,6 +126,18 @@ class LocalRegistry:
         pointer = self._pointer()
         return self._version(pointer.version, pointer) if pointer.version else None
 
+    def check_approved(self) -> Version | None:
+        """The approved version, whose artifact must load as serving loads it (a run checks this before
+        any work: its evaluation backtests the approved model)."""
+        version = self.approved()
+        if version is not None:
+            try:
+                _check_artifact(version)
+            except RegistryError as err:
+                raise RegistryError(f"the approved version {err}; approve or roll back to another version"
+                                    " (forecast-mlops models) before a run compares with it") from None
+        return version
+
     # --- writing ---------------------------------------------------------------------------------
 
     def register(self, model_dir: Path, *, status: str, run_id: str, evaluation: dict[str, Any],
@@ -198,6 +210,8 @@ class LocalRegistry:
         """
         if action not in DECISIONS:
             raise ValueError(f"action must be one of {', '.join(DECISIONS)}")
+        if not self.is_registry(self.root):  # refused without creating the registry (or its lock)
+            raise RegistryError(f"no version {name}: {self.root} holds no registry yet; nothing changed")
         with self._locked():
             try:
                 pointer, unreadable = self._pointer(), None

@@ -59,8 +59,8 @@ def run_pipeline(
 
     data, workdir = Path(data), Path(workdir)
     registry = LocalRegistry(workdir / "registry")
-    try:  # an unreadable registry stops the run before the work, not after tuning
-        registry.approved()
+    try:  # an unreadable registry, or an approved artifact that does not load, stops the run before the work
+        registry.check_approved()
     except RegistryError as err:
         raise PipelineError("registry", str(err)) from None
     try:

@@ -142,6 +142,29 @@ def test_a_run_with_a_corrupted_registry_stops_before_any_work(registry, capsys)
     assert not (workdir / "runs").exists() and not (workdir / "raw").exists()
 
 
+def test_a_run_whose_approved_artifact_is_broken_stops_before_any_work(registry, capsys):
+    """The evaluation backtests the approved model: a broken one is found before tuning, not after."""
+    from tests.conftest import BUNDLED
+
+    workdir = registry.root.parent
+    (registry.approved().model_dir / "model.json").write_text("{")
+    code = main(["pipeline", "run", "--data", str(BUNDLED), "--workdir", str(workdir), "--quiet",
+                 "--no-serve"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "registry failed: the approved version v0001 cannot be served" in err
+    assert "approve or roll back to another version" in err
+    assert not (workdir / "runs").exists() and not (workdir / "raw").exists()
+
+
+def test_a_decision_on_a_folder_without_a_registry_changes_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["models", "approve", "1", "--workdir", str(empty)]) == 2
+    assert "no version v0001" in capsys.readouterr().err
+    assert list(empty.iterdir()) == []  # no registry/.lock left behind
+
+
 def test_an_approval_gated_against_a_model_no_longer_approved_waits_for_a_decision(registry, model):
     """Two runs at once: each gated against v0001; the second to register finds another approved by
     then, so its comparison no longer holds and it is registered pending."""
