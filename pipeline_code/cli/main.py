@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -195,6 +196,16 @@ def _one_series(data: Path, settings, command: str) -> None:
                          " backtests a panel")
 
 
+def _output_folder(path: Path) -> None:
+    """``--out`` made (or found) before the work: not after minutes of search."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(f"--out {path} is a file, not a folder") from None
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"--out {path} is not writable")
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from pipeline_code.engine.dataset import load_series
     from pipeline_code.engine.preprocess import preprocess
@@ -202,6 +213,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     settings = settings_for_data(args).settings
     _one_series(args.data, settings, "tune")
+    _output_folder(args.out)
     series = load_series(args.data, freq=settings.data.freq,
                          min_length=settings.min_observations(),
                          max_bytes=settings.data.max_file_bytes,
@@ -222,6 +234,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     settings = settings_for_data(args).settings
     _one_series(args.data, settings, "backtest")
+    _output_folder(args.out)
     report = run_backtest(args.data, args.out, settings, origins=args.origins,
                           baselines=args.baselines, jobs=args.jobs)
     for name, metrics in report["models"].items():

@@ -364,3 +364,19 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(monkeypatch, capsys)
     monkeypatch.setattr(cli, "build_parser", Parser)
     assert cli.main(["pipeline", "run"]) == 130
     assert capsys.readouterr().err == "interrupted\n"  # no traceback
+
+
+@pytest.mark.parametrize("verb", ["tune", "backtest"])
+def test_an_unusable_out_folder_is_refused_before_the_search(tmp_path, capsys, monkeypatch, verb):
+    import pipeline_code.engine.backtesting as backtesting
+    import pipeline_code.engine.tuning as tuning
+
+    def searched(*args, **kwargs):
+        raise AssertionError("the search ran before --out was checked")
+
+    monkeypatch.setattr(tuning, "tune", searched)
+    monkeypatch.setattr(backtesting, "run_backtest", searched)
+    taken = tmp_path / "afile"
+    taken.write_text("x")
+    assert main([verb, "--data", str(BUNDLED), "--out", str(taken)]) == 2
+    assert f"--out {taken} is a file, not a folder" in capsys.readouterr().err
