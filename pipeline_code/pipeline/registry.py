@@ -252,9 +252,12 @@ class LocalRegistry:
 
     def _append_audit(self, record: dict[str, Any]) -> None:
         """One line, appended and flushed to disk (only ever called under the lock)."""
-        fd = os.open(self.root / AUDIT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        path = self.root / AUDIT_FILE
+        # A line cut short by a crash would swallow this one: start on a line of its own.
+        torn = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, (json.dumps(record) + "\n").encode())
+            os.write(fd, ("\n" if torn else "").encode() + (json.dumps(record) + "\n").encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -395,6 +398,12 @@ def check_decision(action: str, name: str, status: str) -> None:
     }
     if (action, status) in refusals:
         raise RegistryError(refusals[(action, status)] + "; nothing changed")
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 def _check_artifact(version: Version) -> None:

@@ -193,3 +193,11 @@ def test_a_version_folder_is_as_readable_as_the_versions_folder(registry):
     assert sorted(p.name for p in versions.iterdir()) == ["v0001", "v0002"]
     for version in versions.iterdir():
         assert version.stat().st_mode & 0o777 == versions.stat().st_mode & 0o777
+
+
+def test_a_decision_after_a_torn_audit_line_is_recorded(registry):
+    """A crash mid-append leaves a partial last line: the next decision must not be merged into it."""
+    with (registry.root / "audit.jsonl").open("a") as f:
+        f.write('{"version": "v0002", "act')
+    registry.decide("reject", "v0002", reason="bad data")
+    assert registry.get("v0002").status == "Rejected"
