@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from pipeline_code.engine.core.panel_artifact import PANEL_JSON
 from pipeline_code.engine.settings import MODEL_VERSION_ENV
 
 APPROVED_JSON = "approved.json"
+_VERSION = re.compile(r"v\d{4}")  # the registry's version names (pipeline/registry.py VERSION_NAME)
 
 
 class ModelSourceError(ValueError):
@@ -75,9 +77,14 @@ def _approved(registry: Path) -> ResolvedModel:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModelSourceError(f"registry pointer {str(pointer)!r} is unreadable: {err}",
                                f"the registry's {APPROVED_JSON} is unreadable") from None
-    if relative.is_absolute() or ".." in relative.parts:
-        raise ModelSourceError(f"registry pointer {str(pointer)!r} must hold a path inside the registry",
-                               f"the registry's {APPROVED_JSON} must hold a path inside the registry")
+    if not _VERSION.fullmatch(version):
+        raise ModelSourceError(
+            f"registry pointer {str(pointer)!r} names {version!r}, not a version (v and four digits)",
+            f"the registry's {APPROVED_JSON} names no version")
+    if relative != Path("versions", version, "model"):  # the registry's layout: the version is what serves
+        problem = f"names version {version!r} but path {str(relative)!r} (expected versions/{version}/model)"
+        raise ModelSourceError(f"registry pointer {str(pointer)!r} {problem}",
+                               f"the registry's {APPROVED_JSON} {problem}")
     path = registry / relative
     if not _is_model(path):
         raise ModelSourceError(f"approved version {version} has no model at {str(path)!r}",

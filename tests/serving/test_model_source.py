@@ -38,7 +38,9 @@ def test_registry_folder_serves_the_approved_version(model_dir, tmp_path):
         ("empty", "neither a model folder"),
         ("unapproved", "no approved model version"),
         ("bad-pointer", "unreadable"),
-        ("escape", "inside the registry"),
+        ("escape", "not a version"),
+        ("escape-as-version", "not a version"),
+        ("disagree", "names version 'v0002' but path 'versions/v0003/model'"),
         ("dangling", "has no model"),
     ],
 )
@@ -56,6 +58,10 @@ def test_clear_errors(model_dir, tmp_path, setup, fragment):
             pointer.write_text("{")
         elif setup == "escape":
             pointer.write_text(json.dumps({"version": "v9", "path": "../../etc"}))
+        elif setup == "escape-as-version":
+            pointer.write_text(json.dumps({"version": "../../etc", "path": "versions/../../etc/model"}))
+        elif setup == "disagree":  # the registry refuses such a pointer: so does serving (no wrong label)
+            pointer.write_text(json.dumps({"version": "v0002", "path": "versions/v0003/model"}))
         elif setup == "dangling":
             pointer.write_text(json.dumps({"version": "v0009", "path": "versions/v0009/model"}))
     with pytest.raises(ModelSourceError, match=fragment):
