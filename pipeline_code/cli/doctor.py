@@ -198,6 +198,21 @@ def add_doctor_command(sub) -> None:
     doctor.set_defaults(func=cmd_doctor)
 
 
+CREDENTIALS_GUIDE = "https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html"
+
+
+def _what_to_do(err: Exception) -> str:
+    """botocore's message, and for a missing region or missing credentials what to do about it."""
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    if isinstance(err, NoRegionError):
+        return f"{err} Give --region REGION, or set AWS_REGION (or a region in your AWS profile)."
+    if isinstance(err, NoCredentialsError):
+        return (f"{err}. Configure them: `aws configure` (or `aws sso login --profile NAME` and AWS_PROFILE=NAME), "
+                f"or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; see {CREDENTIALS_GUIDE}")
+    return str(err)
+
+
 def cmd_doctor(args, session=None) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
@@ -208,7 +223,7 @@ def cmd_doctor(args, session=None) -> int:
                       else deployment_from_cdk_json(args.cdk_json))
         findings = diagnose(deployment, session)
     except (DoctorError, BotoCoreError, ClientError) as err:  # no region or credentials; access denied
-        print(f"doctor: {err}", file=sys.stderr)
+        print(f"doctor: {_what_to_do(err)}", file=sys.stderr)
         return 2
     for finding in findings:
         print(finding.line())

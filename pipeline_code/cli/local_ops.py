@@ -3,7 +3,6 @@ tuning report and the local registry."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from pipeline_code.cli.views import UNREADABLE, ModelRow, Trial, report_trials
 from pipeline_code.pipeline.layout import TUNING_FILE
 from pipeline_code.pipeline.registry import APPROVED, LocalRegistry, RegistryError
 from pipeline_code.pipeline.runs import (
-    RunDetail, RunNotFound, RunSummary, headline, local_run, local_runs, parse_time,
+    RunDetail, RunNotFound, RunSummary, headline, local_run, local_runs, parse_time, read_record,
 )
 
 
@@ -34,13 +33,14 @@ class LocalOps:
         return local_run(self.workdir, run_id)
 
     def trials(self, run_id: str) -> tuple[str, list[Trial]]:
-        """(the run id, its candidates in trial order) from ``reports/tuning.json``."""
+        """(the run id, its candidates in trial order) from ``reports/tuning.json`` (RecordError when it
+        does not read)."""
         detail = self.run(run_id)
         report = self.workdir / "runs" / detail.summary.run_id / "reports" / TUNING_FILE
         if not report.is_file():
             raise RunNotFound(f"run {detail.summary.run_id} has no tuning report ({detail.summary.state};"
                               f" {report} is missing)")
-        return detail.summary.run_id, report_trials(json.loads(report.read_text()))
+        return detail.summary.run_id, report_trials(read_record(report), report)
 
     def models(self) -> list[ModelRow]:
         latest: dict[str, dict[str, Any]] = {}
@@ -54,7 +54,7 @@ class LocalOps:
 
     def decide(self, action: str, version: str, reason: str | None) -> str:
         """approve / reject / rollback through the registry; returns what happened, in a sentence."""
-        if version.isdigit():  # "3" as in the cloud: v0003
+        if version.isascii() and version.isdigit():  # "3" as in the cloud: v0003 (not "٣" or "²")
             version = f"v{int(version):04d}"
         try:
             before = self.registry.approved()

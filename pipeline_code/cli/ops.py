@@ -5,6 +5,7 @@ same output (docs/operations.md)."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ def add_ops_commands(sub) -> None:
     tshow = tsub.add_parser("show", help="candidates sorted by objective; a PNG over trial order and parameters")
     _target(tshow)
     tshow.add_argument("run")
-    tshow.add_argument("--plot", type=plot_file, help="plot file (default: tuning-<run>.png in the current folder)")
+    tshow.add_argument("--plot", type=new_plot_file, help="plot file (default: tuning-<run>.png in the current folder)")
     tshow.set_defaults(func=_guarded(cmd_tuning_show))
 
     models = sub.add_parser("models", help="list, approve, reject or roll back model versions")
@@ -66,6 +67,24 @@ def _target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="AWS region of --stack (default: the environment's)")
 
 
+def new_plot_file(text: str) -> Path:
+    """A plot file to write, in a folder that exists (nothing is created but the file)."""
+    path = plot_file(text)
+    if not path.parent.is_dir():
+        what = "is not a folder" if path.parent.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text}: the folder {path.parent} {what}")
+    return path
+
+
+def version_argument(text: str) -> str:
+    """``v0003`` or ``3``, in ASCII digits (``int`` would also read "٣" as 3); RegistryError otherwise."""
+    from pipeline_code.pipeline.registry import RegistryError
+
+    if not re.fullmatch(r"v?[0-9]+", text):
+        raise RegistryError(f"{text!r} is not a version name: versions are named v0001 (or 1), v0002, ...")
+    return text
+
+
 def _ops(args: argparse.Namespace):
     if args.stack:
         from pipeline_code.cli.cloud import StackOps
@@ -82,11 +101,11 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     def run(args: argparse.Namespace) -> int:
         from pipeline_code.cli.cloud import StackError
         from pipeline_code.pipeline.registry import RegistryError
-        from pipeline_code.pipeline.runs import RunNotFound
+        from pipeline_code.pipeline.runs import RecordError, RunNotFound
 
         try:
             return command(args)
-        except (RunNotFound, RegistryError, StackError, OSError) as err:
+        except (RunNotFound, RecordError, RegistryError, StackError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
 
@@ -118,7 +137,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_decide(args: argparse.Namespace) -> int:
-    print(_ops(args).decide(args.action, args.version, args.reason))
+    version = version_argument(args.version)  # checked before the registry (or the stack) is opened
+    print(_ops(args).decide(args.action, version, args.reason))
     return 0
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_code.engine.settings import OBJECTIVE
-from pipeline_code.pipeline.runs import RunDetail, RunSummary, flat_parameters
+from pipeline_code.pipeline.layout import TUNING_FILE
+from pipeline_code.pipeline.runs import RecordError, RunDetail, RunSummary, flat_parameters
 
 PLOT_MAX_CATEGORIES = 12
+TEXT_WIDTH = 90  # a list's last column (reasons, decisions): `runs show` and the records keep it whole
 
 
 @dataclass(frozen=True)
@@ -26,15 +28,27 @@ class Trial:
     name: str | None = None
 
 
-def report_trials(document: dict[str, Any]) -> list[Trial]:
+def report_trials(document: Any, source: str | Path = TUNING_FILE) -> list[Trial]:
     """The candidates of a tuning report (``tuning.json``: the local run's, or the cloud Select job's), in
-    scoring order; one without a finite objective failed."""
+    scoring order; one without a finite objective failed. RecordError (naming ``source``) for a report
+    of the wrong shape."""
+    if not isinstance(document, dict):
+        raise RecordError(source, f"is not a JSON object (a {type(document).__name__})")
+    candidates = document.get("candidates", [])
+    if not isinstance(candidates, list):
+        raise RecordError(source, f"candidates is a {type(candidates).__name__}, not a list")
     trials = []
-    for order, candidate in enumerate(document.get("candidates", []), 1):
+    for order, candidate in enumerate(candidates, 1):
+        if not isinstance(candidate, dict):
+            raise RecordError(source, f"candidate {order} is a {type(candidate).__name__}, not an object")
+        hyperparameters = candidate.get("hyperparameters") or {}
+        if not isinstance(hyperparameters, dict):
+            raise RecordError(source, f"candidate {order}: hyperparameters is a {type(hyperparameters).__name__},"
+                                      " not an object")
         objective = candidate.get(OBJECTIVE)  # one series' candidate or a panel's global choice
         finite = isinstance(objective, (int, float)) and math.isfinite(objective)
         trials.append(Trial(order=order, objective=float(objective) if finite else None,
-                            parameters=flat_parameters(candidate.get("hyperparameters") or {}),
+                            parameters=flat_parameters(hyperparameters),
                             status="Completed" if finite else "Failed"))
     return trials
 
@@ -75,33 +89,33 @@ def _metrics(metrics: dict[str, float]) -> str:
 def runs_table(runs: list[RunSummary]) -> str:
     if not runs:
         return "no runs yet"
-    header = f"{'STATE':<9} {'RUN':<31} {'DATA':<22} {'STARTED (UTC)':<19} {'TOOK':>7}  {'MODEL':<34} {'METRICS':<32} REASON"
+    header = f"{'STATE':<10} {'RUN':<31} {'DATA':<22} {'STARTED (UTC)':<19} {'TOOK':>7}  {'MODEL':<34} {'METRICS':<34} REASON"
     lines = [header]
     for r in runs:
         lines.append(
-            f"{r.state:<9} {r.run_id:<31} {_cut(r.data, 22):<22} {_when(r.started_at):<19} {_duration(r.duration_s):>7}"
-            f"  {_cut(r.spec, 34):<34} {_metrics(r.metrics):<32} {_cut(r.reason, 90)}")
+            f"{r.state:<10} {_cut(r.run_id, 31):<31} {_cut(r.data, 22):<22} {_when(r.started_at):<19}"
+            f" {_duration(r.duration_s):>7}  {_cut(r.spec, 34):<34} {_metrics(r.metrics):<34} {_cut(r.reason, TEXT_WIDTH)}")
     return "\n".join(lines)
 
 
 def run_detail(detail: RunDetail) -> str:
     r = detail.summary
-    lines = [f"run {r.run_id}: {r.state}", f"  data      {r.data or '-'}",
+    lines = [f"run {clean(r.run_id)}: {r.state}", f"  data      {clean(r.data)}",
              f"  started   {_when(r.started_at)} UTC, took {_duration(r.duration_s)}",
-             f"  model     {r.spec or '-'}" + (f" -> version {r.version}" if r.version else ""),
-             f"  metrics   {_metrics(r.metrics)}", f"  reason    {r.reason or '-'}"]
+             f"  model     {clean(r.spec)}" + (f" -> version {clean(r.version)}" if r.version else ""),
+             f"  metrics   {_metrics(r.metrics)}", f"  reason    {clean(r.reason)}"]
     if detail.timings:
         lines.append("timings per stage:")
-        lines += [f"  {stage:<12}{_duration(seconds):>9}" for stage, seconds in detail.timings.items()]
+        lines += [f"  {clean(stage):<12}{_duration(seconds):>9}" for stage, seconds in detail.timings.items()]
     if detail.evaluation:
         lines.append("evaluation:")
         for key, value in detail.evaluation.items():
             text = _metrics(value) if key in ("challenger", "champion", "seasonal_naive") and all(
                 isinstance(v, (int, float)) for v in (value or {}).values()) else value
-            lines.append(f"  {key:<16}{text}")
+            lines.append(f"  {key:<16}{clean(text)}")
     if detail.links:
         lines.append("reports and plots:")
-        lines += [f"  {name:<28} {uri}" for name, uri in detail.links.items()]
+        lines += [f"  {clean(name):<28} {clean(uri)}" for name, uri in detail.links.items()]
     return "\n".join(lines)
 
 
@@ -110,13 +124,13 @@ def trials_table(trials: list[Trial]) -> str:
     if not trials:
         return "no candidates"
     names = sorted({k for t in trials for k in t.parameters})
-    widths = {n: min(24, max(len(n), *(len(_cut(t.parameters.get(n), 24)) for t in trials))) for n in names}
+    widths = {n: min(24, max(len(clean(n)), *(len(_cut(t.parameters.get(n), 24)) for t in trials))) for n in names}
     header = f"{'RANK':>4} {'TRIAL':>5} {'OBJECTIVE':>14} {'STATUS':<10} " + " ".join(
-        f"{n:<{widths[n]}}" for n in names)
+        f"{_cut(n, widths[n]):<{widths[n]}}" for n in names)
     lines = [header]
     for rank, t in enumerate(sort_trials(trials), 1):
         objective = f"{t.objective:14.6g}" if t.objective is not None else f"{'-':>14}"
-        lines.append(f"{rank:>4} {t.order:>5} {objective} {t.status:<10} "
+        lines.append(f"{rank:>4} {t.order:>5} {objective} {_cut(t.status, 10):<10} "
                      + " ".join(f"{_cut(t.parameters.get(n), widths[n]):<{widths[n]}}" for n in names))
     return "\n".join(lines)
 
@@ -164,7 +178,6 @@ def plot_trials(trials: list[Trial], path: Path, title: str) -> Path:
         a.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -173,15 +186,16 @@ def plot_trials(trials: list[Trial], path: Path, title: str) -> Path:
 def models_table(rows: list[ModelRow]) -> str:
     if not rows:
         return "no model versions yet"
-    lines = [f"  {'VERSION':<10} {'STATUS':<22} {'REGISTERED (UTC)':<19} {'RUN':<31} {'METRICS':<32} LAST DECISION"]
+    lines = [f"  {'VERSION':<10} {'STATUS':<22} {'REGISTERED (UTC)':<19} {'RUN':<31} {'METRICS':<34} LAST DECISION"]
     for m in rows:
         d = m.decision
-        decided = (f"{d.get('action')} by {d.get('by') or '?'} at {d.get('at') or '?'}"
-                   + (f": {d['reason']}" if d.get("reason") else "")) if d else "-"
+        decided = (clean(f"{d.get('action')} by {d.get('by') or '?'} at {d.get('at') or '?'}")
+                   + (f": {_cut(d['reason'], TEXT_WIDTH)}" if d.get("reason") else "")) if d else "-"
         if m.problem:
-            decided = m.problem
-        lines.append(f"{'*' if m.serving else ' '} {m.version:<10} {m.status:<22} {_when(m.registered_at):<19}"
-                     f" {_cut(m.run_id, 28):<28} {_metrics(m.metrics):<32} {decided}")
+            decided = clean(m.problem)
+        lines.append(f"{'*' if m.serving else ' '} {_cut(m.version, 10):<10} {_cut(m.status, 22):<22}"
+                     f" {_when(m.registered_at):<19} {_cut(m.run_id, 31):<31} {_metrics(m.metrics):<34}"
+                     f" {decided}")
     lines.append("(* = the version served)")
     return "\n".join(lines)
 
@@ -197,6 +211,16 @@ def _natural(text: str) -> tuple:
         return (1, 0.0, text)
 
 
+def clean(text: Any) -> str:
+    r"""Free text from a record as one printable line ("-" for none): a newline shows as ⏎, any other
+    unprintable character (ESC, a bidi override) as its escape (``\x1b``, ``\u202e``), so a record can
+    neither add rows to a table nor drive the terminal."""
+    if text is None or text == "":
+        return "-"
+    return "".join(c if c.isprintable() else "⏎" if c == "\n" else repr(c)[1:-1] for c in str(text))
+
+
 def _cut(text: Any, width: int) -> str:
-    text = "-" if text is None or text == "" else str(text)
+    """``clean`` text cut to ``width`` characters (… marks a cut)."""
+    text = clean(text)
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -3,20 +3,23 @@
 A record carries a uniform ``state``, the same word locally and in the cloud:
 
 * ``queued``   waiting for the run before it (the watch folder's queue; an upload not yet started);
-* ``running``  started, not finished (locally with the runner's process id: a record whose process is
-  gone reads as ``failed``, "interrupted");
+* ``running``  started, not finished (locally with the runner's process id and, on Linux, which process
+  that was: a record whose process is gone, or whose pid now names another process, reads as ``failed``,
+  "interrupted"; a run folder without a record reads as ``failed``, "no record");
 * ``promoted`` finished, registered as Approved: it serves;
 * ``gated``    finished, registered as PendingManualApproval: the gate (or manual approval) held it;
 * ``failed``   a stage failed; nothing was registered;
 * ``refused``  the input or the run document was refused at validation; nothing ran.
 
 Records written before ``state`` existed (``{"status": "Succeeded", "promoted": ...}``) are read too.
-Standard library only.
+A record that does not read (not JSON, or a field of the wrong kind) lists as ``unreadable`` with the
+reason (RecordError); showing it fails with the file and the problem. Standard library only.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from dataclasses import dataclass, field
@@ -28,12 +31,21 @@ from pipeline_code.pipeline import layout
 
 QUEUED, RUNNING, PROMOTED, GATED, FAILED, REFUSED = "queued", "running", "promoted", "gated", "failed", "refused"
 STATES = (QUEUED, RUNNING, PROMOTED, GATED, FAILED, REFUSED)
+UNREADABLE = "unreadable"  # not a state: what ``runs list`` shows for a damaged record (RecordError)
 HEADLINE_METRICS = ("mase", "coverage_80", "coverage_95")
 QUEUE_FILE = "watch-queue.json"  # the watch folder's queue, in the work folder
 
 
 class RunNotFound(LookupError):
     """No run of that id (or prefix)."""
+
+
+class RecordError(ValueError):
+    """A record (run.json, tuning.json) that does not read: the file and the problem."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = Path(path), problem
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,10 @@ def parse_time(value: Any) -> datetime | None:
             parsed = datetime.strptime(value.split("-", 1)[0], "%Y%m%dT%H%M%S%fZ")
         except ValueError:
             return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    try:  # in UTC: an offset at the edge of the calendar ("0001-01-01T00:00+05:00") does not convert
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except OverflowError:
+        return None
 
 
 def describe_spec(hyperparameters: Any) -> str | None:
@@ -143,14 +158,25 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> None:
 def start_record(run_dir: Path, run_id: str, data: str) -> dict[str, Any]:
     """The ``running`` record written when a run starts; returned for ``finish_record``."""
     record = {"run_id": run_id, "state": RUNNING, "data": data, "started_at": now(),
-              "pid": os.getpid(), "host": socket.gethostname()}
+              "pid": os.getpid(), "host": socket.gethostname(), "process": process_identity(os.getpid())}
     write_record(run_dir, record)
     return record
 
 
+def process_identity(pid: int) -> str | None:
+    """Which process ``pid`` is, not just its number (Linux: the boot id and the process's start time in
+    clock ticks since boot, so a pid reused later, or after a reboot, differs); None where unknown."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, counted after "(comm)"
+    except (OSError, IndexError):
+        return None
+
+
 def finish_record(run_dir: Path, started: dict[str, Any], state: str, **fields: Any) -> None:
     """The final record: the start record, the end time and duration, and ``fields``."""
-    record = {key: value for key, value in started.items() if key not in ("pid", "host")}
+    record = {key: value for key, value in started.items() if key not in ("pid", "host", "process")}
     finished = now()
     begun = parse_time(started.get("started_at"))
     record.update(fields, state=state, finished_at=finished)
@@ -162,17 +188,24 @@ def finish_record(run_dir: Path, started: dict[str, Any], state: str, **fields: 
 # --- reading (the local work folder) --------------------------------------------------------------
 
 def local_runs(workdir: Path) -> list[RunSummary]:
-    """Every run of the work folder and the watch's queue, newest first."""
+    """Every run of the work folder and the watch's queue, newest first; a damaged record is one
+    ``unreadable`` run with the reason."""
     runs_dir = Path(workdir) / layout.RUNS.rstrip("/")
-    found = [_summary(path.name, _read(path / layout.RUN_RECORD), path)
-             for path in _run_dirs(runs_dir)]
+    found = []
+    for path in _run_dirs(runs_dir):
+        try:
+            found.append(_summary(path.name, _record(path), path))
+        except RecordError as err:
+            found.append(RunSummary(run_id=path.name, state=UNREADABLE, started_at=parse_time(path.name),
+                                    reason=f"{err.path.name}: {err.problem}"))
     found += queued(workdir)
     epoch = datetime.min.replace(tzinfo=timezone.utc)
     return sorted(found, key=lambda r: (r.started_at or epoch, r.run_id), reverse=True)
 
 
 def local_run(workdir: Path, run_id: str) -> RunDetail:
-    """One run in full; ``run_id`` may be a unique prefix. Raises RunNotFound."""
+    """One run in full; ``run_id`` may be a unique prefix. Raises RunNotFound, or RecordError for a
+    damaged record."""
     runs_dir = Path(workdir) / layout.RUNS.rstrip("/")
     path = runs_dir / run_id
     if not (run_id and path.is_dir() and run_id not in (".", "..") and "/" not in run_id):
@@ -182,7 +215,7 @@ def local_run(workdir: Path, run_id: str) -> RunDetail:
             raise RunNotFound(f"{run_id!r} {why} of {workdir} (forecast-mlops runs list --workdir {workdir}"
                               " shows them)")
         path = matches[0]
-    record = _read(path / layout.RUN_RECORD)
+    record = _record(path)
     evaluation = _read(path / layout.EVALUATION_REPORT / layout.EVALUATION_FILE)
     summary = _summary(path.name, record, path, evaluation)
     reports = path / "reports"
@@ -194,8 +227,7 @@ def local_run(workdir: Path, run_id: str) -> RunDetail:
     ) if target.is_file()}
     for plot in sorted(reports.rglob("*.png")) if reports.is_dir() else ():
         links[f"plot {plot.relative_to(reports)}"] = str(plot)
-    timings = record.get("timings") if isinstance(record.get("timings"), dict) else {}
-    return RunDetail(summary, timings, evaluation_summary(evaluation), links)
+    return RunDetail(summary, record.get("timings") or {}, evaluation_summary(evaluation), links)
 
 
 def evaluation_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -229,6 +261,61 @@ def _run_dirs(runs_dir: Path) -> list[Path]:
         return []
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; RecordError says why it does not read (FileNotFoundError: none)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise RecordError(path, f"cannot be read ({err.strerror or err})") from None
+    except ValueError as err:
+        raise RecordError(path, f"is not valid JSON: {err}") from None
+    if not isinstance(document, dict):
+        raise RecordError(path, f"is not a JSON object (a {type(document).__name__})")
+    return document
+
+
+def _record(run_dir: Path) -> dict[str, Any]:
+    """``run.json`` checked: {} when there is none, RecordError when a field is of the wrong kind."""
+    path = run_dir / layout.RUN_RECORD
+    try:
+        record = read_record(path)
+    except FileNotFoundError:
+        return {}
+    problem = _damage(record)
+    if problem:
+        raise RecordError(path, problem)
+    return record
+
+
+def _damage(record: dict[str, Any]) -> str | None:
+    """What in a run record cannot be shown, or None."""
+    if record.get("state") not in STATES and record.get("status") not in ("Succeeded", "Failed"):
+        return f"state {record.get('state')!r} is not one of {', '.join(STATES)}"
+    timings = record.get("timings")
+    if timings is not None and not isinstance(timings, dict):
+        return f"timings is a {type(timings).__name__}, not seconds per stage"
+    for stage, seconds in (timings or {}).items():
+        if not _seconds(seconds):
+            return f"timings: {stage!r} is {_short(seconds)}, not a number of seconds"
+    if record.get("duration_s") is not None and not _seconds(record["duration_s"]):
+        return f"duration_s is {_short(record['duration_s'])}, not a number of seconds"
+    pid = record.get("pid")
+    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
+        return f"pid is {_short(pid)}, not a process id"
+    return None
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -239,15 +326,12 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _summary(run_id: str, record: dict[str, Any], path: Path,
              evaluation: dict[str, Any] | None = None) -> RunSummary:
-    state = record.get("state")
-    if state not in STATES:  # a record from before ``state``, or none yet
-        if record.get("status") == "Succeeded":
-            state = state_of("succeeded", promoted=bool(record.get("promoted")))
-        elif record.get("status") == "Failed":
-            state = FAILED
-        else:
-            state = RUNNING if (path / layout.RUN_DOCUMENT).is_file() else FAILED
-    reason = record.get("reason")
+    state, reason = record.get("state"), record.get("reason")
+    if not record:  # the runner writes run.json first: a folder without one did not run, or lost it
+        state, reason = FAILED, f"no record: {layout.RUN_RECORD} is missing"
+    elif state not in STATES:  # a record from before ``state``
+        state = state_of("succeeded", promoted=bool(record.get("promoted"))) if record.get(
+            "status") == "Succeeded" else FAILED
     if state == RUNNING and not _alive(record):
         state, reason = FAILED, f"interrupted: the runner (process {record.get('pid')}) is gone"
     if state in (PROMOTED, GATED) and ("metrics" not in record or "spec" not in record):
@@ -260,8 +344,8 @@ def _summary(run_id: str, record: dict[str, Any], path: Path,
     return RunSummary(
         run_id=run_id, state=state, data=record.get("data"),
         started_at=parse_time(record.get("started_at")) or parse_time(run_id),
-        duration_s=record.get("duration_s") if isinstance(record.get("duration_s"), (int, float)) else (
-            round(sum(record["timings"].values()), 3) if isinstance(record.get("timings"), dict) else None),
+        duration_s=record.get("duration_s") if record.get("duration_s") is not None else (
+            round(sum(record["timings"].values()), 3) if record.get("timings") else None),
         spec=record.get("spec") if isinstance(record.get("spec"), str) else describe_spec(
             record.get("spec") or evaluation.get("spec")),
         metrics=headline(record.get("metrics") or evaluation.get("challenger")),
@@ -271,7 +355,9 @@ def _summary(run_id: str, record: dict[str, Any], path: Path,
 
 
 def _alive(record: dict[str, Any]) -> bool:
-    """Whether a ``running`` record's process still runs (on another host: assume it does)."""
+    """Whether a ``running`` record's process still runs: its pid is alive and, when the record says
+    which process it was (``process``), is still that process, not a reused pid. On another host, or
+    without a pid: assume it does."""
     pid = record.get("pid")
     if not isinstance(pid, int) or record.get("host") not in (None, socket.gethostname()):
         return True
@@ -280,5 +366,6 @@ def _alive(record: dict[str, Any]) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    recorded, current = record.get("process"), process_identity(pid)
+    return recorded is None or current is None or recorded == current

@@ -49,6 +49,32 @@ def test_the_preflight_without_credentials_says_so(tmp_path, monkeypatch, capsys
     assert err.startswith("doctor: ") and "region" in err and "Traceback" not in err
 
 
+def test_the_preflight_says_how_to_give_a_region_and_credentials(tmp_path, monkeypatch, capsys):
+    """botocore raises both before any request: no network (instance metadata is off)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert main(["doctor", "--stack", "ForecastMlops"]) == 2
+    assert capsys.readouterr().err == ("doctor: You must specify a region. Give --region REGION, or set AWS_REGION"
+                                       " (or a region in your AWS profile).\n")
+    assert main(["doctor", "--stack", "ForecastMlops", "--region", "eu-west-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("doctor: Unable to locate credentials. Configure them: `aws configure`") and (
+        "AWS_ACCESS_KEY_ID" in err and err.count("\n") == 1)
+
+
+@pytest.mark.parametrize("version", ["²", "٣", "v٠٠٠٣", "3 "])
+def test_a_version_is_ascii_digits_for_a_stack_too(version, capsys):
+    """Refused before the stack is read (no AWS call): int() would take "٣" for 3 and fail on "²"."""
+    assert main(["models", "reject", version, "--stack", "S", "--region", "eu-west-1"]) == 2
+    assert capsys.readouterr().err == (f"error: {version!r} is not a version name: versions are named v0001"
+                                       " (or 1), v0002, ...\n")
+
+
 def test_tune_and_backtest_name_a_panel_as_such(tmp_path, capsys):
     rows = [f"{item},{2015 + k // 12}-{k % 12 + 1:02d}-01,{10 + k % 12}" for item in "ab" for k in range(120)]
     panel = tmp_path / "stores.csv"

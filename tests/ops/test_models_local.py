@@ -61,6 +61,24 @@ def test_list_shows_a_version_whose_record_does_not_read_and_the_rest(workdir, c
     assert "is not valid JSON" in capsys.readouterr().err
     assert registry.approved().name == "v0003"
 
+def test_list_prints_a_reason_as_one_escaped_cut_line_in_aligned_columns(workdir, capsys):
+    """A reason cannot forge a row or drive the terminal, a long one is cut (the audit keeps it whole),
+    and every column starts where its header does."""
+    registry = three_versions(workdir)
+    forged = "fix\n* v0009      Approved   (fake row)\x1b[31mRED"
+    assert models(workdir, "reject", "2", "--reason", forged) == 0
+    assert models(workdir, "reject", "1", "--reason", "x" * 5000) == 0
+    capsys.readouterr()
+    assert models(workdir, "list") == 0
+    out = capsys.readouterr().out
+    header, first, second, served, footer = out.splitlines()
+    assert "\x1b" not in out and "fix⏎* v0009      Approved   (fake row)\\x1b[31mRED" in second
+    assert len(first) < 300 and first.endswith("…") and registry.audit()[-1]["reason"] == "x" * 5000
+    run_id = registry.get("v0001").record["run_id"]
+    assert first.index(run_id) == header.index("RUN") and first.index("MASE") == header.index("METRICS")
+    assert first.index("reject by") == header.index("LAST DECISION")
+
+
 def test_approve_reject_rollback_are_recorded_with_who_when_why(workdir, capsys):
     registry = three_versions(workdir)
     assert models(workdir, "reject", "v0002", "--reason", "coverage too low") == 0
@@ -96,6 +114,9 @@ def test_a_rejected_version_shows_rejected_until_approved(workdir):
     (["rollback", "v0002"], "never approved"),
     (["rollback", "v0009"], "no version v0009"),
     (["approve", "latest"], "'latest' is not a version name"),
+    (["reject", "²"], "'²' is not a version name"),
+    (["reject", "٣"], "'٣' is not a version name"),  # Arabic-Indic 3: int() reads it, a version name is ASCII
+    (["reject", "v٠٠٠٣"], "'v٠٠٠٣' is not a version name"),
 ])
 def test_refusals_name_the_reason_and_change_nothing(workdir, capsys, args, message):
     registry = three_versions(workdir)

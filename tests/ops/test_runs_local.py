@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,85 @@ def test_a_refused_upload_gets_a_refused_record(tmp_path, capsys):
     [run] = local_runs(workdir)
     assert (run.state, run.data) == ("refused", "badval.csv")
     assert "(line 701) 'abc' is not a number" in run.reason
+
+
+def test_free_text_of_a_record_is_one_escaped_line(tmp_path, capsys):
+    """A reason cannot add rows or drive the terminal; the list cuts it, `runs show` keeps it whole."""
+    w = tmp_path / "work"
+    reason = "fix\n* promoted 2026 (fake row)\x1b[31mRED\u202e" + "x" * 5000
+    record(w, "20260101T000000000000Z-aaaaaaaa", {"state": "failed", "reason": reason, "data": "a\nb.csv"})
+    assert main(["runs", "list", "--workdir", str(w)]) == 0
+    out = capsys.readouterr().out
+    [row] = out.splitlines()[1:]
+    assert "\x1b" not in out and "\u202e" not in out and "a⏎b.csv" in row
+    assert "fix⏎* promoted 2026 (fake row)\\x1b[31mRED\\u202e" in row and len(row) < 300 and row.endswith("…")
+    assert main(["runs", "show", "2026", "--workdir", str(w)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[31mRED\\u202e" + "x" * 5000 in out
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"state": "gated", "timings": {"tune": "fast"}}', "run.json: timings: 'tune' is 'fast', not a number of seconds"),
+    ('{"state": "gated", "duration_s": Infinity}', "run.json: duration_s is inf, not a number of seconds"),
+    ('{"state": "running", "pid": "1"}', "run.json: pid is '1', not a process id"),
+    ('{"state": "bogus"}', "run.json: state 'bogus' is not one of queued, running"),
+    ('[]', "run.json: is not a JSON object (a list)"),
+    ('{"state": "gated", "reason": "a\tb', "run.json: is not valid JSON: Invalid control character"),
+])
+def test_a_damaged_record_lists_as_unreadable_and_shows_as_one_line(records, capsys, text, problem):
+    run_dir = records / "runs" / "20260103T000000000000Z-cccccccc"
+    (run_dir / "run.json").write_text(text)
+    assert main(["runs", "list", "--workdir", str(records)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == [
+        "queued", "running", "failed", "refused", "unreadable", "gated", "promoted"]
+    assert problem in lines[5]
+    for command in ("runs", "tuning"):
+        assert main([command, "show", "20260103", "--workdir", str(records)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {run_dir}/{problem}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("[]", "is not a JSON object (a list)"),
+    ('{"candidates": [{"cv_mase": 1.0, "hyperparameters": [1, 2]}]}',
+     "candidate 1: hyperparameters is a list, not an object"),
+    ('{"candidates": {"a": 1}}', "candidates is a dict, not a list"),
+    ('{"candidates": [null]}', "candidate 1 is a NoneType, not an object"),
+    ('{"candidates": [{"cv_mase": 1.0, "hyperparameters": {"k": "a\tb"}}]', "is not valid JSON: Invalid control"),
+])
+def test_tuning_show_of_a_damaged_report_names_it(records, capsys, text, problem):
+    report = records / "runs" / "20260101T000000000000Z-aaaaaaaa" / "reports" / "tuning.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(text)
+    assert main(["tuning", "show", "20260101", "--workdir", str(records), "--plot", str(records / "t.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {report}: {problem}") and err.count("\n") == 1
+    assert not (records / "t.png").exists()
+
+
+def test_tuning_show_creates_no_folder_for_its_plot(records, tmp_path, capsys):
+    plot = tmp_path / "x" / "y" / "z.png"
+    with pytest.raises(SystemExit) as info:
+        main(["tuning", "show", "20260101", "--workdir", str(records), "--plot", str(plot)])
+    assert info.value.code == 2
+    assert f"the folder {plot.parent} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_run_without_a_record_or_with_another_process_is_not_running(records):
+    """No run.json: failed, "no record"; a running record whose pid now names another process (pid 1,
+    started long before): interrupted. The runner's own record, with its process identity, runs."""
+    identity = runs.process_identity(os.getpid())
+    if identity is None:
+        pytest.skip("no /proc: process identities are Linux only")
+    record(records, "20260107T000000000000Z-gggggggg", None)
+    record(records, "20260108T000000000000Z-hhhhhhhh", {"state": "running", "pid": 1, "process": identity,
+                                                        "host": socket.gethostname(), "data": "reused.csv"})
+    runs.start_record(records / "runs" / "20260109T000000000000Z-iiiiiiii", "i", "mine.csv")
+    found = {r.run_id[:8]: r for r in local_runs(records)}
+    assert (found["20260107"].state, found["20260107"].reason) == ("failed", "no record: run.json is missing")
+    assert found["20260108"].state == "failed" and "interrupted" in found["20260108"].reason
+    assert found["20260109"].state == "running"
+    assert json.loads((records / "runs" / "20260109T000000000000Z-iiiiiiii" / "run.json").read_text())[
+        "process"] == identity
