@@ -3,6 +3,8 @@ tuning report and the local registry."""
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,8 @@ class LocalOps:
         self.workdir = Path(workdir)
         if not self.workdir.is_dir():
             raise FileNotFoundError(f"no work folder {self.workdir}")
-        self.registry = LocalRegistry(self.workdir / "registry")
+        self.registry = LocalRegistry(self.workdir / "registry",
+                                      on_wait=lambda message: print(message, file=sys.stderr))
 
     def where(self) -> str:
         return str(self.workdir)

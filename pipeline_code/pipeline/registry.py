@@ -33,7 +33,7 @@ import socket
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -91,9 +91,11 @@ class _Pointer:
 class LocalRegistry:
     """Versions of model artifacts and one approved pointer."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, on_wait: Callable[[str], None] | None = None) -> None:
+        """``on_wait`` hears, once, that another process holds the lock and this one waits for it."""
         self.root = Path(root)
         self._lock_path = self.root / ".lock"
+        self._on_wait = on_wait
 
     @staticmethod
     def is_registry(path: str | Path) -> bool:
@@ -288,7 +290,13 @@ class LocalRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self._lock_path, timeout=LOCK_TIMEOUT_SECONDS)
         try:
-            lock.acquire()
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                if self._on_wait is not None:
+                    self._on_wait(f"registry {self.root} is in use by another run or decision; waiting up to"
+                                  f" {LOCK_TIMEOUT_SECONDS:.0f}s for it")
+                lock.acquire()
         except Timeout:
             raise RegistryError(
                 f"registry {self.root} is locked by another run (waited {LOCK_TIMEOUT_SECONDS:.0f}s on"

@@ -58,7 +58,7 @@ def run_pipeline(
     from pipeline_code.engine.tuning import tune
 
     data, workdir = Path(data), Path(workdir)
-    registry = LocalRegistry(workdir / "registry")
+    registry = LocalRegistry(workdir / "registry", on_wait=log)
     try:  # an unreadable registry, or an approved artifact that does not load, stops the run before the work
         registry.check_approved()
     except RegistryError as err:

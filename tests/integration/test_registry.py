@@ -201,3 +201,22 @@ def test_a_decision_after_a_torn_audit_line_is_recorded(registry):
         f.write('{"version": "v0002", "act')
     registry.decide("reject", "v0002", reason="bad data")
     assert registry.get("v0002").status == "Rejected"
+
+
+def test_waiting_for_the_lock_is_said_once(registry, model):
+    """A decision or a registration that waits on another holder's lock says so, instead of a silent wait."""
+    import subprocess
+    import sys
+
+    heard: list[str] = []
+    waiting = LocalRegistry(registry.root, on_wait=heard.append)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire();"
+        " print('held', flush=True); time.sleep(0.5); lock.release()"), str(registry.root / ".lock")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert waiting.register(model, status=PENDING, run_id="run-3", evaluation={}).name == "v0003"
+    holder.wait(timeout=30)
+    assert len(heard) == 1 and "in use by another run or decision; waiting up to 120s" in heard[0]
+    waiting.register(model, status=PENDING, run_id="run-4", evaluation={})  # the lock is free: nothing said
+    assert len(heard) == 1
