@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline_code.cli import views
+from pipeline_code.cli.watch import settle_seconds
 from pipeline_code.serving.cli import plot_file, port_number, positive_int
 
 
@@ -54,8 +55,9 @@ def add_ops_commands(sub) -> None:
     watch.add_argument("--serve", action="store_true", help="also serve the approved model (it reloads on approval)")
     watch.add_argument("--port", type=port_number, default=8080, help="serving port with --serve (default 8080)")
     watch.add_argument("--jobs", type=positive_int, default=None, help="tuning workers (default: all cores)")
-    watch.add_argument("--settle", type=float, default=1.0,
-                       help="seconds a file must stay unchanged and closed before it starts a run (default 1)")
+    watch.add_argument("--settle", type=settle_seconds, default=1.0,
+                       help="seconds a file must stay unchanged and closed before it starts a run, 0 < S <= 3600"
+                            " (default 1)")
     watch.add_argument("--quiet", action="store_true", help="no progress bar")
     watch.set_defaults(func=_guarded(cmd_watch))
 

@@ -7,13 +7,15 @@ a time, each a ``forecast-mlops pipeline run`` child process whose output shows 
 version is approved (by a run or by ``models approve|rollback``); without it, a separate ``serve --model
 <workdir>/registry`` does the same.
 
-Ctrl-C: the running child gets SIGINT and finishes its record as ``failed`` ("interrupted"); every file
-the watch and the runner write is replaced atomically, so nothing is left half-written.
+Ctrl-C, SIGTERM or SIGHUP: the running child gets SIGINT and finishes its record as ``failed``
+("interrupted"), the server stops, the queue file is removed; every file the watch and the runner write is
+replaced atomically, so nothing is left half-written.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
@@ -22,13 +24,25 @@ import threading
 from pathlib import Path
 
 from pipeline_code.cli import views
-from pipeline_code.pipeline.runs import local_runs
+from pipeline_code.pipeline.runs import QUEUED, local_runs
 from pipeline_code.pipeline.watch_queue import WatchQueue
 from pipeline_code.serving.cli import check_port_free
 
 WORKDIR_NAME = ".forecast-mlops"
 TICK_MS = 200  # how often the loop wakes without events, to settle files and check the run
 CHILD_STOP_SECONDS = 30.0
+SETTLE_MAX = 3600.0  # seconds: a file unchanged for an hour is complete; a longer --settle is a typo
+
+
+def settle_seconds(value: str | float) -> float:
+    """``--settle``: seconds, 0 < S <= SETTLE_MAX (not nan, not inf); an argparse type."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 < seconds <= SETTLE_MAX:  # nan fails every comparison
+        raise argparse.ArgumentTypeError(f"must be seconds with 0 < S <= {SETTLE_MAX:g}, not {value!r}")
+    return seconds
 
 
 def check_folder(folder: Path) -> Path:
@@ -44,23 +58,49 @@ def check_folder(folder: Path) -> Path:
     return folder
 
 
+def check_workdir(workdir: Path, queue: WatchQueue) -> None:
+    """A clear error at start, naming the work folder, when it cannot be created or written."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        queue.open()
+    except OSError as err:
+        raise OSError(f"work folder {workdir} cannot be written ({err.strerror or err}); choose another"
+                      " with --workdir") from None
+
+
 def say(message: str) -> None:
-    print(f"[watch] {message}", flush=True)
+    _show(f"[watch] {message}")
+
+
+def _show(text: str) -> None:
+    """Print; a terminal gone (SIGHUP) must not keep the watch from stopping its children."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
 
 
 def watch_folder(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     from watchfiles import Change, watch
 
+    try:  # ops.py parses --settle as a float: refused here, first, as argparse would
+        settle = settle_seconds(args.settle)
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(f"argument --settle: {err}") from None
     folder = check_folder(Path(args.folder))
     if args.serve:
         check_port_free(args.port)  # before announcing a server that could not start
     workdir = Path(args.workdir) if args.workdir else folder / WORKDIR_NAME
-    workdir.mkdir(parents=True, exist_ok=True)
-    queue = WatchQueue(workdir, settle=args.settle)
-    server = _serve(workdir, args.port) if args.serve else None
+    queue = WatchQueue(workdir, settle=settle)
+    check_workdir(workdir, queue)
+    server: subprocess.Popen | None = None
     run: _Run | None = None
     started = False
+    signals = _StopSignals()
     try:
+        signals.install()
+        if args.serve:
+            server = _serve(workdir, args.port)
         for changes in watch(folder, recursive=False, step=50, rust_timeout=TICK_MS, yield_on_timeout=True,
                              stop_event=stop, raise_interrupt=True):
             if not started:  # the watcher is live now: what arrived before it is in the folder
@@ -90,14 +130,54 @@ def watch_folder(args: argparse.Namespace, stop: threading.Event | None = None) 
                     continue
                 run = _Run(path, digest, workdir, args, queue)
     except KeyboardInterrupt:
-        say("stopping (Ctrl-C)")
+        say(f"stopping ({signals.received or 'Ctrl-C'})")
     finally:
-        if run:
-            run.interrupt()
-        queue.close()
-        if server:
-            _stop(server)
+        try:
+            if run:
+                run.interrupt()
+                run.finished()  # its outcome, and a success that ended just now is remembered as seen
+        finally:
+            queue.close()
+            if server:
+                _stop(server)
+            signals.restore()
     return 0
+
+
+class _StopSignals:
+    """SIGTERM and SIGHUP (a service manager's stop, a closed terminal) take Ctrl-C's path: a
+    KeyboardInterrupt in the main thread; once one arrived, more are ignored while the watch stops. A
+    signal ignored at start (nohup, a background job's SIGINT) stays ignored, through a handler that does
+    nothing: exec resets handlers, not SIG_IGN, so the children still stop on the watch's SIGINT."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():  # handlers: main thread only
+            return
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # SIGHUP: not on Windows
+            number = getattr(signal, name, None)
+            if number is None:
+                continue
+            ignored = signal.getsignal(number) == signal.SIG_IGN
+            if ignored or number != signal.SIGINT:  # Python's own SIGINT handler already raises
+                self.previous[number] = signal.signal(number, _ignore if ignored else self._interrupt)
+
+    def _interrupt(self, number: int, frame) -> None:
+        self.received = signal.Signals(number).name
+        for other in self.previous:
+            signal.signal(other, _ignore)
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def _ignore(number: int, frame) -> None:
+    pass
 
 
 class _Run:
@@ -111,6 +191,7 @@ class _Run:
             command += ["--jobs", str(args.jobs)]
         if args.quiet:
             command.append("--quiet")
+        self.earlier = {r.run_id for r in local_runs(workdir)}  # its record is the one not among these
         say(f"{path.name}: starting a run")
         # Its own process group: a Ctrl-C reaches it through the watch, which waits for its record.
         self.process = subprocess.Popen(command, start_new_session=True)
@@ -121,11 +202,12 @@ class _Run:
             return False
         if code == 0:
             self.queue.done(self.digest)
-        newest = next((r for r in local_runs(self.workdir) if r.data == self.path.name), None)
-        say(f"{self.path.name}: run ended (exit {code})" + ("" if newest else "; no run record (refused before"
-                                                            " it started: see the message above)"))
-        if newest:
-            print(views.runs_table([newest]), flush=True)
+        record = next((r for r in local_runs(self.workdir) if r.state != QUEUED
+                       and r.run_id not in self.earlier and r.data == self.path.name), None)
+        say(f"{self.path.name}: run ended (exit {code})"
+            + ("" if record else "; no run record (refused before it started: see the message above)"))
+        if record:
+            _show(views.runs_table([record]))
         return True
 
     def interrupt(self) -> None:

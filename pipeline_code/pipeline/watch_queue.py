@@ -131,6 +131,12 @@ class WatchQueue:
         self.seen.add(digest)
         replace_json(self.workdir / SEEN_FILE, {"sha256": sorted(self.seen)})
 
+    def open(self) -> None:
+        """Start: nothing is queued (a killed watch's queue file is replaced). OSError when the work
+        folder cannot be written."""
+        self.queue.clear()
+        self._save_queue()
+
     def close(self) -> None:
         """Stop: nothing is queued any more (the files stay in the folder)."""
         self.queue.clear()

@@ -1,23 +1,29 @@
 """forecast-mlops watch: what is ready, queued, superseded or a duplicate (unit), and the real command:
 half-written files wait, a dataset's newest file supersedes the queued one, a duplicate starts nothing,
-Ctrl-C (SIGINT) leaves nothing half-written."""
+Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the children and leave nothing half-written; bad arguments, an
+unwritable work folder and a run refused before it started are reported as such."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pipeline_code.cli.main import main
+from pipeline_code.cli.watch import CHILD_STOP_SECONDS, _Run, settle_seconds
 from pipeline_code.pipeline.runs import QUEUE_FILE, local_runs
 from pipeline_code.pipeline.watch_queue import WatchQueue, content_hash
+from pipeline_code.serving.cli import check_port_free
 from tests.ops.conftest import FAST_SETTINGS, fast_data
 
 WAIT = 300  # seconds: a generous bound on a loaded machine, not a measurement
@@ -115,14 +121,16 @@ def _ctrl_c_as_in_a_terminal() -> None:
 class Watch:
     """``forecast-mlops watch`` as a real process; its output collected line by line."""
 
-    def __init__(self, folder: Path, workdir: Path) -> None:
+    def __init__(self, folder: Path, workdir: Path, *options: str,
+                 preexec: Callable[[], object] = _ctrl_c_as_in_a_terminal) -> None:
         self.workdir = workdir
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline_code.cli.main", "watch", str(folder), "--workdir", str(workdir),
-             "--settle", "0.3", "--jobs", "1", "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
-        threading.Thread(target=self._read, daemon=True).start()
+             "--settle", "0.3", "--jobs", "1", "--quiet", *options],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         self.wait_for(lambda: any("watching" in line for line in self.lines), "the banner")
 
     def _read(self) -> None:
@@ -139,10 +147,12 @@ class Watch:
     def states(self) -> list[tuple[str, str | None]]:
         return [(r.state, r.data) for r in local_runs(self.workdir) if r.state != "queued"]
 
-    def stop(self) -> int:
+    def stop(self, how: int = signal.SIGINT) -> int:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=120)
+            self.process.send_signal(how)
+        code = self.process.wait(timeout=120)
+        self.reader.join(timeout=10)  # its last lines (children still holding the pipe: not all of them)
+        return code
 
 
 def raw_copies(workdir: Path, name: str) -> list[str]:
@@ -194,13 +204,111 @@ def test_ctrl_c_during_a_run_leaves_nothing_half_written(tmp_path):
     fast_data(folder, fast=False)
     watch.wait_for(lambda: ("running", "gasoline.csv") in watch.states(), "the run")
     assert watch.stop() == 0
-    [(state, data)] = watch.states()
+    assert_stopped_cleanly(workdir)
+
+
+def assert_stopped_cleanly(workdir: Path) -> None:
+    """The run interrupted and recorded as such, nothing queued, nothing half-written, nothing approved."""
+    [(state, data)] = [(r.state, r.data) for r in local_runs(workdir)]
     assert (state, data) == ("failed", "gasoline.csv")
     assert "interrupted" in local_runs(workdir)[0].reason
     leftovers = [p for p in workdir.rglob("*") if p.name.endswith(".tmp") or p.name.startswith((".upload-", ".v"))]
     assert leftovers == []
     assert not (workdir / QUEUE_FILE).exists()
     assert not (workdir / "registry" / "approved.json").exists()
+
+
+def children(pid: int) -> list[int]:
+    """Ids of the processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"\nPPid:\t{pid}\n" in status.read_text():
+                found.append(int(status.parent.name))
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="children found through /proc")
+@pytest.mark.parametrize("how, preexec", [
+    (signal.SIGTERM, lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)),  # a background job: `watch &`
+    (signal.SIGHUP, _ctrl_c_as_in_a_terminal),
+], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_the_children_as_ctrl_c_does(tmp_path, how, preexec):
+    folder, workdir = tmp_path / "drop", tmp_path / "work"
+    folder.mkdir()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    watch = Watch(folder, workdir, "--serve", "--port", str(port), preexec=preexec)
+    fast_data(folder, fast=False)  # a minute-long search, as in the Ctrl-C test
+    watch.wait_for(lambda: ("running", "gasoline.csv") in watch.states(), "the run")
+    fast_data(folder, "other")
+    watch.wait_for(lambda: any("other.csv is complete; queued" in line for line in watch.lines), "queued")
+    server_and_run = children(watch.process.pid)
+    try:
+        assert len(server_and_run) == 2
+        signalled = time.monotonic()
+        assert watch.stop(how) == 0
+        assert [pid for pid in server_and_run if alive(pid)] == []
+        assert time.monotonic() - signalled < CHILD_STOP_SECONDS  # the run stopped on SIGINT, not killed
+    finally:  # without the fix: the orphans
+        for pid in filter(alive, server_and_run):
+            os.kill(pid, signal.SIGKILL)
+    assert f"[watch] stopping ({signal.Signals(how).name})" in watch.lines
+    assert any(line.startswith("[watch] gasoline.csv: run ended (exit") for line in watch.lines)
+    assert_stopped_cleanly(workdir)
+    check_port_free(port)
+
+
+def test_settle_out_of_range_is_refused(tmp_path, capsys):
+    # A missing folder: a bad --settle is refused first, as argparse refuses it (and nothing is watched).
+    for value in ("-5", "0", "nan", "inf", "3601"):
+        with pytest.raises(SystemExit) as info:
+            main(["watch", str(tmp_path / "missing"), "--settle", value])
+        assert info.value.code == 2
+        assert "argument --settle: must be seconds with 0 < S <= 3600" in capsys.readouterr().err
+    assert settle_seconds("3600") == 3600.0 and settle_seconds("0.3") == 0.3
+
+
+def test_a_work_folder_that_cannot_be_written_is_refused_at_start(tmp_path):
+    folder, workdir = tmp_path / "drop", tmp_path / "work"
+    folder.mkdir()
+    workdir.mkdir()
+    if os.geteuid() == 0:  # root writes into a 0555 folder: a folder takes the queue file's place instead
+        (workdir / QUEUE_FILE).mkdir()
+    else:
+        workdir.chmod(0o555)
+    try:  # without the check the watch starts and waits for a file: the timeout fails the test
+        done = subprocess.run([sys.executable, "-m", "pipeline_code.cli.main", "watch", str(folder),
+                               "--workdir", str(workdir)], capture_output=True, text=True, timeout=60)
+    finally:
+        workdir.chmod(0o755)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: work folder {workdir} cannot be written (")
+    assert "watching" not in done.stdout
+
+
+def test_a_run_refused_before_it_started_shows_no_earlier_record(workdir, tmp_path, capsys):
+    assert [(r.state, r.data) for r in local_runs(workdir)] == [("promoted", "gasoline.csv")]
+    data = fast_data(tmp_path / "drop", rows=1300)  # new content, same name
+    data.with_name("gasoline.settings.json").write_text('{"cv": {"window": "long"}}')
+    args = argparse.Namespace(jobs=1, quiet=True)
+    run = _Run(data, content_hash(data), workdir, args, WatchQueue(workdir))
+    run.process.wait(timeout=WAIT)
+    assert run.finished()
+    out = capsys.readouterr().out
+    assert "[watch] gasoline.csv: run ended (exit 2); no run record (refused before it started" in out
+    assert "promoted" not in out
 
 
 def test_a_queued_file_that_vanished_is_named(tmp_path):
