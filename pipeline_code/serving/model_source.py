@@ -82,9 +82,10 @@ def _approved(registry: Path) -> ResolvedModel:
             f"registry pointer {str(pointer)!r} names {version!r}, not a version (v and four digits)",
             f"the registry's {APPROVED_JSON} names no version")
     if relative != Path("versions", version, "model"):  # the registry's layout: the version is what serves
-        problem = f"names version {version!r} but path {str(relative)!r} (expected versions/{version}/model)"
-        raise ModelSourceError(f"registry pointer {str(pointer)!r} {problem}",
-                               f"the registry's {APPROVED_JSON} {problem}")
+        raise ModelSourceError(
+            f"registry pointer {str(pointer)!r} names version {version!r} but path {str(relative)!r}",
+            f"the registry's {APPROVED_JSON} names version {version!r} with a path other than "
+            f"versions/{version}/model")  # the pointer's path is not echoed to clients
     path = registry / relative
     if not _is_model(path):
         raise ModelSourceError(f"approved version {version} has no model at {str(path)!r}",

@@ -70,8 +70,11 @@ def test_no_server_path_in_response_bodies(model_dir, tmp_path):
         (lambda: root.mkdir(), "neither a model folder"),
         (lambda: (root / "versions").mkdir(), "no approved model version"),
         (lambda: (root / "approved.json").write_text("{broken"), "unreadable"),
-        (lambda: (root / "approved.json").write_text('{"version": "v1", "path": "/etc"}'), "inside the registry"),
-        (lambda: (root / "approved.json").write_text('{"version": "v1", "path": "versions/v1"}'), "has no model.json"),
+        (lambda: (root / "approved.json").write_text('{"version": "v1", "path": "/etc"}'), "names no version"),
+        (lambda: (root / "approved.json").write_text('{"version": "v0001", "path": "/etc"}'),
+         "with a path other than versions/v0001/model"),
+        (lambda: (root / "approved.json").write_text('{"version": "v0001", "path": "versions/v0001/model"}'),
+         "has no model.json"),
     ]
     try:
         srv.wait_listening()

@@ -40,7 +40,7 @@ def test_registry_folder_serves_the_approved_version(model_dir, tmp_path):
         ("bad-pointer", "unreadable"),
         ("escape", "not a version"),
         ("escape-as-version", "not a version"),
-        ("disagree", "names version 'v0002' but path 'versions/v0003/model'"),
+        ("disagree", "names version 'v0002' but path 'versions/v0003/model'"),  # the log's message
         ("dangling", "has no model"),
     ],
 )
