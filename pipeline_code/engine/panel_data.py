@@ -29,7 +29,7 @@ log scale. Beyond them:
 - ``header``: a header that does not name item_id, timestamp and value (or target_value) once each,
   or, without a header, a line 1 that cannot be a row in the order ``series.columns``.
 
-- ``item_id``: empty, longer than :data:`MAX_ITEM_ID` characters, or holding control or invisible
+- ``item_id``: empty, longer than ``MAX_ITEM_ID_LENGTH`` characters, or holding control or invisible
   characters (``engine.settings.item_id_problem``; surrounding spaces are dropped).
 - ``max-series``: more distinct items than ``series.max_series``; ``oversize``: a file over
   ``data.max_file_bytes``.
@@ -86,12 +86,11 @@ from pipeline_code.engine.dataset import (
     MAX_ABS_VALUE, MIN_ABS_VALUE, DataValidationError, Series, csv_problem, decode_csv, excerpt, fmt, interpolate,
     next_row, parse_date, parse_series, parse_value, read_upload,
 )
-from pipeline_code.engine.settings import MAX_ITEM_ID_LENGTH, Settings, item_id_problem
+from pipeline_code.engine.settings import Settings, item_id_problem
 
 ITEM, TIMESTAMP, VALUE = "item_id", "timestamp", "value"
 # Amazon Forecast's name of the target column (CUSTOM domain), read as ``value``.
 TARGET_VALUE = "target_value"
-MAX_ITEM_ID = MAX_ITEM_ID_LENGTH
 MISSING_CELLS = frozenset({"", "na", "nan"})
 # The time of day a timestamp may carry (daily and coarser frequencies).
 MIDNIGHT = "00:00:00"
@@ -250,13 +249,8 @@ class _Rows:
         name = cell.strip()
         if name in self.by_name:
             return self.by_name[name]
-        if not name:
-            raise DataValidationError("item_id", "the item_id is empty", line)
-        if len(name) > MAX_ITEM_ID:
-            raise DataValidationError(
-                "item_id", f"the item_id is {len(name)} characters long; at most {MAX_ITEM_ID}", line, item=name)
-        if problem := item_id_problem(name):  # characters: the one rule of data, artifact and API
-            raise DataValidationError("item_id", problem, line, item=name)
+        if problem := item_id_problem(name):  # the one rule of data, artifact and API
+            raise DataValidationError("item_id", problem, line, item=name or None)
         limit = self.settings.series.max_series
         if len(self.names) >= limit:
             raise DataValidationError(

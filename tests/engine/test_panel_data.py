@@ -11,9 +11,9 @@ import pytest
 from pipeline_code.engine.core.calendar import parse_freq
 from pipeline_code.engine.dataset import DataValidationError, parse_series
 from pipeline_code.engine.panel_data import (
-    MAX_ITEM_ID, Panel, load_panel, parse_panel, read_panel_csv, shard_of, write_panel_csv,
+    Panel, load_panel, parse_panel, read_panel_csv, shard_of, write_panel_csv,
 )
-from pipeline_code.engine.settings import Settings
+from pipeline_code.engine.settings import MAX_ITEM_ID_LENGTH, Settings
 
 MONTHS = parse_freq("MS")
 START = date(2020, 1, 1)
@@ -129,10 +129,11 @@ def test_empty_files_are_refused():
 # --- item ids -------------------------------------------------------------------------------------
 
 def test_item_id_of_max_length_passes_and_one_longer_is_refused():
-    longest = "x" * MAX_ITEM_ID
+    longest = "x" * MAX_ITEM_ID_LENGTH
     assert parse(csv_bytes(rows(longest, [1, 2]))).items == [longest]
-    error = refused(csv_bytes(rows("y" * (MAX_ITEM_ID + 1), [1, 2])), "item_id", 2, "y" * (MAX_ITEM_ID + 1))
-    assert f"at most {MAX_ITEM_ID}" in str(error) and "..." in str(error)  # the id is quoted short
+    too_long = "y" * (MAX_ITEM_ID_LENGTH + 1)
+    error = refused(csv_bytes(rows(too_long, [1, 2])), "item_id", 2, too_long)
+    assert f"at most {MAX_ITEM_ID_LENGTH}" in str(error) and "..." in str(error)  # the id is quoted short
 
 
 @pytest.mark.parametrize("cell", ["", "   ", '""'])
