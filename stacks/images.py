@@ -32,6 +32,10 @@ from stacks.settings import InfraSettings
 # Only what the image builds read (an allow-list): the asset hash, hence the image tag, changes only when
 # an image would change; editing the README, docs, tests or the CDK app rebuilds nothing.
 IMAGE_SOURCES = ["containers", "pipeline_code", "pyproject.toml", ".dockerignore"]
+# The image build's time in CodeBuild, and in its queue; with the Provider's 30 s polls, under an hour.
+BUILD_MINUTES = 45
+QUEUED_MINUTES = 10
+WAIT_HOURS = 1
 SOURCE_EXCLUDE = [
     "*", ".*", *(f"!{source}" for source in IMAGE_SOURCES), *(f"!{source}/**" for source in IMAGE_SOURCES),
     "**/__pycache__", "**/*.pyc", "**/*.egg-info", "**/.pytest_cache", "**/*.log",
@@ -122,7 +126,12 @@ class Images(Construct):
                 ),
                 "IMAGE_TAG": codebuild.BuildEnvironmentVariable(value=self.image_tag),
             },
-            timeout=Duration.minutes(60),
+            # CloudFormation waits at most an hour for the custom resource (the Provider's total_timeout
+            # and a custom resource's ServiceTimeout are at most 3600 s), and CodeBuild counts queueing
+            # apart from the build: both fit in the hour, with the poller's interval to spare.
+            # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudformation-customresource.html
+            timeout=Duration.minutes(BUILD_MINUTES),
+            queued_timeout=Duration.minutes(QUEUED_MINUTES),
         )
         self.training_repository.grant_pull_push(self.project)
         self.serving_repository.grant_pull_push(self.project)
@@ -163,7 +172,7 @@ class Images(Construct):
             on_event_handler=builder.function,
             is_complete_handler=poller.function,
             query_interval=Duration.seconds(30),
-            total_timeout=Duration.hours(1),
+            total_timeout=Duration.hours(WAIT_HOURS),
         )
         waiter_functions = [c for c in provider.node.find_all() if c.node.id in ("framework-isComplete", "framework-onTimeout")]
         acknowledge(
@@ -178,7 +187,9 @@ class Images(Construct):
             resource_type="Custom::ForecastImages",
             properties={"ProjectName": self.project.project_name, "ImageTag": self.image_tag},
         )
-        self.build.node.add_dependency(self.training_repository, self.serving_repository)
+        # The build runs as the project's role: its policy (which CloudFormation can only create after the
+        # project, and updates with every new source asset) must be in place before the build starts.
+        self.build.node.add_dependency(self.training_repository, self.serving_repository, self.project.role)
 
         self.training_image_uri = self.training_repository.repository_uri_for_tag(self.image_tag)
         self.serving_image_uri = self.serving_repository.repository_uri_for_tag(self.image_tag)

@@ -64,19 +64,21 @@ def cleanup(*, stack_name: str, tag_key: str, prefix: str, endpoint_name: str,
     for arn in state_machine_arns:
         done["executions"] += stop_running_executions(arn)
 
-    def ours(name: str) -> bool:
-        return name == endpoint_name or name.startswith(f"{prefix}-")
-
-    for ep in _pages(sm.list_endpoints, "Endpoints"):
-        if ours(ep["EndpointName"]) and _tagged(ep["EndpointArn"], tag_key, stack_name):
+    # The deploy machine creates one endpoint, named endpoint_name, and configs and models named
+    # "<prefix>-...": only those are listed (NameContains, 100 a page) and their tags read. Another
+    # deployment's endpoint that shares the prefix is not ours, and this role may not read its tags.
+    # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ListEndpoints.html
+    named = f"{prefix}-"
+    for ep in _pages(sm.list_endpoints, "Endpoints", NameContains=endpoint_name, MaxResults=100):
+        if ep["EndpointName"] == endpoint_name and _tagged(ep["EndpointArn"], tag_key, stack_name):
             sm.delete_endpoint(EndpointName=ep["EndpointName"])
             done["endpoints"].append(ep["EndpointName"])
-    for cfg in _pages(sm.list_endpoint_configs, "EndpointConfigs"):
-        if ours(cfg["EndpointConfigName"]) and _tagged(cfg["EndpointConfigArn"], tag_key, stack_name):
+    for cfg in _pages(sm.list_endpoint_configs, "EndpointConfigs", NameContains=named, MaxResults=100):
+        if cfg["EndpointConfigName"].startswith(named) and _tagged(cfg["EndpointConfigArn"], tag_key, stack_name):
             sm.delete_endpoint_config(EndpointConfigName=cfg["EndpointConfigName"])
             done["endpoint_configs"].append(cfg["EndpointConfigName"])
-    for model in _pages(sm.list_models, "Models"):
-        if ours(model["ModelName"]) and _tagged(model["ModelArn"], tag_key, stack_name):
+    for model in _pages(sm.list_models, "Models", NameContains=named, MaxResults=100):
+        if model["ModelName"].startswith(named) and _tagged(model["ModelArn"], tag_key, stack_name):
             sm.delete_model(ModelName=model["ModelName"])
             done["models"].append(model["ModelName"])
     LOG.info("clean-up: %s", json.dumps(done))

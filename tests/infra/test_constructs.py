@@ -159,3 +159,19 @@ def test_the_stack_is_environment_agnostic(template):
     accounts = set(re.findall(r"(?<![0-9a-fA-F])[0-9]{12}(?![0-9a-fA-F])", body)) - {"017000801446"}  # Powertools' layer account
     assert accounts == set()
     assert not re.search(r'"(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-[0-9]"', body)
+
+
+def test_the_image_build_waits_for_its_role_policy_and_fits_cloudformations_wait(template):
+    """CloudFormation creates the build role's policy after the project (it names the project's log
+    group): the build must depend on it, or StartBuild can run before the role may read the source.
+    The build and its queueing fit in the hour CloudFormation waits for a custom resource."""
+    from stacks.images import BUILD_MINUTES, QUEUED_MINUTES, WAIT_HOURS
+
+    (build_id,) = synth.resources("Custom::ForecastImages")
+    depends = template["Resources"][build_id]["DependsOn"]
+    (project,) = _props("AWS::CodeBuild::Project")
+    role = project["ServiceRole"]["Fn::GetAtt"][0]
+    policies = [k for k, v in synth.resources("AWS::IAM::Policy").items() if {"Ref": role} in v["Properties"]["Roles"]]
+    assert policies and set(policies) <= set(depends) and role in depends
+    assert (project["TimeoutInMinutes"], project["QueuedTimeoutInMinutes"]) == (BUILD_MINUTES, QUEUED_MINUTES)
+    assert BUILD_MINUTES + QUEUED_MINUTES + 1 <= 60 * WAIT_HOURS <= 60

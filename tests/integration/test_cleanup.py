@@ -102,3 +102,18 @@ def test_the_response_goes_to_the_presigned_url(monkeypatch):
                  None, "SUCCESS", data={"n": "1"})
     assert sent["method"] == "PUT" and sent["url"] == "https://cfn.invalid/x"
     assert sent["body"]["Status"] == "SUCCESS" and sent["body"]["PhysicalResourceId"] == "forecast-mlops-cleanup"
+
+
+def test_another_deployments_endpoint_with_our_prefix_is_never_looked_at(aws, monkeypatch):
+    """The role may read the tags of our endpoint only: reading another's (AccessDenied in AWS) failed
+    the stack's deletion. Only the endpoint named ENDPOINT_NAME is ours."""
+    sm, _ = aws
+    _deploy(sm, "fcst-run1-m0", "fcst-run1-c0", "forecast-mlops", "ForecastMlops")
+    _deploy(sm, "fcst-b-m0", "fcst-b-c0", "fcst-endpoint-b", "OtherDeployment")  # same prefix, its own endpoint
+    looked_at: list[str] = []
+    tagged = cleanup._tagged
+    monkeypatch.setattr(cleanup, "_tagged", lambda arn, *a: looked_at.append(arn) or tagged(arn, *a))
+    done = cleanup.cleanup(stack_name="ForecastMlops", tag_key=TAG, prefix="fcst", endpoint_name="forecast-mlops")
+    assert done["endpoints"] == ["forecast-mlops"]
+    assert not [arn for arn in looked_at if ":endpoint/" in arn and not arn.endswith("/forecast-mlops")]
+    assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == ["fcst-endpoint-b"]
