@@ -296,22 +296,36 @@ def train_panel(
     fitted = fit_panel(panel, settings, choice=choice_from_hyperparameters(hyperparameters), jobs=jobs,
                        counterfactual=counterfactual, whole=whole)
     metrics = {**fitted.metadata["metrics"], "cv_mase": fitted.objective}
-    save_fitted(model_dir, fitted, panel, metrics)
+    save_fitted(model_dir, fitted, panel, metrics, settings)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / "panel_fit.json").write_text(json.dumps(fitted.report, indent=1, default=str))
     return metrics
 
 
-def save_fitted(folder: Path, fitted, panel, metrics: dict[str, Any]) -> Path:
+# The run document's sections that define a panel's model (its families, fallback, search and windows):
+# a later run backtests an approved panel under its own, not under the later run's.
+MODEL_SECTIONS = ("series", "search", "preprocess", "cv")
+
+
+def save_fitted(folder: Path, fitted, panel, metrics: dict[str, Any], settings: Settings) -> Path:
     """One panel version: every item's model, the fit's metadata, a name from its family choice, its
-    global choices as ``hyperparameters`` (what a later run backtests it by), the data's end and digest."""
+    global choices as ``hyperparameters`` and the settings sections that define them (what a later
+    run backtests it by), the data's end and digest."""
     from pipeline_code.engine.core.panel_artifact import save_panel
 
     choice = fitted.metadata["choice"]
+    defining = {name: section for name, section in settings.to_dict().items() if name in MODEL_SECTIONS}
     return save_panel(folder, fitted.artifacts, {
         **fitted.metadata, "name": "panel-" + choice["family"].replace("_", "-"), "hyperparameters": choice,
-        "metrics": metrics, "end": panel.end.isoformat(), "data_sha256": panel_digest(panel)})
+        "model_settings": defining, "metrics": metrics, "end": panel.end.isoformat(),
+        "data_sha256": panel_digest(panel)})
+
+
+def model_settings(settings: Settings, metadata: dict[str, Any]) -> Settings:
+    """``settings`` (this run's data, cutoffs and gate) with the model-defining sections a saved panel
+    was fitted under, when it recorded them (versions from before this record use this run's)."""
+    return settings.merged(metadata.get("model_settings") or {}, "the approved panel's settings")
 
 
 def panel_digest(panel) -> str:
@@ -352,13 +366,17 @@ def evaluate_panel(
 
     spec = challenger.metadata.get("hyperparameters", {})
     runs = {"challenger": backtest(spec), "seasonal_naive": backtest(naive)}
-    if champion is not None:
-        runs["champion"] = backtest(champion.metadata.get("hyperparameters", {}))
+    if champion is not None:  # scored as it was fitted: its own families, fallback and search
+        champion_settings = model_settings(settings, champion.metadata)
+        runs["champion"] = backtest_panel(
+            panel, settings_for(champion_settings, champion.metadata.get("hyperparameters", {})),
+            choice=champion.metadata.get("hyperparameters", {}), cutoffs=cutoffs, jobs=jobs)
     results = {name: cv.panel for name, cv in runs.items()}
     decision = gate(
         results["challenger"], results.get("champion"), results["seasonal_naive"],
         min_improvement=settings.gate.min_improvement,
         same_spec=champion is not None and champion.metadata.get("hyperparameters") == spec
+        and champion.metadata.get("model_settings") == challenger.metadata.get("model_settings")
         and str(challenger.metadata.get("end", "")) > str(champion.metadata.get("end", "")),
         other_kind_approved=champion_dir is not None and champion is None,
     )
@@ -366,10 +384,10 @@ def evaluate_panel(
         decision["reason"] += "; the approved model holds one series, so this panel is compared with seasonal naive only"
     served, served_cv = challenger, runs["challenger"]
     if decision["serve"] == SEASONAL_NAIVE:
-        fitted = fit_panel(panel, settings_for(settings, naive), choice=naive, jobs=jobs,
-                           counterfactual=counterfactual)
+        naive_settings = settings_for(settings, naive)
+        fitted = fit_panel(panel, naive_settings, choice=naive, jobs=jobs, counterfactual=counterfactual)
         save_fitted(out / SERVED_MODEL_DIR, fitted, panel,
-                    {f"backtest_{k}": v for k, v in results["seasonal_naive"].items()})
+                    {f"backtest_{k}": v for k, v in results["seasonal_naive"].items()}, naive_settings)
         served, served_cv = PanelModel.load(out / SERVED_MODEL_DIR), runs["seasonal_naive"]
     evaluation = {
         "gate": decision,

@@ -255,3 +255,29 @@ def test_a_panel_of_series_too_short_to_score_still_serves_the_fallback(tmp_path
     assert set(fit["fallbacks"]) >= {"b", "c"}  # "a" has one split once its last horizon is in the fit
     model = PanelModel.load(approved.model_dir)
     assert model.items == ["a", "b", "c"]
+
+
+def test_the_approved_panel_is_backtested_as_it_was_fitted(tmp_path, monkeypatch):
+    """A later run with other panel settings (here ETS's model) scores the approved panel under the
+    settings it was fitted with, not its own: otherwise the gate compares with a model that never served."""
+    import pipeline_code.engine.panel_fit as panel_fit
+    from pipeline_code.engine.core.panel_artifact import PanelModel
+
+    workdir = tmp_path / "work"
+    first = write_panel(tmp_path / "stores.csv", panel_rows(), settings={"series": {"ets_model": "ZZZ"}})
+    assert pipeline(first, workdir) == 0
+    approved = PanelModel.load(LocalRegistry(workdir / "registry").approved().model_dir).metadata
+    assert approved["model_settings"]["series"]["ets_model"] == "ZZZ"
+    scored: list[tuple[dict, str]] = []
+    backtest = panel_fit.backtest_panel
+
+    def spy(panel, settings, *, choice=None, cutoffs, jobs=1):
+        scored.append((choice, settings.series.ets_model))
+        return backtest(panel, settings, choice=choice, cutoffs=cutoffs, jobs=jobs)
+
+    monkeypatch.setattr(panel_fit, "backtest_panel", spy)
+    (tmp_path / "later").mkdir()
+    later = write_panel(tmp_path / "later" / "stores.csv", panel_rows(), settings={"series": {"ets_model": "AAN"}})
+    assert pipeline(later, workdir) == 0
+    assert (approved["hyperparameters"], "ZZZ") in scored  # the approved panel, as it was fitted
+    assert any(model == "AAN" for _, model in scored)  # the challenger, as this run fits it
