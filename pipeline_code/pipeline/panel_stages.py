@@ -290,6 +290,7 @@ def train_panel(
     CV MASE, fallback reason) goes to ``report_dir/panel_fit.json``. Returns the CV metrics, with
     ``cv_mase`` the panel objective. ``whole``: the whole panel when these folders hold one shard
     of it (``panel_fit.fit_panel``)."""
+    from pipeline_code.engine.core.artifact import finite, plain
     from pipeline_code.engine.panel_fit import choice_from_hyperparameters, fit_panel
 
     panel, counterfactual = read_processed_panel(train_dir, test_dir, freq=settings.data.freq)
@@ -299,7 +300,9 @@ def train_panel(
     save_fitted(model_dir, fitted, panel, metrics, settings)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "panel_fit.json").write_text(json.dumps(fitted.report, indent=1, default=str))
+        # An undefined score (a fallback item's CV MASE) is null: bare NaN is not JSON.
+        (report_dir / "panel_fit.json").write_text(
+            json.dumps(finite(plain(fitted.report)), indent=1, default=str, allow_nan=False))
     return metrics
 
 

@@ -121,7 +121,8 @@ def test_reports_name_constant_short_and_per_item_results(first_run):
     assert processing["constant"][0]["rule"] == "constant" and processing["constant"][0]["line"] > 1
     assert processing["rules_skipped"]["flat"] == "constant" and "short" in processing["rules_skipped"]
     assert processing["longest"] == 132 and processing["shortest"] == 14
-    fit = json.loads((run_dir / "reports" / "panel_fit.json").read_text())
+    fit = json.loads((run_dir / "reports" / "panel_fit.json").read_text(),
+                     parse_constant=lambda name: pytest.fail(f"panel_fit.json holds {name}, which is not JSON"))
     assert set(fit["fallbacks"]) >= {"flat", "short"}
     tuning = json.loads((run_dir / "reports" / "tuning.json").read_text())
     families = {c["hyperparameters"]["family"] for c in tuning["candidates"]}
@@ -251,7 +252,8 @@ def test_a_panel_of_series_too_short_to_score_still_serves_the_fallback(tmp_path
     tuning = json.loads((run_dir / "reports" / "tuning.json").read_text())
     assert "every series gets series.fallback (seasonal_naive)" in tuning["unscored"]
     assert tuning["hyperparameters"]["family"] == "per_series"
-    fit = json.loads((run_dir / "reports" / "panel_fit.json").read_text())
+    fit = json.loads((run_dir / "reports" / "panel_fit.json").read_text(),
+                     parse_constant=lambda name: pytest.fail(f"panel_fit.json holds {name}, which is not JSON"))
     assert set(fit["fallbacks"]) >= {"b", "c"}  # "a" has one split once its last horizon is in the fit
     model = PanelModel.load(approved.model_dir)
     assert model.items == ["a", "b", "c"]
