@@ -83,15 +83,11 @@ def _show(text: str) -> None:
 def watch_folder(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     from watchfiles import Change, watch
 
-    try:  # ops.py parses --settle as a float: refused here, first, as argparse would
-        settle = settle_seconds(args.settle)
-    except argparse.ArgumentTypeError as err:
-        raise ValueError(f"argument --settle: {err}") from None
     folder = check_folder(Path(args.folder))
     if args.serve:
         check_port_free(args.port)  # before announcing a server that could not start
     workdir = Path(args.workdir) if args.workdir else folder / WORKDIR_NAME
-    queue = WatchQueue(workdir, settle=settle)
+    queue = WatchQueue(workdir, settle=args.settle)  # checked by its argparse type, settle_seconds
     check_workdir(workdir, queue)
     server: subprocess.Popen | None = None
     run: _Run | None = None

@@ -317,11 +317,11 @@ def _short(value: Any) -> str:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """``read_record``, lenient: {} for a file that is missing or does not read (optional reports)."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_record(path)
+    except (FileNotFoundError, RecordError):
         return {}
-    return document if isinstance(document, dict) else {}
 
 
 def _summary(run_id: str, record: dict[str, Any], path: Path,
