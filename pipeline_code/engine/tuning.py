@@ -236,7 +236,9 @@ def _evaluate(task: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any], np
     try:
         result = cross_validate_candidate(_DATA["data"], _DATA["data"][True], candidate, _DATA["origins"],
                                           _DATA["ctx"])
-        metrics, failed = result.metrics(), result.forecasts.reason if result.failed.any() else None
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            metrics = result.metrics()
+        failed = result.forecasts.reason if result.failed.any() else _undefined(result, metrics)
         forecast = result.forecast
     except Exception as err:  # noqa: BLE001 - a family that cannot fit is scored failed, not a crash
         metrics = {"mse": np.inf, "mae": np.inf, "mase": np.inf}
@@ -246,6 +248,17 @@ def _evaluate(task: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any], np
         scored["failed"] = failed
     scored["index"] = index
     return index, scored, forecast
+
+
+def _undefined(result: CVResult, metrics: dict[str, float]) -> str | None:
+    """Why a candidate that fitted every split has no finite objective, else None."""
+    if np.isfinite(metrics[OBJECTIVE.removeprefix("cv_")]):
+        return None
+    zero = int(np.sum(result.scale == 0))
+    if zero:
+        return (f"CV MASE undefined: the seasonal-naive error that scales it is zero in {zero} of"
+                f" {result.scale.size} splits' windows (the series repeats itself exactly)")
+    return "non-finite CV error (its forecasts overflow)"
 
 
 def _scored(hp: dict[str, Any], metrics: dict[str, float], splits: int, seconds: float) -> dict[str, Any]:

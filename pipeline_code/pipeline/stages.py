@@ -76,6 +76,11 @@ def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -
     if np.all(series.values == series.values[0]):  # a panel's constant series get the fallback instead
         raise DataValidationError("constant", f"every value is {series.values[0]:g}: a constant series has no"
                                   " variation to forecast, nor to scale the errors by (MASE)")
+    period = max(1, round(settings.data.season_length))
+    if np.all(series.values[period:] == series.values[:-period]):
+        raise DataValidationError("constant", f"every value repeats the one {period} periods before: a series"
+                                  " that repeats its season exactly has no seasonal-naive error to scale the"
+                                  " errors by (MASE); its forecast is its last season")
     pre = preprocess(series, settings.data.season_length, settings.preprocess)
     train, test = pre.split(settings.data.horizon)
     for part, name, folder in ((train, TRAIN_FILE, "train"), (test, TEST_FILE, "test")):

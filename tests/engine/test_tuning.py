@@ -162,3 +162,16 @@ def test_every_familys_candidates_survive_a_trials_json_unchanged(season_length,
     space = candidate_space(settings)
     assert {c["family"] for c in space} >= {"harmonic_arima", "ets", "theta", "mstl", "ces"}
     assert json.loads(json.dumps(space)) == space
+
+
+def test_a_candidate_whose_mase_is_undefined_is_failed_with_the_reason():
+    """A series that repeats its season exactly fits, but its MASE scale is zero: the candidate is
+    scored failed, saying why, and a tune of nothing else says so instead of an empty reason."""
+    settings = Settings.from_dict({"data": {"season_length": 12, "horizon": 12}, "cv": {"window": 48},
+                                   "search": {"families": ["seasonal_naive"]}}, "test")
+    y = 100 + 10 * np.sin(2 * np.pi * np.arange(120) / 12)
+    y = np.round(y, 6)
+    singles, forecasts = score_candidates(y, y, settings, jobs=1, progress=False)
+    assert singles[0]["failed"].startswith("CV MASE undefined: the seasonal-naive error that scales it is zero")
+    with pytest.raises(TuningError, match=r"seasonal_naive: CV MASE undefined"):
+        select(singles, forecasts, y, settings, seconds=0.0, jobs=1)

@@ -114,6 +114,8 @@ BAD_INPUTS = {
     "non-finite": (rows(600)[:300] + ["2000-10-27,inf"] + rows(600)[301:], "not a finite number"),
     "negative": (rows(600)[:300] + ["2000-10-27,-5"] + rows(600)[301:], "not positive"),
     "constant": (rows(0) + [f"{r.split(',')[0]},7" for r in rows(600)[1:]], "[constant] every value is 7"),
+    "periodic": (rows(0) + [f"{r.split(',')[0]},{7000 + i % 52}" for i, r in enumerate(rows(600)[1:])],
+                 "[constant] every value repeats the one 52 periods before"),
     "too-short": (rows(200), "200 observations; at least 283 are needed; the run settings need at least 283"),
     "cr-only": (["\r".join(rows(600))], "[line-endings] (line 1)"),
     "huge-field": (rows(600)[:300] + ["2000-10-27," + "9" * 200_000] + rows(600)[301:], "[field-size] (line 301)"),
