@@ -65,9 +65,24 @@ MUTATIONS = {
         ("tests/engine/test_calibration.py",)),
     "tail-as-a-known-normal": Mutation(
         "a tail beyond the calibration sample takes the errors' mean and spread as known (a normal)",
-        (("pipeline_code/engine/core/calibration.py", "t = t_quantile(level, n - 1) * math.sqrt(1 + 1 / n)",
-          "t = NormalDist().inv_cdf(level)"),),
+        (("pipeline_code/engine/core/calibration.py", "t = t_quantile(level, n - 1)",
+          "t = NormalDist().inv_cdf(level)"),
+         ("pipeline_code/engine/core/calibration.py", "* math.sqrt(1 + 1 / n)", "* 1.0")),
         ("tests/engine/test_calibration.py",)),
+    "tail-inside-the-sample": Mutation(
+        "the t tail past the sample may fall inside its extremes (a 95% interval inside the 80% one)",
+        (("pipeline_code/engine/core/calibration.py",
+          "return np.maximum(fitted, extended) if upper else np.minimum(fitted, extended)", "return fitted"),),
+        ("tests/engine/test_calibration.py", "tests/serving/test_quantiles.py")),
+    "interval-shifted-by-the-cv-bias": Mutation(
+        "the calibration errors' median shifts the interval off the point forecast",
+        (("pipeline_code/engine/core/calibration.py",
+          "centred = sorted_errors - np.median(sorted_errors, axis=0)", "centred = sorted_errors"),),
+        ("tests/engine/test_calibration.py", "tests/serving/test_quantiles.py")),
+    "fallback-keeps-its-own-scale": Mutation(
+        "a fallback item too short for its own spread keeps it (zero-width intervals)",
+        (("pipeline_code/engine/panel_fit.py", "        if not o.error_scale >= panel:", "        if False:"),),
+        ("tests/engine/test_panel_fit.py",)),
     "gap-off-by-one": Mutation(
         "a single missing period passes the gap rule",
         (("pipeline_code/engine/dataset.py", "if steps - 1 > max_gap:", "if steps - 2 > max_gap:"),),

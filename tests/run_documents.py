@@ -13,8 +13,11 @@ BAD_SETTINGS = {
     "out of range": (json.dumps({"gate": {"min_improvement": 1.5}}), "gate.min_improvement: must be in [0, 1)"),
     "frequency the data does not follow": (json.dumps({"data": {"freq": "MS"}}),
                                            "data.freq: the data does not follow MS"),
-    "season length the search cannot use": (json.dumps({"data": {"season_length": 2}}),
-                                             "search.fourier_k: no value fits data.season_length 2"),
+    "season length the search cannot use": (
+        json.dumps({"data": {"season_length": 4}, "search": {"fourier_k": [3]}}),
+        "search.fourier_k: no value fits data.season_length 4"),
+    "season length below one period": (json.dumps({"data": {"season_length": 0.5}}),
+                                       "data.season_length: must be a number >= 1 (1: no season), got 0.5"),
     "families none of which fits the data's season": (
         json.dumps({"search": {"families": ["arima"]}}),
         "search.families: no family offers a model for these settings: 'arima' offers no model for "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline_code.cli.doctor import add_doctor_command
 from pipeline_code.cli.ops import add_ops_commands
-from pipeline_code.pipeline.settings_args import add_settings_arguments, settings_for_data
+from pipeline_code.pipeline.settings_args import add_settings_arguments, frequency_given, settings_for_data
 from pipeline_code.serving.cli import check_port_free, port_number, positive_int
 
 BUNDLED_DATA = "us_gasoline.csv"
@@ -107,8 +107,13 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     settings = resolved.settings
     if not args.no_serve:
         check_port_free(args.port)  # before the pipeline's minutes, not after
+    source = "(from the data)"
+    if "data.freq" not in resolved.derived and not frequency_given(args):
+        print(f"  data.freq = {settings.data.freq} (the default: no yyyy-MM-dd timestamp was found where the header"
+              " or series.columns puts it, so the frequency is not inferred)")
+        source = f"(from the default frequency {settings.data.freq} and the data's length)"
     for key, value in resolved.derived.items():
-        print(f"  {key} = {value:g}" if isinstance(value, float) else f"  {key} = {value}", "(from the data)")
+        print(f"  {key} = {value:g}" if isinstance(value, float) else f"  {key} = {value}", source)
     started = time.perf_counter()
     result = run_pipeline(
         args.data, args.workdir, settings, jobs=args.jobs, progress=not args.quiet,
@@ -208,7 +213,7 @@ def _output_folder(path: Path) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from pipeline_code.engine.dataset import load_series
-    from pipeline_code.engine.preprocess import preprocess
+    from pipeline_code.engine.cleaning import clean
     from pipeline_code.engine.tuning import tune
 
     settings = settings_for_data(args).settings
@@ -219,7 +224,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                          max_bytes=settings.data.max_file_bytes,
                          max_gap_periods=settings.data.max_gap_periods,
                          max_rows=settings.data.max_rows)
-    pre = preprocess(series, settings.data.season_length, settings.preprocess)
+    pre, _ = clean(series, settings)
     result = tune(series.values, pre.counterfactual, settings, jobs=args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     result.write(args.out / "tuning.json")

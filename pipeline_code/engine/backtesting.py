@@ -14,7 +14,7 @@ from typing import Any
 from pipeline_code.engine.dataset import load_series
 from pipeline_code.engine.evaluation import backtest_candidate, backtest_origins, backtest_seasonal_naive
 from pipeline_code.engine.families.base import Context
-from pipeline_code.engine.preprocess import preprocess
+from pipeline_code.engine.cleaning import clean
 from pipeline_code.engine.settings import Settings
 from pipeline_code.engine.tuning import tune
 
@@ -32,7 +32,7 @@ def run_backtest(
         min_length=replace(settings, gate=replace(settings.gate, eval_origins=origins)).min_observations(),
         max_bytes=settings.data.max_file_bytes, max_gap_periods=settings.data.max_gap_periods,
     )
-    pre = preprocess(series, settings.data.season_length, settings.preprocess)
+    pre, _ = clean(series, settings)
     observed, target = series.values, pre.counterfactual
     points = backtest_origins(len(series), horizon=horizon, origins=origins)
     first = int(points[0])

@@ -39,6 +39,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from pipeline_code.engine.core.spec import season_period
 from pipeline_code.engine.cv import seasonal_naive_scale
 from pipeline_code.engine.evaluation import Backtest
 
@@ -158,7 +159,7 @@ def backtest_baselines(
         percents_fit = sorted({*percents, 95})  # the 95% interval gives the log-normal bias adjustment
     else:
         percents_fit = sorted(set(percents))
-    period = max(2, round(season_length))
+    period = season_period(season_length)
     info = {} if info is None else info
     info.setdefault("seconds", {})
     info.setdefault("transform", {})

@@ -1,4 +1,5 @@
-"""Load and validate an input CSV (the input contract): ``timestamp`` (ISO date), ``value`` (number).
+"""Load and validate an input CSV (the input contract): ``timestamp`` (ISO date), ``value`` (number);
+header names match in any case.
 
 Every rejection is a :class:`DataValidationError` naming the rule and, where there is one, the line
 of the file (the header is line 1); a refused cell is quoted at most :data:`EXCERPT` characters long.
@@ -22,12 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_code.engine.core.calendar import Calendar, iso_date, parse_freq
-from pipeline_code.engine.settings import MAX_ABS_VALUE, MIN_ABS_VALUE
+from pipeline_code.engine.settings import (
+    AMAZON_FORECAST_COLUMNS, MAX_ABS_VALUE, MIN_ABS_VALUE, SETTINGS_SUFFIX,
+)
 
 REQUIRED_COLUMNS = ("timestamp", "value")
 MAX_DATE = date(2200, 12, 31)
 EXCERPT = 40
 OPTIONAL_COLUMNS = ("item_id",)
+# Where the keys a refusal names are set (no command-line flag sets them; docs/design.md, "The run document").
+SETTINGS_FILE_HINT = f"a settings file (<name>{SETTINGS_SUFFIX} beside the upload, or --settings FILE locally)"
 
 
 class DataValidationError(ValueError):
@@ -75,7 +80,10 @@ class Series:
 
 
 def fmt(x: float) -> str:
-    return f"{float(x):.10g}"
+    """The shortest text that reads back as the same float: processing must not round what it passes on
+    (at 10 digits, 1e12 + 30 sin(t) or 100 + 1e-11 noise came back constant or periodic)."""
+    text = repr(float(x))
+    return text.removesuffix(".0")  # whole numbers (counts, 0/1 flags) as integers
 
 
 def load_series(
@@ -125,8 +133,7 @@ def parse_series(
         raise ValueError(f"max_rows ({max_rows}) must be at least the minimum length ({min_length})")
     calendar = parse_freq(freq)
     reader = csv.reader(io.StringIO(decode_csv(raw)), strict=True)
-    header = [cell.strip() for cell in next_row(reader) or []]
-    _check_header(header)
+    header = _check_header([cell.strip() for cell in next_row(reader) or []])
     ts_col, value_col = header.index("timestamp"), header.index("value")
     item_col = header.index("item_id") if "item_id" in header else None
 
@@ -218,22 +225,65 @@ def excerpt(text: str) -> str:
     return repr(text if len(text) <= EXCERPT else text[:EXCERPT] + "...")
 
 
-def _check_header(header: list[str]) -> None:
+def _check_header(header: list[str]) -> list[str]:
+    """The column names, lowercased (names match in any case, as Amazon Forecast's schema names do)."""
     if len(header) == 1 and ";" in header[0]:
         raise DataValidationError(
             "delimiter", "the header uses semicolons; the file must be comma-separated", 1
         )
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    names = [cell.lower() for cell in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
-        raise DataValidationError(
-            "header", f"missing column(s) {missing}; expected header 'timestamp,value', found {excerpt(','.join(header))}", 1
-        )
-    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    if unknown or len(set(header)) != len(header):
+        raise DataValidationError("header", header_problem(header, missing), 1)
+    unknown = [c for c in names if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown or len(set(names)) != len(names):
         raise DataValidationError(
             "header", f"unexpected or repeated column(s) in {excerpt(','.join(header))}; allowed: timestamp, value, item_id",
             1,
         )
+    return names
+
+
+def header_problem(header: list[str], missing: list[str]) -> str:
+    """Why line 1 is not a header of one series, and what to do: with as many columns as a panel, the
+    panel's layouts too (its header, or a headerless file in the order ``series.columns``)."""
+    found = excerpt(",".join(header))
+    is_row = any(_is_date(cell) for cell in header)
+    if len(header) != len(AMAZON_FORECAST_COLUMNS):
+        if is_row:
+            return f"line 1 is a row ({found}), not a header: add the header 'timestamp,value' as line 1"
+        return f"missing column(s) {missing}; expected the header 'timestamp,value' (any case), found {found}"
+    headers = ("'timestamp,value' (one series) or 'item_id,timestamp,value' (a panel; 'target_value' for"
+               " 'value'; columns in any order, names in any case)")
+    headerless = (f"a file without a header is a panel in the order series.columns (default"
+                  f" {','.join(AMAZON_FORECAST_COLUMNS)})")
+    if not is_row:
+        return (f"{found} is not a header this platform reads: use {headers}; {headerless}, set in"
+                f" {SETTINGS_FILE_HINT}")
+    order = _headerless_order(header)
+    return (f"line 1 is a row ({found}), not a header; {headerless}, which this row does not follow: set"
+            f" series.columns{f' to {order}' if order else ''} in {SETTINGS_FILE_HINT}, or add a header:"
+            f" {headers}")
+
+
+def _headerless_order(row: list[str]) -> list[str] | None:
+    """The order of Amazon Forecast's columns a headerless row follows, when it is unambiguous: one
+    date, one number, and one other cell (the item id)."""
+    dates = [k for k, cell in enumerate(row) if _is_date(cell)]
+    numbers = [k for k, cell in enumerate(row) if k not in dates and _NUMBER.fullmatch(cell.strip())]
+    if len(dates) != 1 or len(numbers) != 1:
+        return None
+    item, stamp, value = AMAZON_FORECAST_COLUMNS
+    return [stamp if k in dates else value if k in numbers else item for k in range(len(row))]
+
+
+def _is_date(cell: str) -> bool:
+    """A ``yyyy-MM-dd`` date (Amazon Forecast's timestamps may add a time)."""
+    try:
+        iso_date(cell.strip()[:10])
+    except ValueError:
+        return False
+    return True
 
 
 def parse_date(cell: str, line: int) -> date:
@@ -265,8 +315,10 @@ def parse_value(cell: str, line: int, require_positive: bool) -> float:
             " (squared errors must stay finite)", line)
     if require_positive and value <= 0:
         raise DataValidationError(
-            "value", f"{value:g} is not positive; the model works on the log scale", line
-        )
+            "value", f"{value:g} is not positive: the models work on the log scale, so zero and negative values"
+            " are not supported; make every value positive (e.g. add a constant to the series and subtract it"
+            " from the forecasts) or leave the series out; in a panel, a missing observation is an empty cell"
+            " (filled as set by series.fill_middle)", line)
     return value
 
 
@@ -281,8 +333,10 @@ def _check_order(prev: date, current: date, line: int, calendar: Calendar, max_g
     if steps - 1 > max_gap:
         raise DataValidationError(
             "gap",
-            f"{steps - 1} missing period(s) between {prev.isoformat()} and {current.isoformat()}"
-            f" (tolerance {max_gap})",
+            f"{steps - 1} missing period(s) between {prev.isoformat()} and {current.isoformat()} ({calendar.freq});"
+            f" data.max_gap_periods is {max_gap}: add the missing rows, or to fill such gaps by log-linear"
+            f" interpolation set it to at least {steps - 1} in {SETTINGS_FILE_HINT}, e.g."
+            f' {{"data": {{"max_gap_periods": {steps - 1}}}}}',
             line,
         )
 

@@ -21,7 +21,7 @@ from pipeline_code.engine.core.calibration import (
 )
 from pipeline_code.engine.core.design import design_matrix
 from pipeline_code.engine.core.forecaster import Forecaster
-from pipeline_code.engine.core.spec import ModelSpec
+from pipeline_code.engine.core.spec import ModelSpec, season_period
 from pipeline_code.engine.cv import (
     accuracy, cross_validate_candidate, is_batched, seasonal_naive_scale, sliding_origins,
 )
@@ -97,8 +97,8 @@ def backtest_candidate(
     kept = all_origins[fitted]
     offsets = online_offsets(cv.log_errors[fitted], kept, np.searchsorted(kept, origins), ctx.horizon, levels,
                              keep=keep)
-    centre = cv.centre[rows]
-    intervals = {level: (np.exp(centre + lo), np.exp(centre + hi)) for level, (lo, hi) in offsets.items()}
+    log_mean = np.log(cv.forecast[rows])  # the intervals are placed around the point forecast
+    intervals = {level: (np.exp(log_mean + lo), np.exp(log_mean + hi)) for level, (lo, hi) in offsets.items()}
     return Backtest(name, origins, cv.actual[rows], cv.forecast[rows], intervals, cv.scale[rows])
 
 
@@ -212,13 +212,13 @@ def innovations(forecaster: Forecaster, log_window: np.ndarray) -> np.ndarray:
 
 
 def diagnostics(residuals: np.ndarray, season_length: float, arma_params: int) -> dict[str, Any]:
-    """Ljung-Box (lags 10 and one season; ``arma_params`` degrees of freedom fewer) and Shapiro-Wilk
-    on the innovations."""
+    """Ljung-Box (lags 10 and one season, when there is one; ``arma_params`` degrees of freedom fewer)
+    and Shapiro-Wilk on the innovations."""
     from scipy import stats
 
     out: dict[str, Any] = {"ljung_box": []}
     # lags the sample can carry (one-step CV errors of a thinned grid may be few)
-    for lag in sorted(lag for lag in {10, max(2, round(season_length))} if lag < residuals.size - 1):
+    for lag in sorted(lag for lag in {10, season_period(season_length)} - {1} if lag < residuals.size - 1):
         stat, pvalue = ljung_box(residuals, lag, dof=arma_params)
         out["ljung_box"].append({"lag": lag, "statistic": stat, "p_value": pvalue})
     sample = residuals[-5000:]

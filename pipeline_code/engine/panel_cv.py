@@ -59,14 +59,15 @@ def cutoffs_before(when: date, *, horizon: int, cutoffs: int, step: int, calenda
     return [calendar.shift(when, -(horizon + j * step)) for j in range(cutoffs - 1, -1, -1)]
 
 
-def interval(centre: np.ndarray, scale: np.ndarray, pool: np.ndarray, conf: float
+def interval(log_mean: np.ndarray, scale: np.ndarray, pool: np.ndarray, conf: float
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds of ``conf`` intervals around log-scale ``centre`` (rows, horizon), each
-    row scaled by its own ``scale``, from the sorted pooled normalised errors (as serving does)."""
+    """Lower and upper bounds of ``conf`` intervals around the log point forecasts ``log_mean`` (rows,
+    horizon), each row scaled by its own ``scale``, from the sorted pooled normalised errors (as
+    serving does)."""
     low, high = bounds(pool, conf)
-    h = centre.shape[1]
-    return (np.exp(centre + low[None, :h] * scale[:, None]),
-            np.exp(centre + high[None, :h] * scale[:, None]))
+    h = log_mean.shape[1]
+    return (np.exp(log_mean + low[None, :h] * scale[:, None]),
+            np.exp(log_mean + high[None, :h] * scale[:, None]))
 
 
 def pooled(rows: list[np.ndarray], horizon: int, seed: int = 0) -> np.ndarray:

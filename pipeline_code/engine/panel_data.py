@@ -1,7 +1,7 @@
 """Many series in one upload (a panel): a long CSV read, validated and filled into regular series of
 one frequency. docs/panel.md is the user's contract; this is its reference.
 
-Layouts (decided by the first line):
+Layouts (decided by the first line; column names match in any case):
 
 - A header naming ``timestamp`` and ``value`` without ``item_id``: one series, read by
   `engine.dataset.parse_series` exactly as before (``Panel.single``, item id ``""``); nothing below
@@ -83,10 +83,10 @@ import numpy as np
 
 from pipeline_code.engine.core.calendar import infer_freq, parse_freq
 from pipeline_code.engine.dataset import (
-    MAX_ABS_VALUE, MIN_ABS_VALUE, DataValidationError, Series, csv_problem, decode_csv, excerpt, fmt, interpolate,
-    next_row, parse_date, parse_series, parse_value, read_upload,
+    MAX_ABS_VALUE, MIN_ABS_VALUE, SETTINGS_FILE_HINT, DataValidationError, Series, csv_problem, decode_csv, excerpt,
+    fmt, interpolate, next_row, parse_date, parse_series, parse_value, read_upload,
 )
-from pipeline_code.engine.settings import Settings, item_id_problem
+from pipeline_code.engine.settings import FILL_METHODS, Settings, item_id_problem
 
 ITEM, TIMESTAMP, VALUE = "item_id", "timestamp", "value"
 # Amazon Forecast's name of the target column (CUSTOM domain), read as ``value``.
@@ -154,7 +154,7 @@ def parse_panel(raw: bytes, *, settings: Settings, max_gap_periods: int | None =
     gap = settings.data.max_gap_periods if max_gap_periods is None else max_gap_periods
     reader = csv.reader(io.StringIO(decode_csv(raw)), strict=True)
     first = next_row(reader) or []
-    cells = [cell.strip() for cell in first]
+    cells = [cell.strip().lower() for cell in first]  # names match in any case
     if TIMESTAMP in cells and ITEM not in cells:
         series = parse_series(raw, freq=settings.data.freq, max_gap_periods=gap, max_rows=settings.data.max_rows)
         return Panel({"": series}, settings.data.freq, single=True)
@@ -365,10 +365,13 @@ class _Fill:
             if after - before - 1 <= self.gap or method == "interpolate":
                 values[missing] = smooth[missing]
             elif method == "none":
+                missing_periods = after - before - 1
                 raise DataValidationError(
-                    "gap", f"{after - before - 1} missing period(s) between {self._date(values, before)} and"
-                    f" {self._date(values, after)} (data.max_gap_periods {self.gap}); set series.fill_middle"
-                    " to fill them", int(line[np.searchsorted(rows, after)]))
+                    "gap", f"{missing_periods} missing period(s) between {self._date(values, before)} and"
+                    f" {self._date(values, after)}; data.max_gap_periods is {self.gap}: set it to at least"
+                    f" {missing_periods} to interpolate such runs, or series.fill_middle to fill every run"
+                    f" ({', '.join(FILL_METHODS[1:])}), in {SETTINGS_FILE_HINT}",
+                    int(line[np.searchsorted(rows, after)]))
             else:
                 values[missing] = self.constant_fill(method, values[observed])
         return int(observed[-1] + 1 - len(observed))
@@ -380,7 +383,8 @@ class _Fill:
             raise DataValidationError(
                 "missing", f"the series' last value is on {self.grid[start + last].isoformat()},"
                 f" {len(values) - 1 - last} period(s) before the panel's last timestamp"
-                f" {self.grid[-1].isoformat()}; set series.fill_end to fill them", int(line))
+                f" {self.grid[-1].isoformat()}; set series.fill_end ({', '.join(FILL_METHODS[1:])}) in"
+                f" {SETTINGS_FILE_HINT} to fill them", int(line))
         fill = values[last] if method == "interpolate" else self.constant_fill(method, values[observed])
         values[last + 1:] = fill
 

@@ -82,10 +82,12 @@ def fit_panel(panel: Any, settings: Settings, *, choice: dict | None = None, job
         choice = {**choice, "family": best_global(scored)}
     outcomes, axis, plan = run_panel(panel, settings, choice, [], jobs, counterfactual, whole=whole)
     pool = _pool(outcomes, -1, settings.data.horizon)
+    borrowed = _borrow_scales(outcomes)
     cv = PanelCV({item: _item_cv(o.choices[-1].splits, o.choices[-1].key, pool, axis.dates)
                   for item, o in outcomes.items()}, settings.data.horizon, panel.freq)
-    artifacts = {item: _artifact(panel.series[item], o, plan, pool) for item, o in outcomes.items()}
-    choices = {item: _choice_record(o, plan) for item, o in outcomes.items()}
+    artifacts = {item: _artifact(panel.series[item], o, plan, pool, borrowed.get(item))
+                 for item, o in outcomes.items()}
+    choices = {item: _choice_record(o, plan, borrowed.get(item)) for item, o in outcomes.items()}
     seconds = time.perf_counter() - started
     objective = _objective(outcomes.values())
     measured = cv.per_item
@@ -348,7 +350,7 @@ def _stack(rows: list[tuple[date, str, Splits, np.ndarray]], h: int) -> ItemBack
     upper: dict[float, list[np.ndarray]] = {level: [] for level in LEVELS}
     for _, _, s, pool in rows:
         for level in LEVELS:
-            lo, hi = interval(s.centre, s.error_scale, pool, level)
+            lo, hi = interval(s.centre + 0.5 * s.variance, s.error_scale, pool, level)
             lower[level].append(lo)
             upper[level].append(hi)
 
@@ -366,16 +368,46 @@ def _stack(rows: list[tuple[date, str, Splits, np.ndarray]], h: int) -> ItemBack
     )
 
 
-def _choice_record(o: Outcome, plan: Plan) -> dict[str, Any]:
+def _borrow_scales(outcomes: dict[str, Outcome]) -> dict[str, str]:
+    """Give each fallback item at least the panel's median interval scale; returns a note per item
+    that borrowed it.
+
+    The pooled errors are log errors over each series' own one-step scale, so a scale is what sets an
+    item's interval width. A fallback item (too short, constant, or no candidate fitted) has no
+    out-of-sample errors of its own, and its model's one-step spread may rest on one difference, or on
+    none (a zero-width interval); the median scale of the items served by their own choice (of every
+    item with a scale when none is) is the panel's honest guess instead, when it is wider.
+    """
+    def scales(found):
+        return [o.error_scale for o in found if np.isfinite(o.error_scale) and o.error_scale > 0]
+
+    fallbacks = [o for o in outcomes.values() if o.choices[-1].reason]
+    known = scales(o for o in outcomes.values() if not o.choices[-1].reason) or scales(outcomes.values())
+    if not known:
+        return {}
+    panel = float(np.median(known))
+    notes = {}
+    for o in fallbacks:
+        if not o.error_scale >= panel:
+            notes[o.item] = (f"interval scale {panel:.4g}, the panel's median (its own model's, "
+                             f"{o.error_scale:.4g}, has no out-of-sample errors behind it)")
+            o.error_scale = panel
+    return notes
+
+
+def _choice_record(o: Outcome, plan: Plan, interval: str | None = None) -> dict[str, Any]:
     chosen = o.choices[-1]
     record: dict[str, Any] = {"family": chosen.key, "hyperparameters": plan.candidates[chosen.key],
                               "cv_mase": {k: v for k, v in o.scores.items()}, "window": o.window}
     if chosen.reason:
         record["reason"] = chosen.reason
+    if interval:
+        record["interval"] = interval
     return record
 
 
-def _artifact(series: Any, o: Outcome, plan: Plan, pool: np.ndarray) -> ModelArtifact:
+def _artifact(series: Any, o: Outcome, plan: Plan, pool: np.ndarray, interval: str | None = None
+              ) -> ModelArtifact:
     chosen = o.choices[-1]
     section = o.section
     history = series.tail(HISTORY_POINTS)
@@ -385,6 +417,8 @@ def _artifact(series: Any, o: Outcome, plan: Plan, pool: np.ndarray) -> ModelArt
                 "metrics": {"cv_mase": o.scores.get(chosen.key, float("nan"))}}
     if chosen.reason:
         metadata["fallback"] = chosen.reason
+    if interval:
+        metadata["interval"] = interval
     return ModelArtifact(
         spec=section.spec, freq=series.freq, last_timestamp=series.timestamps[-1].isoformat(),
         t_last=len(series) - 1, parameters={**section.parameters, "error_scale": o.error_scale},

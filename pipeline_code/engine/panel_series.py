@@ -20,10 +20,20 @@ from pipeline_code.engine.estimator import final_section
 from pipeline_code.engine.families.base import Context, Section, WindowForecasts
 from pipeline_code.engine.families.combination import COMBINATION, combine
 from pipeline_code.engine.families.seasonal_naive import NAME as SEASONAL_NAIVE
+from pipeline_code.engine.settings import NO_SEASON_WINDOW_MIN
 
 # A split is scored only with at least this many seasons of training data before its cutoff (the
-# seasonal families and the MASE scale need a season of differences).
+# seasonal families and the MASE scale need a season of differences; ``min_train``).
 MIN_SEASONS = 2
+
+
+def min_train(period: int) -> tuple[int, str]:
+    """The training values a split needs before its cutoff, and the rule in words: ``MIN_SEASONS``
+    seasons or, with no season (period 1), one series' lowest CV window (``NO_SEASON_WINDOW_MIN``: two
+    values would leave the families, and the MASE scale, almost nothing to fit)."""
+    if period > 1:
+        return MIN_SEASONS * period, f"{MIN_SEASONS} seasons of {period}"
+    return NO_SEASON_WINDOW_MIN, f"{NO_SEASON_WINDOW_MIN} values with no season"
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ class Plan:
 
     @property
     def min_train(self) -> int:
-        return MIN_SEASONS * self.ctx.period
+        return min_train(self.ctx.period)[0]
 
 
 @dataclass
@@ -113,7 +123,7 @@ def run(item: str, observed: np.ndarray, target: np.ndarray, first: int, plan: P
     ok = scorable(plan, origins, n)
     ctx = series_context(plan, origins, n)
     window = ctx.window
-    constant = bool(np.ptp(target) == 0)
+    constant = bool(n > 1 and np.ptp(target) == 0)  # one observation is too short, not constant
     if ok.any() and not constant:
         scale = np.zeros(origins.size)
         scale[ok] = seasonal_naive_scale(target, origins[ok], window, ctx.period)
@@ -129,8 +139,8 @@ def run(item: str, observed: np.ndarray, target: np.ndarray, first: int, plan: P
             key, reason = plan.fallback, f"constant: every value is {target[0]:g}"
         elif usable.size == 0:
             start = max(0, int(origins[selection[0]]))
-            key, reason = plan.fallback, (f"too short: {start} observations before the first cutoff; "
-                                          f"the families need {plan.min_train}")
+            key, reason = plan.fallback, (f"too short: {n} observation{'s' * (n != 1)}, {start} before the "
+                                          f"first cutoff; the families need {plan.min_train}")
         else:
             key, reason = _choose(splits, usable, plan.choose_from, failures)
             key = key or plan.fallback
@@ -148,7 +158,8 @@ def run(item: str, observed: np.ndarray, target: np.ndarray, first: int, plan: P
         out.section, out.error_scale, note = _final_fit(data, choices[-1].key, plan, ctx)
         if note:
             none = np.array([], dtype=int)
-            choices[-1] = Chosen(plan.fallback, note, splits[plan.fallback].take(none), rolling[:0])
+            reason = "; ".join(r for r in (choices[-1].reason, note) if r)
+            choices[-1] = Chosen(plan.fallback, reason, splits[plan.fallback].take(none), rolling[:0])
     return out
 
 
@@ -260,15 +271,19 @@ def _rolling(splits: dict[str, Splits], rows: np.ndarray, plan: Plan, keys: tupl
 
 
 def _final_fit(data, key: str, plan: Plan, ctx: Context) -> tuple[Section, float, str | None]:
-    """The chosen candidate fitted on all the data; if that fails, the fallback, then naive."""
-    note = None
+    """The chosen candidate fitted on all the data; if that fails, the fallback, then naive. The note
+    (None when the choice serves) says what failed and what serves instead."""
+    failed = []
     for k in dict.fromkeys((key, plan.fallback)):
         try:
             section = final_section(data, plan.candidates[k], ctx, plan.pooled_at(None))
-            return section, _one_step_sd(section, data[True].size), note
         except Exception as err:  # noqa: BLE001 - the fallback takes over, with the reason reported
-            note = note or f"{k} final fit failed: {type(err).__name__}: {err}"
+            failed.append(f"{k} final fit failed: {type(err).__name__}: {err}")
+            continue
+        note = f"{failed[0]}; {k} serves" if failed else None
+        return section, _one_step_sd(section, data[True].size), note
     section = naive_section(data[True], ctx.window)
+    note = "; ".join([*failed, "naive serves (the last value repeated)"])
     return section, _one_step_sd(section, data[True].size), note
 
 

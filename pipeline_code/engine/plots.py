@@ -126,6 +126,7 @@ def _combination_weights(ax, combos: list[dict[str, Any]]) -> None:
 
 
 def _harmonic_orders(ax, candidates: list[dict[str, Any]]) -> None:
+    candidates = [c for c in candidates if np.isfinite(c[OBJECTIVE])]  # a failed one has no score to plot
     if not candidates:
         ax.set_axis_off()
         return

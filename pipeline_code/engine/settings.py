@@ -24,7 +24,7 @@ from datetime import date
 from typing import Any, Mapping, Sequence
 
 from pipeline_code.engine.core.calendar import infer_freq, parse_freq, season_length_for
-from pipeline_code.engine.core.spec import max_fourier_k
+from pipeline_code.engine.core.spec import max_fourier_k, season_period
 
 WEEKS_PER_YEAR = 365.25 / 7
 # The data's accepted magnitudes (checked by ``engine.dataset``): squares and sums of squared errors
@@ -135,8 +135,15 @@ class SearchSpace:
     serve_top: int = 3
 
     def usable_fourier_k(self, season_length: float) -> tuple[int, ...]:
-        """The Fourier orders this season length can carry (K <= (season_length - 1) / 2)."""
+        """The Fourier orders this season length can carry (K <= (season_length - 1) / 2); K = 0 alone
+        (no Fourier terms) for a season too short to carry one pair (no season, or 2 periods)."""
+        if max_fourier_k(season_length) < 1:
+            return (0,)
         return tuple(k for k in sorted(set(self.fourier_k)) if k <= max_fourier_k(season_length))
+
+    def usable_deseasonalize(self, season_length: float) -> tuple[int, ...]:
+        """``deseasonalize``'s values this season can use: 0 alone with no season (no dummies to add)."""
+        return self.deseasonalize if season_period(season_length) > 1 else (0,)
 
     def candidates(self, season_length: float) -> list[dict[str, int]]:
         """Every usable combination, in a stable order."""
@@ -144,7 +151,7 @@ class SearchSpace:
             {"use_counterfactual_data": c, "detrend": d, "deseasonalize": s, "fourier_k": k}
             for c in self.use_counterfactual_data
             for d in self.detrend
-            for s in self.deseasonalize
+            for s in self.usable_deseasonalize(season_length)
             for k in self.usable_fourier_k(season_length)
         ]
 
@@ -488,8 +495,8 @@ class Settings:
             parse_freq(d.freq)
         except ValueError as err:
             problems.append(f"data.freq: {err}")
-        check(math.isfinite(d.season_length) and d.season_length > 1,
-              f"data.season_length: must be a number > 1, got {d.season_length:g}")
+        check(math.isfinite(d.season_length) and d.season_length >= 1,
+              f"data.season_length: must be a number >= 1 (1: no season), got {d.season_length:g}")
         check(d.horizon >= 1, f"data.horizon: must be >= 1, got {d.horizon}")
         check(d.horizon <= s.max_periods, f"data.horizon: {d.horizon} exceeds serve.max_periods {s.max_periods}")
         check(1024 <= d.max_file_bytes <= 5 * 1024**3, "data.max_file_bytes: must be in 1024..5 GiB")
@@ -528,10 +535,10 @@ class Settings:
               f"{self.min_observations_rule()}; lower cv.window, data.horizon or gate.eval_origins, or raise "
               "data.max_rows")
         if "harmonic_arima" in families and self.search.fourier_k and math.isfinite(d.season_length) \
-                and d.season_length > 1:
+                and d.season_length >= 1:
             check(bool(self.search.usable_fourier_k(d.season_length)),
                   f"search.fourier_k: no value fits data.season_length {d.season_length:g} "
-                  f"(K must be <= {max_fourier_k(d.season_length)}; a season length below 3 carries no harmonics)")
+                  f"(K must be <= {max_fourier_k(d.season_length)})")
         check(0 <= g.min_improvement < 1, f"gate.min_improvement: must be in [0, 1), got {g.min_improvement:g}")
         check(g.eval_origins >= 1, f"gate.eval_origins: must be >= 1, got {g.eval_origins}")
         check(bool(g.coverage_levels) and all(0 < c < 1 for c in g.coverage_levels),
@@ -576,9 +583,13 @@ class Settings:
 # ---- layers and what the data implies -----------------------------------------------------------
 
 # Derived when a layer does not set them (docs/design.md, "The run document"):
-HORIZON_MAX = 26  # horizon: one season, at most this many periods
-WINDOW_SEASONS = 8  # CV window: this many seasons (417 weeks for weekly data) ...
-WINDOW_MIN_SEASONS, WINDOW_MIN = 3, 24  # ... and never below max(3 seasons, 24 periods)
+HORIZON_MAX = 26  # horizon: one season, at most this many periods ...
+NO_SEASON_HORIZON = 6  # ... or with no season (season length 1: yearly data) this many, M3's and M4's yearly
+WINDOW_SEASONS = 8  # CV window: this many seasons (417 weeks for weekly data), at least WINDOW_MIN ...
+WINDOW_MIN_SEASONS, WINDOW_MIN = 3, 24  # ... and never below max(3 seasons, 24 periods) ...
+# ... or with no season this many: the fewest values statsforecast fits a damped-trend ETS on (it refuses
+# n <= its parameters + 4 = 9). A yearly series then needs 10 + 2 x 6 + 8 + 13 = 43 observations.
+NO_SEASON_WINDOW_MIN = 10
 ORIGINS_MAX, ORIGINS_MIN = 26, 8  # evaluation origins: a tenth of the series within these bounds
 
 
@@ -598,10 +609,11 @@ def resolve(
     from the data (frequency from the timestamps, season length from the frequency, horizon, CV
     window and evaluation origins from the season and the length); validate once."""
     settings = Settings()
-    origin: dict[str, str] = {}  # key -> the last layer that set it
+    origin: dict[str, str] = {}  # key -> where its value came from: the last layer that set it
     for source, document in layers:
         settings = settings.merged(document, source, validate=False)
-        origin |= {f"{section}.{key}": source for section, values in document.items() for key in values}
+        origin |= {f"{section}.{key}": f"from {source}" for section, values in document.items()
+                   for key in values}
     given = set(origin)
     derived: dict[str, Any] = {}
     data = settings.data
@@ -619,8 +631,8 @@ def resolve(
         except ValueError as err:
             raise SettingsError([f"data.freq: {err}"], "settings") from err
     season = derived.get("data.season_length", data.season_length)
-    if "data.horizon" not in given and season > 1:
-        derived["data.horizon"] = max(1, min(round(season), HORIZON_MAX))
+    if "data.horizon" not in given and season >= 1:
+        derived["data.horizon"] = derived_horizon(season)
     horizon = derived.get("data.horizon", data.horizon)
     if observations is not None:
         observations = min(observations, settings.data.max_rows)  # only the latest max_rows are used
@@ -631,12 +643,14 @@ def resolve(
         origins = settings.gate.eval_origins
         if "gate.eval_origins" not in given:
             origins = derived["gate.eval_origins"] = max(ORIGINS_MIN, min(ORIGINS_MAX, observations // 10))
-        if "cv.window" not in given and season > 1:
+        if "cv.window" not in given and season >= 1:
             # What the length allows, never below the lowest window: too short a series is then refused
             # by `check_length` (the starter) or by the input contract (processing), naming the rule.
-            lowest = max(WINDOW_MIN_SEASONS * round(season), WINDOW_MIN)
+            period = season_period(season)
+            lowest = max(WINDOW_MIN_SEASONS * period, WINDOW_MIN) if period > 1 else NO_SEASON_WINDOW_MIN
             rest = 2 * horizon + origins + (SCALE_MIN_ERRORS + 1) * settings.cv.step - 1
-            derived["cv.window"] = max(lowest, min(round(WINDOW_SEASONS * season), observations - rest))
+            target = max(round(WINDOW_SEASONS * season), WINDOW_MIN)
+            derived["cv.window"] = max(lowest, min(target, observations - rest))
     overrides: dict[str, dict[str, Any]] = {}
     for key, value in derived.items():
         section, name = key.split(".")
@@ -648,10 +662,18 @@ def resolve(
         raise SettingsError([_with_origin(problem, origin) for problem in err.problems], err.source) from None
 
 
+def derived_horizon(season_length: float) -> int:
+    """The horizon when no layer sets it: one season, at most ``HORIZON_MAX`` periods; with no season,
+    ``NO_SEASON_HORIZON``."""
+    period = season_period(season_length)
+    return min(period, HORIZON_MAX) if period > 1 else NO_SEASON_HORIZON
+
+
 def _with_origin(problem: str, origin: Mapping[str, str]) -> str:
-    """``problem`` ("section.key: ...") followed by where its key's value came from, when a layer set it."""
+    """``problem`` ("section.key: ...") followed by where its key's value came from ("from <layer>" or
+    "derived from the data"), when known."""
     key = problem.split(":", 1)[0]
-    return f"{problem} ({key} from {origin[key]})" if key in origin else problem
+    return f"{problem} ({key} {origin[key]})" if key in origin else problem
 
 
 def family_needs(name: str, settings: Settings) -> str:
@@ -661,6 +683,8 @@ def family_needs(name: str, settings: Settings) -> str:
     season = round(m)
     if name == "harmonic_arima" and not settings.search.usable_fourier_k(m):
         return "a season long enough for one of search.fourier_k's Fourier orders"
+    if name == "mstl" and season_period(m) < 2:
+        return "a season (a data.season_length of 2 or more): MSTL decomposes one"
     if name == "arima_fourier" and max_fourier_k(m) < 1:
         return "a season long enough for one Fourier pair"
     if name == "arima" and season > ARIMA_MAX_SEASON:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_code.engine.cleaning import rules_skipped
+from pipeline_code.engine.core.spec import season_period
 from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.preprocess import min_history, preprocess
 from pipeline_code.engine.settings import COMBINATION, PAIR, PER_SERIES, Settings
@@ -52,7 +54,7 @@ def is_panel_upload(path: Path, settings: Settings) -> bool:
         first = next(csv.reader(io.StringIO(head.decode("utf-8-sig", errors="replace"))), [])  # as parsing reads it
     except csv.Error:
         return False
-    cells = [cell.strip() for cell in first]
+    cells = [cell.strip().lower() for cell in first]  # names match in any case, as parsing reads them
     if ITEM in cells or TARGET_VALUE in cells:
         return True
     if TIMESTAMP in cells or len(cells) != len(settings.series.columns):
@@ -142,10 +144,12 @@ def _no_setup() -> None:
 
 def _preprocess_item(series: Series, settings: Settings) -> dict[str, Any]:
     values = series.values
-    period = max(2, round(settings.data.season_length))
+    period = season_period(settings.data.season_length)
     skip = None
     if not settings.series.preprocess:
         skip = "series.preprocess is off"
+    elif rules_skipped(settings):  # no season for robust STL
+        skip = rules_skipped(settings)
     elif np.ptp(values) == 0:
         skip = "constant"
     elif values.min() <= 0:
@@ -165,11 +169,11 @@ def _preprocess_item(series: Series, settings: Settings) -> dict[str, Any]:
 def panel_report(panel, cleaned: dict[str, dict[str, Any]], settings: Settings) -> dict[str, Any]:
     """What processing saw and did: lengths, and per item where something happened (fills, constant
     and too-short series, rules skipped, outliers, break episodes)."""
-    from pipeline_code.engine.panel_series import MIN_SEASONS
+    from pipeline_code.engine.panel_series import min_train
 
     lengths = {item: len(panel.series[item]) for item in panel.items}
-    period, horizon = max(2, round(settings.data.season_length)), settings.data.horizon
-    need = MIN_SEASONS * period + horizon  # one CV split: two seasons before a cutoff, a horizon after
+    (before, rule), horizon = min_train(season_period(settings.data.season_length)), settings.data.horizon
+    need = before + horizon  # one CV split: its training values before a cutoff, a horizon after
     starts = [panel.series[item].timestamps[0] for item in panel.items]
     skipped = {item: c["skipped"] for item, c in cleaned.items() if "skipped" in c}
     return {
@@ -184,8 +188,8 @@ def panel_report(panel, cleaned: dict[str, dict[str, Any]], settings: Settings) 
         "fills": _listed(panel.fills),
         "filled_points": {kind: sum(f.get(kind, 0) for f in panel.fills.values()) for kind in ("middle", "end")},
         "constant": _listed(panel.report()["constant"]),
-        "too_short": _listed({item: f"{n} observations; a CV split needs {need} ({MIN_SEASONS} seasons of"
-                              f" {period} before a cutoff, a horizon of {horizon} after it): series.fallback"
+        "too_short": _listed({item: f"{n} observations; a CV split needs {need} ({rule}"
+                              f" before a cutoff, a horizon of {horizon} after it): series.fallback"
                               for item, n in lengths.items() if n < need}),
         "rules_skipped": _listed(skipped),
         "outliers": _listed({item: c["outliers"] for item, c in cleaned.items() if c.get("outliers")}),
@@ -257,7 +261,7 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
     best, and every candidate's score in ``tuning.json``."""
     from time import perf_counter
 
-    from pipeline_code.engine.panel_series import MIN_SEASONS
+    from pipeline_code.engine.panel_series import min_train
     from pipeline_code.pipeline.panel_tuning import best_choice, score_choices
     from pipeline_code.pipeline.trial_files import UNSCORED
 
@@ -274,7 +278,8 @@ def tune_panel(train_dir: Path, report_dir: Path, settings: Settings, *, jobs: i
         tuning = settings.tuning()
         result["unscored"] = (f"no global choice scored on the panel's cutoffs (no series is long enough "
                               f"for a split of {tuning.series.cutoffs} cutoffs of horizon {settings.data.horizon} "
-                              f"after {MIN_SEASONS} seasons, or every choice failed): every series gets "
+                              f"after {min_train(season_period(settings.data.season_length))[1]}, or every "
+                              f"choice failed): every series gets "
                               f"series.fallback ({settings.series.fallback})")
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / TUNING_FILE).write_text(json.dumps(result, indent=1))

@@ -167,8 +167,9 @@ def run_pipeline(
         raise PipelineError(err.stage, err.reason, registered=(
             f"{version.name} was registered as {status}" + (" and serves" if promoted else "")
             + f"; its forecast is in runs/{run_id}/reports/evaluation/")) from err
-    log(f"  registered {version.name} as {status}"
-        + (" (now serving)" if promoted else f"; the approved model stays {champion.name if champion else 'none'}"))
+    log(f"  registered {version.name} as {status}" + (
+        f" (the model `forecast-mlops serve --model {workdir / 'registry'}` serves)" if promoted
+        else f"; the approved model stays {champion.name if champion else 'none'}"))
     runs.finish_record(
         run_dir, record, runs.state_of("succeeded", promoted=promoted),
         status="Succeeded", version=version.name, promoted=promoted,

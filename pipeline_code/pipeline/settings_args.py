@@ -27,9 +27,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "run settings (defaults: inferred from the data; see docs/design.md, 'The run document')")
     group.add_argument("--settings", metavar="FILE", help="JSON run document (sections as in engine/settings.py)")
-    group.add_argument("--freq", help="frequency alias: D, W-FRI, MS, ME, QS, ... (default: inferred)")
-    group.add_argument("--season-length", type=float, help="season length in periods (default: from the frequency)")
-    group.add_argument("--horizon", type=int, help="forecast horizon in periods (default: one season, at most 26)")
+    group.add_argument("--freq", help="frequency alias: D, W-FRI, MS, ME, QS, QS-DEC, YS-JUL, ... (default: inferred)")
+    group.add_argument("--season-length", type=float,
+                       help="season length in periods, 1: none (default: from the frequency, 1 for yearly)")
+    group.add_argument("--horizon", type=int,
+                       help="forecast horizon in periods (default: one season, at most 26; 6 with no season)")
     group.add_argument("--cv-window", type=int, help="CV training window in periods (default: 8 seasons or what fits)")
     group.add_argument("--cv-step", type=int, help="CV step between splits (default 1)")
     group.add_argument("--break-start", help="first date the structural break may start (default 2020-01-01)")
@@ -82,6 +84,11 @@ def settings_for_data(args: argparse.Namespace) -> Resolved:
     if not os.path.lexists(args.data):
         raise FileNotFoundError(f"no such data file: {args.data}")
     return resolve_for_data(settings_layers(args, args.data), args.data)
+
+
+def frequency_given(args: argparse.Namespace) -> bool:
+    """Whether a settings file or a flag sets ``data.freq`` for ``args.data`` (else it is inferred)."""
+    return any("freq" in document.get("data", {}) for _, document in settings_layers(args, args.data))
 
 
 def settings_from_args(args: argparse.Namespace, run_document: Path | None = None) -> Settings:

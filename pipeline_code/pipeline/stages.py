@@ -20,11 +20,13 @@ from pipeline_code.engine.estimator import ModelEstimator
 from pipeline_code.engine.evaluation import (
     backtest_candidate, backtest_origins, backtest_seasonal_naive, diagnostics, gate, innovations,
 )
+from pipeline_code.engine.core.artifact_checks import ModelCheckError, check_forecasts
 from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.core.spec import season_period
 from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.seasonal_naive import NAME as SEASONAL_NAIVE
-from pipeline_code.engine.preprocess import preprocess
+from pipeline_code.engine.cleaning import clean
 from pipeline_code.engine.settings import Settings, check_offered
 from pipeline_code.engine.tuning import selection_grid
 
@@ -76,18 +78,19 @@ def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -
     if np.all(series.values == series.values[0]):  # a panel's constant series get the fallback instead
         raise DataValidationError("constant", f"every value is {series.values[0]:g}: a constant series has no"
                                   " variation to forecast, nor to scale the errors by (MASE)")
-    period = max(1, round(settings.data.season_length))
+    period = season_period(settings.data.season_length)
     if np.all(series.values[period:] == series.values[:-period]):
         raise DataValidationError("constant", f"every value repeats the one {period} periods before: a series"
                                   " that repeats its season exactly has no seasonal-naive error to scale the"
                                   " errors by (MASE); its forecast is its last season")
-    pre = preprocess(series, settings.data.season_length, settings.preprocess)
+    pre, rules = clean(series, settings)  # the rules need a season: skipped, with the reason, without one
     train, test = pre.split(settings.data.horizon)
     for part, name, folder in ((train, TRAIN_FILE, "train"), (test, TEST_FILE, "test")):
         (out / folder).mkdir(parents=True, exist_ok=True)
         part.series.to_csv(out / folder / name, extra=part.columns())
     report = {
         **pre.report(),
+        **rules,
         "source": source.name,
         "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
         "train_observations": len(train.series),
@@ -248,12 +251,15 @@ def run_evaluation(
     )
     if other_kind:
         decision["reason"] += "; the approved model is a panel, so this series is compared with seasonal naive only"
+    if decision["serve"] == "challenger":
+        decision = _servable(decision, challenger, settings, first_run=champion is None and not other_kind)
     served = challenger
     if decision["serve"] == SEASONAL_NAIVE:
         fitted = ModelEstimator({"family": SEASONAL_NAIVE, "use_counterfactual_data": 1}, ctx,
                                 step=settings.cv.step).fit(full.series, counterfactual=full.counterfactual)
         fitted.artifact.metadata["metrics"] = {f"backtest_{k}": v for k, v in results["seasonal_naive"].items()}
         fitted.artifact.metadata["data_sha256"] = _digest(full.series.values)
+        decision = _servable(decision, fitted.forecaster, settings, first_run=False)
         fitted.artifact.save(out / SERVED_MODEL_DIR)
         served = fitted.forecaster
     ts = full.series.timestamps
@@ -281,6 +287,21 @@ def run_evaluation(
                   served.predict(horizon, max(levels)),
                   title=f"Forecast ({served.artifact.family.replace('_', ' ')})")
     return evaluation
+
+
+def _servable(decision: dict[str, Any], forecaster: Forecaster, settings: Settings, *,
+              first_run: bool) -> dict[str, Any]:
+    """The gate's decision once the model to approve has passed serving's load check (finite forecasts
+    up to ``serve.max_periods``): otherwise a first run serves seasonal naive, and any other is refused."""
+    try:
+        check_forecasts(forecaster, settings.serve.max_periods)
+        return decision
+    except ModelCheckError as err:
+        cannot = f"the {decision['serve'].replace('_', ' ')} model cannot be served: {err}"
+    if first_run:
+        return {"passed": True, "serve": SEASONAL_NAIVE,
+                "reason": f"no approved model yet; {cannot}; seasonal naive is approved and served instead"}
+    return {"passed": False, "serve": None, "reason": f"{decision['reason']}; but {cannot}, so nothing is approved"}
 
 
 def served_model_dir(model_dir: Path, evaluation_out: Path, evaluation: dict[str, Any]) -> Path:

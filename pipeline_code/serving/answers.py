@@ -18,10 +18,10 @@ import json
 from typing import Any
 
 from pipeline_code.engine.core.artifact import ArtifactError
+from pipeline_code.engine.core.artifact_checks import CONF_CEILING
 from pipeline_code.engine.core.quantiles import quantile_forecast
 from pipeline_code.serving.logs import get_logger
 from pipeline_code.serving.request import (
-    CONF_CEILING,
     MAX_ITEMS,
     ForecastRequest,
     ItemsRequest,

@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import numpy as np
 
 from pipeline_code.engine.core.artifact import ArtifactError, finite
+from pipeline_code.engine.core.artifact_checks import ModelCheckError, check_forecasts
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.core.panel_artifact import ARRAYS, PANEL_JSON, PanelModel, is_panel
 from pipeline_code.serving.answers import answer
@@ -47,7 +48,6 @@ from pipeline_code.serving.gateway import ApiKeyGuard, KeyFileError
 from pipeline_code.serving.logs import get_logger
 from pipeline_code.serving.model_source import ModelSourceError, ResolvedModel, resolve_model
 from pipeline_code.serving.request import (
-    CONF_CEILING,
     DEFAULT_MAX_PERIODS,
     MAX_BODY_BYTES,
     RequestError,
@@ -59,15 +59,6 @@ from pipeline_code.serving.schemas import RESPONSES, PingResponse, error_respons
 
 log = get_logger()
 JSON = "application/json"
-# Levels the load check forecasts at (max_periods steps): the interval bounds are monotone in conf,
-# so finite values at the narrowest, a typical and the widest level mean finite values at every level.
-LOAD_CHECK_CONFS = (1e-6, 0.9, CONF_CEILING)
-
-
-class ModelCheckError(ValueError):
-    """A model artifact that loads but cannot forecast (non-finite values)."""
-
-
 # (id of a sorted calibration array, conf) -> (the array, lower, upper bounds); cleared when full.
 _BOUNDS: dict[tuple[int, float], tuple] = {}
 MAX_CACHED_BOUNDS = 4096
@@ -449,14 +440,10 @@ def _load(resolved: ResolvedModel, stamp: tuple, max_periods: int) -> LoadedMode
 
 def _check_forecasts(forecaster: Forecaster, max_periods: int) -> None:
     """Fail at load time, not on requests, when the artifact cannot forecast finite values."""
-    with np.errstate(all="ignore"):
-        for conf in LOAD_CHECK_CONFS:
-            for name, values in zip(("mean", "lower", "upper"), forecaster.paths(max_periods, conf)):
-                bad = np.flatnonzero(~np.isfinite(values))
-                if bad.size:
-                    raise ModelCheckError(
-                        f"model refused: its {name} forecast is not finite ({values[bad[0]]}) at step "
-                        f"{bad[0] + 1} of {max_periods} with conf {conf:g}")
+    try:
+        check_forecasts(forecaster, max_periods)
+    except ModelCheckError as err:
+        raise ModelCheckError(f"model refused: {err}") from None
 
 
 # An absolute path in a message: a "/" at its start or after a space, quote, bracket, "=", ":" or ",".

@@ -45,8 +45,6 @@ MAX_OFFSET = 10_000_000
 # 100 ASCII item ids of 256 characters fit, with room for the rest; multi-byte (UTF-8) or \u-escaped
 # ids can exceed it.
 MAX_BODY_BYTES = 64 * 1024
-# The largest conf the engine can turn into finite quantiles (1 - 2**-53 rounds 1 - alpha/2 to 1.0).
-CONF_CEILING = 1.0 - 2.0**-52
 
 # Numeric strings accepted for integers ("26") and for conf ("0.9", ".9"); the API Gateway model uses them too.
 INT_PATTERN = r"0|[1-9][0-9]{0,17}"

@@ -30,3 +30,50 @@ def test_month_and_day_calendars(freq, last, expected):
 def test_unknown_frequency_names_the_supported_ones():
     with pytest.raises(ValueError, match="W-MON"):
         parse_freq("fortnightly")
+
+
+def test_quarters_on_the_last_month_are_inferred_as_pandas_names_them():
+    """fpp2 prisonLF's dates (the first day of each quarter's last month): QS-DEC, as pandas infers,
+    the same calendar as QS-MAR; plain QS (January quarters) refuses them."""
+    from pipeline_code.engine.core.calendar import infer_freq
+
+    days = [date(2005, m, 1) for m in (3, 6, 9, 12)] + [date(2006, 3, 1)]
+    assert infer_freq(days) == "QS-DEC"
+    for alias in ("QS-DEC", "QS-MAR", "QS-JUN", "qs-sep"):
+        cal = parse_freq(alias)
+        assert all(cal.on_calendar(day) for day in days) and not cal.on_calendar(date(2005, 4, 1))
+        assert cal.future(date(2006, 3, 1), 2) == [date(2006, 6, 1), date(2006, 9, 1)]
+    assert not parse_freq("QS").on_calendar(date(2005, 3, 1))
+
+
+@pytest.mark.parametrize("base", ["QS", "QE", "YS", "YE"])
+@pytest.mark.parametrize("month", range(1, 13))
+def test_anchored_quarters_and_years_agree_with_pandas(base, month):
+    """Every month-of-quarter (or fiscal-year) anchor: inferred under pandas' own name (the plain alias
+    for the default anchor), on pandas' calendar, with pandas' future dates."""
+    import pandas as pd
+
+    from pipeline_code.engine.core.calendar import infer_freq
+
+    start = pd.Timestamp(2001, month, 1)
+    if base.endswith("E"):
+        start += pd.offsets.MonthEnd(0)
+    pandas_alias = f"{base}-{start.strftime('%b').upper()}"  # a period starting (ending) in `month`
+    index = pd.date_range(start, periods=9, freq=pandas_alias)
+    days = [stamp.date() for stamp in index]
+    inferred = infer_freq(days)
+    plain = {"QS": "QS-OCT", "QE": "QE-DEC", "YS": "YS-JAN", "YE": "YE-DEC"}[base]
+    assert pd.infer_freq(index) == (plain if inferred == base else inferred)
+    next_month = (index[0] + (pd.offsets.MonthBegin(1) if base.endswith("S") else pd.offsets.MonthEnd(1))).date()
+    for alias in (inferred, pandas_alias):
+        cal = parse_freq(alias)
+        assert all(cal.on_calendar(day) for day in days) and not cal.on_calendar(next_month)
+        future = pd.date_range(index[-1], periods=4, freq=pandas_alias)[1:]
+        assert cal.future(days[-1], 3) == [stamp.date() for stamp in future]
+        assert cal.steps_between(days[0], days[-1]) == 8
+
+
+@pytest.mark.parametrize("alias", ["QS-", "QS-FOO", "MS-JAN", "W-", "D-MON", "W-JAN"])
+def test_a_malformed_anchor_is_refused_naming_the_anchored_forms(alias):
+    with pytest.raises(ValueError, match="QS-DEC"):
+        parse_freq(alias)

@@ -127,3 +127,64 @@ def test_max_rows_keeps_the_latest_observations_after_validating_all():
         parse("timestamp,value\n2019-12-27,x\n" + ROWS, max_rows=2)
     with pytest.raises(ValueError, match="max_rows"):
         parse("timestamp,value\n" + ROWS, max_rows=2, min_length=3)
+
+
+def test_header_names_match_in_any_case():
+    s = parse("Timestamp,VALUE\n2020-01-03,10\n2020-01-10,11\n")
+    np.testing.assert_array_equal(s.values, [10, 11])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a 3-column header of other names: both layouts, and the order of a headerless file
+        ("item,date,sales\na,2020-01-03,1\n", ["'timestamp,value' (one series)", "'item_id,timestamp,value' (a panel",
+                                               "series.columns", "settings file"]),
+        # Amazon Forecast's layout without a header, its columns in another order: the order it reads as
+        ("2020-01-03 00:00:00,26.3,elec\n", ["line 1 is a row", "set series.columns to ['timestamp',"
+                                             " 'target_value', 'item_id']", "'timestamp,value' (one series)"]),
+        ("2020-01-03,1\n", ["line 1 is a row", "add the header 'timestamp,value'"]),
+    ],
+)
+def test_a_header_of_other_names_says_which_layouts_are_read(text, expected):
+    with pytest.raises(DataValidationError) as info:
+        parse(text)
+    assert (info.value.rule, info.value.line) == ("header", 1)
+    for part in expected:
+        assert part in str(info.value), str(info.value)
+    assert "missing column(s)" not in str(info.value)
+
+
+def test_a_gap_names_the_setting_that_fills_it_and_where_it_goes():
+    """Business days (no weekend rows) on the daily calendar: the gap says what to set, to what, where."""
+    with pytest.raises(DataValidationError) as info:
+        parse("timestamp,value\n1991-07-05,1628\n1991-07-08,1613\n", freq="D")
+    message = str(info.value)
+    assert info.value.rule == "gap" and "2 missing period(s) between 1991-07-05 and 1991-07-08 (D)" in message
+    assert "data.max_gap_periods is 0" in message and '{"data": {"max_gap_periods": 2}}' in message
+    assert ".settings.json beside the upload" in message and "--settings" in message
+    assert parse("timestamp,value\n1991-07-05,1628\n1991-07-08,1613\n", freq="D", max_gap_periods=2).values.size == 4
+
+
+@pytest.mark.parametrize("cell", ["0", "-3.5"])
+def test_a_value_that_is_not_positive_says_it_is_unsupported_and_what_to_do(cell):
+    with pytest.raises(DataValidationError) as info:
+        parse(f"timestamp,value\n2020-01-03,{cell}\n")
+    message = str(info.value)
+    assert (info.value.rule, info.value.line) == ("value", 2)
+    assert "zero and negative values are not supported" in message
+    assert "make every value positive" in message and "leave the series out" in message
+
+
+def test_a_processed_series_reads_back_exactly(tmp_path):
+    """What preprocessing writes is what the jobs after it read: no rounding of valid values."""
+    from pipeline_code.engine.core.calendar import parse_freq
+    from pipeline_code.engine.dataset import Series
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([100 + 1e-11 * rng.normal(size=30), 1e12 + 30 * np.sin(np.arange(30)), [1e-100, 1e100]])
+    stamps = [date(2000, 1, 7)]
+    for _ in range(values.size - 1):
+        stamps.append(parse_freq("W-FRI").shift(stamps[-1], 1))
+    Series(stamps, values, "W-FRI").to_csv(tmp_path / "s.csv")
+    np.testing.assert_array_equal(load_series(tmp_path / "s.csv", freq="W-FRI").values, values)

@@ -187,15 +187,15 @@ def test_blank_rows_are_skipped_and_line_numbers_still_count_them():
 
 
 @pytest.mark.parametrize("header", ["timestamp,value", "value,timestamp", " timestamp , value ",
-                                    "timestamp,value,item_id"])
+                                    "timestamp,value,item_id", "Timestamp,value"])
 def test_headers_with_the_required_columns_pass(header):
     cells = {"timestamp": "2020-01-03", "value": "5", "item_id": "us"}
-    row = ",".join(cells[name.strip()] for name in header.split(","))
+    row = ",".join(cells[name.strip().lower()] for name in header.split(","))
     assert parse(f"{header}\n{row}\n").values[0] == 5
 
 
 @pytest.mark.parametrize("header", ["timestamp", "value", "timestamp,value,extra", "timestamp,value,value",
-                                    "Timestamp,value"])
+                                    "Timestamp,value,VALUE"])
 def test_headers_missing_extra_or_repeated_columns_are_refused(header):
     refused(f"{header}\n" + ",".join(["2020-01-03"] + ["1"] * header.count(",")) + "\n", "header", 1)
 

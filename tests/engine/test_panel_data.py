@@ -352,3 +352,38 @@ def test_a_duplicate_from_two_spellings_of_one_item_says_so():
     assert "the file spells the item [' a', 'a'], one item once surrounding spaces are dropped" in str(error)
     plain = refused(csv_bytes(rows("a", [1, 2]) + rows("a", [3])), "duplicate", 4, "a")
     assert "spells" not in str(plain)
+
+
+def test_header_names_match_in_any_case():
+    raw = csv_bytes(rows("X", [10, 11, 12]), header="Item_ID,TimeStamp,Target_Value")
+    panel = parse(raw)
+    assert not panel.single and panel.series["X"].values.tolist() == [10, 11, 12]
+    assert parse(csv_bytes(["2020-01-01,1", "2020-02-01,2"], header="TIMESTAMP,Value")).single
+
+
+def test_quarters_on_the_last_month_are_a_panel_of_their_own_calendar():
+    """fpp2 prisonLF's layout: quarters dated on the first day of their last month (QS-DEC); under QS
+    (January quarters) the item is named with the frequency it follows."""
+    quarters = [date(2005, 3, 1), date(2005, 6, 1), date(2005, 9, 1), date(2005, 12, 1), date(2006, 3, 1)]
+    body = [f"{item},{d.isoformat()},{k + 2}" for item in ("A", "B") for k, d in enumerate(quarters)]
+    panel = parse(csv_bytes(body), freq="QS-DEC")
+    assert panel.items == ["A", "B"] and panel.series["B"].timestamps == quarters
+    error = refused(csv_bytes(body), "frequency", 2, "A", freq="QS")
+    assert "follow QS-DEC" in str(error)
+
+
+def test_a_refused_gap_or_end_names_the_settings_that_fill_it_and_where_they_go():
+    error = refused(csv_bytes(with_gap(2)), "gap", 5, "A")
+    message = str(error)
+    assert "data.max_gap_periods is 0: set it to at least 2" in message
+    assert "series.fill_middle" in message and "interpolate, value, median, mean" in message
+    assert ".settings.json beside the upload" in message
+    error = refused(csv_bytes(rows("A", [1, 2, 3]), rows("B", [2, 4])), "missing", 6, "B")
+    assert "series.fill_end (interpolate, value, median, mean)" in str(error)
+    assert ".settings.json beside the upload" in str(error)
+
+
+def test_one_zero_refuses_the_panel_saying_what_to_do():
+    error = refused(csv_bytes(rows("A", [1, 2, 3]), rows("B", [2, 0, 4])), "value", 6, "B")
+    assert "zero and negative values are not supported" in str(error)
+    assert "leave the series out" in str(error) and "empty cell" in str(error)

@@ -72,6 +72,29 @@ def test_too_short_and_constant_series_get_the_fallback_with_a_reason(values):
     assert Forecaster(tiny.artifacts["tiny"]).predict(2, 0.95).mean[0] == pytest.approx(5.0, rel=0.05)
 
 
+def test_a_fallback_item_too_short_for_its_own_spread_gets_the_panels_interval_scale(values):
+    """One observation (no spread at all: a zero-width interval) and 13 monthly ones (one seasonal
+    difference): both take the median scale of the items served by their own choice, and the report
+    says which model serves them and why."""
+    fit = fit_panel(panel_of({**values, "one": values["s000"][-1:], "season": values["s001"][-13:]}), settings())
+    chosen = [a.parameters["error_scale"] for item, a in fit.artifacts.items() if item in values
+              and not fit.choices[item].get("reason")]
+    for item in ("one", "season"):
+        artifact = fit.artifacts[item]
+        assert artifact.parameters["error_scale"] == pytest.approx(np.median(chosen))
+        assert "the panel's median" in fit.choices[item]["interval"]
+        assert artifact.metadata["interval"] == fit.choices[item]["interval"]
+        forecast = Forecaster(artifact).predict(6, 0.9)
+        assert np.all(np.log(forecast.upper / forecast.lower) > 2 * np.median(chosen))
+    one = fit.report["per_item"]["one"]["reason"]
+    assert one.startswith("too short: 1 observation, 0 before the first cutoff")
+    assert one.endswith("seasonal naive needs more than one season (12) of data; naive serves (the last value"
+                        " repeated)")
+    assert fit.artifacts["one"].spec == {"period": 1} and fit.artifacts["season"].spec == {"period": 12}
+    assert fit.report["fallbacks"]["season"].startswith("too short: 13 observations")
+    assert not any("interval" in fit.choices[item] for item in values)
+
+
 def test_a_family_failing_on_a_series_is_scored_failed_for_it(values, monkeypatch):
     theta = registry.FAMILIES["theta"]
     marker = values["s001"][0]

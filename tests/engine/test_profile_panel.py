@@ -84,3 +84,14 @@ def test_half_hourly_data_is_refused_as_outside_the_calendar_not_as_an_unknown_f
     with pytest.raises(ValueError, match=r"hourly and minute data are outside this platform's calendar, which is "
                                          r"daily to yearly"):
         infer_freq(profile.timestamps)
+
+
+def test_the_first_look_infers_quarters_on_their_last_month_under_any_header_case():
+    """fpp2 prisonLF's layout, as the local runner and the starter Lambda see it: QS-DEC, season 4."""
+    quarters = [date(2005 + k // 4, 3 * (k % 4) + 3, 1) for k in range(48)]
+    raw = ("Item_ID,Timestamp,Value\n" + "".join(
+        f"{item},{d.isoformat()},{k + 2}\n" for item in ("ACT", "NSW") for k, d in enumerate(quarters))).encode()
+    profile = profile_csv(raw)
+    assert (profile.observations, profile.items, profile.panel) == (48, 2, True)
+    settings = resolve([], timestamps=profile.timestamps, observations=profile.observations).settings
+    assert (settings.data.freq, settings.data.season_length, settings.data.horizon) == ("QS-DEC", 4.0, 4)

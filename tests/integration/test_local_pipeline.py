@@ -382,3 +382,21 @@ def test_an_unusable_out_folder_is_refused_before_the_search(tmp_path, capsys, m
     taken.write_text("x")
     assert main([verb, "--data", str(BUNDLED), "--out", str(taken)]) == 2
     assert f"--out {taken} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_model_serving_would_refuse_is_not_approved(tmp_path, capsys):
+    """A valid series whose last value is a 1e12-fold outlier: every model's upper bound overflows, so
+    serving would refuse it with a 503. The gate runs serving's check: nothing is approved, and the
+    run says why."""
+    rng = np.random.default_rng(0)
+    t = np.arange(180)
+    values = 100 * (1 + 0.2 * np.sin(2 * np.pi * t / 12)) * np.exp(0.002 * t + rng.normal(0, 0.05, t.size))
+    values[-1] *= 1e12
+    stamps = [date(2005 + m // 12, m % 12 + 1, 1).isoformat() for m in t]
+    data = write(tmp_path / "outlier.csv", ["timestamp,value"] + [f"{s},{float(v)!r}" for s, v in zip(stamps, values)])
+    assert pipeline(data, tmp_path / "work") == 0
+    out = capsys.readouterr().out
+    assert "the challenger model cannot be served: its upper forecast is not finite" in out
+    assert "but the seasonal naive model cannot be served" in out and "so nothing is approved" in out
+    registry = LocalRegistry(tmp_path / "work" / "registry")
+    assert [v.status for v in registry.versions()] == ["PendingManualApproval"]

@@ -283,3 +283,24 @@ def test_the_approved_panel_is_backtested_as_it_was_fitted(tmp_path, monkeypatch
     assert pipeline(later, workdir) == 0
     assert (approved["hyperparameters"], "ZZZ") in scored  # the approved panel, as it was fitted
     assert any(model == "AAN" for _, model in scored)  # the challenger, as this run fits it
+
+
+def test_quarters_on_their_last_month_under_a_mixed_case_header_run_and_serve_on_their_calendar(tmp_path, capsys):
+    """fpp2 prisonLF's layout (quarters dated on the first day of their last month) with an
+    `Item_ID,Timestamp,Value` header: a panel on QS-DEC, inferred, forecast and served on that calendar;
+    with --no-serve the run does not claim to be serving."""
+    quarters = parse_freq("QS-DEC")
+    end = date(2016, 12, 1)
+    rows = [[row[0], quarters.shift(end, -47 + k % 48).isoformat(), row[2]]  # 48 rows an item, in order
+            for k, row in enumerate(panel_rows({"act": 48, "nsw": 48, "vic": 48}))]
+    data = write_panel(tmp_path / "prison.csv", rows, header=["Item_ID", "Timestamp", "Value"])
+    workdir = tmp_path / "work"
+    assert pipeline(data, workdir) == 0
+    out = capsys.readouterr().out
+    assert "data.freq = QS-DEC (from the data)" in out and "now serving" not in out
+    assert f"registered v0001 as Approved (the model `forecast-mlops serve --model {workdir / 'registry'}`" in out
+    forecast = read_csv(workdir / "forecasts" / "latest" / "forecast.csv")
+    assert [r["timestamp"] for r in forecast if r["item_id"] == "vic"] == [
+        "2017-03-01", "2017-06-01", "2017-09-01", "2017-12-01", "2018-03-01", "2018-06-01"]
+    model = PanelModel.load(LocalRegistry(workdir / "registry").approved().model_dir)
+    assert model.forecaster("act").predict(3, 0.9).timestamps == [date(2017, 3, 1), date(2017, 6, 1), date(2017, 9, 1)]

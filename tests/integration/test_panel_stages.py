@@ -28,6 +28,8 @@ SETTINGS = Settings.from_dict({"data": {"freq": "MS", "season_length": 12, "hori
 @pytest.mark.parametrize("first_line, panel", [
     ("item_id,timestamp,value", True),
     ("timestamp,target_value,item_id", True),
+    ("Item_ID,Timestamp,Value", True),  # names match in any case, as parsing reads them
+    ("TIMESTAMP,TARGET_VALUE,ITEM_ID", True),
     ("shop-1,2020-01-01,3.5", True),  # Amazon Forecast's headerless layout, series.columns order
     ("shop-1,2020-01-01 00:00:00,3.5", True),
     ("timestamp,value", False),

@@ -221,3 +221,35 @@ def test_a_given_season_longer_than_a_third_of_the_series_is_refused_naming_it()
             "data.season_length: 1e+300 periods is too long for the series: its 180 observations hold fewer than 3")):
         resolve([("s.json", {"data": {"season_length": 1e300}})], timestamps=months, observations=180)
     assert resolve([("s.json", {"data": {"season_length": 60}})], timestamps=months, observations=180).settings
+
+
+def test_quarters_on_their_last_month_are_inferred_and_a_wrong_freq_names_them(tmp_path, capsys):
+    """fpp2 prisonLF's dates (2005-03-01, 2005-06-01, ...): QS-DEC from the data; --freq QS is refused
+    before anything runs, naming what the data follows."""
+    from pipeline_code.engine.profile import profile_csv
+    from pipeline_code.engine.settings import resolve
+
+    quarters = [date(2005 + k // 4, 3 * (k % 4) + 3, 1) for k in range(60)]
+    data = tmp_path / "prison.csv"
+    data.write_text("timestamp,value\n" + "".join(f"{d},{100 + k % 4 + k}\n" for k, d in enumerate(quarters)))
+    profile = profile_csv(data.read_bytes())
+    settings = resolve([], timestamps=profile.timestamps, observations=profile.observations).settings
+    assert (settings.data.freq, settings.data.season_length, settings.data.horizon) == ("QS-DEC", 4.0, 4)
+    workdir = tmp_path / "work"
+    assert main(["pipeline", "run", "--data", str(data), "--workdir", str(workdir), "--freq", "QS",
+                 "--no-serve", "--quiet"]) == 2
+    assert "2005-03-01 is not a QS timestamp; the data looks like QS-DEC" in capsys.readouterr().err
+    assert not workdir.exists()
+
+
+def test_when_no_date_is_read_the_printed_settings_say_they_follow_the_default_frequency(tmp_path, capsys):
+    """Dates that are not yyyy-MM-dd: nothing is inferred, so the weekly defaults are not "from the data"."""
+    data = tmp_path / "souvenirs.csv"
+    data.write_text("timestamp,value\n" + "".join(f"1987 M{k:02d},{1000 + k}\n" for k in range(1, 80)))
+    assert main(["pipeline", "run", "--data", str(data), "--workdir", str(tmp_path / "work"),
+                 "--no-serve", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "[timestamp] (line 2) '1987 M01' is not an ISO date" in captured.err
+    assert "(from the data)" not in captured.out
+    assert "data.freq = W-FRI (the default: no yyyy-MM-dd timestamp was found" in captured.out
+    assert "data.horizon = 26 (from the default frequency W-FRI" in captured.out

@@ -1,4 +1,4 @@
-"""Quantile forecasts (engine/core/quantiles.py): the interval bounds they extend, and never crossing."""
+"""Quantile forecasts (engine/core/quantiles.py): the interval bounds they extend, never crossing, and\ncentred on the point forecast."""
 
 from __future__ import annotations
 
@@ -29,21 +29,44 @@ def test_p5_and_p95_are_the_90_percent_interval(forecaster):
     assert [ts.isoformat() for ts in quantiles.timestamps] == [r["timestamp"] for r in interval.records()]
 
 
-def test_the_normal_tail_cannot_cross_the_order_statistics():
-    """Few calibration rows: the extreme quantiles come from the t tail, which an outlier among the
-    errors puts beyond the order statistics; the running maximum keeps the paths ordered."""
+def with_errors(errors: np.ndarray) -> Forecaster:
     artifact = fit_item(5)
-    errors = np.zeros((30, artifact.calibration_errors.shape[1]))
-    # one outlier, the order statistic of p5; the tail at p0.1 (mean - t quantile x sd x sqrt(1 + 1/n)
-    # = -0.66) sits above it
-    errors[0] = -1.0
     artifact.calibration_errors = errors
-    raw = Forecaster(artifact)
-    low, _ = raw.error_quantiles(1 - 2 * 0.001, np.ones(3))
-    order_statistic, _ = raw.error_quantiles(1 - 2 * 0.05, np.ones(3))
-    assert np.all(low > order_statistic)  # the crossing exists before the fix
-    values = quantile_forecast(raw, 3, (0.001, 0.05, 0.5)).values
-    assert np.all(np.diff(values, axis=0) >= 0)
+    return Forecaster(artifact)
+
+
+def test_a_tail_past_the_sample_goes_beyond_its_extreme():
+    """Few calibration rows: p0.1 comes from the tail past the sample, which an outlier among the
+    errors once put inside the order statistics (p0.1 above p5, then clipped onto it)."""
+    errors = np.zeros((30, 12))
+    errors[0] = -1.0  # one outlier, the order statistic of p5
+    values = quantile_forecast(with_errors(errors), 3, (0.001, 0.05, 0.5)).values
+    assert np.all(values[0] < values[1]) and np.all(values[1] < values[2])
+
+
+def test_wider_intervals_contain_narrower_ones_on_heavy_tailed_errors():
+    """25 heavy-tailed scaled errors per step (a short daily series): the 95% interval's tails are past
+    the sample, the 80% one's inside it; the 95% interval contains the 80% one at every step, as
+    p2.5 < p10 < p90 < p97.5 (the audit saw upper_95 below upper_80, and p97.5 clipped onto p90)."""
+    errors = np.sort(np.random.default_rng(7).standard_t(2, size=(25, 12)), axis=0)
+    forecaster = with_errors(errors)
+    narrow, wide = forecaster.predict(12, 0.8), forecaster.predict(12, 0.95)
+    assert np.all(wide.lower < narrow.lower) and np.all(wide.upper > narrow.upper)
+    values = quantile_forecast(forecaster, 12, (0.025, 0.1, 0.9, 0.975)).values
+    assert np.all(np.diff(values, axis=0) > 0)
+
+
+def test_the_mean_is_p50_and_inside_every_interval_when_the_errors_are_biased():
+    """A model that under-forecast every CV split (errors all far above zero): its intervals keep the
+    errors' spread and skew around the point forecast instead of moving off it."""
+    errors = np.sort(np.random.default_rng(8).lognormal(1.0, 0.4, size=(21, 12)), axis=0)
+    forecaster = with_errors(errors)
+    quantiles = quantile_forecast(forecaster, 12, (0.1, 0.5, 0.9))
+    np.testing.assert_allclose(quantiles.values[1], quantiles.mean, rtol=1e-12)
+    assert np.all(quantiles.values[0] < quantiles.mean) and np.all(quantiles.mean < quantiles.values[2])
+    for conf in (0.5, 0.8, 0.95):
+        forecast = forecaster.predict(12, conf)
+        assert np.all(forecast.lower < forecast.mean) and np.all(forecast.mean < forecast.upper)
 
 
 @settings(max_examples=60, deadline=None)

@@ -35,6 +35,30 @@ SectionCheck = Callable[[dict, dict], None]
 SECTION_CHECKS: dict[str, SectionCheck] = {}
 
 
+# The widest level a request may ask: quantiles need 1 - (1 - conf) / 2 < 1 in floating point.
+CONF_CEILING = 1.0 - 2.0**-52
+# Levels the forecast check runs at: the interval bounds are monotone in conf, so finite values at the
+# narrowest, a typical and the widest level mean finite values at every level.
+CHECK_CONFS = (1e-6, 0.9, CONF_CEILING)
+
+
+class ModelCheckError(ValueError):
+    """A model that loads but cannot forecast: a value is not finite within the longest request."""
+
+
+def check_forecasts(forecaster: Any, max_periods: int) -> None:
+    """``ModelCheckError`` unless ``forecaster.paths`` is finite for ``max_periods`` steps at every level.
+    Serving runs it when it loads a model, and the gate before it approves one."""
+    with np.errstate(all="ignore"):
+        for conf in CHECK_CONFS:
+            for name, values in zip(("mean", "lower", "upper"), forecaster.paths(max_periods, conf)):
+                bad = np.flatnonzero(~np.isfinite(values))
+                if bad.size:
+                    raise ModelCheckError(
+                        f"its {name} forecast is not finite ({values[bad[0]]}) at step {bad[0] + 1} of"
+                        f" {max_periods} with conf {conf!r}")
+
+
 class ArtifactProblem(ValueError):
     """One problem of one file of the artifact."""
 

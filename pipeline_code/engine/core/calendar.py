@@ -1,9 +1,13 @@
 """Regular calendars without pandas: the frequencies a series may have and their future dates.
 
-Supported frequencies (pandas-style aliases): ``D`` (daily), ``W-MON`` .. ``W-SUN`` (weekly, ending on
+Supported frequencies (pandas' aliases): ``D`` (daily), ``W-MON`` .. ``W-SUN`` (weekly, ending on
 that weekday), ``MS``/``ME`` (month start/end), ``QS``/``QE`` (quarter start/end), ``YS``/``YE``
-(year start/end). Used by validation (is the series regular?) and by serving (future timestamps),
-so serving stays free of pandas.
+(year start/end). As in pandas' anchored offsets, a quarter or a year may be anchored on another
+month: ``QS-MAR`` starts its quarters in March, June, September and December (the same calendar as
+``QS-DEC``), ``QE-NOV`` ends them in November, February, May and August, ``YS-JUL`` starts fiscal years
+in July, ``YE-JUN`` ends them in June; plain ``QS`` is ``QS-JAN``, ``QE`` is ``QE-DEC``, ``YS`` is ``YS-JAN``
+and ``YE`` is ``YE-DEC``. Used by validation (is the series regular?) and by serving (future
+timestamps), so serving stays free of pandas.
 """
 
 from __future__ import annotations
@@ -25,7 +29,15 @@ def iso_date(text: str) -> date:
 
 
 _WEEKDAYS = {"MON": 0, "TUE": 1, "WED": 2, "THU": 3, "FRI": 4, "SAT": 5, "SUN": 6}
-_ALIASES = {"W": "W-SUN", "M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "AS": "YS", "YS": "YS"}
+_MONTHS = {name: k for k, name in enumerate(
+    ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)}
+# pandas' older names of the month-based aliases (M, Q, Y and A are period ends).
+_ALIASES = {"M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "AS": "YS"}
+# Month-based aliases: months per period, and whether a timestamp is the period's last day.
+_PERIODS = {"MS": (1, False), "ME": (1, True), "QS": (3, False), "QE": (3, True),
+            "YS": (12, False), "YE": (12, True)}
+SUPPORTED = ("D, W-MON..W-SUN, MS, ME, QS, QE, YS or YE (quarters and years anchored on another month as in"
+             " pandas: QS-DEC, QE-NOV, YS-JUL, YE-JUN, ...)")
 
 
 @dataclass(frozen=True)
@@ -37,16 +49,17 @@ class Calendar:
     months: int = 0
     anchor_end: bool = False
     weekday: int | None = None
+    # A month a period starts (or, with anchor_end, ends) in; the others are ``months`` apart.
+    month: int = 1
 
     def on_calendar(self, day: date) -> bool:
         """Whether ``day`` is a valid timestamp of this frequency."""
         if self.weekday is not None:
             return day.weekday() == self.weekday
         if self.months:
-            month_ok = (day.month - 1) % self.months == (self.months - 1 if self.anchor_end else 0)
-            if self.anchor_end:
-                return month_ok and (day + timedelta(days=1)).day == 1
-            return month_ok and day.day == 1
+            if (day.month - self.month) % self.months:
+                return False
+            return (day + timedelta(days=1)).day == 1 if self.anchor_end else day.day == 1
         return True
 
     def shift(self, day: date, steps: int) -> date:
@@ -73,17 +86,28 @@ class Calendar:
 
 def parse_freq(freq: str) -> Calendar:
     """Turn a frequency alias into a Calendar; raise ValueError naming the supported ones."""
-    code = _ALIASES.get(freq.upper(), freq.upper())
-    if code == "D":
+    base, dash, anchor = freq.upper().partition("-")
+    if base == "D" and not dash:
         return Calendar(freq=freq, days=1)
-    if code.startswith("W-") and code[2:] in _WEEKDAYS:
-        return Calendar(freq=freq, days=7, weekday=_WEEKDAYS[code[2:]])
-    months = {"MS": 1, "ME": 1, "QS": 3, "QE": 3, "YS": 12, "YE": 12}
-    if code in months:
-        return Calendar(freq=freq, months=months[code], anchor_end=code.endswith("E"))
-    raise ValueError(
-        f"unsupported frequency {freq!r}: use D, W-MON..W-SUN, MS, ME, QS, QE, YS or YE"
-    )
+    if base == "W" and (anchor if dash else "SUN") in _WEEKDAYS:
+        return Calendar(freq=freq, days=7, weekday=_WEEKDAYS[anchor if dash else "SUN"])
+    months, end = _PERIODS.get(_ALIASES.get(base, base), (0, False))
+    if months and not dash:
+        return Calendar(freq=freq, months=months, anchor_end=end, month=12 if end else 1)
+    if months > 1 and anchor in _MONTHS:  # a quarter or a year anchored on a month
+        return Calendar(freq=freq, months=months, anchor_end=end, month=_MONTHS[anchor])
+    raise ValueError(f"unsupported frequency {freq!r}: use {SUPPORTED}")
+
+
+def anchored_alias(base: str, month: int) -> str:
+    """The alias of ``base`` (QS, QE, YS or YE) whose periods start (or end) in ``month``, as pandas'
+    ``infer_freq`` names it (quarters by their month in the year's last quarter: ``QS-DEC`` for March);
+    the plain alias when that is the default anchor (``QS`` for January, not pandas' ``QS-OCT``)."""
+    months, end = _PERIODS[base]
+    named = 12 - (12 - month) % months
+    if (named - (12 if end else 1)) % months == 0:
+        return base
+    return f"{base}-{next(name for name, k in _MONTHS.items() if k == named)}"
 
 
 # The season length each frequency implies when none is given (periods per year; 7 for daily).
@@ -102,7 +126,8 @@ def infer_freq(days: list[date]) -> str:
     """The frequency alias every one of ``days`` (sorted, at least 3) follows; ValueError otherwise.
 
     Candidates are tried from the finest: a series is daily, weekly on one weekday, or month-,
-    quarter- or year-based with every timestamp at the start or at the end of its period, with steps
+    quarter- or year-based with every timestamp at the start or at the end of its period (quarters and
+    years anchored on the first timestamp's month, named by `anchored_alias`), with steps
     of exactly one period apart from gaps (the input contract judges gaps; inference needs the
     typical step, the median one, to be a single period).
     """
@@ -113,13 +138,14 @@ def infer_freq(days: list[date]) -> str:
     if typical == 0:
         raise ValueError(
             f"most timestamps share their day with another (e.g. {days[0].isoformat()}): hourly and minute "
-            "data are outside this platform's calendar, which is daily to yearly (D, W-MON..W-SUN, MS, ME, "
-            "QS, QE, YS, YE); give one timestamp per period")
+            f"data are outside this platform's calendar, which is daily to yearly ({SUPPORTED}); give one "
+            "timestamp per period")
     names = {v: k for k, v in _WEEKDAYS.items()}
-    weekday = days[0].weekday()
-    candidates = ["D"] if typical == 1 else [f"W-{names[weekday]}"] if typical == 7 else (
-        ["MS", "ME"] if 28 <= typical <= 31 else ["QS", "QE"] if 89 <= typical <= 92
-        else ["YS", "YE"] if typical in (365, 366) else [])
+    first = days[0]
+    candidates = ["D"] if typical == 1 else [f"W-{names[first.weekday()]}"] if typical == 7 else (
+        ["MS", "ME"] if 28 <= typical <= 31
+        else [anchored_alias(base, first.month) for base in ("QS", "QE")] if 89 <= typical <= 92
+        else [anchored_alias(base, first.month) for base in ("YS", "YE")] if typical in (365, 366) else [])
     for alias in candidates:
         cal = parse_freq(alias)
         if all(cal.on_calendar(day) for day in days):

@@ -6,6 +6,13 @@ per-step quantiles of the most recent ``calibration_splits`` normalised errors, 
 the forecast origin, give the interval. The error level of weekly gasoline demand moves by a factor
 of three between calm and volatile years, so unscaled pooled errors under-cover after calm spells
 and over-cover after volatile ones; the local scale tracks that.
+
+The calibration sets an interval's spread and skew, the model its location: ``bounds`` centres each
+step's errors on their median and the interval is placed around the point forecast (the mean), so
+every central interval contains it and the median quantile equals it. (A median CV bias kept as a
+shift put whole intervals beside their own mean; moving the mean by it instead changed backtest MASE
+by -17% to +11% on seven audit series, while centring left the served models' coverage as it was;
+docs/design.md has the figures and the cost for seasonal naive on trending series.)
 """
 
 from __future__ import annotations
@@ -56,24 +63,34 @@ def normalised(log_errors: np.ndarray, scales: np.ndarray, keep: int = CALIBRATI
 
 
 def bounds(sorted_errors: np.ndarray, conf: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column conformal lower/upper order statistics for a central ``conf`` interval.
+    """Per-column lower/upper offsets of a central ``conf`` interval from the errors sorted per column,
+    each column centred on its median (see the module docstring): lower <= 0 <= upper.
 
-    Tails finer than the sample resolves fall back to a normal prediction interval for a new draw, from
-    the column's mean and spread: mean + t(n-1) quantile x s x sqrt(1 + 1/n) (Student's t: the mean and
-    spread are estimates; bench/results/calibration_validation.notes.md).
+    A level the sample resolves is its conformal order statistic. Past the sample's extreme, the bound
+    is the wider of a Student t prediction bound for a new draw (mean + t(n-1) quantile x s x
+    sqrt(1 + 1/n): the mean and spread are estimates; bench/results/calibration_validation.notes.md)
+    and the extreme itself moved out by the t quantiles' spacing from the extreme's level. Both grow
+    with the level and the second starts at the extreme, so the bounds nest by construction: a higher
+    ``conf`` never gives a narrower interval (heavy-tailed scaled errors put a t fit inside the sample's
+    own extremes, a 95% bound inside the 80% one).
     """
-    n = sorted_errors.shape[0]
+    centred = sorted_errors - np.median(sorted_errors, axis=0)
     alpha = 1.0 - conf
-    return (_order_statistic(sorted_errors, alpha / 2, n, upper=False),
-            _order_statistic(sorted_errors, 1 - alpha / 2, n, upper=True))
+    return _bound(centred, alpha / 2, upper=False), _bound(centred, 1 - alpha / 2, upper=True)
 
 
-def _order_statistic(sorted_errors: np.ndarray, level: float, n: int, *, upper: bool) -> np.ndarray:
+def _bound(sorted_errors: np.ndarray, level: float, *, upper: bool) -> np.ndarray:
+    n = sorted_errors.shape[0]
     rank = math.ceil((n + 1) * level) if upper else math.floor((n + 1) * level)
     if 1 <= rank <= n:
         return sorted_errors[rank - 1]
-    t = t_quantile(level, n - 1) * math.sqrt(1 + 1 / n)
-    return sorted_errors.mean(axis=0) + t * sorted_errors.std(axis=0, ddof=1)
+    spread = sorted_errors.std(axis=0, ddof=1) * math.sqrt(1 + 1 / n)
+    t = t_quantile(level, n - 1)
+    fitted = sorted_errors.mean(axis=0) + t * spread
+    # the extreme order statistic stands for level n / (n + 1) (upper) or 1 / (n + 1) (lower)
+    edge, edge_level = (sorted_errors[-1], n / (n + 1)) if upper else (sorted_errors[0], 1 / (n + 1))
+    extended = edge + (t - t_quantile(edge_level, n - 1)) * spread
+    return np.maximum(fitted, extended) if upper else np.minimum(fitted, extended)
 
 
 def t_quantile(level: float, df: int) -> float:

@@ -84,16 +84,22 @@ class Forecaster:
             raise ValueError("periods must be at least 1")
         if not 0.0 < conf < 1.0:
             raise ValueError("conf must be strictly between 0 and 1")
-        z_hat, variance = self.log_forecast(periods)
+        log_mean, variance = self.log_mean(periods)
         low_q, high_q = self.error_quantiles(conf, variance)
-        return np.exp(z_hat + 0.5 * variance), np.exp(z_hat + low_q), np.exp(z_hat + high_q)
+        return np.exp(log_mean), np.exp(log_mean + low_q), np.exp(log_mean + high_q)
+
+    def log_mean(self, periods: int) -> tuple[np.ndarray, np.ndarray]:
+        """The log of the point forecast (the mean, ``exp(z + v / 2)``), which the intervals are placed
+        around (see ``calibration``), and the model variance per step."""
+        z_hat, variance = self.log_forecast(periods)
+        return z_hat + 0.5 * variance, variance
 
     def calibrated_bounds(self, conf: float) -> tuple[np.ndarray, np.ndarray]:
         """The normalised calibration errors' bounds per step for a central ``conf`` interval."""
         return bounds(self._errors, conf)
 
     def error_quantiles(self, conf: float, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Log-scale interval offsets per step (see ``calibration``).
+        """Log-scale interval offsets from the point forecast per step (see ``calibration``).
 
         Steps within the cross-validated horizon use that step's normalised CV errors times the
         current error scale; steps past it scale the last step's offsets by the model's variance

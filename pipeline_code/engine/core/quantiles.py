@@ -1,10 +1,10 @@
 """Quantile forecasts (p10, p50, p90, ...) from the calibrated intervals (NumPy only; serving runs it).
 
 Quantile ``q`` is the lower bound of the central ``1 - 2q`` interval when ``q < 0.5`` and the upper
-bound of the central ``2q - 1`` interval otherwise (the median is the centre of the empty interval),
-so ``p5`` and ``p95`` are exactly the bounds of the 90% interval. Order statistics of the calibration
-errors are monotone in ``q``, but the t tail used past what the sample resolves need not meet
-them in order; a running maximum over the sorted quantiles makes the paths never cross.
+bound of the central ``2q - 1`` interval otherwise, so ``p5`` and ``p95`` are exactly the bounds of
+the 90% interval; ``p50`` is the centre of every interval, the point forecast (the ``mean``). The
+bounds nest by construction (``calibration.bounds``), so the quantiles never cross and every one
+below 0.5 is at most the mean, every one above it at least the mean.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ def quantile_forecast(forecaster: Forecaster, periods: int, quantiles: tuple[flo
     levels = tuple(sorted(quantiles))
     if not levels or not all(0.0 < q < 1.0 for q in levels):
         raise ValueError("quantiles must be strictly between 0 and 1")
-    z_hat, variance = forecaster.log_forecast(periods)
-    offsets = np.empty((len(levels), periods))
+    log_mean, variance = forecaster.log_mean(periods)
+    offsets = np.zeros((len(levels), periods))
     for row, q in enumerate(levels):
-        low, high = forecaster.error_quantiles(abs(2.0 * q - 1.0), variance)
-        offsets[row] = low if q < 0.5 else high
-    np.maximum.accumulate(offsets, axis=0, out=offsets)
+        if q != 0.5:
+            low, high = forecaster.error_quantiles(abs(2.0 * q - 1.0), variance)
+            offsets[row] = low if q < 0.5 else high
     return QuantileForecast(
         timestamps=forecaster.calendar.future(forecaster.last_timestamp, periods),
-        mean=np.exp(z_hat + 0.5 * variance),
+        mean=np.exp(log_mean),
         quantiles=levels,
-        values=np.exp(z_hat + offsets),
+        values=np.exp(log_mean + offsets),
     )

@@ -13,7 +13,9 @@ class ModelSpec:
     """Harmonic regression (K Fourier pairs of period ``season_length``) with ARIMA(p, d, 0) errors.
 
     ``detrend`` adds a linear trend (a drift when the errors are differenced); ``deseasonalize`` adds
-    seasonal dummies of period round(season_length) (the classical seasonal profile); ``ar_order`` and
+    seasonal dummies of period round(season_length) (the classical seasonal profile). With no season
+    (``season_period`` 1: yearly data) there are neither: K is 0 and the model is a linear trend (or a
+    level) with ARIMA errors. ``ar_order`` and
     ``diff`` of the errors are chosen per fit (AICc and a KPSS test) unless fixed here.
     ``use_counterfactual_data`` picks the training data: the series with its structural-break episode
     replaced by the counterfactual (1) or as observed (0).
@@ -28,8 +30,10 @@ class ModelSpec:
     diff: int | None = None
 
     def __post_init__(self) -> None:
-        if self.season_length <= 1:
-            raise ValueError(f"season_length must be > 1, got {self.season_length}")
+        if not self.season_length >= 1:
+            raise ValueError(f"season_length must be >= 1 (1: no season), got {self.season_length}")
+        if self.deseasonalize and self.seasonal_period < 2:
+            raise ValueError(f"deseasonalize needs a season; season_length {self.season_length:g} has none")
         if not 0 <= self.fourier_k <= max_fourier_k(self.season_length):
             raise ValueError(
                 f"fourier_k={self.fourier_k} is outside 0..{max_fourier_k(self.season_length)}"
@@ -43,7 +47,7 @@ class ModelSpec:
     @property
     def seasonal_period(self) -> int:
         """The integer period of the seasonal dummies."""
-        return max(2, round(self.season_length))
+        return season_period(self.season_length)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +75,13 @@ class ModelSpec:
             "deseasonalize": int(self.deseasonalize),
             "fourier_k": self.fourier_k,
         }
+
+
+def season_period(season_length: float) -> int:
+    """The integer season every seasonal rule uses (lags, dummies, MASE scale, statsforecast's
+    ``season_length``): the nearest integer, 1 when the series has no season (``season_length`` 1, e.g.
+    yearly data), where seasonal naive is naive and the MASE scale the one-step naive MAE."""
+    return max(1, round(season_length))
 
 
 def max_fourier_k(season_length: float) -> int:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipeline_code.engine.core.spec import season_period
 from pipeline_code.engine.settings import Settings
 
 WINDOW = "window"  # fit on the last ``cv.window`` observations before the origin
@@ -56,8 +57,8 @@ class Context:
 
     @property
     def period(self) -> int:
-        """The integer season (seasonal naive, statsforecast's seasonal models)."""
-        return max(2, round(self.season_length))
+        """The integer season (seasonal naive, statsforecast's seasonal models); 1 with no season."""
+        return season_period(self.season_length)
 
 
 @dataclass

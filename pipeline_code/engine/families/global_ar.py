@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_code.engine.core.spec import season_period
 from pipeline_code.engine.families.base import ALL, PATH, WINDOW, Context, FamilyError, Section, WindowForecasts
 from pipeline_code.engine.settings import Settings
 
@@ -52,7 +53,8 @@ PRIOR_ROWS_PER_LAG = 1.0
 
 def order_for(period: int) -> int:
     """The order: a season and one period, so the lags reach the same period a season back and the
-    period before it (what a seasonal ARIMA's differences combine)."""
+    period before it (what a seasonal ARIMA's differences combine); with no season (period 1), 2: the
+    weights summing to one, an AR(1) of the differences."""
     return int(period) + 1
 
 
@@ -231,7 +233,7 @@ class GlobalAR:
     drift = False  # GlobalARDrift: the AR of each series less its mean growth (``growth``)
 
     def candidates(self, settings: Settings) -> list[dict[str, Any]]:
-        order = order_for(max(2, round(settings.data.season_length)))
+        order = order_for(season_period(settings.data.season_length))
         return [{"family": self.name, "use_counterfactual_data": 1, "history": h, "order": order}
                 for h in settings.family_histories(self.name)]
 

@@ -1,4 +1,5 @@
-"""Seasonal naive: each step repeats the value one season earlier (the last observed season)."""
+"""Seasonal naive: each step repeats the value one season earlier (the last observed season). With no
+season (period 1) it is naive, the last value repeated, its variance growing as a random walk's."""
 
 from __future__ import annotations
 

@@ -107,8 +107,9 @@ class StatsforecastFamily:
         return None
 
     def options(self, settings: Settings) -> list[dict[str, Any]]:
-        """The family's own hyperparameters beyond the history (default: none)."""
-        return [{}]
+        """The family's own hyperparameters beyond the history (default: none); no candidate when the
+        settings rule the family out (``settings.family_needs``)."""
+        return [] if family_needs(self.name, settings) else [{}]
 
     def candidates(self, settings: Settings) -> list[dict[str, Any]]:
         return [{"family": self.name, "use_counterfactual_data": 1, "history": h, "scale": s, **o}
@@ -155,7 +156,8 @@ class StatsforecastFamily:
 
 
 class AutoETS(StatsforecastFamily):
-    """Exponential smoothing, error/trend/season chosen by AICc (damped trends included). A candidate
+    """Exponential smoothing, error/trend/season chosen by AICc (damped trends included; with no season,
+    period 1, the non-seasonal models only). A candidate
     may restrict the model space with statsforecast's ``model`` code (default ``"ZZZ"``: all; a panel's
     is ``series.ets_model``); on the log scale an error left to the AICc is additive (``model_code``)."""
 
@@ -178,7 +180,8 @@ def model_code(candidate: dict[str, Any]) -> str:
 
 
 class AutoTheta(StatsforecastFamily):
-    """Theta: standard, optimised and dynamic optimised variants, chosen by in-sample MSE."""
+    """Theta: standard, optimised and dynamic optimised variants, chosen by in-sample MSE (with no
+    season, period 1, without seasonal decomposition)."""
 
     name = "theta"
 
@@ -197,7 +200,8 @@ class AutoCES(StatsforecastFamily):
 
 
 class MSTL(StatsforecastFamily):
-    """MSTL decomposition (seasonal components by STL, trend by AutoETS without season)."""
+    """MSTL decomposition (seasonal components by STL, trend by AutoETS without season); offered only
+    for a series with a season."""
 
     name = "mstl"
 
@@ -246,15 +250,13 @@ class ArimaFourier(StatsforecastFamily):
 
 class SeasonalArima(StatsforecastFamily):
     """Seasonal AutoARIMA (statsforecast's stepwise Hyndman-Khandakar search, seasonal period the
-    integer season). Offered for seasons up to ``ARIMA_MAX_SEASON`` (monthly, quarterly): a 52-week seasonal
+    integer season; with no season, period 1, non-seasonal ARIMA). Offered for seasons up to
+    ``ARIMA_MAX_SEASON`` (monthly, quarterly, yearly): a 52-week seasonal
     ARIMA is slow and approximate, which ``arima_fourier`` and ``harmonic_arima`` cover. Fitted on the
     CV window only by default (``search.window_only``): all history costs about 9 s per fit on a long
     monthly series."""
 
     name = "arima"
-
-    def options(self, settings):
-        return [] if family_needs(self.name, settings) else [{}]
 
     def model(self, candidate, ctx):
         return _statsforecast()[1].AutoARIMA(season_length=ctx.period)

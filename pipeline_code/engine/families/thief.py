@@ -26,7 +26,7 @@ import numpy as np
 
 from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.sf import LOG, StatsforecastFamily, _forecast, _statsforecast, model_code, to_log_scale
-from pipeline_code.engine.settings import THIEF_MIN_SEASONS, family_needs
+from pipeline_code.engine.settings import THIEF_MIN_SEASONS
 
 
 def levels(m: int) -> list[int]:
@@ -59,9 +59,6 @@ class ThiefETS(StatsforecastFamily):
     """Temporal hierarchy of AutoETS forecasts (module docstring)."""
 
     name = "thief"
-
-    def options(self, settings):
-        return [] if family_needs(self.name, settings) else [{}]
 
     def forecast_rows(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, horizon: int,
                       candidate: dict[str, Any], ctx: Context, jobs: int, scale: str) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ time, built from statsmodels and NumPy's least squares instead of the code it ch
 - forecasts for steps 1..h and their variances come from statsmodels' state-space ``SARIMAX``
   filtered at those fixed parameters (``get_forecast``), not from ``core.arima``.
 
-Only the model's definition (the MA grid and the KPSS critical values) is shared with ``sliding``.
+Only the model's definition (the MA grid, the KPSS critical values and the highest AR order a window
+searches) is shared with ``sliding``.
 Tests compare the batched fits with it; ``bench/tuning_bench.py`` times it as the from-scratch fit.
 """
 
@@ -26,7 +27,7 @@ from statsmodels.tsa.statespace.sarimax import SARIMAX
 from statsmodels.tsa.stattools import kpss
 
 from pipeline_code.engine.core.spec import ModelSpec
-from pipeline_code.engine.model.sliding import KPSS_CRITICAL, THETA_GRID
+from pipeline_code.engine.model.sliding import KPSS_CRITICAL, THETA_GRID, searched_ar_order
 
 
 def deterministic_design(spec: ModelSpec, n: int, *, constant: bool) -> np.ndarray:
@@ -114,7 +115,7 @@ def fit_forecast_one(z: np.ndarray, spec: ModelSpec, *, origin: int, window: int
         diff = spec.diff
     design = full[diff]
     b, u = (level_b, level_u) if diff == 0 else regression(zw, design[:window], 1)
-    arma = arma_errors(np.diff(u) if diff else u, spec.ar_order_max)
+    arma = arma_errors(np.diff(u) if diff else u, searched_ar_order(spec, window))
     mean, variance = state_space_forecast(
         zw, design[:window], design[window:], b,
         phi=arma["phi"], theta=arma["theta"], sigma2=arma["sigma2"], diff=diff,

@@ -42,11 +42,11 @@ class WindowFits:
     z_hat: np.ndarray  # (n, horizon) log-scale point forecasts
     variance: np.ndarray  # (n, horizon) model-based log-scale forecast variance
     beta: np.ndarray  # (n, q) regression coefficients of the chosen branch (padded)
-    phi: np.ndarray  # (n, ar_order_max) AR coefficients, zero past the chosen order
+    phi: np.ndarray  # (n, searched_ar_order) AR coefficients, zero past the chosen order
     theta: np.ndarray  # (n,) MA(1) coefficient
     diff: np.ndarray  # (n,) 0 or 1
     sigma2: np.ndarray  # (n,) innovation variance
-    x_tail: np.ndarray  # (n, ar_order_max + 1) last values of the MA-filtered errors, oldest first
+    x_tail: np.ndarray  # (n, searched_ar_order + 1) last values of the MA-filtered errors, oldest first
     u_last: np.ndarray  # (n,) last error level
 
     def mean(self) -> np.ndarray:
@@ -90,6 +90,14 @@ def fit_windows(
     diff = use_diff.astype(int)
     variance = forecast_variance(phi, theta, sigma2, diff, horizon)
     return WindowFits(origins, z_hat, variance, beta, phi, theta, diff, sigma2, x_tail, u_last)
+
+
+def searched_ar_order(spec: ModelSpec, shortest: int) -> int:
+    """The highest AR order searched on windows of at least ``shortest`` values: ``spec.ar_order_max``,
+    lower on a short window (yearly data) so the search's common sample (the errors after the first
+    p_max, one fewer when differenced) exceeds every candidate's parameters by at least two, which
+    AICc's small-sample term needs."""
+    return max(0, min(spec.ar_order_max, (shortest - 5) // 2))
 
 
 def _pad_to(beta: np.ndarray, width: int) -> np.ndarray:
@@ -160,7 +168,8 @@ class _Branch:
         errors = np.diff(residuals, axis=1) if diff else residuals
         if diff:  # a padded row's first difference is against the padding, not inside its window
             errors[np.arange(errors.shape[1])[None, :] < rows.offsets[:, None]] = 0.0
-        phi, theta, sigma2, x_tail = _arma_select(errors, rows.offsets, spec.ar_order_max)
+        phi, theta, sigma2, x_tail = _arma_select(errors, rows.offsets,
+                                                  searched_ar_order(spec, int(rows.lengths.min())))
         return cls(spec, diff, rows.ends, rows, beta, residuals, phi, theta, sigma2, x_tail)
 
     @property
