@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -140,6 +141,8 @@ def serve_and_show(workdir: Path, *, port: int, once: bool, horizon: int) -> int
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_for_ping(url, server)
+        except NoModelServed as err:
+            raise RuntimeError(f"{err} (see {server_log})") from None
         except RuntimeError as err:
             lines = server_log.read_text(errors="replace").splitlines()
             errors = [line for line in lines if '"level":"error"' in line] or lines[-5:]
@@ -173,9 +176,15 @@ def _first_item(registry: Path) -> list[str]:
     return ["--item", PanelModel.load(approved.model_dir).items[0]]
 
 
+class NoModelServed(RuntimeError):
+    """The server runs but refused the approved model: /ping answers 503 with the reason."""
+
+
 def _wait_for_ping(url: str, server: subprocess.Popen, timeout: float = 30.0) -> None:
     import urllib.error
     import urllib.request
+
+    from pipeline_code.serving.app import NOT_LOADED_YET
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -185,6 +194,14 @@ def _wait_for_ping(url: str, server: subprocess.Popen, timeout: float = 30.0) ->
             with urllib.request.urlopen(f"{url}/ping", timeout=1) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError as err:  # 503 with the load's error once it has been tried
+            try:
+                reason = json.loads(err.read() or b"{}").get("error")
+            except (ValueError, AttributeError):
+                reason = None
+            if reason and reason != NOT_LOADED_YET:
+                raise NoModelServed(f"the server has no model to serve: {reason}") from None
+            time.sleep(0.1)
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     raise RuntimeError(f"the server did not answer /ping within {timeout:.0f}s")

@@ -123,6 +123,9 @@ class LoadedModel:
     panel: PanelModel | None = None
 
 
+NOT_LOADED_YET = "model not loaded yet"  # /ping's reason before the first load has been tried
+
+
 class ModelHolder:
     """The current model and why there is none (``error`` for the log, ``public_error`` for clients);
     loads and reloads from the model source."""
@@ -131,7 +134,7 @@ class ModelHolder:
         self.model_dir = Path(model_dir)
         self.max_periods = max_periods
         self.current: LoadedModel | None = None
-        self.error: str | None = "model not loaded yet"
+        self.error: str | None = NOT_LOADED_YET
         self.public_error: str | None = self.error
 
     def refresh(self) -> bool:
