@@ -101,6 +101,8 @@ def run_pipeline(
     elif report["episode"]:
         ep = report["episode"]
         log(f"  structural break {ep['start']}..{ep['end']} replaced by a counterfactual")
+    if report.get("older_rows_unused"):
+        log(f"  {report['older_rows_unused']}")
 
     def do_tune():
         from pipeline_code.engine.plots import plot_tuning

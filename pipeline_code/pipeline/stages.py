@@ -68,13 +68,17 @@ def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -
             min_length=settings.min_observations(),
             max_bytes=settings.data.max_file_bytes,
             max_gap_periods=settings.data.max_gap_periods,
-            max_rows=settings.data.max_rows,
         )
     except DataValidationError as err:
         if err.rule == "too-short":  # say which rule sets the minimum
             raise DataValidationError(
                 err.rule, f"{err.message}; the run settings need {settings.min_observations_rule()}") from err
         raise
+    unused, older = {}, len(series) - settings.data.max_rows  # all rows validated; the latest max_rows used
+    if older > 0:
+        series = series.tail(settings.data.max_rows)
+        unused = {"older_rows_unused": f"the {older} oldest of {len(series) + older} observations are not"
+                                       f" used (data.max_rows {settings.data.max_rows})"}
     if np.all(series.values == series.values[0]):  # a panel's constant series get the fallback instead
         raise DataValidationError("constant", f"every value is {series.values[0]:g}: a constant series has no"
                                   " variation to forecast, nor to scale the errors by (MASE)")
@@ -91,6 +95,7 @@ def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -
     report = {
         **pre.report(),
         **rules,
+        **unused,
         "source": source.name,
         "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
         "train_observations": len(train.series),

@@ -400,3 +400,15 @@ def test_a_model_serving_would_refuse_is_not_approved(tmp_path, capsys):
     assert "but the seasonal naive model cannot be served" in out and "so nothing is approved" in out
     registry = LocalRegistry(tmp_path / "work" / "registry")
     assert [v.status for v in registry.versions()] == ["PendingManualApproval"]
+
+
+def test_older_rows_beyond_max_rows_are_reported_not_dropped_silently(tmp_path, capsys):
+    settings = tmp_path / "rows.json"
+    settings.write_text(json.dumps({"search": {"families": ["harmonic_arima", "seasonal_naive"]},
+                                    "data": {"max_rows": 1300}}))
+    workdir = tmp_path / "work"
+    assert main(["pipeline", "run", "--data", str(BUNDLED), "--workdir", str(workdir), "--cv-step", "4",
+                 "--no-serve", "--jobs", "2", "--settings", str(settings)]) == 0
+    assert "the 55 oldest of 1355 observations are not used (data.max_rows 1300)" in capsys.readouterr().out
+    report = json.loads(next(workdir.glob("runs/*/processed/report/processing.json")).read_text())
+    assert report["observations"] == 1300 and "the 55 oldest" in report["older_rows_unused"]
