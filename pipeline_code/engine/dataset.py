@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_code.engine.core.calendar import Calendar, iso_date, parse_freq
+from pipeline_code.engine.profile import header_names
 from pipeline_code.engine.settings import (
     AMAZON_FORECAST_COLUMNS, MAX_ABS_VALUE, MIN_ABS_VALUE, SETTINGS_SUFFIX,
 )
@@ -133,7 +134,7 @@ def parse_series(
         raise ValueError(f"max_rows ({max_rows}) must be at least the minimum length ({min_length})")
     calendar = parse_freq(freq)
     reader = csv.reader(io.StringIO(decode_csv(raw)), strict=True)
-    header = _check_header([cell.strip() for cell in next_row(reader) or []])
+    header = _check_header(next_row(reader) or [])
     ts_col, value_col = header.index("timestamp"), header.index("value")
     item_col = header.index("item_id") if "item_id" in header else None
 
@@ -226,12 +227,13 @@ def excerpt(text: str) -> str:
 
 
 def _check_header(header: list[str]) -> list[str]:
-    """The column names, lowercased (names match in any case, as Amazon Forecast's schema names do)."""
+    """The column names (``profile.header_names``: trimmed, in any case)."""
+    header = [cell.strip() for cell in header]
     if len(header) == 1 and ";" in header[0]:
         raise DataValidationError(
             "delimiter", "the header uses semicolons; the file must be comma-separated", 1
         )
-    names = [cell.lower() for cell in header]
+    names = header_names(header)
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         raise DataValidationError("header", header_problem(header, missing), 1)

@@ -86,6 +86,7 @@ from pipeline_code.engine.dataset import (
     MAX_ABS_VALUE, MIN_ABS_VALUE, SETTINGS_FILE_HINT, DataValidationError, Series, csv_problem, decode_csv, excerpt,
     fmt, interpolate, next_row, parse_date, parse_series, parse_value, read_upload,
 )
+from pipeline_code.engine.profile import header_names
 from pipeline_code.engine.settings import FILL_METHODS, Settings, item_id_problem
 
 ITEM, TIMESTAMP, VALUE = "item_id", "timestamp", "value"
@@ -154,7 +155,7 @@ def parse_panel(raw: bytes, *, settings: Settings, max_gap_periods: int | None =
     gap = settings.data.max_gap_periods if max_gap_periods is None else max_gap_periods
     reader = csv.reader(io.StringIO(decode_csv(raw)), strict=True)
     first = next_row(reader) or []
-    cells = [cell.strip().lower() for cell in first]  # names match in any case
+    cells = header_names(first)
     if TIMESTAMP in cells and ITEM not in cells:
         series = parse_series(raw, freq=settings.data.freq, max_gap_periods=gap, max_rows=settings.data.max_rows)
         return Panel({"": series}, settings.data.freq, single=True)

@@ -29,6 +29,12 @@ from typing import Sequence
 from pipeline_code.engine.core.calendar import infer_freq, iso_date
 from pipeline_code.engine.settings import AMAZON_FORECAST_COLUMNS
 
+
+def header_names(row: Sequence[str]) -> list[str]:
+    """A first line's cells as column names: trimmed, and in any case (as Amazon Forecast's schema
+    names match); the one rule the first look, the one-series and the panel parsers share."""
+    return [cell.strip().lower() for cell in row]
+
 # Timestamps read for inference: enough to see a calendar, few enough to stay instant.
 SAMPLE_ROWS = 400
 # Items whose timestamps are kept while scanning a panel; the longest of the most common frequency
@@ -53,7 +59,7 @@ def profile_csv(raw: bytes, columns: Sequence[str] = AMAZON_FORECAST_COLUMNS) ->
         first = next(rows)
     except (csv.Error, StopIteration):
         first = []
-    header = [cell.strip().lower() for cell in first]
+    header = header_names(first)
     if "timestamp" in header and "item_id" in header:
         return _panel(rows, header.index("item_id"), header.index("timestamp"))
     item, stamp = list(columns).index("item_id"), list(columns).index("timestamp")

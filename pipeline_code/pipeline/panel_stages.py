@@ -26,6 +26,7 @@ from pipeline_code.engine.cleaning import rules_skipped
 from pipeline_code.engine.core.spec import season_period
 from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.preprocess import min_history, preprocess
+from pipeline_code.engine.profile import header_names
 from pipeline_code.engine.settings import COMBINATION, PAIR, PER_SERIES, Settings
 from pipeline_code.pipeline.layout import TUNING_FILE
 
@@ -54,7 +55,7 @@ def is_panel_upload(path: Path, settings: Settings) -> bool:
         first = next(csv.reader(io.StringIO(head.decode("utf-8-sig", errors="replace"))), [])  # as parsing reads it
     except csv.Error:
         return False
-    cells = [cell.strip().lower() for cell in first]  # names match in any case, as parsing reads them
+    cells = header_names(first)  # as parsing reads them
     if ITEM in cells or TARGET_VALUE in cells:
         return True
     if TIMESTAMP in cells or len(cells) != len(settings.series.columns):
@@ -148,8 +149,8 @@ def _preprocess_item(series: Series, settings: Settings) -> dict[str, Any]:
     skip = None
     if not settings.series.preprocess:
         skip = "series.preprocess is off"
-    elif rules_skipped(settings):  # no season for robust STL
-        skip = rules_skipped(settings)
+    elif reason := rules_skipped(settings):  # no season for robust STL
+        skip = reason
     elif np.ptp(values) == 0:
         skip = "constant"
     elif values.min() <= 0:
