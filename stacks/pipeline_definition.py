@@ -27,7 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_code.engine.settings import MAX_PERIODS_ENV, OBJECTIVE, SETTINGS_CHANNEL
+from pipeline_code.engine.settings import (
+    MAX_PERIODS_ENV, OBJECTIVE, RECORDED_LEVELS, SETTINGS_CHANNEL, coverage_key,
+)
 from pipeline_code.entrypoints.sagemaker_paths import (
     SELECTED_MODEL_OUTPUT, SELECTION_OUTPUT, TRIALS_INPUT, TUNING_JOB_ENV, WHOLE_TRAIN_CHANNEL,
 )
@@ -46,8 +48,10 @@ SELECTION_ENTRYPOINT = ["python3", "-m", "pipeline_code.entrypoints.selection"]
 # a panel's mean CV MASE over series, as the local search minimises; one series' CV MSE is logged too.
 OBJECTIVE_METRIC = OBJECTIVE
 # The challenger's metrics a model package carries (evaluation.json): one series', a panel's.
-SERIES_METRICS = ("mse", "mae", "mase", "coverage_80", "coverage_95")
-PANEL_METRICS = ("mase", "wape", "coverage_80", "coverage_95", "interval_score")
+# Their coverages: RECORDED_LEVELS, which evaluation scores whatever the run's gate.coverage_levels.
+COVERAGES = tuple(coverage_key(level) for level in RECORDED_LEVELS)
+SERIES_METRICS = ("mse", "mae", "mase", *COVERAGES)
+PANEL_METRICS = ("mase", "wape", *COVERAGES, "interval_score")
 METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"{name}=([0-9.eE+-]+);"}
                       for name in (OBJECTIVE_METRIC, "cv_mse")]
 RUN_FORECAST_KEY = layout.run_forecast_key("{}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_code.cli.views import UNREADABLE, ModelRow, Trial, report_trials
-from pipeline_code.pipeline.layout import TUNING_FILE
+from pipeline_code.pipeline.layout import FORECAST_FILE, FORECASTS, LATEST, TUNING_FILE, publish_forecast
 from pipeline_code.pipeline.registry import APPROVED, LocalRegistry, RegistryError
 from pipeline_code.pipeline.runs import (
     RunDetail, RunNotFound, RunSummary, headline, local_run, local_runs, parse_time, read_record,
@@ -67,11 +67,28 @@ class LocalOps:
         if action == "reject":
             return f"{decided.name} rejected; it stays undeployed (served: {before.name if before else 'none'})"
         return (f"{decided.name} approved ({action}); a running `forecast-mlops serve --model"
-                f" {self.workdir / 'registry'}` switches to it within seconds (was {before.name if before else 'none'})")
+                f" {self.workdir / 'registry'}` switches to it within seconds (was {before.name if before else 'none'});"
+                f" {self._publish(decided)}")
+
+    def _publish(self, version) -> str:
+        """Copy the approved version's forecast (its run's export) to ``forecasts/latest/``, as a run that
+        approves one does; says what it did."""
+        run_id = version.record.get("run_id")
+        source = self.workdir / FORECASTS / str(run_id)
+        if not run_id or not (source / FORECAST_FILE).is_file():
+            return (f"its run's forecast ({source / FORECAST_FILE}) is missing, so {FORECASTS}{LATEST}/ is"
+                    " unchanged: run the pipeline again to export one")
+        publish_forecast(source, self.workdir / FORECASTS / LATEST)
+        return f"{FORECASTS}{LATEST}/ now holds its forecast (from run {run_id})"
 
 
 def _row(version, decision: dict[str, Any]) -> ModelRow:
+    """A version's row; its last decision is a person's (the audit log), else the gate's."""
     record = version.record
+    gate = record.get("gate")
+    if not decision and isinstance(gate, dict):
+        decision = {"action": "gate " + ("passed" if gate.get("passed") else "not passed"), "by": "pipeline",
+                    "at": record.get("registered_at"), "reason": gate.get("reason")}
     return ModelRow(
         version=version.name, status=version.status, serving=version.status == APPROVED,
         run_id=record.get("run_id"), registered_at=parse_time(record.get("registered_at")),

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from pipeline_code.cli.doctor import add_doctor_command
 from pipeline_code.cli.ops import add_ops_commands
-from pipeline_code.pipeline.settings_args import add_settings_arguments, frequency_given, settings_for_data
+from pipeline_code.engine.settings import DEFAULT_PORT, NOTHING_REGISTERED, SettingsError
+from pipeline_code.pipeline.settings_args import (
+    FLAGS_LAYER, add_settings_arguments, frequency_given, settings_for_data, settings_layers,
+)
 from pipeline_code.serving.cli import check_port_free, port_number, positive_int
 
 BUNDLED_DATA = "us_gasoline.csv"
@@ -75,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=positive_int, default=None, help="tuning workers (default: all cores)")
-    parser.add_argument("--port", type=port_number, default=8080, help="local serving port (default 8080)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                        help=f"local serving port (default {DEFAULT_PORT})")
     parser.add_argument("--manual-approval", action="store_true",
                         help="register as PendingManualApproval even past the gate")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -104,10 +108,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from pipeline_code.pipeline.runner import run_pipeline
 
-    resolved = settings_for_data(args)
+    try:
+        resolved = settings_for_data(args)
+    except SettingsError as err:  # the first look: nothing has started
+        print(f"error: {err}\nno run started: {NOTHING_REGISTERED}", file=sys.stderr)
+        return 2
     settings = resolved.settings
     if not args.no_serve:
         check_port_free(args.port)  # before the pipeline's minutes, not after
+    for layer, document in settings_layers(args, args.data):
+        given = [f"{section}.{key}" for section, keys in document.items() if isinstance(keys, dict) for key in keys]
+        if given and layer != FLAGS_LAYER:
+            print(f"  settings from {layer}: {', '.join(given)}")
     source = "(from the data)"
     if "data.freq" not in resolved.derived and not frequency_given(args):
         print(f"  data.freq = {settings.data.freq} (the default: no yyyy-MM-dd timestamp was found where the header"

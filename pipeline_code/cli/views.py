@@ -112,7 +112,7 @@ def run_detail(detail: RunDetail) -> str:
         for key, value in detail.evaluation.items():
             text = _metrics(value) if key in ("challenger", "champion", "seasonal_naive") and all(
                 isinstance(v, (int, float)) for v in (value or {}).values()) else value
-            lines.append(f"  {key:<16}{clean(text)}")
+            lines.append(f"  {key:<17} {clean(text)}")
     if detail.links:
         lines.append("reports and plots:")
         lines += [f"  {clean(name):<28} {clean(uri)}" for name, uri in detail.links.items()]

@@ -36,7 +36,7 @@ def run_backtest(
     observed, target = series.values, pre.counterfactual
     points = backtest_origins(len(series), horizon=horizon, origins=origins)
     first = int(points[0])
-    levels = settings.gate.coverage_levels
+    levels = settings.gate.scored_levels
     seconds: dict[str, float] = {}
 
     started = time.perf_counter()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_code.engine.core.calendar import Calendar, iso_date, parse_freq
-from pipeline_code.engine.profile import header_names
+from pipeline_code.engine.profile import csv_error, header_names
 from pipeline_code.engine.settings import (
     AMAZON_FORECAST_COLUMNS, MAX_ABS_VALUE, MIN_ABS_VALUE, SETTINGS_SUFFIX,
 )
@@ -202,23 +202,18 @@ def decode_csv(raw: bytes) -> str:
 
 def next_row(reader) -> list[str] | None:
     """The next CSV row, or None at the end; a malformed row is a DataValidationError with its line."""
+    start = reader.line_num + 1  # the line the next record starts on
     try:
         return next(reader)
     except StopIteration:
         return None
     except csv.Error as err:
-        raise csv_problem(err, reader.line_num or 1) from None
+        raise csv_problem(err, reader.line_num or 1, start) from None
 
 
-def csv_problem(err: csv.Error, line: int) -> DataValidationError:
-    """The input contract's error for a row the csv module cannot read."""
-    if "new-line character" in str(err):
-        return DataValidationError(
-            "line-endings", "a line ends with a bare carriage return (CR); save the file with LF or"
-            " CRLF line endings", line)
-    if "field limit" in str(err):
-        return DataValidationError("field-size", f"a field is longer than {csv.field_size_limit()} characters", line)
-    return DataValidationError("csv", f"malformed CSV: {err}", line)
+def csv_problem(err: csv.Error, line: int, start: int | None = None) -> DataValidationError:
+    """The input contract's error for a record the csv module cannot read (``profile.csv_error``)."""
+    return DataValidationError(*csv_error(err, line, start))
 
 
 def excerpt(text: str) -> str:

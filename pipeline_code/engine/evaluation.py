@@ -9,6 +9,7 @@ coverage is out of sample.
 
 from __future__ import annotations
 
+import json
 import math
 
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from pipeline_code.engine.estimator import calibration_splits
 from pipeline_code.engine.families.base import Context, FamilyError
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.seasonal_naive import seasonal_lags
+from pipeline_code.engine.settings import coverage_key
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Backtest:
     def metrics(self) -> dict[str, float]:
         out = accuracy(self.actual, self.forecast, self.scale)
         for level, (lo, hi) in self.intervals.items():
-            out[f"coverage_{round(level * 100)}"] = float(
+            out[coverage_key(level)] = float(
                 np.mean((self.actual >= lo) & (self.actual <= hi))
             )
         return out
@@ -143,6 +145,18 @@ def backtest_seasonal_naive(
     return Backtest("seasonal_naive", origins, actual[rows], forecast[rows], intervals, scale)
 
 
+def same_candidate(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two hyperparameter sets name one model: a combination's members (each with its weight)
+    in any order, as the tune lists them by this run's CV rank."""
+    def canonical(h: dict[str, Any] | None) -> Any:
+        if not isinstance(h, dict) or not isinstance(h.get("members"), list):
+            return h
+        pairs = zip(h["members"], h.get("weights") or [None] * len(h["members"]))
+        rest = {k: v for k, v in h.items() if k not in ("members", "weights")}
+        return rest, sorted(json.dumps([m, w], sort_keys=True) for m, w in pairs)
+    return a is not None and canonical(a) == canonical(b)
+
+
 def gate(
     challenger: dict[str, float], champion: dict[str, float] | None, baseline: dict[str, float],
     *, min_improvement: float, same_spec: bool, other_kind_approved: bool = False,
@@ -192,6 +206,17 @@ def gate(
     return {"passed": False, "serve": None, "reason": (
         f"challenger MASE {challenger['mase']:.4f} is not {min_improvement:.1%} better than the"
         f" approved model's {champion['mase']:.4f}")}
+
+
+def hold_older_data(decision: dict[str, Any], *, data_end: str, approved_end: str | None) -> dict[str, Any]:
+    """``decision``, held back when it would replace the approved model with one whose data end earlier
+    (ISO dates): an older extract, or another series, is registered for a person to approve, never
+    approved by the gate."""
+    if not decision["passed"] or not approved_end or data_end >= approved_end:
+        return decision
+    return {"passed": False, "serve": None, "reason": (
+        f"{decision['reason']}; but this data ends {data_end}, before the approved model's ({approved_end}):"
+        " an older extract is not approved automatically (approve it by hand if it is meant)")}
 
 
 def innovations(forecaster: Forecaster, log_window: np.ndarray) -> np.ndarray:

@@ -31,8 +31,9 @@ import numpy as np
 
 from pipeline_code.engine.core.calendar import Calendar, parse_freq
 from pipeline_code.engine.core.calibration import bounds
+from pipeline_code.engine.settings import RECORDED_LEVELS, coverage_key
 
-LEVELS = (0.8, 0.95)
+LEVELS = RECORDED_LEVELS
 SCORE_LEVEL = 0.95  # the interval scored by MSIS
 # The pooled calibration array keeps at most this many rows (a fixed-seed sample): its order
 # statistics resolve the 95% interval's tails, and every item's artifact carries it.
@@ -117,10 +118,6 @@ def split_metrics(actual, forecast, lower, upper, scale) -> dict[str, float]:
     out["interval_score"] = float(np.mean(
         interval_score(actual, lower[SCORE_LEVEL], upper[SCORE_LEVEL], SCORE_LEVEL) / scale[:, None]))
     return out
-
-
-def coverage_key(level: float) -> str:
-    return f"coverage_{round(level * 100):d}"
 
 
 def interval_score(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float) -> np.ndarray:

@@ -200,6 +200,7 @@ class _Rows:
         by_cell, stamp_cells = self.by_cell, self.stamp_cells
         items, days, values, lines = self.item, self.day, self.value, self.line
         index = None
+        line = reader.line_num  # the header's, or a headerless file's first row's
         try:
             for row in itertools.chain([first] if first is not None else [], reader):
                 line = reader.line_num
@@ -227,7 +228,7 @@ class _Rows:
                 values.append(value)
                 lines.append(line)
         except csv.Error as err:
-            raise csv_problem(err, reader.line_num or 1) from None
+            raise csv_problem(err, reader.line_num or 1, line + 1) from None
         except DataValidationError as err:
             if first is not None and err.line == 1 and err.rule in ("columns", "timestamp"):
                 raise DataValidationError(

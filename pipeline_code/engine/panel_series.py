@@ -19,7 +19,7 @@ from pipeline_code.engine.cv import seasonal_naive_scale, window_forecasts
 from pipeline_code.engine.estimator import final_section
 from pipeline_code.engine.families.base import Context, Section, WindowForecasts
 from pipeline_code.engine.families.combination import COMBINATION, combine
-from pipeline_code.engine.families.seasonal_naive import NAME as SEASONAL_NAIVE
+from pipeline_code.engine.families.seasonal_naive import section as seasonal_naive_section
 from pipeline_code.engine.settings import NO_SEASON_WINDOW_MIN
 
 # A split is scored only with at least this many seasons of training data before its cutoff (the
@@ -288,11 +288,9 @@ def _final_fit(data, key: str, plan: Plan, ctx: Context) -> tuple[Section, float
 
 
 def naive_section(y: np.ndarray, window: int) -> Section:
-    """The last value repeated (a seasonal naive section of period 1): what a series too short for
-    one season gets."""
-    z = np.log(np.asarray(y, float))[-window:]
-    sigma2 = float(np.mean(np.diff(z) ** 2)) if z.size > 1 else 0.0
-    return Section(SEASONAL_NAIVE, {"period": 1}, {"last_season": z[-1:], "sigma2": sigma2})
+    """The last value repeated (a seasonal naive section of period 1, its point that value): what a
+    series too short for one season gets."""
+    return seasonal_naive_section(np.log(np.asarray(y, float))[-window:], 1)
 
 
 def _one_step_sd(section: Section, n: int) -> float:

@@ -155,7 +155,7 @@ def find_episode(
 ) -> Episode | None:
     """The one episode of flagged points inside the break window with the largest total |residual|.
 
-    Flagged points closer than ``episode_gap`` periods are one episode; the points between them are
+    Flagged points at most ``episode_gap`` periods apart are one episode; the points between them are
     part of it. Episodes with fewer than ``min_episode_points`` flagged points are not a break.
     """
     if settings.break_start is None and settings.break_end is None:

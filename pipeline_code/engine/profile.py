@@ -48,13 +48,34 @@ class Profile:
     timestamps: list[date]
     items: int = 1
     panel: bool = False
+    # The first record the csv module cannot read, as the input contract names it (``csv_error``): the
+    # run is refused with it before settings are derived from what could be read.
+    problem: str | None = None
+
+
+# The csv module's error when the data ends inside a quoted field.
+UNCLOSED_QUOTE = "unexpected end of data"
+
+
+def csv_error(err: csv.Error, line: int, start: int | None = None) -> tuple[str, str, int]:
+    """The input contract's rule, message and line for a record the csv module cannot read: found at
+    ``line``, in the record that starts on ``start`` (a quote never closed is named where it opens)."""
+    if UNCLOSED_QUOTE in str(err) and start is not None:
+        return ("csv", "malformed CSV: a quoted field that starts on this line is never closed (the file ends"
+                f" inside it, at line {line})", start)
+    if "new-line character" in str(err):
+        return ("line-endings", "a line ends with a bare carriage return (CR); save the file with LF or CRLF"
+                " line endings", line)
+    if "field limit" in str(err):
+        return "field-size", f"a field is longer than {csv.field_size_limit()} characters", line
+    return "csv", f"malformed CSV: {err}", line
 
 
 def profile_csv(raw: bytes, columns: Sequence[str] = AMAZON_FORECAST_COLUMNS) -> Profile:
     """What the upload implies; ``columns`` is the column order of a headerless panel
     (``series.columns``)."""
     text = raw.decode("utf-8-sig", errors="replace")  # a BOM dropped, as parsing does
-    rows = csv.reader(io.StringIO(text))
+    rows = csv.reader(io.StringIO(text), strict=True)
     try:
         first = next(rows)
     except (csv.Error, StopIteration):
@@ -65,16 +86,24 @@ def profile_csv(raw: bytes, columns: Sequence[str] = AMAZON_FORECAST_COLUMNS) ->
     item, stamp = list(columns).index("item_id"), list(columns).index("timestamp")
     if "timestamp" not in header and len(first) == len(columns) and _date(first[stamp]) is not None:
         return _panel(rows, item, stamp, first)  # headerless: line 1 is a row
-    observations = max(_filled_rows(text) - 1, 0)
-    return Profile(observations, _leading(rows, header.index("timestamp")) if "timestamp" in header else [])
+    filled, problem = _filled_rows(text)
+    stamps = _leading(rows, header.index("timestamp")) if "timestamp" in header else []
+    return Profile(max(filled - 1, 0), stamps, problem=problem)
 
 
-def _filled_rows(text: str) -> int:
-    """Rows with a non-blank cell, as the input contract counts them (it skips ``,`` rows)."""
+def _filled_rows(text: str) -> tuple[int, str | None]:
+    """Rows with a non-blank cell, as the input contract counts them (it skips ``,`` rows), and the
+    first record it cannot read (then the non-blank lines are counted)."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    filled, start = 0, 1
     try:
-        return sum(1 for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row))
-    except csv.Error:  # the input contract names the line; until then, count the non-blank lines
-        return sum(1 for line in text.splitlines() if line.strip())
+        for row in reader:
+            filled += any(cell.strip() for cell in row)
+            start = reader.line_num + 1
+    except csv.Error as err:
+        rule, message, at = csv_error(err, reader.line_num or 1, start)
+        return sum(1 for line in text.splitlines() if line.strip()), f"[{rule}] (line {at}) {message}"
+    return filled, None
 
 
 def _leading(rows, column: int) -> list[date]:
@@ -97,8 +126,10 @@ def _panel(rows, item: int, stamp: int, first: list[str] | None = None) -> Profi
     counts: dict[str, int] = {}
     sampled: dict[str, list[str]] = {}
     width = max(item, stamp)
+    problem, start = None, rows.line_num + 1
     try:
         for row in itertools.chain([first] if first is not None else [], rows):
+            start = rows.line_num + 1
             if len(row) > width:
                 key = row[item]
                 counts[key] = counts.get(key, 0) + 1
@@ -107,12 +138,14 @@ def _panel(rows, item: int, stamp: int, first: list[str] | None = None) -> Profi
                     cells = sampled[key] = []
                 if cells is not None and len(cells) < SAMPLE_ROWS:
                     cells.append(row[stamp])
-    except csv.Error:
-        pass  # the input contract names the line; inference uses what was read
+    except csv.Error as err:
+        rule, message, at = csv_error(err, rows.line_num or 1, start)
+        problem = f"[{rule}] (line {at}) {message}"
     merged: dict[str, int] = {}
     for key, n in counts.items():  # ids differing only by surrounding spaces are one item
         merged[key.strip()] = merged.get(key.strip(), 0) + n
-    return Profile(max(merged.values(), default=0), _sample(sampled.values()), items=len(merged), panel=True)
+    return Profile(max(merged.values(), default=0), _sample(sampled.values()), items=len(merged), panel=True,
+                   problem=problem)
 
 
 def _sample(items) -> list[date]:

@@ -3,8 +3,8 @@
 A run's settings are built from layers, each overriding the one before (`Settings.merged`): the
 engine's defaults (the dataclasses below), the deployment's defaults (`cdk.json`, key
 ``forecast-mlops.run``, or the local defaults), a settings file uploaded beside the data
-(``raw/<name>.settings.json`` next to ``raw/<name>.csv``; locally ``--settings F`` or ``<data>.settings.json``
-beside the data), and locally, command-line flags. The merged document is validated once, before any
+(``raw/<name>.settings.json`` next to ``raw/<name>.csv``; locally ``<data>.settings.json`` beside the data,
+then ``--settings F`` over it), and locally, command-line flags (docs/settings.md lists every key). The merged document is validated once, before any
 job starts, and written to ``runs/<id>/input/settings.json``: every job reads it from there.
 
 Only the standard library and the stdlib-only core modules (calendar, spec) are imported here, so
@@ -46,6 +46,10 @@ SETTINGS_CHANNEL = "settings"
 SETTINGS_SUFFIX = ".settings.json"
 
 
+# What a refusal before registration leaves: said by the runner and the command line alike.
+NOTHING_REGISTERED = "nothing was registered; the approved model is unchanged"
+
+
 class SettingsError(ValueError):
     """A settings document that cannot be used; names the key (``section.field``) and the problem."""
 
@@ -79,7 +83,7 @@ class PreprocessSettings:
     iqr_multiplier: float = 3.0
     break_start: str | None = "2020-01-01"
     break_end: str | None = None
-    # Flagged points closer than this (in periods) belong to the same episode.
+    # Flagged points at most this many periods apart belong to the same episode.
     episode_gap: int = 8
     # An episode needs at least this many flagged points to count as a structural break.
     min_episode_points: int = 3
@@ -206,6 +210,16 @@ CHOICE_KEYS = ("family", "history", "scale")
 TUNED_FLAGS = ("use_counterfactual_data", "detrend", "deseasonalize")
 
 
+# Coverage levels every evaluation scores, whatever gate.coverage_levels: a model package's metadata
+# records them (stacks/pipeline_definition.py) and the panel CV reports them.
+RECORDED_LEVELS = (0.8, 0.95)
+
+
+def coverage_key(level: float) -> str:
+    """A level's coverage in metrics: ``coverage_80`` for 0.8."""
+    return f"coverage_{round(level * 100):d}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class GateSettings:
     """When a challenger may replace the approved model."""
@@ -214,8 +228,14 @@ class GateSettings:
     min_improvement: float = 0.01
     # Origins of the rolling backtest used to compare challenger, champion and seasonal naive.
     eval_origins: int = 26
-    # Coverage levels reported by evaluation.
+    # The central intervals exported with the forecast (forecast.csv's lower_NN, upper_NN); evaluation
+    # scores their coverage, and RECORDED_LEVELS' always.
     coverage_levels: tuple[float, ...] = (0.8, 0.95)
+
+    @property
+    def scored_levels(self) -> tuple[float, ...]:
+        """The levels whose backtest coverage evaluation reports: ``coverage_levels`` and ``RECORDED_LEVELS``."""
+        return tuple(sorted({*self.coverage_levels, *RECORDED_LEVELS}))
 
 
 FILL_METHODS = ("none", "interpolate", "value", "median", "mean")
@@ -280,8 +300,9 @@ class SeriesSettings:
     # The model of a series too short for the families, reported with the reason.
     fallback: str = "seasonal_naive"
     # The ETS models a panel's series choose among, as statsforecast's AutoETS ``model`` code (error,
-    # trend, season; Z: chosen by AICc): "AZZ" (additive errors on the log scale) fits in a third of
-    # the time of "ZZZ" (engine/panel_fit.py).
+    # trend, season; Z: chosen by AICc). On the log scale an error left to the AICc is additive, so the
+    # default "ZZZ" fits as "AZZ" there (families/sf.py, model_code); on the raw scale "AZZ" fits in
+    # about a third of the time of "ZZZ".
     ets_model: str = "ZZZ"
     # Training shards in the cloud: one SageMaker instance each (ShardedByS3Key).
     instances: int = 1
@@ -308,7 +329,11 @@ class ServeSettings:
 
     # Largest `periods` a request may ask for (serving, the invoke Lambda and the API model).
     max_periods: int = 104
-    port: int = 8080
+
+
+# The HTTP port a server listens on unless told another (``--port``; SageMaker's SAGEMAKER_BIND_TO_PORT).
+# Not a run-document key: a run does not choose where a model is served.
+DEFAULT_PORT = 8080
 
 
 def max_periods_from_env(environ: Mapping[str, str]) -> int:
@@ -543,9 +568,11 @@ class Settings:
         check(g.eval_origins >= 1, f"gate.eval_origins: must be >= 1, got {g.eval_origins}")
         check(bool(g.coverage_levels) and all(0 < c < 1 for c in g.coverage_levels),
               "gate.coverage_levels: must be a non-empty list of numbers in (0, 1)")
+        keys = [coverage_key(c) for c in g.coverage_levels if 0 < c < 1]
+        check(len(set(keys)) == len(keys), "gate.coverage_levels: two levels name the same columns"
+              f" ({', '.join(sorted({k for k in keys if keys.count(k) > 1}))}: levels are whole percents)")
         check(1 <= s.max_periods <= MAX_PERIODS_LIMIT,
               f"serve.max_periods: must be in 1..{MAX_PERIODS_LIMIT}, got {s.max_periods}")
-        check(1 <= s.port <= 65535, f"serve.port: must be in 1..65535, got {s.port}")
         problems += self.series_problems()
         if problems:
             raise SettingsError(problems, source)

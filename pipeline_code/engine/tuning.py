@@ -57,6 +57,15 @@ class TuningResult:
             return self.candidates[self.served]
         return min(self.candidates, key=lambda c: c[OBJECTIVE])
 
+    def ranking(self) -> list[dict[str, Any]]:
+        """The hyperparameters of the candidates and combinations that fitted, in the order the train stage
+        tries them (``stages.fit_ranked``): ``best`` first, then the rest by the objective (``lowest``'s
+        order, ties in index order)."""
+        best = self.best
+        rest = sorted((c for c in self.candidates if c is not best and np.isfinite(c[OBJECTIVE])),
+                      key=lambda c: c[OBJECTIVE])
+        return [c["hyperparameters"] for c in [best, *rest]]
+
     def best_spec(self, season_length: float) -> ModelSpec:
         """The best harmonic candidate's specification."""
         harmonic = [c for c in self.candidates if c["hyperparameters"]["family"] == HARMONIC]

@@ -20,10 +20,10 @@ from pipeline_code.engine.core.artifact import MODEL_JSON
 from pipeline_code.engine.core.panel_artifact import PANEL_JSON, is_panel
 from pipeline_code.engine.settings import SETTINGS_CHANNEL, SettingsError
 from pipeline_code.pipeline.settings_args import processing_settings
-from pipeline_code.pipeline.layout import MODEL_ARCHIVE
 from pipeline_code.pipeline.panel_shards import merged_shards
-from pipeline_code.pipeline.panel_stages import BACKTEST_FILE, job_processes
-from pipeline_code.pipeline.stages import FORECAST_FILE, run_evaluation, served_model_dir
+from pipeline_code.pipeline.layout import BACKTEST_FILE, FORECAST_FILE, MODEL_ARCHIVE
+from pipeline_code.pipeline.panel_stages import job_processes
+from pipeline_code.pipeline.stages import run_evaluation, served_model_dir
 from pipeline_code.entrypoints.sagemaker_paths import (
     fail, processing_input, processing_message, processing_output, unexpected,
 )

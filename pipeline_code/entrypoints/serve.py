@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline_code.engine.settings import ServeSettings, max_periods_from_env
+from pipeline_code.engine.settings import DEFAULT_PORT, max_periods_from_env
 from pipeline_code.entrypoints.sagemaker_paths import ROOT_ENV
 
 DEFAULT_ML_ROOT = "/opt/ml"
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline_code.serving.server import serve
 
     try:
-        port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or ServeSettings().port)
+        port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or DEFAULT_PORT)
         max_periods = max_periods_from_env(os.environ)
     except ValueError as err:
         print(f"serve: invalid configuration: {err}", file=sys.stderr)

@@ -19,6 +19,9 @@ these names (docs/design.md, "S3 layout")::
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from pipeline_code.engine.settings import SETTINGS_FILE
 
 RAW = "raw/"
@@ -52,7 +55,8 @@ TUNING_FILE = "tuning.json"  # every candidate's CV scores: the local tune's, or
 FORECAST_FILE = "forecast.csv"
 # A panel's per-item backtest (each origin's forecast and actual), exported beside its forecast.
 BACKTEST_FILE = "backtest.csv"
-LATEST_FORECAST = f"{FORECASTS}latest/{FORECAST_FILE}"
+LATEST = "latest"
+LATEST_FORECAST = f"{FORECASTS}{LATEST}/{FORECAST_FILE}"
 LATEST_BACKTEST = f"{FORECASTS}latest/{BACKTEST_FILE}"
 
 
@@ -64,3 +68,16 @@ def run_key(run_id: str, part: str) -> str:
 def run_forecast_key(run_id: str) -> str:
     """``forecasts/<run-id>/forecast.csv``."""
     return f"{FORECASTS}{run_id}/{FORECAST_FILE}"
+
+
+def publish_forecast(source: Path, target: Path) -> list[str]:
+    """Copy the forecast (and a panel's backtest) from the folder ``source`` to ``target``
+    (``forecasts/<run-id>/`` or ``forecasts/latest/`` of a work folder); a backtest ``source`` lacks (one
+    series after a panel) is removed from ``target``, not left stale. Returns the names copied."""
+    names = [name for name in (FORECAST_FILE, BACKTEST_FILE) if (source / name).is_file()]
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(source / name, target / name)
+    if BACKTEST_FILE not in names:
+        (target / BACKTEST_FILE).unlink(missing_ok=True)
+    return names

@@ -28,13 +28,13 @@ from pipeline_code.engine.dataset import Series
 from pipeline_code.engine.preprocess import min_history, preprocess
 from pipeline_code.engine.profile import header_names
 from pipeline_code.engine.settings import COMBINATION, PAIR, PER_SERIES, Settings
-from pipeline_code.pipeline.layout import TUNING_FILE
+from pipeline_code.pipeline.layout import BACKTEST_FILE, TUNING_FILE
 
 # Processed shard files: train/series-00000.csv, ... (one per series.instances), the same names
 # under test/, so shard k of both channels holds the same items.
 SHARD_FILE = "series-{:05d}.csv"
-# The per-item backtest export beside forecast.csv: each origin's forecast and actual.
-BACKTEST_FILE = "backtest.csv"
+# Items a gate reason names (the rest are counted).
+SHOWN_ITEMS = 5
 # Items listed by name in a report; past this many a report gives the count and the first ones.
 REPORT_ITEMS = 1000
 # Bytes read to tell a panel upload from one series (the header and the first row).
@@ -349,6 +349,25 @@ def panel_digest(panel) -> str:
 
 # --- evaluation -------------------------------------------------------------------------------
 
+def item_changes(approved: list[str], uploaded: list[str], passed: bool) -> str:
+    """What the gate's reason adds when the upload's items differ from the approved model's: the new
+    items and the ones no longer uploaded (named up to ``SHOWN_ITEMS``), and what serves them."""
+    new, gone = sorted(set(uploaded) - set(approved)), sorted(set(approved) - set(uploaded))
+    parts = []
+    if new:
+        parts.append(f"{len(new)} new item{'s' if len(new) > 1 else ''} ({_named(new)})"
+                     + ("" if passed else ", not served (the approved model has no model of them: 404)"))
+    if gone:
+        parts.append(f"{len(gone)} approved item{'s' if len(gone) > 1 else ''} not in this upload ({_named(gone)})"
+                     + (", no longer served" if passed else ", still served from the approved model"))
+    return f"; {'; '.join(parts)}" if parts else ""
+
+
+def _named(items: list[str]) -> str:
+    shown = ", ".join(repr(i) for i in items[:SHOWN_ITEMS])
+    return shown + (f" and {len(items) - SHOWN_ITEMS} more" if len(items) > SHOWN_ITEMS else "")
+
+
 def evaluate_panel(
     train_dir: Path, test_dir: Path, model_dir: Path, champion_dir: Path | None, out: Path,
     settings: Settings, *, jobs: int = 1,
@@ -357,11 +376,12 @@ def evaluate_panel(
     panel's mean MASE (a first run serves the best contender, as for one series); export the
     forecast and the served contender's per-item backtest."""
     from pipeline_code.engine.core.panel_artifact import PanelModel, is_panel
-    from pipeline_code.engine.evaluation import gate
+    from pipeline_code.engine.evaluation import gate, hold_older_data, same_candidate
     from pipeline_code.engine.families.seasonal_naive import NAME as SEASONAL_NAIVE
     from pipeline_code.engine.panel_cv import panel_cutoffs
     from pipeline_code.engine.panel_fit import backtest_panel, cutoff_step, fit_panel
-    from pipeline_code.pipeline.stages import EVALUATION_FILE, FORECAST_FILE, SERVED_MODEL_DIR
+    from pipeline_code.pipeline.layout import EVALUATION_FILE, FORECAST_FILE
+    from pipeline_code.pipeline.stages import SERVED_MODEL_DIR
 
     panel, counterfactual = read_processed_panel(train_dir, test_dir, freq=settings.data.freq)
     challenger = PanelModel.load(model_dir)
@@ -384,13 +404,17 @@ def evaluate_panel(
     decision = gate(
         results["challenger"], results.get("champion"), results["seasonal_naive"],
         min_improvement=settings.gate.min_improvement,
-        same_spec=champion is not None and champion.metadata.get("hyperparameters") == spec
+        same_spec=champion is not None and same_candidate(champion.metadata.get("hyperparameters"), spec)
         and champion.metadata.get("model_settings") == challenger.metadata.get("model_settings")
         and str(challenger.metadata.get("end", "")) > str(champion.metadata.get("end", "")),
         other_kind_approved=champion_dir is not None and champion is None,
     )
     if champion_dir is not None and champion is None:
         decision["reason"] += "; the approved model holds one series, so this panel is compared with seasonal naive only"
+    if champion is not None:
+        decision = hold_older_data(decision, data_end=str(challenger.metadata.get("end", "")),
+                                   approved_end=str(champion.metadata.get("end", "")))
+        decision["reason"] += item_changes(champion.items, challenger.items, decision["passed"])
     served, served_cv = challenger, runs["challenger"]
     if decision["serve"] == SEASONAL_NAIVE:
         naive_settings = settings_for(settings, naive)

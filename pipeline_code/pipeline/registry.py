@@ -20,8 +20,9 @@ folders left by a killed run, takes the next free number, builds the version in 
 ``versions/.vNNNN-xxxx`` and renames it into place; a kill at any step leaves either no new version or a
 complete one. Version arguments must be names of this registry's versions (``v`` and four digits).
 
-People's decisions (``decide``: approve, reject, rollback) are checked, made under the lock and appended
-to ``audit.jsonl``, one JSON line each: who, when, why, and what was approved before.
+People's decisions (``decide``: approve, reject, rollback) are checked (a version to serve must pass
+serving's load checks, ``_check_artifact``), made under the lock and appended to ``audit.jsonl``, one
+JSON line each: who, when, why, and what was approved before.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class LocalRegistry:
         version = self.approved()
         if version is not None:
             try:
-                _check_artifact(version)
+                _forecaster(version)
             except RegistryError as err:
                 raise RegistryError(f"the approved version {err}; approve or roll back to another version"
                                     " (forecast-mlops models) before a run compares with it") from None
@@ -190,7 +191,8 @@ class LocalRegistry:
             return self._version(name, self._pointer())
 
     def approve(self, name: str) -> Version:
-        """Point ``approved.json`` at ``name``: manual approval of a pending version, or a rollback.
+        """Point ``approved.json`` at ``name``, unchecked: people's approvals and rollbacks go through
+        ``decide``, which runs serving's checks first.
 
         An unreadable ``approved.json`` is replaced (its history is lost): approving is how to repair it.
         """
@@ -206,7 +208,8 @@ class LocalRegistry:
           back first);
         * ``rollback`` to a version approved before: it serves again.
 
-        A version to serve must have a loadable artifact; any refusal is a RegistryError, nothing changed.
+        A version to serve (approve, rollback) must pass serving's load checks (``_check_artifact``): its
+        artifact loads and forecasts finite values; any refusal is a RegistryError, nothing changed.
         An unreadable ``approved.json`` is rewritten by an approval or a rollback (its history is lost;
         the audit line says what was unreadable); a rejection then waits for that repair.
         """
@@ -415,12 +418,53 @@ def _last_byte(path: Path) -> bytes:
 
 
 def _check_artifact(version: Version) -> None:
-    """The version's artifact must load as serving would load it."""
-    from pipeline_code.engine.core.artifact import ArtifactError, ModelArtifact
+    """Serving's load checks, before a person's approval or rollback serves ``version``, as the gate runs
+    them before an approval: the artifact loads, and ``check_forecasts`` finds its forecasts finite for
+    ``serve.max_periods`` steps at every level (``_max_periods``; a panel: its first item, as serving
+    checks on loading it). No override: serving refuses such a model, so approving it only breaks serving."""
+    from pipeline_code.engine.core.artifact_checks import ModelCheckError, check_forecasts
+
+    forecaster = _forecaster(version)
+    max_periods, source = _max_periods(version)
+    try:
+        check_forecasts(forecaster, max_periods)
+    except ModelCheckError as err:
+        raise RegistryError(
+            f"{version.name} cannot be served: {err} (serving's forecast check: finite forecasts for"
+            f" serve.max_periods {max_periods} steps, {source}; serving refuses such a model); approve or roll"
+            " back to another version, or run the pipeline again; nothing changed") from None
+
+
+def _max_periods(version: Version) -> tuple[int, str]:
+    """The ``serve.max_periods`` the version's run was gated with, and where it comes from: the version's
+    own, from its run's document (``runs/<run_id>/input/settings.json`` in the work folder holding the
+    registry; ``version.json`` names the run) when that reads, else the settings default."""
+    from pipeline_code.engine.settings import ServeSettings, Settings, SettingsError
+    from pipeline_code.pipeline.layout import RUN_DOCUMENT, run_key
+
+    run_id = version.record.get("run_id")
+    if isinstance(run_id, str) and run_id not in ("", ".", "..") and Path(run_id).name == run_id:
+        document = run_key(run_id, RUN_DOCUMENT)
+        try:  # the version's folder is <work>/registry/versions/vNNNN
+            return (Settings.from_file(version.folder.parents[2] / document).serve.max_periods,
+                    f"from its run document {document}")
+        except SettingsError:
+            pass
+    return ServeSettings().max_periods, f"the settings default: its run {run_id!r} has no readable run document"
+
+
+def _forecaster(version: Version):
+    """The version's forecaster, loaded as serving loads it (a panel's first item's, which serving parses
+    on loading it); RegistryError when the artifact does not load."""
+    from pipeline_code.engine.core.artifact import ArtifactError
+    from pipeline_code.engine.core.forecaster import Forecaster
     from pipeline_code.engine.core.panel_artifact import PanelModel, is_panel
 
     try:
-        PanelModel.load(version.model_dir) if is_panel(version.model_dir) else ModelArtifact.load(version.model_dir)
+        if is_panel(version.model_dir):
+            panel = PanelModel.load(version.model_dir)
+            return panel.forecaster(panel.items[0])
+        return Forecaster.load(version.model_dir)
     except ArtifactError as err:
         raise RegistryError(f"{version.name} cannot be served: its artifact is gone or broken ({err});"
                             " nothing changed") from None

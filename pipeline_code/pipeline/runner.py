@@ -4,7 +4,6 @@ bucket (``raw/``, ``runs/<run-id>/{processed,reports,models}/``, ``forecasts/``)
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,12 +13,11 @@ from typing import Any
 from pipeline_code.pipeline import runs
 from pipeline_code.pipeline.registry import APPROVED, PENDING, LocalRegistry, RegistryError, Version
 from pipeline_code.pipeline.uploads import UploadError, receive_upload
-from pipeline_code.engine.settings import SETTINGS_FILE, Settings
+from pipeline_code.engine.settings import NOTHING_REGISTERED, SETTINGS_FILE, Settings
 from pipeline_code.pipeline.panel_shards import fit_panel_in_shards
-from pipeline_code.pipeline.layout import TUNING_FILE
-from pipeline_code.pipeline.panel_stages import BACKTEST_FILE
+from pipeline_code.pipeline.layout import FORECASTS, LATEST, TUNING_FILE, publish_forecast
 from pipeline_code.pipeline.stages import (
-    EVALUATION_FILE, FORECAST_FILE, run_evaluation, run_processing, run_training, served_model_dir,
+    EVALUATION_FILE, fit_ranked, run_evaluation, run_processing, served_model_dir,
 )
 
 
@@ -35,7 +33,7 @@ class PipelineError(RuntimeError):
 
     def outcome(self) -> str:
         """What the run left behind, for the user."""
-        return self.registered or "nothing was registered; the approved model is unchanged"
+        return self.registered or NOTHING_REGISTERED
 
 
 @dataclass
@@ -122,17 +120,21 @@ def run_pipeline(
             f" best {best['hyperparameters']} panel CV MASE {best['cv_mase']:.4f}")
         if best.get("unscored"):
             log(f"  {best['unscored']}")
+        choice = best["hyperparameters"]
     else:
         tuning = stage("tune", do_tune)
         best = tuning.best
         log(f"  {tuning.scope()} in {tuning.seconds:.1f}s;"
             f" served ({tuning.serve}) {best['hyperparameters']} CV MASE {best['cv_mase']:.4f}")
+        choice = tuning.ranking()
     model_dir = run_dir / "models" / "best"
-    # A panel's final model is fitted shard by shard, as the cloud's sharded fit does (panel_shards.py).
-    fit = fit_panel_in_shards if report.get("panel") else run_training
-    stage("train", lambda: fit(
-        processed / "train", processed / "test", best["hyperparameters"], model_dir, settings,
+    # A panel's final model is fitted shard by shard, as the cloud's sharded fit does (panel_shards.py); one
+    # series' is the tune's choice, or the next of its ranking when that fails to fit (as the Select job's).
+    fit = fit_panel_in_shards if report.get("panel") else fit_ranked
+    trained = stage("train", lambda: fit(
+        processed / "train", processed / "test", choice, model_dir, settings,
         report_dir=reports, jobs=jobs or 1))
+    selection = None if report.get("panel") else _fallback(trained, log)
     champion = registry.approved()
     evaluation = stage("evaluate", lambda: run_evaluation(
         processed / "train", processed / "test", model_dir,
@@ -154,14 +156,8 @@ def run_pipeline(
 
     def export() -> None:
         # The forecast, and for a panel the per-item backtest beside it (docs/panel.md).
-        names = [name for name in (FORECAST_FILE, BACKTEST_FILE) if (reports / "evaluation" / name).is_file()]
-        for folder in [run_id, "latest"] if promoted else [run_id]:
-            target = workdir / "forecasts" / folder
-            target.mkdir(parents=True, exist_ok=True)
-            for name in names:
-                shutil.copyfile(reports / "evaluation" / name, target / name)
-            if BACKTEST_FILE not in names:  # a single series after a panel: no stale backtest in latest/
-                (target / BACKTEST_FILE).unlink(missing_ok=True)
+        for folder in [run_id, LATEST] if promoted else [run_id]:
+            publish_forecast(reports / "evaluation", workdir / FORECASTS / folder)
 
     try:
         stage("export", export)
@@ -178,8 +174,19 @@ def run_pipeline(
         timings=timings, evaluation=str(Path("reports") / "evaluation" / EVALUATION_FILE),
         settings=str(Path("input") / SETTINGS_FILE), derived_settings=derived or {},
         spec=runs.describe_spec(evaluation.get("spec")), metrics=runs.headline(evaluation.get("challenger")),
-        reason=evaluation["gate"]["reason"])
+        reason=evaluation["gate"]["reason"], selection=selection)
     return RunResult(run_id, run_dir, version, promoted, evaluation, timings)
+
+
+def _fallback(fit: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """Say which candidates failed to fit before the one fitted (``stages.fit_ranked``'s record), if any;
+    the record without its metrics, for the run record."""
+    for failure in fit["failed"]:
+        log(f"  {runs.describe_spec(failure['hyperparameters'])} failed to fit: {failure['reason']}")
+    if fit["failed"]:
+        log(f"  fitted instead: {runs.describe_spec(fit['hyperparameters'])},"
+            f" CV MASE {fit['metrics']['cv_mase']:.4f} (the tune's candidate {len(fit['failed']) + 1} by rank)")
+    return {key: value for key, value in fit.items() if key != "metrics"}
 
 
 def _fail(run_dir: Path, record: dict[str, Any], stage: str, err: Exception) -> None:

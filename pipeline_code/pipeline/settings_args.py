@@ -40,6 +40,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-improvement", type=float, help="gate: required MASE improvement (default 0.01)")
 
 
+FLAGS_LAYER = "command-line flags"  # the last settings layer's name
+
+
 def flag_document(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     document: dict[str, dict[str, Any]] = {}
     for flag, (section, key) in FLAGS.items():
@@ -58,7 +61,7 @@ def settings_layers(args: argparse.Namespace, data: Path | None = None) -> list[
             layers.append((str(beside), read_document(beside)))
     if getattr(args, "settings", None):
         layers.append((args.settings, read_document(args.settings)))
-    layers.append(("command-line flags", flag_document(args)))
+    layers.append((FLAGS_LAYER, flag_document(args)))
     return layers
 
 
@@ -74,6 +77,8 @@ def resolve_for_data(layers: list[tuple[str, dict[str, Any]]], data: Path) -> Re
     check_upload(Path(data), limit.data.max_file_bytes)  # no symlink, FIFO or device is read
     # For a panel: one item's timestamps, and the longest series' length (docs/panel.md).
     profile = profile_csv(Path(data).read_bytes(), limit.series.columns)
+    if profile.problem:  # refused as the input contract would, before settings are derived from part of it
+        raise SettingsError([profile.problem], str(data))
     resolved = resolve(layers, timestamps=profile.timestamps, observations=profile.observations)
     check_offered(resolved.settings, panel=profile.panel)  # as the starter Lambda does
     return resolved

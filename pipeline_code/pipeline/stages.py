@@ -14,26 +14,26 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.cv import cross_validate_candidate
+from pipeline_code.engine.cv import CVResult, cross_validate_candidate
 from pipeline_code.engine.dataset import DataValidationError, Series, load_series
-from pipeline_code.engine.estimator import ModelEstimator
+from pipeline_code.engine.estimator import FitResult, ModelEstimator
 from pipeline_code.engine.evaluation import (
-    backtest_candidate, backtest_origins, backtest_seasonal_naive, diagnostics, gate, innovations,
+    backtest_candidate, backtest_origins, backtest_seasonal_naive, diagnostics, gate, hold_older_data,
+    innovations, same_candidate,
 )
 from pipeline_code.engine.core.artifact_checks import ModelCheckError, check_forecasts
 from pipeline_code.engine.core.forecaster import Forecaster
-from pipeline_code.engine.core.spec import season_period
 from pipeline_code.engine.families.base import Context
 from pipeline_code.engine.families.harmonic import NAME as HARMONIC
 from pipeline_code.engine.families.seasonal_naive import NAME as SEASONAL_NAIVE
-from pipeline_code.engine.cleaning import clean
+from pipeline_code.engine.cleaning import check_variation, clean
 from pipeline_code.engine.settings import Settings, check_offered
 from pipeline_code.engine.tuning import selection_grid
+from pipeline_code.pipeline.layout import EVALUATION_FILE, FORECAST_FILE
+from pipeline_code.pipeline.runs import describe_spec
 
 TRAIN_FILE = "train.csv"
 TEST_FILE = "test.csv"
-FORECAST_FILE = "forecast.csv"
-EVALUATION_FILE = "evaluation.json"
 # Where evaluation writes the model to approve when it is not the challenger (a first run whose
 # challenger loses to seasonal naive serves seasonal naive), inside its output folder.
 SERVED_MODEL_DIR = "served-model"
@@ -79,14 +79,7 @@ def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -
         series = series.tail(settings.data.max_rows)
         unused = {"older_rows_unused": f"the {older} oldest of {len(series) + older} observations are not"
                                        f" used (data.max_rows {settings.data.max_rows})"}
-    if np.all(series.values == series.values[0]):  # a panel's constant series get the fallback instead
-        raise DataValidationError("constant", f"every value is {series.values[0]:g}: a constant series has no"
-                                  " variation to forecast, nor to scale the errors by (MASE)")
-    period = season_period(settings.data.season_length)
-    if np.all(series.values[period:] == series.values[:-period]):
-        raise DataValidationError("constant", f"every value repeats the one {period} periods before: a series"
-                                  " that repeats its season exactly has no seasonal-naive error to scale the"
-                                  " errors by (MASE); its forecast is its last season")
+    check_variation(series, settings)  # constant, or periodic, even but for outliers: refused
     pre, rules = clean(series, settings)  # the rules need a season: skipped, with the reason, without one
     train, test = pre.split(settings.data.horizon)
     for part, name, folder in ((train, TRAIN_FILE, "train"), (test, TEST_FILE, "test")):
@@ -161,28 +154,77 @@ def run_training(
     if panel_stages.is_panel_folder(train_dir):
         return panel_stages.train_panel(train_dir, test_dir, hyperparameters, model_dir, settings,
                                         report_dir, jobs=jobs)
-    candidate = {"family": HARMONIC, **hyperparameters}
+    fit = fit_ranked(train_dir, test_dir, [hyperparameters], model_dir, settings, report_dir, jobs=jobs)
+    return fit["metrics"]
+
+
+# How many candidates of the tune's ranking ``fit_ranked`` tries, its choice first (docs/design.md,
+# "Select"): one of the best two members of the served equal top 3 that fails makes every default
+# combination fail (equal top 2 and 3, fitted weights), and its own candidate, before the next one fits.
+FIT_TRIES = 5
+
+
+def fit_ranked(
+    train_dir: Path, test_dir: Path, ranking: list[dict[str, Any]], model_dir: Path,
+    settings: Settings, report_dir: Path | None = None, *, jobs: int = 1,
+) -> dict[str, Any]:
+    """Fit one series' model as ``run_training`` does: the first candidate of ``ranking`` (hyperparameters,
+    the tune's choice first: ``TuningResult.ranking``) that fits, trying at most ``FIT_TRIES``. Returns the
+    record: ``chosen`` (the tune's choice), ``hyperparameters`` (the candidate fitted), ``failed`` (each
+    candidate that failed before it: ``hyperparameters``, ``reason``) and ``metrics`` (its CV metrics).
+    ValueError naming every candidate tried when none fits."""
     train = read_processed(train_dir, settings.data.freq)
     full = train + read_processed(test_dir, settings.data.freq)
     ctx = Context.from_settings(settings, jobs=jobs)
+    failed: list[dict[str, Any]] = []
+    for hyperparameters in ranking[:FIT_TRIES]:
+        try:
+            fitted, objective = _fit_candidate(hyperparameters, train, full, ctx, settings)
+        except DataValidationError:
+            raise  # the data's, not the candidate's: no other candidate would do
+        except Exception as err:  # noqa: BLE001 - as the tune scores a fit (statsforecast raises Exception)
+            failed.append({"hyperparameters": hyperparameters, "reason": f"{type(err).__name__}: {err}"})
+            continue
+        _write_model(fitted, objective, train, model_dir, settings, report_dir)
+        return {"chosen": ranking[0], "hyperparameters": hyperparameters, "failed": failed,
+                "metrics": fitted.artifact.metadata["metrics"]}
+    raise ValueError(_none_fitted(failed, len(ranking)))
+
+
+def _fit_candidate(hyperparameters: dict[str, Any], train: Processed, full: Processed, ctx: Context,
+                   settings: Settings) -> tuple[FitResult, CVResult]:
+    """The candidate cross-validated on the train part's selection splits and fitted on train + test (its
+    CV metrics, diagnostics and data digest in the artifact's metadata), and that CV."""
+    candidate = {"family": HARMONIC, **hyperparameters}
     objective = cross_validate_candidate(
         train.data, train.counterfactual, candidate, selection_grid(len(train.series), settings), ctx)
     if objective.failed.any():
         raise ValueError(f"the {candidate['family']} candidate failed to fit: {objective.forecasts.reason}")
-    metrics = {f"cv_{k}": v for k, v in objective.metrics().items()}
     fitted = ModelEstimator(candidate, ctx, step=settings.cv.step,
                             splits=settings.search.selection_splits).fit(
         full.series, counterfactual=full.counterfactual)
-    fitted.artifact.metadata["metrics"] = metrics
+    fitted.artifact.metadata["metrics"] = {f"cv_{k}": v for k, v in objective.metrics().items()}
     fitted.artifact.metadata["diagnostics"] = _diagnostics(fitted, full, settings)
     fitted.artifact.metadata["data_sha256"] = _digest(full.series.values)
+    return fitted, objective
+
+
+def _write_model(fitted: FitResult, objective: CVResult, train: Processed, model_dir: Path,
+                 settings: Settings, report_dir: Path | None) -> None:
+    """The artifact to ``model_dir`` and, with ``report_dir``, its CV plot."""
     fitted.artifact.save(model_dir)
     if report_dir is not None:
         from pipeline_code.engine.plots import plot_cv
 
         plot_cv(report_dir / "cv.png", train.series.timestamps, train.counterfactual, objective,
                 window=settings.cv.window)
-    return metrics
+
+
+def _none_fitted(failed: list[dict[str, Any]], ranked: int) -> str:
+    """Why no candidate was fitted: each one tried, with its reason."""
+    tried = f"{len(failed)} tried" + (f", of {ranked} ranked" if ranked > len(failed) else "")
+    reasons = "; ".join(f"{describe_spec(f['hyperparameters'])}: {f['reason']}" for f in failed)
+    return f"no candidate fitted ({tried}): {reasons}"
 
 
 def _diagnostics(fitted, full: Processed, settings: Settings) -> dict[str, Any]:
@@ -230,7 +272,7 @@ def run_evaluation(
     other_kind = champion_dir is not None and is_panel(champion_dir)
     champion = Forecaster.load(champion_dir) if champion_dir is not None and not other_kind else None
     horizon, window = settings.data.horizon, settings.cv.window
-    levels = settings.gate.coverage_levels
+    levels = settings.gate.scored_levels
     origins = backtest_origins(len(full.series), horizon=horizon, origins=settings.gate.eval_origins)
     target = full.counterfactual
     ctx = Context.from_settings(settings, jobs=jobs)
@@ -250,12 +292,14 @@ def run_evaluation(
     decision = gate(
         results["challenger"], results["champion"], results["seasonal_naive"],
         min_improvement=settings.gate.min_improvement,
-        same_spec=champion is not None and champion.hyperparameters == challenger.hyperparameters
+        same_spec=champion is not None and same_candidate(champion.hyperparameters, challenger.hyperparameters)
         and _trained_until(challenger) > _trained_until(champion),
         other_kind_approved=other_kind,
     )
     if other_kind:
         decision["reason"] += "; the approved model is a panel, so this series is compared with seasonal naive only"
+    if champion is not None:
+        decision = hold_older_data(decision, data_end=_trained_until(challenger), approved_end=_trained_until(champion))
     if decision["serve"] == "challenger":
         decision = _servable(decision, challenger, settings, first_run=champion is None and not other_kind)
     served = challenger
@@ -284,7 +328,7 @@ def run_evaluation(
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
-    export_forecast(served, horizon, levels, out / FORECAST_FILE)
+    export_forecast(served, horizon, settings.gate.coverage_levels, out / FORECAST_FILE)
     from pipeline_code.engine.plots import plot_forecast
 
     history = full.series.tail(3 * horizon * 2)

@@ -9,7 +9,8 @@ point forecasts). SageMaker packs that folder to ``<S3OutputPath>/<job>/output/m
 (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html). The Select
 job reads every trial under the run's ``models/`` prefix, merges them into the whole space and picks as
 the local tune picks (``engine.tuning.select``, combinations included), then fits that model as the
-local train stage does: the same data and run document give the same model both ways.
+local train stage does (``stages.fit_ranked``: the next of the tune's ranking when it fails to fit): the
+same data and run document give the same model both ways.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from pipeline_code.engine.settings import COMBINATION, OBJECTIVE, Settings
 from pipeline_code.engine.tuning import TuningResult, candidate_space, score_candidates, select
 from pipeline_code.pipeline.layout import TUNING_FILE
-from pipeline_code.pipeline.stages import read_processed, run_training
+from pipeline_code.pipeline.stages import fit_ranked, read_processed
 from pipeline_code.pipeline.trial_files import TRIAL_JSON, UNSCORED, TrialError, no_trials, read_archives
 
 TRIAL_FORECASTS = "forecasts.npz"
@@ -100,24 +101,25 @@ def merge_trials(trials: list[dict[str, Any]], settings: Settings, counterfactua
 def select_served(trials_dir: Path, train_dir: Path, test_dir: Path, model_dir: Path, settings: Settings,
                   *, jobs: int = 1, report_dir: Path | None = None, tuning_job: str | None = None) -> dict[str, Any]:
     """Write to ``model_dir`` the model ``search.serve`` picks from the trials under ``trials_dir``, fitted
-    as the local train stage fits it (``run_training``), and the tune's result to ``report_dir`` (as the
-    local run's ``tuning.json``). Returns what the job reports (``selection.json``): the rule, the
-    number of trials, the candidate, the trials its members came from, and the fit's CV metrics."""
+    as the local train stage fits it (``fit_ranked``: the next of the tune's ranking when it fails to fit),
+    and the tune's result to ``report_dir`` (as the local run's ``tuning.json``). Returns what the job
+    reports (``selection.json``): the rule, the number of trials, ``fit_ranked``'s record (the candidate
+    fitted, the tune's choice, the candidates that failed and why, the fit's CV metrics) and the trials
+    the fitted candidate's members came from."""
     trials = read_trials(trials_dir, tuning_job)
     if not trials:
         raise no_trials(trials_dir, tuning_job)
     train = read_processed(train_dir, settings.data.freq)
     result, source = merge_trials(trials, settings, train.counterfactual, jobs=jobs)
-    best = result.best
     if report_dir is not None:
         from pipeline_code.engine.plots import plot_tuning
 
         report_dir.mkdir(parents=True, exist_ok=True)
         result.write(report_dir / TUNING_FILE)
         plot_tuning(report_dir / "tuning.png", result.candidates)
-    candidate = best["hyperparameters"]
-    metrics = run_training(train_dir, test_dir, candidate, model_dir, settings, report_dir=report_dir, jobs=jobs)
+    fit = fit_ranked(train_dir, test_dir, result.ranking(), model_dir, settings, report_dir, jobs=jobs)
+    candidate = fit["hyperparameters"]
     members = candidate["members"] if candidate["family"] == COMBINATION else [candidate]
-    return {"serve": result.serve, "trials": len(trials), "hyperparameters": candidate, "metrics": metrics,
+    return {"serve": result.serve, "trials": len(trials), **fit,
             "members": [source[next(i for i in source if result.candidates[i]["hyperparameters"] == m)]
                         for m in members]}

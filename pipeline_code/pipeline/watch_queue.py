@@ -66,8 +66,8 @@ class WatchQueue:
         if name.endswith(SETTINGS_SUFFIX):
             data = path.with_name(name[: -len(SETTINGS_SUFFIX)] + DATA_SUFFIX)
             if not data.is_file():
-                return (f"{name} is a settings file without data: drop {data.name} beside it to start a run;"
-                        " skipped")
+                return (f"{name} is a settings file without data yet: the run of {data.name}, dropped beside"
+                        " it, will read it")
             return None  # read by the run of its CSV
         if path.suffix.lower() != DATA_SUFFIX:
             return (f"{name} is not a CSV file (expected <name>.csv, optionally with <name>{SETTINGS_SUFFIX}"

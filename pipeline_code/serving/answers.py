@@ -7,7 +7,8 @@ order asked), and a listing as ``{"model", "total", "offset", "limit", "item_ids
 Forecast rows hold ``timestamp``, ``mean`` and ``lower``/``upper`` (a ``conf`` interval) or one key
 per quantile (``p10``, ``p50``, ...; never crossing, see ``core.quantiles``).
 
-Errors: an item on a single-series model, no item on a panel, a listing of a single-series model: 400;
+Errors: more ``periods`` than the model stores (a stored-path family trained for fewer periods than the
+server allows: ``Forecaster.periods_limit``): 400 naming the limit; an item on a single-series model, no item on a panel, a listing of a single-series model: 400;
 unknown items: 404 naming them; an item whose stored model turns out unusable (checked when first
 asked for): 500 naming the item, the reason in the log.
 """
@@ -48,6 +49,9 @@ def answer(loaded: Any, request: ForecastRequest | ItemsRequest) -> tuple[int, b
         if request.item_ids is not None:
             field = "item_ids" if request.many else "item_id"
             return _error(400, f"this model forecasts a single series; remove {field}")
+        too_many = _too_many_periods(loaded.forecaster, request, loaded.max_periods)
+        if too_many:
+            return _error(400, too_many)
         return 200, _body(loaded, request, [_forecast_json(loaded.forecaster, request)])
     if request.item_ids is None:
         return _error(400, f"this model holds {len(panel)} series: name one with item_id (or up to {MAX_ITEMS} "
@@ -58,10 +62,26 @@ def answer(loaded: Any, request: ForecastRequest | ItemsRequest) -> tuple[int, b
         return _error(404, f"unknown item{'s' if len(unknown) > 1 else ''} "
                            f"{', '.join(repr(u) for u in unknown[:SHOWN_UNKNOWN])}{more}")
     try:
-        parts = [_forecast_json(_item_forecaster(panel, item), request, item) for item in request.item_ids]
+        forecasters = [_item_forecaster(panel, item) for item in request.item_ids]
     except ItemUnusable as err:
         return _error(500, str(err))
-    return 200, _body(loaded, request, parts)
+    for item, forecaster in zip(request.item_ids, forecasters):
+        too_many = _too_many_periods(forecaster, request, loaded.max_periods, item)
+        if too_many:
+            return _error(400, too_many)
+    return 200, _body(loaded, request, [_forecast_json(f, request, item)
+                                        for item, f in zip(request.item_ids, forecasters)])
+
+
+def _too_many_periods(forecaster: Any, request: ForecastRequest, server_limit: int,
+                      item: str | None = None) -> str | None:
+    """Why ``request.periods`` is more than ``forecaster`` can forecast, or None."""
+    limit = forecaster.periods_limit(server_limit)
+    if request.periods <= limit:
+        return None
+    whose = "this model" if item is None else f"the model of item {item!r}"
+    return (f"periods: {request.periods} is more than {whose} forecasts ({limit}: it was trained for at most "
+            f"{limit} periods, serve.max_periods at training); ask for at most {limit}")
 
 
 def _item_forecaster(panel: Any, item: str) -> Any:

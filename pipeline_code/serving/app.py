@@ -121,6 +121,7 @@ class LoadedModel:
     info: dict[str, Any]
     info_json: str
     panel: PanelModel | None = None
+    max_periods: int = DEFAULT_MAX_PERIODS  # the server's limit; a model may allow fewer (periods_limit)
 
 
 NOT_LOADED_YET = "model not loaded yet"  # /ping's reason before the first load has been tried
@@ -416,7 +417,7 @@ def _load(resolved: ResolvedModel, stamp: tuple, max_periods: int) -> LoadedMode
     if is_panel(resolved.path):
         def checked(artifact, *, sorted_errors=None) -> ServingForecaster:
             forecaster = ServingForecaster(artifact, sorted_errors=sorted_errors)
-            _check_forecasts(forecaster, max_periods)
+            _check_forecasts(forecaster, forecaster.periods_limit(max_periods))
             return forecaster
 
         panel = PanelModel.load(resolved.path, factory=checked)
@@ -424,7 +425,7 @@ def _load(resolved: ResolvedModel, stamp: tuple, max_periods: int) -> LoadedMode
         metadata = finite(dict(panel.metadata))
     else:
         forecaster = ServingForecaster.load(resolved.path)
-        _check_forecasts(forecaster, max_periods)
+        _check_forecasts(forecaster, forecaster.periods_limit(max_periods))
         metadata = finite(dict(forecaster.metadata))
     info = {
         **metadata,
@@ -437,8 +438,14 @@ def _load(resolved: ResolvedModel, stamp: tuple, max_periods: int) -> LoadedMode
     }
     if panel is not None:
         info["items"] = len(panel)
+    else:
+        info["max_periods"] = forecaster.periods_limit(max_periods)
     info_json = json.dumps(info, allow_nan=False, separators=(",", ":"), default=str)
-    return LoadedModel(forecaster, resolved, stamp, info, info_json, panel)
+    limit = forecaster.periods_limit(max_periods)
+    if limit < max_periods:
+        log.warning("model allows fewer periods than the server",
+                    extra={"event": "model_periods_limit", "max_periods": max_periods, "model_periods": limit})
+    return LoadedModel(forecaster, resolved, stamp, info, info_json, panel, max_periods)
 
 
 def _check_forecasts(forecaster: Forecaster, max_periods: int) -> None:

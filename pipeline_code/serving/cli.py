@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline_code.engine.settings import MAX_PERIODS_LIMIT, ServeSettings, max_periods_from_env
+from pipeline_code.engine.settings import DEFAULT_PORT, MAX_PERIODS_LIMIT, max_periods_from_env
 from pipeline_code.serving.connections import ConnectionLimits
 from pipeline_code.serving.gateway import DEFAULT_BURST, DEFAULT_RATE, default_key_file
 from pipeline_code.serving.request import MAX_ITEMS, MAX_LIST_LIMIT
@@ -82,7 +82,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a model artifact folder (with model.json) or a registry folder (serves its "
                              "approved version)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=ServeSettings().port, help="port (default 8080)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--max-periods", type=periods_limit, default=None,
                         help="largest accepted 'periods' (default $FORECAST_MAX_PERIODS or 104)")
     defaults = ConnectionLimits()

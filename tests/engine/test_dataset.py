@@ -88,6 +88,8 @@ ROWS = "".join(f"2020-{m:02d}-{d:02d},{10 + i}\n" for i, (m, d) in enumerate(
         (b"timestamp,value\n2020-01-03,1\n2020-01-10,2\r2020-01-17,3\n", "line-endings", 3),
         (b"timestamp,value\n2020-01-03,1\n2020-01-10," + b"7" * 200_000 + b"\n", "field-size", 3),
         (b'timestamp,value\n2020-01-03,1\n2020-01-10,"2\n', "csv", 3),  # a quote never closed
+        # named where it opens, not where the file ends inside it
+        (b'timestamp,value\n2020-01-03,1\n"2020-01-10,2\n2020-01-17,3\n2020-01-24,4\n', "csv", 3),
         (b"timestamp,value\n2020-01-03,1\n2020-01-10,1e308\n", "value-range", 3),
         (b"timestamp,value\n2020-01-03,1\n2020-01-10,8e307\n", "value-range", 3),
         (b"timestamp,value\n2020-01-03,1\n2020-01-10,1.5e100\n", "value-range", 3),
@@ -188,3 +190,18 @@ def test_a_processed_series_reads_back_exactly(tmp_path):
         stamps.append(parse_freq("W-FRI").shift(stamps[-1], 1))
     Series(stamps, values, "W-FRI").to_csv(tmp_path / "s.csv")
     np.testing.assert_array_equal(load_series(tmp_path / "s.csv", freq="W-FRI").values, values)
+
+
+def test_a_quote_never_closed_is_refused_at_the_first_look_where_it_opens():
+    """Before settings are derived from the rows before it (a frequency from two dates), the first look
+    refuses the upload as the input contract does, one series or a panel."""
+    from pipeline_code.engine.profile import profile_csv
+
+    rows = [f"2020-{m:02d}-01,{m}" for m in range(1, 13)]
+    rows[2] = '"' + rows[2]
+    assert profile_csv(("timestamp,value\n" + "\n".join(rows) + "\n").encode()).problem == (
+        "[csv] (line 4) malformed CSV: a quoted field that starts on this line is never closed (the file ends"
+        " inside it, at line 13)")
+    panel = "item_id,timestamp,value\n" + "\n".join(f"a,{r}" for r in rows) + "\n"
+    assert profile_csv(panel.encode()).problem.startswith("[csv] (line 4) ")
+    assert profile_csv(b"timestamp,value\n2020-01-03,1\n").problem is None

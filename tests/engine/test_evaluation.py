@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from pipeline_code.engine.evaluation import backtest_seasonal_naive, gate, ljung_box
+from pipeline_code.engine.evaluation import (
+    backtest_seasonal_naive, gate, hold_older_data, ljung_box, same_candidate,
+)
 
 
 def test_ljung_box_matches_statsmodels():
@@ -58,3 +60,20 @@ def test_with_a_model_of_another_kind_approved_the_challenger_must_beat_seasonal
 def test_a_contender_without_a_finite_mase_is_never_served(challenger, naive, serve):
     decision = gate({"mase": challenger}, None, {"mase": naive}, min_improvement=0.01, same_spec=False)
     assert decision["serve"] == serve and decision["passed"] is (serve is not None)
+
+
+def test_a_combination_is_the_same_candidate_whatever_its_members_order():
+    a, b = {"family": "harmonic_arima", "fourier_k": 8}, {"family": "mstl", "history": "all"}
+    first = {"family": "combination", "members": [a, b], "weights": [0.5, 0.5]}
+    assert same_candidate(first, {"family": "combination", "members": [b, a], "weights": [0.5, 0.5]})
+    assert not same_candidate(first, {"family": "combination", "members": [b, a], "weights": [0.7, 0.3]})
+    assert not same_candidate(first, {"family": "combination", "members": [a], "weights": [1.0]})
+    assert same_candidate(a, dict(a)) and not same_candidate(a, b) and not same_candidate(None, None)
+
+
+def test_data_older_than_the_approved_model_is_not_approved_automatically():
+    passed = gate({"mase": 0.5}, {"mase": 1.0}, BASE | {"mase": 2.0}, min_improvement=0.01, same_spec=False)
+    held = hold_older_data(passed, data_end="2008-05-02", approved_end="2017-01-20")
+    assert not held["passed"] and held["serve"] is None and "before the approved model's (2017-01-20)" in held["reason"]
+    assert hold_older_data(passed, data_end="2017-01-27", approved_end="2017-01-20") is passed
+    assert hold_older_data(passed, data_end="2008-05-02", approved_end="") is passed

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline_code.engine.core.artifact import ModelArtifact
-from pipeline_code.engine.core.forecaster import Forecaster
+from pipeline_code.engine.core.forecaster import Forecaster, point_path
 from pipeline_code.engine.core.paths import log_path
 from pipeline_code.engine.core.spec import ModelSpec
 from pipeline_code.engine.estimator import HarmonicArimaForecaster, ModelEstimator
@@ -121,7 +121,7 @@ def test_a_combination_forecasts_the_weighted_mean_of_its_members():
     sections = [(m, w, registry.family(m["family"]).fit_final(y, m, MONTHLY), m["family"])
                 for m, w in zip(members, weights)]
     section = combination.section(sections)
-    z, v = log_path(section.core, section.spec, section.parameters, y.size - 1, MONTHLY.periods)
+    z, v = point_path(section.core, section.spec, section.parameters, y.size - 1, MONTHLY.periods)
     np.testing.assert_allclose(np.exp(z + v / 2), combined.mean()[0], rtol=1e-9)
 
 

@@ -118,6 +118,8 @@ def test_the_error_names_line_and_item():
 
 def test_malformed_csv_names_the_rule_and_line():
     refused(csv_bytes(rows("A", [1, 2]) + ['"B,2020-01-01,1']), "csv", 4, None)
+    # a quote never closed is named where it opens, not at the end of the file
+    refused(csv_bytes(rows("A", [1, 2]) + ['"B,2020-01-01,1'] + rows("C", [1, 2, 3])), "csv", 4, None)
     refused(csv_bytes(rows("A", [1, 2])).replace(b"\n", b"\r"), "line-endings", 1, None)
 
 

@@ -412,3 +412,16 @@ def test_an_unscored_choice_ranks_last_with_a_number_the_tuning_job_can_read(tmp
                           SETTINGS)
     assert metrics["cv_mase"] == UNSCORED
     assert re.fullmatch(r"cv_mase=([0-9.eE+-]+);", f"cv_mase={metrics['cv_mase']:.6f};")
+
+
+def test_the_gate_reason_names_items_added_and_gone():
+    from pipeline_code.pipeline.panel_stages import item_changes
+
+    approved, uploaded = ["a", "b", "c"], ["a", "c", "d"]
+    assert item_changes(approved, approved, True) == ""
+    held = item_changes(approved, uploaded, False)
+    assert "1 new item ('d'), not served" in held and "1 approved item not in this upload ('b'), still served" in held
+    passed = item_changes(approved, uploaded, True)
+    assert "1 new item ('d');" in passed and "no longer served" in passed
+    many = item_changes([], [f"s{i}" for i in range(8)], True)
+    assert "8 new items ('s0', 's1', 's2', 's3', 's4' and 3 more)" in many

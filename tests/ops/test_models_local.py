@@ -178,3 +178,37 @@ def test_rollback_switches_a_running_server_without_restart(workdir):
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+def test_an_approval_or_rollback_publishes_the_versions_forecast_to_latest(workdir, capsys):
+    """forecasts/latest/ follows the served version whoever approved it: a person's approve or rollback
+    copies that version's run export, as a run that approves one does."""
+    registry = three_versions(workdir)
+    first_run = registry.get("v0001").record["run_id"]
+    forecasts = workdir / "forecasts"
+    for run_id, value in (("run-2", "2"), ("run-3", "3")):
+        (forecasts / run_id).mkdir(parents=True)
+        (forecasts / run_id / "forecast.csv").write_text(f"timestamp,mean\n2030-01-04,{value}\n")
+    (forecasts / "latest" / "backtest.csv").write_text("stale panel backtest\n")
+    assert models(workdir, "approve", "v0002") == 0
+    assert "forecasts/latest/ now holds its forecast (from run run-2)" in capsys.readouterr().out
+    assert (forecasts / "latest" / "forecast.csv").read_text().endswith(",2\n")
+    assert not (forecasts / "latest" / "backtest.csv").exists()
+    assert models(workdir, "rollback", "v0001") == 0
+    assert (forecasts / "latest" / "forecast.csv").read_bytes() == (forecasts / first_run / "forecast.csv").read_bytes()
+    shutil.rmtree(forecasts / "run-3")
+    assert models(workdir, "rollback", "v0003") == 0
+    out = capsys.readouterr().out
+    assert "is missing, so forecasts/latest/ is unchanged" in out
+    assert (forecasts / "latest" / "forecast.csv").read_bytes() == (forecasts / first_run / "forecast.csv").read_bytes()
+
+
+def test_list_shows_the_gates_decision_until_a_person_decides(workdir, capsys):
+    registry = three_versions(workdir)
+    assert models(workdir, "list") == 0
+    first = capsys.readouterr().out.splitlines()[1]
+    assert "gate passed by pipeline at" in first and registry.get("v0001").record["gate"]["reason"][:40] in first
+    assert models(workdir, "reject", "2", "--reason", "stale data") == 0
+    capsys.readouterr()
+    assert models(workdir, "list") == 0
+    assert "reject by" in capsys.readouterr().out.splitlines()[2]

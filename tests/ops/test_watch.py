@@ -39,7 +39,7 @@ def test_refused_files_are_reported_and_skipped(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "sales.settings.json").write_text("{}")
     assert "not a CSV file" in queue.changed(tmp_path / "notes.txt")
-    assert "settings file without data" in queue.changed(tmp_path / "sales.settings.json")
+    assert "settings file without data yet" in queue.changed(tmp_path / "sales.settings.json")
     assert queue.changed(tmp_path / ".hidden.csv") is None
     assert settled(queue) == ([], [])
 

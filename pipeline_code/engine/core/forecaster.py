@@ -15,7 +15,31 @@ import numpy as np
 from pipeline_code.engine.core.artifact import ModelArtifact
 from pipeline_code.engine.core.calendar import parse_freq
 from pipeline_code.engine.core.calibration import bounds
-from pipeline_code.engine.core.paths import log_path
+from pipeline_code.engine.core.paths import log_path, stored_periods
+from pipeline_code.engine.settings import COMBINATION
+
+# A section's parameters may name its point forecast; without it (every core but seasonal naive's, and a
+# seasonal naive section written before the key) the point is the log-normal mean exp(z + v / 2) of the
+# centre z and variance v its core gives.
+POINT = "point"
+LAST_SEASON = "last_season"  # seasonal naive's point: the value one season earlier, exp(z)
+
+
+def point_path(core: str, spec: dict[str, Any], parameters: dict[str, Any], t_last: int, periods: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``log_path``, with the centre of a section whose point is ``LAST_SEASON`` moved to z - v / 2 (the
+    log-normal with mean exp(z), as ``families.seasonal_naive`` fits it), in a combination's members too:
+    exp(centre + variance / 2) is then every section's point forecast."""
+    if core == COMBINATION:
+        parameters = {**parameters, "members": [_stored(m, t_last, periods) for m in parameters["members"]]}
+    z, v = log_path(core, spec, parameters, t_last, periods)
+    return (z - 0.5 * v if parameters.get(POINT) == LAST_SEASON else z), v
+
+
+def _stored(member: dict[str, Any], t_last: int, periods: int) -> dict[str, Any]:
+    """A combination's member as the stored path (core ``path``) of its ``point_path``."""
+    centre, variance = point_path(member["core"], member["spec"], member["parameters"], t_last, periods)
+    return {**member, "core": "path", "spec": {}, "parameters": {"centre": centre, "variance": variance}}
 
 
 @dataclass(frozen=True)
@@ -64,13 +88,23 @@ class Forecaster:
         return found
 
     @property
+    def stored_periods(self) -> int | None:
+        """The most steps it forecasts (a stored path's length: ``paths``), None without a limit."""
+        return stored_periods(self.artifact.core, self.artifact.parameters)
+
+    def periods_limit(self, server_limit: int) -> int:
+        """The most steps a request may ask of it: the server's limit, or its stored path if shorter."""
+        stored = self.stored_periods
+        return server_limit if stored is None else min(server_limit, stored)
+
+    @property
     def calibrated_horizon(self) -> int:
         return self._errors.shape[1]
 
     def log_forecast(self, periods: int) -> tuple[np.ndarray, np.ndarray]:
-        """Log-scale point forecast and model-based variance for steps 1..periods."""
+        """Log-scale centre and model-based variance for steps 1..periods (``point_path``)."""
         a = self.artifact
-        return log_path(a.core, a.spec, a.parameters, a.t_last, periods)
+        return point_path(a.core, a.spec, a.parameters, a.t_last, periods)
 
     def predict(self, periods: int, conf: float) -> Forecast:
         """Forecast ``periods`` steps after the last observation with a ``conf`` interval."""

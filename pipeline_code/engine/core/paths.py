@@ -40,6 +40,17 @@ def log_path(core: str, spec: dict[str, Any], parameters: dict[str, Any], t_last
     raise ValueError(f"unknown forecasting core {core!r}; expected one of {CORES}")
 
 
+def stored_periods(core: str, parameters: dict[str, Any]) -> int | None:
+    """How many steps a section can forecast: a stored path's length (a combination's shortest
+    member's), None when its core computes any number."""
+    if core == "path":
+        return int(np.asarray(parameters["centre"]).size)
+    if core == "combination":
+        found = [stored_periods(m["core"], m["parameters"]) for m in parameters["members"]]
+        return min((n for n in found if n is not None), default=None)
+    return None
+
+
 def _harmonic(spec: dict[str, Any], params: dict[str, Any], t_last: int, periods: int):
     model = ModelSpec.from_dict(spec)
     t = t_last + np.arange(1, periods + 1, dtype=float)

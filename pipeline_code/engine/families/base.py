@@ -18,7 +18,8 @@ its series and passes the sum as ``pooled=`` to ``fit_windows`` and ``fit_final`
 family fits the series' own rows alone).
 
 Every family forecasts the log of a positive series: the centre ``z`` and a model variance ``v`` per
-step, the mean being ``exp(z + v / 2)``. Adding a family is its module plus one line in ``registry``.
+step, the mean being ``exp(z + v / 2)``, the point forecast (seasonal naive's ``z`` is the last season's
+log less ``v / 2``, so its point is that season). Adding a family is its module plus one line in ``registry``.
 """
 
 from __future__ import annotations
