@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_code.engine.core.forecaster import point_path
 from pipeline_code.engine.core.paths import log_path
 from pipeline_code.engine.cv import seasonal_naive_scale, window_forecasts
 from pipeline_code.engine.estimator import final_section
@@ -277,6 +278,7 @@ def _final_fit(data, key: str, plan: Plan, ctx: Context) -> tuple[Section, float
     for k in dict.fromkeys((key, plan.fallback)):
         try:
             section = final_section(data, plan.candidates[k], ctx, plan.pooled_at(None))
+            _check_servable(section, data[True].size, ctx.periods)
         except Exception as err:  # noqa: BLE001 - the fallback takes over, with the reason reported
             failed.append(f"{k} final fit failed: {type(err).__name__}: {err}")
             continue
@@ -285,6 +287,16 @@ def _final_fit(data, key: str, plan: Plan, ctx: Context) -> tuple[Section, float
     section = naive_section(data[True], ctx.window)
     note = "; ".join([*failed, "naive serves (the last value repeated)"])
     return section, _one_step_sd(section, data[True].size), note
+
+
+def _check_servable(section: Section, n: int, periods: int) -> None:
+    """ValueError unless the section's point forecast and variance are finite for every period served:
+    an item serving could not forecast gets the fallback at fit time, not a 500 when it is asked for."""
+    centre, variance = point_path(section.core, section.spec, section.parameters, n - 1, periods)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = np.flatnonzero(~(np.isfinite(np.exp(centre + 0.5 * variance)) & np.isfinite(variance)))
+    if bad.size:
+        raise ValueError(f"its forecast is not finite at step {bad[0] + 1} of {periods}")
 
 
 def naive_section(y: np.ndarray, window: int) -> Section:

@@ -4,8 +4,11 @@ bucket (``raw/``, ``runs/<run-id>/{processed,reports,models}/``, ``forecasts/``)
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +76,12 @@ def run_pipeline(
         log(f"[{run_id}] {name} ...")
         started = time.perf_counter()
         try:
-            result = fn()
+            with _noticing_interrupts() as interrupted:
+                result = fn()
         except Exception as err:  # every failure ends the run with a reason, like Catch -> Fail
+            if interrupted:  # Ctrl-C turned into another error by the code it hit (below)
+                runs.finish_record(run_dir, record, runs.FAILED, stage=name, reason="interrupted (Ctrl-C)")
+                raise KeyboardInterrupt from err
             _fail(run_dir, record, name, err)
             raise PipelineError(name, str(err)) from err
         except KeyboardInterrupt:
@@ -183,10 +190,40 @@ def _fallback(fit: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]
     the record without its metrics, for the run record."""
     for failure in fit["failed"]:
         log(f"  {runs.describe_spec(failure['hyperparameters'])} failed to fit: {failure['reason']}")
-    if fit["failed"]:
+    if any(f["hyperparameters"] == fit["hyperparameters"] for f in fit["failed"]):
+        log(f"  none of the {len(fit['failed'])} tried passes serving's check; kept for the gate:"
+            f" {runs.describe_spec(fit['hyperparameters'])}")
+    elif fit["failed"]:
         log(f"  fitted instead: {runs.describe_spec(fit['hyperparameters'])},"
             f" CV MASE {fit['metrics']['cv_mase']:.4f} (the tune's candidate {len(fit['failed']) + 1} by rank)")
     return {key: value for key, value in fit.items() if key != "metrics"}
+
+
+@contextmanager
+def _noticing_interrupts() -> Iterator[list[int]]:
+    """A list that is non-empty once SIGINT arrived inside the block, which still raises KeyboardInterrupt
+    as usual: code that catches it, such as a pybind11 extension being imported (its ImportError:
+    "initialization failed"), must not turn a Ctrl-C into a failure of the stage. Outside the main
+    thread, where no handler can be set, the list stays empty."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):  # ignored (a background job) or not set from Python: left as it is
+        yield seen
+        return
+
+    def handler(signum, frame):
+        seen.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _fail(run_dir: Path, record: dict[str, Any], stage: str, err: Exception) -> None:

@@ -169,26 +169,40 @@ def fit_ranked(
     settings: Settings, report_dir: Path | None = None, *, jobs: int = 1,
 ) -> dict[str, Any]:
     """Fit one series' model as ``run_training`` does: the first candidate of ``ranking`` (hyperparameters,
-    the tune's choice first: ``TuningResult.ranking``) that fits, trying at most ``FIT_TRIES``. Returns the
-    record: ``chosen`` (the tune's choice), ``hyperparameters`` (the candidate fitted), ``failed`` (each
-    candidate that failed before it: ``hyperparameters``, ``reason``) and ``metrics`` (its CV metrics).
+    the tune's choice first: ``TuningResult.ranking``) that fits and passes serving's forecast check
+    (``check_forecasts``), trying at most ``FIT_TRIES``. When candidates fit but none passes the check, the
+    first of them is written all the same: evaluation's gate then decides (on a first run, seasonal naive
+    serves if it can). Returns the record: ``chosen`` (the tune's choice), ``hyperparameters`` (the
+    candidate fitted), ``failed`` (each candidate that failed or was passed over before it, or, when none
+    passes the check, every one tried: ``hyperparameters``, ``reason``) and ``metrics`` (its CV metrics).
     ValueError naming every candidate tried when none fits."""
     train = read_processed(train_dir, settings.data.freq)
     full = train + read_processed(test_dir, settings.data.freq)
     ctx = Context.from_settings(settings, jobs=jobs)
     failed: list[dict[str, Any]] = []
+    unservable = None  # the first candidate that fitted but failed the check
     for hyperparameters in ranking[:FIT_TRIES]:
         try:
             fitted, objective = _fit_candidate(hyperparameters, train, full, ctx, settings)
+            check_forecasts(fitted.forecaster, settings.serve.max_periods)
         except DataValidationError:
             raise  # the data's, not the candidate's: no other candidate would do
+        except ModelCheckError as err:
+            failed.append({"hyperparameters": hyperparameters, "reason": f"{type(err).__name__}: {err}"})
+            unservable = unservable or (hyperparameters, fitted, objective)
+            continue
         except Exception as err:  # noqa: BLE001 - as the tune scores a fit (statsforecast raises Exception)
             failed.append({"hyperparameters": hyperparameters, "reason": f"{type(err).__name__}: {err}"})
             continue
         _write_model(fitted, objective, train, model_dir, settings, report_dir)
         return {"chosen": ranking[0], "hyperparameters": hyperparameters, "failed": failed,
                 "metrics": fitted.artifact.metadata["metrics"]}
-    raise ValueError(_none_fitted(failed, len(ranking)))
+    if unservable is None:
+        raise ValueError(_none_fitted(failed, len(ranking)))
+    hyperparameters, fitted, objective = unservable
+    _write_model(fitted, objective, train, model_dir, settings, report_dir)
+    return {"chosen": ranking[0], "hyperparameters": hyperparameters, "failed": failed,
+            "metrics": fitted.artifact.metadata["metrics"]}
 
 
 def _fit_candidate(hyperparameters: dict[str, Any], train: Processed, full: Processed, ctx: Context,

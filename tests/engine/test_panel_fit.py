@@ -226,3 +226,31 @@ def test_the_ets_model_space_of_a_panel_is_a_setting():
     assert "model" not in family_candidate("theta", settings(ets_model="AZZ"), "window", "log")
     with pytest.raises(SettingsError, match="series.ets_model"):
         settings(ets_model="AXZ")
+
+
+def test_an_item_whose_final_model_cannot_forecast_gets_the_fallback(values, monkeypatch):
+    """A final fit whose forecast overflows within the periods served is refused at fit time (the
+    fallback serves it, with the reason), so serving never meets it (a 500 when the item is asked for)."""
+    theta = registry.FAMILIES["theta"]
+    marker = values["s002"][0]
+
+    class Exploding:
+        name, batched = theta.name, theta.batched
+        candidates = theta.candidates
+        fit_windows = theta.fit_windows
+
+        def fit_final(self, y, candidate, ctx):
+            section = theta.fit_final(y, candidate, ctx)
+            if y[0] == marker:
+                centre = np.array(section.parameters["centre"], float)
+                centre[-1] = 800.0  # exp overflows at the last period served
+                section = replace(section, parameters={**section.parameters, "centre": centre})
+            return section
+
+    monkeypatch.setitem(registry.FAMILIES, "theta", Exploding())
+    fit = fit_panel(panel_of(values), settings(), choice={"family": "theta"})
+    served = fit.artifacts["s002"]
+    assert served.family == "seasonal_naive"
+    assert np.isfinite(Forecaster(served).predict(settings().serve.max_periods, 0.95).upper).all()
+    assert "not finite at step" in str(fit.report)
+    assert fit.artifacts["s001"].family == "theta"

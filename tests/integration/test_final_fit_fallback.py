@@ -171,3 +171,22 @@ def test_nothing_changes_in_a_local_run_when_the_choice_fits(tmp_path, tuned):
     record = json.loads((result.run_dir / "run.json").read_text())
     assert record["selection"] == {"chosen": choice, "hyperparameters": choice, "failed": []}
     assert result.evaluation["spec"] == choice and not any("fitted instead" in line for line in lines)
+
+
+def test_a_choice_whose_forecasts_serving_would_refuse_is_passed_over(tmp_path, processed, tuned, monkeypatch):
+    """A final fit that succeeds but forecasts non-finite values within serve.max_periods (an explosive AR
+    coefficient) fails serving's check at fit time: the next candidate is fitted, as for a failed fit."""
+    member, failing, fitted = expected_fallback(tuned)
+    fit_final = family(member["family"]).fit_final
+
+    def explosive(y, c, ctx, **kwargs):
+        section = fit_final(y, c, ctx, **kwargs)
+        if c == member:
+            section.parameters["phi"] = [3.0, *list(section.parameters["phi"])[1:]]
+        return section
+
+    monkeypatch.setattr(family(member["family"]), "fit_final", explosive)
+    record = fit_ranked(processed / "train", processed / "test", tuned.ranking(), tmp_path / "model", SETTINGS)
+    assert record["hyperparameters"] == fitted
+    assert [f["hyperparameters"] for f in record["failed"]] == failing
+    assert all("ModelCheckError" in f["reason"] and "not finite" in f["reason"] for f in record["failed"])

@@ -412,3 +412,25 @@ def test_older_rows_beyond_max_rows_are_reported_not_dropped_silently(tmp_path, 
     assert "the 55 oldest of 1355 observations are not used (data.max_rows 1300)" in capsys.readouterr().out
     report = json.loads(next(workdir.glob("runs/*/processed/report/processing.json")).read_text())
     assert report["observations"] == 1300 and "the 55 oldest" in report["older_rows_unused"]
+
+
+def test_a_ctrl_c_that_the_interrupted_code_turns_into_another_error_is_still_an_interrupt(tmp_path, monkeypatch):
+    """A pybind11 extension imported when SIGINT arrives raises ImportError("initialization failed"):
+    the run is recorded as interrupted and the interrupt goes on, not as a failure of the stage."""
+    from pipeline_code.pipeline import runner
+    from pipeline_code.pipeline.runs import local_runs
+    from pipeline_code.engine.settings import Settings
+
+    def importing(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+
+    monkeypatch.setattr(runner, "run_processing", importing)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_pipeline(BUNDLED, tmp_path / "work", Settings(), progress=False, log=lambda _: None)
+    [run] = local_runs(tmp_path / "work")
+    assert run.state == "failed" and "interrupted" in run.reason
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
