@@ -8,7 +8,8 @@ Forecast rows hold ``timestamp``, ``mean`` and ``lower``/``upper`` (a ``conf`` i
 per quantile (``p10``, ``p50``, ...; never crossing, see ``core.quantiles``).
 
 Errors: more ``periods`` than the model stores (a stored-path family trained for fewer periods than the
-server allows: ``Forecaster.periods_limit``): 400 naming the limit; an item on a single-series model, no item on a panel, a listing of a single-series model: 400;
+server allows: ``Forecaster.periods_limit``): 400 naming the limit; an item on a single-series model, no
+item on a panel, a listing of a single-series model: 400;
 unknown items: 404 naming them; an item whose stored model turns out unusable (checked when first
 asked for): 500 naming the item, the reason in the log.
 """

@@ -5,6 +5,7 @@ Imports nothing from training (no SciPy, statsmodels or pandas) and unpickles no
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -87,7 +88,7 @@ class Forecaster:
         found.setdefault("family", self.artifact.family)
         return found
 
-    @property
+    @functools.cached_property
     def stored_periods(self) -> int | None:
         """The most steps it forecasts (a stored path's length: ``paths``), None without a limit."""
         return stored_periods(self.artifact.core, self.artifact.parameters)
