@@ -234,20 +234,17 @@ def test_an_item_whose_final_model_cannot_forecast_gets_the_fallback(values, mon
     theta = registry.FAMILIES["theta"]
     marker = values["s002"][0]
 
-    class Exploding:
-        name, batched = theta.name, theta.batched
-        candidates = theta.candidates
-        fit_windows = theta.fit_windows
+    fit_final = theta.fit_final
 
-        def fit_final(self, y, candidate, ctx):
-            section = theta.fit_final(y, candidate, ctx)
-            if y[0] == marker:
-                centre = np.array(section.parameters["centre"], float)
-                centre[-1] = 800.0  # exp overflows at the last period served
-                section = replace(section, parameters={**section.parameters, "centre": centre})
-            return section
+    def exploding(y, candidate, ctx):
+        section = fit_final(y, candidate, ctx)
+        if y[0] == marker:
+            centre = np.array(section.parameters["centre"], float)
+            centre[-1] = 800.0  # exp overflows at the last period served
+            section = replace(section, parameters={**section.parameters, "centre": centre})
+        return section
 
-    monkeypatch.setitem(registry.FAMILIES, "theta", Exploding())
+    monkeypatch.setattr(theta, "fit_final", exploding)
     fit = fit_panel(panel_of(values), settings(), choice={"family": "theta"})
     served = fit.artifacts["s002"]
     assert served.family == "seasonal_naive"
