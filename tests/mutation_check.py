@@ -47,8 +47,7 @@ MUTATIONS = {
         ("tests/engine/test_calibration.py",)),
     "no-local-scaling": Mutation(
         "the local error scaling is removed from training and backtests",
-        (("pipeline_code/engine/estimator.py", "normalised(cv.log_errors, local_scales(step1),",
-          "normalised(cv.log_errors, np.ones(step1.size),"),
+        (("pipeline_code/engine/estimator.py", "scales = local_scales(step1)", "scales = np.ones(step1.size)"),
          ("pipeline_code/engine/estimator.py", "error_scale = current_scale(", "error_scale = 1.0 or ("),
          ("pipeline_code/engine/evaluation.py", "scales = local_scales(log_errors[:, 0])",
           "scales = np.ones(log_errors.shape[0])")),
@@ -74,6 +73,11 @@ MUTATIONS = {
         (("pipeline_code/engine/core/calibration.py",
           "return np.maximum(fitted, extended) if upper else np.minimum(fitted, extended)", "return fitted"),),
         ("tests/engine/test_calibration.py", "tests/serving/test_quantiles.py")),
+    "intervals-not-capped": Mutation(
+        "intervals wider than every calibration error (a level shift's errors times its scale)",
+        (("pipeline_code/engine/core/calibration.py", "    centred_edges = sorted_raw[[0, -1]]",
+          "    return low, high\n    centred_edges = sorted_raw[[0, -1]]"),),
+        ("tests/engine/test_interval_cap.py",)),
     "interval-shifted-by-the-cv-bias": Mutation(
         "the calibration errors' median shifts the interval off the point forecast",
         (("pipeline_code/engine/core/calibration.py",

@@ -13,7 +13,7 @@ import numpy as np
 from pipeline_code import __version__
 from pipeline_code.engine.core.artifact import ModelArtifact
 from pipeline_code.engine.core.calibration import (
-    CALIBRATION_SPLITS, COSTLY_CALIBRATION_SPLITS, SCALE_WINDOW, current_scale, local_scales, normalised,
+    CALIBRATION_SPLITS, COSTLY_CALIBRATION_SPLITS, SCALE_WINDOW, calibration_rows, current_scale, local_scales,
 )
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.core.spec import ModelSpec
@@ -95,8 +95,9 @@ class ModelEstimator:
         origins = calibration_origins(len(series), self.candidate, self.ctx, step=self.step)
         cv = cross_validate_candidate(data, target, self.candidate, origins, self.ctx).succeeded()
         step1 = cv.log_errors[:, 0]
-        calibration_errors = normalised(cv.log_errors, local_scales(step1),
-                                        keep=calibration_splits(self.candidate))
+        scales = local_scales(step1)
+        rows = calibration_rows(scales, calibration_splits(self.candidate))
+        calibration_errors, calibration_scales = cv.log_errors[rows] / scales[rows, None], scales[rows]
         if calibration_errors.shape[0] < MIN_CALIBRATION_SPLITS:
             raise FamilyError(
                 f"{self.candidate['family']}: {calibration_errors.shape[0]} CV splits calibrate the"
@@ -111,6 +112,7 @@ class ModelEstimator:
             t_last=len(series) - 1,
             parameters={**section.parameters, "error_scale": error_scale},
             calibration_errors=calibration_errors,
+            calibration_scales=calibration_scales,
             history={
                 "timestamps": [ts.isoformat() for ts in history.timestamps],
                 "values": history.values,
@@ -132,7 +134,7 @@ class ModelEstimator:
                 "hyperparameters": self.candidate,
                 "metrics": {f"cv_{k}": v for k, v in cv.metrics().items()},
                 "calibration": {
-                    "method": "locally scaled split conformal",
+                    "method": "locally scaled split conformal, capped by the unscaled errors",
                     "splits": int(calibration_errors.shape[0]),
                     "scale_window": SCALE_WINDOW,
                     "error_scale": error_scale,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.core.calibration import (
-    CALIBRATION_SPLITS, SCALE_WINDOW, bounds, local_scales, normalised,
+    CALIBRATION_SPLITS, SCALE_WINDOW, bounds, calibration_rows, capped, local_scales,
 )
 from pipeline_code.engine.core.design import design_matrix
 from pipeline_code.engine.core.forecaster import Forecaster
@@ -109,17 +109,19 @@ def online_offsets(
     levels: tuple[float, ...], *, keep: int = CALIBRATION_SPLITS,
 ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
     """Interval offsets at each backtest row, calibrated on the latest ``keep`` scaled errors observed
-    before its origin."""
+    before its origin and ``capped`` by those errors unscaled, as a served model's are."""
     scales = local_scales(log_errors[:, 0])
     out = {level: (np.empty((rows.size, horizon)), np.empty((rows.size, horizon))) for level in levels}
     for i, row in enumerate(rows):
-        past = all_origins + horizon <= all_origins[row]
-        calibration = np.sort(normalised(log_errors[past], scales[past], keep), axis=0)
+        past = np.flatnonzero(all_origins + horizon <= all_origins[row])
+        kept = past[calibration_rows(scales[past], keep)]
+        calibration = np.sort(log_errors[kept] / scales[kept, None], axis=0)
+        raw = np.sort(log_errors[kept], axis=0)
         if calibration.shape[0] < 2 or not np.isfinite(scales[row]):
             raise ValueError(f"origin {all_origins[row]} has too few earlier errors to calibrate")
         for level in levels:
             lo, hi = bounds(calibration, level)
-            out[level][0][i], out[level][1][i] = lo * scales[row], hi * scales[row]
+            out[level][0][i], out[level][1][i] = capped(lo * scales[row], hi * scales[row], raw, level)
     return out
 
 

@@ -23,9 +23,10 @@ def test_artifact_round_trip_is_plain_json_and_npz(fitted, tmp_path):
     document = json.loads((folder / "model.json").read_text())
     assert (document["format"], document["family"]) == ("forecast-mlops.model", "harmonic_arima")
     with zipfile.ZipFile(folder / "arrays.npz") as archive:
-        assert archive.namelist() == ["calibration_errors.npy"]
+        assert archive.namelist() == ["calibration_errors.npy", "calibration_scales.npy"]
     with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
         assert arrays["calibration_errors"].dtype == np.float64
+        assert arrays["calibration_scales"].shape == (arrays["calibration_errors"].shape[0],)
     loaded = Forecaster.load(folder)
     a, b = fitted.forecaster.predict(52, 0.9), loaded.predict(52, 0.9)
     np.testing.assert_allclose(a.mean, b.mean)

@@ -43,13 +43,14 @@ def fit_item(seed: int, family: str = "seasonal_naive") -> ModelArtifact:
 
 def pool_calibration(artifacts: dict[str, ModelArtifact], rows: int = 4) -> dict[str, ModelArtifact]:
     """What the panel fitter does: every item's calibration errors are the panel's pool (its
-    ``engine.panel_cv.pooled``, of ``rows`` normalised errors per item, as from the shared cutoffs)."""
+    ``engine.panel_cv.pooled``, of ``rows`` normalised errors per item, as from the shared cutoffs),
+    without the rows' scales, which a pool does not keep."""
     from pipeline_code.engine.panel_cv import pooled
 
     errors = [a.calibration_errors[-rows:] for a in artifacts.values()]
     pool = pooled(errors, errors[0].shape[1])
     for artifact in artifacts.values():
-        artifact.calibration_errors = pool
+        artifact.calibration_errors, artifact.calibration_scales = pool, None
     return artifacts
 
 

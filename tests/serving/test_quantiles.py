@@ -30,8 +30,9 @@ def test_p5_and_p95_are_the_90_percent_interval(forecaster):
 
 
 def with_errors(errors: np.ndarray) -> Forecaster:
+    """The errors as given: without row scales, so no cap (``calibration.capped``) narrows them."""
     artifact = fit_item(5)
-    artifact.calibration_errors = errors
+    artifact.calibration_errors, artifact.calibration_scales = errors, None
     return Forecaster(artifact)
 
 

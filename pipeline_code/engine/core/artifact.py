@@ -2,7 +2,8 @@
 
 ``model.json`` holds the model family, the forecasting core that evaluates it (``core.paths``), the
 family's specification and fitted parameters (its plain-data section), the data tail and metadata;
-``arrays.npz`` holds the cross-validation errors used to calibrate intervals. Both are read back with
+``arrays.npz`` holds the cross-validation errors used to calibrate intervals, and each error row's
+local scale (``core.calibration``; artifacts written before the scales were kept lack them). Both are read back with
 ``allow_pickle=False``. Format 2 added ``family`` and ``core``; a format-1 artifact (the harmonic
 model only) still loads, as family and core ``harmonic_arima``.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_code.engine.core.artifact_checks import ArtifactProblem, check_document, load_calibration_errors
+from pipeline_code.engine.core.artifact_checks import ArtifactProblem, check_document, load_calibration_arrays
 
 FORMAT = "forecast-mlops.model"
 FORMAT_VERSION = 2
@@ -45,13 +46,17 @@ class ModelArtifact:
     metadata: dict[str, Any] = field(default_factory=dict)  # version, trained_at, metrics, ...
     family: str = HARMONIC  # the model family (or "combination") that produced the section
     core: str = HARMONIC  # the core.paths function that forecasts from ``spec`` and ``parameters``
+    calibration_scales: np.ndarray | None = None  # (splits,) each error row's local scale
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         document = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.document()}
         (folder / MODEL_JSON).write_text(json.dumps(document, indent=1, sort_keys=True))
-        np.savez(folder / ARRAYS_NPZ, calibration_errors=np.asarray(self.calibration_errors, float))
+        arrays = {"calibration_errors": np.asarray(self.calibration_errors, float)}
+        if self.calibration_scales is not None:
+            arrays["calibration_scales"] = np.asarray(self.calibration_scales, float)
+        np.savez(folder / ARRAYS_NPZ, **arrays)
         return folder
 
     def document(self) -> dict[str, Any]:
@@ -69,7 +74,8 @@ class ModelArtifact:
         }
 
     @classmethod
-    def from_document(cls, document: dict[str, Any], errors: np.ndarray) -> "ModelArtifact":
+    def from_document(cls, document: dict[str, Any], errors: np.ndarray,
+                      scales: np.ndarray | None = None) -> "ModelArtifact":
         """The artifact of a checked document (see ``artifact_checks.check_document``)."""
         return cls(
             spec=document["spec"],
@@ -82,6 +88,7 @@ class ModelArtifact:
             metadata=document.get("metadata", {}),
             family=document["family"],
             core=document["core"],
+            calibration_scales=scales,
         )
 
     @classmethod
@@ -99,14 +106,14 @@ class ModelArtifact:
             elif version != (FORMAT, FORMAT_VERSION):
                 raise ArtifactProblem(MODEL_JSON, f"unsupported artifact format {version[0]!r} v{version[1]}")
             check_document(document, MODEL_JSON, document.get("core"))
-            errors = load_calibration_errors(folder / ARRAYS_NPZ)
+            errors, scales = load_calibration_arrays(folder / ARRAYS_NPZ)
         except FileNotFoundError as err:
             raise ArtifactError(f"model folder {folder.name!r} lacks {Path(err.filename).name}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ArtifactError(f"model folder {folder.name!r}: {MODEL_JSON} is not valid JSON ({err})") from None
         except ArtifactProblem as err:
             raise ArtifactError(f"model folder {folder.name!r}: {err}") from None
-        return cls.from_document(document, errors)
+        return cls.from_document(document, errors, scales)
 
 
 def finite(value: Any) -> Any:

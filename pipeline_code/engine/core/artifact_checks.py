@@ -24,6 +24,7 @@ from pipeline_code.engine.core.design import design_matrix
 from pipeline_code.engine.core.spec import ModelSpec
 
 CALIBRATION_ERRORS = "calibration_errors"
+CALIBRATION_SCALES = "calibration_scales"  # optional: each calibration row's local scale
 MIN_CALIBRATION_ROWS = 2  # the conformal bounds need two errors per step
 
 # model.json's keys and their JSON types (bool is not a number here); ``optional`` may be absent.
@@ -98,21 +99,34 @@ def check_section(core: str, spec: Any, parameters: Any) -> None:
     SECTION_CHECKS[core](spec, parameters)
 
 
-def load_calibration_errors(path: Path) -> np.ndarray:
-    """The calibration errors of ``arrays.npz``: a readable archive, a finite 2-D numeric array."""
+def load_calibration_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The calibration errors of ``arrays.npz`` (a readable archive, a finite 2-D numeric array) and
+    their rows' scales, which artifacts written before the scales were kept lack (None)."""
     try:
         with np.load(path, allow_pickle=False) as arrays:
             if CALIBRATION_ERRORS not in arrays.files:
                 raise ArtifactProblem(
                     path.name, f"lacks the array {CALIBRATION_ERRORS!r} (has {arrays.files})")
             errors = arrays[CALIBRATION_ERRORS]
+            scales = arrays[CALIBRATION_SCALES] if CALIBRATION_SCALES in arrays.files else None
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
         if isinstance(err, ArtifactProblem):
             raise
         raise unreadable_archive(path.name, err) from None
-    return check_calibration_errors(errors, path.name)
+    errors = check_calibration_errors(errors, path.name)
+    return errors, None if scales is None else check_calibration_scales(scales, errors.shape[0], path.name)
+
+
+def check_calibration_scales(scales: np.ndarray, rows: int, file: str) -> np.ndarray:
+    """One finite, positive scale per calibration row, as floats."""
+    if scales.dtype.kind not in "fiu" or scales.shape != (rows,):
+        raise ArtifactProblem(file, f"{CALIBRATION_SCALES} has dtype {scales.dtype} and shape {scales.shape};"
+                              f" expected {rows} numbers, one per row of {CALIBRATION_ERRORS}")
+    if not np.all(np.isfinite(scales) & (scales > 0)):
+        raise ArtifactProblem(file, f"{CALIBRATION_SCALES} holds values that are not finite and positive")
+    return scales.astype(float)
 
 
 def unreadable_archive(file: str, err: Exception) -> ArtifactProblem:

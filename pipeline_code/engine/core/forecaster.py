@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline_code.engine.core.artifact import ModelArtifact
 from pipeline_code.engine.core.calendar import parse_freq
-from pipeline_code.engine.core.calibration import bounds
+from pipeline_code.engine.core.calibration import bounds, capped
 from pipeline_code.engine.core.paths import log_path, stored_periods
 from pipeline_code.engine.settings import COMBINATION
 
@@ -72,6 +72,13 @@ class Forecaster:
         self._scale = float(artifact.parameters["error_scale"])
         self._errors = (sorted_errors if sorted_errors is not None
                         else np.sort(np.asarray(artifact.calibration_errors, dtype=float), axis=0))
+        scales = artifact.calibration_scales
+        if scales is not None and np.shape(scales) != (np.shape(artifact.calibration_errors)[0],):
+            raise ValueError(f"calibration_scales has shape {np.shape(scales)}; expected one scale per row"
+                             f" of calibration_errors {np.shape(artifact.calibration_errors)}")
+        # the errors unscaled, which cap the intervals (``calibration.capped``; None: not kept)
+        self._raw = (None if sorted_errors is not None or scales is None
+                     else np.sort(np.asarray(artifact.calibration_errors, float) * scales[:, None], axis=0))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Forecaster":
@@ -137,12 +144,14 @@ class Forecaster:
         """Log-scale interval offsets from the point forecast per step (see ``calibration``).
 
         Steps within the cross-validated horizon use that step's normalised CV errors times the
-        current error scale; steps past it scale the last step's offsets by the model's variance
-        growth.
+        current error scale, capped by the unscaled errors where they are kept; steps past it scale
+        the last step's offsets by the model's variance growth.
         """
         horizon = self._errors.shape[1]
         low, high = self.calibrated_bounds(conf)
         low, high = low * self._scale, high * self._scale
+        if self._raw is not None:
+            low, high = capped(low, high, self._raw, conf)
         periods = variance.size
         steps = np.minimum(np.arange(periods), horizon - 1)
         low, high = low[steps], high[steps]
