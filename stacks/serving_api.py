@@ -10,7 +10,8 @@ Request body contract (the invoke Lambda's and the serving container's, pipeline
 ``periods`` an integer 1..max_periods or a decimal string such as "26" (strings are range-checked by
 the Lambda), ``conf`` a number in (0, 1) or a decimal string such as "0.9", or ``quantiles``; optional
 ``history``; a panel model's ``item_id`` or ``item_ids``; or ``{"list_items": true, "offset", "limit"}``;
-other properties are rejected. Gateway errors use the Lambda's error shape ``{"error": "..."}``.
+other properties are rejected. Gateway errors use the Lambda's error shape ``{"error": "..."}``; a body the
+model refuses names the rule it broke (``VALIDATION_ERROR_TEMPLATE``).
 """
 
 from __future__ import annotations
@@ -54,17 +55,30 @@ INVOKE_MARGIN_SECONDS = 2
 INVOKE_READ_TIMEOUT_SECONDS = INVOKE_LAMBDA_TIMEOUT_SECONDS - INVOKE_CONNECT_TIMEOUT_SECONDS - INVOKE_MARGIN_SECONDS
 INVOKE_MAX_ATTEMPTS = 1
 STAGE_NAME = "v1"
+# Gateway response templates are not VTL: only simple substitution of $context (and stage and method
+# request) variables, so no $util function (escapeJavaScript, ...) can escape a value.
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/customize-gateway-responses.html
+# $context.error.messageString is "the quoted value of $context.error.message"; for a body the model
+# refuses, that is only "Invalid request body", and the rules it broke are in
+# $context.error.validationErrorString, "a string containing a detailed validation error message":
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping-template-reference.html
+# The docs say no more; as observed (not documented), it comes unquoted (unlike messageString), with its
+# quotes and backslashes escaped as in a JSON string ([instance value (\"WOW\") not found in enum ...]),
+# so it goes inside quotes (verify on a deployed stack after an API Gateway change), after
+# $context.error.message (the constant "Invalid request body", no quotes to escape). BAD_REQUEST_PARAMETERS
+# cannot occur: the method requires no parameters (DEFAULT_4XX would answer it).
 ERROR_TEMPLATE = '{"error": $context.error.messageString}'
-# Gateway responses in the {"error": "..."} shape; (type, status code or None for the type's default).
+VALIDATION_ERROR_TEMPLATE = '{"error": "$context.error.message: $context.error.validationErrorString"}'
+# Gateway responses in the {"error": "..."} shape; (type, status code or None for the type's default, template).
 GATEWAY_RESPONSES = [
-    (apigw.ResponseType.DEFAULT_4_XX, None),
-    (apigw.ResponseType.DEFAULT_5_XX, None),
-    (apigw.ResponseType.BAD_REQUEST_BODY, "400"),
-    (apigw.ResponseType.INVALID_API_KEY, "403"),
-    (apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404"),
-    (apigw.ResponseType.THROTTLED, "429"),
-    (apigw.ResponseType.QUOTA_EXCEEDED, "429"),
-    (apigw.ResponseType.UNSUPPORTED_MEDIA_TYPE, "415"),
+    (apigw.ResponseType.DEFAULT_4_XX, None, ERROR_TEMPLATE),
+    (apigw.ResponseType.DEFAULT_5_XX, None, ERROR_TEMPLATE),
+    (apigw.ResponseType.BAD_REQUEST_BODY, "400", VALIDATION_ERROR_TEMPLATE),
+    (apigw.ResponseType.INVALID_API_KEY, "403", ERROR_TEMPLATE),
+    (apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", ERROR_TEMPLATE),
+    (apigw.ResponseType.THROTTLED, "429", ERROR_TEMPLATE),
+    (apigw.ResponseType.QUOTA_EXCEEDED, "429", ERROR_TEMPLATE),
+    (apigw.ResponseType.UNSUPPORTED_MEDIA_TYPE, "415", ERROR_TEMPLATE),
 ]
 
 
@@ -207,12 +221,12 @@ class ServingApi(Construct):
             ),
         )
         self.stage = self.api.deployment_stage
-        for response_type, status in GATEWAY_RESPONSES:
+        for response_type, status, template in GATEWAY_RESPONSES:
             self.api.add_gateway_response(
                 f"Gw{response_type.response_type}",
                 type=response_type,
                 status_code=status,
-                templates={"application/json": ERROR_TEMPLATE},
+                templates={"application/json": template},
             )
 
         model = self.api.add_model(

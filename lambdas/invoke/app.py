@@ -4,8 +4,8 @@ The request rules are the serving app's own (``pipeline_code`` here links to the
 asset follows the link and keeps only its standard-library modules, ``serving/request.py`` and the run
 document's), so the Lambda and the container cannot disagree on what is valid, nor on the periods limit. Error mapping, always ``{"error": ..., "request_id": ...}`` and never a stack trace:
 
-* invalid request -> 400 (413 oversize body, 415 non-JSON content type), as is an event that is not a
-  proxy event (a body that is not a string, ...), without calling the endpoint;
+* invalid request -> 400 (413 oversize body, 415 non-JSON content type or a compressed body), as is an
+  event that is not a proxy event (a body that is not a string, ...), without calling the endpoint;
 * ``ModelError`` (the container answered 4xx) -> that status (400, or 404 for an unknown item of a
   panel model) with the container's message;
   ``ModelError`` with a 5xx (or no) status from the container -> 502;
@@ -53,8 +53,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from pipeline_code.engine.settings import SettingsError, max_periods_from_env
-from pipeline_code.serving.request import RequestError, check_content_type, parse_request
+from pipeline_code.engine.settings import SettingsError, json_kind, max_periods_from_env
+from pipeline_code.serving.request import RequestError, check_content_encoding, check_content_type, parse_request
 
 logger = Logger(service="forecast-invoke")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ForecastMlops"), service="invoke")
@@ -67,6 +67,9 @@ ANSWERS = ("forecasts", "items", "item_ids")
 RETRY_AFTER = {429: "1", 503: "10"}
 # The container's 4xx passed on as they are (an unknown item); others are 400.
 PASSED_ON = {404}
+# The request as forwarded: compact UTF-8, never longer than the body the Lambda accepted (the container
+# refuses more than MAX_BODY_BYTES too; ASCII escapes of non-ASCII item ids would grow it 6-12 times).
+FORWARDED_JSON = {"ensure_ascii": False, "separators": (",", ":")}
 
 # --- the endpoint call ----------------------------------------------------------------------------
 
@@ -93,7 +96,7 @@ def invoke(request: dict[str, Any], request_id: str) -> dict[str, Any]:
     try:
         response = runtime_client().invoke_endpoint(
             EndpointName=os.environ["ENDPOINT_NAME"],
-            Body=json.dumps(request).encode(),
+            Body=json.dumps(request, **FORWARDED_JSON).encode(),
             ContentType="application/json",
             Accept="application/json",
             CustomAttributes=f"request-id={request_id}",
@@ -194,7 +197,7 @@ def _check_event(event: Any) -> None:
         raise RequestError("the event must be an API Gateway proxy event (a JSON object)")
     for name, (kind, described) in EVENT_FIELDS.items():
         if event.get(name) is not None and not isinstance(event[name], kind):
-            raise RequestError(f"the event's {name} must be {described}, got {type(event[name]).__name__}")
+            raise RequestError(f"the event's {name} must be {described}, got {json_kind(event[name])}")
     if not all(isinstance(value, str) for value in (event.get("headers") or {}).values()):
         raise RequestError("the event's headers must map names to strings")
 
@@ -227,6 +230,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             _check_event(event)
             proxy = APIGatewayProxyEvent(event)
             check_content_type(proxy.headers.get("content-type") if proxy.headers else None)
+            check_content_encoding(proxy.headers.get("content-encoding") if proxy.headers else None)
             parsed = parse_request(_body_bytes(proxy), max_periods=configured_max_periods())
         except SettingsError as err:
             summary.update(status=503, error=str(err), error_code="Misconfigured")

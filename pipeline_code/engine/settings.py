@@ -254,10 +254,20 @@ _INVISIBLE = re.compile(f"[{ITEM_ID_INVISIBLE}]")
 _SURROGATES = re.compile("[\\ud800-\\udfff]")  # lone surrogates (JSON \\ud800 escapes): not UTF-8
 
 
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's terms ("an array", "null", ...), for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {dict: "an object", list: "an array", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
 def item_id_problem(value: object) -> str | None:
     """Why ``value`` is not a valid item id (None when it is); the one rule for data, artifact and API."""
     if not isinstance(value, str):
-        return f"an item id must be a string, got {type(value).__name__}"
+        return f"an item id must be a string, got {json_kind(value)}"
     if not value:
         return "an item id must not be empty"
     if len(value) > MAX_ITEM_ID_LENGTH:

@@ -51,6 +51,7 @@ from pipeline_code.serving.request import (
     DEFAULT_MAX_PERIODS,
     MAX_BODY_BYTES,
     RequestError,
+    check_content_encoding,
     check_content_type,
     parse_request,
     request_schema,
@@ -122,6 +123,12 @@ class LoadedModel:
     info_json: str
     panel: PanelModel | None = None
     max_periods: int = DEFAULT_MAX_PERIODS  # the server's limit; a model may allow fewer (periods_limit)
+
+    @property
+    def periods_limit(self) -> int:
+        """The most periods a request may ask: a single series' model's own limit (its stored path, if
+        shorter than the server's), the server's for a panel (each item's is checked when asked for)."""
+        return self.max_periods if self.panel is not None else self.forecaster.periods_limit(self.max_periods)
 
 
 NOT_LOADED_YET = "model not loaded yet"  # /ping's reason before the first load has been tried
@@ -293,7 +300,8 @@ class ForecastHandler:
         elif path == "/forecast":
             return _error_body(404, "Not Found")
         try:
-            check_content_type(header("content-type"))
+            check_content_type(_only(headers, b"content-type"))
+            check_content_encoding(b", ".join(headers.get(b"content-encoding", [])).decode("latin-1") or None)
             raw = await _read_body(header("content-length"), chunks)
             parsed = parse_request(raw, max_periods=self.max_periods)
         except RequestError as err:
@@ -353,6 +361,14 @@ async def _asgi_chunks(receive: Any):
             return
 
 
+def _only(headers: dict[bytes, list[bytes]], name: bytes) -> str | None:
+    """The one value of header ``name`` (None when absent); several are ambiguous (a 400 RequestError)."""
+    values = headers.get(name, [])
+    if len(values) > 1:
+        raise RequestError(f"ambiguous request: {len(values)} {name.decode()} headers; send exactly one")
+    return values[0].decode("latin-1") if values else None
+
+
 def _error_body(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
     return status, json.dumps({"error": message}).encode(), headers or {}
 
@@ -377,25 +393,28 @@ async def _read_body(declared: str | None, chunks) -> bytes:
 
 def _install_openapi(app: FastAPI, holder: "ModelHolder", max_periods: int, *, keyed: bool) -> None:
     """The OpenAPI schema, with the exact request schema of the model being served (a panel model takes
-    items; a single-series model refuses them) and, in gateway mode, the API key scheme."""
-    cache: dict[bool, dict[str, Any]] = {}
+    items; a single-series model refuses them; ``periods`` up to the model's limit) and, in gateway mode,
+    the API key scheme."""
+
+    @functools.lru_cache(maxsize=4)  # per (panel, periods limit): what the schema depends on
+    def schema_for(panel: bool, limit: int) -> dict[str, Any]:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for operation in (schema["paths"].get(path, {}).get("post") for path in ("/invocations", "/forecast")):
+            if operation:
+                operation["requestBody"]["content"][JSON]["schema"] = request_schema(limit, panel=panel)
+        if keyed:
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}
+            }
+        return schema
 
     def openapi() -> dict[str, Any]:
-        panel = holder.current is not None and holder.current.panel is not None
-        if panel not in cache:
-            from fastapi.openapi.utils import get_openapi
-
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
-            for operation in (schema["paths"].get(path, {}).get("post") for path in ("/invocations", "/forecast")):
-                if operation:
-                    operation["requestBody"]["content"][JSON]["schema"] = request_schema(max_periods, panel=panel)
-            if keyed:
-                schema.setdefault("components", {})["securitySchemes"] = {
-                    "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}
-                }
-            cache[panel] = schema
-        return cache[panel]
+        loaded = holder.current
+        if loaded is None:
+            return schema_for(False, max_periods)
+        return schema_for(loaded.panel is not None, loaded.periods_limit)
 
     app.openapi = openapi  # type: ignore[method-assign]
 

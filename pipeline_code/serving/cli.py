@@ -61,18 +61,22 @@ def port_number(text: str) -> int:
     return value
 
 
-def check_port_free(port: int) -> None:
-    """Refuse a port that is already taken on 127.0.0.1 (the server's default bind address)."""
+DEFAULT_HOST = "127.0.0.1"
+
+
+def check_port_free(port: int, host: str = DEFAULT_HOST) -> None:
+    """Refuse a port that is already taken on ``host`` (default the server's default bind address)."""
     import socket
 
-    with socket.socket() as probe:
-        # as uvicorn binds: a port left in TIME_WAIT by a stopped server is free, a listening one is not
+    # as uvicorn binds: an IPv6 socket for an address with a colon, SO_REUSEADDR (a port left in
+    # TIME_WAIT by a stopped server is free, a listening one is not)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError as err:
             reason = (err.strerror or str(err)).lower()
-            raise RuntimeError(f"cannot serve on 127.0.0.1:{port}: {reason} (is port {port} free? see --port)") from None
+            raise RuntimeError(f"cannot serve on {host}:{port}: {reason} (is port {port} free? see --port)") from None
 
 
 # --- serve ----------------------------------------------------------------------------------------
@@ -81,7 +85,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path,
                         help="a model artifact folder (with model.json) or a registry folder (serves its "
                              "approved version)")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--max-periods", type=periods_limit, default=None,
                         help="largest accepted 'periods' (default $FORECAST_MAX_PERIODS or 104)")
@@ -122,6 +126,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return _key_admin(args, key_file or default_key_file())
     if args.model is None:
         print("serve: --model DIR is required", file=sys.stderr)
+        return 2
+    try:
+        check_port_free(args.port, args.host)  # before a key file is created or a server announced
+    except RuntimeError as err:
+        print(f"serve: {err}", file=sys.stderr)
         return 2
     guard = None
     if key_file is not None:

@@ -7,14 +7,18 @@ the standard-library modules), and a test checks both answer a table of cases al
 Rules (the contract in docs/serving.md):
 
 * the body is a JSON object (UTF-8, at most ``MAX_BODY_BYTES``), no duplicate keys, no unknown keys,
-  no ``NaN``/``Infinity`` literals;
+  no ``NaN``/``Infinity`` literals, arrays and objects nested at most ``MAX_NESTING`` deep, integers of
+  at most Python's digit limit (``sys.get_int_max_str_digits()``);
 * the ``Content-Type`` is ``application/json`` (an optional ``charset`` must be UTF-8); a missing
-  header is read as JSON, any other media type is refused with 415;
+  header is read as JSON, any other media type is refused with 415, as is a ``Content-Encoding`` other
+  than ``identity`` (a compressed body);
 * a forecast: ``periods`` (required): an integer from 1 to ``max_periods``, as a JSON number (``26``
   or ``26.0``) or a decimal string without sign, spaces or leading zeros (``"26"``);
 * and either ``conf``: a number strictly between 0 and 1, as a JSON number (``0.9``, ``1e-9``) or a
-  decimal string ``"0.9"`` / ``".9"`` (no exponent), or ``quantiles``: 1 to ``MAX_QUANTILES``
-  distinct JSON numbers from ``QUANTILE_RANGE[0]`` to ``QUANTILE_RANGE[1]``;
+  decimal string ``"0.9"`` / ``".9"`` (no exponent), compared as written (``0.99999999999999999`` and
+  ``1e-400`` are inside; as doubles they round to 1 and 0, so they are taken as the nearest doubles
+  inside, ``CONF_RANGE``), or ``quantiles``: 1 to ``MAX_QUANTILES`` JSON numbers from
+  ``QUANTILE_RANGE[0]`` to ``QUANTILE_RANGE[1]``, distinct to 10 significant digits (their response keys);
 * ``history`` (optional, default 0): an integer from 0 to ``MAX_HISTORY`` (same forms as
   ``periods``): how many recent observations to return with the forecast, for plots;
 * a panel model's series: ``item_id`` (one item id) or ``item_ids`` (1 to ``MAX_ITEMS`` distinct ids),
@@ -30,10 +34,19 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
+from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
-from pipeline_code.engine.settings import ITEM_ID_INVISIBLE, MAX_ITEM_ID_LENGTH, ServeSettings, item_id_problem
+from pipeline_code.engine.settings import (
+    ITEM_ID_INVISIBLE,
+    MAX_ITEM_ID_LENGTH,
+    ServeSettings,
+    item_id_problem,
+    json_kind,
+)
 
 DEFAULT_MAX_PERIODS = ServeSettings().max_periods
 MAX_HISTORY = 156
@@ -45,6 +58,12 @@ MAX_OFFSET = 10_000_000
 # 100 ASCII item ids of 256 characters fit, with room for the rest; multi-byte (UTF-8) or \u-escaped
 # ids can exceed it.
 MAX_BODY_BYTES = 64 * 1024
+# Arrays and objects nested in a body (a request nests 2 deep): deeper is refused by name, well inside
+# the recursion limit of Python's JSON parser.
+MAX_NESTING = 32
+# conf as a double: the nearest doubles to 0 and 1 strictly between them. A conf inside (0, 1) as
+# written that rounds to 0 or 1 (1e-400, 0.99999999999999999) is taken as the nearest of these.
+CONF_RANGE = (math.ulp(0.0), math.nextafter(1.0, 0.0))
 
 # Numeric strings accepted for integers ("26") and for conf ("0.9", ".9"); the API Gateway model uses them too.
 INT_PATTERN = r"0|[1-9][0-9]{0,17}"
@@ -58,6 +77,21 @@ FIELDS = FORECAST_FIELDS + LIST_FIELDS
 # Item ids as a JSON Schema pattern (item_id_problem's characters; its surrogate rule is the server's:
 # a JSON body that is UTF-8 cannot carry them, only \\ud800 escapes can).
 ITEM_ID_PATTERN = f"^[^{ITEM_ID_INVISIBLE}]+$"
+
+
+class JsonNumber(float):
+    """A JSON number with a fraction or exponent: the nearest double, and ``text`` as sent (its ``repr``,
+    so a message names what was sent: ``1e-400``, not ``0.0``)."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> "JsonNumber":
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 class RequestError(ValueError):
@@ -130,6 +164,12 @@ def check_content_type(value: str | None) -> None:
             raise RequestError(f"charset must be utf-8, got {_show(val.strip())}", 415)
 
 
+def check_content_encoding(value: str | None) -> None:
+    """Refuse a compressed body (415): only ``identity``, or no ``Content-Encoding`` at all, is read."""
+    if any(coding.strip().lower() not in ("", "identity") for coding in (value or "").split(",")):
+        raise RequestError(f"unsupported content encoding {_show(value)}; send the body uncompressed", 415)
+
+
 def parse_request(raw: bytes, *, max_periods: int = DEFAULT_MAX_PERIODS) -> ForecastRequest | ItemsRequest:
     """Parse and validate a request body; raises RequestError."""
     if len(raw) > MAX_BODY_BYTES:
@@ -138,12 +178,14 @@ def parse_request(raw: bytes, *, max_periods: int = DEFAULT_MAX_PERIODS) -> Fore
 
 
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity literals, no duplicate keys."""
+    """Strict JSON: UTF-8, no NaN/Infinity literals, no duplicate keys, bounded nesting and digits."""
     if not raw.strip():
         raise RequestError("request body is empty; expected a JSON object")
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        _check_nesting(text)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys,
+                          parse_float=JsonNumber, parse_int=_int_literal)
     except RequestError:
         raise
     except UnicodeDecodeError:
@@ -188,6 +230,27 @@ def validate(document: Any, *, max_periods: int = DEFAULT_MAX_PERIODS) -> Foreca
                            many="item_ids" in document)
 
 
+# A JSON string literal (brackets inside one do not nest).
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse arrays and objects nested deeper than MAX_NESTING (a RequestError saying so)."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return  # too few brackets to nest deeper
+    steps = (1 if c in "[{" else -1 for c in _STRING_LITERAL.sub("", text) if c in "[]{}")
+    if max(accumulate(steps), default=0) > MAX_NESTING:
+        raise RequestError(f"request body nests arrays or objects deeper than {MAX_NESTING} levels")
+
+
+def _int_literal(text: str) -> int:
+    """A JSON integer; one past Python's int digit limit is refused by name, not as malformed JSON."""
+    limit = sys.get_int_max_str_digits()
+    if limit and len(text.lstrip("-")) > limit:
+        raise RequestError(f"request body holds a number with more than {limit} digits")
+    return int(text)
+
+
 def _items_request(document: dict[str, Any]) -> ItemsRequest:
     if document["list_items"] is not True:
         raise RequestError(f"list_items must be true, got {_show(document['list_items'])}")
@@ -226,7 +289,7 @@ def _item_id(name: str, value: Any) -> str:
 def _item_ids(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_ITEMS:
         raise RequestError(f"item_ids must be a list of 1 to {MAX_ITEMS} item ids, got "
-                           f"{_type_name(value) if not isinstance(value, list) else f'{len(value)} ids'}")
+                           f"{json_kind(value) if not isinstance(value, list) else f'{len(value)} ids'}")
     ids = tuple(_item_id(f"item_ids[{i}]", v) for i, v in enumerate(value))
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
@@ -250,29 +313,24 @@ def _integer(name: str, value: Any, low: int, high: int) -> int:
             raise RequestError(f"{problem} (a number or a decimal string such as \"26\"), got {_show(value)}")
         number = int(value)
     else:
-        raise RequestError(f"{problem}, got {_type_name(value)}")
+        raise RequestError(f"{problem}, got {json_kind(value)}")
     if not low <= number <= high:
         raise RequestError(f"{problem}, got {_show(value)}")
     return number
 
 
 def _conf(value: Any) -> float:
+    """conf compared as written (a JSON number's text, a decimal string), as a double inside CONF_RANGE."""
     problem = "conf must be a number strictly between 0 and 1"
-    if isinstance(value, bool):
-        raise RequestError(f"{problem}, got a boolean")
-    if isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RequestError(f"{problem}, got {json_kind(value)}")
+    if isinstance(value, str) and (len(value) > _MAX_STRING or not _CONF_STRING.fullmatch(value)):
+        raise RequestError(f"{problem} (a number or a decimal string such as \"0.9\"), got {_show(value)}")
+    exact = Decimal(value.text if isinstance(value, JsonNumber) else value)
+    if not (exact.is_finite() and 0 < exact < 1):
         raise RequestError(f"{problem}, got {_show(value)}")
-    if isinstance(value, float):
-        number = value
-    elif isinstance(value, str):
-        if len(value) > _MAX_STRING or not _CONF_STRING.fullmatch(value):
-            raise RequestError(f"{problem} (a number or a decimal string such as \"0.9\"), got {_show(value)}")
-        number = float(value)
-    else:
-        raise RequestError(f"{problem}, got {_type_name(value)}")
-    if not (math.isfinite(number) and 0.0 < number < 1.0):
-        raise RequestError(f"{problem}, got {_show(value)}")
-    return number
+    low, high = CONF_RANGE
+    return min(max(float(exact), low), high)
 
 
 def _reject_constant(name: str) -> None:
@@ -288,12 +346,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "an array", type(None): "null"}.get(type(value), type(value).__name__)
-
-
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A value for a message: a string quoted, a number as sent, anything else as JSON (true, null, [1])."""
+    text = repr(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else (
+        json.dumps(value, ensure_ascii=False))
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -355,12 +411,13 @@ def request_schema(max_periods: int = DEFAULT_MAX_PERIODS, *, panel: bool = Fals
                 "description": "Level of the central prediction interval, strictly between 0 and 1.",
                 "anyOf": [
                     {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-                    {"type": "string", "pattern": "^0?\\.[0-9]*[1-9][0-9]*$", "maxLength": _MAX_STRING},
+                    {"type": "string", "pattern": f"^{CONF_PATTERN}$", "maxLength": _MAX_STRING},
                 ],
                 "example": 0.9,
             },
             "quantiles": {
-                "description": "Quantiles to forecast instead of an interval (response keys p10, p50, ...).",
+                "description": "Quantiles to forecast instead of an interval (response keys p10, p50, ...), "
+                               "distinct to 10 significant digits (their keys): uniqueItems cannot say it.",
                 "type": "array", "minItems": 1, "maxItems": MAX_QUANTILES, "uniqueItems": True,
                 "items": {"type": "number", "minimum": QUANTILE_RANGE[0], "maximum": QUANTILE_RANGE[1]},
                 "example": [0.1, 0.5, 0.9],

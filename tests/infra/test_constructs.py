@@ -98,11 +98,29 @@ def test_serving_api_requires_a_key_validates_the_body_and_has_a_usage_plan(cfn_
         "Throttle": {"RateLimit": 10, "BurstLimit": 20}, "Quota": {"Limit": 10000, "Period": "DAY"}})
     cfn_template.has_resource_properties("AWS::ApiGateway::Stage", {
         "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()})})
-    responses = _props("AWS::ApiGateway::GatewayResponse")
-    types = {r["ResponseType"] for r in responses}
-    assert {"DEFAULT_4XX", "DEFAULT_5XX", "BAD_REQUEST_BODY", "THROTTLED", "QUOTA_EXCEEDED", "INVALID_API_KEY"} <= types
-    assert all(r["ResponseTemplates"] == {"application/json": '{"error": $context.error.messageString}'}
-               for r in responses)
+    responses = {r["ResponseType"]: r["ResponseTemplates"]["application/json"]
+                 for r in _props("AWS::ApiGateway::GatewayResponse")}
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "BAD_REQUEST_BODY", "THROTTLED", "QUOTA_EXCEEDED", "INVALID_API_KEY"} <= set(
+        responses)
+    body_template = responses.pop("BAD_REQUEST_BODY")
+    assert set(responses.values()) == {'{"error": $context.error.messageString}'}
+    # A body the model refuses names the rules it broke, not only "Invalid request body".
+    assert body_template == '{"error": "$context.error.message: $context.error.validationErrorString"}'
+    rendered = _gateway_render(body_template, "Invalid request body", VALIDATION_DETAIL)
+    assert json.loads(rendered) == {"error": f"Invalid request body: {VALIDATION_DETAIL}"}
+
+
+# Rules a body broke, as API Gateway's model validation reports them (quotes, and a backslash in the input).
+VALIDATION_DETAIL = ('[instance value (false) not found in enum (possible values: [true]), '
+                     'ECMA 262 regex "^[^\\u0000]+$" does not match input string "a\\"b"]')
+
+
+def _gateway_render(template: str, message: str, detail: str) -> str:
+    """A gateway response as API Gateway substitutes its variables (no VTL): messageString quoted and
+    escaped, message as is, validationErrorString escaped but not quoted (as API Gateway sends it)."""
+    return (template.replace("$context.error.messageString", json.dumps(message))
+            .replace("$context.error.validationErrorString", json.dumps(detail)[1:-1])
+            .replace("$context.error.message", message))
 
 
 def test_the_invoke_lambda_runs_lambdas_invoke_with_the_powertools_layer(template):

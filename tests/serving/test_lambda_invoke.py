@@ -179,7 +179,7 @@ PANEL_PAGE = {"model": SERVED["model"], "total": 1, "offset": 0, "limit": 10, "i
 ])
 def test_request_sent_to_the_endpoint(lam, sent, forwarded, served):
     _, stubber = stubbed(lam)
-    expected = {"EndpointName": ENDPOINT, "Body": json.dumps(forwarded).encode(),
+    expected = {"EndpointName": ENDPOINT, "Body": json.dumps(forwarded, separators=(",", ":")).encode(),
                 "ContentType": "application/json", "Accept": "application/json",
                 "CustomAttributes": "request-id=apigw-req-1"}
     stubber.add_response("invoke_endpoint", {"Body": io.BytesIO(json.dumps(served).encode()),
@@ -190,11 +190,33 @@ def test_request_sent_to_the_endpoint(lam, sent, forwarded, served):
     assert status == 200 and doc == served
 
 
+def test_non_ascii_item_ids_are_forwarded_as_compact_utf8_within_the_containers_limit(lam, monkeypatch):
+    """100 ids of 200 "ü" are 40,631 bytes as UTF-8; with \\u escapes (ensure_ascii) they were forwarded as
+    120,631 bytes, which the container refused (413) for a request the Lambda accepted."""
+    ids = [f"{i:03d}" + "\u00fc" * 200 for i in range(100)]
+    sent = json.dumps({"item_ids": ids, "periods": 1, "conf": 0.9}, ensure_ascii=False)
+    assert len(sent.encode()) <= app_rules.MAX_BODY_BYTES
+    forwarded = []
+
+    def endpoint(**kwargs):
+        forwarded.append(kwargs["Body"])
+        items = [{"item_id": i, "forecasts": SERVED["forecasts"]} for i in ids]
+        return {"Body": io.BytesIO(json.dumps({**PANEL_ITEMS, "items": items}).encode())}
+
+    monkeypatch.setattr(lam.runtime_client(), "invoke_endpoint", endpoint)
+    status, _, doc = call(lam, event(sent))
+    assert status == 200 and len(doc["items"]) == 100
+    assert len(forwarded[0]) <= len(sent.encode())  # what the Lambda accepted, the container accepts
+    assert app_rules.parse_request(forwarded[0]).item_ids == tuple(ids)
+
+
 @pytest.mark.parametrize(
     ("evt", "expected"),
     [(event({"periods": 0, "conf": 0.9}), 400), (event({"periods": 2, "conf": 1}), 400),
      (event("{"), 400), (event(None), 400), (event({"periods": 2, "conf": 0.9}, "text/plain"), 415),
-     (event({"periods": 2, "conf": 0.9, "pad": "x" * app_rules.MAX_BODY_BYTES}), 413), (event({"periods": 2, "conf": 0.9, "x": 1}), 400)],
+     (event({"periods": 2, "conf": 0.9, "pad": "x" * app_rules.MAX_BODY_BYTES}), 413), (event({"periods": 2, "conf": 0.9, "x": 1}), 400),
+     ({**event({"periods": 2, "conf": 0.9}), "headers": {"Content-Type": "application/json",
+                                                         "Content-Encoding": "gzip"}}, 415)],
 )
 def test_invalid_requests_never_reach_the_endpoint(lam, evt, expected):
     _, stubber = stubbed(lam)  # no responses queued: a call would fail the test
@@ -298,12 +320,12 @@ def test_the_handler_refuses_what_the_app_refuses_with_the_same_status_and_messa
 # --- events that are not API Gateway proxy events: 400, never a 500 or an exception ----------------
 
 @pytest.mark.parametrize(("change", "fragment"), [
-    ({"body": {"periods": 2, "conf": 0.9}}, "the event's body must be a string, got dict"),
-    ({"body": 7}, "the event's body must be a string, got int"),
-    ({"requestContext": "req-1"}, "the event's requestContext must be an object, got str"),
-    ({"headers": ["content-type"]}, "the event's headers must be an object, got list"),
+    ({"body": {"periods": 2, "conf": 0.9}}, "the event's body must be a string, got an object"),
+    ({"body": 7}, "the event's body must be a string, got a number"),
+    ({"requestContext": "req-1"}, "the event's requestContext must be an object, got a string"),
+    ({"headers": ["content-type"]}, "the event's headers must be an object, got an array"),
     ({"headers": {"content-type": 3}}, "the event's headers must map names to strings"),
-    ({"isBase64Encoded": "yes"}, "the event's isBase64Encoded must be true or false, got str"),
+    ({"isBase64Encoded": "yes"}, "the event's isBase64Encoded must be true or false, got a string"),
 ])
 def test_a_malformed_event_is_a_400(lam, change, fragment):
     evt = {**event({"periods": 2, "conf": 0.9}), **change}

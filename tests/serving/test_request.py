@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +16,7 @@ from pipeline_code.serving.request import (
     ForecastRequest,
     ItemsRequest,
     RequestError,
+    check_content_encoding,
     check_content_type,
     integer_pattern,
     parse_request,
@@ -173,3 +175,73 @@ def test_schema_and_validator_agree(document, panel):
     except RequestError:
         accepted = False
     assert accepted == _schema_accepts(request_schema(panel=panel), document)
+
+
+# --- conf compared as written; messages in JSON's terms; refusals that name the problem -----------
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    # Inside (0, 1) as written, 1 or 0 as doubles: the nearest doubles inside (docs/serving.md).
+    (b'"0.99999999999999999"', math.nextafter(1.0, 0.0)),
+    (b"0.99999999999999999", math.nextafter(1.0, 0.0)),
+    (b"9.9999999999999999e-1", math.nextafter(1.0, 0.0)),
+    (b"1e-400", math.ulp(0.0)),
+    (b'"0.9"', 0.9),
+    (b"0.9999999999999999", 0.9999999999999999),
+])
+def test_conf_is_compared_as_written_not_as_rounded(raw, expected):
+    assert parse_request(b'{"periods": 1, "conf": %s}' % raw).conf == expected
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    (b"1e-400", None), (b"1", "got 1"), (b"1.0", "got 1.0"), (b"0.0", "got 0.0"), (b"1e400", "got 1e400"),
+    (b"-1e-400", "got -1e-400"), (b"1.00000000000000001", "got 1.00000000000000001"),
+    (b'"0.0"', "got '0.0'"), (b"null", "got null"), (b"[0.5]", "got an array"),
+])
+def test_conf_refusals_name_the_value_as_sent(raw, shown):
+    if shown is None:  # accepted: in range as written
+        parse_request(b'{"periods": 1, "conf": %s}' % raw)
+        return
+    with pytest.raises(RequestError) as info:
+        parse_request(b'{"periods": 1, "conf": %s}' % raw)
+    assert info.value.message.endswith(shown), info.value.message
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ({"periods": 1, "conf": 0.9, "item_id": None}, "item_id: an item id must be a string, got null"),
+    ({"periods": 1, "conf": 0.9, "item_id": 5}, "item_id: an item id must be a string, got a number"),
+    ({"periods": 1, "conf": 0.9, "item_id": True}, "item_id: an item id must be a string, got a boolean"),
+    ({"periods": 1, "conf": 0.9, "item_ids": [{}]}, "item_ids[0]: an item id must be a string, got an object"),
+    ({"periods": 1, "conf": 0.9, "item_ids": "a"}, "item_ids must be a list of 1 to 100 item ids, got a string"),
+    ({"list_items": False}, "list_items must be true, got false"),
+    ({"list_items": None}, "list_items must be true, got null"),
+    ({"list_items": "yes"}, "list_items must be true, got 'yes'"),
+    ({"periods": None, "conf": 0.9}, "periods must be an integer from 1 to 104, got null"),
+])
+def test_messages_name_json_types_not_python_ones(document, message):
+    with pytest.raises(RequestError) as info:
+        parse_request(json.dumps(document).encode())
+    assert info.value.message == message
+
+
+def test_well_formed_json_past_the_parsers_limits_is_named_not_malformed():
+    digits = sys.get_int_max_str_digits()
+    with pytest.raises(RequestError) as info:
+        parse_request(b'{"periods": %s, "conf": 0.9}' % (b"1" * 5000))
+    assert info.value.message == f"request body holds a number with more than {digits} digits"
+    with pytest.raises(RequestError) as info:
+        parse_request(b"[" * 5000 + b"]" * 5000)
+    assert info.value.message == "request body nests arrays or objects deeper than 32 levels"
+    # Brackets inside strings do not nest; 32 levels are still parsed (and refused as requests).
+    with pytest.raises(RequestError, match="unknown field"):
+        parse_request(json.dumps({"x": "[" * 5000}).encode())
+    with pytest.raises(RequestError, match="JSON object"):
+        parse_request(b"[" * 32 + b"]" * 32)
+
+
+def test_content_encoding():
+    for ok in (None, "", "identity", "IDENTITY", "identity, identity"):
+        check_content_encoding(ok)
+    for bad in ("gzip", "deflate", "br", "identity, gzip", "x-gzip"):
+        with pytest.raises(RequestError) as info:
+            check_content_encoding(bad)
+        assert info.value.status == 415 and "unsupported content encoding" in info.value.message
