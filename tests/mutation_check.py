@@ -75,8 +75,18 @@ MUTATIONS = {
         ("tests/engine/test_calibration.py", "tests/serving/test_quantiles.py")),
     "intervals-not-capped": Mutation(
         "intervals wider than every calibration error (a level shift's errors times its scale)",
-        (("pipeline_code/engine/core/calibration.py", "    centred_edges = sorted_raw[[0, -1]]",
-          "    return low, high\n    centred_edges = sorted_raw[[0, -1]]"),),
+        (("pipeline_code/engine/core/calibration.py", "    centred = sorted_raw - np.median(sorted_raw, axis=0)",
+          "    return low, high"),),
+        ("tests/engine/test_interval_cap.py",)),
+    "cap-ignores-the-recent-peak": Mutation(
+        "the cap is the calibration errors alone (a new volatility is capped at the calm errors)",
+        (("pipeline_code/engine/core/calibration.py", "    reach = peak * np.maximum(growth, 1.0)",
+          "    reach = 0.0 * growth"),),
+        ("tests/engine/test_interval_cap.py",)),
+    "peak-with-look-ahead": Mutation(
+        "a split's peak includes its own one-step error (look-ahead)",
+        (("pipeline_code/engine/core/calibration.py", "e[max(0, k - window):k].max(initial=0.0)",
+          "e[max(0, k - window):k + 1].max(initial=0.0)"),),
         ("tests/engine/test_interval_cap.py",)),
     "interval-shifted-by-the-cv-bias": Mutation(
         "the calibration errors' median shifts the interval off the point forecast",

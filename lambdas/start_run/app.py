@@ -157,7 +157,8 @@ def run_document(bucket: str, key: str, version: str | None) -> RunPlan:
     profile = profile_csv(data, limit.series.columns)
     if profile.problem:  # refused as the input contract would, before settings are derived from part of it
         raise SettingsError([profile.problem], f"s3://{bucket}/{key}")
-    settings = resolve(layers, timestamps=profile.timestamps, observations=profile.observations).settings
+    settings = resolve(layers, timestamps=profile.timestamps, observations=profile.observations,
+                       lines=profile.lines).settings
     # One series: refuse too short a one now, naming the minimum. A panel's too-short series get the
     # fallback model (docs/panel.md), so its length refuses nothing here.
     if profile.timestamps and not profile.panel:

@@ -1,5 +1,6 @@
-"""Load and validate an input CSV (the input contract): ``timestamp`` (ISO date), ``value`` (number);
-header names match in any case.
+"""Load and validate an input CSV (the input contract): ``timestamp`` (ISO date ``yyyy-MM-dd``, or
+Amazon Forecast's ``yyyy-MM-dd HH:mm:ss`` at ``00:00:00``: `parse_date`, one rule for one series and
+panels), ``value`` (number); header names match in any case.
 
 Every rejection is a :class:`DataValidationError` naming the rule and, where there is one, the line
 of the file (the header is line 1); a refused cell is quoted at most :data:`EXCERPT` characters long.
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_code.engine.core.calendar import Calendar, iso_date, parse_freq
-from pipeline_code.engine.profile import csv_error, header_names
+from pipeline_code.engine.profile import csv_error, header_names, order_message
 from pipeline_code.engine.settings import (
     AMAZON_FORECAST_COLUMNS, MAX_ABS_VALUE, MIN_ABS_VALUE, SETTINGS_SUFFIX,
 )
@@ -32,6 +33,9 @@ REQUIRED_COLUMNS = ("timestamp", "value")
 MAX_DATE = date(2200, 12, 31)
 EXCERPT = 40
 OPTIONAL_COLUMNS = ("item_id",)
+# The time of day a timestamp may carry (daily and coarser frequencies), and the forms accepted.
+MIDNIGHT = "00:00:00"
+TIMESTAMP_FORMS = f"yyyy-MM-dd, or yyyy-MM-dd {MIDNIGHT}"
 # Where the keys a refusal names are set (no command-line flag sets them; docs/design.md, "The run document").
 SETTINGS_FILE_HINT = f"a settings file (<name>{SETTINGS_SUFFIX} beside the upload, or --settings FILE locally)"
 
@@ -51,11 +55,13 @@ class DataValidationError(ValueError):
 
 @dataclass(frozen=True)
 class Series:
-    """A regular univariate series."""
+    """A regular univariate series; ``filled``: how many of its points reading filled in tolerated gaps
+    (not carried by ``head``, ``tail`` or a processed file)."""
 
     timestamps: list[date]
     values: np.ndarray
     freq: str
+    filled: int = 0
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -155,9 +161,8 @@ def parse_series(
         if item_col is not None:
             items.add(row[item_col].strip())
         if not calendar.on_calendar(stamps[-1]):
-            raise DataValidationError(
-                "calendar", f"{stamps[-1].isoformat()} is not a {freq} timestamp", line
-            )
+            previous = stamps[-2] if len(stamps) > 1 else None
+            raise DataValidationError("calendar", calendar.refusal(stamps[-1], previous), line)
         if gap is not None:  # two swapped rows look like a gap, then a step back: name the step back
             if stamps[-1] < stamps[-2]:
                 _check_order(stamps[-2], stamps[-1], line, calendar, max_gap_periods)
@@ -284,10 +289,19 @@ def _is_date(cell: str) -> bool:
 
 
 def parse_date(cell: str, line: int) -> date:
+    """A timestamp cell: ``yyyy-MM-dd``, or Amazon Forecast's ``yyyy-MM-dd HH:mm:ss`` (or ISO's ``T``
+    between them) at 00:00:00; the one rule of one series and of panels."""
+    text = cell.strip()
+    if len(text) > 10 and text[10] in " T":
+        if text[11:] != MIDNIGHT:
+            raise DataValidationError(
+                "timestamp", f"{excerpt(cell)} has a time of day; daily and coarser frequencies take"
+                f" {TIMESTAMP_FORMS}", line)
+        text = text[:10]
     try:
-        stamp = iso_date(cell.strip())
+        stamp = iso_date(text)
     except ValueError:
-        raise DataValidationError("timestamp", f"{excerpt(cell)} is not an ISO date (YYYY-MM-DD)", line) from None
+        raise DataValidationError("timestamp", f"{excerpt(cell)} is not an ISO date ({TIMESTAMP_FORMS})", line) from None
     if stamp > MAX_DATE:
         raise DataValidationError(
             "date-range", f"{stamp.isoformat()} is after {MAX_DATE.isoformat()}, the last date accepted"
@@ -323,9 +337,7 @@ def _check_order(prev: date, current: date, line: int, calendar: Calendar, max_g
     if current == prev:
         raise DataValidationError("duplicate", f"timestamp {current.isoformat()} appears twice", line)
     if current < prev:
-        raise DataValidationError(
-            "order", f"{current.isoformat()} comes after {prev.isoformat()}; sort rows by timestamp", line
-        )
+        raise DataValidationError("order", order_message(prev, current), line)
     steps = calendar.steps_between(prev, current)
     if steps - 1 > max_gap:
         raise DataValidationError(
@@ -345,7 +357,8 @@ def _fill_gaps(stamps: list[date], values: np.ndarray, calendar: Calendar, freq:
     if positions[-1] == len(stamps) - 1:
         return Series(stamps, values, freq)
     full = np.arange(positions[-1] + 1)
-    return Series([calendar.shift(stamps[0], int(k)) for k in full], interpolate(full, positions, values), freq)
+    return Series([calendar.shift(stamps[0], int(k)) for k in full], interpolate(full, positions, values), freq,
+                  filled=len(full) - len(stamps))
 
 
 def interpolate(full: np.ndarray, positions: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -13,7 +13,8 @@ import numpy as np
 from pipeline_code import __version__
 from pipeline_code.engine.core.artifact import ModelArtifact
 from pipeline_code.engine.core.calibration import (
-    CALIBRATION_SPLITS, COSTLY_CALIBRATION_SPLITS, SCALE_WINDOW, calibration_rows, current_scale, local_scales,
+    CALIBRATION_SPLITS, COSTLY_CALIBRATION_SPLITS, SCALE_WINDOW, calibration_rows, current_peak, current_scale,
+    local_scales,
 )
 from pipeline_code.engine.core.forecaster import Forecaster
 from pipeline_code.engine.core.spec import ModelSpec
@@ -102,7 +103,8 @@ class ModelEstimator:
             raise FamilyError(
                 f"{self.candidate['family']}: {calibration_errors.shape[0]} CV splits calibrate the"
                 f" intervals; at least {MIN_CALIBRATION_SPLITS} are needed")
-        error_scale = current_scale(np.concatenate([step1, self._recent_step1_errors(data, target, cv)]))
+        recent = np.concatenate([step1, self._recent_step1_errors(data, target, cv)])
+        error_scale, error_peak = current_scale(recent), current_peak(recent)
         section = final_section(data, self.candidate, self.ctx)
         history = series.tail(HISTORY_POINTS)
         artifact = ModelArtifact(
@@ -110,7 +112,7 @@ class ModelEstimator:
             freq=series.freq,
             last_timestamp=series.timestamps[-1].isoformat(),
             t_last=len(series) - 1,
-            parameters={**section.parameters, "error_scale": error_scale},
+            parameters={**section.parameters, "error_scale": error_scale, "error_peak": error_peak},
             calibration_errors=calibration_errors,
             calibration_scales=calibration_scales,
             history={
@@ -134,10 +136,11 @@ class ModelEstimator:
                 "hyperparameters": self.candidate,
                 "metrics": {f"cv_{k}": v for k, v in cv.metrics().items()},
                 "calibration": {
-                    "method": "locally scaled split conformal, capped by the unscaled errors",
+                    "method": "locally scaled split conformal, capped by the unscaled and recent errors",
                     "splits": int(calibration_errors.shape[0]),
                     "scale_window": SCALE_WINDOW,
                     "error_scale": error_scale,
+                    "error_peak": error_peak,
                 },
                 "libraries": {
                     "forecast_mlops": __version__,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.core.calibration import (
-    CALIBRATION_SPLITS, SCALE_WINDOW, bounds, calibration_rows, capped, local_scales,
+    CALIBRATION_SPLITS, SCALE_WINDOW, bounds, calibration_rows, capped, local_peaks, local_scales,
 )
 from pipeline_code.engine.core.design import design_matrix
 from pipeline_code.engine.core.forecaster import Forecaster
@@ -109,8 +109,9 @@ def online_offsets(
     levels: tuple[float, ...], *, keep: int = CALIBRATION_SPLITS,
 ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
     """Interval offsets at each backtest row, calibrated on the latest ``keep`` scaled errors observed
-    before its origin and ``capped`` by those errors unscaled, as a served model's are."""
-    scales = local_scales(log_errors[:, 0])
+    before its origin and ``capped`` by those errors unscaled and the recent one-step peak, as a served
+    model's are."""
+    scales, peaks = local_scales(log_errors[:, 0]), local_peaks(log_errors[:, 0])
     out = {level: (np.empty((rows.size, horizon)), np.empty((rows.size, horizon))) for level in levels}
     for i, row in enumerate(rows):
         past = np.flatnonzero(all_origins + horizon <= all_origins[row])
@@ -121,7 +122,8 @@ def online_offsets(
             raise ValueError(f"origin {all_origins[row]} has too few earlier errors to calibrate")
         for level in levels:
             lo, hi = bounds(calibration, level)
-            out[level][0][i], out[level][1][i] = capped(lo * scales[row], hi * scales[row], raw, level)
+            out[level][0][i], out[level][1][i] = capped(
+                lo * scales[row], hi * scales[row], raw, level, peaks[row])
     return out
 
 

@@ -17,7 +17,8 @@ the CSV columns follow the dataset schema's attribute order and a header is best
 ``series.columns`` for a headerless file. Its timestamps for Y, M, W and D frequencies are
 ``yyyy-MM-dd``, optionally ``yyyy-MM-dd HH:mm:ss`` (same page, and ``TimestampFormat`` in
 https://docs.aws.amazon.com/forecast/latest/dg/API_CreateDatasetImportJob.html): both are read, the
-time must be 00:00:00 (hourly and minute data are not supported here). Other fields (a ``location``
+time must be 00:00:00 (hourly and minute data are not supported here), by `engine.dataset.parse_date`,
+as in a file of one series. Other fields (a ``location``
 dimension, related time series) are refused: one file holds one target per item.
 
 Rules: each refusal is a :class:`DataValidationError` naming the rule, the line (the header is line 1)
@@ -93,8 +94,6 @@ ITEM, TIMESTAMP, VALUE = "item_id", "timestamp", "value"
 # Amazon Forecast's name of the target column (CUSTOM domain), read as ``value``.
 TARGET_VALUE = "target_value"
 MISSING_CELLS = frozenset({"", "na", "nan"})
-# The time of day a timestamp may carry (daily and coarser frequencies).
-MIDNIGHT = "00:00:00"
 
 
 @dataclass(frozen=True)
@@ -241,7 +240,7 @@ class _Rows:
             raise DataValidationError("empty", "the file has a header but no rows")
 
     def new_date(self, cell: str, line: int) -> int:
-        when = _parse_timestamp(cell, line)
+        when = parse_date(cell, line)
         day = self.stamp_cells[cell] = self.date_ids.setdefault(when, len(self.dates))
         if day == len(self.dates):
             self.dates.append(when)
@@ -302,13 +301,15 @@ class _Rows:
     def off_calendar(self, row: int, item: np.ndarray, day: np.ndarray) -> None:
         """The first row off the calendar: its item follows another frequency, or the row is off."""
         name, freq = self.names[item[row]], self.settings.data.freq
-        own = _own_freq(sorted({self.dates[d] for d in day[item == item[row]]}))
+        days = sorted({self.dates[d] for d in day[item == item[row]]})
+        own = _own_freq(days)
         if own is not None:
             raise DataValidationError(
                 "frequency", f"the item's timestamps follow {own}; the panel's frequency (data.freq) is {freq}",
                 self.line[row], item=name)
-        raise DataValidationError(
-            "calendar", f"{self.dates[day[row]].isoformat()} is not a {freq} timestamp", self.line[row], item=name)
+        calendar, when = parse_freq(freq), self.dates[day[row]]
+        previous = max((d for d in days if d < when and calendar.on_calendar(d)), default=None)
+        raise DataValidationError("calendar", calendar.refusal(when, previous), self.line[row], item=name)
 
 
 class _Fill:
@@ -412,18 +413,6 @@ def _own_freq(stamps: list[date]) -> str | None:
         return infer_freq(stamps)
     except ValueError:
         return None
-
-
-def _parse_timestamp(cell: str, line: int) -> date:
-    """``yyyy-MM-dd``, or Amazon Forecast's ``yyyy-MM-dd HH:mm:ss`` at 00:00:00."""
-    text = cell.strip()
-    if len(text) > 10 and text[10] in " T":
-        if text[11:] != MIDNIGHT:
-            raise DataValidationError(
-                "timestamp", f"{excerpt(cell)} has a time of day; daily and coarser frequencies take"
-                f" yyyy-MM-dd or yyyy-MM-dd {MIDNIGHT}", line)
-        text = text[:10]
-    return parse_date(text, line)
 
 
 def write_panel_csv(path: str | Path, panel: Panel, extra: dict[str, dict[str, np.ndarray]] | None = None) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from datetime import date
 from typing import Any, Mapping, Sequence
 
-from pipeline_code.engine.core.calendar import infer_freq, parse_freq, season_length_for
+from pipeline_code.engine.core.calendar import infer_freq, off_calendar, parse_freq, season_length_for
 from pipeline_code.engine.core.spec import max_fourier_k, season_period
 
 WEEKS_PER_YEAR = 365.25 / 7
@@ -640,11 +640,12 @@ class Resolved:
 
 def resolve(
     layers: Sequence[tuple[str, Mapping[str, Any]]], *, timestamps: Sequence[date] | None = None,
-    observations: int | None = None,
+    observations: int | None = None, lines: Sequence[int] | None = None,
 ) -> Resolved:
     """Merge the layers (name, document) over the engine's defaults; fill what none of them sets
-    from the data (frequency from the timestamps, season length from the frequency, horizon, CV
-    window and evaluation origins from the season and the length); validate once."""
+    from the data (frequency from the timestamps, in order, season length from the frequency, horizon,
+    CV window and evaluation origins from the season and the length); validate once. ``lines`` (one
+    per timestamp) lets a timestamp off the calendar be named with its line."""
     settings = Settings()
     origin: dict[str, str] = {}  # key -> where its value came from: the last layer that set it
     for source, document in layers:
@@ -656,12 +657,12 @@ def resolve(
     data = settings.data
     if "data.freq" not in given and timestamps:
         try:
-            derived["data.freq"] = infer_freq(list(timestamps))
+            derived["data.freq"] = infer_freq(list(timestamps), lines)
         except ValueError as err:
             raise SettingsError([f"data.freq: {err}"], "data") from err
     freq = derived.get("data.freq", data.freq)
     if "data.freq" in given and timestamps:
-        _check_freq_fits(freq, list(timestamps))
+        _check_freq_fits(freq, list(timestamps), lines)
     if "data.season_length" not in given and ("data.freq" in given or "data.freq" in derived):
         try:
             derived["data.season_length"] = season_length_for(freq)
@@ -764,20 +765,20 @@ def check_length(settings: Settings, observations: int) -> None:
                              f"{settings.min_observations_rule()}"], "data")
 
 
-def _check_freq_fits(freq: str, timestamps: list[date]) -> None:
-    """A given frequency the data does not follow is a settings error (named before any job runs)."""
+def _check_freq_fits(freq: str, timestamps: list[date], lines: Sequence[int] | None = None) -> None:
+    """A given frequency the data does not follow is a settings error (named before any job runs), naming
+    the first timestamp off it, its line and the date expected."""
     try:
         calendar = parse_freq(freq)
     except ValueError as err:
         raise SettingsError([f"data.freq: {err}"], "settings") from err
-    off = next((day for day in timestamps if not calendar.on_calendar(day)), None)
+    off = off_calendar(calendar, timestamps, lines)
     if off is not None:
         try:
             hint = f"; the data looks like {infer_freq(timestamps)}"
         except ValueError:
             hint = ""
-        raise SettingsError([f"data.freq: the data does not follow {freq}: {off.isoformat()} is not a "
-                             f"{freq} timestamp{hint}"], "settings")
+        raise SettingsError([f"data.freq: the data does not follow {freq}: {off}{hint}"], "settings")
 
 
 def read_document(path: str | Path, max_bytes: int = SETTINGS_MAX_BYTES) -> dict[str, Any]:

@@ -108,6 +108,9 @@ def run_pipeline(
         log(f"  structural break {ep['start']}..{ep['end']} replaced by a counterfactual")
     if report.get("older_rows_unused"):
         log(f"  {report['older_rows_unused']}")
+    if not report.get("panel") and report["filled_points"]["middle"]:
+        log(f"  filled points {report['filled_points']} (gaps of up to data.max_gap_periods"
+            f" {settings.data.max_gap_periods}, interpolated)")
 
     def do_tune():
         from pipeline_code.engine.plots import plot_tuning

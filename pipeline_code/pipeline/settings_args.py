@@ -79,7 +79,8 @@ def resolve_for_data(layers: list[tuple[str, dict[str, Any]]], data: Path) -> Re
     profile = profile_csv(Path(data).read_bytes(), limit.series.columns)
     if profile.problem:  # refused as the input contract would, before settings are derived from part of it
         raise SettingsError([profile.problem], str(data))
-    resolved = resolve(layers, timestamps=profile.timestamps, observations=profile.observations)
+    resolved = resolve(layers, timestamps=profile.timestamps, observations=profile.observations,
+                       lines=profile.lines)
     check_offered(resolved.settings, panel=profile.panel)  # as the starter Lambda does
     return resolved
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_code.engine.cv import CVResult, cross_validate_candidate
-from pipeline_code.engine.dataset import DataValidationError, Series, load_series
+from pipeline_code.engine.dataset import DataValidationError, Series, fmt, load_series
 from pipeline_code.engine.estimator import FitResult, ModelEstimator
 from pipeline_code.engine.evaluation import (
     backtest_candidate, backtest_origins, backtest_seasonal_naive, diagnostics, gate, hold_older_data,
@@ -74,6 +74,7 @@ def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -
             raise DataValidationError(
                 err.rule, f"{err.message}; the run settings need {settings.min_observations_rule()}") from err
         raise
+    filled = {"middle": series.filled, "end": 0}  # as a panel's filled_points; only tolerated gaps are filled
     unused, older = {}, len(series) - settings.data.max_rows  # all rows validated; the latest max_rows used
     if older > 0:
         series = series.tail(settings.data.max_rows)
@@ -89,6 +90,7 @@ def run_processing(raw: Path, out: Path, settings: Settings, *, jobs: int = 1) -
         **pre.report(),
         **rules,
         **unused,
+        "filled_points": filled,
         "source": source.name,
         "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
         "train_observations": len(train.series),
@@ -398,13 +400,13 @@ def forecast_header(levels: tuple[float, ...]) -> list[str]:
 
 
 def forecast_rows(forecaster: Forecaster, periods: int, levels: tuple[float, ...]) -> list[list[str]]:
-    """One forecaster's export rows, in ``forecast_header``'s order."""
+    """One forecaster's export rows, in ``forecast_header``'s order, every value at full precision."""
     paths = {level: forecaster.predict(periods, level) for level in levels}
     first = next(iter(paths.values()))
     rows = []
     for i, stamp in enumerate(first.timestamps):
-        row = [stamp.isoformat(), f"{first.mean[i]:.6g}"]
+        row = [stamp.isoformat(), fmt(first.mean[i])]  # the shortest text that reads back the same float
         for level in levels:
-            row += [f"{paths[level].lower[i]:.6g}", f"{paths[level].upper[i]:.6g}"]
+            row += [fmt(paths[level].lower[i]), fmt(paths[level].upper[i])]
         rows.append(row)
     return rows

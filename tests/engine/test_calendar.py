@@ -77,3 +77,36 @@ def test_anchored_quarters_and_years_agree_with_pandas(base, month):
 def test_a_malformed_anchor_is_refused_naming_the_anchored_forms(alias):
     with pytest.raises(ValueError, match="QS-DEC"):
         parse_freq(alias)
+
+
+def test_a_date_moved_off_the_calendar_most_dates_follow_is_named_with_its_line_and_the_date_expected():
+    """A holiday moves one week's date by a day: inference names that date, not just "cannot infer"."""
+    from datetime import timedelta
+
+    from pipeline_code.engine.core.calendar import infer_freq
+
+    days = [date(2005, 1, 7) + timedelta(weeks=k) for k in range(20)]
+    days[5] -= timedelta(days=1)
+    lines = list(range(2, 22))
+    with pytest.raises(ValueError) as info:
+        infer_freq(days, lines)
+    assert str(info.value) == (
+        "cannot infer the frequency: the timestamps follow W-FRI, but 2005-02-10 (line 7) is not a W-FRI"
+        " timestamp (expected 2005-02-11, one period after 2005-02-04); correct that date, or set data.freq")
+    with pytest.raises(ValueError, match=r"but 2005-02-10 is not a W-FRI timestamp \(expected 2005-02-11"):
+        infer_freq(days)  # no lines known: the date alone
+    months = [date(2010 + k // 12, k % 12 + 1, 1) for k in range(24)]
+    months[0] = date(2009, 12, 31)  # the first date moved: the calendar most follow is still found
+    with pytest.raises(ValueError, match=r"follow MS, but 2009-12-31 \(line 2\) is not a MS timestamp;"):
+        infer_freq(months, lines=range(2, 26))
+    days[5] += timedelta(days=1)
+    assert infer_freq(days) == "W-FRI"
+
+
+def test_business_days_point_to_the_daily_calendar_with_gaps_filled():
+    with pytest.raises(ValueError) as info:
+        parse_freq("B")
+    message = str(info.value)
+    assert message.startswith("unsupported frequency 'B': business days are daily data whose weekends are gaps:"
+                              " use D and set data.max_gap_periods")
+    assert 'README, "Input contract"' in message and "supported: D, W-MON..W-SUN" in message

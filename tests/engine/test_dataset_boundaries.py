@@ -85,6 +85,13 @@ def test_a_gap_of_max_gap_periods_is_filled_and_one_more_is_refused(freq, start,
     assert f"{max_gap + 1} missing period(s)" in str(error)
 
 
+def test_a_series_counts_the_points_filled_in_its_gaps():
+    stamps = weeks(10)
+    series = parse(csv_text(stamps[:2] + stamps[4:7] + stamps[8:]), max_gap_periods=2)
+    assert (len(series), series.filled) == (10, 3)
+    assert parse(csv_text(stamps), max_gap_periods=2).filled == 0
+
+
 def test_gap_filling_keeps_observed_values_and_interpolates_on_the_log_scale():
     values = [0.1, 0.3, 10.0, 7.0]
     stamps = [FRIDAY, FRIDAY + timedelta(weeks=1), FRIDAY + timedelta(weeks=3), FRIDAY + timedelta(weeks=4)]
@@ -131,11 +138,33 @@ def test_timestamps_on_the_calendar_pass_and_the_nearest_off_it_are_refused(freq
         refused(csv_text([on, day] if day > on else [day]), "calendar", 3 if day > on else 2, freq=freq)
 
 
+def test_a_date_off_the_calendar_names_the_date_expected_after_the_one_before():
+    """A holiday moved one week's date by a day."""
+    stamps = weeks(6)
+    stamps[3] -= timedelta(days=1)
+    error = refused(csv_text(stamps), "calendar", 5)
+    assert str(error) == ("[calendar] (line 5) 2020-01-23 is not a W-FRI timestamp (expected 2020-01-24, one"
+                          " period after 2020-01-17)")
+
+
 # --- cells ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell", ["2020-01-03", " 2020-01-03 "])
+@pytest.mark.parametrize("cell", ["2020-01-03", " 2020-01-03 ", "2020-01-03 00:00:00", "2020-01-03T00:00:00"])
 def test_iso_dates_pass(cell):
+    """Amazon Forecast's yyyy-MM-dd HH:mm:ss at midnight too, as a panel reads it (one rule)."""
     assert parse(f"timestamp,value\n{cell},1\n").timestamps == [FRIDAY]
+
+
+def test_a_time_of_day_is_refused_as_a_panel_refuses_it():
+    from pipeline_code.engine.panel_data import parse_panel
+    from pipeline_code.engine.settings import Settings
+
+    error = refused("timestamp,value\n2020-01-03 00:00:00,1\n2020-01-10 12:00:00,2\n", "timestamp", 3)
+    with pytest.raises(DataValidationError) as panel:
+        parse_panel(b"item_id,timestamp,value\nA,2020-01-03 00:00:00,1\nA,2020-01-10 12:00:00,2\n",
+                    settings=Settings())
+    assert str(panel.value) == str(error).replace("(line 3)", "(line 3, item 'A')")
+    assert "has a time of day; daily and coarser frequencies take yyyy-MM-dd, or yyyy-MM-dd 00:00:00" in str(error)
 
 
 @pytest.mark.parametrize("cell", ["2020-01-32", "2021-02-29", "2020/01/03", "03/01/2020", "",

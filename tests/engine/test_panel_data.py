@@ -215,7 +215,10 @@ def _first_line_of_b(good, other, freq) -> int:
 
 
 def test_one_timestamp_off_the_calendar_is_a_calendar_error():
-    refused(csv_bytes(rows("A", [1, 2, 3]) + ["A,2020-04-02,4", *rows("A", [5], start=4)]), "calendar", 5, "A")
+    raw = csv_bytes(rows("A", [1, 2, 3]) + ["A,2020-04-02,4", *rows("A", [5], start=4)])
+    error = refused(raw, "calendar", 5, "A")
+    assert str(error) == ("[calendar] (line 5, item 'A') 2020-04-02 is not a MS timestamp (expected 2020-04-01,"
+                          " one period after 2020-03-01)")
 
 
 # --- missing values and fills ---------------------------------------------------------------------

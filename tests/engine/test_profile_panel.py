@@ -95,3 +95,47 @@ def test_the_first_look_infers_quarters_on_their_last_month_under_any_header_cas
     assert (profile.observations, profile.items, profile.panel) == (48, 2, True)
     settings = resolve([], timestamps=profile.timestamps, observations=profile.observations).settings
     assert (settings.data.freq, settings.data.season_length, settings.data.horizon) == ("QS-DEC", 4.0, 4)
+
+
+def upload(header: str, rows) -> bytes:
+    return (header + "\n" + "".join(f"{row}\n" for row in rows)).encode()
+
+
+def test_rows_newest_first_are_refused_by_the_order_rule_before_the_frequency_is_inferred():
+    """One series must be sorted: the first look names the first row out of order, as the input contract
+    does, instead of inferring a frequency from file order (a typical step of -31 days)."""
+    newest_first = [f"{month(k)},{k + 1}" for k in reversed(range(60))]
+    assert profile_csv(upload("timestamp,value", newest_first)).problem == (
+        f"[order] (line 3) {month(58)} comes after {month(59)}; sort rows by timestamp")
+    swapped = [f"{month(k)},{k + 1}" for k in range(60)]
+    swapped[10], swapped[11] = swapped[11], swapped[10]
+    assert profile_csv(upload("timestamp,value\n", swapped)).problem == (  # a blank line 2 counts
+        f"[order] (line 14) {month(10)} comes after {month(11)}; sort rows by timestamp")
+    ordered = profile_csv(upload("timestamp,value", sorted(swapped)))
+    assert ordered.problem is None and ordered.lines == list(range(2, 62))
+    settings = resolve([], timestamps=ordered.timestamps, observations=60, lines=ordered.lines).settings
+    assert settings.data.freq == "MS"
+
+
+def test_a_panel_newest_first_is_sorted_per_item_and_its_frequency_inferred():
+    """A panel's rows need not be sorted: no order rule, the sample is each item's sorted dates."""
+    profile = profile_csv(upload("item_id,timestamp,value",
+                                 [f"{item},{month(k)},{k + 1}" for k in reversed(range(40)) for item in "AB"]))
+    assert profile.problem is None and infer_freq(profile.timestamps) == "MS"
+    assert profile.lines == list(range(80, 1, -2))  # item A's line of each date, the oldest date first
+
+
+@pytest.mark.parametrize("header, row", [("timestamp,value", "{d},1"), ("item_id,timestamp,value", "us,{d},1")])
+def test_a_date_off_the_calendar_is_named_with_its_line_whether_the_frequency_is_inferred_or_given(header, row):
+    """A holiday moved one week's date by a day: one series or a panel, the date, its line, the date expected."""
+    from pipeline_code.engine.settings import SettingsError
+
+    days = [date(2005, 1, 7) + timedelta(weeks=k) for k in range(300)]
+    days[150] -= timedelta(days=1)
+    profile = profile_csv(upload(header, [row.format(d=d) for d in days]))
+    named = "2007-11-22 (line 152) is not a W-FRI timestamp (expected 2007-11-23, one period after 2007-11-16)"
+    for layers, said in (([], f"the timestamps follow W-FRI, but {named}; correct that date, or set data.freq"),
+                         ([("flags", {"data": {"freq": "W-FRI"}})], f"the data does not follow W-FRI: {named}")):
+        with pytest.raises(SettingsError) as info:
+            resolve(layers, timestamps=profile.timestamps, observations=300, lines=profile.lines)
+        assert said in str(info.value)

@@ -238,7 +238,7 @@ def test_quarters_on_their_last_month_are_inferred_and_a_wrong_freq_names_them(t
     workdir = tmp_path / "work"
     assert main(["pipeline", "run", "--data", str(data), "--workdir", str(workdir), "--freq", "QS",
                  "--no-serve", "--quiet"]) == 2
-    assert "2005-03-01 is not a QS timestamp; the data looks like QS-DEC" in capsys.readouterr().err
+    assert "2005-03-01 (line 2) is not a QS timestamp; the data looks like QS-DEC" in capsys.readouterr().err
     assert not workdir.exists()
 
 
@@ -253,3 +253,31 @@ def test_when_no_date_is_read_the_printed_settings_say_they_follow_the_default_f
     assert "(from the data)" not in captured.out
     assert "data.freq = W-FRI (the default: no yyyy-MM-dd timestamp was found" in captured.out
     assert "data.horizon = 26 (from the default frequency W-FRI" in captured.out
+
+
+def _weekly(path: Path, days: list[date]) -> Path:
+    path.write_text("timestamp,value\n" + "".join(f"{d},{100 + k % 52}\n" for k, d in enumerate(days)))
+    return path
+
+
+WEEKS = [date(2005, 1, 7) + timedelta(weeks=k) for k in range(300)]
+
+
+@pytest.mark.parametrize("case", ["newest first", "a date moved", "business days"])
+def test_messy_uploads_are_refused_before_anything_runs_naming_the_rule_and_the_line(tmp_path, capsys, case):
+    """Rows newest-first: the order rule, not a frequency inferred from file order; one date moved by a
+    holiday: that date, its line and the date expected; --freq B: the recipe for business days."""
+    moved = list(WEEKS)
+    moved[150] -= timedelta(days=1)
+    days, flags, expected = {
+        "newest first": (WEEKS[::-1], [], "[order] (line 3) 2010-09-24 comes after 2010-10-01; sort rows by timestamp"),
+        "a date moved": (moved, [], "2007-11-22 (line 152) is not a W-FRI timestamp (expected 2007-11-23, one period"
+                                    " after 2007-11-16); correct that date, or set data.freq"),
+        "business days": (WEEKS, ["--freq", "B"], "business days are daily data whose weekends are gaps: use D and"
+                                                  " set data.max_gap_periods"),
+    }[case]
+    workdir = tmp_path / "work"
+    assert main(["pipeline", "run", "--data", str(_weekly(tmp_path / "w.csv", days)), "--workdir", str(workdir),
+                 *flags, "--no-serve", "--quiet"]) == 2
+    assert expected in capsys.readouterr().err
+    assert not workdir.exists()

@@ -83,9 +83,10 @@ def check_document(document: Any, file: str, core: str) -> None:
         for name in ("spec", "parameters"):
             _check_finite(document[name], name)
         check_section(core, document["spec"], document["parameters"])
-        scale = document["parameters"].get("error_scale")
-        if not (_is_number(scale) and scale >= 0):
-            raise ValueError(f"parameters.error_scale must be a number >= 0, found {scale!r}")
+        for name, value in (("error_scale", document["parameters"].get("error_scale")),
+                            ("error_peak", document["parameters"].get("error_peak", 0.0))):
+            if not (_is_number(value) and value >= 0):
+                raise ValueError(f"parameters.{name} must be a number >= 0, found {value!r}")
     except (ValueError, TypeError) as err:
         raise ArtifactProblem(file, str(err)) from None
 

@@ -13,8 +13,10 @@ timestamps), so serving stays free of pandas.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Sequence
 
 # Python 3.11's date.fromisoformat also takes "19960701" and week dates ("1996-W27-1"), which the input
 # contract (yyyy-MM-dd) does not.
@@ -38,6 +40,10 @@ _PERIODS = {"MS": (1, False), "ME": (1, True), "QS": (3, False), "QE": (3, True)
             "YS": (12, False), "YE": (12, True)}
 SUPPORTED = ("D, W-MON..W-SUN, MS, ME, QS, QE, YS or YE (quarters and years anchored on another month as in"
              " pandas: QS-DEC, QE-NOV, YS-JUL, YE-JUN, ...)")
+# pandas' aliases this platform reads another way: the documented recipe (README, "Input contract").
+RECIPES = {"B": "business days are daily data whose weekends are gaps: use D and set data.max_gap_periods"
+                " (2 for weekends, more for holidays) in a settings file, which fills them by interpolation"
+                " (README, \"Input contract\")"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,25 @@ class Calendar:
     def future(self, last: date, periods: int) -> list[date]:
         return [self.shift(last, k) for k in range(1, periods + 1)]
 
+    def refusal(self, day: date, previous: date | None = None, line: int | None = None) -> str:
+        """Why ``day`` (on ``line`` of the upload, when given) is refused: not a timestamp of this
+        calendar; after ``previous`` (a timestamp of it), the date expected instead."""
+        where = "" if line is None else f" (line {line})"
+        text = f"{day.isoformat()}{where} is not a {self.freq} timestamp"
+        if previous is None:
+            return text
+        expected = self.shift(previous, 1).isoformat()
+        return f"{text} (expected {expected}, one period after {previous.isoformat()})"
+
+
+def off_calendar(calendar: Calendar, days: Sequence[date], lines: Sequence[int] | None = None) -> str | None:
+    """Why ``days`` (sorted) do not all follow ``calendar``: the first day off it, with its line
+    (``lines``: one per day, when known) and the date expected there; None when every day is on it."""
+    k = next((k for k, day in enumerate(days) if not calendar.on_calendar(day)), None)
+    if k is None:
+        return None
+    return calendar.refusal(days[k], days[k - 1] if k else None, lines[k] if lines else None)
+
 
 def parse_freq(freq: str) -> Calendar:
     """Turn a frequency alias into a Calendar; raise ValueError naming the supported ones."""
@@ -96,7 +121,9 @@ def parse_freq(freq: str) -> Calendar:
         return Calendar(freq=freq, months=months, anchor_end=end, month=12 if end else 1)
     if months > 1 and anchor in _MONTHS:  # a quarter or a year anchored on a month
         return Calendar(freq=freq, months=months, anchor_end=end, month=_MONTHS[anchor])
-    raise ValueError(f"unsupported frequency {freq!r}: use {SUPPORTED}")
+    recipe = RECIPES.get(freq.upper())
+    instead = f"{recipe}; supported: " if recipe else "use "
+    raise ValueError(f"unsupported frequency {freq!r}: {instead}{SUPPORTED}")
 
 
 def anchored_alias(base: str, month: int) -> str:
@@ -122,12 +149,13 @@ def season_length_for(freq: str) -> float:
     return SEASON_LENGTHS[{1: "M", 3: "Q", 12: "Y"}[cal.months]]
 
 
-def infer_freq(days: list[date]) -> str:
-    """The frequency alias every one of ``days`` (sorted, at least 3) follows; ValueError otherwise.
+def infer_freq(days: list[date], lines: Sequence[int] | None = None) -> str:
+    """The frequency alias every one of ``days`` (sorted, at least 3) follows; ValueError otherwise,
+    naming the first day off the calendar most of them follow (with its line: ``lines``, one per day).
 
     Candidates are tried from the finest: a series is daily, weekly on one weekday, or month-,
     quarter- or year-based with every timestamp at the start or at the end of its period (quarters and
-    years anchored on the first timestamp's month, named by `anchored_alias`), with steps
+    years anchored on the most common month, named by `anchored_alias`), with steps
     of exactly one period apart from gaps (the input contract judges gaps; inference needs the
     typical step, the median one, to be a single period).
     """
@@ -140,17 +168,29 @@ def infer_freq(days: list[date]) -> str:
             f"most timestamps share their day with another (e.g. {days[0].isoformat()}): hourly and minute "
             f"data are outside this platform's calendar, which is daily to yearly ({SUPPORTED}); give one "
             "timestamp per period")
-    names = {v: k for k, v in _WEEKDAYS.items()}
-    first = days[0]
-    candidates = ["D"] if typical == 1 else [f"W-{names[first.weekday()]}"] if typical == 7 else (
-        ["MS", "ME"] if 28 <= typical <= 31
-        else [anchored_alias(base, first.month) for base in ("QS", "QE")] if 89 <= typical <= 92
-        else [anchored_alias(base, first.month) for base in ("YS", "YE")] if typical in (365, 366) else [])
-    for alias in candidates:
-        cal = parse_freq(alias)
-        if all(cal.on_calendar(day) for day in days):
-            return alias
+    calendars = [parse_freq(alias) for alias in _candidates(days, typical)]
+    on = [sum(map(cal.on_calendar, days)) for cal in calendars]
+    for cal, count in zip(calendars, on):
+        if count == len(days):
+            return cal.freq
+    if on and 2 * max(on) > len(days):  # most follow one calendar: a date moved (a holiday) is named
+        cal = calendars[on.index(max(on))]
+        raise ValueError(f"cannot infer the frequency: the timestamps follow {cal.freq}, but"
+                         f" {off_calendar(cal, days, lines)}; correct that date, or set data.freq")
     raise ValueError(
         f"cannot infer the frequency: the typical step is {typical} days and the timestamps do not all "
         f"fall on one calendar (e.g. {days[0].isoformat()}, {days[1].isoformat()}); set data.freq"
     )
+
+
+def _candidates(days: list[date], typical: int) -> list[str]:
+    """The aliases a typical step of ``typical`` days may be, on the most common weekday or month."""
+    weekday = Counter(day.weekday() for day in days).most_common(1)[0][0]
+    month = Counter(day.month for day in days).most_common(1)[0][0]
+    names = {v: k for k, v in _WEEKDAYS.items()}
+    if typical in (1, 7):
+        return ["D"] if typical == 1 else [f"W-{names[weekday]}"]
+    if 28 <= typical <= 31:
+        return ["MS", "ME"]
+    bases = ("QS", "QE") if 89 <= typical <= 92 else ("YS", "YE") if typical in (365, 366) else ()
+    return [anchored_alias(base, month) for base in bases]

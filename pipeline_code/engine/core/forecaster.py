@@ -70,6 +70,7 @@ class Forecaster:
         self.calendar = parse_freq(artifact.freq)
         self.last_timestamp = date.fromisoformat(artifact.last_timestamp)
         self._scale = float(artifact.parameters["error_scale"])
+        self._peak = float(artifact.parameters.get("error_peak", 0.0))  # absent before it was kept
         self._errors = (sorted_errors if sorted_errors is not None
                         else np.sort(np.asarray(artifact.calibration_errors, dtype=float), axis=0))
         scales = artifact.calibration_scales
@@ -151,7 +152,7 @@ class Forecaster:
         low, high = self.calibrated_bounds(conf)
         low, high = low * self._scale, high * self._scale
         if self._raw is not None:
-            low, high = capped(low, high, self._raw, conf)
+            low, high = capped(low, high, self._raw, conf, self._peak)
         periods = variance.size
         steps = np.minimum(np.arange(periods), horizon - 1)
         low, high = low[steps], high[steps]
